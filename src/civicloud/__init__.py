@@ -1,0 +1,1 @@
+"""civicloud: a self-hostable government cloud."""

@@ -1,0 +1,76 @@
+"""The composition root: settings → database → services → the FastAPI app (and the CLI's context).
+
+Nothing opens a database or a socket at import time; ``create_app`` and ``build_services`` do,
+when called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from civicloud.core.bootstrap import ensure_reference_data
+from civicloud.core.config import Settings
+from civicloud.core.db import Database
+from civicloud.core.identity import Passwords
+from civicloud.core.migrate import upgrade
+from civicloud.web import pages
+from civicloud.web.api import api_router
+from civicloud.web.api.health import router as health_router
+from civicloud.web.deps import Services
+from civicloud.web.middleware import Metrics, RequestContextMiddleware
+from civicloud.web.problems import install_problem_handlers
+
+API_PREFIX = "/api/v1"
+
+
+def build_services(settings: Settings) -> Services:
+    """Open the database named by ``settings`` and build the shared services."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return Services(
+        settings=settings,
+        db=Database.from_url(settings.effective_database_url),
+        passwords=Passwords(settings.auth),
+    )
+
+
+def prepare_database(services: Services) -> None:
+    """Apply every migration and make sure the reference data (regions, roles) is there."""
+    upgrade(services.db.engine)
+    with services.db.unit_of_work() as session:
+        ensure_reference_data(session=session)
+
+
+def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
+    """The civicloud web application: the API under ``/api/v1``, pages, health and metrics."""
+    settings = settings or (services.settings if services else Settings())
+    services = services or build_services(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        services.db.dispose()
+
+    app = FastAPI(
+        title="civicloud",
+        version="0.1.0",
+        summary="A self-hostable government cloud: tenants, identity, audit and its modules.",
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.services = services
+    app.state.metrics = Metrics()
+    app.include_router(health_router)
+    app.include_router(api_router, prefix=API_PREFIX)
+    pages.install(app)
+    install_problem_handlers(app, html_renderer=pages.render_error_page)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.web.max_body_bytes,
+        metrics=app.state.metrics,
+    )
+    return app

@@ -1,0 +1,27 @@
+"""Audit: the append-only, hash-chained record of every state-changing call."""
+
+from civicloud.core.audit.models import AuditHead, AuditRecord
+from civicloud.core.audit.schemas import AuditPage, AuditRecordRead
+from civicloud.core.audit.service import (
+    GENESIS,
+    Outcome,
+    VerifyResult,
+    list_records,
+    record,
+    record_hash,
+    verify_chain,
+)
+
+__all__ = [
+    "GENESIS",
+    "Outcome",
+    "AuditHead",
+    "AuditPage",
+    "AuditRecord",
+    "AuditRecordRead",
+    "VerifyResult",
+    "list_records",
+    "record",
+    "record_hash",
+    "verify_chain",
+]

@@ -1,0 +1,191 @@
+"""The append-only, hash-chained audit log.
+
+Each record's ``hash`` is SHA-256 over the previous record's hash and the record's canonical JSON,
+so editing, removing or reordering any record breaks the chain from that point on.
+``audit_head`` holds the last sequence number and hash, which exposes a truncated tail.
+Records are written in the caller's session: the change and its record commit together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from civicloud.core.audit.models import AuditHead, AuditRecord
+from civicloud.core.context import current_request_id
+from civicloud.core.db import utcnow
+
+if TYPE_CHECKING:
+    from civicloud.core.actor import Actor
+
+GENESIS = "0" * 64
+Outcome = Literal["success", "denied", "failed"]
+
+
+def record_hash(prev_hash: str, record: AuditRecord) -> str:
+    """The chain hash of ``record`` following ``prev_hash``."""
+    body = {
+        "at": record.at.isoformat(timespec="microseconds"),
+        "actor": record.actor,
+        "tenant_id": str(record.tenant_id) if record.tenant_id else None,
+        "action": record.action,
+        "target": record.target,
+        "request_id": record.request_id,
+        "outcome": record.outcome,
+        "detail": record.detail,
+    }
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(f"{prev_hash}\n{canonical}".encode()).hexdigest()
+
+
+def record(
+    *,
+    session: Session,
+    actor: Actor,
+    action: str,
+    target: str,
+    tenant_id: uuid.UUID | None = None,
+    outcome: Outcome = "success",
+    detail: dict[str, Any] | None = None,
+) -> AuditRecord:
+    """Append a record in the caller's transaction (it commits or rolls back with the change)."""
+    # Lock the head: appends are serialised, which is what a chain is. SQLite write transactions
+    # are serialised already (BEGIN IMMEDIATE), PostgreSQL takes the row lock here.
+    head = session.scalars(
+        select(AuditHead).where(AuditHead.id == 1).with_for_update()
+    ).one_or_none()
+    if head is None:
+        head = AuditHead(id=1, seq=0, hash=GENESIS)
+        session.add(head)
+    entry = AuditRecord(
+        seq=head.seq + 1,
+        # Microsecond precision: what every database stores, so the hash survives a round trip.
+        at=utcnow(),
+        actor=actor.name[:160],
+        tenant_id=tenant_id,
+        action=action,
+        target=target[:300],
+        request_id=current_request_id()[:64],
+        outcome=outcome,
+        detail=json.loads(json.dumps(detail or {}, default=str)),
+        prev_hash=head.hash,
+    )
+    entry.hash = record_hash(head.hash, entry)
+    session.add(entry)
+    head.seq, head.hash = entry.seq, entry.hash
+    return entry
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """Outcome of :func:`verify_chain`: ``ok``, how many records were checked, and the first fault."""
+
+    ok: bool
+    checked: int
+    seq: int | None = None
+    problem: str | None = None
+
+    def describe(self) -> str:
+        """One line for a person."""
+        if self.ok:
+            return f"audit chain intact: {self.checked} records"
+        return f"audit chain broken at record {self.seq}: {self.problem}"
+
+
+def _iter_records(session: Session, batch: int) -> Iterator[AuditRecord]:
+    after = 0
+    while True:
+        rows = session.scalars(
+            select(AuditRecord)
+            .where(AuditRecord.seq > after)
+            .order_by(AuditRecord.seq)
+            .limit(batch)
+        ).all()
+        if not rows:
+            return
+        yield from rows
+        after = rows[-1].seq
+        session.expunge_all()
+
+
+def verify_chain(*, session: Session, batch: int = 2000) -> VerifyResult:
+    """Walk the log in order and report the first record that was edited, removed or reordered."""
+    expected_prev, expected_seq, checked = GENESIS, 1, 0
+    for entry in _iter_records(session, batch):
+        if entry.seq != expected_seq:
+            return VerifyResult(
+                False,
+                checked,
+                expected_seq,
+                f"record {expected_seq} was removed (next is {entry.seq})",
+            )
+        if entry.prev_hash != expected_prev:
+            return VerifyResult(
+                False, checked, entry.seq, "out of order: it does not follow the record before it"
+            )
+        if record_hash(entry.prev_hash, entry) != entry.hash:
+            return VerifyResult(False, checked, entry.seq, "its contents were edited")
+        expected_prev, expected_seq, checked = entry.hash, expected_seq + 1, checked + 1
+    head = session.get(AuditHead, 1)
+    last_seq = expected_seq - 1
+    if head is not None and (head.seq != last_seq or head.hash != expected_prev):
+        if head.seq > last_seq:
+            return VerifyResult(
+                False, checked, last_seq + 1, f"records {last_seq + 1}..{head.seq} were removed"
+            )
+        return VerifyResult(False, checked, head.seq, "the head does not match the last record")
+    if head is None and checked:
+        return VerifyResult(False, checked, 1, "the chain head is missing")
+    return VerifyResult(True, checked)
+
+
+def list_records(
+    *,
+    session: Session,
+    actor: Actor,
+    tenant_id: uuid.UUID | None = None,
+    action: str | None = None,
+    actor_name: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    before: int | None = None,
+    limit: int = 100,
+) -> Sequence[AuditRecord]:
+    """Records of tenants in the actor's audit subtree, newest first.
+
+    Platform-wide auditors also see records that belong to no tenant (logins, regions).
+    """
+    # Imported here: tenants' service records audit entries, so it imports this module.
+    from civicloud.core.tenants.models import Tenant
+    from civicloud.core.tenants.service import get_tenant_or_raise, in_subtrees
+
+    roots = actor.roots("core.audit.read")
+    query = select(AuditRecord)
+    if tenant_id is not None:
+        scope = get_tenant_or_raise(
+            session=session, actor=actor, tenant_id=tenant_id, permission="core.audit.read"
+        )
+        roots = [scope.path]
+    if roots is not None:
+        query = query.join(Tenant, Tenant.id == AuditRecord.tenant_id).where(
+            in_subtrees(Tenant.path, roots)
+        )
+    if action:
+        query = query.where(AuditRecord.action.startswith(action, autoescape=True))
+    if actor_name:
+        query = query.where(AuditRecord.actor == actor_name)
+    if since is not None:
+        query = query.where(AuditRecord.at >= since)
+    if until is not None:
+        query = query.where(AuditRecord.at < until)
+    if before is not None:
+        query = query.where(AuditRecord.seq < before)
+    return session.scalars(query.order_by(AuditRecord.seq.desc()).limit(limit)).all()

@@ -1,0 +1,77 @@
+"""Typed settings, read from ``CIVICLOUD_*`` environment variables (and an optional ``.env``).
+
+Built once by the composition root (``civicloud.app``) and passed down; nothing here opens files,
+engines or sockets at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class WebSettings(BaseModel):
+    """HTTP and browser-facing settings."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    #: Largest request body accepted, in bytes; larger bodies answer 413.
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    #: ``None`` means automatic: cookies are ``Secure`` unless the request came over plain HTTP
+    #: to a loopback address (the one-machine demo). ``True`` forces ``Secure`` everywhere.
+    cookie_secure: bool | None = None
+    session_hours: int = Field(default=12, ge=1, le=24 * 30)
+    default_language: str = "zh"
+
+
+class AuthSettings(BaseModel):
+    """Identity settings."""
+
+    api_key_days: int = Field(default=90, ge=1, le=3650)
+    min_password_length: int = Field(default=10, ge=8)
+    # argon2id costs; the defaults follow RFC 9106's second recommended option, scaled down in
+    # memory so that a two-core machine still logs a user in within a few tens of milliseconds.
+    argon2_time_cost: int = Field(default=3, ge=1)
+    argon2_memory_kib: int = Field(default=65_536, ge=8)
+    argon2_parallelism: int = Field(default=2, ge=1)
+
+
+class Settings(BaseSettings):
+    """All of civicloud's settings. ``CIVICLOUD_DATA_DIR``, ``CIVICLOUD_DATABASE_URL``, ``CIVICLOUD_WEB__PORT``…"""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CIVICLOUD_", env_nested_delimiter="__", env_file=".env", extra="ignore"
+    )
+
+    data_dir: Path = Path("./civicloud-data")
+    #: Empty means SQLite in ``data_dir``; PostgreSQL as ``postgresql+psycopg://user:pw@host/db``.
+    database_url: str = ""
+    log_level: str = "INFO"
+    #: JSON log lines (the default) or plain text for a terminal.
+    log_json: bool = True
+    web: WebSettings = WebSettings()
+    auth: AuthSettings = AuthSettings()
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_driver(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite", "postgresql+psycopg://")):
+            raise ValueError(
+                "database_url must be sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST/DB"
+            )
+        return value
+
+    @property
+    def effective_database_url(self) -> str:
+        """The configured database URL, or SQLite inside the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'civicloud.db').resolve()}"
+
+    def with_data_dir(self, data_dir: Path | None) -> Settings:
+        """A copy whose data directory is ``data_dir`` (when given)."""
+        if data_dir is None:
+            return self
+        return self.model_copy(update={"data_dir": data_dir})

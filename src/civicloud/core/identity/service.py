@@ -1,0 +1,341 @@
+"""Users, passwords, API keys and browser sessions."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from civicloud.core import audit
+from civicloud.core.actor import Actor, authorize
+from civicloud.core.db import utcnow
+from civicloud.core.errors import Conflict, NotFound
+from civicloud.core.identity.models import ApiKey, User, WebSession
+from civicloud.core.identity.passwords import Passwords
+from civicloud.core.identity.schemas import ApiKeyCreate, UserCreate, UserUpdate
+from civicloud.core.tenants.models import Tenant
+from civicloud.core.tenants.service import get_tenant_or_raise, in_subtrees
+
+READ = "core.user.read"
+ADMIN = "core.user.admin"
+API_KEY_PREFIX = "cck"
+MAX_FAILED_LOGINS = 5
+LOCKOUT = timedelta(minutes=5)
+
+
+def _sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def get_user_by_username(*, session: Session, username: str) -> User | None:
+    """The user ``username`` with no access check, or ``None``."""
+    return session.scalars(select(User).where(User.username == username.lower())).one_or_none()
+
+
+def get_user_or_raise(
+    *, session: Session, actor: Actor, user_id: uuid.UUID, permission: str = READ
+) -> User:
+    """The user ``user_id`` if ``actor`` holds ``permission`` at its home tenant (404 if unseen)."""
+    user = session.get(User, user_id)
+    home = session.get(Tenant, user.tenant_id) if user else None
+    if user is None or home is None:
+        raise NotFound("no such user", resource="user")
+    if user.id == actor.user_id and permission == READ:
+        return user
+    authorize(actor, permission, path=home.path, what="user")
+    return user
+
+
+def list_users(
+    *, session: Session, actor: Actor, tenant_id: uuid.UUID | None = None, limit: int = 500
+) -> Sequence[User]:
+    """Users homed in tenants the actor may read users of."""
+    query = (
+        select(User)
+        .join(Tenant, Tenant.id == User.tenant_id)
+        .where(in_subtrees(Tenant.path, actor.roots(READ)))
+    )
+    if tenant_id is not None:
+        scope = get_tenant_or_raise(
+            session=session, actor=actor, tenant_id=tenant_id, permission=READ
+        )
+        query = query.where(in_subtrees(Tenant.path, [scope.path]))
+    return session.scalars(query.order_by(User.username).limit(limit)).all()
+
+
+def create_user(*, session: Session, actor: Actor, data: UserCreate, passwords: Passwords) -> User:
+    """Create a user homed in ``data.tenant_id``."""
+    tenant = get_tenant_or_raise(
+        session=session, actor=actor, tenant_id=data.tenant_id, permission=ADMIN
+    )
+    if get_user_by_username(session=session, username=data.username) is not None:
+        raise Conflict(f"username {data.username!r} is taken")
+    user = User(
+        id=uuid.uuid4(),
+        username=data.username.lower(),
+        display_name=data.display_name,
+        email=data.email,
+        password_hash=passwords.hash(data.password) if data.password else None,
+        tenant_id=tenant.id,
+    )
+    session.add(user)
+    audit.record(
+        session=session,
+        actor=actor,
+        action="core.user.create",
+        tenant_id=tenant.id,
+        target=f"user:{user.username}",
+    )
+    return user
+
+
+def update_user(
+    *, session: Session, actor: Actor, user_id: uuid.UUID, data: UserUpdate, passwords: Passwords
+) -> User:
+    """Change a user's name, e-mail, password or active flag."""
+    user = get_user_or_raise(session=session, actor=actor, user_id=user_id, permission=ADMIN)
+    changed = sorted(k for k, v in data.model_dump(exclude_unset=True).items() if v is not None)
+    if data.display_name is not None:
+        user.display_name = data.display_name
+    if data.email is not None:
+        user.email = data.email
+    if data.password is not None:
+        user.password_hash = passwords.hash(data.password)
+        user.failed_logins, user.locked_until = 0, None
+    if data.is_active is not None:
+        user.is_active = data.is_active
+        if not data.is_active:
+            _revoke_all_sessions(session, user)
+    audit.record(
+        session=session,
+        actor=actor,
+        action="core.user.update",
+        tenant_id=user.tenant_id,
+        target=f"user:{user.username}",
+        detail={"changed": changed},
+    )
+    return user
+
+
+def _revoke_all_sessions(session: Session, user: User) -> None:
+    now = utcnow()
+    for web_session in session.scalars(
+        select(WebSession).where(WebSession.user_id == user.id, WebSession.revoked_at.is_(None))
+    ):
+        web_session.revoked_at = now
+
+
+# --- passwords and browser sessions -------------------------------------------------------
+
+
+def authenticate_password(
+    *, session: Session, username: str, password: str, passwords: Passwords
+) -> User | None:
+    """The user if ``password`` is right and the account is usable; counts failures and locks.
+
+    Returns ``None`` rather than raising, so that the failure count the caller commits is kept.
+    """
+    user = get_user_by_username(session=session, username=username.strip())
+    now = utcnow()
+    ok = passwords.verify(user.password_hash if user else None, password)
+    who = f"user:{username.strip().lower()[:64]}"
+    if user is None:
+        _login_audit(session, who, None, "denied", "unknown user")
+        return None
+    if user.locked_until is not None and user.locked_until > now:
+        _login_audit(session, who, user.tenant_id, "denied", "locked")
+        return None
+    if not ok or not user.is_active:
+        user.failed_logins += 1
+        if user.failed_logins >= MAX_FAILED_LOGINS:
+            user.locked_until, user.failed_logins = now + LOCKOUT, 0
+        _login_audit(session, who, user.tenant_id, "denied", "bad password or inactive")
+        return None
+    user.failed_logins, user.locked_until, user.last_login_at = 0, None, now
+    if user.password_hash and passwords.needs_rehash(user.password_hash):
+        user.password_hash = passwords.hash(password)
+    _login_audit(session, who, user.tenant_id, "success", None)
+    return user
+
+
+def _login_audit(
+    session: Session, who: str, tenant_id: uuid.UUID | None, outcome: str, reason: str | None
+) -> None:
+    actor = Actor(kind="user", name=who.removeprefix("user:"), via="login")
+    audit.record(
+        session=session,
+        actor=actor,
+        action="core.session.login",
+        tenant_id=tenant_id,
+        target=who,
+        outcome="success" if outcome == "success" else "denied",
+        detail={"reason": reason} if reason else {},
+    )
+
+
+def start_web_session(*, session: Session, user: User, hours: int) -> tuple[WebSession, str]:
+    """A new browser session for ``user`` and the token for its cookie (shown once)."""
+    token = secrets.token_urlsafe(32)
+    web_session = WebSession(
+        id=uuid.uuid4(),
+        token_hash=_sha256(token),
+        user_id=user.id,
+        expires_at=utcnow() + timedelta(hours=hours),
+    )
+    session.add(web_session)
+    return web_session, token
+
+
+def resolve_web_session(*, session: Session, token: str) -> User | None:
+    """The active user behind a session cookie's ``token``, or ``None``."""
+    if not token or len(token) > 128:
+        return None
+    row = session.execute(
+        select(WebSession, User)
+        .join(User, User.id == WebSession.user_id)
+        .where(WebSession.token_hash == _sha256(token))
+    ).one_or_none()
+    if row is None:
+        return None
+    web_session, user = row
+    if web_session.revoked_at is not None or web_session.expires_at <= utcnow():
+        return None
+    return user if user.is_active else None
+
+
+def end_web_session(*, session: Session, token: str) -> None:
+    """Revoke the session behind ``token`` (signing out); unknown tokens are ignored."""
+    web_session = session.scalars(
+        select(WebSession).where(WebSession.token_hash == _sha256(token))
+    ).one_or_none()
+    if web_session is not None and web_session.revoked_at is None:
+        web_session.revoked_at = utcnow()
+        user = session.get(User, web_session.user_id)
+        audit.record(
+            session=session,
+            actor=Actor(kind="user", name=user.username if user else "?", via="session"),
+            action="core.session.logout",
+            tenant_id=user.tenant_id if user else None,
+            target=f"user:{user.username if user else web_session.user_id}",
+        )
+
+
+# --- API keys -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """A created key and its one-time token."""
+
+    key: ApiKey
+    token: str
+
+
+def issue_api_key(
+    *,
+    session: Session,
+    actor: Actor,
+    data: ApiKeyCreate,
+    default_days: int,
+    user_id: uuid.UUID | None = None,
+) -> IssuedKey:
+    """Create an API key for ``user_id`` (default: the caller); the token is returned once."""
+    owner_id = user_id or actor.user_id
+    if owner_id is None:
+        raise NotFound("no such user", resource="user")
+    permission = READ if owner_id == actor.user_id else ADMIN
+    user = get_user_or_raise(session=session, actor=actor, user_id=owner_id, permission=permission)
+    prefix = secrets.token_hex(4)
+    while session.scalars(select(ApiKey.id).where(ApiKey.prefix == prefix)).first():
+        prefix = secrets.token_hex(4)
+    secret = secrets.token_urlsafe(32)
+    key = ApiKey(
+        id=uuid.uuid4(),
+        user_id=user.id,
+        name=data.name,
+        prefix=prefix,
+        secret_hash=_sha256(secret),
+        expires_at=utcnow() + timedelta(days=data.expires_in_days or default_days),
+    )
+    session.add(key)
+    audit.record(
+        session=session,
+        actor=actor,
+        action="core.apikey.create",
+        tenant_id=user.tenant_id,
+        target=f"apikey:{prefix}",
+        detail={"user": user.username, "name": data.name},
+    )
+    return IssuedKey(key=key, token=f"{API_KEY_PREFIX}_{prefix}_{secret}")
+
+
+def list_api_keys(
+    *, session: Session, actor: Actor, user_id: uuid.UUID | None = None
+) -> Sequence[ApiKey]:
+    """API keys of ``user_id`` (default: the caller)."""
+    owner_id = user_id or actor.user_id
+    if owner_id is None:
+        return []
+    permission = READ if owner_id == actor.user_id else ADMIN
+    get_user_or_raise(session=session, actor=actor, user_id=owner_id, permission=permission)
+    return session.scalars(
+        select(ApiKey).where(ApiKey.user_id == owner_id).order_by(ApiKey.created_at.desc())
+    ).all()
+
+
+def revoke_api_key(*, session: Session, actor: Actor, key_id: uuid.UUID) -> ApiKey:
+    """Revoke an API key: one's own, or one of a user the caller administers."""
+    key = session.get(ApiKey, key_id)
+    if key is None:
+        raise NotFound("no such API key", resource="api_key")
+    permission = READ if key.user_id == actor.user_id else ADMIN
+    try:
+        user = get_user_or_raise(
+            session=session, actor=actor, user_id=key.user_id, permission=permission
+        )
+    except NotFound as exc:
+        raise NotFound("no such API key", resource="api_key") from exc
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        audit.record(
+            session=session,
+            actor=actor,
+            action="core.apikey.revoke",
+            tenant_id=user.tenant_id,
+            target=f"apikey:{key.prefix}",
+            detail={"user": user.username},
+        )
+    return key
+
+
+def resolve_api_key(*, session: Session, token: str) -> tuple[ApiKey, User] | None:
+    """The key and active user behind a bearer ``token``, or ``None`` (expired, revoked, wrong)."""
+    parts = token.split("_", 2)
+    if len(parts) != 3 or parts[0] != API_KEY_PREFIX or len(token) > 200:
+        return None
+    _, prefix, secret = parts
+    row = session.execute(
+        select(ApiKey, User).join(User, User.id == ApiKey.user_id).where(ApiKey.prefix == prefix)
+    ).one_or_none()
+    if row is None:
+        return None
+    key, user = row
+    if not hmac.compare_digest(key.secret_hash, _sha256(secret)):
+        return None
+    if key.revoked_at is not None or key.expires_at <= utcnow() or not user.is_active:
+        return None
+    return key, user
+
+
+def touch_api_key(*, session: Session, key_id: uuid.UUID) -> None:
+    """Record that a key was just used."""
+    key = session.get(ApiKey, key_id)
+    if key is not None:
+        key.last_used_at = utcnow()

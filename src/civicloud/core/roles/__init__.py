@@ -1,0 +1,47 @@
+"""Roles: named permission sets, bound to users at tenants, and the one authorisation check."""
+
+from civicloud.core.actor import Actor, Grant, authorize
+from civicloud.core.permissions import (
+    BUILTIN_ROLES,
+    RoleSpec,
+    known_permissions,
+    matches,
+    register_permissions,
+)
+from civicloud.core.roles.models import Role, RoleBinding
+from civicloud.core.roles.schemas import RoleBindingCreate, RoleBindingRead, RoleCreate, RoleRead
+from civicloud.core.roles.service import (
+    create_role,
+    ensure_builtin_roles,
+    get_role_or_raise,
+    grant_role,
+    list_bindings,
+    list_roles,
+    load_actor,
+    revoke_role,
+)
+
+__all__ = [
+    "BUILTIN_ROLES",
+    "Actor",
+    "Grant",
+    "Role",
+    "RoleBinding",
+    "RoleBindingCreate",
+    "RoleBindingRead",
+    "RoleCreate",
+    "RoleRead",
+    "RoleSpec",
+    "authorize",
+    "create_role",
+    "ensure_builtin_roles",
+    "get_role_or_raise",
+    "grant_role",
+    "known_permissions",
+    "list_bindings",
+    "list_roles",
+    "load_actor",
+    "matches",
+    "register_permissions",
+    "revoke_role",
+]

@@ -1,0 +1,190 @@
+"""Roles, role bindings, and building the ``Actor`` of a user."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from civicloud.core import audit
+from civicloud.core.actor import Actor, Grant, authorize, grants_cover_all
+from civicloud.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from civicloud.core.identity.models import User
+from civicloud.core.permissions import BUILTIN_ROLES, known_permissions, matches
+from civicloud.core.roles.models import Role, RoleBinding
+from civicloud.core.roles.schemas import RoleBindingCreate, RoleCreate
+from civicloud.core.tenants.models import Tenant
+from civicloud.core.tenants.service import get_tenant_or_raise, in_subtrees
+
+ADMIN = "core.role.admin"
+
+
+def ensure_builtin_roles(*, session: Session) -> None:
+    """Create or refresh the built-in roles (idempotent)."""
+    for spec in BUILTIN_ROLES:
+        role = session.get(Role, spec.name)
+        if role is None:
+            session.add(
+                Role(
+                    name=spec.name,
+                    name_zh=spec.name_zh,
+                    name_en=spec.name_en,
+                    permissions=list(spec.permissions),
+                    builtin=True,
+                )
+            )
+        else:
+            role.name_zh, role.name_en = spec.name_zh, spec.name_en
+            role.permissions, role.builtin = list(spec.permissions), True
+
+
+def list_roles(*, session: Session) -> Sequence[Role]:
+    """Every role, by name."""
+    return session.scalars(select(Role).order_by(Role.name)).all()
+
+
+def get_role_or_raise(*, session: Session, name: str) -> Role:
+    """The role ``name``; raises ``NotFound``."""
+    role = session.get(Role, name)
+    if role is None:
+        raise NotFound(f"no role {name!r}", resource="role")
+    return role
+
+
+def create_role(*, session: Session, actor: Actor, data: RoleCreate) -> Role:
+    """Define a custom role (platform administrators only)."""
+    actor.require_platform(ADMIN)
+    known = known_permissions()
+    for pattern in data.permissions:
+        if not any(matches(pattern, name) for name in known):
+            raise InvalidInput(f"{pattern!r} matches no known permission")
+    if session.get(Role, data.name) is not None:
+        raise Conflict(f"role {data.name!r} exists already")
+    role = Role(**data.model_dump(), builtin=False)
+    session.add(role)
+    audit.record(
+        session=session, actor=actor, action="core.role.create", target=f"role:{data.name}"
+    )
+    return role
+
+
+def load_actor(*, session: Session, user: User, via: str) -> Actor:
+    """The ``Actor`` for ``user``: its home and every grant it holds, with tenant paths."""
+    rows = session.execute(
+        select(RoleBinding.role_name, RoleBinding.tenant_id, Tenant.path, Role.permissions)
+        .join(Role, Role.name == RoleBinding.role_name)
+        .outerjoin(Tenant, Tenant.id == RoleBinding.tenant_id)
+        .where(RoleBinding.user_id == user.id)
+    ).all()
+    home = session.get(Tenant, user.tenant_id)
+    grants = tuple(
+        Grant(role=name, tenant_id=tenant_id, tenant_path=path, permissions=frozenset(perms))
+        for name, tenant_id, path, perms in rows
+    )
+    return Actor(
+        kind="user",
+        name=user.username,
+        via=via,
+        user_id=user.id,
+        tenant_id=user.tenant_id,
+        region_code=home.region_code if home else None,
+        grants=grants,
+    )
+
+
+def _binding_scope(session: Session, actor: Actor, tenant_id: uuid.UUID | None) -> Tenant | None:
+    if tenant_id is None:
+        actor.require_platform(ADMIN)
+        return None
+    return get_tenant_or_raise(session=session, actor=actor, tenant_id=tenant_id, permission=ADMIN)
+
+
+def grant_role(*, session: Session, actor: Actor, data: RoleBindingCreate) -> RoleBinding:
+    """Give a user a role at a tenant; nobody can grant permissions they do not hold there."""
+    scope = _binding_scope(session, actor, data.tenant_id)
+    user = session.get(User, data.user_id)
+    home = session.get(Tenant, user.tenant_id) if user else None
+    if user is None or home is None or not actor.can("core.user.read", home.path):
+        raise NotFound("no such user", resource="user")
+    role = get_role_or_raise(session=session, name=data.role_name)
+    path = scope.path if scope else None
+    if path is not None and not grants_cover_all(actor.grants, role.permissions, path):
+        raise PermissionDenied(f"you do not hold every permission of {role.name!r} here")
+    existing = session.scalars(
+        select(RoleBinding).where(
+            RoleBinding.user_id == user.id,
+            RoleBinding.role_name == role.name,
+            RoleBinding.tenant_id.is_(None)
+            if data.tenant_id is None
+            else RoleBinding.tenant_id == data.tenant_id,
+        )
+    ).one_or_none()
+    if existing is not None:
+        raise Conflict(f"{user.username} already holds {role.name} there")
+    binding = RoleBinding(
+        id=uuid.uuid4(),
+        user_id=user.id,
+        role_name=role.name,
+        tenant_id=data.tenant_id,
+        granted_by=actor.name,
+    )
+    session.add(binding)
+    audit.record(
+        session=session,
+        actor=actor,
+        action="core.role.grant",
+        tenant_id=data.tenant_id,
+        target=f"user:{user.username}",
+        detail={"role": role.name, "binding": str(binding.id)},
+    )
+    return binding
+
+
+def revoke_role(*, session: Session, actor: Actor, binding_id: uuid.UUID) -> None:
+    """Take back a role binding."""
+    binding = session.get(RoleBinding, binding_id)
+    if binding is None:
+        raise NotFound("no such role binding", resource="role_binding")
+    if binding.tenant_id is None:
+        if not actor.is_platform_wide:
+            raise NotFound("no such role binding", resource="role_binding")
+        actor.require_platform(ADMIN)
+    else:
+        tenant = session.get(Tenant, binding.tenant_id)
+        if tenant is None:
+            raise NotFound("no such role binding", resource="role_binding")
+        authorize(actor, ADMIN, path=tenant.path, what="role binding")
+    user = session.get(User, binding.user_id)
+    session.delete(binding)
+    audit.record(
+        session=session,
+        actor=actor,
+        action="core.role.revoke",
+        tenant_id=binding.tenant_id,
+        target=f"user:{user.username if user else binding.user_id}",
+        detail={"role": binding.role_name, "binding": str(binding.id)},
+    )
+
+
+def list_bindings(
+    *,
+    session: Session,
+    actor: Actor,
+    user_id: uuid.UUID | None = None,
+    tenant_id: uuid.UUID | None = None,
+) -> Sequence[RoleBinding]:
+    """Role bindings at tenants the actor may read users of (platform-wide ones for platform admins)."""
+    roots = actor.roots("core.user.read")
+    query = select(RoleBinding).outerjoin(Tenant, Tenant.id == RoleBinding.tenant_id)
+    if roots is not None:
+        query = query.where(in_subtrees(Tenant.path, roots))
+    if tenant_id is not None:
+        scope = get_tenant_or_raise(
+            session=session, actor=actor, tenant_id=tenant_id, permission="core.user.read"
+        )
+        query = query.where(RoleBinding.tenant_id == scope.id)
+    if user_id is not None:
+        query = query.where(RoleBinding.user_id == user_id)
+    return session.scalars(query.order_by(RoleBinding.created_at, RoleBinding.id)).all()

@@ -1,0 +1,148 @@
+"""RFC 9457 problem documents: every error leaves the API as ``application/problem+json``.
+
+Service errors are translated here, once. Failed state-changing API calls are also audited here,
+in a transaction of their own, because the request's own transaction has been rolled back.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from civicloud.core import audit
+from civicloud.core.context import current_request_id
+from civicloud.core.errors import CivicloudError
+from civicloud.core.roles import Actor
+from civicloud.web.deps import SAFE_METHODS, get_services
+
+log = logging.getLogger("civicloud.web")
+
+PROBLEM_TYPE_BASE = "https://civicloud.dev/problems/"
+_STATUS_TITLES = {
+    400: "Bad request",
+    401: "Not authenticated",
+    403: "Permission denied",
+    404: "Not found",
+    405: "Method not allowed",
+    406: "Not acceptable",
+    409: "Conflict",
+    413: "Payload too large",
+    415: "Unsupported media type",
+    422: "Invalid input",
+    429: "Too many requests",
+    500: "Internal error",
+}
+
+
+def problem(
+    status: int,
+    *,
+    code: str,
+    detail: str,
+    title: str | None = None,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    """An ``application/problem+json`` response."""
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + code,
+        "title": title or _STATUS_TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "request_id": current_request_id(),
+    }
+    if instance:
+        body["instance"] = instance
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return JSONResponse(
+        body, status_code=status, media_type="application/problem+json", headers=headers
+    )
+
+
+def wants_html(request: Request) -> bool:
+    """Whether the request is a browser's page request rather than an API call."""
+    if request.url.path.startswith("/api/"):
+        return False
+    return "text/html" in request.headers.get("accept", "")
+
+
+def _audit_failure(request: Request, status: int, code: str) -> None:
+    route = request.scope.get("route")
+    action = getattr(route, "name", None)
+    if request.method in SAFE_METHODS or not request.url.path.startswith("/api/") or not action:
+        return
+    actor: Actor | None = getattr(request.state, "actor", None)
+    outcome: audit.Outcome = "denied" if status in (401, 403, 404) else "failed"
+    try:
+        with get_services(request).db.unit_of_work() as session:
+            audit.record(
+                session=session,
+                actor=actor or Actor(kind="user", name="anonymous", via="anonymous"),
+                action=action,
+                target=request.url.path,
+                tenant_id=None,
+                outcome=outcome,
+                detail={"status": status, "code": code},
+            )
+    except Exception:  # an audit failure must not hide the caller's own error
+        log.exception("could not audit a failed request")
+
+
+def install_problem_handlers(app: FastAPI, html_renderer: Any = None) -> None:
+    """Translate every error into a problem document (or an HTML page for browsers)."""
+
+    def respond(request: Request, status: int, code: str, detail: str, **extra: Any) -> Response:
+        _audit_failure(request, status, code)
+        if html_renderer is not None and wants_html(request):
+            response: Response = html_renderer(request, status, detail)
+            return response
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return problem(
+            status, code=code, detail=detail, instance=request.url.path, headers=headers, **extra
+        )
+
+    @app.exception_handler(CivicloudError)
+    async def _civicloud_error(request: Request, exc: CivicloudError) -> Response:
+        return respond(request, exc.status, exc.code, exc.detail, title=exc.title)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        errors = [
+            {
+                "loc": [str(part) for part in err.get("loc", ())],
+                "msg": str(err.get("msg", "")),
+                "type": str(err.get("type", "")),
+            }
+            for err in exc.errors()
+        ]
+        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+        where = ".".join(first["loc"])
+        detail = f"{where}: {first['msg']}" if where else str(first["msg"])
+        return respond(request, 422, "core.invalid_input", detail, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        code = {
+            404: "core.not_found",
+            405: "core.method_not_allowed",
+            413: "core.payload_too_large",
+        }.get(exc.status_code, f"core.http_{exc.status_code}")
+        detail = (
+            exc.detail if isinstance(exc.detail, str) else _STATUS_TITLES.get(exc.status_code, "")
+        )
+        response = respond(request, exc.status_code, code, detail)
+        for key, value in (exc.headers or {}).items():
+            response.headers[key] = value
+        return response
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error", extra={"path": request.url.path})
+        return respond(request, 500, "core.internal", "an unexpected error occurred; it was logged")
