@@ -16,10 +16,10 @@ from civicloud.core.config import Settings
 from civicloud.core.db import Database
 from civicloud.core.identity import Passwords
 from civicloud.core.migrate import upgrade
+from civicloud.core.services import Services
 from civicloud.web import pages
 from civicloud.web.api import api_router
 from civicloud.web.api.health import router as health_router
-from civicloud.web.deps import Services
 from civicloud.web.middleware import Metrics, RequestContextMiddleware
 from civicloud.web.problems import install_problem_handlers
 

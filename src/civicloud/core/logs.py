@@ -10,7 +10,12 @@ from typing import Any
 
 from civicloud.core.context import _request_id
 
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+# uvicorn adds "color_message", an ANSI-coloured copy of the message, meant for terminals.
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 
 
 class JsonFormatter(logging.Formatter):

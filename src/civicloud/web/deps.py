@@ -8,23 +8,21 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from civicloud.core.config import Settings
-from civicloud.core.db import Database, utcnow
+from civicloud.core.db import utcnow
 from civicloud.core.errors import NotAuthenticated, PermissionDenied
 from civicloud.core.identity import (
-    Passwords,
     resolve_api_key,
     resolve_web_session,
     touch_api_key,
 )
 from civicloud.core.roles import Actor, load_actor
+from civicloud.core.services import Services
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SESSION_COOKIE = "civicloud_session"
@@ -32,15 +30,6 @@ CSRF_COOKIE = "civicloud_csrf"
 CSRF_HEADER = "x-csrf-token"
 #: How stale ``api_key.last_used_at`` may get before a request refreshes it.
 TOUCH_EVERY = timedelta(minutes=5)
-
-
-@dataclass
-class Services:
-    """What the composition root built, reachable from every request."""
-
-    settings: Settings
-    db: Database
-    passwords: Passwords
 
 
 def get_services(request: Request) -> Services:

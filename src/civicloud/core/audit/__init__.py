@@ -14,11 +14,11 @@ from civicloud.core.audit.service import (
 
 __all__ = [
     "GENESIS",
-    "Outcome",
     "AuditHead",
     "AuditPage",
     "AuditRecord",
     "AuditRecordRead",
+    "Outcome",
     "VerifyResult",
     "list_records",
     "record",

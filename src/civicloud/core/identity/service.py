@@ -276,6 +276,11 @@ def issue_api_key(
     return IssuedKey(key=key, token=f"{API_KEY_PREFIX}_{prefix}_{secret}")
 
 
+def get_api_key_by_prefix(*, session: Session, prefix: str) -> ApiKey | None:
+    """The API key with ``prefix`` with no access check, or ``None``."""
+    return session.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).one_or_none()
+
+
 def list_api_keys(
     *, session: Session, actor: Actor, user_id: uuid.UUID | None = None
 ) -> Sequence[ApiKey]:

@@ -1,0 +1,120 @@
+"""What every command shares: ``--data-dir``, opening the services, one unit of work, and
+turning service errors into one line on stderr and an exit code."""
+
+from __future__ import annotations
+
+import functools
+import getpass
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from civicloud.app import build_services, prepare_database
+from civicloud.core.actor import Actor
+from civicloud.core.config import Settings
+from civicloud.core.context import set_request_id
+from civicloud.core.errors import CivicloudError
+from civicloud.core.logs import configure_logging
+from civicloud.core.services import Services
+
+console = Console()
+err_console = Console(stderr=True)
+
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Data directory (default: CIVICLOUD_DATA_DIR or ./civicloud-data).",
+        file_okay=False,
+        dir_okay=True,
+        resolve_path=True,
+    ),
+]
+HostOpt = Annotated[str, typer.Option("--host", help="Address to listen on.")]
+PortOpt = Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print one line on stderr and return the ``Exit`` to raise."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn service and database errors into one clear line and a non-zero exit, never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except CivicloudError as exc:
+            raise fail(exc.detail, exc.exit_code) from None
+        except OperationalError as exc:
+            raise fail(f"the database cannot be used: {exc.orig or exc}".splitlines()[0]) from None
+        except SQLAlchemyError as exc:
+            raise fail(f"database error: {type(exc).__name__}") from None
+        except OSError as exc:
+            raise fail(f"{exc.strerror or exc}: {exc.filename or ''}".strip(": ")) from None
+
+    return wrapper
+
+
+def load_settings(data_dir: Path | None) -> Settings:
+    """Settings from the environment, with ``--data-dir`` applied."""
+    try:
+        settings = Settings()
+    except ValueError as exc:
+        raise fail(f"bad configuration: {str(exc).splitlines()[0]}") from None
+    return settings.with_data_dir(data_dir)
+
+
+def open_services(data_dir: Path | None, *, migrate: bool = True) -> Services:
+    """Build the services for ``data_dir``; by default bring the database up to date first."""
+    settings = load_settings(data_dir)
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    services = build_services(settings)
+    if migrate:
+        prepare_database(services)
+    return services
+
+
+def cli_actor() -> Actor:
+    """The operator at this machine's shell, named after the OS user for the audit log."""
+    try:
+        who = getpass.getuser()
+    except (KeyError, OSError):
+        who = "unknown"
+    return Actor.system(f"cli:{who}")
+
+
+@contextmanager
+def unit_of_work(services: Services) -> Iterator[Session]:
+    """One transaction for one command."""
+    set_request_id(f"cli-{uuid.uuid4().hex}")
+    with services.db.unit_of_work() as session:
+        yield session
+
+
+def print_rows(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    """Print a table."""
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*["" if v is None else str(v) for v in row])
+    console.print(table)

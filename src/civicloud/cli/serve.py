@@ -1,0 +1,88 @@
+"""``civicloud serve`` and ``civicloud demo``: run the web application in the foreground."""
+
+from __future__ import annotations
+
+import socket
+
+import typer
+import uvicorn
+
+from civicloud.app import create_app
+from civicloud.cli.common import (
+    DataDirOpt,
+    HostOpt,
+    PortOpt,
+    console,
+    fail,
+    handle_errors,
+    open_services,
+    unit_of_work,
+)
+from civicloud.core.services import Services
+from civicloud.demo import DEMO_USERS, seed_demo_world
+
+
+def _check_port(host: str, port: int) -> None:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise fail(f"cannot resolve --host {host!r}: {exc.strerror}", 2) from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise fail(f"cannot listen on {host}:{port}: {exc.strerror}", 2) from None
+
+
+def _run(services: Services, host: str, port: int) -> None:
+    app = create_app(services=services)
+    # uvicorn handles SIGINT and SIGTERM itself: it stops accepting, finishes in-flight requests
+    # and runs the application's shutdown, which closes the database pool.
+    config = uvicorn.Config(
+        app, host=host, port=port, log_config=None, proxy_headers=True, server_header=False
+    )
+    uvicorn.Server(config).run()
+    console.print("civicloud stopped.")
+
+
+def register(root: typer.Typer) -> None:
+    """Add ``serve`` and ``demo``."""
+
+    @root.command()
+    @handle_errors
+    def serve(
+        data_dir: DataDirOpt = None, host: HostOpt = "127.0.0.1", port: PortOpt = 8000
+    ) -> None:
+        """Apply migrations and serve civicloud until interrupted (SIGINT/SIGTERM)."""
+        _check_port(host, port)
+        services = open_services(data_dir)
+        console.print(f"civicloud on http://{host}:{port}/ (data: {services.settings.data_dir})")
+        _run(services, host, port)
+
+    @root.command()
+    @handle_errors
+    def demo(
+        data_dir: DataDirOpt = None,
+        host: HostOpt = "127.0.0.1",
+        port: PortOpt = 8000,
+        serve: bool = typer.Option(True, "--serve/--no-serve", help="Serve after seeding."),
+    ) -> None:
+        """Create the demo world (idempotently), print the logins, and serve it."""
+        if serve:
+            _check_port(host, port)
+        services = open_services(data_dir)
+        with unit_of_work(services) as session:
+            summary = seed_demo_world(session=session, services=services)
+        url = f"http://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port}/"
+        console.print(
+            f"[bold]civicloud demo[/] — {summary.tenants} tenants, data in {services.settings.data_dir}"
+        )
+        console.print(f"Open {url}  (console: {url}console, API docs: {url}docs)")
+        console.print(f"Demo logins, all with password [bold]{summary.password}[/]:")
+        for user in DEMO_USERS:
+            roles = ", ".join(f"{r}@{t or 'platform'}" for r, t in user.grants)
+            console.print(f"  {user.username:<16} {roles}", highlight=False)
+        if serve:
+            _run(services, host, port)
