@@ -1,0 +1,93 @@
+"""Turning form input into service arguments, and refusals into messages next to the fields."""
+
+from __future__ import annotations
+
+import uuid
+from urllib.parse import urlsplit
+
+from pydantic import ValidationError
+
+from civicloud.core.errors import CivicloudError
+from civicloud.web.i18n import N_
+
+#: What to tell the user about a field whose value a schema refused.
+FIELD_HINTS: dict[str, str] = {
+    "slug": N_(
+        "Use 1 to 63 lowercase letters, digits and hyphens, starting and ending with a letter or digit."
+    ),
+    "name_zh": N_("Enter a Chinese name of at most 200 characters."),
+    "name_en": N_("Enter an English name of at most 200 characters."),
+    "kind": N_("Choose a kind of tenant."),
+    "region_code": N_("Choose a region."),
+    "username": N_(
+        "Use 3 to 64 lowercase letters, digits, dots, hyphens or underscores, starting with a letter or digit."
+    ),
+    "display_name": N_("Enter a name of at most 200 characters."),
+    "email": N_("Enter an e-mail address such as name@example.gov.cn, or leave it empty."),
+    "password": N_("Enter a password of at most 1024 characters, or leave it empty."),
+    "tenant_id": N_("Choose a tenant."),
+    "user_id": N_("Choose a user."),
+    "role_name": N_("Choose a role."),
+    "name": N_("Enter a name of at most 100 characters."),
+    "expires_in_days": N_("Enter a whole number of days between 1 and 3650, or leave it empty."),
+    "version": N_("Reload the page and try again."),
+}
+_FALLBACK_HINT = N_("This value is not valid.")
+SLUG_TAKEN = N_("This identifier is already taken; choose another one.")
+USERNAME_TAKEN = N_("This username is already taken; choose another one.")
+WEAK_PASSWORD = N_("Choose a longer password that is harder to guess.")
+
+#: Messages shown after a successful form post (the redirect carries the key as ``?done=``).
+DONE_MESSAGES: dict[str, str] = {
+    "tenant_created": N_("The tenant was created."),
+    "tenant_renamed": N_("The tenant was renamed."),
+    "user_created": N_("The user was created."),
+    "role_granted": N_("The role was granted."),
+    "role_revoked": N_("The role binding was revoked."),
+    "key_revoked": N_("The API key was revoked. It stops working at once."),
+    "signed_out": N_("You have signed out."),
+}
+
+
+def field_errors(exc: ValidationError) -> dict[str, str]:
+    """The msgid to show beside each field that a schema refused."""
+    found: dict[str, str] = {}
+    for error in exc.errors():
+        location = error.get("loc") or ("",)
+        field = str(location[0])
+        found.setdefault(field, FIELD_HINTS.get(field, _FALLBACK_HINT))
+    return found
+
+
+def service_error(exc: CivicloudError) -> dict[str, str]:
+    """A refusal by a service, as the form's summary: a translated lead and the service's words."""
+    return {"message": N_("The change was not made:"), "detail": exc.detail}
+
+
+def optional_uuid(value: str) -> uuid.UUID | str | None:
+    """A form's id field: empty means ``None``; a bad id is passed on for the schema to refuse."""
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return value
+
+
+def optional_text(value: str) -> str | None:
+    """A form's optional text field: surrounding blanks dropped, empty means ``None``."""
+    value = value.strip()
+    return value or None
+
+
+def safe_next(value: str | None, default: str = "/console") -> str:
+    """``value`` if it is a path on this site, else ``default`` (no open redirects)."""
+    if not value or len(value) > 2000 or not value.startswith("/"):
+        return default
+    if value.startswith("//") or "\\" in value or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return default
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return default
+    return value

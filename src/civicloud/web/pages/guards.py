@@ -1,0 +1,98 @@
+"""What page routes depend on: the form's CSRF check, the signed-in operator, and form rejections.
+
+``optional_actor`` checks the ``X-CSRF-Token`` header on unsafe requests that a session cookie
+authenticates, which suits API calls from scripts. A browser form cannot send headers, so pages
+check the form's ``csrf_token`` field against the CSRF cookie instead (the same double-submit
+check, :func:`civicloud.web.deps.check_csrf`) and only then resolve the session.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+
+from civicloud.core import identity
+from civicloud.core.roles import Actor, load_actor
+from civicloud.web.deps import SAFE_METHODS, SESSION_COOKIE, SessionDep, check_csrf, optional_actor
+
+CSRF_FIELD = "csrf_token"
+
+
+class LoginRequired(Exception):
+    """An anonymous caller asked for an operator page; answered with a redirect to sign in."""
+
+    def __init__(self, next_url: str) -> None:
+        super().__init__(next_url)
+        self.next_url = next_url
+
+
+class FormRejected(Exception):
+    """A form's values were refused; carries the re-rendered page.
+
+    Raised rather than returned so that the request's unit of work rolls back whatever the
+    service did before it refused.
+    """
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+async def checked_form_token(request: Request) -> None:
+    """On unsafe requests, refuse (403) a form whose ``csrf_token`` does not match the cookie."""
+    if request.method in SAFE_METHODS:
+        return
+    form = await request.form()
+    submitted = form.get(CSRF_FIELD)
+    check_csrf(request, submitted if isinstance(submitted, str) else None)
+
+
+CsrfChecked = Annotated[None, Depends(checked_form_token)]
+
+
+def page_actor(request: Request, session: SessionDep, _csrf: CsrfChecked) -> Actor | None:
+    """The signed-in caller of a page, or ``None``; form posts have passed the CSRF check first."""
+    if request.method not in SAFE_METHODS and getattr(request.state, "actor", None) is None:
+        # The form's token has been checked above, so the header check in optional_actor does
+        # not apply: resolve the session here and hand optional_actor the result.
+        cookie = request.cookies.get(SESSION_COOKIE)
+        user = identity.resolve_web_session(session=session, token=cookie) if cookie else None
+        if user is not None:
+            request.state.actor = load_actor(session=session, user=user, via="session")
+    return optional_actor(request, session)
+
+
+PageActorDep = Annotated[Actor | None, Depends(page_actor)]
+
+
+def signed_in_actor(request: Request, actor: PageActorDep) -> Actor:
+    """The signed-in caller; anonymous callers are sent to the sign-in page and back."""
+    if actor is None:
+        if request.method == "GET":
+            query = f"?{request.url.query}" if request.url.query else ""
+            raise LoginRequired(request.url.path + query)
+        raise LoginRequired("/console")
+    return actor
+
+
+ConsoleActorDep = Annotated[Actor, Depends(signed_in_actor)]
+
+
+def see_other(url: str) -> RedirectResponse:
+    """A 303 redirect: the answer to every successful form post."""
+    return RedirectResponse(url, status_code=303)
+
+
+def install_handlers(app: FastAPI) -> None:
+    """Answer :class:`LoginRequired` with a redirect and :class:`FormRejected` with its page."""
+
+    @app.exception_handler(LoginRequired)
+    async def _login_required(_request: Request, exc: LoginRequired) -> Response:
+        return see_other("/login?" + urlencode({"next": exc.next_url}))
+
+    @app.exception_handler(FormRejected)
+    async def _form_rejected(_request: Request, exc: FormRejected) -> Response:
+        return exc.response

@@ -1,0 +1,104 @@
+"""Words the pages show for codes: tenant kinds, audit outcomes, HTTP statuses, known error details.
+
+Each is a msgid marked with ``N_`` and translated when the page renders.
+"""
+
+from __future__ import annotations
+
+from civicloud.web.i18n import N_
+
+KIND_LABELS: dict[str, str] = {
+    "country": N_("Country"),
+    "province": N_("Province"),
+    "city": N_("City"),
+    "district": N_("District"),
+    "agency": N_("Agency"),
+    "enterprise": N_("Enterprise"),
+    "facility": N_("Facility"),
+    "partner": N_("Partner"),
+}
+
+OUTCOME_LABELS: dict[str, str] = {
+    "success": N_("Succeeded"),
+    "denied": N_("Denied"),
+    "failed": N_("Failed"),
+}
+
+#: Core's permissions in words; a module's own permissions show the description it registered.
+PERMISSION_LABELS: dict[str, str] = {
+    "*": N_("Every permission"),
+    "core.tenant.read": N_("See tenants and their details"),
+    "core.tenant.admin": N_("Create, rename, move and delete tenants"),
+    "core.user.read": N_("See users"),
+    "core.user.admin": N_("Create, change and deactivate users"),
+    "core.role.admin": N_("Grant and revoke roles"),
+    "core.audit.read": N_("Read the audit log"),
+    "core.region.admin": N_("Register regions (platform-wide only)"),
+}
+
+_STATUS_TITLES: dict[int, str] = {
+    400: N_("The request could not be understood"),
+    401: N_("Please sign in"),
+    403: N_("You may not do this"),
+    404: N_("Page not found"),
+    405: N_("This action is not available here"),
+    409: N_("This clashes with a recent change"),
+    413: N_("What you sent is too large"),
+    422: N_("Some values are not valid"),
+    500: N_("Something went wrong on our side"),
+}
+
+_STATUS_EXPLANATIONS: dict[int, str] = {
+    400: N_("Check the address or the form and try again."),
+    401: N_("This page is for signed-in staff. Sign in and try again."),
+    403: N_(
+        "Your account does not hold the permission this needs, or the form has expired. Go back, reload the page and try again; if you need access, ask your tenant administrator."
+    ),
+    404: N_(
+        "The page or record does not exist, or your account may not see it. Check the address, or start again from the home page."
+    ),
+    405: N_("Go back to the previous page and use its buttons and links."),
+    409: N_("Someone may have changed the same record. Reload the page and try again."),
+    413: N_("Send less at once and try again."),
+    422: N_("Go back, correct the values and try again."),
+    500: N_(
+        "The error has been logged. Please try again later; if it persists, contact the operators of this service and quote the request number."
+    ),
+}
+
+_GENERIC_TITLE = N_("The request could not be completed")
+_GENERIC_EXPLANATION = N_("Go back and try again.")
+
+#: Error details raised by core services that the pages translate; others are shown as they are.
+KNOWN_DETAILS: frozenset[str] = frozenset(
+    {
+        N_("the form is stale or was not sent by civicloud (CSRF check failed)"),
+        N_("no such tenant"),
+        N_("no such user"),
+        N_("no such API key"),
+        N_("no such role binding"),
+        N_("Not Found"),
+        N_("Method Not Allowed"),
+        N_("an unexpected error occurred; it was logged"),
+    }
+)
+
+
+def kind_label(kind: str) -> str:
+    """The msgid naming a tenant kind."""
+    return KIND_LABELS.get(kind, kind)
+
+
+def outcome_label(outcome: str) -> str:
+    """The msgid naming an audit outcome."""
+    return OUTCOME_LABELS.get(outcome, outcome)
+
+
+def status_title(status: int) -> str:
+    """The msgid of an error page's heading."""
+    return _STATUS_TITLES.get(status, _GENERIC_TITLE)
+
+
+def status_explanation(status: int) -> str:
+    """The msgid of an error page's advice."""
+    return _STATUS_EXPLANATIONS.get(status, _GENERIC_EXPLANATION)

@@ -1,0 +1,161 @@
+"""Public pages: the citizens' portal, and signing operators in and out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, Response
+
+from civicloud.core import identity
+from civicloud.core.identity.service import LOCKOUT, MAX_FAILED_LOGINS
+from civicloud.web.deps import CSRF_COOKIE, SESSION_COOKIE, ServicesDep, SessionDep
+from civicloud.web.i18n import N_
+from civicloud.web.pages.forms import DONE_MESSAGES, safe_next
+from civicloud.web.pages.guards import CsrfChecked, PageActorDep, see_other
+from civicloud.web.pages.rendering import clear_cookie, new_csrf_token, render, set_cookie
+
+router = APIRouter(include_in_schema=False)
+
+#: Longest password sent to the hasher; longer ones are refused before any work is done.
+MAX_PASSWORD_CHARS = 1024
+
+
+@dataclass(frozen=True)
+class PublicService:
+    """A service the city offers on the portal."""
+
+    key: str
+    title: str
+    summary: str
+    items: tuple[str, ...]
+
+
+PUBLIC_SERVICES: tuple[PublicService, ...] = (
+    PublicService(
+        "pay",
+        N_("Bill payment"),
+        N_("Pay water, electricity and gas bills and non-tax fees online, with an e-receipt."),
+        (N_("Utility bills"), N_("Non-tax fees"), N_("Electronic receipts")),
+    ),
+    PublicService(
+        "store",
+        N_("Document storage"),
+        N_("Keep licences, certificates and case files in secure storage inside your region."),
+        (N_("Electronic licences"), N_("Case files"), N_("Data kept in region")),
+    ),
+    PublicService(
+        "traffic",
+        N_("Traffic and transport"),
+        N_("Road conditions, signal timing plans and traffic notices for the city."),
+        (N_("Road conditions"), N_("Signal timing"), N_("Traffic notices")),
+    ),
+    PublicService(
+        "emissions",
+        N_("Emissions monitoring"),
+        N_("Enterprises report their emissions; agencies review and publish the results."),
+        (N_("Emission reports"), N_("Review and verification"), N_("Public disclosure")),
+    ),
+)
+
+
+@router.get("/", name="page.home")
+def home(request: Request, actor: PageActorDep) -> HTMLResponse:
+    """The public portal: the services the city offers and the way in for staff."""
+    return render(
+        request,
+        "home.html",
+        {
+            "services": PUBLIC_SERVICES,
+            "done": DONE_MESSAGES.get(request.query_params.get("done", "")),
+        },
+    )
+
+
+@router.get("/login", name="page.login", response_model=None)
+def login_form(request: Request, actor: PageActorDep, next: str = "") -> Response:
+    """The sign-in form for operators."""
+    target = safe_next(next)
+    if actor is not None:
+        return see_other(target)
+    return _login_page(request, next_url=target)
+
+
+@router.post("/login", name="page.login_submit", response_model=None)
+def login(
+    request: Request,
+    session: SessionDep,
+    services: ServicesDep,
+    _csrf: CsrfChecked,
+    username: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "",
+) -> Response:
+    """Check a username and password; on success start a session and go on to the console."""
+    target = safe_next(next)
+    username = username.strip()
+    if not username or not password:
+        return _login_page(
+            request,
+            next_url=target,
+            username=username,
+            error=N_("Enter your username and your password."),
+            status_code=422,
+        )
+    user = None
+    if len(password) <= MAX_PASSWORD_CHARS and len(username) <= 64:
+        user = identity.authenticate_password(
+            session=session, username=username, password=password, passwords=services.passwords
+        )
+    if user is None:
+        # Returned, not raised: the unit of work commits the failure count and its audit record.
+        return _login_page(
+            request,
+            next_url=target,
+            username=username,
+            error=N_(
+                "The username or password is wrong, or the account is locked. After %(count)s failed attempts an account is locked for %(minutes)s minutes."
+            ),
+            status_code=401,
+        )
+    hours = services.settings.web.session_hours
+    _web_session, token = identity.start_web_session(session=session, user=user, hours=hours)
+    response = see_other(target)
+    set_cookie(response, request, SESSION_COOKIE, token, max_age=hours * 3600)
+    # A new CSRF token with every new session, so that one planted before sign-in is useless.
+    set_cookie(response, request, CSRF_COOKIE, new_csrf_token())
+    return response
+
+
+@router.post("/logout", name="page.logout")
+def logout(request: Request, session: SessionDep, _csrf: CsrfChecked) -> Response:
+    """Sign out: end the session and forget its cookie."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        identity.end_web_session(session=session, token=token)
+    response = see_other("/?done=signed_out")
+    clear_cookie(response, request, SESSION_COOKIE)
+    return response
+
+
+def _login_page(
+    request: Request,
+    *,
+    next_url: str,
+    username: str = "",
+    error: str | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    return render(
+        request,
+        "login.html",
+        {
+            "section": "login",
+            "next_url": next_url,
+            "username": username,
+            "error": error,
+            "lockout": {"count": MAX_FAILED_LOGINS, "minutes": int(LOCKOUT.total_seconds() // 60)},
+        },
+        status_code=status_code,
+    )

@@ -1,0 +1,271 @@
+"""Rendering pages: the Jinja2 environment, the request's language, cookies and CSRF tokens."""
+
+from __future__ import annotations
+
+import gettext
+import hashlib
+import ipaddress
+import logging
+import secrets
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, Response
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context, select_autoescape
+from jinja2.runtime import Context
+
+from civicloud.web import i18n
+from civicloud.web.deps import CSRF_COOKIE, get_services
+from civicloud.web.pages import labels
+
+log = logging.getLogger("civicloud.web")
+
+WEB_DIR = Path(__file__).resolve().parent.parent
+TEMPLATES_DIR = WEB_DIR / "templates"
+STATIC_DIR = WEB_DIR / "static"
+LANG_COOKIE = "civicloud_lang"
+LANG_COOKIE_SECONDS = 365 * 24 * 3600
+#: Pages run no script and load nothing from elsewhere; they may not be framed (clickjacking).
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'none'; object-src 'none'; base-uri 'none'; "
+        "form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+#: Host names that only ever mean "this machine" besides loopback IP addresses.
+LOOPBACK_NAMES = frozenset({"localhost", "testserver"})
+
+
+def cookie_secure(request: Request) -> bool:
+    """Whether cookies get ``Secure``: per ``web.cookie_secure``, or automatically.
+
+    Automatic (``None``) means ``Secure`` unless the browser reached us over plain HTTP at a
+    loopback host, which is the one-machine demo; a Secure cookie would be dropped there.
+    """
+    configured = get_services(request).settings.web.cookie_secure
+    if configured is not None:
+        return configured
+    if request.url.scheme != "http":
+        return True
+    host = (request.url.hostname or "").strip("[]").lower()
+    if host in LOOPBACK_NAMES or host.endswith(".localhost"):
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
+
+
+def set_cookie(
+    response: Response,
+    request: Request,
+    name: str,
+    value: str,
+    *,
+    max_age: int | None = None,
+    path: str = "/",
+) -> None:
+    """Set an HttpOnly, SameSite=Lax cookie, ``Secure`` by :func:`cookie_secure`."""
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path=path,
+        httponly=True,
+        samesite="lax",
+        secure=cookie_secure(request),
+    )
+
+
+def clear_cookie(response: Response, request: Request, name: str, *, path: str = "/") -> None:
+    """Tell the browser to forget a cookie set by :func:`set_cookie`."""
+    response.delete_cookie(
+        name, path=path, httponly=True, samesite="lax", secure=cookie_secure(request)
+    )
+
+
+def new_csrf_token() -> str:
+    """A fresh random CSRF token."""
+    return secrets.token_urlsafe(32)
+
+
+def csrf_token(request: Request) -> str:
+    """The request's CSRF token: the cookie's, or a new one that the response will set."""
+    token = request.cookies.get(CSRF_COOKIE) or getattr(request.state, "csrf_issued", None)
+    if not token:
+        token = new_csrf_token()
+        request.state.csrf_issued = token
+    return str(token)
+
+
+def page_language(request: Request) -> str:
+    """The language of this request's page (``zh`` or ``en``)."""
+    cached: str | None = getattr(request.state, "language", None)
+    if cached is not None:
+        return cached
+    language = i18n.choose_language(
+        requested=request.query_params.get("lang"),
+        cookie=request.cookies.get(LANG_COOKIE),
+        accept_language=request.headers.get("accept-language"),
+        default=get_services(request).settings.web.default_language,
+    )
+    request.state.language = language
+    return language
+
+
+def _format_time(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value is not None else "—"
+
+
+class Renderer:
+    """The pages' Jinja2 environment with both languages' translations installed."""
+
+    def __init__(
+        self,
+        translations: Mapping[str, gettext.NullTranslations],
+        templates_dir: Path = TEMPLATES_DIR,
+    ) -> None:
+        self.translations = dict(translations)
+        self.env = Environment(
+            loader=FileSystemLoader(templates_dir),
+            autoescape=select_autoescape(["html"]),
+            undefined=StrictUndefined,
+            extensions=["jinja2.ext.i18n"],
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+
+        # The page's language travels in the template context, so one environment serves both.
+        @pass_context
+        def _gettext(context: Context, message: str) -> str:
+            return self.translations[context["lang"]].gettext(message)
+
+        @pass_context
+        def _ngettext(context: Context, singular: str, plural: str, n: int) -> str:
+            return self.translations[context["lang"]].ngettext(singular, plural, n)
+
+        # Added to the environment by jinja2.ext.i18n, so the type checker cannot see it.
+        self.env.install_gettext_callables(  # type: ignore[attr-defined]
+            _gettext, _ngettext, newstyle=True
+        )
+
+        self.env.filters["when"] = _format_time
+        self.env.globals.update(
+            # ``_()`` formats its result with ``%``; ``tr()`` translates a msgid chosen at run
+            # time (a label, a form's error) as it is.
+            tr=_gettext,
+            kind_label=labels.kind_label,
+            outcome_label=labels.outcome_label,
+            permission_labels=labels.PERMISSION_LABELS,
+            static_url=self._static_url,
+            native_names=i18n.NATIVE_NAMES,
+        )
+        self._static_versions: dict[str, str] = {}
+
+    def _static_url(self, path: str) -> str:
+        version = self._static_versions.get(path)
+        if version is None:
+            digest = hashlib.sha256((STATIC_DIR / path).read_bytes()).hexdigest()
+            version = self._static_versions[path] = digest[:12]
+        return f"/static/{path}?v={version}"
+
+    def gettext(self, language: str, message: str) -> str:
+        """``message`` translated into ``language``."""
+        return self.translations[language].gettext(message)
+
+    def render(
+        self,
+        request: Request,
+        name: str,
+        context: Mapping[str, Any] | None = None,
+        *,
+        status_code: int = 200,
+    ) -> HTMLResponse:
+        """Render template ``name`` for ``request`` in its language, setting cookies it needs."""
+        language = page_language(request)
+        values: dict[str, Any] = {
+            "request": request,
+            "lang": language,
+            "html_lang": i18n.HTML_LANG[language],
+            "languages": i18n.LANGUAGES,
+            "lang_url": _language_switch_url(request),
+            "actor": getattr(request.state, "actor", None),
+            "csrf_token": lambda: csrf_token(request),
+            "section": "",
+        }
+        values.update(context or {})
+        body = self.env.get_template(name).render(values)
+        response = HTMLResponse(body, status_code=status_code, headers=SECURITY_HEADERS)
+        # Pages show who is signed in and carry one-time form tokens: never cache them.
+        response.headers["Cache-Control"] = "no-store"
+        requested = request.query_params.get("lang")
+        if requested in i18n.LANGUAGES and requested != request.cookies.get(LANG_COOKIE):
+            set_cookie(response, request, LANG_COOKIE, requested, max_age=LANG_COOKIE_SECONDS)
+        issued: str | None = getattr(request.state, "csrf_issued", None)
+        if issued and issued != request.cookies.get(CSRF_COOKIE):
+            set_cookie(response, request, CSRF_COOKIE, issued)
+        return response
+
+
+def _language_switch_url(request: Request) -> Callable[[str], str]:
+    """A function of a language code: this page's address in that language."""
+
+    def url_for_language(code: str) -> str:
+        if request.method != "GET":
+            # The page answers a form; its address cannot be fetched, so switch on the form's page.
+            path = "/login" if request.url.path == "/login" else "/"
+            return f"{path}?lang={code}"
+        url = request.url.include_query_params(lang=code)
+        return f"{url.path}?{url.query}"
+
+    return url_for_language
+
+
+def get_renderer(request: Request) -> Renderer:
+    """The application's page renderer (built by ``pages.install``)."""
+    renderer: Renderer = request.app.state.page_renderer
+    return renderer
+
+
+def render(
+    request: Request,
+    name: str,
+    context: Mapping[str, Any] | None = None,
+    *,
+    status_code: int = 200,
+) -> HTMLResponse:
+    """Render template ``name`` for ``request`` (see :meth:`Renderer.render`)."""
+    return get_renderer(request).render(request, name, context, status_code=status_code)
+
+
+def render_error_page(request: Request, status: int, detail: str) -> HTMLResponse:
+    """An HTML error page for browsers, in the request's language, with the status preserved."""
+    try:
+        renderer = get_renderer(request)
+        if detail in labels.KNOWN_DETAILS:
+            detail = renderer.gettext(page_language(request), detail)
+        return renderer.render(
+            request,
+            "errors.html",
+            {
+                "status": status,
+                "title": labels.status_title(status),
+                "explanation": labels.status_explanation(status),
+                "detail": detail,
+                "login_next": request.url.path if request.method == "GET" else "/console",
+            },
+            status_code=status,
+        )
+    except Exception:  # the error page must never fail into another error
+        log.exception("could not render the error page")
+        return HTMLResponse(
+            f"<!doctype html><title>{status}</title><h1>{status}</h1><p>{escape(detail)}</p>",
+            status_code=status,
+        )
