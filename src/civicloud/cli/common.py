@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
+from typer._click import globals as click_globals
 
 from civicloud.app import build_services, prepare_database
 from civicloud.core.actor import Actor
@@ -86,6 +87,10 @@ def open_services(data_dir: Path | None, *, migrate: bool = True) -> Services:
     configure_logging(settings.log_level, json_lines=settings.log_json)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     services = build_services(settings)
+    context = click_globals.get_current_context(silent=True)
+    if context is not None:
+        # Close pooled connections when the command ends, not at interpreter exit.
+        context.call_on_close(services.db.dispose)
     if migrate:
         prepare_database(services)
     return services

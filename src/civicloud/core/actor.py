@@ -101,7 +101,19 @@ def authorize(actor: Actor, permission: str, *, path: str, what: str = "resource
         raise PermissionDenied(f"{permission} is needed for this {what}")
 
 
-def grants_cover_all(grants: Iterable[Grant], permissions: Iterable[str], path: str) -> bool:
-    """Whether ``grants`` together allow every one of ``permissions`` at ``path``."""
-    held = [g for g in grants if g.covers(path)]
+def grants_cover_all(grants: Iterable[Grant], permissions: Iterable[str], path: str | None) -> bool:
+    """Whether ``grants`` together allow every one of ``permissions`` at ``path``.
+
+    ``path`` ``None`` means everywhere: only platform-wide grants count then.
+    """
+    held = [g for g in grants if (g.tenant_path is None if path is None else g.covers(path))]
     return all(any(g.allows(p) for g in held) for p in permissions)
+
+
+def holds_all_of(actor: Actor, other: Actor) -> bool:
+    """Whether ``actor`` holds every permission ``other`` holds, wherever ``other`` holds it.
+
+    Whoever may act as someone (set their password, issue their keys, grant their roles) must
+    pass this, or administering a user would be a way to gain their permissions.
+    """
+    return all(grants_cover_all(actor.grants, g.permissions, g.tenant_path) for g in other.grants)

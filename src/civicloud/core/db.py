@@ -17,6 +17,9 @@ from typing import Any
 from sqlalchemy import DateTime, Engine, MetaData, TypeDecorator, create_engine, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
+
+from civicloud.core.errors import Conflict, InvalidInput
 
 # Stable constraint names, so that migrations can name what they alter on every database.
 NAMING_CONVENTION = {
@@ -76,8 +79,22 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             url, echo=echo, connect_args={"timeout": 30, "check_same_thread": False}
         )
         _configure_sqlite(engine)
-        return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    else:
+        engine = create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    event.listen(engine, "before_cursor_execute", _refuse_nul_characters)
+    return engine
+
+
+def _refuse_nul_characters(
+    _conn: Any, _cursor: Any, _statement: str, parameters: Any, _context: Any, executemany: bool
+) -> None:
+    # PostgreSQL cannot store NUL in text and fails with a DataError (a 500); SQLite would store
+    # it. Refusing it here, for every backend, turns any text that carries one, wherever it came
+    # from (a name, a query filter, a token), into the same clear InvalidInput on both.
+    for row in parameters if executemany else (parameters,):
+        values = row.values() if isinstance(row, dict) else (row or ())
+        if any(isinstance(value, str) and "\x00" in value for value in values):
+            raise InvalidInput("text must not contain NUL (\\x00) characters")
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -127,6 +144,11 @@ class Database:
         try:
             yield session
             session.commit()
+        except StaleDataError as exc:
+            # A row's version column moved on since this transaction read it: another one
+            # changed it first (only PostgreSQL runs writers side by side). Tell, do not crash.
+            session.rollback()
+            raise Conflict("the record changed meanwhile; reload it and try again") from exc
         except BaseException:
             session.rollback()
             raise

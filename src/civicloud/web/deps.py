@@ -75,9 +75,14 @@ def optional_actor(request: Request, session: SessionDep) -> Actor | None:
         key, user = found
         actor = load_actor(session=session, user=user, via=f"api_key:{key.prefix}")
         if key.last_used_at is None or utcnow() - key.last_used_at > TOUCH_EVERY:
-            # Its own short write, so that a read-only request stays read-only.
-            with get_services(request).db.unit_of_work() as touch:
-                touch_api_key(session=touch, key_id=key.id)
+            if request.method in SAFE_METHODS:
+                # Its own short write, so that a read-only request stays read-only.
+                with get_services(request).db.unit_of_work() as touch:
+                    touch_api_key(session=touch, key_id=key.id)
+            else:
+                # A change already holds the write transaction (on SQLite, the database's write
+                # lock): a second writer beside it would wait for it forever, so touch within it.
+                touch_api_key(session=session, key_id=key.id)
     else:
         cookie = request.cookies.get(SESSION_COOKIE)
         signed_in = resolve_web_session(session=session, token=cookie) if cookie else None

@@ -11,6 +11,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from civicloud.core.context import set_request_id
@@ -75,6 +76,7 @@ class RequestContextMiddleware:
             await send(message)
 
         declared = _content_length(scope)
+        escaped = False
         try:
             if declared is not None and declared > self.max_body_bytes:
                 raise _TooLarge(self.max_body_bytes)
@@ -82,10 +84,12 @@ class RequestContextMiddleware:
         except _TooLarge:
             if not response_started:
                 await self._send_413(send_wrapper, request_id, scope)
+        except BaseException:
+            escaped = True
+            raise
         finally:
             elapsed = time.perf_counter() - started
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = _route_template(scope)
             method = scope["method"]
             self.metrics.requests.labels(method, template, str(status)).inc()
             self.metrics.latency.labels(method, template).observe(elapsed)
@@ -99,7 +103,10 @@ class RequestContextMiddleware:
                     "duration_ms": round(elapsed * 1000, 2),
                 },
             )
-            set_request_id(None)
+            # An unhandled error is answered (and logged) next, outside this middleware: leave
+            # the id set so that the 500 and its log line name this request too.
+            if not escaped:
+                set_request_id(None)
 
     def _limited(self, receive: Receive) -> Receive:
         seen = 0
@@ -139,6 +146,25 @@ class RequestContextMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": payload})
+
+
+def _route_template(scope: Scope) -> str:
+    """The matched route's full path template (``/api/v1/tenants/{tenant_id}``), or ``unmatched``.
+
+    FastAPI hands over a route of an included router as that router declared it, without the
+    prefix it was included under (``/tenants/{tenant_id}``, not ``/api/v1/...``): the prefix is
+    whatever the request path holds before the route's own segments.
+    """
+    route = scope.get("route")
+    relative: str | None = getattr(route, "path", None)
+    if route is None or relative is None:
+        return "unmatched"
+    if isinstance(route, Mount):
+        return f"{relative}/{{path}}"
+    path: str = scope["path"]
+    segments = path.split("/")
+    prefix = "/".join(segments[: max(len(segments) - relative.count("/"), 0)])
+    return prefix + relative
 
 
 def _incoming_request_id(scope: Scope) -> str | None:

@@ -145,4 +145,9 @@ def install_problem_handlers(app: FastAPI, html_renderer: Any = None) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", extra={"path": request.url.path})
-        return respond(request, 500, "core.internal", "an unexpected error occurred; it was logged")
+        response = respond(
+            request, 500, "core.internal", "an unexpected error occurred; it was logged"
+        )
+        # Answered outside the request-id middleware, which would otherwise add the header.
+        response.headers["x-request-id"] = current_request_id()
+        return response

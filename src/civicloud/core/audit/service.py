@@ -69,11 +69,11 @@ def record(
         seq=head.seq + 1,
         # Microsecond precision: what every database stores, so the hash survives a round trip.
         at=utcnow(),
-        actor=actor.name[:160],
+        actor=_printable(actor.name)[:160],
         tenant_id=tenant_id,
-        action=action,
-        target=target[:300],
-        request_id=current_request_id()[:64],
+        action=_printable(action)[:100],
+        target=_printable(target)[:300],
+        request_id=_printable(current_request_id())[:64],
         outcome=outcome,
         detail=json.loads(json.dumps(detail or {}, default=str)),
         prev_hash=head.hash,
@@ -82,6 +82,12 @@ def record(
     session.add(entry)
     head.seq, head.hash = entry.seq, entry.hash
     return entry
+
+
+def _printable(text: str) -> str:
+    # The record must be written whatever the caller sent (a failed request's path may carry a
+    # NUL, which no database text column takes): NUL becomes U+FFFD, the replacement character.
+    return text.replace("\x00", "\ufffd")
 
 
 @dataclass(frozen=True)

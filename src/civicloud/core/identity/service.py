@@ -14,9 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from civicloud.core import audit
-from civicloud.core.actor import Actor, authorize
+from civicloud.core.actor import Actor, authorize, holds_all_of
 from civicloud.core.db import utcnow
-from civicloud.core.errors import Conflict, NotFound
+from civicloud.core.errors import Conflict, NotFound, PermissionDenied
 from civicloud.core.identity.models import ApiKey, User, WebSession
 from civicloud.core.identity.passwords import Passwords
 from civicloud.core.identity.schemas import ApiKeyCreate, UserCreate, UserUpdate
@@ -51,6 +51,15 @@ def get_user_or_raise(
         return user
     authorize(actor, permission, path=home.path, what="user")
     return user
+
+
+def _require_holds_all_of(session: Session, actor: Actor, user: User) -> None:
+    """Refuse to act as ``user`` (password, keys, account) unless ``actor`` holds all it holds."""
+    # Imported here: roles' service imports identity's models, and so this package.
+    from civicloud.core.roles.service import load_actor
+
+    if not holds_all_of(actor, load_actor(session=session, user=user, via="check")):
+        raise PermissionDenied(f"{user.username} holds permissions that you do not hold")
 
 
 def list_users(
@@ -101,6 +110,7 @@ def update_user(
 ) -> User:
     """Change a user's name, e-mail, password or active flag."""
     user = get_user_or_raise(session=session, actor=actor, user_id=user_id, permission=ADMIN)
+    _require_holds_all_of(session, actor, user)
     changed = sorted(k for k, v in data.model_dump(exclude_unset=True).items() if v is not None)
     if data.display_name is not None:
         user.display_name = data.display_name
@@ -252,6 +262,8 @@ def issue_api_key(
         raise NotFound("no such user", resource="user")
     permission = READ if owner_id == actor.user_id else ADMIN
     user = get_user_or_raise(session=session, actor=actor, user_id=owner_id, permission=permission)
+    if permission == ADMIN:
+        _require_holds_all_of(session, actor, user)
     prefix = secrets.token_hex(4)
     while session.scalars(select(ApiKey.id).where(ApiKey.prefix == prefix)).first():
         prefix = secrets.token_hex(4)
@@ -307,6 +319,8 @@ def revoke_api_key(*, session: Session, actor: Actor, key_id: uuid.UUID) -> ApiK
         )
     except NotFound as exc:
         raise NotFound("no such API key", resource="api_key") from exc
+    if permission == ADMIN:
+        _require_holds_all_of(session, actor, user)
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         audit.record(

@@ -12,6 +12,7 @@ from civicloud.core import audit
 from civicloud.core.actor import Actor, Grant, authorize, grants_cover_all
 from civicloud.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from civicloud.core.identity.models import User
+from civicloud.core.identity.service import get_user_or_raise
 from civicloud.core.permissions import BUILTIN_ROLES, known_permissions, matches
 from civicloud.core.roles.models import Role, RoleBinding
 from civicloud.core.roles.schemas import RoleBindingCreate, RoleCreate
@@ -109,9 +110,9 @@ def grant_role(*, session: Session, actor: Actor, data: RoleBindingCreate) -> Ro
     if user is None or home is None or not actor.can("core.user.read", home.path):
         raise NotFound("no such user", resource="user")
     role = get_role_or_raise(session=session, name=data.role_name)
-    path = scope.path if scope else None
-    if path is not None and not grants_cover_all(actor.grants, role.permissions, path):
-        raise PermissionDenied(f"you do not hold every permission of {role.name!r} here")
+    # Platform-wide (scope None) as much as at a tenant: nobody hands out more than they hold.
+    if not grants_cover_all(actor.grants, role.permissions, scope.path if scope else None):
+        raise PermissionDenied(f"you do not hold every permission of {role.name!r} there")
     existing = session.scalars(
         select(RoleBinding).where(
             RoleBinding.user_id == user.id,
@@ -175,8 +176,11 @@ def list_bindings(
     user_id: uuid.UUID | None = None,
     tenant_id: uuid.UUID | None = None,
 ) -> Sequence[RoleBinding]:
-    """Role bindings at tenants the actor may read users of (platform-wide ones for platform admins)."""
+    """Role bindings at tenants the actor may read users of (platform-wide ones for platform
+    admins), and the actor's own wherever they are."""
     roots = actor.roots("core.user.read")
+    if user_id is not None and user_id == actor.user_id:
+        roots = None  # one's own roles are always one's to see, wherever they are held
     query = select(RoleBinding).outerjoin(Tenant, Tenant.id == RoleBinding.tenant_id)
     if roots is not None:
         query = query.where(in_subtrees(Tenant.path, roots))
@@ -186,5 +190,7 @@ def list_bindings(
         )
         query = query.where(RoleBinding.tenant_id == scope.id)
     if user_id is not None:
+        # Like every other id filter: a user the actor cannot see is not there (404).
+        get_user_or_raise(session=session, actor=actor, user_id=user_id)
         query = query.where(RoleBinding.user_id == user_id)
     return session.scalars(query.order_by(RoleBinding.created_at, RoleBinding.id)).all()

@@ -18,6 +18,9 @@ from civicloud.core.tenants.schemas import TenantCreate, TenantMove, TenantRenam
 
 READ = "core.tenant.read"
 ADMIN = "core.tenant.admin"
+#: The deepest a tenant may sit: a path adds 33 characters (32 hex and a slash) per level, and
+#: the column holds 1024 (PostgreSQL refuses longer ones, SQLite would not notice).
+MAX_DEPTH = (1024 - 1) // 33 - 1
 
 
 def subtree_bounds(path: str) -> tuple[str, str]:
@@ -103,6 +106,7 @@ def create_tenant(*, session: Session, actor: Actor, data: TenantCreate) -> Tena
             session=session, actor=actor, tenant_id=data.parent_id, permission=ADMIN
         )
         _check_kind(parent, kind)
+        _check_depth(parent.depth + 1)
     region_code = data.region_code or (parent.region_code if parent else None)
     if region_code is None:
         raise InvalidInput("a root tenant needs a region_code")
@@ -175,6 +179,10 @@ def move_tenant(
     new_path = parent.path + tenant.id.hex + "/"
     delta = parent.depth + 1 - tenant.depth
     lo, hi = subtree_bounds(old_path)
+    deepest = session.scalar(
+        select(func.max(Tenant.depth)).where(Tenant.path >= lo, Tenant.path < hi)
+    )
+    _check_depth((deepest or tenant.depth) + delta)
     session.execute(
         update(Tenant)
         .where(Tenant.path >= lo, Tenant.path < hi)
@@ -226,6 +234,11 @@ def _check_kind(parent: Tenant, kind: TenantKind) -> None:
     if kind not in allowed:
         names = ", ".join(sorted(k.value for k in allowed)) or "nothing"
         raise InvalidInput(f"a {kind.value} cannot sit below a {parent.kind} (allowed: {names})")
+
+
+def _check_depth(depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise InvalidInput(f"the tenant tree may be at most {MAX_DEPTH + 1} levels deep")
 
 
 def _check_version(tenant: Tenant, version: int | None) -> None:

@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from pydantic import AfterValidator, AwareDatetime
 
 from civicloud.core import audit
 from civicloud.core.audit import AuditPage, AuditRecordRead
 from civicloud.web.deps import ActorDep, SessionDep
 
 router = APIRouter(prefix="/audit", tags=["audit"])
+
+
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:  # 0001-01-01T00:00+14:00 is before the year 1 in UTC
+        raise ValueError("the time is out of range once converted to UTC") from exc
+
+
+#: A time with its UTC offset (a naive one is ambiguous), representable in UTC.
+UtcTime = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+#: Sequence numbers are 64-bit integers in the database.
+MAX_SEQ = 2**63 - 1
 
 
 @router.get("", name="core.audit.list")
@@ -22,9 +36,9 @@ def list_audit(
     tenant_id: uuid.UUID | None = None,
     action: Annotated[str | None, Query(max_length=100)] = None,
     actor_name: Annotated[str | None, Query(alias="actor", max_length=160)] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    before: Annotated[int | None, Query(ge=1)] = None,
+    since: Annotated[UtcTime | None, Query()] = None,
+    until: Annotated[UtcTime | None, Query()] = None,
+    before: Annotated[int | None, Query(ge=1, le=MAX_SEQ)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditPage:
     """Query the audit log of tenants you audit, newest first."""

@@ -1,0 +1,96 @@
+"""``civicloud audit verify`` against a chain tampered with directly in the database.
+
+Someone with access to the database edits a record, deletes one, swaps two or cuts the tail
+off; ``verify`` must fail and name the first record that no longer fits. On SQLite and on
+PostgreSQL (the command reads ``CIVICLOUD_DATABASE_URL``, as in production).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.orm import Session
+
+from civicloud.core.audit import AuditRecord, record_hash
+
+from .conftest import Run
+
+TAMPERING: dict[str, tuple[list[str], int]] = {
+    "edit a target": (["UPDATE audit_record SET target = 'tenant:forged' WHERE seq = 7"], 7),
+    "edit the detail": (['UPDATE audit_record SET detail = \'{"kind": "x"}\' WHERE seq = 3'], 3),
+    "edit the outcome": (["UPDATE audit_record SET outcome = 'failed' WHERE seq = 12"], 12),
+    "delete a record": (["DELETE FROM audit_record WHERE seq = 10"], 10),
+    "swap two records": (
+        [
+            "UPDATE audit_record SET seq = -1 WHERE seq = 4",
+            "UPDATE audit_record SET seq = 4 WHERE seq = 8",
+            "UPDATE audit_record SET seq = 8 WHERE seq = -1",
+        ],
+        4,
+    ),
+    "truncate the tail": (["DELETE FROM audit_record WHERE seq >= 20"], 20),
+    "delete the first record": (["DELETE FROM audit_record WHERE seq = 1"], 1),
+}
+
+
+@pytest.fixture
+def demo_database(
+    request: pytest.FixtureRequest,
+    database_url: str,
+    civicloud: Run,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Engine]:
+    """The demo world, made by the CLI on the current backend; an engine to tamper with it."""
+    url = f"sqlite:///{data_dir / 'civicloud.db'}"
+    if not database_url.startswith("sqlite"):
+        server = request.getfixturevalue("postgres_server")
+        url = server.create_database(f"civicloud_tamper_{uuid.uuid4().hex[:10]}")
+        monkeypatch.setenv("CIVICLOUD_DATABASE_URL", url)
+    seeded = civicloud("demo", "--no-serve")
+    assert seeded.code == 0, seeded.err
+    engine = create_engine(url)
+    yield engine
+    engine.dispose()
+
+
+def test_an_untouched_chain_verifies(civicloud: Run, demo_database: Engine) -> None:
+    result = civicloud("audit", "verify")
+    assert result.code == 0, result.err
+    assert "audit chain intact: 29 records" in result.out
+
+
+@pytest.mark.parametrize("tampering", sorted(TAMPERING))
+def test_tampering_is_found_at_the_first_bad_record(
+    civicloud: Run, demo_database: Engine, tampering: str
+) -> None:
+    # given a chain changed behind civicloud's back
+    statements, first_bad = TAMPERING[tampering]
+    with demo_database.begin() as connection:
+        for statement in statements:
+            connection.execute(text(statement))
+    # when it is verified
+    result = civicloud("audit", "verify")
+    # then verification fails, naming the first record that does not fit
+    assert result.code == 1
+    assert "Traceback" not in result.out + result.err
+    assert f"broken at record {first_bad}:" in result.err, result.err
+
+
+def test_a_forged_record_with_a_recomputed_hash_is_still_found(
+    civicloud: Run, demo_database: Engine
+) -> None:
+    # given a record edited and its own hash recomputed, but not those after it
+    with Session(demo_database) as session, session.begin():
+        forged = session.get(AuditRecord, 5)
+        assert forged is not None
+        forged.target = "tenant:forged"
+        forged.hash = record_hash(forged.prev_hash, forged)
+    # then the next record no longer follows it
+    result = civicloud("audit", "verify")
+    assert result.code == 1
+    assert "broken at record 6:" in result.err, result.err

@@ -1,0 +1,346 @@
+"""Every route, walked automatically: anonymous callers are turned away, and another tenant's
+resources do not exist for you.
+
+The routes come from the application itself (API and pages alike), so a route added later is
+checked without anyone remembering to. Given two sibling tenants A and B, A's administrator asks
+each route about B's tenants, users, keys and role bindings, one id at a time (in the path, in
+a filter, in the body) with A's own ids everywhere else: every answer must be 404, never 403
+(that would confirm B's thing exists) and never a success. Lists A's administrator may read in
+full must not mention anything of B's. Anonymous callers get 401 from the API, and pages send
+them to sign in, except for the routes listed in ``PUBLIC``.
+
+When a route takes a parameter or a body this test does not know how to fill, it fails and
+says so: extend ``ID_PARAMETERS`` or ``BODIES`` rather than skipping the route.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+from pydantic import BaseModel
+from starlette.routing import BaseRoute, Mount
+from tests.factories.core import SiblingWorld, Side, unique
+
+from civicloud.core import identity
+from civicloud.core.services import Services
+from civicloud.web.deps import CSRF_COOKIE, SESSION_COOKIE
+
+BASE_URL = "https://testserver"
+
+#: Routes anyone may call. A new public route must be added here on purpose.
+PUBLIC: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("GET", "/healthz"),
+        ("GET", "/readyz"),
+        ("GET", "/metrics"),
+        ("GET", "/openapi.json"),
+        ("GET", "/docs"),
+        ("GET", "/docs/oauth2-redirect"),
+        ("GET", "/"),
+        ("GET", "/login"),
+        ("POST", "/login"),
+        ("POST", "/logout"),
+    }
+)
+#: Mounted applications anyone may read (static files).
+PUBLIC_MOUNTS: frozenset[str] = frozenset({"/static"})
+
+#: Parameter names that carry an id, and which kind of resource each names.
+ID_PARAMETERS: dict[str, str] = {
+    "tenant_id": "tenant",
+    "parent_id": "tenant",
+    "root_id": "tenant",
+    "user_id": "user",
+    "key_id": "key",
+    "binding_id": "binding",
+}
+
+#: A valid body for each request model; ``ids`` maps id-named fields to the values to send.
+BODIES: dict[str, Callable[[dict[str, str]], dict[str, Any]]] = {
+    "TenantCreate": lambda ids: {
+        "slug": unique("matrix"),
+        "name_zh": "矩阵",
+        "name_en": "Matrix",
+        "kind": "agency",
+        "parent_id": ids["parent_id"],
+    },
+    "TenantRename": lambda _ids: {"name_en": "Matrix"},
+    "TenantMove": lambda ids: {"parent_id": ids["parent_id"]},
+    "UserCreate": lambda ids: {
+        "username": unique("matrix"),
+        "display_name": "Matrix",
+        "tenant_id": ids["tenant_id"],
+    },
+    "UserUpdate": lambda _ids: {"display_name": "Matrix"},
+    "ApiKeyCreate": lambda _ids: {"name": "matrix"},
+    "RoleBindingCreate": lambda ids: {
+        "user_id": ids["user_id"],
+        "role_name": "viewer",
+        "tenant_id": ids["tenant_id"],
+    },
+    "RoleCreate": lambda _ids: {
+        "name": unique("matrix").replace("-", "_"),
+        "name_zh": "矩阵",
+        "name_en": "Matrix",
+        "permissions": ["core.tenant.read"],
+    },
+    "RegionCreate": lambda _ids: {
+        "code": f"cn-m{uuid.uuid4().hex[:10]}",
+        "name_zh": "矩阵",
+        "name_en": "Matrix",
+        "country_code": "CN",
+    },
+}
+
+#: A valid value for each field of the pages' forms that is not an id.
+FORM_VALUES: dict[str, Callable[[], str]] = {
+    "username": lambda: unique("matrix"),
+    "display_name": lambda: "Matrix",
+    "email": lambda: "",
+    "password": lambda: "",
+    "role_name": lambda: "viewer",
+    "name": lambda: "matrix",
+    "expires_in_days": lambda: "",
+    "slug": lambda: unique("matrix"),
+    "name_zh": lambda: "矩阵",
+    "name_en": lambda: "Matrix",
+    "kind": lambda: "agency",
+    "region_code": lambda: "",
+    "version": lambda: "",
+    "next": lambda: "",
+}
+
+CSRF = "matrix-csrf-token"
+UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+@dataclass
+class Endpoint:
+    """One method of one route, and what it takes."""
+
+    method: str
+    path: str
+    is_page: bool
+    path_params: list[str]
+    id_queries: list[str] = field(default_factory=list)
+    body_model: type[BaseModel] | None = None
+    form_fields: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} {self.path}"
+
+    def id_slots(self) -> list[tuple[str, str]]:
+        """Every place an id goes: (where, name)."""
+        slots = [("path", p) for p in self.path_params]
+        slots += [("query", q) for q in self.id_queries]
+        if self.body_model is not None:
+            slots += [("body", f) for f in self.body_model.model_fields if f in ID_PARAMETERS]
+        slots += [("form", f) for f in self.form_fields if f in ID_PARAMETERS]
+        return slots
+
+
+def walk_routes(app: FastAPI) -> Iterator[tuple[BaseRoute, str, set[str]]]:
+    """Every route of ``app`` with its full path and methods, included routers flattened."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # FastAPI that copies included routes into app.routes: already flat
+        for route in app.routes:
+            yield route, getattr(route, "path", ""), set(getattr(route, "methods", None) or ())
+        return
+    for context in iter_route_contexts(app.routes):
+        yield context.original_route, context.path or "", set(context.methods or ())
+
+
+def collect_endpoints(app: FastAPI) -> tuple[list[Endpoint], list[str]]:
+    """Every non-public endpoint of ``app``, and the problems that stop it being checked."""
+    endpoints: list[Endpoint] = []
+    problems: list[str] = []
+    for route, path, methods in walk_routes(app):
+        if isinstance(route, Mount):
+            if path not in PUBLIC_MOUNTS:
+                problems.append(f"mount {path}: not in PUBLIC_MOUNTS; decide who may read it")
+            continue
+        for method in sorted(methods - {"HEAD", "OPTIONS"}):
+            if (method, path) in PUBLIC:
+                continue
+            path_params = re.findall(r"{(\w+)(?::\w+)?}", path)
+            endpoint = Endpoint(method, path, not path.startswith("/api/"), path_params)
+            for name in path_params:
+                if name not in ID_PARAMETERS:
+                    problems.append(f"{endpoint.label}: no value for path parameter {name!r}")
+            if isinstance(route, APIRoute):
+                _describe(route, endpoint, problems)
+            endpoints.append(endpoint)
+    return endpoints, problems
+
+
+def _describe(route: APIRoute, endpoint: Endpoint, problems: list[str]) -> None:
+    for query in route.dependant.query_params:
+        if query.alias in ID_PARAMETERS:
+            endpoint.id_queries.append(query.alias)
+        elif query.field_info.is_required():
+            problems.append(f"{endpoint.label}: no value for query parameter {query.alias!r}")
+    for body in route.dependant.body_params:
+        kind = type(body.field_info).__name__
+        annotation = body.field_info.annotation
+        if kind == "Form" or (endpoint.is_page and kind != "Body"):
+            if body.alias not in ID_PARAMETERS and body.alias not in FORM_VALUES:
+                problems.append(f"{endpoint.label}: no value for form field {body.alias!r}")
+            endpoint.form_fields.append(body.alias)
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            if annotation.__name__ not in BODIES:
+                problems.append(f"{endpoint.label}: no example body for {annotation.__name__}")
+            endpoint.body_model = annotation
+        else:
+            problems.append(f"{endpoint.label}: cannot fill body parameter {body.alias!r}")
+
+
+def ids_of(side: Side) -> dict[str, str]:
+    """The value of every id parameter, taken from one side of the world."""
+    assert side.member.binding is not None
+    kinds = {
+        "tenant": side.child.id,
+        "user": side.member.user.id,
+        "key": side.member.key.key.id,
+        "binding": side.member.binding.id,
+    }
+    return {name: str(kinds[kind]) for name, kind in ID_PARAMETERS.items()}
+
+
+def call(
+    client: TestClient,
+    endpoint: Endpoint,
+    ids: dict[str, str],
+    headers: dict[str, str] | None = None,
+) -> Any:
+    """Call ``endpoint`` with every id parameter filled from ``ids``."""
+    path = endpoint.path
+    for name in endpoint.path_params:
+        path = path.replace(f"{{{name}}}", ids.get(name, "0"))
+        path = re.sub(rf"{{{name}:\w+}}", ids.get(name, "0"), path)
+    params = {name: ids[name] for name in endpoint.id_queries if name in ids}
+    kwargs: dict[str, Any] = {"params": params, "headers": headers or {}}
+    if endpoint.body_model is not None:
+        kwargs["json"] = BODIES[endpoint.body_model.__name__](ids)
+    if endpoint.is_page and endpoint.method in UNSAFE:
+        form = {"csrf_token": CSRF}
+        for name in endpoint.form_fields:
+            form[name] = ids[name] if name in ids else FORM_VALUES.get(name, str)()
+        kwargs["data"] = form
+    return client.request(endpoint.method, path, follow_redirects=False, **kwargs)
+
+
+def b_strings(side: Side) -> set[str]:
+    """Everything of B's that must never show up in A's lists."""
+    return {
+        str(side.tenant.id),
+        str(side.child.id),
+        side.tenant.slug,
+        side.child.slug,
+        str(side.admin.user.id),
+        side.admin.user.username,
+        str(side.member.user.id),
+        side.member.user.username,
+        side.member.key.key.prefix,
+        side.admin.key.key.prefix,
+        str(side.member.binding.id) if side.member.binding else "",
+    }
+
+
+@pytest.fixture
+def signed_in(api_app: FastAPI, core_services: Services, world: SiblingWorld) -> TestClient:
+    """A browser signed in as A's administrator, holding a CSRF cookie."""
+    with core_services.db.unit_of_work() as session:
+        user = session.merge(world.a.admin.user)
+        _, token = identity.start_web_session(session=session, user=user, hours=1)
+    browser = TestClient(api_app, base_url=BASE_URL)
+    browser.cookies.set(SESSION_COOKIE, token)
+    browser.cookies.set(CSRF_COOKIE, CSRF)
+    return browser
+
+
+def test_every_route_is_known_to_this_test(api_app: FastAPI) -> None:
+    endpoints, problems = collect_endpoints(api_app)
+    assert not problems, "extend the authorisation matrix:\n" + "\n".join(problems)
+    assert any(not e.is_page for e in endpoints)
+
+
+def test_anonymous_callers_are_turned_away_everywhere_but_the_public_routes(
+    api_app: FastAPI, world: SiblingWorld
+) -> None:
+    # given an anonymous caller (with a CSRF pair, so that forms reach the sign-in check)
+    anonymous = TestClient(api_app, base_url=BASE_URL)
+    anonymous.cookies.set(CSRF_COOKIE, CSRF)
+    endpoints, _ = collect_endpoints(api_app)
+    wrong: list[str] = []
+    for endpoint in endpoints:
+        # when it calls any route that is not public
+        response = call(anonymous, endpoint, ids_of(world.a))
+        # then the API answers 401, and pages send it to sign in (or answer 401)
+        location = response.headers.get("location", "")
+        if endpoint.is_page:
+            turned_away = response.status_code == 401 or (
+                response.status_code == 303 and location.startswith("/login")
+            )
+        else:
+            turned_away = response.status_code == 401
+        if not turned_away:
+            wrong.append(f"{endpoint.label}: {response.status_code} {location}")
+    assert not wrong, "anonymous callers got through:\n" + "\n".join(wrong)
+
+
+def test_another_tenants_resources_do_not_exist_for_you(
+    client: TestClient, signed_in: TestClient, api_app: FastAPI, world: SiblingWorld
+) -> None:
+    endpoints, _ = collect_endpoints(api_app)
+    own, theirs = ids_of(world.a), ids_of(world.b)
+    wrong: list[str] = []
+    checked = 0
+    for endpoint in endpoints:
+        for where, name in endpoint.id_slots():
+            # when A's admin names one of B's resources, with A's own everywhere else
+            ids = own | {name: theirs[name]}
+            if endpoint.is_page:
+                response = call(signed_in, endpoint, ids)
+            else:
+                response = call(client, endpoint, ids, headers=world.a.admin.headers)
+            checked += 1
+            # then it does not exist
+            if response.status_code != 404:
+                wrong.append(
+                    f"{endpoint.label} with B's {name} in the {where}: {response.status_code}"
+                )
+    assert checked
+    assert not wrong, "B's resources leaked to A's administrator:\n" + "\n".join(wrong)
+
+
+def test_lists_never_mention_another_tenants_resources(
+    client: TestClient, signed_in: TestClient, api_app: FastAPI, world: SiblingWorld
+) -> None:
+    endpoints, _ = collect_endpoints(api_app)
+    forbidden = b_strings(world.b) - {""}
+    wrong: list[str] = []
+    for endpoint in endpoints:
+        if endpoint.method != "GET" or endpoint.path_params:
+            continue
+        # when A's admin reads a list unfiltered
+        if endpoint.is_page:
+            response = signed_in.get(endpoint.path, follow_redirects=False)
+        else:
+            response = client.get(endpoint.path, headers=world.a.admin.headers)
+        # then it succeeds and nothing of B's is in it
+        if response.status_code != 200:
+            wrong.append(f"{endpoint.label}: {response.status_code}")
+        leaked = sorted(s for s in forbidden if s in response.text)
+        if leaked:
+            wrong.append(f"{endpoint.label} shows {leaked}")
+    assert not wrong, "\n".join(wrong)

@@ -1,0 +1,99 @@
+"""Core's small foundations: the error tree, settings, the event bus and the request id."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from civicloud.core import errors
+from civicloud.core.config import Settings
+from civicloud.core.context import current_request_id, set_request_id
+from civicloud.core.events import Event, MessageBus
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "exit_code", "code"),
+    [
+        (errors.InvalidInput, 422, 2, "core.invalid_input"),
+        (errors.NotAuthenticated, 401, 3, "core.not_authenticated"),
+        (errors.PermissionDenied, 403, 3, "core.permission_denied"),
+        (errors.NotFound, 404, 4, "core.not_found"),
+        (errors.Conflict, 409, 5, "core.conflict"),
+        (errors.PayloadTooLarge, 413, 2, "core.payload_too_large"),
+    ],
+)
+def test_each_error_has_its_status_exit_code_and_stable_code(
+    error: type[errors.CivicloudError], status: int, exit_code: int, code: str
+) -> None:
+    raised = error("what went wrong", resource="tenant")
+    assert isinstance(raised, errors.CivicloudError)
+    assert (raised.status, raised.exit_code, raised.code) == (status, exit_code, code)
+    assert raised.detail == "what went wrong"
+    assert raised.extra == {"resource": "tenant"}
+
+
+def test_settings_default_to_sqlite_in_the_data_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CIVICLOUD_DATABASE_URL", raising=False)
+    settings = Settings(data_dir=tmp_path)
+    assert settings.effective_database_url == f"sqlite:///{tmp_path.resolve()}/civicloud.db"
+    moved = settings.with_data_dir(tmp_path / "elsewhere")
+    assert moved.data_dir == tmp_path / "elsewhere"
+    assert settings.with_data_dir(None) is settings
+
+
+def test_settings_come_from_civicloud_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CIVICLOUD_WEB__PORT", "9001")
+    monkeypatch.setenv("CIVICLOUD_DATABASE_URL", "postgresql+psycopg://u:p@db/civicloud")
+    settings = Settings()
+    assert settings.web.port == 9001
+    assert settings.effective_database_url == "postgresql+psycopg://u:p@db/civicloud"
+
+
+@pytest.mark.parametrize("url", ["mysql://db/x", "postgresql://db/x", "postgres+psycopg2://x"])
+def test_settings_refuse_unsupported_databases(url: str) -> None:
+    with pytest.raises(ValidationError, match="database_url"):
+        Settings(database_url=url)
+
+
+@dataclass(frozen=True)
+class TenantCreated(Event):
+    slug: str
+
+
+@dataclass(frozen=True)
+class CityCreated(TenantCreated):
+    pass
+
+
+def test_the_bus_calls_the_handlers_of_an_event_and_of_its_base_types() -> None:
+    bus = MessageBus()
+    seen: list[tuple[str, str]] = []
+    bus.subscribe(TenantCreated, lambda _s, e: seen.append(("tenant", e.slug)))
+    bus.subscribe(CityCreated, lambda _s, e: seen.append(("city", e.slug)))
+    bus.subscribe(Event, lambda _s, e: seen.append(("any", e.slug)))
+    session = Session()
+    bus.publish(session, CityCreated("dalian"))
+    bus.publish(session, TenantCreated("liaoning"))
+    assert seen == [
+        ("city", "dalian"),
+        ("tenant", "dalian"),
+        ("any", "dalian"),
+        ("tenant", "liaoning"),
+        ("any", "liaoning"),
+    ]
+
+
+def test_a_request_id_is_made_up_once_when_none_was_given() -> None:
+    set_request_id(None)
+    made_up = current_request_id()
+    assert len(made_up) == 32
+    assert current_request_id() == made_up
+    set_request_id("given")
+    assert current_request_id() == "given"
+    set_request_id(None)
