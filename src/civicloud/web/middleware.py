@@ -64,9 +64,16 @@ class RequestContextMiddleware:
         set_request_id(request_id)
         status = 500
         response_started = False
+        head = scope["method"] == "HEAD"
+        if head:
+            # Every GET route answers HEAD too (uptime checkers use it): served as the GET, the
+            # headers kept and the body dropped, as RFC 9110 section 9.3.2 asks.
+            scope = {**scope, "method": "GET"}
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status, response_started
+            if head and message["type"] == "http.response.body":
+                message = {**message, "body": b""}
             if message["type"] == "http.response.start":
                 status = message["status"]
                 response_started = True
@@ -90,7 +97,7 @@ class RequestContextMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             template = _route_template(scope)
-            method = scope["method"]
+            method = "HEAD" if head else scope["method"]
             self.metrics.requests.labels(method, template, str(status)).inc()
             self.metrics.latency.labels(method, template).observe(elapsed)
             log.info(

@@ -142,6 +142,18 @@ def test_health_and_readiness(client: TestClient) -> None:
     assert ready.json() == {"status": "ready"}
 
 
+@pytest.mark.parametrize("path", ["/healthz", "/", "/login", "/api/v1/tenants"])
+def test_head_is_answered_like_get_without_a_body(client: TestClient, path: str) -> None:
+    # Given what a GET of the path answers
+    got = client.get(path, follow_redirects=False)
+    # When the same path is asked for with HEAD
+    head = client.head(path, follow_redirects=False)
+    # Then the status and headers match and no body is sent
+    assert head.status_code == got.status_code
+    assert head.headers["content-type"] == got.headers["content-type"]
+    assert head.content == b""
+
+
 def test_readiness_fails_while_migrations_are_pending(tmp_path: Path) -> None:
     # given an application over a database that was never migrated
     services = build_services(make_settings(tmp_path))
