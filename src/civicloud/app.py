@@ -16,6 +16,7 @@ from civicloud.core.config import Settings
 from civicloud.core.db import Database
 from civicloud.core.identity import Passwords
 from civicloud.core.migrate import upgrade
+from civicloud.core.principals import PrincipalCache
 from civicloud.core.services import Services
 from civicloud.web import pages
 from civicloud.web.api import api_router
@@ -33,6 +34,7 @@ def build_services(settings: Settings) -> Services:
         settings=settings,
         db=Database.from_url(settings.effective_database_url),
         passwords=Passwords(settings.auth),
+        principals=PrincipalCache(settings.auth.principal_cache_seconds),
     )
 
 

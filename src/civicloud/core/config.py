@@ -36,6 +36,10 @@ class AuthSettings(BaseModel):
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=65_536, ge=8)
     argon2_parallelism: int = Field(default=2, ge=1)
+    #: How long a resolved credential (API key or session → actor) is reused without a database
+    #: read. Changes made through this process apply at once (the cache is cleared on commit);
+    #: changes made by another process apply within this many seconds. 0 turns the cache off.
+    principal_cache_seconds: float = Field(default=10.0, ge=0, le=300)
 
 
 class Settings(BaseSettings):

@@ -113,9 +113,22 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         # A write transaction takes the lock up front (IMMEDIATE): a deferred one that upgrades
-        # later fails at once with SQLITE_BUSY instead of waiting on busy_timeout.
+        # later fails at once with SQLITE_BUSY instead of waiting on busy_timeout. Read-only
+        # units run each statement on its own (AUTOCOMMIT): every statement sees what was
+        # committed before it, PostgreSQL's default READ COMMITTED, without a BEGIN and a
+        # ROLLBACK around every request.
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        if mode != "AUTOCOMMIT":
+            conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def as_conflict(exc: BaseException) -> BaseException:
+    """The error to raise for ``exc``: a lost optimistic-concurrency race becomes a ``Conflict``."""
+    if isinstance(exc, StaleDataError):
+        # A row's version column moved on since this transaction read it: another one changed
+        # it first (only PostgreSQL runs writers side by side). Tell, do not crash.
+        return Conflict("the record changed meanwhile; reload it and try again")
+    return exc
 
 
 class Database:
@@ -125,7 +138,8 @@ class Database:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
         writer = engine.execution_options(sqlite_begin="IMMEDIATE") if self.is_sqlite else engine
-        self._reader = sessionmaker(bind=engine, expire_on_commit=False)
+        reader = engine.execution_options(sqlite_begin="AUTOCOMMIT") if self.is_sqlite else engine
+        self._reader = sessionmaker(bind=reader, expire_on_commit=False)
         self._writer = sessionmaker(bind=writer, expire_on_commit=False)
 
     @classmethod
@@ -139,19 +153,22 @@ class Database:
 
     @contextmanager
     def unit_of_work(self, *, write: bool = True) -> Iterator[Session]:
-        """One transaction: committed when the block ends normally, rolled back on any exception."""
+        """One transaction: committed when the block ends normally, rolled back on any exception.
+
+        A read-only unit (``write=False``) is never committed: whatever it might have changed
+        is discarded when it closes. Safe HTTP methods get read-only units.
+        """
         session = self.session(write=write)
         try:
             yield session
-            session.commit()
-        except StaleDataError as exc:
-            # A row's version column moved on since this transaction read it: another one
-            # changed it first (only PostgreSQL runs writers side by side). Tell, do not crash.
+            if write:
+                session.commit()
+        except BaseException as exc:
             session.rollback()
-            raise Conflict("the record changed meanwhile; reload it and try again") from exc
-        except BaseException:
-            session.rollback()
-            raise
+            converted = as_conflict(exc)
+            if converted is exc:
+                raise
+            raise converted from exc
         finally:
             session.close()
 

@@ -2,49 +2,86 @@
 
 A route that takes ``ActorDep`` needs an authenticated caller; a route without it is public.
 The authorisation-matrix test relies on exactly that.
+
+These dependencies are ``async`` on purpose: FastAPI runs every synchronous dependency in the
+thread pool, and each hop there and back costs more than the work most of them do. Blocking
+database work runs in the pool (the route itself, a credential cache miss, a write commit); the
+rest stays on the event loop.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterator
-from datetime import timedelta
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
-from civicloud.core.db import utcnow
+from civicloud.core.db import as_conflict, utcnow
 from civicloud.core.errors import NotAuthenticated, PermissionDenied
-from civicloud.core.identity import (
-    resolve_api_key,
-    resolve_web_session,
-    touch_api_key,
-)
-from civicloud.core.roles import Actor, load_actor
+from civicloud.core.identity import touch_api_key
+from civicloud.core.principals import TOUCH_EVERY, Principal, note_touched
+from civicloud.core.roles import Actor, authenticate_api_key, authenticate_session
 from civicloud.core.services import Services
+
+__all__ = [
+    "CSRF_COOKIE",
+    "CSRF_HEADER",
+    "SAFE_METHODS",
+    "SESSION_COOKIE",
+    "TOUCH_EVERY",
+    "ActorDep",
+    "OptionalActorDep",
+    "ServicesDep",
+    "SessionDep",
+    "check_csrf",
+    "get_services",
+    "optional_actor",
+    "require_actor",
+    "services_of",
+]
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SESSION_COOKIE = "civicloud_session"
 CSRF_COOKIE = "civicloud_csrf"
 CSRF_HEADER = "x-csrf-token"
-#: How stale ``api_key.last_used_at`` may get before a request refreshes it.
-TOUCH_EVERY = timedelta(minutes=5)
 
 
-def get_services(request: Request) -> Services:
-    """The application's services."""
+def services_of(request: Request) -> Services:
+    """The application's services (for code that is not a dependency)."""
     services: Services = request.app.state.services
     return services
+
+
+async def get_services(request: Request) -> Services:
+    """The application's services."""
+    return services_of(request)
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def _unit_of_work(request: Request) -> Iterator[Session]:
-    services = get_services(request)
-    with services.db.unit_of_work(write=request.method not in SAFE_METHODS) as session:
+async def _unit_of_work(request: Request) -> AsyncIterator[Session]:
+    # The same contract as Database.unit_of_work (commit on success, roll back on any error;
+    # read-only units end without a commit), spelt out here so that opening a session, which
+    # touches no database, stays on the event loop.
+    write = request.method not in SAFE_METHODS
+    db = services_of(request).db
+    session = db.session(write=write)
+    try:
         yield session
+        if write:
+            await run_in_threadpool(session.commit)
+    except BaseException as exc:
+        session.rollback()
+        converted = as_conflict(exc)
+        if converted is exc:
+            raise
+        raise converted from exc
+    finally:
+        session.close()
 
 
 #: The request's one transaction: committed after the route returns, before the response is sent.
@@ -61,40 +98,57 @@ def _bearer(request: Request) -> str | None:
     return token.strip()
 
 
-def optional_actor(request: Request, session: SessionDep) -> Actor | None:
+async def _from_api_key(request: Request, session: Session, token: str) -> Actor:
+    services = services_of(request)
+    principal: Principal | None = services.principals.get("api_key", token)
+    if principal is None:
+        principal = await run_in_threadpool(
+            lambda: authenticate_api_key(session=session, token=token, cache=services.principals)
+        )
+    if principal is None:
+        raise NotAuthenticated("the API key is unknown, expired or revoked")
+    if principal.needs_touch(utcnow()) and principal.api_key_id is not None:
+        key_id = principal.api_key_id
+        if request.method in SAFE_METHODS:
+            # Its own short write, so that a read-only request stays read-only.
+            def touch_apart() -> None:
+                with services.db.unit_of_work() as touch:
+                    touch_api_key(session=touch, key_id=key_id)
+
+            await run_in_threadpool(touch_apart)
+        else:
+            # A change already holds the write transaction (on SQLite, the database's write
+            # lock): a second writer beside it would wait for it forever, so touch within it.
+            await run_in_threadpool(lambda: touch_api_key(session=session, key_id=key_id))
+        note_touched(services.principals, token, principal)
+    return principal.actor
+
+
+async def optional_actor(request: Request, session: SessionDep) -> Actor | None:
     """The caller, from a bearer API key or the session cookie; ``None`` when anonymous."""
-    cached: Actor | None = getattr(request.state, "actor", None)
-    if cached is not None:
-        return cached
+    known: Actor | None = getattr(request.state, "actor", None)
+    if known is not None:
+        return known
     token = _bearer(request)
     actor: Actor | None = None
     if token is not None:
-        found = resolve_api_key(session=session, token=token)
-        if found is None:
-            raise NotAuthenticated("the API key is unknown, expired or revoked")
-        key, user = found
-        actor = load_actor(session=session, user=user, via=f"api_key:{key.prefix}")
-        if key.last_used_at is None or utcnow() - key.last_used_at > TOUCH_EVERY:
-            if request.method in SAFE_METHODS:
-                # Its own short write, so that a read-only request stays read-only.
-                with get_services(request).db.unit_of_work() as touch:
-                    touch_api_key(session=touch, key_id=key.id)
-            else:
-                # A change already holds the write transaction (on SQLite, the database's write
-                # lock): a second writer beside it would wait for it forever, so touch within it.
-                touch_api_key(session=session, key_id=key.id)
+        actor = await _from_api_key(request, session, token)
     else:
         cookie = request.cookies.get(SESSION_COOKIE)
-        signed_in = resolve_web_session(session=session, token=cookie) if cookie else None
-        if signed_in is not None:
-            if request.method not in SAFE_METHODS:
-                check_csrf(request, request.headers.get(CSRF_HEADER))
-            actor = load_actor(session=session, user=signed_in, via="session")
+        if cookie:
+            cache = services_of(request).principals
+            principal = cache.get("session", cookie) or await run_in_threadpool(
+                lambda: authenticate_session(session=session, token=cookie, cache=cache)
+            )
+            if principal is not None:
+                if request.method not in SAFE_METHODS:
+                    check_csrf(request, request.headers.get(CSRF_HEADER))
+                actor = principal.actor
     request.state.actor = actor
     return actor
 
 
-def require_actor(actor: Annotated[Actor | None, Depends(optional_actor)]) -> Actor:
+async def require_actor(actor: Annotated[Actor | None, Depends(optional_actor)]) -> Actor:
     """The authenticated caller; raises ``NotAuthenticated`` (401) for anonymous requests."""
     if actor is None:
         raise NotAuthenticated("sign in, or send 'Authorization: Bearer <api key>'")

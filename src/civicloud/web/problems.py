@@ -18,7 +18,7 @@ from civicloud.core import audit
 from civicloud.core.context import current_request_id
 from civicloud.core.errors import CivicloudError
 from civicloud.core.roles import Actor
-from civicloud.web.deps import SAFE_METHODS, get_services
+from civicloud.web.deps import SAFE_METHODS, services_of
 
 log = logging.getLogger("civicloud.web")
 
@@ -81,7 +81,7 @@ def _audit_failure(request: Request, status: int, code: str) -> None:
     actor: Actor | None = getattr(request.state, "actor", None)
     outcome: audit.Outcome = "denied" if status in (401, 403, 404) else "failed"
     try:
-        with get_services(request).db.unit_of_work() as session:
+        with services_of(request).db.unit_of_work() as session:
             audit.record(
                 session=session,
                 actor=actor or Actor(kind="user", name="anonymous", via="anonymous"),

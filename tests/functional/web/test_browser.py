@@ -233,7 +233,12 @@ def test_chromium_keeps_secure_cookies_on_loopback_http(
         update={"web": services.settings.web.model_copy(update={"cookie_secure": True})}
     )
     app = create_app(
-        services=Services(settings=settings, db=services.db, passwords=services.passwords)
+        services=Services(
+            settings=settings,
+            db=services.db,
+            passwords=services.passwords,
+            principals=services.principals,
+        )
     )
     with serving(app) as url:
         context = chromium.new_context(viewport=DESKTOP)

@@ -191,7 +191,12 @@ def test_cookies_are_secure_by_rule(
         update={"web": services.settings.web.model_copy(update={"cookie_secure": setting})}
     )
     app = create_app(
-        services=Services(settings=settings, db=services.db, passwords=services.passwords)
+        services=Services(
+            settings=settings,
+            db=services.db,
+            passwords=services.passwords,
+            principals=services.principals,
+        )
     )
     with TestClient(app, base_url=base_url, headers=HTML) as client:
         # When a browser loads a form and signs in

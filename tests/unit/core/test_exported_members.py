@@ -70,6 +70,8 @@ EXPECTED: dict[str, set[str]] = {
         "BUILTIN_ROLES",
         "Actor",
         "Grant",
+        "authenticate_api_key",
+        "authenticate_session",
         "Role",
         "RoleBinding",
         "RoleBindingCreate",

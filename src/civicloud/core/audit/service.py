@@ -123,9 +123,17 @@ def _iter_records(session: Session, batch: int) -> Iterator[AuditRecord]:
 
 
 def verify_chain(*, session: Session, batch: int = 2000) -> VerifyResult:
-    """Walk the log in order and report the first record that was edited, removed or reordered."""
+    """Walk the log in order and report the first record that was edited, removed or reordered.
+
+    The head is read first and the walk stops at it: records appended while the walk runs (each
+    statement may see newer commits) are not mistaken for a damaged tail.
+    """
+    head = session.get(AuditHead, 1)
+    end = head.seq if head is not None else None
     expected_prev, expected_seq, checked = GENESIS, 1, 0
     for entry in _iter_records(session, batch):
+        if end is not None and entry.seq > end:
+            break
         if entry.seq != expected_seq:
             return VerifyResult(
                 False,
@@ -140,16 +148,17 @@ def verify_chain(*, session: Session, batch: int = 2000) -> VerifyResult:
         if record_hash(entry.prev_hash, entry) != entry.hash:
             return VerifyResult(False, checked, entry.seq, "its contents were edited")
         expected_prev, expected_seq, checked = entry.hash, expected_seq + 1, checked + 1
-    head = session.get(AuditHead, 1)
     last_seq = expected_seq - 1
-    if head is not None and (head.seq != last_seq or head.hash != expected_prev):
-        if head.seq > last_seq:
-            return VerifyResult(
-                False, checked, last_seq + 1, f"records {last_seq + 1}..{head.seq} were removed"
-            )
+    if head is None:
+        if checked:
+            return VerifyResult(False, checked, 1, "the chain head is missing")
+        return VerifyResult(True, checked)
+    if head.seq > last_seq:
+        return VerifyResult(
+            False, checked, last_seq + 1, f"records {last_seq + 1}..{head.seq} were removed"
+        )
+    if head.hash != expected_prev:
         return VerifyResult(False, checked, head.seq, "the head does not match the last record")
-    if head is None and checked:
-        return VerifyResult(False, checked, 1, "the chain head is missing")
     return VerifyResult(True, checked)
 
 

@@ -20,6 +20,7 @@ from civicloud.core.errors import Conflict, NotFound, PermissionDenied
 from civicloud.core.identity.models import ApiKey, User, WebSession
 from civicloud.core.identity.passwords import Passwords
 from civicloud.core.identity.schemas import ApiKeyCreate, UserCreate, UserUpdate
+from civicloud.core.principals import invalidate_principals
 from civicloud.core.tenants.models import Tenant
 from civicloud.core.tenants.service import get_tenant_or_raise, in_subtrees
 
@@ -111,6 +112,7 @@ def update_user(
     """Change a user's name, e-mail, password or active flag."""
     user = get_user_or_raise(session=session, actor=actor, user_id=user_id, permission=ADMIN)
     _require_holds_all_of(session, actor, user)
+    invalidate_principals(session)
     changed = sorted(k for k, v in data.model_dump(exclude_unset=True).items() if v is not None)
     if data.display_name is not None:
         user.display_name = data.display_name
@@ -205,6 +207,12 @@ def start_web_session(*, session: Session, user: User, hours: int) -> tuple[WebS
 
 def resolve_web_session(*, session: Session, token: str) -> User | None:
     """The active user behind a session cookie's ``token``, or ``None``."""
+    found = resolve_web_session_row(session=session, token=token)
+    return found[1] if found else None
+
+
+def resolve_web_session_row(*, session: Session, token: str) -> tuple[WebSession, User] | None:
+    """The live session and active user behind a cookie's ``token``, or ``None``."""
     if not token or len(token) > 128:
         return None
     row = session.execute(
@@ -217,7 +225,7 @@ def resolve_web_session(*, session: Session, token: str) -> User | None:
     web_session, user = row
     if web_session.revoked_at is not None or web_session.expires_at <= utcnow():
         return None
-    return user if user.is_active else None
+    return (web_session, user) if user.is_active else None
 
 
 def end_web_session(*, session: Session, token: str) -> None:
@@ -227,6 +235,7 @@ def end_web_session(*, session: Session, token: str) -> None:
     ).one_or_none()
     if web_session is not None and web_session.revoked_at is None:
         web_session.revoked_at = utcnow()
+        invalidate_principals(session)
         user = session.get(User, web_session.user_id)
         audit.record(
             session=session,
@@ -323,6 +332,7 @@ def revoke_api_key(*, session: Session, actor: Actor, key_id: uuid.UUID) -> ApiK
         _require_holds_all_of(session, actor, user)
     if key.revoked_at is None:
         key.revoked_at = utcnow()
+        invalidate_principals(session)
         audit.record(
             session=session,
             actor=actor,

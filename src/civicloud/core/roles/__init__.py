@@ -11,6 +11,8 @@ from civicloud.core.permissions import (
 from civicloud.core.roles.models import Role, RoleBinding
 from civicloud.core.roles.schemas import RoleBindingCreate, RoleBindingRead, RoleCreate, RoleRead
 from civicloud.core.roles.service import (
+    authenticate_api_key,
+    authenticate_session,
     create_role,
     ensure_builtin_roles,
     get_role_or_raise,
@@ -32,6 +34,8 @@ __all__ = [
     "RoleCreate",
     "RoleRead",
     "RoleSpec",
+    "authenticate_api_key",
+    "authenticate_session",
     "authorize",
     "create_role",
     "ensure_builtin_roles",

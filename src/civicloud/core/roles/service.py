@@ -12,8 +12,13 @@ from civicloud.core import audit
 from civicloud.core.actor import Actor, Grant, authorize, grants_cover_all
 from civicloud.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from civicloud.core.identity.models import User
-from civicloud.core.identity.service import get_user_or_raise
+from civicloud.core.identity.service import (
+    get_user_or_raise,
+    resolve_api_key,
+    resolve_web_session_row,
+)
 from civicloud.core.permissions import BUILTIN_ROLES, known_permissions, matches
+from civicloud.core.principals import Principal, PrincipalCache, invalidate_principals
 from civicloud.core.roles.models import Role, RoleBinding
 from civicloud.core.roles.schemas import RoleBindingCreate, RoleCreate
 from civicloud.core.tenants.models import Tenant
@@ -39,6 +44,7 @@ def ensure_builtin_roles(*, session: Session) -> None:
         else:
             role.name_zh, role.name_en = spec.name_zh, spec.name_en
             role.permissions, role.builtin = list(spec.permissions), True
+    invalidate_principals(session)
 
 
 def list_roles(*, session: Session) -> Sequence[Role]:
@@ -132,6 +138,7 @@ def grant_role(*, session: Session, actor: Actor, data: RoleBindingCreate) -> Ro
         granted_by=actor.name,
     )
     session.add(binding)
+    invalidate_principals(session)
     audit.record(
         session=session,
         actor=actor,
@@ -159,6 +166,7 @@ def revoke_role(*, session: Session, actor: Actor, binding_id: uuid.UUID) -> Non
         authorize(actor, ADMIN, path=tenant.path, what="role binding")
     user = session.get(User, binding.user_id)
     session.delete(binding)
+    invalidate_principals(session)
     audit.record(
         session=session,
         actor=actor,
@@ -194,3 +202,46 @@ def list_bindings(
         get_user_or_raise(session=session, actor=actor, user_id=user_id)
         query = query.where(RoleBinding.user_id == user_id)
     return session.scalars(query.order_by(RoleBinding.created_at, RoleBinding.id)).all()
+
+
+# --- credentials → principals ----------------------------------------------------------
+
+
+def authenticate_api_key(
+    *, session: Session, token: str, cache: PrincipalCache
+) -> Principal | None:
+    """The principal behind a bearer ``token``, or ``None`` (unknown, expired, revoked)."""
+    cached = cache.get("api_key", token)
+    if cached is not None:
+        return cached
+    found = resolve_api_key(session=session, token=token)
+    if found is None:
+        return None
+    key, user = found
+    principal = Principal(
+        actor=load_actor(session=session, user=user, via=f"api_key:{key.prefix}"),
+        expires_at=key.expires_at,
+        api_key_id=key.id,
+        last_used_at=key.last_used_at,
+    )
+    cache.put("api_key", token, principal)
+    return principal
+
+
+def authenticate_session(
+    *, session: Session, token: str, cache: PrincipalCache
+) -> Principal | None:
+    """The principal behind a session cookie's ``token``, or ``None``."""
+    cached = cache.get("session", token)
+    if cached is not None:
+        return cached
+    found = resolve_web_session_row(session=session, token=token)
+    if found is None:
+        return None
+    web_session, user = found
+    principal = Principal(
+        actor=load_actor(session=session, user=user, via="session"),
+        expires_at=web_session.expires_at,
+    )
+    cache.put("session", token, principal)
+    return principal

@@ -12,6 +12,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from civicloud.core import audit
 from civicloud.core.actor import Actor, authorize
 from civicloud.core.errors import Conflict, InvalidInput, NotFound
+from civicloud.core.principals import invalidate_principals
 from civicloud.core.regions.service import get_region_or_raise
 from civicloud.core.tenants.models import CHILD_KINDS, Tenant, TenantKind
 from civicloud.core.tenants.schemas import TenantCreate, TenantMove, TenantRename
@@ -193,6 +194,8 @@ def move_tenant(
         .execution_options(synchronize_session="fetch")
     )
     tenant.parent_id = parent.id
+    # Grants hold tenant paths, and this subtree's paths just changed.
+    invalidate_principals(session)
     audit.record(
         session=session,
         actor=actor,
@@ -213,6 +216,8 @@ def delete_tenant(*, session: Session, actor: Actor, tenant_id: uuid.UUID) -> No
         raise Conflict("the tenant has child tenants; move or delete them first")
     slug = tenant.slug
     session.delete(tenant)
+    # Role bindings at the tenant go with it (ON DELETE CASCADE).
+    invalidate_principals(session)
     try:
         # Flushed here so that rows of any module still pointing at the tenant (foreign keys with
         # ON DELETE RESTRICT) surface as a clear conflict rather than at commit.

@@ -15,7 +15,7 @@ from civicloud.core.errors import Conflict, InvalidInput, PermissionDenied
 from civicloud.core.identity import ApiKeyCreate, UserCreate
 from civicloud.core.roles import Actor, RoleBindingCreate
 from civicloud.core.roles.service import ADMIN as ROLE_ADMIN
-from civicloud.web.deps import ServicesDep, SessionDep, get_services
+from civicloud.web.deps import ServicesDep, SessionDep, services_of
 from civicloud.web.pages.forms import (
     DONE_MESSAGES,
     USERNAME_TAKEN,
@@ -300,7 +300,7 @@ def _keys_context(request: Request, session: Session, actor: Actor) -> dict[str,
         "section": "api_keys",
         "keys": identity.list_api_keys(session=session, actor=actor),
         "new_token": None,
-        "default_days": get_services(request).settings.auth.api_key_days,
+        "default_days": services_of(request).settings.auth.api_key_days,
         "form": {"data": {}, "errors": {}, "summary": None},
         "done": _done(request),
     }

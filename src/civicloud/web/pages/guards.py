@@ -13,10 +13,17 @@ from urllib.parse import urlencode
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
-from civicloud.core import identity
-from civicloud.core.roles import Actor, load_actor
-from civicloud.web.deps import SAFE_METHODS, SESSION_COOKIE, SessionDep, check_csrf, optional_actor
+from civicloud.core.roles import Actor, authenticate_session
+from civicloud.web.deps import (
+    SAFE_METHODS,
+    SESSION_COOKIE,
+    SessionDep,
+    check_csrf,
+    optional_actor,
+    services_of,
+)
 
 CSRF_FIELD = "csrf_token"
 
@@ -53,16 +60,20 @@ async def checked_form_token(request: Request) -> None:
 CsrfChecked = Annotated[None, Depends(checked_form_token)]
 
 
-def page_actor(request: Request, session: SessionDep, _csrf: CsrfChecked) -> Actor | None:
+async def page_actor(request: Request, session: SessionDep, _csrf: CsrfChecked) -> Actor | None:
     """The signed-in caller of a page, or ``None``; form posts have passed the CSRF check first."""
     if request.method not in SAFE_METHODS and getattr(request.state, "actor", None) is None:
         # The form's token has been checked above, so the header check in optional_actor does
         # not apply: resolve the session here and hand optional_actor the result.
         cookie = request.cookies.get(SESSION_COOKIE)
-        user = identity.resolve_web_session(session=session, token=cookie) if cookie else None
-        if user is not None:
-            request.state.actor = load_actor(session=session, user=user, via="session")
-    return optional_actor(request, session)
+        if cookie:
+            cache = services_of(request).principals
+            principal = cache.get("session", cookie) or await run_in_threadpool(
+                lambda: authenticate_session(session=session, token=cookie, cache=cache)
+            )
+            if principal is not None:
+                request.state.actor = principal.actor
+    return await optional_actor(request, session)
 
 
 PageActorDep = Annotated[Actor | None, Depends(page_actor)]

@@ -19,7 +19,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context,
 from jinja2.runtime import Context
 
 from civicloud.web import i18n
-from civicloud.web.deps import CSRF_COOKIE, get_services
+from civicloud.web.deps import CSRF_COOKIE, services_of
 from civicloud.web.pages import labels
 
 log = logging.getLogger("civicloud.web")
@@ -49,7 +49,7 @@ def cookie_secure(request: Request) -> bool:
     Automatic (``None``) means ``Secure`` unless the browser reached us over plain HTTP at a
     loopback host, which is the one-machine demo; a Secure cookie would be dropped there.
     """
-    configured = get_services(request).settings.web.cookie_secure
+    configured = services_of(request).settings.web.cookie_secure
     if configured is not None:
         return configured
     if request.url.scheme != "http":
@@ -114,7 +114,7 @@ def page_language(request: Request) -> str:
         requested=request.query_params.get("lang"),
         cookie=request.cookies.get(LANG_COOKIE),
         accept_language=request.headers.get("accept-language"),
-        default=get_services(request).settings.web.default_language,
+        default=services_of(request).settings.web.default_language,
     )
     request.state.language = language
     return language
