@@ -16,7 +16,7 @@ from civicloud.core.config import Settings
 from civicloud.core.db import Database
 from civicloud.core.identity import Passwords
 from civicloud.core.migrate import upgrade
-from civicloud.core.principals import PrincipalCache
+from civicloud.core.principals import principal_cache
 from civicloud.core.services import Services
 from civicloud.web import pages
 from civicloud.web.api import api_router
@@ -30,11 +30,12 @@ API_PREFIX = "/api/v1"
 def build_services(settings: Settings) -> Services:
     """Open the database named by ``settings`` and build the shared services."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database.from_url(settings.effective_database_url, cache_seconds=settings.cache_seconds)
     return Services(
         settings=settings,
-        db=Database.from_url(settings.effective_database_url),
+        db=db,
         passwords=Passwords(settings.auth),
-        principals=PrincipalCache(settings.auth.principal_cache_seconds),
+        principals=principal_cache(db),
     )
 
 

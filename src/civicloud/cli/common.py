@@ -40,8 +40,18 @@ DataDirOpt = Annotated[
         resolve_path=True,
     ),
 ]
-HostOpt = Annotated[str, typer.Option("--host", help="Address to listen on.")]
-PortOpt = Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")]
+HostOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--host", help="Address to listen on [default: CIVICLOUD_WEB__HOST or 127.0.0.1]."
+    ),
+]
+PortOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--port", min=1, max=65535, help="Port to listen on [default: CIVICLOUD_WEB__PORT or 8000]."
+    ),
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")

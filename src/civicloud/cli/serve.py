@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from types import FrameType
 
 import typer
 import uvicorn
@@ -15,6 +16,7 @@ from civicloud.cli.common import (
     console,
     fail,
     handle_errors,
+    load_settings,
     open_services,
     unit_of_work,
 )
@@ -36,14 +38,24 @@ def _check_port(host: str, port: int) -> None:
             raise fail(f"cannot listen on {host}:{port}: {exc.strerror}", 2) from None
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, for which SIGINT and SIGTERM mean "stop cleanly, exit 0"."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        # uvicorn re-raises a captured signal once shut down, so the process would die of it
+        # (exit 143/130) after a clean stop; a stop that was asked for is a success.
+        self._captured_signals.clear()
+
+
 def _run(services: Services, host: str, port: int) -> None:
     app = create_app(services=services)
-    # uvicorn handles SIGINT and SIGTERM itself: it stops accepting, finishes in-flight requests
-    # and runs the application's shutdown, which closes the database pool.
+    # SIGINT and SIGTERM: stop accepting, finish in-flight requests, run the application's
+    # shutdown (which closes the database pool), then return.
     config = uvicorn.Config(
         app, host=host, port=port, log_config=None, proxy_headers=True, server_header=False
     )
-    uvicorn.Server(config).run()
+    _Server(config).run()
     console.print("civicloud stopped.")
 
 
@@ -52,10 +64,10 @@ def register(root: typer.Typer) -> None:
 
     @root.command()
     @handle_errors
-    def serve(
-        data_dir: DataDirOpt = None, host: HostOpt = "127.0.0.1", port: PortOpt = 8000
-    ) -> None:
+    def serve(data_dir: DataDirOpt = None, host: HostOpt = None, port: PortOpt = None) -> None:
         """Apply migrations and serve civicloud until interrupted (SIGINT/SIGTERM)."""
+        web = load_settings(data_dir).web
+        host, port = host or web.host, port or web.port
         _check_port(host, port)
         services = open_services(data_dir)
         console.print(f"civicloud on http://{host}:{port}/ (data: {services.settings.data_dir})")
@@ -65,11 +77,13 @@ def register(root: typer.Typer) -> None:
     @handle_errors
     def demo(
         data_dir: DataDirOpt = None,
-        host: HostOpt = "127.0.0.1",
-        port: PortOpt = 8000,
+        host: HostOpt = None,
+        port: PortOpt = None,
         serve: bool = typer.Option(True, "--serve/--no-serve", help="Serve after seeding."),
     ) -> None:
         """Create the demo world (idempotently), print the logins, and serve it."""
+        web = load_settings(data_dir).web
+        host, port = host or web.host, port or web.port
         if serve:
             _check_port(host, port)
         services = open_services(data_dir)

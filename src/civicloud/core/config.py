@@ -36,10 +36,6 @@ class AuthSettings(BaseModel):
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=65_536, ge=8)
     argon2_parallelism: int = Field(default=2, ge=1)
-    #: How long a resolved credential (API key or session → actor) is reused without a database
-    #: read. Changes made through this process apply at once (the cache is cleared on commit);
-    #: changes made by another process apply within this many seconds. 0 turns the cache off.
-    principal_cache_seconds: float = Field(default=10.0, ge=0, le=300)
 
 
 class Settings(BaseSettings):
@@ -55,6 +51,10 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     #: JSON log lines (the default) or plain text for a terminal.
     log_json: bool = True
+    #: How long this process reuses hot, rarely changing reads (resolved credentials, tenants)
+    #: without asking the database. Changes made through this process apply at once; changes
+    #: made by another process apply within this many seconds. 0 turns the caches off.
+    cache_seconds: float = Field(default=10.0, ge=0, le=300)
     web: WebSettings = WebSettings()
     auth: AuthSettings = AuthSettings()
 

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
+from civicloud.core.caches import CACHES_KEY, CacheSet
 from civicloud.core.errors import Conflict, InvalidInput
 
 # Stable constraint names, so that migrations can name what they alter on every database.
@@ -134,18 +135,21 @@ def as_conflict(exc: BaseException) -> BaseException:
 class Database:
     """An engine and the session factories bound to it."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, cache_seconds: float = 10.0) -> None:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
+        #: Per-process caches of this database's hot, rarely changing rows (see core.caches).
+        self.caches = CacheSet(cache_seconds)
+        info = {CACHES_KEY: self.caches}
         writer = engine.execution_options(sqlite_begin="IMMEDIATE") if self.is_sqlite else engine
         reader = engine.execution_options(sqlite_begin="AUTOCOMMIT") if self.is_sqlite else engine
-        self._reader = sessionmaker(bind=reader, expire_on_commit=False)
-        self._writer = sessionmaker(bind=writer, expire_on_commit=False)
+        self._reader = sessionmaker(bind=reader, expire_on_commit=False, info=info)
+        self._writer = sessionmaker(bind=writer, expire_on_commit=False, info=info)
 
     @classmethod
-    def from_url(cls, url: str) -> Database:
+    def from_url(cls, url: str, *, cache_seconds: float = 10.0) -> Database:
         """Open the database at ``url``."""
-        return cls(make_engine(url))
+        return cls(make_engine(url), cache_seconds=cache_seconds)
 
     def session(self, *, write: bool = True) -> Session:
         """A new session; ``write`` sessions take SQLite's write lock when they begin."""

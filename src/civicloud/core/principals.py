@@ -7,31 +7,27 @@ therefore kept for a few seconds, keyed by a hash of the credential
 
 Staleness is bounded both ways: any unit of work that changes who may do what (a role granted or
 revoked, a key revoked, a user changed, a session ended, a tenant moved or deleted) calls
-:func:`invalidate_principals`, and when that transaction commits, every cache in the process is
-cleared. Other processes see the change within ``principal_cache_seconds``. Expiry of the
+:func:`invalidate_principals`, and when that transaction commits, the cache is cleared (see
+``core.caches``). Other processes see the change within ``cache_seconds``. Expiry of the
 credential itself is checked on every hit.
 """
 
 from __future__ import annotations
 
 import hashlib
-import threading
-import time
 import uuid
-import weakref
-from collections import OrderedDict
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from civicloud.core.actor import Actor
-from civicloud.core.db import utcnow
+from civicloud.core.caches import TTLCache, invalidate_on_commit
+from civicloud.core.db import Database, utcnow
 
 Kind = Literal["api_key", "session"]
-_CHANGED = "civicloud.principals_changed"
+CACHE = "principals"
 #: How stale ``api_key.last_used_at`` may get before a request refreshes it.
 TOUCH_EVERY = timedelta(minutes=5)
 
@@ -53,14 +49,10 @@ class Principal:
 
 
 class PrincipalCache:
-    """A small, thread-safe, time-bounded LRU of resolved credentials."""
+    """Resolved credentials of one database, keyed by a hash of the credential."""
 
-    def __init__(self, ttl_seconds: float, max_entries: int = 10_000) -> None:
-        self.ttl = ttl_seconds
-        self.max_entries = max_entries
-        self._entries: OrderedDict[bytes, tuple[float, Principal]] = OrderedDict()
-        self._lock = threading.Lock()
-        _CACHES.add(self)
+    def __init__(self, cache: TTLCache[bytes, Principal]) -> None:
+        self._cache = cache
 
     @staticmethod
     def _key(kind: Kind, token: str) -> bytes:
@@ -68,53 +60,29 @@ class PrincipalCache:
 
     def get(self, kind: Kind, token: str) -> Principal | None:
         """The cached principal for ``token`` if fresh and its credential unexpired."""
-        if self.ttl <= 0:
+        principal = self._cache.get(self._key(kind, token))
+        if principal is not None and principal.expires_at <= utcnow():
+            self._cache.discard(self._key(kind, token))
             return None
-        key = self._key(kind, token)
-        with self._lock:
-            found = self._entries.get(key)
-            if found is None:
-                return None
-            stored_at, principal = found
-            if time.monotonic() - stored_at > self.ttl or principal.expires_at <= utcnow():
-                del self._entries[key]
-                return None
-            self._entries.move_to_end(key)
-            return principal
+        return principal
 
     def put(self, kind: Kind, token: str, principal: Principal) -> None:
         """Remember ``principal`` for ``token``."""
-        if self.ttl <= 0:
-            return
-        with self._lock:
-            self._entries[self._key(kind, token)] = (time.monotonic(), principal)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+        self._cache.put(self._key(kind, token), principal)
 
     def clear(self) -> None:
         """Forget every principal."""
-        with self._lock:
-            self._entries.clear()
+        self._cache.clear()
 
 
-_CACHES: weakref.WeakSet[PrincipalCache] = weakref.WeakSet()
+def principal_cache(database: Database) -> PrincipalCache:
+    """The principal cache of ``database``."""
+    return PrincipalCache(database.caches.get(CACHE))
 
 
 def invalidate_principals(session: Session) -> None:
-    """Clear every principal cache of this process once ``session``'s transaction commits."""
-    session.info[_CHANGED] = True
-
-
-@event.listens_for(Session, "after_commit")
-def _clear_after_commit(session: Session) -> None:
-    if session.info.pop(_CHANGED, False):
-        for cache in list(_CACHES):
-            cache.clear()
-
-
-@event.listens_for(Session, "after_rollback")
-def _forget_after_rollback(session: Session) -> None:
-    session.info.pop(_CHANGED, None)
+    """Forget every resolved credential once ``session``'s transaction commits."""
+    invalidate_on_commit(session, CACHE)
 
 
 def note_touched(cache: PrincipalCache, token: str, principal: Principal) -> None:
@@ -122,4 +90,11 @@ def note_touched(cache: PrincipalCache, token: str, principal: Principal) -> Non
     cache.put("api_key", token, replace(principal, last_used_at=utcnow()))
 
 
-__all__ = ["TOUCH_EVERY", "Principal", "PrincipalCache", "invalidate_principals", "note_touched"]
+__all__ = [
+    "TOUCH_EVERY",
+    "Principal",
+    "PrincipalCache",
+    "invalidate_principals",
+    "note_touched",
+    "principal_cache",
+]

@@ -14,6 +14,7 @@ EXPECTED: dict[str, set[str]] = {
         "TenantKind",
         "TenantMove",
         "TenantRead",
+        "TenantRef",
         "TenantRename",
         "ancestors",
         "create_tenant",
@@ -24,7 +25,9 @@ EXPECTED: dict[str, set[str]] = {
         "in_subtrees",
         "list_tenants",
         "move_tenant",
+        "read_tenant",
         "rename_tenant",
+        "resolve_tenant",
         "subtree_bounds",
     },
     "civicloud.core.regions": {

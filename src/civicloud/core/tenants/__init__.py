@@ -3,6 +3,7 @@
 from civicloud.core.tenants.models import CHILD_KINDS, Tenant, TenantKind
 from civicloud.core.tenants.schemas import TenantCreate, TenantMove, TenantRead, TenantRename
 from civicloud.core.tenants.service import (
+    TenantRef,
     ancestors,
     create_tenant,
     delete_tenant,
@@ -12,7 +13,9 @@ from civicloud.core.tenants.service import (
     in_subtrees,
     list_tenants,
     move_tenant,
+    read_tenant,
     rename_tenant,
+    resolve_tenant,
     subtree_bounds,
 )
 
@@ -23,6 +26,7 @@ __all__ = [
     "TenantKind",
     "TenantMove",
     "TenantRead",
+    "TenantRef",
     "TenantRename",
     "ancestors",
     "create_tenant",
@@ -33,6 +37,8 @@ __all__ = [
     "in_subtrees",
     "list_tenants",
     "move_tenant",
+    "read_tenant",
     "rename_tenant",
+    "resolve_tenant",
     "subtree_bounds",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, and_, false, func, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -11,13 +12,16 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from civicloud.core import audit
 from civicloud.core.actor import Actor, authorize
+from civicloud.core.caches import caches_of, invalidate_on_commit
 from civicloud.core.errors import Conflict, InvalidInput, NotFound
 from civicloud.core.principals import invalidate_principals
 from civicloud.core.regions.service import get_region_or_raise
 from civicloud.core.tenants.models import CHILD_KINDS, Tenant, TenantKind
-from civicloud.core.tenants.schemas import TenantCreate, TenantMove, TenantRename
+from civicloud.core.tenants.schemas import TenantCreate, TenantMove, TenantRead, TenantRename
 
 READ = "core.tenant.read"
+#: The per-database cache of ``TenantRef`` by id (see ``core.caches``).
+CACHE = "tenants"
 ADMIN = "core.tenant.admin"
 #: The deepest a tenant may sit: a path adds 33 characters (32 hex and a slash) per level, and
 #: the column holds 1024 (PostgreSQL refuses longer ones, SQLite would not notice).
@@ -64,6 +68,56 @@ def get_tenant_or_raise(
         raise NotFound("no such tenant", resource="tenant")
     authorize(actor, permission, path=tenant.path, what="tenant")
     return tenant
+
+
+@dataclass(frozen=True)
+class TenantRef:
+    """What other code needs of a tenant to place and authorise a resource: a cacheable copy."""
+
+    id: uuid.UUID
+    path: str
+    region_code: str
+    kind: str
+    read: TenantRead
+
+
+def resolve_tenant(*, session: Session, tenant_id: uuid.UUID) -> TenantRef | None:
+    """The tenant ``tenant_id`` as a ``TenantRef`` with no access check, from the cache if fresh.
+
+    Every request of every module places its resource in a tenant; this is the read it makes.
+    """
+    caches = caches_of(session)
+    cache = caches.get(CACHE) if caches is not None else None
+    ref: TenantRef | None = cache.get(tenant_id) if cache is not None else None
+    if ref is None:
+        tenant = get_tenant(session=session, tenant_id=tenant_id)
+        if tenant is None:
+            return None
+        ref = TenantRef(
+            id=tenant.id,
+            path=tenant.path,
+            region_code=tenant.region_code,
+            kind=tenant.kind,
+            read=TenantRead.model_validate(tenant),
+        )
+        if cache is not None:
+            cache.put(tenant_id, ref)
+    return ref
+
+
+def read_tenant(
+    *, session: Session, actor: Actor, tenant_id: uuid.UUID, permission: str = READ
+) -> TenantRead:
+    """The tenant ``tenant_id`` for display if ``actor`` holds ``permission`` there (404 if unseen)."""
+    ref = resolve_tenant(session=session, tenant_id=tenant_id)
+    if ref is None:
+        raise NotFound("no such tenant", resource="tenant")
+    authorize(actor, permission, path=ref.path, what="tenant")
+    return ref.read
+
+
+def _tenants_changed(session: Session) -> None:
+    invalidate_on_commit(session, CACHE)
 
 
 def list_tenants(
@@ -147,6 +201,7 @@ def rename_tenant(
     )
     _check_version(tenant, data.version)
     before = {"name_zh": tenant.name_zh, "name_en": tenant.name_en}
+    _tenants_changed(session)
     if data.name_zh is not None:
         tenant.name_zh = data.name_zh
     if data.name_en is not None:
@@ -196,6 +251,7 @@ def move_tenant(
     tenant.parent_id = parent.id
     # Grants hold tenant paths, and this subtree's paths just changed.
     invalidate_principals(session)
+    _tenants_changed(session)
     audit.record(
         session=session,
         actor=actor,
@@ -218,6 +274,7 @@ def delete_tenant(*, session: Session, actor: Actor, tenant_id: uuid.UUID) -> No
     session.delete(tenant)
     # Role bindings at the tenant go with it (ON DELETE CASCADE).
     invalidate_principals(session)
+    _tenants_changed(session)
     try:
         # Flushed here so that rows of any module still pointing at the tenant (foreign keys with
         # ON DELETE RESTRICT) surface as a clear conflict rather than at commit.

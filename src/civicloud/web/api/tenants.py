@@ -39,8 +39,7 @@ def create_tenant(session: SessionDep, actor: ActorDep, data: TenantCreate) -> T
 @router.get("/{tenant_id}", name="core.tenant.get")
 def get_tenant(session: SessionDep, actor: ActorDep, tenant_id: uuid.UUID) -> TenantRead:
     """Show one tenant."""
-    found = tenants.get_tenant_or_raise(session=session, actor=actor, tenant_id=tenant_id)
-    return TenantRead.model_validate(found)
+    return tenants.read_tenant(session=session, actor=actor, tenant_id=tenant_id)
 
 
 @router.patch("/{tenant_id}", name="core.tenant.rename")

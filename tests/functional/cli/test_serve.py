@@ -1,0 +1,81 @@
+"""``civicloud serve`` runs in the foreground and stops cleanly on SIGTERM and SIGINT."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CLI = [sys.executable, "-c", "from civicloud.cli import main; main()"]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_until_healthy(url: str, process: subprocess.Popen[str], limit: float = 60) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"civicloud serve exited early: {process.communicate()}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as answer:  # noqa: S310 - loopback URL
+                if answer.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)  # polling: the server is still starting
+    pytest.fail("civicloud serve did not answer /healthz in time")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_serve_answers_then_stops_cleanly_on_a_signal(tmp_path: Path, stop: signal.Signals) -> None:
+    # given a server started on a free loopback port
+    port = _free_port()
+    process = subprocess.Popen(
+        [*CLI, "serve", "--data-dir", str(tmp_path / "data"), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_until_healthy(f"http://127.0.0.1:{port}/healthz", process)
+        # when it is sent the signal
+        process.send_signal(stop)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    # then it shuts down, says so, and exits 0 without a traceback
+    assert process.returncode == 0, err
+    assert "civicloud stopped." in out
+    assert "Traceback" not in err
+
+
+def test_serve_refuses_a_port_in_use_in_one_line(tmp_path: Path) -> None:
+    # given a port somebody else listens on
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # when civicloud is asked to serve on it
+        result = subprocess.run(
+            [*CLI, "serve", "--data-dir", str(tmp_path / "data"), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    # then it says so in one line and exits non-zero
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
