@@ -1,6 +1,6 @@
 """RFC 9457 problem documents: every error leaves the API as ``application/problem+json``.
 
-Service errors are translated here, once. Failed state-changing API calls are also audited here,
+Service errors are translated here, once. Failed state-changing calls are also audited here,
 in a transaction of their own, because the request's own transaction has been rolled back.
 """
 
@@ -73,10 +73,14 @@ def wants_html(request: Request) -> bool:
     return "text/html" in request.headers.get("accept", "")
 
 
-def _audit_failure(request: Request, status: int, code: str) -> None:
+def audit_failed_change(request: Request, status: int, code: str) -> None:
+    """Audit a state-changing request (API call or form post) that failed, in its own transaction.
+
+    The request's own transaction was rolled back, so the record is written in a new one.
+    """
     route = request.scope.get("route")
     action = getattr(route, "name", None)
-    if request.method in SAFE_METHODS or not request.url.path.startswith("/api/") or not action:
+    if request.method in SAFE_METHODS or not action:
         return
     actor: Actor | None = getattr(request.state, "actor", None)
     outcome: audit.Outcome = "denied" if status in (401, 403, 404) else "failed"
@@ -99,7 +103,7 @@ def install_problem_handlers(app: FastAPI, html_renderer: Any = None) -> None:
     """Translate every error into a problem document (or an HTML page for browsers)."""
 
     def respond(request: Request, status: int, code: str, detail: str, **extra: Any) -> Response:
-        _audit_failure(request, status, code)
+        audit_failed_change(request, status, code)
         if html_renderer is not None and wants_html(request):
             response: Response = html_renderer(request, status, detail)
             return response

@@ -6,7 +6,8 @@ import re
 
 from tests.functional.web.helpers import Browser, World, text_of
 
-from civicloud.core import tenants
+from civicloud.core import audit, tenants
+from civicloud.core.actor import Actor
 from civicloud.core.services import Services
 
 
@@ -144,6 +145,27 @@ def test_a_taken_slug_is_a_conflict_on_the_form(browser: Browser, world: World) 
     )
     assert response.status_code == 409
     assert "该标识已被占用" in response.text
+
+
+def test_a_refused_form_post_is_audited_as_failed(
+    browser: Browser, world: World, services: Services
+) -> None:
+    # given an administrator whose form the service refuses (a slug that is taken)
+    browser.sign_in("dalian.admin")
+    response = browser.submit(
+        f"/console/tenants/{world.tenants['dalian']}/children",
+        {"name_zh": "重复", "name_en": "Duplicate", "slug": "guiyang", "kind": "agency"},
+    )
+    assert response.status_code == 409
+    # then the attempt is in the audit log, as the administrator's, with its outcome
+    with services.db.unit_of_work(write=False) as session:
+        newest = audit.list_records(session=session, actor=Actor.system("test"), limit=1)[0]
+    assert (newest.actor, newest.outcome, newest.detail["status"]) == (
+        "dalian.admin",
+        "failed",
+        409,
+    )
+    assert newest.target.endswith("/children")
 
 
 def test_a_kind_that_cannot_sit_there_is_refused_on_the_form(

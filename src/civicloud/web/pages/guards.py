@@ -24,6 +24,7 @@ from civicloud.web.deps import (
     optional_actor,
     services_of,
 )
+from civicloud.web.problems import audit_failed_change
 
 CSRF_FIELD = "csrf_token"
 
@@ -101,9 +102,11 @@ def install_handlers(app: FastAPI) -> None:
     """Answer :class:`LoginRequired` with a redirect and :class:`FormRejected` with its page."""
 
     @app.exception_handler(LoginRequired)
-    async def _login_required(_request: Request, exc: LoginRequired) -> Response:
+    async def _login_required(request: Request, exc: LoginRequired) -> Response:
+        audit_failed_change(request, 401, "core.not_authenticated")
         return see_other("/login?" + urlencode({"next": exc.next_url}))
 
     @app.exception_handler(FormRejected)
-    async def _form_rejected(_request: Request, exc: FormRejected) -> Response:
+    async def _form_rejected(request: Request, exc: FormRejected) -> Response:
+        audit_failed_change(request, exc.response.status_code, "core.form_rejected")
         return exc.response
