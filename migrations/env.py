@@ -6,7 +6,7 @@ from alembic import context
 
 from civicloud.core.config import Settings
 from civicloud.core.db import make_engine
-from civicloud.core.models import Base
+from civicloud.models import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -38,6 +38,46 @@ class AuthSettings(BaseModel):
     argon2_parallelism: int = Field(default=2, ge=1)
 
 
+class AlipaySettings(BaseModel):
+    """Alipay open platform credentials (RSA2); empty ``app_id`` turns the adapter off."""
+
+    app_id: str = ""
+    seller_id: str = ""
+    gateway: str = "https://openapi.alipay.com/gateway.do"
+    #: PEM files: our application private key and Alipay's public key.
+    private_key_file: Path | None = None
+    alipay_public_key_file: Path | None = None
+
+
+class WechatPaySettings(BaseModel):
+    """WeChat Pay API v3 merchant credentials; empty ``mchid`` turns the adapter off."""
+
+    mchid: str = ""
+    appid: str = ""
+    api_v3_key: str = ""
+    merchant_serial_no: str = ""
+    gateway: str = "https://api.mch.weixin.qq.com"
+    private_key_file: Path | None = None
+    #: Directory of WeChat Pay platform certificates or public keys, named ``<serial>.pem``.
+    platform_keys_dir: Path | None = None
+
+
+class PaySettings(BaseModel):
+    """The Pay module."""
+
+    #: Where citizens' browsers and providers' notifications reach this installation.
+    public_base_url: str = "http://localhost:8000"
+    payment_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    #: Citizen look-ups allowed per client address per minute (account numbers must not be
+    #: enumerable).
+    lookups_per_minute: int = Field(default=30, ge=1)
+    #: Ed25519 (default) or SM2 receipt signing key, PEM; made in the data dir when absent.
+    receipt_key_file: Path | None = None
+    receipt_algorithm: str = Field(default="ed25519", pattern="^(ed25519|sm2)$")
+    alipay: AlipaySettings = AlipaySettings()
+    wechatpay: WechatPaySettings = WechatPaySettings()
+
+
 class Settings(BaseSettings):
     """All of civicloud's settings. ``CIVICLOUD_DATA_DIR``, ``CIVICLOUD_DATABASE_URL``, ``CIVICLOUD_WEB__PORT``…"""
 
@@ -57,6 +97,7 @@ class Settings(BaseSettings):
     cache_seconds: float = Field(default=10.0, ge=0, le=300)
     web: WebSettings = WebSettings()
     auth: AuthSettings = AuthSettings()
+    pay: PaySettings = PaySettings()
 
     @field_validator("database_url")
     @classmethod
