@@ -302,8 +302,11 @@ def role_grant(
     services = open_services(data_dir)
     with unit_of_work(services) as session:
         tenant_id = _tenant(session, tenant).id if tenant else None
-        data = RoleBindingCreate(
-            user_id=_user(session, username).id, role_name=role, tenant_id=tenant_id
+        data = _validated(
+            RoleBindingCreate,
+            user_id=_user(session, username).id,
+            role_name=role,
+            tenant_id=tenant_id,
         )
         binding = roles.grant_role(session=session, actor=cli_actor(), data=data)
         console.print(f"granted {role} to {username} at {tenant or 'platform'} ({binding.id})")

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
+from alembic.util import CommandError as AlembicCommandError
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -78,6 +80,8 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             raise fail(f"database error: {type(exc).__name__}") from None
         except OSError as exc:
             raise fail(f"{exc.strerror or exc}: {exc.filename or ''}".strip(": ")) from None
+        except AlembicCommandError as exc:
+            raise fail(f"the database's schema is not one this civicloud knows: {exc}") from None
 
     return wrapper
 
@@ -86,8 +90,10 @@ def load_settings(data_dir: Path | None) -> Settings:
     """Settings from the environment, with ``--data-dir`` applied."""
     try:
         settings = Settings()
-    except ValueError as exc:
-        raise fail(f"bad configuration: {str(exc).splitlines()[0]}") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "CIVICLOUD_" + "__".join(str(part) for part in first["loc"]).upper()
+        raise fail(f"bad configuration: {name}: {first['msg']}") from None
     return settings.with_data_dir(data_dir)
 
 
@@ -119,8 +125,11 @@ def cli_actor() -> Actor:
 def unit_of_work(services: Services) -> Iterator[Session]:
     """One transaction for one command."""
     set_request_id(f"cli-{uuid.uuid4().hex}")
-    with services.db.unit_of_work() as session:
-        yield session
+    try:
+        with services.db.unit_of_work() as session:
+            yield session
+    finally:
+        set_request_id(None)
 
 
 def print_rows(title: str, columns: list[str], rows: list[list[Any]]) -> None:

@@ -21,7 +21,7 @@ from civicloud.cli.common import (
     unit_of_work,
 )
 from civicloud.core.services import Services
-from civicloud.demo import DEMO_USERS, seed_demo_world
+from civicloud.demo import DEMO_USERS, DEMO_WATER_ACCOUNT, seed_demo_world, seed_pay_demo
 
 
 def _check_port(host: str, port: int) -> None:
@@ -89,11 +89,16 @@ def register(root: typer.Typer) -> None:
         services = open_services(data_dir)
         with unit_of_work(services) as session:
             summary = seed_demo_world(session=session, services=services)
+            bills = seed_pay_demo(session=session)
         url = f"http://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port}/"
         console.print(
             f"[bold]civicloud demo[/] — {summary.tenants} tenants, data in {services.settings.data_dir}"
         )
         console.print(f"Open {url}  (console: {url}console, API docs: {url}docs)")
+        console.print(
+            f"Pay: {bills} bills of Dalian's water, power and traffic-police billers; "
+            f"try water account {DEMO_WATER_ACCOUNT}"
+        )
         console.print(f"Demo logins, all with password [bold]{summary.password}[/]:")
         for user in DEMO_USERS:
             roles = ", ".join(f"{r}@{t or 'platform'}" for r, t in user.grants)

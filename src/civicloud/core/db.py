@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, Engine, MetaData, TypeDecorator, create_engine, event
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -123,12 +124,23 @@ def _configure_sqlite(engine: Engine) -> None:
             conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+#: SQLSTATEs of a transaction that lost a race: deadlock detected, serialization failure.
+_RETRYABLE_STATES = {"40P01", "40001"}
+
+
 def as_conflict(exc: BaseException) -> BaseException:
-    """The error to raise for ``exc``: a lost optimistic-concurrency race becomes a ``Conflict``."""
+    """The error to raise for ``exc``: a lost race becomes a ``Conflict``, not a crash.
+
+    Only PostgreSQL runs writers side by side, so only there do two transactions meet: a row's
+    version moved on since it was read, both inserted the same unique value after each checked
+    it was free, or the database broke a deadlock between them.
+    """
     if isinstance(exc, StaleDataError):
-        # A row's version column moved on since this transaction read it: another one changed
-        # it first (only PostgreSQL runs writers side by side). Tell, do not crash.
         return Conflict("the record changed meanwhile; reload it and try again")
+    if isinstance(exc, IntegrityError):
+        return Conflict("another request stored the same thing meanwhile; reload and try again")
+    if isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in _RETRYABLE_STATES:
+        return Conflict("the request collided with another one; try it again")
     return exc
 
 

@@ -10,8 +10,10 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from civicloud.core import audit
@@ -35,6 +37,7 @@ _STATUS_TITLES = {
     415: "Unsupported media type",
     422: "Invalid input",
     429: "Too many requests",
+    503: "Not ready",
     500: "Internal error",
 }
 
@@ -80,15 +83,16 @@ def audit_failed_change(request: Request, status: int, code: str) -> None:
     """
     route = request.scope.get("route")
     action = getattr(route, "name", None)
-    if request.method in SAFE_METHODS or not action:
-        return
     actor: Actor | None = getattr(request.state, "actor", None)
+    # Anonymous failures are not recorded: anyone could grow the log at will, and nobody acted.
+    if request.method in SAFE_METHODS or not action or actor is None:
+        return
     outcome: audit.Outcome = "denied" if status in (401, 403, 404) else "failed"
     try:
         with services_of(request).db.unit_of_work() as session:
             audit.record(
                 session=session,
-                actor=actor or Actor(kind="user", name="anonymous", via="anonymous"),
+                actor=actor,
                 action=action,
                 target=request.url.path,
                 tenant_id=None,
@@ -102,19 +106,31 @@ def audit_failed_change(request: Request, status: int, code: str) -> None:
 def install_problem_handlers(app: FastAPI, html_renderer: Any = None) -> None:
     """Translate every error into a problem document (or an HTML page for browsers)."""
 
-    def respond(request: Request, status: int, code: str, detail: str, **extra: Any) -> Response:
-        audit_failed_change(request, status, code)
+    async def respond(
+        request: Request, status: int, code: str, detail: str, **extra: Any
+    ) -> Response:
+        # A write unit of work (and on SQLite an fsync): off the event loop.
+        await run_in_threadpool(audit_failed_change, request, status, code)
         if html_renderer is not None and wants_html(request):
             response: Response = html_renderer(request, status, detail)
             return response
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        if status == 429 and "retry_after" in extra:
+            headers = {"Retry-After": str(extra["retry_after"])}
         return problem(
             status, code=code, detail=detail, instance=request.url.path, headers=headers, **extra
         )
 
     @app.exception_handler(CivicloudError)
     async def _civicloud_error(request: Request, exc: CivicloudError) -> Response:
-        return respond(request, exc.status, exc.code, exc.detail, title=exc.title)
+        # An error's extra fields (a bad import's row errors, a retry delay) join the document;
+        # reserved problem members are never overwritten.
+        extra = {
+            k: v
+            for k, v in jsonable_encoder(exc.extra).items()
+            if k not in ("type", "title", "status", "detail", "code", "request_id", "instance")
+        }
+        return await respond(request, exc.status, exc.code, exc.detail, title=exc.title, **extra)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -129,7 +145,7 @@ def install_problem_handlers(app: FastAPI, html_renderer: Any = None) -> None:
         first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
         where = ".".join(first["loc"])
         detail = f"{where}: {first['msg']}" if where else str(first["msg"])
-        return respond(request, 422, "core.invalid_input", detail, errors=errors)
+        return await respond(request, 422, "core.invalid_input", detail, errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -141,7 +157,7 @@ def install_problem_handlers(app: FastAPI, html_renderer: Any = None) -> None:
         detail = (
             exc.detail if isinstance(exc.detail, str) else _STATUS_TITLES.get(exc.status_code, "")
         )
-        response = respond(request, exc.status_code, code, detail)
+        response = await respond(request, exc.status_code, code, detail)
         for key, value in (exc.headers or {}).items():
             response.headers[key] = value
         return response
@@ -149,7 +165,7 @@ def install_problem_handlers(app: FastAPI, html_renderer: Any = None) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", extra={"path": request.url.path})
-        response = respond(
+        response = await respond(
             request, 500, "core.internal", "an unexpected error occurred; it was logged"
         )
         # Answered outside the request-id middleware, which would otherwise add the header.

@@ -114,14 +114,16 @@ def test_refused_and_failed_changes_are_audited(client: TestClient, world: Sibli
     assert outcomes[("core.tenant.create", "/api/v1/tenants")][0] == "failed"
 
 
-def test_anonymous_attempts_to_change_are_audited(client: TestClient, world: SiblingWorld) -> None:
+def test_anonymous_attempts_to_change_are_refused_without_growing_the_log(
+    client: TestClient, world: SiblingWorld
+) -> None:
+    # Nobody acted, and anyone could otherwise append records at will: a 401 is only in the
+    # access log. Authenticated failures are audited (the tests above).
+    before = records(client, world.platform.headers, limit=1)[0]["seq"]
     response = client.delete(f"/api/v1/tenants/{world.a.child.id}")
     assert response.status_code == 401
-    anonymous = records(client, world.platform.headers, actor="anonymous", limit=1000)
-    assert any(
-        i["target"] == f"/api/v1/tenants/{world.a.child.id}" and i["outcome"] == "denied"
-        for i in anonymous
-    )
+    after = records(client, world.platform.headers, limit=1)[0]["seq"]
+    assert after == before
 
 
 def test_reads_are_not_audited(client: TestClient, world: SiblingWorld) -> None:

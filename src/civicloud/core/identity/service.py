@@ -121,6 +121,8 @@ def update_user(
     if data.password is not None:
         user.password_hash = passwords.hash(data.password)
         user.failed_logins, user.locked_until = 0, None
+        # A new password ends every browser session opened with the old one.
+        _revoke_all_sessions(session, user)
     if data.is_active is not None:
         user.is_active = data.is_active
         if not data.is_active:

@@ -86,9 +86,12 @@ def load_actor(*, session: Session, user: User, via: str) -> Actor:
         .where(RoleBinding.user_id == user.id)
     ).all()
     home = session.get(Tenant, user.tenant_id)
+    # A binding whose tenant is gone (possible only if foreign keys were bypassed) grants
+    # nothing: without this, its missing path would read as "platform-wide".
     grants = tuple(
         Grant(role=name, tenant_id=tenant_id, tenant_path=path, permissions=frozenset(perms))
         for name, tenant_id, path, perms in rows
+        if tenant_id is None or path is not None
     )
     return Actor(
         kind="user",

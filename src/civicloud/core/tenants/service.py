@@ -60,10 +60,22 @@ def get_tenant_by_slug(*, session: Session, slug: str) -> Tenant | None:
 
 
 def get_tenant_or_raise(
-    *, session: Session, actor: Actor, tenant_id: uuid.UUID, permission: str = READ
+    *,
+    session: Session,
+    actor: Actor,
+    tenant_id: uuid.UUID,
+    permission: str = READ,
+    lock: bool = False,
 ) -> Tenant:
-    """The tenant ``tenant_id`` if ``actor`` holds ``permission`` there; 404 if it cannot see it."""
-    tenant = get_tenant(session=session, tenant_id=tenant_id)
+    """The tenant ``tenant_id`` if ``actor`` holds ``permission`` there; 404 if it cannot see it.
+
+    With ``lock``, the row is locked for the rest of the transaction and read afresh, so that its
+    path cannot change under a caller that builds on it (PostgreSQL; SQLite writers are serial).
+    """
+    if lock:
+        tenant = session.get(Tenant, tenant_id, with_for_update=True, populate_existing=True)
+    else:
+        tenant = get_tenant(session=session, tenant_id=tenant_id)
     if tenant is None:
         raise NotFound("no such tenant", resource="tenant")
     authorize(actor, permission, path=tenant.path, what="tenant")
@@ -157,8 +169,9 @@ def create_tenant(*, session: Session, actor: Actor, data: TenantCreate) -> Tena
         if kind is TenantKind.FACILITY:
             raise InvalidInput("a facility needs a parent")
     else:
+        # Locked: a move of the parent waits for this child, or this child sees the move.
         parent = get_tenant_or_raise(
-            session=session, actor=actor, tenant_id=data.parent_id, permission=ADMIN
+            session=session, actor=actor, tenant_id=data.parent_id, permission=ADMIN, lock=True
         )
         _check_kind(parent, kind)
         _check_depth(parent.depth + 1)
@@ -222,11 +235,20 @@ def move_tenant(
 ) -> Tenant:
     """Move a tenant, with everything below it, under a new parent."""
     tenant = get_tenant_or_raise(
-        session=session, actor=actor, tenant_id=tenant_id, permission=ADMIN
+        session=session, actor=actor, tenant_id=tenant_id, permission=ADMIN, lock=True
     )
     _check_version(tenant, data.version)
     parent = get_tenant_or_raise(
-        session=session, actor=actor, tenant_id=data.parent_id, permission=ADMIN
+        session=session, actor=actor, tenant_id=data.parent_id, permission=ADMIN, lock=True
+    )
+    # Lock the whole subtree before rewriting its paths: a child being created below it holds
+    # its parent's lock, so this waits for it, and the UPDATE below (a new statement) sees it.
+    lo_lock, hi_lock = subtree_bounds(tenant.path)
+    session.execute(
+        select(Tenant.id)
+        .where(Tenant.path >= lo_lock, Tenant.path < hi_lock)
+        .order_by(Tenant.path)
+        .with_for_update()
     )
     if parent.path.startswith(tenant.path):
         raise InvalidInput("a tenant cannot move below itself")

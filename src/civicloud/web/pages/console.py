@@ -15,6 +15,7 @@ from civicloud.core.errors import Conflict, InvalidInput, PermissionDenied
 from civicloud.core.identity import ApiKeyCreate, UserCreate
 from civicloud.core.roles import Actor, RoleBindingCreate
 from civicloud.core.roles.service import ADMIN as ROLE_ADMIN
+from civicloud.web.api.audit import MAX_SEQ
 from civicloud.web.deps import ServicesDep, SessionDep, services_of
 from civicloud.web.pages.forms import (
     DONE_MESSAGES,
@@ -316,7 +317,7 @@ def audit_page(
     actor: ConsoleActorDep,
     action: Annotated[str, Query(max_length=100)] = "",
     actor_name: Annotated[str, Query(alias="actor", max_length=160)] = "",
-    before: Annotated[int | None, Query(ge=1)] = None,
+    before: Annotated[int | None, Query(ge=1, le=MAX_SEQ)] = None,
 ) -> HTMLResponse:
     """The audit log of your subtree, newest first, filtered by action and actor."""
     records = audit.list_records(

@@ -103,10 +103,12 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, exc: LoginRequired) -> Response:
-        audit_failed_change(request, 401, "core.not_authenticated")
+        await run_in_threadpool(audit_failed_change, request, 401, "core.not_authenticated")
         return see_other("/login?" + urlencode({"next": exc.next_url}))
 
     @app.exception_handler(FormRejected)
     async def _form_rejected(request: Request, exc: FormRejected) -> Response:
-        audit_failed_change(request, exc.response.status_code, "core.form_rejected")
+        await run_in_threadpool(
+            audit_failed_change, request, exc.response.status_code, "core.form_rejected"
+        )
         return exc.response

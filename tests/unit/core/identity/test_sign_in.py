@@ -164,3 +164,60 @@ def test_setting_a_password_unlocks_the_account(
         passwords=core_services.passwords,
     )
     assert sign_in(db_session, core_services, user.username, "a brand new passphrase") is user
+
+
+def test_a_new_password_ends_the_sessions_opened_with_the_old_one(
+    db_session: Session, core_services: Services, user: User
+) -> None:
+    # given the user is signed in
+    _, token = identity.start_web_session(session=db_session, user=user, hours=1)
+    assert identity.resolve_web_session(session=db_session, token=token) is not None
+    # when an administrator sets a new password
+    identity.update_user(
+        session=db_session,
+        actor=SYSTEM,
+        user_id=user.id,
+        data=identity.UserUpdate(password="a whole new passphrase"),
+        passwords=core_services.passwords,
+    )
+    # then the old session no longer signs anyone in
+    assert identity.resolve_web_session(session=db_session, token=token) is None
+
+
+def test_a_binding_whose_tenant_vanished_grants_nothing(core_services: Services) -> None:
+    from sqlalchemy import text
+
+    from civicloud.core.roles import RoleBinding, load_actor
+
+    if not core_services.db.is_sqlite:
+        pytest.skip("PostgreSQL's foreign keys cannot be switched off by a client: no orphan")
+    db = core_services.db
+    # given a user bound at a tenant whose row is then deleted with foreign keys switched off
+    with db.unit_of_work() as session:
+        home = make_tenant(session)
+        tenant = make_tenant(session, parent=home)
+        user = make_user(session, core_services.passwords, tenant=home)
+        binding = RoleBinding(
+            user_id=user.id, role_name="tenant_admin", tenant_id=tenant.id, granted_by="test"
+        )
+        session.add(binding)
+    raw = db.engine.raw_connection()
+    try:
+        raw.execute("PRAGMA foreign_keys = OFF")
+        raw.execute("DELETE FROM tenant WHERE id = ?", (tenant.id.hex,))
+        raw.commit()
+    finally:
+        raw.execute("PRAGMA foreign_keys = ON")
+        raw.close()
+    try:
+        # when the user's actor is built
+        with db.unit_of_work(write=False) as session:
+            actor = load_actor(session=session, user=user, via="test")
+        # then that binding is no grant at all, least of all a platform-wide one
+        assert not actor.is_platform_wide
+        assert all(g.tenant_id != tenant.id for g in actor.grants)
+    finally:
+        with db.engine.begin() as connection:
+            connection.execute(
+                text("DELETE FROM role_binding WHERE id = :id"), {"id": binding.id.hex}
+            )

@@ -1,0 +1,478 @@
+"""Billers and their bills: publishing (JSON batches and CSV files), amending, cancelling, and the
+citizens' public look-up."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import threading
+import time
+import uuid
+from collections import defaultdict, deque
+from collections.abc import Iterable, Sequence
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from civicloud.core import audit
+from civicloud.core.actor import Actor, authorize
+from civicloud.core.errors import InvalidInput
+from civicloud.core.tenants import resolve_tenant
+from civicloud.pay.errors import (
+    BillAlreadyPaid,
+    BillBeingPaid,
+    BillerNotFound,
+    BillNotFound,
+    ImportRejected,
+    LookupThrottled,
+)
+from civicloud.pay.models import Bill, Biller, BillStatus, PaymentBill
+from civicloud.pay.schemas import (
+    MAX_AMOUNT_FEN,
+    BillAmend,
+    BillerCreate,
+    BillIn,
+    ImportReport,
+    PublicBill,
+    RowError,
+)
+
+BILLER_READ = "pay.biller.read"
+BILLER_ADMIN = "pay.biller.admin"
+BILL_WRITE = "pay.bill.write"
+CSV_COLUMNS = ("bill_number", "account_number", "payer_name", "amount", "period", "due_date")
+MAX_IMPORT_BYTES = 5 * 1024 * 1024
+
+
+# --- billers -------------------------------------------------------------------------------
+
+
+def create_biller(*, session: Session, actor: Actor, data: BillerCreate) -> Biller:
+    """Register a biller for an agency or enterprise tenant."""
+    tenant = resolve_tenant(session=session, tenant_id=data.tenant_id)
+    if tenant is None:
+        raise BillerNotFound("no such tenant", resource="tenant")
+    authorize(actor, BILLER_ADMIN, path=tenant.path, what="tenant")
+    if tenant.kind not in ("agency", "enterprise"):
+        raise InvalidInput("a biller belongs to an agency or an enterprise")
+    _compile_pattern(data.account_pattern)
+    taken = session.scalars(
+        select(Biller.id).where(Biller.tenant_id == tenant.id, Biller.code == data.code)
+    ).first()
+    if taken is not None:
+        raise InvalidInput(f"the tenant has a biller with code {data.code!r} already")
+    biller = Biller(id=uuid.uuid4(), **data.model_dump(mode="python"))
+    biller.category = data.category.value
+    session.add(biller)
+    audit.record(
+        session=session,
+        actor=actor,
+        action="pay.biller.create",
+        tenant_id=tenant.id,
+        target=f"biller:{data.code}",
+    )
+    return biller
+
+
+def _compile_pattern(pattern: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise InvalidInput(f"account_pattern is not a regular expression: {exc}") from None
+
+
+def get_biller(*, session: Session, biller_id: uuid.UUID) -> Biller | None:
+    """The biller with no access check, or ``None``."""
+    return session.get(Biller, biller_id)
+
+
+def get_biller_or_raise(
+    *, session: Session, actor: Actor, biller_id: uuid.UUID, permission: str = BILLER_READ
+) -> Biller:
+    """The biller if ``actor`` holds ``permission`` at its tenant (404 if it cannot see it)."""
+    biller = session.get(Biller, biller_id)
+    tenant = resolve_tenant(session=session, tenant_id=biller.tenant_id) if biller else None
+    if biller is None or tenant is None:
+        raise BillerNotFound("no such biller", resource="biller")
+    authorize(actor, permission, path=tenant.path, what="biller")
+    return biller
+
+
+def list_billers(
+    *, session: Session, actor: Actor, tenant_id: uuid.UUID | None = None
+) -> Sequence[Biller]:
+    """Billers of tenants where the actor may read billers."""
+    from civicloud.core.tenants import Tenant, in_subtrees
+
+    query = (
+        select(Biller)
+        .join(Tenant, Tenant.id == Biller.tenant_id)
+        .where(in_subtrees(Tenant.path, actor.roots(BILLER_READ)))
+    )
+    if tenant_id is not None:
+        scope = resolve_tenant(session=session, tenant_id=tenant_id)
+        if scope is None or not actor.sees(scope.path):
+            raise BillerNotFound("no such tenant", resource="tenant")
+        query = query.where(in_subtrees(Tenant.path, [scope.path]))
+    return session.scalars(query.order_by(Biller.code)).all()
+
+
+def public_billers(*, session: Session, under: uuid.UUID | None = None) -> Sequence[Biller]:
+    """Every biller (below the tenant ``under``), for citizens choosing whom to pay."""
+    from civicloud.core.tenants import Tenant, in_subtrees
+
+    query = select(Biller).join(Tenant, Tenant.id == Biller.tenant_id)
+    if under is not None:
+        scope = resolve_tenant(session=session, tenant_id=under)
+        if scope is None:
+            return []
+        query = query.where(in_subtrees(Tenant.path, [scope.path]))
+    return session.scalars(query.order_by(Tenant.path, Biller.code)).all()
+
+
+# --- publishing bills ----------------------------------------------------------------------
+
+
+def import_bills(
+    *,
+    session: Session,
+    actor: Actor,
+    biller_id: uuid.UUID,
+    rows: Sequence[dict[str, Any]],
+    partial: bool = False,
+    first_line: int = 1,
+    source: str = "json",
+) -> ImportReport:
+    """Validate every row and publish the bills; a bad row changes nothing unless ``partial``."""
+    biller = get_biller_or_raise(
+        session=session, actor=actor, biller_id=biller_id, permission=BILL_WRITE
+    )
+    pattern = _compile_pattern(biller.account_pattern)
+    errors: list[RowError] = []
+    good: list[BillIn] = []
+    seen: dict[str, int] = {}
+    for offset, row in enumerate(rows):
+        line = first_line + offset
+        number = row.get("bill_number") if isinstance(row, dict) else None
+        label = number if isinstance(number, str) else None
+        try:
+            bill = BillIn.model_validate(row)
+        except ValidationError as exc:
+            errors.append(RowError(line=line, bill_number=label, reason=_first_error(exc)))
+            continue
+        if not pattern.fullmatch(bill.account_number):
+            errors.append(
+                RowError(line=line, bill_number=label, reason="account_number has the wrong format")
+            )
+        elif bill.bill_number in seen:
+            errors.append(
+                RowError(
+                    line=line,
+                    bill_number=label,
+                    reason=f"bill_number repeats line {seen[bill.bill_number]}",
+                )
+            )
+        else:
+            seen[bill.bill_number] = line
+            good.append(bill)
+    existing = _existing_numbers(session, biller.id, [b.bill_number for b in good])
+    if existing:
+        kept = []
+        for bill in good:
+            if bill.bill_number in existing:
+                errors.append(
+                    RowError(
+                        line=seen[bill.bill_number],
+                        bill_number=bill.bill_number,
+                        reason="bill_number is published already",
+                    )
+                )
+            else:
+                kept.append(bill)
+        good = kept
+    errors.sort(key=lambda e: e.line)
+    report = ImportReport(
+        accepted=len(good), refused=len(errors), errors=errors, applied=not errors or partial
+    )
+    if errors and not partial:
+        raise ImportRejected(
+            f"{len(errors)} of {len(rows)} rows are invalid; nothing was imported",
+            errors=[e.model_dump() for e in errors],
+        )
+    for bill in good:
+        session.add(
+            Bill(
+                id=uuid.uuid4(),
+                biller_id=biller.id,
+                bill_number=bill.bill_number,
+                account_number=bill.account_number,
+                payer_name=bill.payer_name,
+                amount_fen=bill.amount_fen,
+                currency=bill.currency,
+                period=bill.period,
+                due_date=bill.due_date,
+                late_fee_rule=bill.late_fee_rule.model_dump() if bill.late_fee_rule else None,
+                status=BillStatus.OPEN.value,
+            )
+        )
+    audit.record(
+        session=session,
+        actor=actor,
+        action="pay.bill.import",
+        tenant_id=biller.tenant_id,
+        target=f"biller:{biller.code}",
+        detail={"source": source, "accepted": len(good), "refused": len(errors)},
+    )
+    return report
+
+
+def _first_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    return f"{where}: {first['msg']}" if where else str(first["msg"])
+
+
+def _existing_numbers(session: Session, biller_id: uuid.UUID, numbers: list[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(numbers), 500):
+        chunk = numbers[start : start + 500]
+        found.update(
+            session.scalars(
+                select(Bill.bill_number).where(
+                    Bill.biller_id == biller_id, Bill.bill_number.in_(chunk)
+                )
+            )
+        )
+    return found
+
+
+def parse_csv(content: bytes) -> list[dict[str, Any]]:
+    """Rows of a bills CSV (UTF-8, header ``bill_number,account_number,payer_name,amount,period,
+    due_date``, amount in yuan with at most two decimals); raises ``InvalidInput`` for a file
+    that cannot be read at all."""
+    if len(content) > MAX_IMPORT_BYTES:
+        raise InvalidInput(f"the file is larger than {MAX_IMPORT_BYTES} bytes")
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(
+            f"the file is not UTF-8 (byte {exc.start}); save it as UTF-8 and upload it again"
+        ) from None
+    if "\x00" in text:
+        raise InvalidInput("the file contains NUL characters")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = tuple(reader.fieldnames or ())
+    missing = [c for c in CSV_COLUMNS if c not in header]
+    if missing:
+        raise InvalidInput(
+            f"the header lacks {', '.join(missing)}; it needs {','.join(CSV_COLUMNS)}"
+        )
+    rows: list[dict[str, Any]] = []
+    try:
+        for record in reader:
+            row: dict[str, Any] = {
+                k: (v or "").strip() for k, v in record.items() if k in CSV_COLUMNS
+            }
+            row["amount_fen"] = _yuan_to_fen(row.pop("amount", ""))
+            rows.append(row)
+    except csv.Error as exc:
+        raise InvalidInput(f"the CSV is malformed near line {reader.line_num}: {exc}") from None
+    return rows
+
+
+def _yuan_to_fen(text: str) -> int | str:
+    """Exact yuan → fen; anything that is not a plain amount is passed on for validation to refuse."""
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        return text
+    if (
+        not value.is_finite()
+        or value != value.quantize(Decimal("0.01"))
+        or abs(value) > MAX_AMOUNT_FEN
+    ):
+        return text
+    return int(value * 100)
+
+
+# --- amending and cancelling ---------------------------------------------------------------
+
+
+def get_bill_or_raise(
+    *, session: Session, actor: Actor, bill_id: uuid.UUID, permission: str = BILLER_READ
+) -> Bill:
+    """The bill if ``actor`` holds ``permission`` at its biller's tenant (404 otherwise)."""
+    bill = session.get(Bill, bill_id)
+    if bill is None:
+        raise BillNotFound("no such bill", resource="bill")
+    try:
+        get_biller_or_raise(
+            session=session, actor=actor, biller_id=bill.biller_id, permission=permission
+        )
+    except BillerNotFound as exc:
+        raise BillNotFound("no such bill", resource="bill") from exc
+    return bill
+
+
+def _lock_changeable(session: Session, bill: Bill) -> None:
+    # Lock the bill row so that no payment can start on it while it changes (PostgreSQL; SQLite
+    # writers are serialised already).
+    session.refresh(bill, with_for_update=True)
+    if bill.status == BillStatus.PAID.value:
+        raise BillAlreadyPaid("the bill is paid")
+    if bill.status == BillStatus.CANCELLED.value:
+        raise BillAlreadyPaid("the bill is cancelled")
+    in_flight = session.scalars(
+        select(PaymentBill.payment_id).where(PaymentBill.bill_id == bill.id, PaymentBill.active)
+    ).first()
+    if in_flight is not None:
+        raise BillBeingPaid("the bill is being paid; try again when that payment has ended")
+
+
+def cancel_bill(*, session: Session, actor: Actor, bill_id: uuid.UUID) -> Bill:
+    """Withdraw an open bill that nobody is paying."""
+    bill = get_bill_or_raise(session=session, actor=actor, bill_id=bill_id, permission=BILL_WRITE)
+    _lock_changeable(session, bill)
+    bill.status = BillStatus.CANCELLED.value
+    biller = session.get(Biller, bill.biller_id)
+    audit.record(
+        session=session,
+        actor=actor,
+        action="pay.bill.cancel",
+        tenant_id=biller.tenant_id if biller else None,
+        target=f"bill:{bill.bill_number}",
+    )
+    return bill
+
+
+def amend_bill(*, session: Session, actor: Actor, bill_id: uuid.UUID, data: BillAmend) -> Bill:
+    """Change the amount or due date of an open bill that nobody is paying."""
+    bill = get_bill_or_raise(session=session, actor=actor, bill_id=bill_id, permission=BILL_WRITE)
+    _lock_changeable(session, bill)
+    if data.version is not None and data.version != bill.version:
+        raise BillBeingPaid(f"the bill changed meanwhile (version {bill.version}); reload it")
+    before = {"amount_fen": bill.amount_fen, "due_date": bill.due_date.isoformat()}
+    if data.amount_fen is not None:
+        bill.amount_fen = data.amount_fen
+    if data.due_date is not None:
+        bill.due_date = data.due_date
+    biller = session.get(Biller, bill.biller_id)
+    audit.record(
+        session=session,
+        actor=actor,
+        action="pay.bill.amend",
+        tenant_id=biller.tenant_id if biller else None,
+        target=f"bill:{bill.bill_number}",
+        detail={"before": before},
+    )
+    return bill
+
+
+# --- citizens' look-up ---------------------------------------------------------------------
+
+
+def mask_name(name: str) -> str:
+    """A payer's name as a stranger may see it: 张三丰 → 张*丰, 张三 → 张*, Li Wei → L****i."""
+    chars = list(name.strip())
+    if len(chars) <= 1:
+        return "*"
+    if len(chars) == 2:
+        return chars[0] + "*"
+    return chars[0] + "*" * (len(chars) - 2) + chars[-1]
+
+
+def late_fee_fen(bill: Bill, today: date) -> int:
+    """The late fee owed on ``today``: basis points of the amount per day overdue, capped."""
+    rule = bill.late_fee_rule
+    if not rule or today <= bill.due_date:
+        return 0
+    days = (today - bill.due_date).days
+    fee = bill.amount_fen * int(rule["per_day_basis_points"]) * days // 10_000
+    return int(min(fee, int(rule["cap_fen"])))
+
+
+def lookup_open_bills(
+    *, session: Session, biller_id: uuid.UUID, account_number: str, today: date
+) -> list[PublicBill]:
+    """A citizen's open bills at one biller (public; the caller rate-limits per client)."""
+    biller = session.get(Biller, biller_id)
+    if biller is None:
+        raise BillerNotFound("no such biller", resource="biller")
+    account = account_number.strip()
+    if len(account) > 64 or not _compile_pattern(biller.account_pattern).fullmatch(account):
+        raise InvalidInput("that is not an account number of this biller")
+    bills = session.scalars(
+        select(Bill)
+        .where(
+            Bill.biller_id == biller.id,
+            Bill.account_number == account,
+            Bill.status == BillStatus.OPEN.value,
+        )
+        .order_by(Bill.due_date, Bill.bill_number)
+    ).all()
+    return [_public(bill, today) for bill in bills]
+
+
+def _public(bill: Bill, today: date) -> PublicBill:
+    fee = late_fee_fen(bill, today)
+    return PublicBill(
+        id=bill.id,
+        bill_number=bill.bill_number,
+        payer_name_masked=mask_name(bill.payer_name),
+        amount_fen=bill.amount_fen,
+        late_fee_fen=fee,
+        total_fen=bill.amount_fen + fee,
+        currency=bill.currency,
+        period=bill.period,
+        due_date=bill.due_date,
+    )
+
+
+class RateLimiter:
+    """A sliding-window limit of ``limit`` events per ``window`` seconds for each client key.
+
+    In-process: each server process counts its own clients (behind a load balancer, the limit
+    is per process).
+    """
+
+    def __init__(self, limit: int, window: float = 60.0, max_clients: int = 100_000) -> None:
+        self.limit = limit
+        self.window = window
+        self.max_clients = max_clients
+        self._events: dict[str, deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def hit(self, client: str) -> None:
+        """Count one event of ``client``; raise ``LookupThrottled`` past the limit."""
+        now = time.monotonic()
+        with self._lock:
+            if len(self._events) > self.max_clients:
+                self._forget_idle(now)
+            events = self._events[client]
+            while events and now - events[0] > self.window:
+                events.popleft()
+            if len(events) >= self.limit:
+                wait = int(self.window - (now - events[0])) + 1
+                raise LookupThrottled(
+                    f"too many look-ups; try again in {wait} seconds", retry_after=wait
+                )
+            events.append(now)
+
+    def _forget_idle(self, now: float) -> None:
+        idle = [k for k, v in self._events.items() if not v or now - v[-1] > self.window]
+        for key in idle:
+            del self._events[key]
+
+
+def bills_by_id(session: Session, ids: Iterable[uuid.UUID]) -> list[Bill]:
+    """The bills with these ids, locked for update in primary-key order (deadlock-free)."""
+    return list(
+        session.scalars(
+            select(Bill).where(Bill.id.in_(list(ids))).order_by(Bill.id).with_for_update()
+        )
+    )

@@ -1,0 +1,181 @@
+"""Pydantic shapes of Pay's API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from civicloud.pay.models import BillerCategory
+
+#: The largest amount a bill or payment may carry: 100 million yuan, far below 2**63 fen.
+MAX_AMOUNT_FEN = 10_000_000_000
+TEXT = r"^[^\x00-\x1f\x7f]*$"
+
+
+class BillerCreate(BaseModel):
+    """A new biller, owned by an agency tenant."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tenant_id: uuid.UUID
+    code: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$", examples=["water"])
+    name_zh: str = Field(min_length=1, max_length=200, pattern=TEXT)
+    name_en: str = Field(min_length=1, max_length=200, pattern=TEXT)
+    category: BillerCategory
+    account_pattern: str = Field(min_length=1, max_length=200, examples=[r"\d{10}"])
+    settlement_bank: str = Field(min_length=1, max_length=200, pattern=TEXT)
+    settlement_account: str = Field(pattern=r"^[0-9]{6,34}$")
+    settlement_account_name: str = Field(min_length=1, max_length=200, pattern=TEXT)
+    webhook_url: str | None = Field(default=None, max_length=500, pattern=r"^https?://\S+$")
+    webhook_secret: str | None = Field(default=None, min_length=16, max_length=200)
+
+
+class BillerRead(BaseModel):
+    """A biller as the API shows it (never its webhook secret)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    code: str
+    name_zh: str
+    name_en: str
+    category: BillerCategory
+    account_pattern: str
+    settlement_bank: str
+    settlement_account: str
+    settlement_account_name: str
+    webhook_url: str | None
+
+
+class LateFeeRule(BaseModel):
+    """A late fee: basis points of the amount per day overdue, up to a cap."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    per_day_basis_points: int = Field(ge=1, le=1000)
+    cap_fen: int = Field(ge=0, le=MAX_AMOUNT_FEN)
+
+
+class BillIn(BaseModel):
+    """One bill to publish."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bill_number: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$")
+    account_number: str = Field(min_length=1, max_length=64)
+    payer_name: str = Field(min_length=1, max_length=100, pattern=TEXT)
+    amount_fen: int = Field(gt=0, le=MAX_AMOUNT_FEN, strict=True)
+    currency: Literal["CNY"] = "CNY"
+    period: str = Field(min_length=1, max_length=32, pattern=TEXT)
+    due_date: date
+    late_fee_rule: LateFeeRule | None = None
+
+
+class BillBatch(BaseModel):
+    """Bills to publish in one go; with ``partial`` the good rows go in even if some are bad."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bills: list[dict[str, Any]] = Field(min_length=1, max_length=10_000)
+    partial: bool = False
+
+
+class RowError(BaseModel):
+    """Why one row of an import was refused (``line`` counts from 1, the CSV header is line 1)."""
+
+    line: int
+    bill_number: str | None
+    reason: str
+
+
+class ImportReport(BaseModel):
+    """What an import did: rows accepted, rows refused and why."""
+
+    accepted: int
+    refused: int
+    errors: list[RowError]
+    applied: bool
+
+
+class BillRead(BaseModel):
+    """A bill as billers and operators see it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    biller_id: uuid.UUID
+    bill_number: str
+    account_number: str
+    payer_name: str
+    amount_fen: int
+    currency: str
+    period: str
+    due_date: date
+    status: str
+    version: int
+
+
+class BillAmend(BaseModel):
+    """Changes to an open bill."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    amount_fen: int | None = Field(default=None, gt=0, le=MAX_AMOUNT_FEN, strict=True)
+    due_date: date | None = None
+    version: int | None = Field(default=None, ge=1)
+
+
+class PublicBill(BaseModel):
+    """An open bill as a citizen sees it: the payer's name masked."""
+
+    id: uuid.UUID
+    bill_number: str
+    payer_name_masked: str
+    amount_fen: int
+    late_fee_fen: int
+    total_fen: int
+    currency: str
+    period: str
+    due_date: date
+
+
+class PaymentCreate(BaseModel):
+    """Pay one or more open bills of one biller."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    biller_id: uuid.UUID
+    bill_ids: list[uuid.UUID] = Field(min_length=1, max_length=50)
+    provider: Literal["sandbox", "alipay", "wechatpay"]
+    return_url: str = Field(max_length=500, pattern=r"^(https?://|/)\S*$")
+
+    @field_validator("bill_ids")
+    @classmethod
+    def _distinct(cls, value: list[uuid.UUID]) -> list[uuid.UUID]:
+        if len(set(value)) != len(value):
+            raise ValueError("a bill may appear once")
+        return value
+
+
+class PaymentRead(BaseModel):
+    """A payment and where to pay it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    trade_no: str
+    biller_id: uuid.UUID
+    provider: str
+    status: str
+    amount_fen: int
+    refunded_fen: int
+    currency: str
+    return_url: str
+    checkout: dict[str, Any]
+    created_at: datetime
+    expires_at: datetime
+    finished_at: datetime | None
