@@ -11,6 +11,7 @@ rest stays on the event loop.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -37,10 +38,12 @@ __all__ = [
     "ServicesDep",
     "SessionDep",
     "check_csrf",
+    "expected_csrf_token",
     "get_services",
     "optional_actor",
     "require_actor",
     "services_of",
+    "session_csrf_token",
 ]
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -159,8 +162,26 @@ OptionalActorDep = Annotated[Actor | None, Depends(optional_actor)]
 ActorDep = Annotated[Actor, Depends(require_actor)]
 
 
+def session_csrf_token(session_token: str) -> str:
+    """The CSRF token of a signed-in browser, derived from its session cookie.
+
+    A site that shares our registrable domain can plant a ``civicloud_csrf`` cookie, but it
+    cannot read the HttpOnly session cookie, so it cannot compute this.
+    """
+    return hashlib.sha256(f"civicloud-csrf\n{session_token}".encode()).hexdigest()
+
+
+def expected_csrf_token(request: Request) -> str | None:
+    """The token a form or cookie-authenticated call must carry: bound to the session when
+    there is one, else the random one of the CSRF cookie (sign-in forms)."""
+    session_token = request.cookies.get(SESSION_COOKIE)
+    if session_token:
+        return session_csrf_token(session_token)
+    return request.cookies.get(CSRF_COOKIE)
+
+
 def check_csrf(request: Request, submitted: str | None) -> None:
-    """Refuse a cookie-authenticated change whose CSRF token does not match the CSRF cookie."""
-    expected = request.cookies.get(CSRF_COOKIE)
+    """Refuse a form or cookie-authenticated change whose CSRF token is not the expected one."""
+    expected = expected_csrf_token(request)
     if not expected or not submitted or not hmac.compare_digest(expected, submitted):
         raise PermissionDenied("the form is stale or was not sent by civicloud (CSRF check failed)")

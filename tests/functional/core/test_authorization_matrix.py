@@ -31,7 +31,7 @@ from tests.factories.core import SiblingWorld, Side, unique
 
 from civicloud.core import identity
 from civicloud.core.services import Services
-from civicloud.web.deps import CSRF_COOKIE, SESSION_COOKIE
+from civicloud.web.deps import CSRF_COOKIE, SESSION_COOKIE, session_csrf_token
 
 BASE_URL = "https://testserver"
 
@@ -232,7 +232,8 @@ def call(
     if endpoint.body_model is not None:
         kwargs["json"] = BODIES[endpoint.body_model.__name__](ids)
     if endpoint.is_page and endpoint.method in UNSAFE:
-        form = {"csrf_token": CSRF}
+        session_token = client.cookies.get(SESSION_COOKIE)
+        form = {"csrf_token": session_csrf_token(session_token) if session_token else CSRF}
         for name in endpoint.form_fields:
             form[name] = ids[name] if name in ids else FORM_VALUES.get(name, str)()
         kwargs["data"] = form

@@ -8,7 +8,7 @@ from tests.factories.core import SiblingWorld
 
 from civicloud.core import identity
 from civicloud.core.services import Services
-from civicloud.web.deps import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE
+from civicloud.web.deps import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE, session_csrf_token
 
 BASE_URL = "https://testserver"
 
@@ -36,17 +36,22 @@ def test_a_session_cookie_authenticates_reads(
 def test_a_change_by_cookie_needs_the_csrf_header(
     api_app: FastAPI, core_services: Services, world: SiblingWorld
 ) -> None:
-    browser, _ = browser_of(api_app, core_services, world)
+    browser, token = browser_of(api_app, core_services, world)
     url = f"/api/v1/tenants/{world.a.child.id}"
-    # when a change comes with the cookie only, or with a token that does not match it
+    # when a change comes with the cookie only, with a guess, or with the value of a CSRF
+    # cookie (which a sibling site could plant)
     missing = browser.patch(url, json={"name_en": "Forged"})
     wrong = browser.patch(url, json={"name_en": "Forged"}, headers={CSRF_HEADER: "guess"})
+    planted = browser.patch(url, json={"name_en": "Forged"}, headers={CSRF_HEADER: "csrf-secret"})
     # then it is refused
     assert missing.status_code == 403
     assert wrong.status_code == 403
+    assert planted.status_code == 403
     assert "CSRF" in missing.json()["detail"]
-    # when the header repeats the cookie, then the change is made
-    made = browser.patch(url, json={"name_en": "Genuine"}, headers={CSRF_HEADER: "csrf-secret"})
+    # when the header carries the token bound to the session, then the change is made
+    made = browser.patch(
+        url, json={"name_en": "Genuine"}, headers={CSRF_HEADER: session_csrf_token(token)}
+    )
     assert made.status_code == 200, made.text
     assert made.json()["name_en"] == "Genuine"
 

@@ -15,7 +15,7 @@ from civicloud.core.config import AuthSettings, Settings
 from civicloud.core.roles import Actor
 from civicloud.core.services import Services
 from civicloud.core.tenants import TenantCreate, TenantKind
-from civicloud.web.deps import CSRF_COOKIE
+from civicloud.web.deps import CSRF_COOKIE, SESSION_COOKIE, session_csrf_token
 
 PASSWORD = "correct-horse-battery-staple"
 HTML = {"Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8"}
@@ -115,7 +115,11 @@ class Browser:
         self.client = client
 
     def csrf(self) -> str:
-        """The CSRF token in the cookie jar, loading a form first if there is none."""
+        """The token the page's forms carry: the session's when signed in, else the CSRF
+        cookie's (loading a form first if there is none)."""
+        session_token = self.client.cookies.get(SESSION_COOKIE)
+        if session_token:
+            return session_csrf_token(session_token)
         token = self.client.cookies.get(CSRF_COOKIE)
         if token is None:
             self.client.get("/login")

@@ -2,8 +2,9 @@
 
 ``optional_actor`` checks the ``X-CSRF-Token`` header on unsafe requests that a session cookie
 authenticates, which suits API calls from scripts. A browser form cannot send headers, so pages
-check the form's ``csrf_token`` field against the CSRF cookie instead (the same double-submit
-check, :func:`civicloud.web.deps.check_csrf`) and only then resolve the session.
+check the form's ``csrf_token`` field instead (the same check,
+:func:`civicloud.web.deps.check_csrf`: bound to the session once signed in, a double-submit
+cookie before) and only then resolve the session.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context,
 from jinja2.runtime import Context
 
 from civicloud.web import i18n
-from civicloud.web.deps import CSRF_COOKIE, services_of
+from civicloud.web.deps import CSRF_COOKIE, SESSION_COOKIE, services_of, session_csrf_token
 from civicloud.web.pages import labels
 
 log = logging.getLogger("civicloud.web")
@@ -97,7 +97,11 @@ def new_csrf_token() -> str:
 
 
 def csrf_token(request: Request) -> str:
-    """The request's CSRF token: the cookie's, or a new one that the response will set."""
+    """The token this page's forms carry: the session's, else the CSRF cookie's (or a new one
+    that the response will set)."""
+    bound = request.cookies.get(SESSION_COOKIE)
+    if bound:
+        return session_csrf_token(bound)
     token = request.cookies.get(CSRF_COOKIE) or getattr(request.state, "csrf_issued", None)
     if not token:
         token = new_csrf_token()
