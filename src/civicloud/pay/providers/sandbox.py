@@ -1,0 +1,470 @@
+"""The sandbox: a simulated payment provider built in, so the demo and the tests need no network.
+
+It keeps its own trades in memory (thread-safe), sends a citizen to its own checkout page
+(``/pay/sandbox/checkout/{trade_no}``, rendered by the web layer from ``checkout_view``), and
+signs its notifications with HMAC-SHA256 under a per-installation secret, so that
+``parse_notification`` really verifies them, with the same refusals as a real provider
+(bad signature, stale timestamp). ``simulate`` plays the provider's side: success or failure,
+delayed, duplicated or out of order, handed to a ``deliver(body, headers)`` callback that the
+application (or a test, which may reorder or drop them) provides. Query, refund and a daily
+statement (CSV) answer from the same trade store.
+
+The store lives in this process only: a restart forgets the sandbox's trades, and ``query``
+then answers ``not_found`` for them.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import io
+import itertools
+import json
+import logging
+import os
+import secrets
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from civicloud.core.errors import Conflict, InvalidInput
+from civicloud.pay.backends import (
+    Acknowledgement,
+    Checkout,
+    CheckoutRequest,
+    Notification,
+    RefundOutcome,
+    StatementLine,
+    TradeQuery,
+    TradeStatus,
+)
+from civicloud.pay.errors import InvalidNotification, PaymentNotFound
+from civicloud.pay.providers._common import (
+    BEIJING,
+    Clock,
+    ProviderMisconfigured,
+    lower_headers,
+    utc_now,
+)
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "Sandbox-Signature"
+TIMESTAMP_HEADER = "Sandbox-Timestamp"
+CHECKOUT_PATH = "/pay/sandbox/checkout/{trade_no}"
+STATEMENT_HEADER = (
+    "trade_no",
+    "provider_trade_no",
+    "kind",
+    "amount_fen",
+    "occurred_at",
+    "refund_no",
+)
+MIN_SECRET_BYTES = 16
+
+Outcome = Literal["succeeded", "failed"]
+Deliver = Callable[[bytes, Mapping[str, str]], object]
+_STATUSES: frozenset[str] = frozenset({"succeeded", "pending", "failed", "closed"})
+
+
+@dataclass(frozen=True)
+class SandboxNotice:
+    """One signed notification as the sandbox sends it: a JSON body and its headers."""
+
+    body: bytes
+    headers: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class SandboxCheckoutView:
+    """What the sandbox checkout page shows, and where it sends the citizen back to."""
+
+    trade_no: str
+    provider_trade_no: str
+    amount_fen: int
+    currency: str
+    subject: str
+    return_url: str
+    expires_at: datetime
+    status: TradeStatus
+
+
+@dataclass
+class _Refund:
+    refund_no: str
+    provider_refund_no: str
+    amount_fen: int
+    at: datetime
+
+
+@dataclass
+class _Trade:
+    request: CheckoutRequest
+    provider_trade_no: str
+    status: TradeStatus = "pending"
+    paid_at: datetime | None = None
+    refunds: dict[str, _Refund] = field(default_factory=dict)
+
+
+def load_or_create_secret(path: Path) -> bytes:
+    """The installation's sandbox signing secret from ``path``, made (mode 0600) when absent."""
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = secrets.token_hex(32)
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it first: use theirs
+            return load_or_create_secret(path)
+        with os.fdopen(descriptor, "w", encoding="ascii") as file:
+            file.write(text + "\n")
+    try:
+        secret = bytes.fromhex(text)
+    except ValueError as error:
+        raise ProviderMisconfigured(f"sandbox: {path} does not hold a hex secret") from error
+    if len(secret) < MIN_SECRET_BYTES:
+        raise ProviderMisconfigured(f"sandbox: the secret in {path} is too short")
+    return secret
+
+
+class SandboxProvider:
+    """The built-in simulated provider: its own checkout page, signed notifications, statement."""
+
+    name = "sandbox"
+
+    def __init__(
+        self,
+        secret: bytes,
+        *,
+        base_url: str = "",
+        deliver: Deliver | None = None,
+        clock: Clock | None = None,
+        max_age: timedelta = timedelta(minutes=5),
+    ) -> None:
+        if len(secret) < MIN_SECRET_BYTES:
+            raise ProviderMisconfigured(
+                f"sandbox: the secret must be at least {MIN_SECRET_BYTES} bytes"
+            )
+        self._secret = secret
+        self._base_url = base_url.rstrip("/")
+        self._deliver = deliver
+        self._clock = clock or utc_now
+        self._max_age = max_age
+        self._lock = threading.Lock()
+        self._trades: dict[str, _Trade] = {}
+        self._serial = itertools.count(1)
+        # Distinguishes this process's numbers from a previous run's, as a real provider's are.
+        self._run = secrets.token_hex(3).upper()
+
+    def _next_no(self, prefix: str) -> str:
+        return f"{prefix}{self._run}{next(self._serial):08d}"
+
+    def _trade(self, trade_no: str) -> _Trade:
+        trade = self._trades.get(trade_no)
+        if trade is None:
+            raise PaymentNotFound(f"sandbox: no trade {trade_no}")
+        return trade
+
+    # --- checkout --------------------------------------------------------------------------
+
+    def create_checkout(self, request: CheckoutRequest) -> Checkout:
+        """Register the trade; the citizen is sent to the sandbox's own checkout page."""
+        if request.amount_fen <= 0:
+            raise InvalidInput("amount must be positive")
+        with self._lock:
+            trade = self._trades.get(request.trade_no)
+            if trade is None:
+                trade = _Trade(request=request, provider_trade_no=self._next_no("SBX"))
+                self._trades[request.trade_no] = trade
+            elif trade.request.amount_fen != request.amount_fen:
+                raise Conflict(f"sandbox: trade {request.trade_no} exists with another amount")
+        url = self._base_url + CHECKOUT_PATH.format(trade_no=request.trade_no)
+        return Checkout(kind="redirect", url=url, provider_trade_no=trade.provider_trade_no)
+
+    def checkout_view(self, trade_no: str) -> SandboxCheckoutView:
+        """What the checkout page for ``trade_no`` shows (``PaymentNotFound`` if unknown)."""
+        with self._lock:
+            trade = self._trade(trade_no)
+            status = self._status(trade)
+            request = trade.request
+            return SandboxCheckoutView(
+                trade_no=trade_no,
+                provider_trade_no=trade.provider_trade_no,
+                amount_fen=request.amount_fen,
+                currency=request.currency,
+                subject=request.subject,
+                return_url=request.return_url,
+                expires_at=request.expires_at,
+                status=status,
+            )
+
+    def _status(self, trade: _Trade) -> TradeStatus:
+        if trade.status == "pending" and self._clock() >= trade.request.expires_at:
+            return "closed"
+        return trade.status
+
+    # --- notifications ---------------------------------------------------------------------
+
+    def sign(self, body: bytes, *, timestamp: int | None = None) -> dict[str, str]:
+        """The headers that make ``body`` a notification from this sandbox."""
+        sent_at = int(self._clock().timestamp()) if timestamp is None else timestamp
+        return {
+            TIMESTAMP_HEADER: str(sent_at),
+            SIGNATURE_HEADER: "v1=" + self._mac(sent_at, body),
+            "Content-Type": "application/json",
+        }
+
+    def _mac(self, sent_at: int, body: bytes) -> str:
+        return hmac.new(self._secret, f"{sent_at}\n".encode() + body, hashlib.sha256).hexdigest()
+
+    def _notice(
+        self, trade: _Trade, status: TradeStatus, amount_fen: int, at: datetime
+    ) -> SandboxNotice:
+        body = json.dumps(
+            {
+                "notify_id": self._next_no("SBN"),
+                "trade_no": trade.request.trade_no,
+                "provider_trade_no": trade.provider_trade_no,
+                "status": status,
+                "amount_fen": amount_fen,
+                "currency": trade.request.currency,
+                "occurred_at": at.astimezone(BEIJING).isoformat(),
+            },
+            separators=(",", ":"),
+        ).encode("utf-8")
+        return SandboxNotice(body=body, headers=self.sign(body))
+
+    def simulate(
+        self,
+        trade_no: str,
+        outcome: Outcome = "succeeded",
+        *,
+        delay: float = 0,
+        duplicate: bool = False,
+        out_of_order: bool = False,
+        amount_fen: int | None = None,
+        deliver: Deliver | None = None,
+    ) -> list[SandboxNotice]:
+        """Settle the trade as ``outcome`` and send the signed notification(s) about it.
+
+        ``duplicate`` sends the same notification twice; ``out_of_order`` also sends an older
+        "pending" notification after the final one; ``delay`` (seconds) sends them from a
+        background thread; ``amount_fen`` makes the provider report another amount. The
+        notifications go to ``deliver`` (else the provider's own callback; with neither they are
+        only returned), in the order returned.
+        """
+        if outcome not in ("succeeded", "failed"):
+            raise InvalidInput(f"sandbox: unknown outcome {outcome!r}")
+        now = self._clock()
+        with self._lock:
+            trade = self._trade(trade_no)
+            trade.status = outcome
+            trade.paid_at = now if outcome == "succeeded" else None
+            amount = trade.request.amount_fen if amount_fen is None else amount_fen
+            notices = [self._notice(trade, outcome, amount, now)]
+            if duplicate:
+                notices.append(notices[0])
+            if out_of_order:
+                notices.append(self._notice(trade, "pending", amount, now - timedelta(seconds=1)))
+        send = deliver or self._deliver
+        if send is not None:
+            if delay > 0:
+                timer = threading.Timer(delay, self._send_all, args=(send, notices))
+                timer.daemon = True
+                timer.start()
+            else:
+                self._send_all(send, notices)
+        return notices
+
+    @staticmethod
+    def _send_all(send: Deliver, notices: list[SandboxNotice]) -> None:
+        for notice in notices:
+            try:
+                send(notice.body, notice.headers)
+            except Exception:  # a provider keeps sending the rest whatever one answer was
+                logger.exception("sandbox: delivering a notification failed")
+
+    def parse_notification(self, *, headers: Mapping[str, str], body: bytes) -> Notification:
+        """Verify the HMAC and age of a sandbox notification; raise ``InvalidNotification`` if bad."""
+        lowered = lower_headers(headers)
+        try:
+            sent_at = int(lowered.get(TIMESTAMP_HEADER.lower(), ""))
+        except ValueError as error:
+            raise InvalidNotification("sandbox: missing or malformed timestamp") from error
+        signature = lowered.get(SIGNATURE_HEADER.lower(), "")
+        expected = "v1=" + self._mac(sent_at, body)
+        if not hmac.compare_digest(signature.encode(), expected.encode()):
+            raise InvalidNotification("sandbox: notification signature does not verify")
+        if abs(self._clock().timestamp() - sent_at) > self._max_age.total_seconds():
+            raise InvalidNotification("sandbox: notification too old (a replay?)")
+        try:
+            data: Any = json.loads(body)
+            occurred_at = datetime.fromisoformat(data["occurred_at"])
+            fields = {
+                key: data[key] for key in ("notify_id", "trade_no", "provider_trade_no", "status")
+            }
+            amount_fen = data["amount_fen"]
+        except (ValueError, KeyError, TypeError) as error:
+            raise InvalidNotification("sandbox: malformed notification") from error
+        if not all(isinstance(value, str) and value for value in fields.values()):
+            raise InvalidNotification("sandbox: malformed notification")
+        if fields["status"] not in _STATUSES:
+            raise InvalidNotification("sandbox: unknown status")
+        if isinstance(amount_fen, bool) or not isinstance(amount_fen, int) or amount_fen <= 0:
+            raise InvalidNotification("sandbox: malformed amount")
+        status: TradeStatus = fields["status"]
+        return Notification(
+            notify_id=fields["notify_id"],
+            trade_no=fields["trade_no"],
+            status=status,
+            amount_fen=amount_fen,
+            provider_trade_no=fields["provider_trade_no"],
+            occurred_at=occurred_at,
+            raw=data,
+        )
+
+    def acknowledge(self, *, accepted: bool) -> Acknowledgement:
+        """``ok`` when taken, else a 400 ``fail``."""
+        if accepted:
+            return Acknowledgement(status_code=200, media_type="text/plain", body="ok")
+        return Acknowledgement(status_code=400, media_type="text/plain", body="fail")
+
+    # --- query, refund, statement ----------------------------------------------------------
+
+    def query(self, trade_no: str) -> TradeQuery:
+        """The trade's state in the sandbox's store (``not_found`` if it never was created)."""
+        with self._lock:
+            trade = self._trades.get(trade_no)
+            if trade is None:
+                return TradeQuery(trade_no=trade_no, status="not_found")
+            return TradeQuery(
+                trade_no=trade_no,
+                status=self._status(trade),
+                amount_fen=trade.request.amount_fen,
+                provider_trade_no=trade.provider_trade_no,
+            )
+
+    def refund(
+        self, *, trade_no: str, refund_no: str, amount_fen: int, total_fen: int, reason: str
+    ) -> RefundOutcome:
+        """Refund from the store: never more than was paid; the same ``refund_no`` is one refund."""
+        with self._lock:
+            trade = self._trades.get(trade_no)
+            if trade is None or trade.status != "succeeded":
+                return RefundOutcome(status="failed", detail="trade not paid")
+            done = trade.refunds.get(refund_no)
+            if done is not None:
+                if done.amount_fen != amount_fen:
+                    return RefundOutcome(
+                        status="failed", detail="refund_no used for another amount"
+                    )
+                return RefundOutcome(status="succeeded", provider_refund_no=done.provider_refund_no)
+            if total_fen != trade.request.amount_fen:
+                return RefundOutcome(status="failed", detail="total does not match the trade")
+            refunded = sum(refund.amount_fen for refund in trade.refunds.values())
+            if amount_fen <= 0 or refunded + amount_fen > trade.request.amount_fen:
+                return RefundOutcome(status="failed", detail="refund exceeds the amount paid")
+            refund = _Refund(refund_no, self._next_no("SBR"), amount_fen, self._clock())
+            trade.refunds[refund_no] = refund
+            return RefundOutcome(status="succeeded", provider_refund_no=refund.provider_refund_no)
+
+    def statement(self, business_date: date) -> bytes:
+        """The sandbox's statement for a Beijing day: payments and refunds made that day, CSV."""
+        rows: list[tuple[str, str, str, int, datetime, str]] = []
+        with self._lock:
+            for trade in self._trades.values():
+                trade_no, provider_no = trade.request.trade_no, trade.provider_trade_no
+                if (
+                    trade.paid_at is not None
+                    and trade.paid_at.astimezone(BEIJING).date() == business_date
+                ):
+                    rows.append(
+                        (
+                            trade_no,
+                            provider_no,
+                            "payment",
+                            trade.request.amount_fen,
+                            trade.paid_at,
+                            "",
+                        )
+                    )
+                rows.extend(
+                    (
+                        trade_no,
+                        provider_no,
+                        "refund",
+                        refund.amount_fen,
+                        refund.at,
+                        refund.refund_no,
+                    )
+                    for refund in trade.refunds.values()
+                    if refund.at.astimezone(BEIJING).date() == business_date
+                )
+        out = io.StringIO()
+        out.write(f"# civicloud sandbox statement\n# business_date: {business_date.isoformat()}\n")
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(STATEMENT_HEADER)
+        for trade_no, provider_no, kind, amount, at, refund_no in sorted(
+            rows, key=lambda row: row[4]
+        ):
+            writer.writerow(
+                (trade_no, provider_no, kind, amount, at.astimezone(BEIJING).isoformat(), refund_no)
+            )
+        return out.getvalue().encode("utf-8")
+
+    def parse_statement(self, content: bytes, *, business_date: date) -> list[StatementLine]:
+        """Read a sandbox statement (``statement``'s CSV) for ``business_date``."""
+        return parse_sandbox_statement(content, business_date=business_date)
+
+
+def parse_sandbox_statement(content: bytes, *, business_date: date) -> list[StatementLine]:
+    """Parse the sandbox's CSV statement; ``InvalidInput`` naming the first bad line."""
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InvalidInput("sandbox statement: not UTF-8") from error
+    lines: list[StatementLine] = []
+    header_seen = False
+    for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if not row or not any(row):
+            continue
+        if row[0].startswith("#"):
+            key, _, value = row[0].lstrip("# ").partition(":")
+            if key == "business_date" and value.strip() != business_date.isoformat():
+                raise InvalidInput(f"sandbox statement is for {value.strip()}, not {business_date}")
+            continue
+        if not header_seen:
+            if tuple(row) != STATEMENT_HEADER:
+                raise InvalidInput(f"sandbox statement line {number}: expected the column header")
+            header_seen = True
+            continue
+        if len(row) != len(STATEMENT_HEADER):
+            raise InvalidInput(
+                f"sandbox statement line {number}: expected {len(STATEMENT_HEADER)} cells"
+            )
+        trade_no, provider_no, kind, amount, at, _refund_no = row
+        if kind not in ("payment", "refund") or not trade_no or not provider_no:
+            raise InvalidInput(f"sandbox statement line {number}: bad kind or trade numbers")
+        try:
+            amount_fen = int(amount)
+            occurred_at = datetime.fromisoformat(at)
+        except ValueError as error:
+            raise InvalidInput(f"sandbox statement line {number}: {error}") from error
+        if amount_fen <= 0:
+            raise InvalidInput(f"sandbox statement line {number}: amount must be positive")
+        line = StatementLine(
+            trade_no=trade_no,
+            provider_trade_no=provider_no,
+            kind="payment",
+            amount_fen=amount_fen,
+            occurred_at=occurred_at,
+        )
+        lines.append(line if kind == "payment" else replace(line, kind="refund"))
+    if not header_seen:
+        raise InvalidInput("sandbox statement: no column header found")
+    return lines

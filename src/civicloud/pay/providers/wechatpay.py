@@ -1,0 +1,479 @@
+"""WeChat Pay API v3: Native pay (QR), query, refunds, callbacks and the trade bill.
+
+Requests carry a ``WECHATPAY2-SHA256-RSA2048`` ``Authorization`` header: SHA256withRSA by the
+merchant's API key over ``METHOD\\nURL\\nTIMESTAMP\\nNONCE\\nBODY\\n``. Answers and callbacks are
+verified over ``TIMESTAMP\\nNONCE\\nBODY\\n`` with the platform certificate or public key that
+``Wechatpay-Serial`` names; those are read from ``platform_keys_dir`` (``<serial>.pem``) once, at
+construction, and nothing is ever fetched while verifying: an unknown serial is refused.
+Callbacks more than five minutes off our clock are refused as replays, and their resource is
+decrypted (AEAD_AES_256_GCM) with the APIv3 key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import io
+import json
+import secrets
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal, TypeGuard
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from civicloud.core.config import WechatPaySettings
+from civicloud.core.errors import InvalidInput
+from civicloud.pay.backends import (
+    Acknowledgement,
+    Checkout,
+    CheckoutRequest,
+    Notification,
+    RefundOutcome,
+    StatementLine,
+    TradeQuery,
+    TradeStatus,
+)
+from civicloud.pay.errors import InvalidNotification
+from civicloud.pay.providers._common import (
+    BEIJING,
+    Clock,
+    HttpReply,
+    ProviderError,
+    ProviderMisconfigured,
+    UrlOpen,
+    beijing_time,
+    http_exchange,
+    load_rsa_private_key,
+    lower_headers,
+    rsa_public_key_from_pem,
+    rsa_sha256_sign,
+    rsa_sha256_verify,
+    utc_now,
+    yuan_to_fen,
+)
+
+SIGNATURE_SCHEME = "WECHATPAY2-SHA256-RSA2048"
+
+#: WeChat's trade states and what they mean for a payment. ``REFUND`` means paid, then (partly)
+#: refunded; ``REVOKED`` is a cancelled card-reader trade.
+TRADE_STATES: dict[str, TradeStatus] = {
+    "SUCCESS": "succeeded",
+    "REFUND": "succeeded",
+    "NOTPAY": "pending",
+    "USERPAYING": "pending",
+    "ACCEPT": "pending",
+    "CLOSED": "closed",
+    "REVOKED": "closed",
+    "PAYERROR": "failed",
+}
+
+REFUND_STATES: dict[str, Literal["succeeded", "pending", "failed"]] = {
+    "SUCCESS": "succeeded",
+    "PROCESSING": "pending",
+    "CLOSED": "failed",
+    "ABNORMAL": "failed",
+}
+
+#: Error codes after which a call's outcome is unknown: ask again with the same numbers.
+_RETRYABLE_CODES = {"SYSTEM_ERROR", "FREQUENCY_LIMITED", "BANK_ERROR"}
+_DESCRIPTION_MAX = 127
+_REASON_MAX = 80
+
+
+@dataclass(frozen=True)
+class WechatReply:
+    """A gateway answer whose signature verified: status and parsed JSON body."""
+
+    status: int
+    data: dict[str, Any]
+
+    def describe(self) -> str:
+        """The error code and message, for an error."""
+        return f"HTTP {self.status} {self.data.get('code', '')}: {self.data.get('message', '')}"
+
+
+def load_platform_keys(directory: Path | None) -> dict[str, rsa.RSAPublicKey]:
+    """Read every ``<serial>.pem`` (certificate or public key) of the platform keys directory."""
+    if directory is None:
+        raise ProviderMisconfigured("wechatpay: platform_keys_dir is not configured")
+    if not directory.is_dir():
+        raise ProviderMisconfigured(f"wechatpay: {directory} is not a directory")
+    keys: dict[str, rsa.RSAPublicKey] = {}
+    for path in sorted(directory.glob("*.pem")):
+        serial = path.stem
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise ProviderMisconfigured(f"wechatpay: cannot read {path}: {error}") from error
+        keys[serial] = rsa_public_key_from_pem(data, f"wechatpay: platform key {path.name}")
+    if not keys:
+        raise ProviderMisconfigured(f"wechatpay: no <serial>.pem platform keys in {directory}")
+    return keys
+
+
+class WechatPayProvider:
+    """WeChat Pay API v3 for a direct merchant (直连商户), Native pay."""
+
+    name = "wechatpay"
+
+    def __init__(
+        self,
+        settings: WechatPaySettings,
+        *,
+        urlopen: UrlOpen | None = None,
+        clock: Clock | None = None,
+        timeout: float = 10.0,
+        max_skew: timedelta = timedelta(minutes=5),
+    ) -> None:
+        if not settings.mchid or not settings.appid or not settings.merchant_serial_no:
+            raise ProviderMisconfigured(
+                "wechatpay: mchid, appid and merchant_serial_no are required"
+            )
+        api_v3_key = settings.api_v3_key.encode("utf-8")
+        if len(api_v3_key) != 32:
+            raise ProviderMisconfigured("wechatpay: the APIv3 key must be 32 bytes")
+        self._mchid = settings.mchid
+        self._appid = settings.appid
+        self._serial_no = settings.merchant_serial_no
+        self._aead = AESGCM(api_v3_key)
+        self._gateway = settings.gateway.rstrip("/")
+        self._private_key = load_rsa_private_key(
+            settings.private_key_file, "wechatpay: merchant API private key"
+        )
+        self._platform_keys = load_platform_keys(settings.platform_keys_dir)
+        self._urlopen: UrlOpen = urlopen or urllib.request.urlopen
+        self._clock = clock or utc_now
+        self._timeout = timeout
+        self._max_skew = max_skew
+
+    # --- signing ---------------------------------------------------------------------------
+
+    def authorization(self, method: str, url: str, body: str) -> str:
+        """The ``Authorization`` header for a request to ``url`` (path and query) with ``body``."""
+        timestamp = str(int(self._clock().timestamp()))
+        nonce = secrets.token_hex(16).upper()
+        message = f"{method}\n{url}\n{timestamp}\n{nonce}\n{body}\n".encode()
+        signature = rsa_sha256_sign(self._private_key, message)
+        return (
+            f'{SIGNATURE_SCHEME} mchid="{self._mchid}",nonce_str="{nonce}",'
+            f'signature="{signature}",timestamp="{timestamp}",serial_no="{self._serial_no}"'
+        )
+
+    def _signature_verifies(self, headers: Mapping[str, str], body: bytes) -> bool:
+        serial = headers.get("wechatpay-serial", "")
+        key = self._platform_keys.get(serial)
+        timestamp = headers.get("wechatpay-timestamp", "")
+        nonce = headers.get("wechatpay-nonce", "")
+        signature = headers.get("wechatpay-signature", "")
+        if key is None or not timestamp or not nonce or not signature:
+            return False
+        message = f"{timestamp}\n{nonce}\n".encode() + body + b"\n"
+        return rsa_sha256_verify(key, message, signature)
+
+    def call(
+        self, method: str, path: str, payload: Mapping[str, object] | None = None
+    ) -> WechatReply:
+        """One signed API v3 call; its verified answer, or ``ProviderError``."""
+        url = self._gateway + path
+        split = urllib.parse.urlsplit(url)
+        canonical = split.path + (f"?{split.query}" if split.query else "")
+        body = (
+            json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+            if payload is not None
+            else ""
+        )
+        headers = {
+            "Authorization": self.authorization(method, canonical, body),
+            "Accept": "application/json",
+            "User-Agent": "civicloud-pay/1",
+        }
+        if payload is not None:
+            headers["Content-Type"] = "application/json"
+        reply = http_exchange(
+            self._urlopen,
+            provider=self.name,
+            method=method,
+            url=url,
+            headers=headers,
+            body=body.encode("utf-8") if payload is not None else None,
+            timeout=self._timeout,
+        )
+        return self._verified(reply, f"{method} {split.path}")
+
+    def _verified(self, reply: HttpReply, what: str) -> WechatReply:
+        if not self._signature_verifies(reply.headers, reply.body):
+            raise ProviderError(
+                f"wechatpay: {what} answered HTTP {reply.status} without a valid signature"
+            )
+        if not reply.body:
+            return WechatReply(status=reply.status, data={})
+        try:
+            data = json.loads(reply.body)
+        except ValueError as error:
+            raise ProviderError(f"wechatpay: {what} answer is not JSON") from error
+        if not isinstance(data, dict):
+            raise ProviderError(f"wechatpay: {what} answer is not a JSON object")
+        return WechatReply(status=reply.status, data=data)
+
+    # --- checkout, query, refund -----------------------------------------------------------
+
+    def create_checkout(self, request: CheckoutRequest) -> Checkout:
+        """``POST /v3/pay/transactions/native``: a ``code_url`` to show as a QR code."""
+        if request.currency != "CNY":
+            raise InvalidInput(f"wechatpay takes CNY only, not {request.currency}")
+        if request.amount_fen <= 0:
+            raise InvalidInput("amount must be positive")
+        reply = self.call(
+            "POST",
+            "/v3/pay/transactions/native",
+            {
+                "appid": self._appid,
+                "mchid": self._mchid,
+                "description": request.subject[:_DESCRIPTION_MAX] or request.trade_no,
+                "out_trade_no": request.trade_no,
+                "time_expire": request.expires_at.astimezone(BEIJING).isoformat(timespec="seconds"),
+                "notify_url": request.notify_url,
+                "amount": {"total": request.amount_fen, "currency": "CNY"},
+            },
+        )
+        code_url = reply.data.get("code_url")
+        if reply.status != 200 or not isinstance(code_url, str) or not code_url:
+            raise ProviderError(f"wechatpay: native order refused: {reply.describe()}")
+        return Checkout(kind="qr", url=code_url)
+
+    def query(self, trade_no: str) -> TradeQuery:
+        """``GET /v3/pay/transactions/out-trade-no/{out_trade_no}``."""
+        path = (
+            f"/v3/pay/transactions/out-trade-no/{urllib.parse.quote(trade_no, safe='')}"
+            f"?mchid={urllib.parse.quote(self._mchid, safe='')}"
+        )
+        reply = self.call("GET", path)
+        if reply.status == 404 and reply.data.get("code") == "ORDER_NOT_EXIST":
+            return TradeQuery(trade_no=trade_no, status="not_found")
+        if reply.status != 200:
+            raise ProviderError(f"wechatpay: query refused: {reply.describe()}")
+        if reply.data.get("out_trade_no") != trade_no or reply.data.get("mchid") not in (
+            None,
+            self._mchid,
+        ):
+            raise ProviderError("wechatpay: query answered for another trade")
+        status = TRADE_STATES.get(str(reply.data.get("trade_state", "")))
+        if status is None:
+            raise ProviderError(f"wechatpay: unknown trade_state {reply.data.get('trade_state')!r}")
+        amount = reply.data.get("amount")
+        total = amount.get("total") if isinstance(amount, dict) else None
+        transaction_id = reply.data.get("transaction_id")
+        return TradeQuery(
+            trade_no=trade_no,
+            status=status,
+            amount_fen=total if _is_fen(total) else None,
+            provider_trade_no=str(transaction_id) if transaction_id else None,
+        )
+
+    def refund(
+        self, *, trade_no: str, refund_no: str, amount_fen: int, total_fen: int, reason: str
+    ) -> RefundOutcome:
+        """``POST /v3/refund/domestic/refunds`` (``out_refund_no`` = ``refund_no``: retries are safe)."""
+        if not 0 < amount_fen <= total_fen:
+            raise InvalidInput("refund amount must be positive and at most the amount paid")
+        payload: dict[str, object] = {
+            "out_trade_no": trade_no,
+            "out_refund_no": refund_no,
+            "amount": {"refund": amount_fen, "total": total_fen, "currency": "CNY"},
+        }
+        if reason:
+            payload["reason"] = reason[:_REASON_MAX]
+        reply = self.call("POST", "/v3/refund/domestic/refunds", payload)
+        if reply.status == 200:
+            status = REFUND_STATES.get(str(reply.data.get("status", "")))
+            if status is None:
+                raise ProviderError(
+                    f"wechatpay: unknown refund status {reply.data.get('status')!r}"
+                )
+            refund_id = reply.data.get("refund_id")
+            return RefundOutcome(
+                status=status,
+                provider_refund_no=str(refund_id) if refund_id else None,
+                detail=str(reply.data.get("status")),
+            )
+        if reply.status >= 500 or reply.data.get("code") in _RETRYABLE_CODES:
+            raise ProviderError(f"wechatpay: refund outcome unknown, retry: {reply.describe()}")
+        return RefundOutcome(status="failed", detail=reply.describe())
+
+    # --- callbacks -------------------------------------------------------------------------
+
+    def parse_notification(self, *, headers: Mapping[str, str], body: bytes) -> Notification:
+        """Verify, check the time of, and decrypt a payment callback; raise if any step fails."""
+        lowered = lower_headers(headers)
+        signature_type = lowered.get("wechatpay-signature-type", SIGNATURE_SCHEME)
+        if signature_type != SIGNATURE_SCHEME:
+            raise InvalidNotification("wechatpay: unsupported signature type")
+        if lowered.get("wechatpay-serial", "") not in self._platform_keys:
+            raise InvalidNotification("wechatpay: unknown platform key serial")
+        try:
+            sent_at = int(lowered.get("wechatpay-timestamp", ""))
+        except ValueError as error:
+            raise InvalidNotification("wechatpay: missing or malformed timestamp") from error
+        if abs(self._clock().timestamp() - sent_at) > self._max_skew.total_seconds():
+            raise InvalidNotification("wechatpay: timestamp too far from now (a replay?)")
+        if not self._signature_verifies(lowered, body):
+            raise InvalidNotification("wechatpay: callback signature does not verify")
+        envelope = _json_object(body, "callback body")
+        resource = envelope.get("resource")
+        notify_id = envelope.get("id")
+        if not isinstance(resource, dict) or not isinstance(notify_id, str) or not notify_id:
+            raise InvalidNotification("wechatpay: callback lacks id or resource")
+        transaction = _json_object(self._decrypt(resource), "decrypted resource")
+        if transaction.get("mchid") != self._mchid or transaction.get("appid") != self._appid:
+            raise InvalidNotification("wechatpay: callback is for another merchant or app")
+        trade_no = transaction.get("out_trade_no")
+        status = TRADE_STATES.get(str(transaction.get("trade_state", "")))
+        amount = transaction.get("amount")
+        total = amount.get("total") if isinstance(amount, dict) else None
+        if not isinstance(trade_no, str) or not trade_no or status is None:
+            raise InvalidNotification("wechatpay: not a transaction callback")
+        if not _is_fen(total) or total <= 0:
+            raise InvalidNotification("wechatpay: malformed amount.total")
+        transaction_id = transaction.get("transaction_id")
+        return Notification(
+            notify_id=notify_id,
+            trade_no=trade_no,
+            status=status,
+            amount_fen=total,
+            provider_trade_no=str(transaction_id) if transaction_id else None,
+            occurred_at=_iso_time(transaction.get("success_time") or envelope.get("create_time")),
+            raw={"event_type": envelope.get("event_type"), "transaction": transaction},
+        )
+
+    def _decrypt(self, resource: Mapping[str, Any]) -> bytes:
+        if resource.get("algorithm") != "AEAD_AES_256_GCM":
+            raise InvalidNotification("wechatpay: unsupported resource algorithm")
+        nonce = resource.get("nonce")
+        ciphertext = resource.get("ciphertext")
+        associated = resource.get("associated_data") or ""
+        if (
+            not isinstance(nonce, str)
+            or not isinstance(ciphertext, str)
+            or not isinstance(associated, str)
+        ):
+            raise InvalidNotification("wechatpay: malformed resource")
+        try:
+            return self._aead.decrypt(
+                nonce.encode("utf-8"),
+                base64.b64decode(ciphertext, validate=True),
+                associated.encode("utf-8"),
+            )
+        except (InvalidTag, binascii.Error, ValueError) as error:
+            raise InvalidNotification("wechatpay: resource does not decrypt") from error
+
+    def acknowledge(self, *, accepted: bool) -> Acknowledgement:
+        """HTTP 204 with no body when taken; a 500 ``{"code":"FAIL"}`` so WeChat retries otherwise."""
+        if accepted:
+            return Acknowledgement(status_code=204, media_type="application/json", body="")
+        body = json.dumps({"code": "FAIL", "message": "失败"}, ensure_ascii=False)
+        return Acknowledgement(status_code=500, media_type="application/json", body=body)
+
+    # --- statements ------------------------------------------------------------------------
+
+    def parse_statement(self, content: bytes, *, business_date: date) -> list[StatementLine]:
+        """Read WeChat Pay's trade bill (``bill_type=ALL``, backtick-prefixed CSV)."""
+        return parse_wechat_bill(content, business_date=business_date)
+
+
+def _is_fen(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _json_object(data: bytes, what: str) -> dict[str, Any]:
+    try:
+        parsed = json.loads(data)
+    except ValueError as error:
+        raise InvalidNotification(f"wechatpay: {what} is not JSON") from error
+    if not isinstance(parsed, dict):
+        raise InvalidNotification(f"wechatpay: {what} is not a JSON object")
+    return parsed
+
+
+def _iso_time(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=BEIJING)
+
+
+# --- the trade bill ------------------------------------------------------------------------
+
+_WECHAT_REQUIRED = ("交易时间", "微信订单号", "商户订单号", "交易状态", "应结订单金额")
+
+
+def _wechat_bill_line(record: Mapping[str, str], number: int) -> StatementLine | None:
+    state = record["交易状态"]
+    if state == "REFUND":
+        kind: Literal["payment", "refund"] = "refund"
+        amount_text = record.get("申请退款金额") or record.get("退款金额", "")
+    elif state == "SUCCESS":
+        kind = "payment"
+        amount_text = record.get("订单金额") or record["应结订单金额"]
+    else:
+        return None  # REVOKED and other rows move no money
+    try:
+        occurred_at = beijing_time(record["交易时间"])
+        amount_fen = abs(yuan_to_fen(amount_text, signed=True))
+    except ValueError as error:
+        raise InvalidInput(f"wechatpay bill line {number}: {error}") from error
+    if not record["商户订单号"] or not record["微信订单号"]:
+        raise InvalidInput(f"wechatpay bill line {number}: missing trade numbers")
+    return StatementLine(
+        trade_no=record["商户订单号"],
+        provider_trade_no=record["微信订单号"],
+        kind=kind,
+        amount_fen=amount_fen,
+        occurred_at=occurred_at,
+    )
+
+
+def parse_wechat_bill(content: bytes, *, business_date: date) -> list[StatementLine]:
+    """Parse WeChat Pay's trade bill: a header row, backtick-prefixed rows, then the totals.
+
+    ``business_date`` is not checked against the rows: a refund row carries the time of the
+    trade it refunds, which may be an earlier day.
+    """
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise InvalidInput("wechatpay bill: not UTF-8 text") from error
+    header: list[str] | None = None
+    lines: list[StatementLine] = []
+    for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        cells = [cell.strip().removeprefix("`").strip() for cell in row]
+        if not any(cells):
+            continue
+        if header is None:
+            missing = [name for name in _WECHAT_REQUIRED if name not in cells]
+            if missing:
+                raise InvalidInput(f"wechatpay bill: missing columns {', '.join(missing)}")
+            header = cells
+        elif cells[0].startswith("总交易单数"):
+            break  # the totals block closes the detail rows
+        elif len(cells) < len(header):
+            raise InvalidInput(
+                f"wechatpay bill line {number}: {len(cells)} cells, not {len(header)}"
+            )
+        else:
+            line = _wechat_bill_line(dict(zip(header, cells, strict=False)), number)
+            if line is not None:
+                lines.append(line)
+    if header is None:
+        raise InvalidInput("wechatpay bill: no column header found")
+    return lines
