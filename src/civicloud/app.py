@@ -6,7 +6,7 @@ when called.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -18,6 +18,11 @@ from civicloud.core.identity import Passwords
 from civicloud.core.migrate import upgrade
 from civicloud.core.principals import principal_cache
 from civicloud.core.services import Services
+from civicloud.pay import api as pay_api
+from civicloud.pay.billing import RateLimiter
+from civicloud.pay.payments import PayContext, handle_notification
+from civicloud.pay.providers import build_providers
+from civicloud.pay.receipts import signer_from_settings
 from civicloud.web import pages
 from civicloud.web.api import api_router
 from civicloud.web.api.health import router as health_router
@@ -46,6 +51,36 @@ def prepare_database(services: Services) -> None:
         ensure_reference_data(session=session)
 
 
+def build_pay(services: Services) -> PayContext:
+    """Pay's providers and receipt signer; the sandbox delivers its notifications in-process."""
+    context: PayContext | None = None
+
+    def deliver(body: bytes, headers: Mapping[str, str]) -> None:
+        # The sandbox stands for a provider's servers calling our notification endpoint: each
+        # notification is its own unit of work, as an HTTP request to it would be.
+        assert context is not None  # set below, before any trade exists
+        with services.db.unit_of_work() as session:
+            handle_notification(
+                session=session,
+                context=context,
+                provider_name="sandbox",
+                headers=headers,
+                body=body,
+            )
+
+    settings = services.settings
+    context = PayContext(
+        providers=build_providers(
+            settings.pay,
+            sandbox_secret_file=settings.data_dir / "keys" / "pay-sandbox.key",
+            deliver=deliver,
+        ),
+        signer=signer_from_settings(settings.pay, data_dir=settings.data_dir),
+        settings=settings.pay,
+    )
+    return context
+
+
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
     """The civicloud web application: the API under ``/api/v1``, pages, health and metrics."""
     settings = settings or (services.settings if services else Settings())
@@ -69,6 +104,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.state.metrics = Metrics()
     app.include_router(health_router)
     app.include_router(api_router, prefix=API_PREFIX)
+    app.state.pay = build_pay(services)
+    app.state.pay_lookup_limiter = RateLimiter(settings.pay.lookups_per_minute)
+    app.include_router(pay_api.router, prefix=API_PREFIX)
     pages.install(app)
     install_problem_handlers(app, html_renderer=pages.render_error_page)
     app.add_middleware(

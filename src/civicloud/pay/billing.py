@@ -231,6 +231,22 @@ def import_bills(
     return report
 
 
+def import_bills_csv(
+    *, session: Session, actor: Actor, biller_id: uuid.UUID, content: bytes, partial: bool = False
+) -> ImportReport:
+    """Publish the bills of a CSV file; errors name the file's lines (the header is line 1)."""
+    get_biller_or_raise(session=session, actor=actor, biller_id=biller_id, permission=BILL_WRITE)
+    return import_bills(
+        session=session,
+        actor=actor,
+        biller_id=biller_id,
+        rows=parse_csv(content),
+        partial=partial,
+        first_line=2,
+        source="csv",
+    )
+
+
 def _first_error(exc: ValidationError) -> str:
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"])

@@ -27,10 +27,12 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 from starlette.routing import BaseRoute, Mount
-from tests.factories.core import SiblingWorld, Side, unique
+from tests.factories.core import SiblingWorld, Side, make_tenant, unique
+from tests.factories.pay import bill_row, make_biller, make_bills, make_pending_payment
 
 from civicloud.core import identity
 from civicloud.core.services import Services
+from civicloud.core.tenants import TenantKind
 from civicloud.web.deps import CSRF_COOKIE, SESSION_COOKIE, session_csrf_token
 
 BASE_URL = "https://testserver"
@@ -48,6 +50,13 @@ PUBLIC: frozenset[tuple[str, str]] = frozenset(
         ("GET", "/login"),
         ("POST", "/login"),
         ("POST", "/logout"),
+        # Pay's citizens' side: choosing a biller, looking bills up, paying, polling, and the
+        # providers' notifications (authenticated by their signatures, not by us).
+        ("GET", "/api/v1/pay/public/billers"),
+        ("GET", "/api/v1/pay/public/billers/{biller_id}/bills"),
+        ("POST", "/api/v1/pay/payments"),
+        ("GET", "/api/v1/pay/public/payments/{trade_no}"),
+        ("POST", "/api/v1/pay/notify/{provider}"),
     }
 )
 #: Mounted applications anyone may read (static files).
@@ -61,6 +70,9 @@ ID_PARAMETERS: dict[str, str] = {
     "user_id": "user",
     "key_id": "key",
     "binding_id": "binding",
+    "biller_id": "biller",
+    "bill_id": "bill",
+    "payment_id": "payment",
 }
 
 #: A valid body for each request model; ``ids`` maps id-named fields to the values to send.
@@ -92,6 +104,19 @@ BODIES: dict[str, Callable[[dict[str, str]], dict[str, Any]]] = {
         "name_en": "Matrix",
         "permissions": ["core.tenant.read"],
     },
+    "BillerCreate": lambda ids: {
+        "tenant_id": ids["tenant_id"],
+        "code": unique("matrix"),
+        "name_zh": "矩阵",
+        "name_en": "Matrix",
+        "category": "fee",
+        "account_pattern": r"\\d{10}",
+        "settlement_bank": "Bank",
+        "settlement_account": "62220202001",
+        "settlement_account_name": "Matrix",
+    },
+    "BillBatch": lambda _ids: {"bills": [bill_row()]},
+    "BillAmend": lambda _ids: {"amount_fen": 100},
     "RegionCreate": lambda _ids: {
         "code": f"cn-m{uuid.uuid4().hex[:10]}",
         "name_zh": "矩阵",
@@ -212,8 +237,25 @@ def ids_of(side: Side) -> dict[str, str]:
         "user": side.member.user.id,
         "key": side.member.key.key.id,
         "binding": side.member.binding.id,
+        **PAY_IDS[side.tenant.id],
     }
     return {name: str(kinds[kind]) for name, kind in ID_PARAMETERS.items()}
+
+
+#: Each side's biller, bill and payment, made by the ``pay_world`` fixture.
+PAY_IDS: dict[uuid.UUID, dict[str, uuid.UUID]] = {}
+
+
+@pytest.fixture(autouse=True)
+def pay_world(core_services: Services, world: SiblingWorld) -> None:
+    """A biller (at an agency below each side's city), an open bill and a payment in flight."""
+    with core_services.db.unit_of_work() as session:
+        for side in (world.a, world.b):
+            agency = make_tenant(session, parent=side.child, kind=TenantKind.AGENCY)
+            biller = make_biller(session, tenant=agency)
+            (bill,) = make_bills(session, biller)
+            payment = make_pending_payment(session, biller, [bill])
+            PAY_IDS[side.tenant.id] = {"biller": biller.id, "bill": bill.id, "payment": payment.id}
 
 
 def call(

@@ -51,7 +51,13 @@ def reader_at(tenant: Tenant) -> Actor:
 def check_tree(session: Session, parents: dict[uuid.UUID, uuid.UUID | None]) -> None:
     session.flush()
     session.expire_all()
-    stored = {t.id: t for t in tenants.list_tenants(session=session, actor=SYSTEM)}
+    # Only this example's trees: the shared database holds many more tenants than one page.
+    roots = [tenant_id for tenant_id, parent_id in parents.items() if parent_id is None]
+    stored = {
+        t.id: t
+        for root in roots
+        for t in tenants.list_tenants(session=session, actor=SYSTEM, root_id=root)
+    }
     for tenant_id, parent_id in parents.items():
         tenant = stored[tenant_id]
         # the stored parent link, path and depth agree with the model

@@ -1,0 +1,799 @@
+"""Pay's double-entry ledger: accounts made on demand, entries appended, balances summed.
+
+Accounts (``code``: kind). A balance is debits minus credits, so assets show positive and
+liabilities negative:
+
+- ``clearing:<provider>`` (asset): money a provider (``sandbox``, ``alipay``…) holds for us.
+- ``payable:<biller id>`` (liability): what we owe a biller for its paid bills.
+- ``settlement:<biller id>`` (liability): owed to a biller and handed to the bank as a batch.
+- ``refunds_payable`` (liability): money taken for a payment that paid no bill (a success that
+  arrived after the payment expired or was superseded), owed back to the citizen.
+- ``fees`` (expense): provider fees; ``suspense``: money not yet explained. Both are used by
+  operators' adjustments when they resolve reconciliation exceptions.
+
+Entries (``kind``, ``reference``): each is one line, debit → credit:
+
+- ``payment`` (payment id): ``clearing:<provider>`` → ``payable:<biller>``.
+- ``late_payment`` (payment id): ``clearing:<provider>`` → ``refunds_payable``.
+- ``refund`` (refund id): ``payable:<biller>`` → ``clearing:<provider>``.
+- ``late_payment_refund`` (refund id): ``refunds_payable`` → ``clearing:<provider>``.
+- ``settlement`` (settlement id): ``payable:<biller>`` → ``settlement:<biller>``.
+- ``adjustment`` (the operator's reference): whatever the operator resolved.
+
+Every line debits and credits the same positive amount to two different accounts, so every
+entry balances by construction; :func:`check_ledger` proves it and that every business event is
+posted exactly once. ``journal_entry`` is unique per ``(kind, reference)``: a second posting of
+the same event meets that constraint (caught in a savepoint) and returns the first entry, also
+when two transactions race.
+
+No hot row: nothing here updates a row. Posting reads the two account rows (made once, on first
+use) and inserts an entry and its lines; on PostgreSQL the foreign keys take only a shared
+``FOR KEY SHARE`` lock on the accounts, so payments of one biller post side by side.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    and_,
+    cast,
+    exists,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    type_coerce,
+    union_all,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, aliased
+
+from civicloud.core import audit
+from civicloud.core.actor import Actor, authorize
+from civicloud.core.db import new_id
+from civicloud.core.errors import Conflict, InvalidInput, NotFound
+from civicloud.core.tenants import Tenant, in_subtrees, resolve_tenant
+from civicloud.pay.errors import BillerNotFound
+from civicloud.pay.models import (
+    Biller,
+    JournalEntry,
+    JournalLine,
+    LedgerAccount,
+    Payment,
+    PaymentStatus,
+    Refund,
+    RefundStatus,
+    Settlement,
+)
+
+READ = "pay.ledger.read"
+ADJUST = "pay.reconcile"
+
+PAYMENT = "payment"
+LATE_PAYMENT = "late_payment"
+REFUND = "refund"
+LATE_PAYMENT_REFUND = "late_payment_refund"
+SETTLEMENT = "settlement"
+ADJUSTMENT = "adjustment"
+
+REFUNDS_PAYABLE = "refunds_payable"
+FEES = "fees"
+SUSPENSE = "suspense"
+_FIXED_ACCOUNTS = {REFUNDS_PAYABLE: "liability", FEES: "expense", SUSPENSE: "suspense"}
+_PROVIDER = re.compile(r"[a-z][a-z0-9_]{0,19}")
+#: The largest amount a BIGINT column holds.
+MAX_FEN = 2**63 - 1
+#: Payments that ended without paying a bill; a late success for one is refunded.
+ENDED_UNPAID = (
+    PaymentStatus.FAILED.value,
+    PaymentStatus.EXPIRED.value,
+    PaymentStatus.SUPERSEDED.value,
+)
+
+
+def clearing_account(provider: str) -> str:
+    """The code of the account holding what ``provider`` owes us."""
+    return f"clearing:{provider}"
+
+
+def payable_account(biller_id: uuid.UUID) -> str:
+    """The code of the account holding what we owe biller ``biller_id``."""
+    return f"payable:{biller_id}"
+
+
+def settlement_account(biller_id: uuid.UUID) -> str:
+    """The code of the account holding what is on its way to biller ``biller_id``'s bank."""
+    return f"settlement:{biller_id}"
+
+
+def check_amount(amount_fen: object, *, what: str = "amount_fen") -> int:
+    """``amount_fen`` if it is a whole, positive number of fen that a BIGINT holds; else InvalidInput."""
+    # bool is an int to Python, and a float or Decimal may carry a fraction: refuse all of them.
+    if type(amount_fen) is not int:
+        raise InvalidInput(f"{what} must be a whole number of fen", field=what)
+    if amount_fen <= 0:
+        raise InvalidInput(f"{what} must be positive", field=what)
+    if amount_fen > MAX_FEN:
+        raise InvalidInput(f"{what} is too large", field=what)
+    return amount_fen
+
+
+# --- posting ------------------------------------------------------------------------------
+
+
+def post_payment(*, session: Session, payment: Payment, posted_by: str) -> JournalEntry:
+    """Post a succeeded payment (clearing → payable); posting it again returns the first entry."""
+    if payment.status != PaymentStatus.SUCCEEDED.value:
+        raise Conflict(f"payment {payment.trade_no} is {payment.status}, not succeeded")
+    return _post(
+        session,
+        kind=PAYMENT,
+        reference=str(payment.id),
+        memo=f"payment {payment.trade_no}",
+        posted_by=posted_by,
+        debit=clearing_account(payment.provider),
+        credit=payable_account(payment.biller_id),
+        amount_fen=payment.amount_fen,
+        currency=payment.currency,
+    )
+
+
+def post_late_payment(*, session: Session, payment: Payment, posted_by: str) -> JournalEntry:
+    """Post money taken for a payment that paid no bill (clearing → refunds_payable); idempotent."""
+    if payment.status not in ENDED_UNPAID:
+        raise Conflict(f"payment {payment.trade_no} is {payment.status}: it is not a late payment")
+    return _post(
+        session,
+        kind=LATE_PAYMENT,
+        reference=str(payment.id),
+        memo=f"late payment {payment.trade_no}, to be refunded",
+        posted_by=posted_by,
+        debit=clearing_account(payment.provider),
+        credit=REFUNDS_PAYABLE,
+        amount_fen=payment.amount_fen,
+        currency=payment.currency,
+    )
+
+
+def post_refund(*, session: Session, refund: Refund, posted_by: str) -> JournalEntry:
+    """Post a succeeded refund (back out of clearing); posting it again returns the first entry."""
+    if refund.status != RefundStatus.SUCCEEDED.value:
+        raise Conflict(f"refund {refund.refund_no} is {refund.status}, not succeeded")
+    payment = session.get(Payment, refund.payment_id)
+    if payment is None:
+        raise NotFound("the refund's payment is gone")
+    automatic = refund.origin == "automatic"
+    return _post(
+        session,
+        kind=LATE_PAYMENT_REFUND if automatic else REFUND,
+        reference=str(refund.id),
+        memo=f"refund {refund.refund_no} of {payment.trade_no}",
+        posted_by=posted_by,
+        debit=REFUNDS_PAYABLE if automatic else payable_account(payment.biller_id),
+        credit=clearing_account(payment.provider),
+        amount_fen=refund.amount_fen,
+        currency=refund.currency,
+    )
+
+
+def post_settlement(*, session: Session, settlement: Settlement, posted_by: str) -> JournalEntry:
+    """Post a settlement's net payout (payable → settlement); idempotent."""
+    if settlement.net_fen <= 0:
+        raise Conflict("a settlement with nothing to pay out is not posted")
+    return _post(
+        session,
+        kind=SETTLEMENT,
+        reference=str(settlement.id),
+        memo=f"settlement {settlement.business_date.isoformat()}",
+        posted_by=posted_by,
+        debit=payable_account(settlement.biller_id),
+        credit=settlement_account(settlement.biller_id),
+        amount_fen=settlement.net_fen,
+        currency="CNY",
+    )
+
+
+def post_adjustment(
+    *,
+    session: Session,
+    actor: Actor,
+    debit_code: str,
+    credit_code: str,
+    amount_fen: int,
+    memo: str,
+    reference: str,
+) -> JournalEntry:
+    """Post an operator's adjustment (debit → credit), audited; the same reference posts once."""
+    actor.require_platform(ADJUST)
+    amount_fen = check_amount(amount_fen)
+    memo, reference = memo.strip(), reference.strip()
+    if not memo or len(memo) > 300:
+        raise InvalidInput("memo must be 1 to 300 characters", field="memo")
+    if not reference or len(reference) > 100:
+        raise InvalidInput("reference must be 1 to 100 characters", field="reference")
+    if debit_code == credit_code:
+        raise InvalidInput("an adjustment moves money between two different accounts")
+    for code in (debit_code, credit_code):
+        _, biller_id = describe_account(code)
+        if biller_id is not None and session.get(Biller, biller_id) is None:
+            raise BillerNotFound(f"no biller {biller_id} for account {code}")
+    existing = _find_entry(session, ADJUSTMENT, reference)
+    if existing is not None:
+        lines = _entry_views(session, [existing])[0].lines
+        if lines != (JournalLineView(debit_code, credit_code, amount_fen, "CNY"),):
+            raise Conflict(f"reference {reference!r} was used for another adjustment")
+        return existing
+    entry = _post(
+        session,
+        kind=ADJUSTMENT,
+        reference=reference,
+        memo=memo,
+        posted_by=actor.name,
+        debit=debit_code,
+        credit=credit_code,
+        amount_fen=amount_fen,
+        currency="CNY",
+    )
+    audit.record(
+        session=session,
+        actor=actor,
+        action="pay.ledger.adjust",
+        target=f"journal:{reference}",
+        detail={"debit": debit_code, "credit": credit_code, "amount_fen": amount_fen, "memo": memo},
+    )
+    return entry
+
+
+def describe_account(code: str) -> tuple[str, uuid.UUID | None]:
+    """The kind and biller of the account ``code``; InvalidInput when no such account may exist."""
+    if code in _FIXED_ACCOUNTS:
+        return _FIXED_ACCOUNTS[code], None
+    prefix, _, rest = code.partition(":")
+    if prefix == "clearing" and _PROVIDER.fullmatch(rest):
+        return "asset", None
+    if prefix in ("payable", "settlement"):
+        try:
+            biller_id = uuid.UUID(rest)
+        except ValueError:
+            biller_id = None
+        # Only the canonical spelling, so that one biller never has two payable accounts.
+        if biller_id is not None and str(biller_id) == rest:
+            return "liability", biller_id
+    raise InvalidInput(f"no ledger account may be called {code[:120]!r}", field="account")
+
+
+def _find_entry(session: Session, kind: str, reference: str) -> JournalEntry | None:
+    return session.scalars(
+        select(JournalEntry).where(JournalEntry.kind == kind, JournalEntry.reference == reference)
+    ).one_or_none()
+
+
+def _account(session: Session, code: str) -> LedgerAccount:
+    found = session.scalars(select(LedgerAccount).where(LedgerAccount.code == code)).one_or_none()
+    if found is not None:
+        return found
+    kind, biller_id = describe_account(code)
+    account = LedgerAccount(id=new_id(), code=code, kind=kind, currency="CNY", biller_id=biller_id)
+    try:
+        with session.begin_nested():
+            session.add(account)
+            # Flushed inside the savepoint: a transaction creating the same account at the same
+            # moment makes this fail here, where it is caught and the winner's row read instead.
+            session.flush()
+    except IntegrityError:
+        found = session.scalars(
+            select(LedgerAccount).where(LedgerAccount.code == code)
+        ).one_or_none()
+        if found is None:
+            raise
+        return found
+    return account
+
+
+def _post(
+    session: Session,
+    *,
+    kind: str,
+    reference: str,
+    memo: str,
+    posted_by: str,
+    debit: str,
+    credit: str,
+    amount_fen: int,
+    currency: str,
+) -> JournalEntry:
+    existing = _find_entry(session, kind, reference)
+    if existing is not None:
+        return existing
+    # Accounts in code order, so that two first postings never wait on each other crosswise.
+    accounts = {code: _account(session, code) for code in sorted({debit, credit})}
+    for account in accounts.values():
+        if account.currency != currency:
+            raise Conflict(f"account {account.code} keeps {account.currency}, not {currency}")
+    entry = JournalEntry(
+        id=new_id(), kind=kind, reference=reference, memo=memo[:300], posted_by=posted_by[:160]
+    )
+    try:
+        with session.begin_nested():
+            session.add(entry)
+            session.add(
+                JournalLine(
+                    id=new_id(),
+                    entry_id=entry.id,
+                    debit_account_id=accounts[debit].id,
+                    credit_account_id=accounts[credit].id,
+                    amount_fen=amount_fen,
+                    currency=currency,
+                )
+            )
+            # Flushed inside the savepoint: a concurrent posting of the same (kind, reference)
+            # meets the unique constraint here, and the entry that won is returned instead.
+            session.flush()
+    except IntegrityError:
+        existing = _find_entry(session, kind, reference)
+        if existing is None:
+            raise
+        return existing
+    return entry
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AccountBalance:
+    """An account's totals: ``balance_fen`` is debits minus credits (liabilities are negative)."""
+
+    code: str
+    kind: str
+    biller_id: uuid.UUID | None
+    currency: str
+    debit_fen: int
+    credit_fen: int
+    balance_fen: int
+
+
+@dataclass(frozen=True)
+class JournalLineView:
+    """One line of an entry: ``amount_fen`` debited to one account and credited to another."""
+
+    debit_code: str
+    credit_code: str
+    amount_fen: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class JournalEntryView:
+    """A posted entry with its lines, for display."""
+
+    id: uuid.UUID
+    kind: str
+    reference: str
+    memo: str
+    posted_at: datetime
+    posted_by: str
+    lines: tuple[JournalLineView, ...]
+
+
+def _visible_accounts(session: Session, actor: Actor, biller_id: uuid.UUID | None) -> Select[Any]:
+    """The ids of the accounts ``actor`` may read (of ``biller_id`` only, when given)."""
+    query = select(LedgerAccount.id)
+    if biller_id is not None:
+        _authorize_biller(session, actor, biller_id)
+        return query.where(LedgerAccount.biller_id == biller_id)
+    roots = actor.roots(READ)
+    if roots is None:
+        return query
+    # Below platform level one sees one's billers' accounts, never the shared ones.
+    return (
+        query.join(Biller, Biller.id == LedgerAccount.biller_id)
+        .join(Tenant, Tenant.id == Biller.tenant_id)
+        .where(in_subtrees(Tenant.path, roots))
+    )
+
+
+def _authorize_biller(session: Session, actor: Actor, biller_id: uuid.UUID) -> None:
+    biller = session.get(Biller, biller_id)
+    tenant = resolve_tenant(session=session, tenant_id=biller.tenant_id) if biller else None
+    if tenant is None:
+        raise BillerNotFound("no such biller")
+    authorize(actor, READ, path=tenant.path, what="biller")
+
+
+def balances(
+    *, session: Session, actor: Actor, biller_id: uuid.UUID | None = None
+) -> list[AccountBalance]:
+    """Every account the actor may read (of one biller, when given) with its summed balance."""
+    visible = _visible_accounts(session, actor, biller_id)
+    sides = union_all(
+        select(
+            JournalLine.debit_account_id.label("account_id"),
+            JournalLine.amount_fen.label("debit"),
+            literal(0).label("credit"),
+        ),
+        select(
+            JournalLine.credit_account_id.label("account_id"),
+            literal(0).label("debit"),
+            JournalLine.amount_fen.label("credit"),
+        ),
+    ).subquery()
+    rows = session.execute(
+        select(
+            LedgerAccount.code,
+            LedgerAccount.kind,
+            LedgerAccount.biller_id,
+            LedgerAccount.currency,
+            func.coalesce(func.sum(sides.c.debit), 0),
+            func.coalesce(func.sum(sides.c.credit), 0),
+        )
+        .outerjoin(sides, sides.c.account_id == LedgerAccount.id)
+        .where(LedgerAccount.id.in_(visible))
+        .group_by(
+            LedgerAccount.id,
+            LedgerAccount.code,
+            LedgerAccount.kind,
+            LedgerAccount.biller_id,
+            LedgerAccount.currency,
+        )
+        .order_by(LedgerAccount.code)
+    ).all()
+    # PostgreSQL sums BIGINT as NUMERIC (a Decimal): back to int, exactly.
+    return [
+        AccountBalance(code, kind, biller, currency, int(debit), int(credit), int(debit - credit))
+        for code, kind, biller, currency, debit, credit in rows
+    ]
+
+
+def journal(
+    *,
+    session: Session,
+    actor: Actor,
+    account_code: str | None = None,
+    limit: int = 100,
+    before: datetime | None = None,
+) -> list[JournalEntryView]:
+    """Entries the actor may read, newest first (touching ``account_code``, when given)."""
+    if not 1 <= limit <= 1000:
+        raise InvalidInput("limit must be between 1 and 1000", field="limit")
+    if account_code is not None:
+        account = session.scalars(
+            select(LedgerAccount).where(LedgerAccount.code == account_code)
+        ).one_or_none()
+        if account is None:
+            raise NotFound("no such ledger account", resource="account")
+        if account.biller_id is not None:
+            _authorize_biller(session, actor, account.biller_id)
+        else:
+            actor.require_platform(READ)
+        touches = or_(
+            JournalLine.debit_account_id == account.id,
+            JournalLine.credit_account_id == account.id,
+        )
+    elif actor.roots(READ) is None:
+        touches = None  # a platform-wide reader reads every entry
+    else:
+        accounts = _visible_accounts(session, actor, None)
+        touches = or_(
+            JournalLine.debit_account_id.in_(accounts), JournalLine.credit_account_id.in_(accounts)
+        )
+    query = select(JournalEntry)
+    if touches is not None:
+        query = query.where(JournalEntry.id.in_(select(JournalLine.entry_id).where(touches)))
+    if before is not None:
+        query = query.where(JournalEntry.posted_at < before)
+    entries = session.scalars(
+        query.order_by(JournalEntry.posted_at.desc(), JournalEntry.id.desc()).limit(limit)
+    ).all()
+    return _entry_views(session, entries)
+
+
+def _entry_views(session: Session, entries: Sequence[JournalEntry]) -> list[JournalEntryView]:
+    debit, credit = aliased(LedgerAccount), aliased(LedgerAccount)
+    lines: dict[uuid.UUID, list[JournalLineView]] = {entry.id: [] for entry in entries}
+    if entries:
+        rows = session.execute(
+            select(
+                JournalLine.entry_id,
+                debit.code,
+                credit.code,
+                JournalLine.amount_fen,
+                JournalLine.currency,
+            )
+            .join(debit, debit.id == JournalLine.debit_account_id)
+            .join(credit, credit.id == JournalLine.credit_account_id)
+            .where(JournalLine.entry_id.in_(list(lines)))
+            .order_by(JournalLine.entry_id, debit.code, credit.code)
+        ).all()
+        for entry_id, debit_code, credit_code, amount, currency in rows:
+            lines[entry_id].append(JournalLineView(debit_code, credit_code, amount, currency))
+    return [
+        JournalEntryView(
+            id=e.id,
+            kind=e.kind,
+            reference=e.reference,
+            memo=e.memo,
+            posted_at=e.posted_at,
+            posted_by=e.posted_by,
+            lines=tuple(lines[e.id]),
+        )
+        for e in entries
+    ]
+
+
+# --- the check ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LedgerProblem:
+    """One thing wrong with the ledger, with the entry kind and reference it concerns."""
+
+    #: ``unbalanced``, ``missing``, ``duplicate``, ``unexpected``, ``amount_mismatch``,
+    #: ``wrong_accounts`` or ``refund_total``.
+    problem: str
+    kind: str
+    reference: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class LedgerCheck:
+    """What :func:`check_ledger` looked at and every problem it found."""
+
+    entries: int
+    payments: int
+    refunds: int
+    problems: list[LedgerProblem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Whether nothing is wrong."""
+        return not self.problems
+
+    def describe(self) -> str:
+        """One line for a person, then one line per problem."""
+        head = (
+            f"ledger {'balanced' if self.ok else 'NOT balanced'}: {self.entries} entries, "
+            f"{self.payments} succeeded payments, {self.refunds} succeeded refunds, "
+            f"{len(self.problems)} problems"
+        )
+        rest = [f"{p.problem}: {p.kind} {p.reference}: {p.detail}" for p in self.problems]
+        return "\n".join([head, *rest])
+
+
+@dataclass(frozen=True)
+class _Posted:
+    """What one kind of entry posts: rows of ``model`` for which ``due`` holds, ``amount`` each."""
+
+    kind: str
+    model: Any
+    due: ColumnElement[bool]
+    amount: Any
+
+
+def _specs() -> list[_Posted]:
+    succeeded = Refund.status == RefundStatus.SUCCEEDED.value
+    return [
+        _Posted(
+            PAYMENT, Payment, Payment.status == PaymentStatus.SUCCEEDED.value, Payment.amount_fen
+        ),
+        # A late payment is posted when its automatic refund is asked for, whatever came of it.
+        _Posted(
+            LATE_PAYMENT,
+            Payment,
+            and_(
+                Payment.status.in_(ENDED_UNPAID),
+                exists().where(Refund.payment_id == Payment.id, Refund.origin == "automatic"),
+            ),
+            Payment.amount_fen,
+        ),
+        _Posted(REFUND, Refund, and_(succeeded, Refund.origin != "automatic"), Refund.amount_fen),
+        _Posted(
+            LATE_PAYMENT_REFUND,
+            Refund,
+            and_(succeeded, Refund.origin == "automatic"),
+            Refund.amount_fen,
+        ),
+        _Posted(SETTLEMENT, Settlement, Settlement.net_fen > 0, Settlement.net_fen),
+    ]
+
+
+def _uuid_text(session: Session, column: Any) -> ColumnElement[str]:
+    """``column`` (a UUID) as the text ``str(uuid)`` gives, so it compares with a reference."""
+    if session.get_bind().dialect.name == "sqlite":
+        # SQLite keeps a UUID as 32 lowercase hex digits: put the dashes back.
+        hexa = type_coerce(column, String)
+        parts = [(1, 8), (9, 4), (13, 4), (17, 4), (21, 12)]
+        pieces = [func.substr(hexa, start, length, type_=String) for start, length in parts]
+        text: ColumnElement[str] = pieces[0]
+        for piece in pieces[1:]:
+            text = text + "-" + piece
+        return text
+    return cast(column, String)
+
+
+def _is_reference_of(session: Session, reference: Any, column: Any) -> ColumnElement[bool]:
+    """``reference`` names the row whose UUID primary key is ``column`` (that key's index used)."""
+    if session.get_bind().dialect.name == "sqlite":
+        same: ColumnElement[bool] = type_coerce(column, String) == func.replace(reference, "-", "")
+        return same
+    same = reference == cast(column, String)
+    return same
+
+
+def check_ledger(*, session: Session) -> LedgerCheck:
+    """Prove every entry balances and every payment, refund and settlement is posted exactly once."""
+    problems = _check_lines(session)
+    for spec in _specs():
+        problems += _check_postings(session, spec)
+    problems += _check_double_receipt(session)
+    problems += _check_payment_accounts(session)
+    problems += _check_refund_totals(session)
+    return LedgerCheck(
+        entries=session.scalar(select(func.count()).select_from(JournalEntry)) or 0,
+        payments=session.scalar(
+            select(func.count()).where(Payment.status == PaymentStatus.SUCCEEDED.value)
+        )
+        or 0,
+        refunds=session.scalar(
+            select(func.count()).where(Refund.status == RefundStatus.SUCCEEDED.value)
+        )
+        or 0,
+        problems=problems,
+    )
+
+
+def _check_lines(session: Session) -> list[LedgerProblem]:
+    # Each line debits and credits the same amount, so an entry balances exactly when each of
+    # its lines is a real move: a positive amount, two different accounts, one currency. The
+    # database checks the first two; this proves them (and the currency) for every row there is.
+    problems = [
+        LedgerProblem("unbalanced", kind, reference, "the entry has no lines")
+        for kind, reference in session.execute(
+            select(JournalEntry.kind, JournalEntry.reference).where(
+                ~exists().where(JournalLine.entry_id == JournalEntry.id)
+            )
+        )
+    ]
+    debit, credit = aliased(LedgerAccount), aliased(LedgerAccount)
+    rows = session.execute(
+        select(
+            JournalEntry.kind,
+            JournalEntry.reference,
+            JournalLine.amount_fen,
+            JournalLine.currency,
+            debit.code,
+            debit.currency,
+            credit.code,
+            credit.currency,
+        )
+        .join(JournalLine, JournalLine.entry_id == JournalEntry.id)
+        .join(debit, debit.id == JournalLine.debit_account_id)
+        .join(credit, credit.id == JournalLine.credit_account_id)
+        .where(
+            or_(
+                JournalLine.amount_fen <= 0,
+                JournalLine.debit_account_id == JournalLine.credit_account_id,
+                JournalLine.currency != debit.currency,
+                JournalLine.currency != credit.currency,
+            )
+        )
+    )
+    for kind, reference, amount, currency, d_code, d_cur, c_code, c_cur in rows:
+        detail = f"line of {amount} {currency} from {d_code} ({d_cur}) to {c_code} ({c_cur})"
+        problems.append(LedgerProblem("unbalanced", kind, reference, detail))
+    return problems
+
+
+def _check_postings(session: Session, spec: _Posted) -> list[LedgerProblem]:
+    model = spec.model
+    problems = [
+        LedgerProblem("missing", spec.kind, str(row_id), "not posted")
+        for row_id in session.scalars(
+            select(model.id).where(
+                spec.due,
+                ~exists().where(
+                    JournalEntry.kind == spec.kind,
+                    JournalEntry.reference == _uuid_text(session, model.id),
+                ),
+            )
+        )
+    ]
+    problems += [
+        LedgerProblem("unexpected", spec.kind, reference, "posted, but nothing of that is due")
+        for reference in session.scalars(
+            select(JournalEntry.reference)
+            .outerjoin(model, _is_reference_of(session, JournalEntry.reference, model.id))
+            .where(JournalEntry.kind == spec.kind, or_(model.id.is_(None), not_(spec.due)))
+        )
+    ]
+    posted = func.sum(JournalLine.amount_fen)
+    rows = session.execute(
+        select(JournalEntry.reference, spec.amount, posted)
+        .join(model, _is_reference_of(session, JournalEntry.reference, model.id))
+        .join(JournalLine, JournalLine.entry_id == JournalEntry.id)
+        .where(JournalEntry.kind == spec.kind, spec.due)
+        .group_by(JournalEntry.id, JournalEntry.reference, spec.amount)
+        .having(posted != spec.amount)
+    )
+    for reference, expected, summed in rows:
+        total = int(summed)
+        twice = expected > 0 and total % expected == 0 and total > expected
+        problems.append(
+            LedgerProblem(
+                "duplicate" if twice else "amount_mismatch",
+                spec.kind,
+                reference,
+                f"posted {total} fen for {expected} fen",
+            )
+        )
+    return problems
+
+
+def _check_double_receipt(session: Session) -> list[LedgerProblem]:
+    # The same money taken in twice: as a payment of bills and as a late payment to refund.
+    late = aliased(JournalEntry)
+    return [
+        LedgerProblem("duplicate", PAYMENT, reference, "also posted as a late payment")
+        for reference in session.scalars(
+            select(JournalEntry.reference)
+            .join(late, and_(late.kind == LATE_PAYMENT, late.reference == JournalEntry.reference))
+            .where(JournalEntry.kind == PAYMENT)
+        )
+    ]
+
+
+def _check_payment_accounts(session: Session) -> list[LedgerProblem]:
+    debit, credit = aliased(LedgerAccount), aliased(LedgerAccount)
+    rows = session.execute(
+        select(JournalEntry.reference, debit.code, credit.code)
+        .join(Payment, _is_reference_of(session, JournalEntry.reference, Payment.id))
+        .join(JournalLine, JournalLine.entry_id == JournalEntry.id)
+        .join(debit, debit.id == JournalLine.debit_account_id)
+        .join(credit, credit.id == JournalLine.credit_account_id)
+        .where(
+            JournalEntry.kind == PAYMENT,
+            or_(
+                debit.code != literal("clearing:", String) + Payment.provider,
+                credit.code != literal("payable:", String) + _uuid_text(session, Payment.biller_id),
+            ),
+        )
+    )
+    return [
+        LedgerProblem("wrong_accounts", PAYMENT, reference, f"posted from {d} to {c}")
+        for reference, d, c in rows
+    ]
+
+
+def _check_refund_totals(session: Session) -> list[LedgerProblem]:
+    # A payment's refunded_fen is what its pending and succeeded refunds hold back.
+    held = (
+        select(func.coalesce(func.sum(Refund.amount_fen), 0))
+        .where(
+            Refund.payment_id == Payment.id,
+            Refund.status.in_([RefundStatus.PENDING.value, RefundStatus.SUCCEEDED.value]),
+        )
+        .scalar_subquery()
+    )
+    rows = session.execute(
+        select(Payment.id, Payment.refunded_fen, held).where(Payment.refunded_fen != held)
+    )
+    return [
+        LedgerProblem(
+            "refund_total",
+            PAYMENT,
+            str(payment_id),
+            f"refunded_fen is {refunded} but its refunds hold {int(total)} fen",
+        )
+        for payment_id, refunded, total in rows
+    ]

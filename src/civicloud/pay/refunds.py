@@ -1,0 +1,357 @@
+"""Refunds: full or partial, never more than was paid in total, idempotent, through the provider.
+
+Never more than was paid. A refund first reserves its amount with one conditional statement,
+``UPDATE pay_payment SET refunded_fen = refunded_fen + :x WHERE id = :id AND refunded_fen <=
+amount_fen - :x AND status = 'succeeded'`` (written so that it cannot overflow a BIGINT), and
+the ``refund_bound`` CHECK stands behind it. PostgreSQL re-evaluates the condition on the row
+as the previous writer committed it, SQLite runs one writer at a time: two concurrent refunds
+cannot both pass. ``refunded_fen`` is what the payment's pending and succeeded refunds hold; a
+refund the provider refuses gives its reservation back.
+
+Idempotent. ``refund.idempotency_key`` is unique and ``request_hash`` records what was asked
+(payment, amount, reason): the same key and request return the first refund, the same key with
+another request raises ``IdempotencyKeyReused``. Two requests racing with one key meet the
+unique constraint in a savepoint; the loser returns the winner's refund.
+
+The provider is called inside the request's transaction, after the reservation. If the provider
+refunds and our commit then fails, nothing of ours survives, but the money left: so the
+``refund_no`` we send is derived from the idempotency key (``RF`` + 30 hex digits of its
+SHA-256), and the provider deduplicates by it. A retry with the same key builds the same
+``refund_no``, the provider answers with the refund it already made instead of making a second,
+and the retry records it: retries converge. A provider that raises or answers ``pending`` leaves
+the refund ``pending`` with its amount still reserved (the money may be gone); repeating the
+request with the same key, or :func:`resume_refund` from a job, asks the provider again with the
+same ``refund_no``. Should no retry come, the provider's statement still lists the refund and
+reconciliation reports it (``missing_ours``).
+
+Automatic refunds (:func:`refund_automatically`) give back a success that arrived after its
+payment expired or was superseded: the money taken is posted as a ``late_payment`` (owed back to
+the citizen), and its refund, keyed by the payment and an attempt number, refunds all of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from civicloud.core import audit
+from civicloud.core.actor import Actor, authorize
+from civicloud.core.db import new_id, utcnow
+from civicloud.core.errors import Conflict, InvalidInput
+from civicloud.core.tenants import resolve_tenant
+from civicloud.pay import ledger
+from civicloud.pay.backends import PaymentProvider, RefundOutcome
+from civicloud.pay.errors import IdempotencyKeyReused, PaymentNotFound, RefundExceedsPayment
+from civicloud.pay.models import Payment, PaymentStatus, Refund, RefundStatus
+
+PERMISSION = "pay.refund"
+#: Who automatic refunds are audited as.
+AUTOMATIC = Actor.system("pay-automatic-refund")
+OPERATOR, AUTOMATIC_ORIGIN = "operator", "automatic"
+#: The prefix of automatic refunds' keys, which no request may use.
+AUTOMATIC_KEY = "automatic:"
+log = logging.getLogger(__name__)
+
+
+class PaymentNotRefundable(Conflict):
+    """The payment cannot be refunded (it did not succeed, or another provider took it)."""
+
+    code = "pay.payment_not_refundable"
+
+
+def refund_no_for(idempotency_key: str) -> str:
+    """Our refund number for ``idempotency_key``: the same key always gives the same number."""
+    return "RF" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:30].upper()
+
+
+def request_hash(*, payment_id: uuid.UUID, amount_fen: int, reason: str) -> str:
+    """SHA-256 of the canonical request, to refuse a reused key with a different request."""
+    body = {"payment_id": str(payment_id), "amount_fen": amount_fen, "reason": reason}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def get_refund_by_key(*, session: Session, idempotency_key: str) -> Refund | None:
+    """The refund made under ``idempotency_key``, or ``None`` (no access check)."""
+    return session.scalars(
+        select(Refund).where(Refund.idempotency_key == idempotency_key)
+    ).one_or_none()
+
+
+def request_refund(
+    *,
+    session: Session,
+    actor: Actor,
+    payment_id: uuid.UUID,
+    amount_fen: int,
+    reason: str,
+    idempotency_key: str,
+    provider: PaymentProvider,
+) -> Refund:
+    """Refund part or all of a succeeded payment; repeating the key returns the first refund."""
+    amount_fen = ledger.check_amount(amount_fen)
+    reason = _text(reason, "reason", 300)
+    key = _text(idempotency_key, "idempotency_key", 200)
+    if key.startswith(AUTOMATIC_KEY):
+        raise InvalidInput(f"idempotency keys starting {AUTOMATIC_KEY!r} are reserved")
+    payment = session.get(Payment, payment_id)
+    tenant = resolve_tenant(session=session, tenant_id=payment.tenant_id) if payment else None
+    if payment is None or tenant is None:
+        raise PaymentNotFound("no such payment")
+    authorize(actor, PERMISSION, path=tenant.path, what="payment")
+    digest = request_hash(payment_id=payment.id, amount_fen=amount_fen, reason=reason)
+    existing = get_refund_by_key(session=session, idempotency_key=key)
+    if existing is not None:
+        return _replay(session, existing, digest, payment, provider, actor)
+    if provider.name != payment.provider:
+        raise InvalidInput(f"payment {payment.trade_no} was paid through {payment.provider}")
+    if payment.status != PaymentStatus.SUCCEEDED.value:
+        raise PaymentNotRefundable(f"payment {payment.trade_no} is {payment.status}")
+    refund, created = _reserve(
+        session,
+        payment=payment,
+        amount_fen=amount_fen,
+        reason=reason,
+        key=key,
+        digest=digest,
+        origin=OPERATOR,
+        statuses=(PaymentStatus.SUCCEEDED.value,),
+    )
+    if not created:
+        return _replay(session, refund, digest, payment, provider, actor)
+    _ask_provider(session, refund, payment, provider, actor, action="pay.refund.request")
+    return refund
+
+
+def refund_automatically(
+    *, session: Session, payment: Payment, provider: PaymentProvider, reason: str
+) -> Refund:
+    """Refund all of a late success of an expired or superseded payment; idempotent per payment."""
+    reason = _text(reason, "reason", 300)
+    attempts = session.scalars(
+        select(Refund)
+        .where(Refund.payment_id == payment.id, Refund.origin == AUTOMATIC_ORIGIN)
+        .order_by(Refund.created_at.desc(), Refund.id)
+    ).all()
+    latest = attempts[0] if attempts else None
+    if latest is not None and latest.status == RefundStatus.SUCCEEDED.value:
+        return latest
+    if latest is not None and latest.status == RefundStatus.PENDING.value:
+        _ask_provider(session, latest, payment, provider, AUTOMATIC, action="pay.refund.resume")
+        return latest
+    if payment.status not in ledger.ENDED_UNPAID:
+        raise PaymentNotRefundable(f"payment {payment.trade_no} is {payment.status}")
+    if provider.name != payment.provider:
+        raise InvalidInput(f"payment {payment.trade_no} was paid through {payment.provider}")
+    left = payment.amount_fen - payment.refunded_fen
+    if left <= 0:
+        raise PaymentNotRefundable(f"payment {payment.trade_no} is refunded already")
+    # The provider took the money: it is owed back to the citizen until the refund succeeds.
+    ledger.post_late_payment(session=session, payment=payment, posted_by=AUTOMATIC.name)
+    # A failed attempt gave its reservation back; the next one gets its own key and refund_no.
+    key = f"{AUTOMATIC_KEY}{payment.id}:{len(attempts) + 1}"
+    refund, created = _reserve(
+        session,
+        payment=payment,
+        amount_fen=left,
+        reason=reason,
+        key=key,
+        digest=request_hash(payment_id=payment.id, amount_fen=left, reason=key),
+        origin=AUTOMATIC_ORIGIN,
+        statuses=ledger.ENDED_UNPAID,
+    )
+    if refund.payment_id != payment.id:
+        raise Conflict(f"the key {key} belongs to another payment's refund")
+    if created:
+        _ask_provider(session, refund, payment, provider, AUTOMATIC, action="pay.refund.automatic")
+    return refund
+
+
+def resume_refund(*, session: Session, refund_id: uuid.UUID, provider: PaymentProvider) -> Refund:
+    """Ask the provider again about a pending refund (same refund_no) and record its answer."""
+    refund = session.get(Refund, refund_id)
+    payment = session.get(Payment, refund.payment_id) if refund else None
+    if refund is None or payment is None:
+        raise PaymentNotFound("no such refund")
+    if refund.status == RefundStatus.PENDING.value:
+        _ask_provider(session, refund, payment, provider, AUTOMATIC, action="pay.refund.resume")
+    return refund
+
+
+def list_refunds(*, session: Session, actor: Actor, payment_id: uuid.UUID) -> list[Refund]:
+    """The refunds of one payment, oldest first (``pay.payment.read`` at its tenant)."""
+    payment = session.get(Payment, payment_id)
+    tenant = resolve_tenant(session=session, tenant_id=payment.tenant_id) if payment else None
+    if payment is None or tenant is None:
+        raise PaymentNotFound("no such payment")
+    authorize(actor, "pay.payment.read", path=tenant.path, what="payment")
+    return list(
+        session.scalars(
+            select(Refund)
+            .where(Refund.payment_id == payment_id)
+            .order_by(Refund.created_at, Refund.id)
+        )
+    )
+
+
+def _text(value: object, what: str, longest: int) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput(f"{what} must not be empty", field=what)
+    value = value.strip()
+    if len(value) > longest or not value.isprintable():
+        raise InvalidInput(f"{what} must be at most {longest} printable characters", field=what)
+    return value
+
+
+def _replay(
+    session: Session,
+    refund: Refund,
+    digest: str,
+    payment: Payment,
+    provider: PaymentProvider,
+    actor: Actor,
+) -> Refund:
+    """The refund an earlier request with the same key made, asked about again if still pending."""
+    if refund.request_hash != digest or refund.payment_id != payment.id:
+        raise IdempotencyKeyReused("this idempotency key was used for another refund request")
+    if refund.status == RefundStatus.PENDING.value:
+        _ask_provider(session, refund, payment, provider, actor, action="pay.refund.resume")
+    return refund
+
+
+def _reserve(
+    session: Session,
+    *,
+    payment: Payment,
+    amount_fen: int,
+    reason: str,
+    key: str,
+    digest: str,
+    origin: str,
+    statuses: tuple[str, ...],
+) -> tuple[Refund, bool]:
+    """Insert a pending refund and reserve its amount; ``created`` is False for a racing twin."""
+    if amount_fen > payment.amount_fen:
+        # Checked first so that the arithmetic below stays far from BIGINT's limit.
+        raise RefundExceedsPayment(
+            f"{amount_fen} fen is more than the {payment.amount_fen} fen paid"
+        )
+    refund = Refund(
+        id=new_id(),
+        refund_no=refund_no_for(key),
+        payment_id=payment.id,
+        amount_fen=amount_fen,
+        currency=payment.currency,
+        idempotency_key=key,
+        request_hash=digest,
+        reason=reason,
+        origin=origin,
+        status=RefundStatus.PENDING.value,
+        created_at=utcnow(),
+    )
+    try:
+        with session.begin_nested():
+            session.add(refund)
+            # Flushed inside the savepoint: a concurrent request with the same key fails here
+            # (before reserving anything), and the refund that won is returned instead.
+            session.flush()
+            reserved = session.execute(
+                update(Payment)
+                .where(
+                    Payment.id == payment.id,
+                    Payment.status.in_(statuses),
+                    Payment.refunded_fen <= Payment.amount_fen - amount_fen,
+                )
+                .values(refunded_fen=Payment.refunded_fen + amount_fen)
+                .returning(Payment.refunded_fen)
+                .execution_options(synchronize_session="fetch")
+            ).scalar_one_or_none()
+            if reserved is None:
+                # Raised inside the savepoint, which takes the refund row back with it.
+                session.refresh(payment)
+                if payment.status not in statuses:
+                    raise PaymentNotRefundable(f"payment {payment.trade_no} is {payment.status}")
+                left = payment.amount_fen - payment.refunded_fen
+                raise RefundExceedsPayment(
+                    f"{amount_fen} fen is more than the {left} fen left to refund",
+                    refundable_fen=left,
+                )
+    except IntegrityError:
+        winner = get_refund_by_key(session=session, idempotency_key=key)
+        if winner is None:
+            raise
+        return winner, False
+    return refund, True
+
+
+def _ask_provider(
+    session: Session,
+    refund: Refund,
+    payment: Payment,
+    provider: PaymentProvider,
+    actor: Actor,
+    *,
+    action: str,
+) -> None:
+    """Ask the provider for ``refund`` (deduplicated by its refund_no), record and post the answer."""
+    if provider.name != payment.provider:
+        raise InvalidInput(f"payment {payment.trade_no} was paid through {payment.provider}")
+    try:
+        outcome = provider.refund(
+            trade_no=payment.trade_no,
+            refund_no=refund.refund_no,
+            amount_fen=refund.amount_fen,
+            total_fen=payment.amount_fen,
+            reason=refund.reason,
+        )
+    except Exception as exc:
+        # The provider may or may not have refunded: keep the reservation, stay pending, and
+        # let a retry with the same refund_no find out.
+        log.warning("refund %s: provider %s failed: %r", refund.refund_no, provider.name, exc)
+        outcome = RefundOutcome(status="pending", detail=f"provider error: {exc!r}"[:300])
+    now = utcnow()
+    if outcome.provider_refund_no:
+        refund.provider_refund_no = outcome.provider_refund_no[:64]
+    if outcome.status == "succeeded":
+        refund.status, refund.finished_at = RefundStatus.SUCCEEDED.value, now
+        ledger.post_refund(session=session, refund=refund, posted_by=actor.name)
+    elif outcome.status == "failed":
+        refund.status, refund.finished_at = RefundStatus.FAILED.value, now
+        # Give the reservation back: the money never left.
+        session.execute(
+            update(Payment)
+            .where(Payment.id == payment.id, Payment.refunded_fen >= refund.amount_fen)
+            .values(refunded_fen=Payment.refunded_fen - refund.amount_fen)
+            .execution_options(synchronize_session="fetch")
+        )
+    audit.record(
+        session=session,
+        actor=actor,
+        action=action,
+        tenant_id=payment.tenant_id,
+        target=f"payment:{payment.trade_no}",
+        outcome="failed" if refund.status == RefundStatus.FAILED.value else "success",
+        detail={
+            "refund_no": refund.refund_no,
+            "amount_fen": refund.amount_fen,
+            "status": refund.status,
+            "origin": refund.origin,
+            "provider_detail": outcome.detail[:300],
+        },
+    )
+
+
+def refunded_total(*, session: Session, payment_id: uuid.UUID) -> int:
+    """What the payment's succeeded refunds gave back, in fen."""
+    total = session.scalar(
+        select(func.coalesce(func.sum(Refund.amount_fen), 0)).where(
+            Refund.payment_id == payment_id, Refund.status == RefundStatus.SUCCEEDED.value
+        )
+    )
+    return int(total or 0)
