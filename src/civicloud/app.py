@@ -73,6 +73,7 @@ def build_pay(services: Services) -> PayContext:
         providers=build_providers(
             settings.pay,
             sandbox_secret_file=settings.data_dir / "keys" / "pay-sandbox.key",
+            sandbox_store=settings.data_dir / "pay-sandbox-trades.jsonl",
             deliver=deliver,
         ),
         signer=signer_from_settings(settings.pay, data_dir=settings.data_dir),

@@ -35,6 +35,7 @@ def build_providers(
     settings: PaySettings,
     *,
     sandbox_secret_file: Path,
+    sandbox_store: Path | None = None,
     deliver: Deliver | None = None,
     urlopen: UrlOpen | None = None,
     clock: Clock | None = None,
@@ -46,6 +47,7 @@ def build_providers(
             base_url=settings.public_base_url,
             deliver=deliver,
             clock=clock,
+            store=sandbox_store,
         )
     }
     if settings.alipay.app_id:

@@ -110,6 +110,85 @@ class _Trade:
     refunds: dict[str, _Refund] = field(default_factory=dict)
 
 
+def _trade_to_json(trade: _Trade) -> dict[str, Any]:
+    request = trade.request
+    return {
+        "request": {
+            "trade_no": request.trade_no,
+            "amount_fen": request.amount_fen,
+            "currency": request.currency,
+            "subject": request.subject,
+            "return_url": request.return_url,
+            "notify_url": request.notify_url,
+            "expires_at": request.expires_at.isoformat(),
+        },
+        "provider_trade_no": trade.provider_trade_no,
+        "status": trade.status,
+        "paid_at": trade.paid_at.isoformat() if trade.paid_at else None,
+        "refunds": [
+            {
+                "refund_no": r.refund_no,
+                "provider_refund_no": r.provider_refund_no,
+                "amount_fen": r.amount_fen,
+                "at": r.at.isoformat(),
+            }
+            for r in trade.refunds.values()
+        ],
+    }
+
+
+def _trade_from_json(data: dict[str, Any]) -> _Trade:
+    request = dict(data["request"])
+    request["expires_at"] = datetime.fromisoformat(request["expires_at"])
+    refunds = {
+        r["refund_no"]: _Refund(
+            r["refund_no"],
+            r["provider_refund_no"],
+            int(r["amount_fen"]),
+            datetime.fromisoformat(r["at"]),
+        )
+        for r in data["refunds"]
+    }
+    return _Trade(
+        request=CheckoutRequest(**request),
+        provider_trade_no=data["provider_trade_no"],
+        status=data["status"],
+        paid_at=datetime.fromisoformat(data["paid_at"]) if data["paid_at"] else None,
+        refunds=refunds,
+    )
+
+
+def _load_trades(path: Path) -> dict[str, _Trade]:
+    """Replay the store: one JSON line per change of a trade, the last line of each trade wins."""
+    trades: dict[str, _Trade] = {}
+    try:
+        with open(path, encoding="utf-8") as file:
+            for number, line in enumerate(file, start=1):
+                if not line.endswith("\n"):
+                    break  # a line cut short by a crash was never acknowledged: drop it
+                try:
+                    trade = _trade_from_json(json.loads(line))
+                except (ValueError, KeyError, TypeError) as error:
+                    raise ProviderMisconfigured(
+                        f"sandbox: line {number} of its store {path} is damaged: {error}"
+                    ) from error
+                trades[trade.request.trade_no] = trade
+    except FileNotFoundError:
+        return {}
+    return trades
+
+
+def _append_trade(path: Path, trade: _Trade) -> None:
+    # One line per change, appended and fsync'd before the sandbox answers: a crash loses at
+    # most a change that was never acknowledged, and a cut-off last line is ignored on load.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(_trade_to_json(trade), ensure_ascii=False) + "\n"
+    with open(path, "a", encoding="utf-8") as file:
+        file.write(line)
+        file.flush()
+        os.fsync(file.fileno())
+
+
 def load_or_create_secret(path: Path) -> bytes:
     """The installation's sandbox signing secret from ``path``, made (mode 0600) when absent."""
     try:
@@ -145,6 +224,7 @@ class SandboxProvider:
         deliver: Deliver | None = None,
         clock: Clock | None = None,
         max_age: timedelta = timedelta(minutes=5),
+        store: Path | None = None,
     ) -> None:
         if len(secret) < MIN_SECRET_BYTES:
             raise ProviderMisconfigured(
@@ -156,10 +236,18 @@ class SandboxProvider:
         self._clock = clock or utc_now
         self._max_age = max_age
         self._lock = threading.Lock()
-        self._trades: dict[str, _Trade] = {}
+        # Like a real provider, the sandbox outlives our process when given a ``store`` file:
+        # after a crash, the recovery job can still ask it what happened to a trade.
+        self._store = store
+        self._trades: dict[str, _Trade] = _load_trades(store) if store else {}
         self._serial = itertools.count(1)
         # Distinguishes this process's numbers from a previous run's, as a real provider's are.
         self._run = secrets.token_hex(3).upper()
+
+    def _save(self, trade: _Trade) -> None:
+        """Record ``trade``'s new state in the store (under the lock), durably, before answering."""
+        if self._store is not None:
+            _append_trade(self._store, trade)
 
     def _next_no(self, prefix: str) -> str:
         return f"{prefix}{self._run}{next(self._serial):08d}"
@@ -181,6 +269,7 @@ class SandboxProvider:
             if trade is None:
                 trade = _Trade(request=request, provider_trade_no=self._next_no("SBX"))
                 self._trades[request.trade_no] = trade
+                self._save(trade)
             elif trade.request.amount_fen != request.amount_fen:
                 raise Conflict(f"sandbox: trade {request.trade_no} exists with another amount")
         url = self._base_url + CHECKOUT_PATH.format(trade_no=request.trade_no)
@@ -265,6 +354,7 @@ class SandboxProvider:
             trade = self._trade(trade_no)
             trade.status = outcome
             trade.paid_at = now if outcome == "succeeded" else None
+            self._save(trade)
             amount = trade.request.amount_fen if amount_fen is None else amount_fen
             notices = [self._notice(trade, outcome, amount, now)]
             if duplicate:
@@ -371,6 +461,7 @@ class SandboxProvider:
                 return RefundOutcome(status="failed", detail="refund exceeds the amount paid")
             refund = _Refund(refund_no, self._next_no("SBR"), amount_fen, self._clock())
             trade.refunds[refund_no] = refund
+            self._save(trade)
             return RefundOutcome(status="succeeded", provider_refund_no=refund.provider_refund_no)
 
     def statement(self, business_date: date) -> bytes:

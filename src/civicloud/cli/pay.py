@@ -1,0 +1,165 @@
+"""``civicloud pay``: the Pay module's jobs and operator commands.
+
+``pay jobs`` runs each background job once (expire payments, recover payments in flight after a
+crash, deliver billers' webhooks); ``pay worker`` runs them every few seconds until SIGTERM.
+Each job is its own unit of work.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import uuid
+from datetime import date
+from pathlib import Path
+from types import FrameType
+
+import typer
+
+from civicloud.app import build_pay
+from civicloud.cli.common import (
+    DataDirOpt,
+    cli_actor,
+    console,
+    err_console,
+    handle_errors,
+    open_services,
+    print_rows,
+    unit_of_work,
+)
+from civicloud.core.db import utcnow
+from civicloud.core.errors import InvalidInput
+from civicloud.core.services import Services
+from civicloud.pay import billing, ledger, payments, settlement, webhooks
+
+pay_app = typer.Typer(help="Pay: bills, payments, the ledger and its jobs.", no_args_is_help=True)
+ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
+
+
+@ledger_app.command("check")
+@handle_errors
+def ledger_check(data_dir: DataDirOpt = None) -> None:
+    """Prove every entry balances and every succeeded payment is posted once (exit 1 if not)."""
+    services = open_services(data_dir)
+    with services.db.unit_of_work(write=False) as session:
+        result = ledger.check_ledger(session=session)
+    if not result.ok:
+        err_console.print(result.describe(), highlight=False)
+        raise typer.Exit(1)
+    console.print(result.describe(), highlight=False)
+
+
+def run_jobs(services: Services) -> dict[str, int]:
+    """Each Pay job once, each in its own unit of work; returns what each did."""
+    context = build_pay(services)
+    now = utcnow()
+    with unit_of_work(services) as session:
+        expired = payments.expire_payments(session=session, context=context, now=now)
+    with unit_of_work(services) as session:
+        recovered = payments.recover_payments(session=session, context=context)
+    with unit_of_work(services) as session:
+        report = webhooks.deliver_due(session=session, now=now, send=webhooks.http_send, limit=20)
+    return {
+        "expired": expired,
+        "recovered": sum(v for k, v in recovered.items() if k != "still_pending"),
+        "webhooks_delivered": len(report.delivered),
+        "webhooks_retrying": len(report.retrying),
+    }
+
+
+@pay_app.command("jobs")
+@handle_errors
+def jobs(data_dir: DataDirOpt = None) -> None:
+    """Run each Pay job once: expiry, crash recovery, webhook delivery."""
+    done = run_jobs(open_services(data_dir))
+    console.print(", ".join(f"{k} {v}" for k, v in done.items()), highlight=False)
+
+
+@pay_app.command("worker")
+@handle_errors
+def worker(
+    data_dir: DataDirOpt = None,
+    every: float = typer.Option(15.0, min=1.0, max=3600.0, help="Seconds between runs."),
+) -> None:
+    """Run the Pay jobs every few seconds until SIGINT or SIGTERM."""
+    services = open_services(data_dir)
+    stop = threading.Event()
+
+    def _stop(_sig: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    console.print(f"pay worker: every {every:g} s; stop with Ctrl-C or SIGTERM")
+    while not stop.is_set():
+        done = run_jobs(services)
+        if any(done.values()):
+            console.print(", ".join(f"{k} {v}" for k, v in done.items()), highlight=False)
+        stop.wait(every)
+    console.print("pay worker stopped.")
+
+
+@pay_app.command("import-bills")
+@handle_errors
+def import_bills(
+    biller_id: uuid.UUID,
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
+    partial: bool = typer.Option(False, help="Import the good rows even if some are bad."),
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Publish a biller's bills from a CSV file (UTF-8)."""
+    services = open_services(data_dir)
+    with unit_of_work(services) as session:
+        report = billing.import_bills_csv(
+            session=session,
+            actor=cli_actor(),
+            biller_id=biller_id,
+            content=file.read_bytes(),
+            partial=partial,
+        )
+    console.print(f"imported {report.accepted} bills, refused {report.refused}")
+    for error in report.errors:
+        console.print(f"  line {error.line}: {error.reason}", highlight=False)
+
+
+@pay_app.command("settle")
+@handle_errors
+def settle(
+    biller_id: uuid.UUID,
+    day: str = typer.Option(..., "--date", help="The business day, YYYY-MM-DD (Asia/Shanghai)."),
+    out: Path | None = typer.Option(None, help="Write the bank batch file here."),
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Settle one biller's day: succeeded minus refunded, as a bank batch file."""
+    try:
+        business_date = date.fromisoformat(day)
+    except ValueError:
+        raise InvalidInput(f"--date must look like 2026-11-26, not {day!r}") from None
+    services = open_services(data_dir)
+    with unit_of_work(services) as session:
+        done = settlement.settle_day(
+            session=session, actor=cli_actor(), biller_id=biller_id, business_date=business_date
+        )
+        batch = done.batch_file
+        print_rows(
+            "settlement",
+            ["day", "payments", "paid (fen)", "refunded (fen)", "net (fen)"],
+            [
+                [
+                    done.business_date,
+                    done.payment_count,
+                    done.paid_fen,
+                    done.refunded_fen,
+                    done.net_fen,
+                ]
+            ],
+        )
+    if out is not None:
+        out.write_text(batch, encoding="utf-8")
+        console.print(f"batch file written to {out}")
+
+
+def register(root: typer.Typer) -> None:
+    """Add the ``pay`` group."""
+    pay_app.add_typer(ledger_app, name="ledger")
+    root.add_typer(pay_app, name="pay")
