@@ -117,7 +117,12 @@ class DemoUser:
 DEMO_USERS: tuple[DemoUser, ...] = (
     DemoUser("admin", "平台管理员 Platform Admin", "china", (("platform_admin", None),)),
     DemoUser("dalian.admin", "王芳 Wang Fang", "dalian", (("tenant_admin", "dalian"),)),
-    DemoUser("water.operator", "张伟 Zhang Wei", "dalian-water", (("operator", "dalian-water"),)),
+    DemoUser(
+        "water.operator",
+        "张伟 Zhang Wei",
+        "dalian-water",
+        (("operator", "dalian-water"), ("pay_operator", "dalian-water")),
+    ),
     DemoUser("guiyang.admin", "李娜 Li Na", "guiyang", (("tenant_admin", "guiyang"),)),
     DemoUser("sinopec.admin", "刘洋 Liu Yang", "sinopec", (("tenant_admin", "sinopec"),)),
     DemoUser("auditor", "陈静 Chen Jing", "china", (("auditor", "china"),)),

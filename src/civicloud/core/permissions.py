@@ -76,3 +76,19 @@ BUILTIN_ROLES: tuple[RoleSpec, ...] = (
     RoleSpec("operator", "业务操作员", "Operator", ("core.tenant.read", "core.user.read")),
     RoleSpec("viewer", "只读用户", "Viewer", ("core.tenant.read",)),
 )
+
+
+_MODULE_ROLES: dict[str, RoleSpec] = {}
+
+
+def register_roles(*roles: RoleSpec) -> None:
+    """Add built-in roles of a module (``pay_operator``…); created by ``ensure_builtin_roles``."""
+    for role in roles:
+        if role.name in {r.name for r in BUILTIN_ROLES}:
+            raise ValueError(f"role {role.name!r} is core's")
+        _MODULE_ROLES[role.name] = role
+
+
+def builtin_roles() -> tuple[RoleSpec, ...]:
+    """Core's built-in roles and every module's."""
+    return BUILTIN_ROLES + tuple(_MODULE_ROLES.values())

@@ -5,10 +5,11 @@ Alipay, WeChat Pay or the built-in sandbox; every succeeded payment is posted to
 append-only ledger, settled daily per biller, reconciled against the providers' statements,
 refundable, and receipted with a verifiable signature.
 
-Work in progress: the data model is in place; the services arrive in the following commits.
+Work in progress (issue 3): services, API, jobs and CLI are in place; pages and the benchmark
+are being added.
 """
 
-from civicloud.core.permissions import register_permissions
+from civicloud.core.permissions import RoleSpec, register_permissions, register_roles
 
 register_permissions(
     {
@@ -21,6 +22,24 @@ register_permissions(
         "pay.settlement": "Run and read settlements",
         "pay.reconcile": "Import statements and resolve reconciliation exceptions",
     }
+)
+
+register_roles(
+    RoleSpec(
+        "pay_operator",
+        "缴费业务员",
+        "Pay operator",
+        (
+            "core.tenant.read",
+            "pay.biller.read",
+            "pay.bill.write",
+            "pay.payment.read",
+            "pay.refund",
+            "pay.ledger.read",
+            "pay.settlement",
+        ),
+    ),
+    RoleSpec("pay_admin", "缴费管理员", "Pay administrator", ("core.tenant.read", "pay.*")),
 )
 
 __all__: list[str] = []

@@ -7,14 +7,23 @@ response (and so before a provider is told ``success``).
 from __future__ import annotations
 
 import uuid
+from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from civicloud.core.db import utcnow
-from civicloud.pay import billing, payments
+from civicloud.pay import (
+    billing,
+    ledger,
+    payments,
+    receipts,
+    reconciliation,
+    refunds,
+    settlement,
+)
 from civicloud.pay.billing import RateLimiter
 from civicloud.pay.errors import PaymentNotFound
 from civicloud.pay.payments import PayContext
@@ -28,6 +37,13 @@ from civicloud.pay.schemas import (
     PaymentCreate,
     PaymentRead,
     PublicBill,
+    ReceiptVerificationRead,
+    ReconciliationItemRead,
+    RefundCreate,
+    RefundRead,
+    Resolution,
+    SettlementRead,
+    StatementImportRead,
 )
 from civicloud.web.deps import ActorDep, SessionDep
 
@@ -245,3 +261,177 @@ async def notify(
     )
     ack = result.acknowledgement
     return Response(content=ack.body, status_code=ack.status_code, media_type=ack.media_type)
+
+
+# --- operators: refunds, ledger, settlement, reconciliation ----------------------------------
+
+
+@router.post("/payments/{payment_id}/refunds", name="pay.refund.create")
+def create_refund(
+    session: SessionDep,
+    actor: ActorDep,
+    context: PayContextDep,
+    response: Response,
+    payment_id: uuid.UUID,
+    data: RefundCreate,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> RefundRead:
+    """Refund all or part of a payment; never more than was paid, the same key once."""
+    payment = payments.get_payment_or_raise(session=session, actor=actor, payment_id=payment_id)
+    refund = refunds.request_refund(
+        session=session,
+        actor=actor,
+        payment_id=payment.id,
+        amount_fen=data.amount_fen,
+        reason=data.reason,
+        idempotency_key=payments.check_idempotency_key(idempotency_key),
+        provider=context.provider(payment.provider),
+    )
+    response.status_code = status.HTTP_201_CREATED
+    return RefundRead.model_validate(refund)
+
+
+@router.get("/payments/{payment_id}/refunds", name="pay.refund.list")
+def list_refunds(session: SessionDep, actor: ActorDep, payment_id: uuid.UUID) -> list[RefundRead]:
+    """The refunds of a payment."""
+    found = refunds.list_refunds(session=session, actor=actor, payment_id=payment_id)
+    return [RefundRead.model_validate(r) for r in found]
+
+
+@router.get("/ledger/balances", name="pay.ledger.balances")
+def ledger_balances(
+    session: SessionDep, actor: ActorDep, biller_id: uuid.UUID | None = None
+) -> list[ledger.AccountBalance]:
+    """Account balances, derived from the journal (a biller's, or all you may read)."""
+    return ledger.balances(session=session, actor=actor, biller_id=biller_id)
+
+
+@router.get("/ledger/journal", name="pay.ledger.journal")
+def ledger_journal(
+    session: SessionDep,
+    actor: ActorDep,
+    account_code: Annotated[str | None, Query(max_length=100)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[ledger.JournalEntryView]:
+    """The newest journal entries (of one account, with ``account_code``)."""
+    return ledger.journal(session=session, actor=actor, account_code=account_code, limit=limit)
+
+
+@router.post("/billers/{biller_id}/settlements", name="pay.settlement.create")
+def settle_day(
+    session: SessionDep,
+    actor: ActorDep,
+    biller_id: uuid.UUID,
+    business_date: Annotated[date, Query(alias="date")],
+) -> SettlementRead:
+    """Settle a biller's ended business day (idempotent: the same day gives the same batch)."""
+    done = settlement.settle_day(
+        session=session, actor=actor, biller_id=biller_id, business_date=business_date
+    )
+    return SettlementRead.model_validate(done)
+
+
+@router.get("/billers/{biller_id}/settlements", name="pay.settlement.list")
+def list_settlements(
+    session: SessionDep, actor: ActorDep, biller_id: uuid.UUID
+) -> list[SettlementRead]:
+    """A biller's settlements, newest first."""
+    found = settlement.list_settlements(session=session, actor=actor, biller_id=biller_id)
+    return [SettlementRead.model_validate(s) for s in found]
+
+
+@router.post(
+    "/reconciliation/{provider}",
+    name="pay.reconcile.import",
+    openapi_extra={
+        "requestBody": {
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+            "required": True,
+        }
+    },
+)
+async def import_statement(
+    request: Request,
+    session: SessionDep,
+    actor: ActorDep,
+    context: PayContextDep,
+    provider: str,
+    business_date: Annotated[date, Query(alias="date")],
+) -> StatementImportRead:
+    """Import a provider's daily statement and classify every line (changes no money)."""
+    content = await request.body()
+
+    def work() -> StatementImportRead:
+        done = reconciliation.import_statement(
+            session=session,
+            actor=actor,
+            provider=context.provider(provider),
+            content=content,
+            business_date=business_date,
+        )
+        summary = reconciliation.import_summary(session=session, actor=actor, import_id=done.id)
+        return StatementImportRead(
+            id=done.id,
+            provider=done.provider,
+            business_date=done.business_date,
+            imported_at=done.imported_at,
+            summary=summary,
+        )
+
+    return await run_in_threadpool(work)
+
+
+@router.get("/reconciliation/items", name="pay.reconcile.items")
+def reconciliation_items(
+    session: SessionDep,
+    actor: ActorDep,
+    import_id: uuid.UUID | None = None,
+    unresolved_only: bool = True,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[ReconciliationItemRead]:
+    """Reconciliation exceptions (matched lines left out)."""
+    found = reconciliation.list_items(
+        session=session,
+        actor=actor,
+        import_id=import_id,
+        unresolved_only=unresolved_only,
+        limit=limit,
+    )
+    return [ReconciliationItemRead.model_validate(i) for i in found]
+
+
+@router.post("/reconciliation/items/{item_id}/resolve", name="pay.reconcile.resolve")
+def resolve_item(
+    session: SessionDep, actor: ActorDep, item_id: uuid.UUID, data: Resolution
+) -> ReconciliationItemRead:
+    """Settle an exception with an adjustment, posted to the ledger and audited."""
+    item = reconciliation.resolve_item(
+        session=session,
+        actor=actor,
+        item_id=item_id,
+        debit_code=data.debit_code,
+        credit_code=data.credit_code,
+        amount_fen=data.amount_fen,
+        memo=data.memo,
+    )
+    return ReconciliationItemRead.model_validate(item)
+
+
+# --- receipts (public: anyone holding a receipt may check it) --------------------------------
+
+
+@router.get("/public/receipts/{number}/verify", name="pay.public.receipt_verify")
+def verify_receipt(
+    session: SessionDep,
+    context: PayContextDep,
+    number: Annotated[str, Path(max_length=40)],
+    sig: Annotated[str | None, Query(max_length=200)] = None,
+) -> ReceiptVerificationRead:
+    """Whether receipt ``number`` (and the signature from its QR code) is genuine."""
+    result = receipts.verify_receipt_by_number(
+        session=session,
+        number=number,
+        public_keys={context.signer.key_id: context.signer.public_key_pem()},
+        signature_b64=sig,
+    )
+    return ReceiptVerificationRead(number=number, status=result.status, reason=result.reason)

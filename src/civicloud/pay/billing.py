@@ -80,8 +80,9 @@ def create_biller(*, session: Session, actor: Actor, data: BillerCreate) -> Bill
 
 
 def _compile_pattern(pattern: str) -> re.Pattern[str]:
+    # ASCII: ``\d`` must not accept full-width or other Unicode digits in an account number.
     try:
-        return re.compile(pattern)
+        return re.compile(pattern, re.ASCII)
     except re.error as exc:
         raise InvalidInput(f"account_pattern is not a regular expression: {exc}") from None
 

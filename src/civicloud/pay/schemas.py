@@ -179,3 +179,94 @@ class PaymentRead(BaseModel):
     created_at: datetime
     expires_at: datetime
     finished_at: datetime | None
+
+
+class RefundCreate(BaseModel):
+    """A full or partial refund of a succeeded payment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    amount_fen: int = Field(gt=0, le=MAX_AMOUNT_FEN, strict=True)
+    reason: str = Field(min_length=1, max_length=300, pattern=TEXT)
+
+
+class RefundRead(BaseModel):
+    """A refund and where it stands."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    refund_no: str
+    payment_id: uuid.UUID
+    amount_fen: int
+    currency: str
+    reason: str
+    origin: str
+    status: str
+    provider_refund_no: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class SettlementRead(BaseModel):
+    """One biller's settled day."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    biller_id: uuid.UUID
+    business_date: date
+    paid_fen: int
+    refunded_fen: int
+    net_fen: int
+    payment_count: int
+    refund_count: int
+    batch_file: str
+    created_at: datetime
+
+
+class StatementImportRead(BaseModel):
+    """An imported provider statement and how its lines were classified."""
+
+    id: uuid.UUID
+    provider: str
+    business_date: date
+    imported_at: datetime
+    summary: dict[str, int]
+
+
+class ReconciliationItemRead(BaseModel):
+    """One classified statement line (or a payment of ours the statement lacks)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    import_id: uuid.UUID
+    classification: str
+    trade_no: str | None
+    provider_trade_no: str | None
+    provider_amount_fen: int | None
+    our_amount_fen: int | None
+    payment_id: uuid.UUID | None
+    resolution_entry_id: uuid.UUID | None
+    resolved_by: str | None
+    resolved_at: datetime | None
+
+
+class Resolution(BaseModel):
+    """An operator's adjustment that settles a reconciliation exception."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    debit_code: str = Field(min_length=1, max_length=100)
+    credit_code: str = Field(min_length=1, max_length=100)
+    amount_fen: int = Field(gt=0, le=MAX_AMOUNT_FEN, strict=True)
+    memo: str = Field(min_length=1, max_length=300, pattern=TEXT)
+
+
+class ReceiptVerificationRead(BaseModel):
+    """Whether a receipt is genuine."""
+
+    number: str
+    status: str
+    reason: str | None = None

@@ -192,10 +192,21 @@ def test_listing_bindings_by_tenant_and_by_user(client: TestClient, world: Sibli
 def test_roles_and_permissions_are_listed(client: TestClient, world: SiblingWorld) -> None:
     listed = client.get("/api/v1/roles", headers=world.a.member.headers).json()
     builtin = {r["name"]: r for r in listed if r["builtin"]}
-    assert set(builtin) == {"platform_admin", "tenant_admin", "auditor", "operator", "viewer"}
+    # core's roles, and those Pay registers
+    assert set(builtin) == {
+        "platform_admin",
+        "tenant_admin",
+        "auditor",
+        "operator",
+        "viewer",
+        "pay_operator",
+        "pay_admin",
+    }
     assert builtin["platform_admin"]["permissions"] == ["*"]
+    assert builtin["pay_admin"]["permissions"] == ["core.tenant.read", "pay.*"]
     permissions = client.get("/api/v1/permissions", headers=world.a.member.headers).json()
     assert "core.tenant.read" in permissions
+    assert "pay.refund" in permissions
 
 
 def test_only_platform_administrators_define_roles(client: TestClient, world: SiblingWorld) -> None:

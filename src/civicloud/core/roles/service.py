@@ -17,7 +17,7 @@ from civicloud.core.identity.service import (
     resolve_api_key,
     resolve_web_session_row,
 )
-from civicloud.core.permissions import BUILTIN_ROLES, known_permissions, matches
+from civicloud.core.permissions import builtin_roles, known_permissions, matches
 from civicloud.core.principals import Principal, PrincipalCache, invalidate_principals
 from civicloud.core.roles.models import Role, RoleBinding
 from civicloud.core.roles.schemas import RoleBindingCreate, RoleCreate
@@ -29,7 +29,7 @@ ADMIN = "core.role.admin"
 
 def ensure_builtin_roles(*, session: Session) -> None:
     """Create or refresh the built-in roles (idempotent)."""
-    for spec in BUILTIN_ROLES:
+    for spec in builtin_roles():
         role = session.get(Role, spec.name)
         if role is None:
             session.add(
