@@ -19,6 +19,7 @@ from civicloud.core.migrate import upgrade
 from civicloud.core.principals import principal_cache
 from civicloud.core.services import Services
 from civicloud.pay import api as pay_api
+from civicloud.pay import web as pay_web
 from civicloud.pay.billing import RateLimiter
 from civicloud.pay.payments import PayContext, handle_notification
 from civicloud.pay.providers import build_providers
@@ -108,6 +109,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.state.pay = build_pay(services)
     app.state.pay_lookup_limiter = RateLimiter(settings.pay.lookups_per_minute)
     app.include_router(pay_api.router, prefix=API_PREFIX)
+    app.include_router(pay_web.router)
     pages.install(app)
     install_problem_handlers(app, html_renderer=pages.render_error_page)
     app.add_middleware(

@@ -58,6 +58,21 @@ PUBLIC: frozenset[tuple[str, str]] = frozenset(
         ("GET", "/api/v1/pay/public/payments/{trade_no}"),
         ("POST", "/api/v1/pay/notify/{provider}"),
         ("GET", "/api/v1/pay/public/receipts/{number}/verify"),
+        # Pay's citizens' pages, the sandbox's own checkout page, and receipts for anyone
+        # holding one.
+        ("GET", "/pay"),
+        ("GET", "/pay/billers/{biller_id}"),
+        ("GET", "/pay/billers/{biller_id}/bills"),
+        ("POST", "/pay/billers/{biller_id}/bills"),
+        ("GET", "/pay/sandbox/checkout/{trade_no}"),
+        ("POST", "/pay/sandbox/checkout/{trade_no}"),
+        ("GET", "/pay/return"),
+        ("GET", "/pay/payments/{trade_no}"),
+        ("GET", "/pay/receipt-key.pem"),
+        ("GET", "/pay/receipts/{number}"),
+        ("GET", "/pay/receipts/{number}.pdf"),
+        ("GET", "/pay/receipts/{number}.json"),
+        ("GET", "/pay/receipts/{number}/verify"),
     }
 )
 #: Mounted applications anyone may read (static files).
@@ -162,6 +177,16 @@ FORM_VALUES: dict[str, Callable[[], str]] = {
     "region_code": lambda: "",
     "version": lambda: "",
     "next": lambda: "",
+    "partial": lambda: "",
+    "amount": lambda: "1.00",
+    "reason": lambda: "matrix",
+    "idempotency_key": lambda: unique("matrix"),
+    "business_date": lambda: VALUES["date"],
+    "provider": lambda: VALUES["provider"],
+    "item_id": lambda: VALUES["item_id"],
+    "debit_code": lambda: "suspense",
+    "credit_code": lambda: "fees",
+    "memo": lambda: "matrix",
 }
 
 CSRF = "matrix-csrf-token"

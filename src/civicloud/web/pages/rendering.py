@@ -26,6 +26,8 @@ log = logging.getLogger("civicloud.web")
 
 WEB_DIR = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = WEB_DIR / "templates"
+#: Modules' page templates (``<module>/templates/<module>/…``), searched after the shell's.
+MODULE_TEMPLATE_DIRS = (WEB_DIR.parent / "pay" / "templates",)
 STATIC_DIR = WEB_DIR / "static"
 LANG_COOKIE = "civicloud_lang"
 LANG_COOKIE_SECONDS = 365 * 24 * 3600
@@ -138,7 +140,7 @@ class Renderer:
     ) -> None:
         self.translations = dict(translations)
         self.env = Environment(
-            loader=FileSystemLoader(templates_dir),
+            loader=FileSystemLoader([templates_dir, *MODULE_TEMPLATE_DIRS]),
             autoescape=select_autoescape(["html"]),
             undefined=StrictUndefined,
             extensions=["jinja2.ext.i18n"],

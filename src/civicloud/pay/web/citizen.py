@@ -1,0 +1,441 @@
+"""Citizens' pages (public, no sign-in): choose a biller, find the bills, pay, get the receipt.
+
+The flow: ``/pay`` → ``/pay/billers/{id}`` (account number) → ``/pay/billers/{id}/bills``
+(choose, then POST: the payment is created with the form's idempotency key) → the provider's
+checkout (the sandbox's is ``/pay/sandbox/checkout/{trade_no}``) → ``/pay/return`` →
+``/pay/payments/{trade_no}`` → the receipt and its public verify page. Payers' names are shown
+masked only, and the bills look-up is rate-limited per client like the API's.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+import segno
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from markupsafe import Markup
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from civicloud.core.db import utcnow
+from civicloud.core.errors import InvalidInput
+from civicloud.pay import billing, payments, receipts
+from civicloud.pay.errors import (
+    BillerNotFound,
+    BillNotFound,
+    BillNotPayable,
+    IdempotencyKeyReused,
+    LookupThrottled,
+    PaymentNotFound,
+)
+from civicloud.pay.models import Biller, PaymentStatus, Receipt
+from civicloud.pay.payments import PayContext
+from civicloud.pay.providers import SandboxProvider
+from civicloud.pay.schemas import PaymentCreate, PublicBill
+from civicloud.pay.web import queries
+from civicloud.pay.web.views import (
+    account_format,
+    beijing_time,
+    new_form_key,
+    offered_providers,
+    page,
+    pay_context,
+)
+from civicloud.web.deps import SessionDep
+from civicloud.web.i18n import N_
+from civicloud.web.pages.guards import CsrfChecked, FormRejected, PageActorDep, see_other
+from civicloud.web.pages.rendering import SECURITY_HEADERS, page_language
+
+router = APIRouter(include_in_schema=False)
+
+#: Where every provider sends the citizen back; the provider adds ``out_trade_no``.
+RETURN_PATH = "/pay/return"
+_TRADE_NO = re.compile(r"[A-Za-z0-9]{1,32}")
+_ACCOUNT_INVALID = N_("This is not an account number of this biller. Check it against your bill.")
+_CHOOSE_BILL = N_("Choose at least one bill to pay.")
+_CHOOSE_PROVIDER = N_("Choose how you want to pay.")
+_BILLS_CHANGED = N_(
+    "A bill you chose was paid or changed meanwhile. The list below is up to date; choose again."
+)
+_FORM_USED = N_(
+    "This form was already used for a different payment. The list below is fresh; choose again."
+)
+_THROTTLED = N_(
+    "You have looked up many accounts in a short time. Please wait a minute, then try again."
+)
+
+
+# --- choosing a biller and finding the bills ---------------------------------------------------
+
+
+@router.get("/pay", name="page.pay")
+def choose_biller(
+    request: Request,
+    session: SessionDep,
+    actor: PageActorDep,
+    city: Annotated[uuid.UUID | None, Query()] = None,
+) -> HTMLResponse:
+    """Choose a city, then the biller to pay."""
+    cities = queries.cities_with_billers(session=session)
+    chosen = next((c for c in cities if c.tenant.id == city), cities[0] if cities else None)
+    return page(request, "pay/choose.html", {"cities": cities, "chosen": chosen, "step": 1})
+
+
+@router.get("/pay/billers/{biller_id}", name="page.pay.biller")
+def enter_account(
+    request: Request, session: SessionDep, actor: PageActorDep, biller_id: uuid.UUID
+) -> HTMLResponse:
+    """Enter the account number of the bills to pay; the expected format is shown."""
+    biller = _public_biller(session, biller_id)
+    return _account_page(request, biller)
+
+
+@router.get("/pay/billers/{biller_id}/bills", name="page.pay.bills")
+def open_bills(
+    request: Request,
+    session: SessionDep,
+    actor: PageActorDep,
+    biller_id: uuid.UUID,
+    account: Annotated[str, Query(max_length=200)] = "",
+) -> HTMLResponse:
+    """The open bills of an account, to choose and pay (rate-limited per client)."""
+    biller = _public_biller(session, biller_id)
+    if not account.strip():
+        return _account_page(request, biller, account, _ACCOUNT_INVALID, status_code=422)
+    try:
+        bills = _lookup(request, session, biller, account)
+    except LookupThrottled as exc:
+        return _throttled(request, biller, account, exc)
+    if bills is None:
+        return _account_page(request, biller, account, _ACCOUNT_INVALID, status_code=422)
+    return _bills_page(request, biller, account.strip(), bills)
+
+
+@router.post("/pay/billers/{biller_id}/bills", name="page.pay.create")
+def pay(
+    request: Request,
+    session: SessionDep,
+    _csrf: CsrfChecked,
+    biller_id: uuid.UUID,
+    idempotency_key: Annotated[str, Form(max_length=200)] = "",
+    account: Annotated[str, Form(max_length=200)] = "",
+    bill_id: Annotated[list[str] | None, Form()] = None,
+    provider: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    """Pay the chosen bills; the form's idempotency key makes a repeated submission a replay."""
+    context = pay_context(request)
+    try:
+        data = PaymentCreate.model_validate(
+            {
+                "biller_id": biller_id,
+                "bill_ids": bill_id or [],
+                "provider": provider,
+                "return_url": _return_url(context, provider),
+            }
+        )
+        payment, _created = payments.create_payment(
+            session=session, data=data, idempotency_key=idempotency_key, context=context
+        )
+    except ValidationError as exc:
+        fields = {str(e["loc"][0]) for e in exc.errors() if e.get("loc")}
+        message = _CHOOSE_PROVIDER if "provider" in fields and bill_id else _CHOOSE_BILL
+        raise _pay_rejected(request, session, biller_id, account, message, 422) from exc
+    except (BillNotPayable, BillNotFound) as exc:
+        raise _pay_rejected(request, session, biller_id, account, _BILLS_CHANGED, 409) from exc
+    except IdempotencyKeyReused as exc:
+        raise _pay_rejected(request, session, biller_id, account, _FORM_USED, 409) from exc
+    except InvalidInput as exc:  # the provider is not configured here, or the key is missing
+        raise _pay_rejected(request, session, biller_id, account, _CHOOSE_PROVIDER, 422) from exc
+    if payment.checkout.get("kind") == "redirect" and payment.checkout.get("url"):
+        return see_other(str(payment.checkout["url"]))
+    # A QR code (WeChat Pay Native, Alipay precreate) is shown on the payment's own page.
+    return see_other(f"/pay/payments/{payment.trade_no}")
+
+
+def _return_url(context: PayContext, provider: str) -> str:
+    # The sandbox's checkout is a page of this site: a path keeps the citizen on its origin.
+    if provider == "sandbox":
+        return RETURN_PATH
+    return context.settings.public_base_url.rstrip("/") + RETURN_PATH
+
+
+def _public_biller(session: Session, biller_id: uuid.UUID) -> Biller:
+    biller = billing.get_biller(session=session, biller_id=biller_id)
+    if biller is None:
+        raise BillerNotFound("no such biller", resource="biller")
+    return biller
+
+
+def _lookup(
+    request: Request, session: Session, biller: Biller, account: str
+) -> list[PublicBill] | None:
+    """The account's open bills (counted against the client's limit); ``None`` if malformed."""
+    limiter: billing.RateLimiter = request.app.state.pay_lookup_limiter
+    limiter.hit(request.client.host if request.client else "unknown")
+    try:
+        return billing.lookup_open_bills(
+            session=session, biller_id=biller.id, account_number=account, today=utcnow().date()
+        )
+    except InvalidInput:
+        return None
+
+
+def _throttled(
+    request: Request, biller: Biller, account: str, exc: LookupThrottled
+) -> HTMLResponse:
+    response = _account_page(request, biller, account, _THROTTLED, status_code=exc.status)
+    response.headers["Retry-After"] = str(exc.extra.get("retry_after", 60))
+    return response
+
+
+def _account_page(
+    request: Request,
+    biller: Biller,
+    account: str = "",
+    error: str | None = None,
+    *,
+    status_code: int = 200,
+) -> HTMLResponse:
+    return page(
+        request,
+        "pay/account.html",
+        {
+            "biller": biller,
+            "account": account,
+            "error": error,
+            "format": account_format(biller.account_pattern),
+            "step": 2,
+        },
+        status_code=status_code,
+    )
+
+
+def _bills_page(
+    request: Request,
+    biller: Biller,
+    account: str,
+    bills: list[PublicBill],
+    error: str | None = None,
+    *,
+    status_code: int = 200,
+) -> HTMLResponse:
+    providers = offered_providers(pay_context(request))
+    return page(
+        request,
+        "pay/bills.html",
+        {
+            "biller": biller,
+            "account": account,
+            "bills": bills,
+            "total_fen": sum(b.total_fen for b in bills),
+            "providers": providers,
+            "idempotency_key": new_form_key(),
+            "today": utcnow().date(),
+            "error": error,
+            "step": 3,
+        },
+        status_code=status_code,
+    )
+
+
+def _pay_rejected(
+    request: Request,
+    session: Session,
+    biller_id: uuid.UUID,
+    account: str,
+    message: str,
+    status_code: int,
+) -> FormRejected:
+    """The bills page again, looked up afresh (and counted, so that posts cannot enumerate)."""
+    biller = _public_biller(session, biller_id)
+    try:
+        bills = _lookup(request, session, biller, account)
+    except LookupThrottled as exc:
+        return FormRejected(_throttled(request, biller, account, exc))
+    if bills is None:
+        return FormRejected(
+            _account_page(request, biller, account, _ACCOUNT_INVALID, status_code=422)
+        )
+    return FormRejected(
+        _bills_page(request, biller, account.strip(), bills, message, status_code=status_code)
+    )
+
+
+# --- the sandbox's checkout, and coming back ---------------------------------------------------
+
+
+def _sandbox(request: Request) -> SandboxProvider:
+    provider = pay_context(request).providers.get("sandbox")
+    if not isinstance(provider, SandboxProvider):
+        raise PaymentNotFound("the sandbox is not configured here")
+    return provider
+
+
+@router.get("/pay/sandbox/checkout/{trade_no}", name="page.pay.sandbox")
+def sandbox_checkout(request: Request, actor: PageActorDep, trade_no: str) -> HTMLResponse:
+    """The sandbox provider's own checkout page: the amount and merchant, and two buttons."""
+    view = _sandbox(request).checkout_view(trade_no)
+    return page(request, "pay/sandbox.html", {"view": view, "step": 4})
+
+
+@router.post("/pay/sandbox/checkout/{trade_no}", name="page.pay.sandbox_submit")
+def sandbox_submit(
+    request: Request,
+    _csrf: CsrfChecked,
+    trade_no: str,
+    outcome: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    """Play the provider: settle the trade as paid or failed, notify, and send the citizen back."""
+    # No database session here: the sandbox's notification is applied in a unit of work of its
+    # own, as the provider's call to our notification endpoint would be.
+    sandbox = _sandbox(request)
+    view = sandbox.checkout_view(trade_no)
+    if outcome not in ("succeeded", "failed"):
+        raise InvalidInput("choose to pay or to fail the payment")
+    if view.status == "pending":
+        sandbox.simulate(trade_no, "succeeded" if outcome == "succeeded" else "failed")
+    separator = "&" if "?" in view.return_url else "?"
+    return see_other(f"{view.return_url}{separator}out_trade_no={trade_no}")
+
+
+@router.get("/pay/return", name="page.pay.return")
+def back_from_provider(
+    out_trade_no: Annotated[str, Query(max_length=64)] = "",
+) -> Response:
+    """Where providers send the citizen back: on to the payment's page."""
+    if not _TRADE_NO.fullmatch(out_trade_no):
+        raise PaymentNotFound("no such payment", resource="payment")
+    return see_other(f"/pay/payments/{out_trade_no}")
+
+
+@router.get("/pay/payments/{trade_no}", name="page.pay.payment")
+def payment_status(
+    request: Request, session: SessionDep, actor: PageActorDep, trade_no: str
+) -> HTMLResponse:
+    """A payment's outcome; once it succeeded, its receipt number and the links to the receipt."""
+    payment = payments.get_payment_by_trade_no(session=session, trade_no=trade_no)
+    if payment is None:
+        raise PaymentNotFound("no such payment", resource="payment")
+    receipt = None
+    if payment.status == PaymentStatus.SUCCEEDED.value:
+        receipt = receipts.get_receipt_for_payment(session=session, payment_id=payment.id)
+    qr = None
+    waiting = payment.status in payments.IN_FLIGHT
+    if waiting and payment.checkout.get("kind") == "qr" and payment.checkout.get("url"):
+        svg = segno.make(str(payment.checkout["url"]), error="m").svg_inline(
+            scale=4, border=2, omitsize=True, title=payment.trade_no
+        )
+        qr = Markup(svg)  # noqa: S704 - segno's generated markup, not user text
+    response = page(
+        request,
+        "pay/payment.html",
+        {
+            "payment": payment,
+            "biller": billing.get_biller(session=session, biller_id=payment.biller_id),
+            "receipt": receipt,
+            "qr": qr,
+            "waiting": waiting,
+            "step": 5 if receipt else 4,
+        },
+    )
+    if waiting and qr is not None:
+        # Scanning happens on the phone: this page looks again by itself until it is paid.
+        response.headers["Refresh"] = "5"
+    return response
+
+
+# --- receipts --------------------------------------------------------------------------------
+
+
+def _receipt_or_404(session: Session, number: str) -> Receipt:
+    receipt = receipts.get_receipt(session=session, number=number)
+    if receipt is None:
+        raise PaymentNotFound("no such receipt", resource="receipt")
+    return receipt
+
+
+def _download_headers(filename: str, disposition: str = "inline") -> dict[str, str]:
+    return {
+        "Content-Disposition": f'{disposition}; filename="{filename}"',
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "no-store",
+    }
+
+
+@router.get("/pay/receipt-key.pem", name="page.pay.receipt_key")
+def receipt_public_key(request: Request) -> Response:
+    """The public key receipts are signed with, for verifying them offline."""
+    signer = pay_context(request).signer
+    return Response(
+        signer.public_key_pem(),
+        media_type="application/x-pem-file",
+        headers=_download_headers(f"civicloud-receipt-{signer.key_id}.pem", "attachment"),
+    )
+
+
+@router.get("/pay/receipts/{number}.pdf", name="page.pay.receipt_pdf")
+def receipt_pdf(request: Request, session: SessionDep, number: str) -> Response:
+    """The receipt as a printable A5 PDF, its signed document attached."""
+    receipt = _receipt_or_404(session, number)
+    body = receipts.render_receipt_pdf(
+        receipt,
+        page_language(request),
+        public_base_url=pay_context(request).settings.public_base_url,
+    )
+    return Response(body, media_type="application/pdf", headers=_download_headers(f"{number}.pdf"))
+
+
+@router.get("/pay/receipts/{number}.json", name="page.pay.receipt_json")
+def receipt_json(session: SessionDep, number: str) -> Response:
+    """The signed receipt document (``RECEIPT.json``) for offline verification."""
+    document = receipts.receipt_document(_receipt_or_404(session, number))
+    return Response(
+        json.dumps(document, ensure_ascii=False, indent=1),
+        media_type="application/json",
+        headers=_download_headers(f"{number}.json", "attachment"),
+    )
+
+
+@router.get("/pay/receipts/{number}/verify", name="page.pay.receipt_verify")
+def verify_receipt(
+    request: Request,
+    session: SessionDep,
+    actor: PageActorDep,
+    number: str,
+    sig: Annotated[str | None, Query(max_length=400)] = None,
+) -> HTMLResponse:
+    """Anyone may check a receipt: valid, tampered with, or unknown (``sig`` from its QR code)."""
+    signer = pay_context(request).signer
+    result = receipts.verify_receipt_by_number(
+        session=session,
+        number=number[:40],
+        public_keys={signer.key_id: signer.public_key_pem()},
+        signature_b64=sig,
+    )
+    body = result.body if result.status == "valid" else None
+    paid_at = beijing_time(datetime.fromisoformat(body["paid_at"])) if body else ""
+    return page(
+        request,
+        "pay/verify.html",
+        {"result": result, "body": body, "paid_at": paid_at, "key_id": signer.key_id},
+    )
+
+
+@router.get("/pay/receipts/{number}", name="page.pay.receipt")
+def receipt_page(request: Request, session: SessionDep, number: str) -> Response:
+    """The printable receipt, with its QR code, in the page's language."""
+    receipt = _receipt_or_404(session, number)
+    html = receipts.render_receipt_html(
+        receipt,
+        page_language(request),
+        public_base_url=pay_context(request).settings.public_base_url,
+    )
+    headers = dict(SECURITY_HEADERS)
+    headers["Content-Security-Policy"] = receipts.receipt_content_security_policy()
+    headers["Cache-Control"] = "no-store"
+    return HTMLResponse(html, headers=headers)

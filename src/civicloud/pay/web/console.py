@@ -1,0 +1,672 @@
+"""Operators' Pay pages: billers and their bills (CSV imports), payments and refunds, settlements,
+reconciliation and the ledger.
+
+Everything is authorised by the services, as for the API; the pages only hide forms their
+caller could not use. A refused form is answered with its page again (``FormRejected``, so the
+request's unit of work rolls back); a successful one with a redirect.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import date, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.orm import Session
+from starlette.datastructures import UploadFile
+
+from civicloud.core import tenants
+from civicloud.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from civicloud.core.roles import Actor
+from civicloud.pay import (
+    billing,
+    ledger,
+    payments,
+    receipts,
+    reconciliation,
+    refunds,
+    settlement,
+)
+from civicloud.pay.errors import ImportRejected
+from civicloud.pay.models import (
+    Biller,
+    BillStatus,
+    PaymentStatus,
+    ReconciliationItem,
+    StatementImport,
+)
+from civicloud.pay.schemas import ImportReport, RowError
+from civicloud.pay.web import queries
+from civicloud.pay.web.views import (
+    beijing_now,
+    new_form_key,
+    offered_providers,
+    page,
+    parse_yuan,
+    pay_context,
+    yuan_text,
+)
+from civicloud.web.deps import SAFE_METHODS, SessionDep
+from civicloud.web.i18n import N_
+from civicloud.web.pages.forms import service_error
+from civicloud.web.pages.guards import ConsoleActorDep, FormRejected, see_other
+
+router = APIRouter(prefix="/console/pay", include_in_schema=False)
+
+_AMOUNT_HINT = N_("Enter an amount in yuan with at most two decimals, such as 12.50.")
+_REASON_HINT = N_("Say in a few words why (at most 300 characters).")
+_DATE_HINT = N_("Enter a date as YYYY-MM-DD.")
+_BILLER_HINT = N_("Choose a biller.")
+_PROVIDER_HINT = N_("Choose the provider whose statement this is.")
+_FILE_HINT = N_("Choose a file to upload.")
+_ACCOUNT_HINT = N_("Enter a ledger account code, such as suspense or clearing:sandbox.")
+_ITEM_HINT = N_("Reload the page and try again.")
+
+
+async def uploaded_file(request: Request) -> bytes:
+    """The bytes of the form's ``file`` field; empty when none was sent."""
+    if request.method in SAFE_METHODS:
+        return b""
+    upload = (await request.form()).get("file")
+    if isinstance(upload, UploadFile):
+        return await upload.read()
+    return b""
+
+
+UploadDep = Annotated[bytes, Depends(uploaded_file)]
+
+
+def _form(data: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"data": data or {}, "errors": {}, "summary": None}
+
+
+def _rejected_form(
+    data: dict[str, str], errors: dict[str, str], summary: dict[str, str] | None = None
+) -> dict[str, Any]:
+    return {"data": data, "errors": errors, "summary": summary}
+
+
+def _tenant_path(session: Session, tenant_id: uuid.UUID) -> str:
+    found = tenants.resolve_tenant(session=session, tenant_id=tenant_id)
+    return found.path if found else ""
+
+
+def _parse_date(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        return None
+
+
+def _parse_uuid(text: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(text.strip())
+    except ValueError:
+        return None
+
+
+# --- overview ----------------------------------------------------------------------------------
+
+
+@router.get("", name="page.pay.console")
+def overview(request: Request, session: SessionDep, actor: ConsoleActorDep) -> HTMLResponse:
+    """Pay at a glance: the billers of your subtree with their bills."""
+    billers = billing.list_billers(session=session, actor=actor)
+    visible = {t.id: t for t in tenants.list_tenants(session=session, actor=actor)}
+    return page(
+        request,
+        "pay/console/overview.html",
+        {
+            "section": "pay",
+            "pay_tab": "overview",
+            "billers": billers,
+            "homes": visible,
+            "counts": queries.bill_counts(session=session, biller_ids=[b.id for b in billers]),
+        },
+    )
+
+
+# --- a biller, its bills and CSV imports -------------------------------------------------------
+
+
+@router.get("/billers/{biller_id}", name="page.pay.console_biller")
+def biller_page(
+    request: Request,
+    session: SessionDep,
+    actor: ConsoleActorDep,
+    biller_id: uuid.UUID,
+    q: Annotated[str, Query(max_length=64)] = "",
+    status: Annotated[str, Query(max_length=20)] = "",
+) -> HTMLResponse:
+    """One biller: its details, its bills (searchable) and the CSV upload form."""
+    context = _biller_context(request, session, actor, biller_id, q.strip(), status)
+    return page(request, "pay/console/biller.html", context)
+
+
+@router.post("/billers/{biller_id}/import", name="page.pay.console_import")
+def import_bills(
+    request: Request,
+    session: SessionDep,
+    actor: ConsoleActorDep,
+    content: UploadDep,
+    biller_id: uuid.UUID,
+    partial: Annotated[str, Form(max_length=10)] = "",
+) -> Response:
+    """Publish the bills of a CSV file; with errors nothing is published unless ``partial``."""
+    try:
+        report = billing.import_bills_csv(
+            session=session,
+            actor=actor,
+            biller_id=biller_id,
+            content=content,
+            partial=partial == "yes",
+        )
+    except ImportRejected as exc:
+        rows = [RowError.model_validate(e) for e in exc.extra.get("errors", [])]
+        refused = ImportReport(accepted=0, refused=len(rows), errors=rows, applied=False)
+        raise _import_rejected(request, session, actor, biller_id, partial, report=refused) from exc
+    except InvalidInput as exc:  # a file that cannot be read at all
+        raise _import_rejected(
+            request, session, actor, biller_id, partial, summary=service_error(exc)
+        ) from exc
+    if report.errors:
+        # Published in part, as asked: the report shows what was left out (and is committed).
+        context = _biller_context(request, session, actor, biller_id)
+        context["report"] = report
+        return page(request, "pay/console/biller.html", context)
+    return see_other(f"/console/pay/billers/{biller_id}?done=bills_imported")
+
+
+def _import_rejected(
+    request: Request,
+    session: Session,
+    actor: Actor,
+    biller_id: uuid.UUID,
+    partial: str,
+    *,
+    report: ImportReport | None = None,
+    summary: dict[str, str] | None = None,
+) -> FormRejected:
+    context = _biller_context(request, session, actor, biller_id)
+    context["report"] = report
+    context["form"] = _rejected_form({"partial": partial}, {}, summary)
+    return FormRejected(page(request, "pay/console/biller.html", context, status_code=422))
+
+
+def _biller_context(
+    request: Request,
+    session: Session,
+    actor: Actor,
+    biller_id: uuid.UUID,
+    search: str = "",
+    status: str = "",
+) -> dict[str, Any]:
+    status = status if status in {s.value for s in BillStatus} else ""
+    biller, bills = queries.list_bills(
+        session=session, actor=actor, biller_id=biller_id, search=search, status=status
+    )
+    path = _tenant_path(session, biller.tenant_id)
+    settlements = []
+    if actor.can(settlement.PERMISSION, path):
+        settlements = list(
+            settlement.list_settlements(session=session, actor=actor, biller_id=biller.id, limit=10)
+        )
+    return {
+        "section": "pay",
+        "pay_tab": "overview",
+        "biller": biller,
+        "home": tenants.get_tenant(session=session, tenant_id=biller.tenant_id),
+        "bills": bills,
+        "limit": queries.LIST_LIMIT,
+        "filters": {"q": search, "status": status},
+        "statuses": [s.value for s in BillStatus],
+        "counts": queries.bill_counts(session=session, biller_ids=[biller.id])[biller.id],
+        "may_import": actor.can(billing.BILL_WRITE, path),
+        "settlements": settlements,
+        "max_bytes": request.app.state.services.settings.web.max_body_bytes,
+        "columns": billing.CSV_COLUMNS,
+        "report": None,
+        "form": _form(),
+    }
+
+
+# --- payments and refunds ----------------------------------------------------------------------
+
+
+@router.get("/payments", name="page.pay.console_payments")
+def payments_page(
+    request: Request,
+    session: SessionDep,
+    actor: ConsoleActorDep,
+    q: Annotated[str, Query(max_length=32)] = "",
+    status: Annotated[str, Query(max_length=20)] = "",
+    biller_id: Annotated[uuid.UUID | None, Query()] = None,
+) -> HTMLResponse:
+    """Search payments by trade number, status and biller."""
+    found = queries.search_payments(
+        session=session, actor=actor, trade_no=q.strip(), status=status, biller_id=biller_id
+    )
+    billers = billing.list_billers(session=session, actor=actor)
+    return page(
+        request,
+        "pay/console/payments.html",
+        {
+            "section": "pay",
+            "pay_tab": "payments",
+            "payments": found,
+            "limit": queries.LIST_LIMIT,
+            "billers": billers,
+            "biller_names": {b.id: b for b in billers},
+            "statuses": [s.value for s in PaymentStatus],
+            "filters": {"q": q, "status": status, "biller_id": str(biller_id or "")},
+        },
+    )
+
+
+@router.get("/payments/{payment_id}", name="page.pay.console_payment")
+def payment_page(
+    request: Request, session: SessionDep, actor: ConsoleActorDep, payment_id: uuid.UUID
+) -> HTMLResponse:
+    """One payment: its bills, receipt and refunds, and the refund form."""
+    context = _payment_context(request, session, actor, payment_id)
+    return page(request, "pay/console/payment.html", context)
+
+
+@router.post("/payments/{payment_id}/refunds", name="page.pay.console_refund")
+def refund(
+    request: Request,
+    session: SessionDep,
+    actor: ConsoleActorDep,
+    payment_id: uuid.UUID,
+    amount: Annotated[str, Form(max_length=40)] = "",
+    reason: Annotated[str, Form(max_length=1000)] = "",
+    idempotency_key: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    """Refund part or all of a payment; the form's key makes a repeated submission a replay."""
+    payment = payments.get_payment_or_raise(session=session, actor=actor, payment_id=payment_id)
+    values = {"amount": amount, "reason": reason, "idempotency_key": idempotency_key}
+    fen = parse_yuan(amount)
+    errors = {}
+    if fen is None:
+        errors["amount"] = _AMOUNT_HINT
+    if not reason.strip() or len(reason.strip()) > 300:
+        errors["reason"] = _REASON_HINT
+    if errors or fen is None:
+        raise _refund_rejected(request, session, actor, payment_id, values, errors)
+    try:
+        refunds.request_refund(
+            session=session,
+            actor=actor,
+            payment_id=payment.id,
+            amount_fen=fen,
+            reason=reason.strip(),
+            idempotency_key=idempotency_key,
+            provider=pay_context(request).provider(payment.provider),
+        )
+    except (Conflict, InvalidInput) as exc:
+        raise _refund_rejected(
+            request, session, actor, payment_id, values, {}, service_error(exc), exc.status
+        ) from exc
+    return see_other(f"/console/pay/payments/{payment_id}?done=refund_requested")
+
+
+def _refund_rejected(
+    request: Request,
+    session: Session,
+    actor: Actor,
+    payment_id: uuid.UUID,
+    values: dict[str, str],
+    errors: dict[str, str],
+    summary: dict[str, str] | None = None,
+    status_code: int = 422,
+) -> FormRejected:
+    context = _payment_context(request, session, actor, payment_id)
+    context["form"] = _rejected_form(values, errors, summary)
+    return FormRejected(page(request, "pay/console/payment.html", context, status_code=status_code))
+
+
+def _payment_context(
+    request: Request, session: Session, actor: Actor, payment_id: uuid.UUID
+) -> dict[str, Any]:
+    payment = payments.get_payment_or_raise(session=session, actor=actor, payment_id=payment_id)
+    found_refunds = refunds.list_refunds(session=session, actor=actor, payment_id=payment.id)
+    refundable = payment.amount_fen - payment.refunded_fen
+    may_refund = (
+        payment.status == PaymentStatus.SUCCEEDED.value
+        and refundable > 0
+        and actor.can(refunds.PERMISSION, _tenant_path(session, payment.tenant_id))
+    )
+    return {
+        "section": "pay",
+        "pay_tab": "payments",
+        "payment": payment,
+        "biller": billing.get_biller(session=session, biller_id=payment.biller_id),
+        "bills": queries.payment_bills(session=session, payment=payment),
+        "receipt": receipts.get_receipt_for_payment(session=session, payment_id=payment.id),
+        "refunds": found_refunds,
+        "refundable": refundable,
+        "may_refund": may_refund,
+        "form": _form(
+            {"amount": yuan_text(refundable), "reason": "", "idempotency_key": new_form_key()}
+        ),
+    }
+
+
+# --- settlements -------------------------------------------------------------------------------
+
+
+@router.get("/settlements", name="page.pay.console_settlements")
+def settlements_page(
+    request: Request,
+    session: SessionDep,
+    actor: ConsoleActorDep,
+    biller_id: Annotated[uuid.UUID | None, Query()] = None,
+) -> HTMLResponse:
+    """Run a biller's daily settlement and download its bank batch files."""
+    context = _settlements_context(request, session, actor, biller_id)
+    return page(request, "pay/console/settlements.html", context)
+
+
+@router.post("/settlements", name="page.pay.console_settle")
+def settle(
+    request: Request,
+    session: SessionDep,
+    actor: ConsoleActorDep,
+    biller_id: Annotated[str, Form(max_length=64)] = "",
+    business_date: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    """Settle one biller's ended business day (once; a second run shows the first)."""
+    values = {"biller_id": biller_id, "business_date": business_date}
+    chosen, day = _parse_uuid(biller_id), _parse_date(business_date)
+    errors = {}
+    if chosen is None:
+        errors["biller_id"] = _BILLER_HINT
+    if day is None:
+        errors["business_date"] = _DATE_HINT
+    if chosen is None or day is None:
+        raise _settle_rejected(request, session, actor, chosen, values, errors)
+    try:
+        settlement.settle_day(session=session, actor=actor, biller_id=chosen, business_date=day)
+    except InvalidInput as exc:  # the day has not ended yet
+        raise _settle_rejected(
+            request, session, actor, chosen, values, {}, service_error(exc)
+        ) from exc
+    return see_other(f"/console/pay/settlements?biller_id={chosen}&done=settled")
+
+
+@router.get("/billers/{biller_id}/settlement.csv", name="page.pay.console_batch")
+def batch_file(
+    session: SessionDep,
+    actor: ConsoleActorDep,
+    biller_id: uuid.UUID,
+    business_date: Annotated[str, Query(alias="date", max_length=20)] = "",
+) -> Response:
+    """Download the bank batch file of a biller's settled day."""
+    day = _parse_date(business_date)
+    found = None
+    if day is not None:
+        found = settlement.get_settlement(
+            session=session, actor=actor, biller_id=biller_id, business_date=day
+        )
+    if found is None or day is None:
+        raise NotFound("no settlement of this biller on that day", resource="settlement")
+    filename = settlement.batch_id_for(biller_id, day) + ".csv"
+    return Response(
+        found.batch_file,
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+def _settle_rejected(
+    request: Request,
+    session: Session,
+    actor: Actor,
+    biller_id: uuid.UUID | None,
+    values: dict[str, str],
+    errors: dict[str, str],
+    summary: dict[str, str] | None = None,
+) -> FormRejected:
+    context = _settlements_context(request, session, actor, biller_id)
+    context["form"] = _rejected_form(values, errors, summary)
+    return FormRejected(page(request, "pay/console/settlements.html", context, status_code=422))
+
+
+def _settlements_context(
+    request: Request, session: Session, actor: Actor, biller_id: uuid.UUID | None
+) -> dict[str, Any]:
+    billers = billing.list_billers(session=session, actor=actor)
+    chosen: Biller | None = None
+    found: list[Any] = []
+    if biller_id is not None:
+        found = list(settlement.list_settlements(session=session, actor=actor, biller_id=biller_id))
+        chosen = billing.get_biller(session=session, biller_id=biller_id)
+    yesterday = (beijing_now() - timedelta(days=1)).date()
+    return {
+        "section": "pay",
+        "pay_tab": "settlements",
+        "billers": billers,
+        "chosen": chosen,
+        "settlements": found,
+        "form": _form({"biller_id": str(biller_id or ""), "business_date": yesterday.isoformat()}),
+    }
+
+
+# --- reconciliation ----------------------------------------------------------------------------
+
+
+@router.get("/reconciliation", name="page.pay.console_reconciliation")
+def reconciliation_page(
+    request: Request,
+    session: SessionDep,
+    actor: ConsoleActorDep,
+    show: Annotated[str, Query(max_length=10)] = "",
+) -> HTMLResponse:
+    """Imported statements, the exceptions they raised, and the forms to import and resolve."""
+    context = _reconciliation_context(request, session, actor, show == "all")
+    return page(request, "pay/console/reconciliation.html", context)
+
+
+@router.post("/reconciliation", name="page.pay.console_statement")
+def import_statement(
+    request: Request,
+    session: SessionDep,
+    actor: ConsoleActorDep,
+    content: UploadDep,
+    provider: Annotated[str, Form(max_length=20)] = "",
+    business_date: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    """Import a provider's statement of one day and classify every line; moves no money."""
+    values = {"provider": provider, "business_date": business_date}
+    day = _parse_date(business_date)
+    errors = {}
+    if provider not in pay_context(request).providers:
+        errors["provider"] = _PROVIDER_HINT
+    if day is None:
+        errors["business_date"] = _DATE_HINT
+    if not content:
+        errors["file"] = _FILE_HINT
+    if errors or day is None:
+        raise _statement_rejected(request, session, actor, values, errors)
+    try:
+        reconciliation.import_statement(
+            session=session,
+            actor=actor,
+            provider=pay_context(request).provider(provider),
+            content=content,
+            business_date=day,
+        )
+    except (Conflict, InvalidInput) as exc:
+        raise _statement_rejected(
+            request, session, actor, values, {}, service_error(exc), exc.status
+        ) from exc
+    return see_other("/console/pay/reconciliation?done=statement_imported")
+
+
+@router.post("/reconciliation/resolve", name="page.pay.console_resolve")
+def resolve(
+    request: Request,
+    session: SessionDep,
+    actor: ConsoleActorDep,
+    item_id: Annotated[str, Form(max_length=64)] = "",
+    debit_code: Annotated[str, Form(max_length=120)] = "",
+    credit_code: Annotated[str, Form(max_length=120)] = "",
+    amount: Annotated[str, Form(max_length=40)] = "",
+    memo: Annotated[str, Form(max_length=1000)] = "",
+) -> Response:
+    """Resolve an exception with an adjustment posted to the ledger (audited, once)."""
+    values = {"item_id": item_id, "debit_code": debit_code, "credit_code": credit_code}
+    values |= {"amount": amount, "memo": memo}
+    item, fen = _parse_uuid(item_id), parse_yuan(amount)
+    errors = {}
+    if item is None:
+        errors["item_id"] = _ITEM_HINT
+    for field in ("debit_code", "credit_code"):
+        if not values[field].strip():
+            errors[field] = _ACCOUNT_HINT
+    if fen is None:
+        errors["amount"] = _AMOUNT_HINT
+    if not memo.strip() or len(memo.strip()) > 300:
+        errors["memo"] = _REASON_HINT
+    if errors or item is None or fen is None:
+        raise _resolve_rejected(request, session, actor, values, errors)
+    try:
+        reconciliation.resolve_item(
+            session=session,
+            actor=actor,
+            item_id=item,
+            debit_code=debit_code.strip(),
+            credit_code=credit_code.strip(),
+            amount_fen=fen,
+            memo=memo.strip(),
+        )
+    except (Conflict, InvalidInput, NotFound) as exc:
+        raise _resolve_rejected(
+            request, session, actor, values, {}, service_error(exc), exc.status
+        ) from exc
+    return see_other("/console/pay/reconciliation?done=item_resolved")
+
+
+def _statement_rejected(
+    request: Request,
+    session: Session,
+    actor: Actor,
+    values: dict[str, str],
+    errors: dict[str, str],
+    summary: dict[str, str] | None = None,
+    status_code: int = 422,
+) -> FormRejected:
+    context = _reconciliation_context(request, session, actor, False)
+    context["form"] = _rejected_form(values, errors, summary)
+    return FormRejected(
+        page(request, "pay/console/reconciliation.html", context, status_code=status_code)
+    )
+
+
+def _resolve_rejected(
+    request: Request,
+    session: Session,
+    actor: Actor,
+    values: dict[str, str],
+    errors: dict[str, str],
+    summary: dict[str, str] | None = None,
+    status_code: int = 422,
+) -> FormRejected:
+    context = _reconciliation_context(request, session, actor, False)
+    context["resolve"] = _rejected_form(values, errors, summary)
+    return FormRejected(
+        page(request, "pay/console/reconciliation.html", context, status_code=status_code)
+    )
+
+
+def _reconciliation_context(
+    request: Request, session: Session, actor: Actor, show_all: bool
+) -> dict[str, Any]:
+    context: dict[str, Any] = {
+        "section": "pay",
+        "pay_tab": "reconciliation",
+        "allowed": True,
+        "providers": offered_providers(pay_context(request)),
+        "form": _form({"business_date": (beijing_now() - timedelta(days=1)).date().isoformat()}),
+        "resolve": _form(),
+        "show_all": show_all,
+    }
+    try:
+        imports = reconciliation.list_imports(session=session, actor=actor, limit=100)
+    except PermissionDenied:
+        # Reconciliation is a platform-wide duty; say so rather than answer with an error.
+        context.update(allowed=False, imports=[], summaries={}, items=[], by_import={})
+        return context
+    items = reconciliation.list_items(
+        session=session, actor=actor, unresolved_only=not show_all, limit=200
+    )
+    context.update(
+        imports=imports,
+        summaries={
+            i.id: reconciliation.import_summary(session=session, actor=actor, import_id=i.id)
+            for i in imports[:20]
+        },
+        items=[(item, _suggestion(item, imports)) for item in items],
+        by_import={i.id: i for i in imports},
+    )
+    return context
+
+
+def _suggestion(item: ReconciliationItem, imports: Sequence[StatementImport]) -> dict[str, str]:
+    """A starting point for the adjustment form: the difference, between clearing and suspense."""
+    provider = next((i.provider for i in imports if i.id == item.import_id), "sandbox")
+    theirs, ours = item.provider_amount_fen or 0, item.our_amount_fen or 0
+    # Positive: the provider holds money our books do not show; negative: the other way round.
+    difference = {
+        reconciliation.MISSING_OURS: theirs,
+        reconciliation.MISSING_PROVIDER: -ours,
+        reconciliation.AMOUNT_MISMATCH: theirs - ours,
+        reconciliation.DUPLICATE: theirs,
+    }.get(item.classification, 0)
+    clearing = ledger.clearing_account(provider)
+    # Money not yet explained waits in suspense until an operator explains it.
+    debit, credit = (clearing, ledger.SUSPENSE) if difference > 0 else (ledger.SUSPENSE, clearing)
+    return {
+        "item_id": str(item.id),
+        "debit_code": debit,
+        "credit_code": credit,
+        "amount": yuan_text(abs(difference)) if difference else "",
+        "memo": "",
+    }
+
+
+# --- ledger ------------------------------------------------------------------------------------
+
+
+@router.get("/ledger", name="page.pay.console_ledger")
+def ledger_page(
+    request: Request,
+    session: SessionDep,
+    actor: ConsoleActorDep,
+    account: Annotated[str, Query(max_length=120)] = "",
+) -> HTMLResponse:
+    """Account balances and the latest journal entries (of one account, when chosen)."""
+    balances = ledger.balances(session=session, actor=actor)
+    entries = ledger.journal(
+        session=session, actor=actor, account_code=account.strip() or None, limit=50
+    )
+    billers = billing.list_billers(session=session, actor=actor)
+    return page(
+        request,
+        "pay/console/ledger.html",
+        {
+            "section": "pay",
+            "pay_tab": "ledger",
+            "balances": balances,
+            "entries": entries,
+            "account": account.strip(),
+            "biller_names": {str(b.id): b for b in billers},
+        },
+    )

@@ -1,0 +1,430 @@
+"""A citizen pays a Dalian water bill in a real browser: Debian's Chromium, driven by Playwright.
+
+The application (Pay's pages mounted) runs under uvicorn on a free loopback port, over a fresh
+SQLite database holding Dalian and its billers, with ``public_base_url`` set to that port so
+that the sandbox's checkout and the receipt's QR code lead back to it. Screenshots of every step
+land in ``test-artifacts/screenshots/pay-*.png``; the bills page and the receipt also go to
+``docs/screenshots/``. The browser is never downloaded: without ``/usr/bin/chromium`` these
+tests are skipped.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import httpx2
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from playwright.sync_api import Browser as Chromium
+from playwright.sync_api import Page, ViewportSize, expect, sync_playwright
+
+from civicloud.app import build_services, create_app, prepare_database
+from civicloud.core import identity, roles, tenants
+from civicloud.core.actor import Actor
+from civicloud.core.config import AuthSettings, PaySettings, Settings
+from civicloud.core.db import utcnow
+from civicloud.core.services import Services
+from civicloud.core.tenants import TenantCreate, TenantKind
+from civicloud.pay import billing
+from civicloud.pay import web as pay_web
+from civicloud.pay.models import BillerCategory
+from civicloud.pay.schemas import BillerCreate
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+REPO = Path(__file__).resolve().parents[3]
+SHOTS = REPO / "test-artifacts" / "screenshots"
+DOCS = REPO / "docs" / "screenshots"
+DESKTOP: ViewportSize = {"width": 1280, "height": 800}
+PHONE: ViewportSize = {"width": 375, "height": 812}
+OPERATOR, PASSWORD = "water.cashier", "correct-horse-battery-staple"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium"
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Site:
+    """The running application's address."""
+
+    url: str
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def seed_dalian(services: Services) -> None:
+    """Dalian, its water, power and traffic-police billers, and bills of two water accounts."""
+    system = Actor.system("tests")
+    today = utcnow().date()
+    with services.db.unit_of_work() as session:
+        ids: dict[str, uuid.UUID] = {}
+        for slug, name_zh, name_en, kind, parent, region in (
+            ("china", "中华人民共和国", "China", TenantKind.COUNTRY, None, "cn-beijing"),
+            ("liaoning", "辽宁省", "Liaoning Province", TenantKind.PROVINCE, "china", "cn-dalian"),
+            ("dalian", "大连市", "Dalian", TenantKind.CITY, "liaoning", None),
+            (
+                "dalian-water",
+                "大连市供水有限公司",
+                "Dalian Water Supply",
+                TenantKind.AGENCY,
+                "dalian",
+                None,
+            ),
+            (
+                "dalian-power",
+                "国网大连供电公司",
+                "Dalian Power Supply",
+                TenantKind.AGENCY,
+                "dalian",
+                None,
+            ),
+            (
+                "dalian-traffic-police",
+                "大连市公安局交通警察支队",
+                "Dalian Traffic Police",
+                TenantKind.AGENCY,
+                "dalian",
+                None,
+            ),
+        ):
+            created = tenants.create_tenant(
+                session=session,
+                actor=system,
+                data=TenantCreate(
+                    slug=slug,
+                    name_zh=name_zh,
+                    name_en=name_en,
+                    kind=kind,
+                    parent_id=ids[parent] if parent else None,
+                    region_code=region,
+                ),
+            )
+            ids[slug] = created.id
+        billers = {}
+        for home, code, name_zh, name_en, category, pattern in (
+            (
+                "dalian-water",
+                "water",
+                "大连市供水有限公司",
+                "Dalian Water Supply",
+                "water",
+                r"\d{10}",
+            ),
+            (
+                "dalian-power",
+                "power",
+                "国网大连供电公司",
+                "Dalian Power Supply",
+                "power",
+                r"\d{12}",
+            ),
+            (
+                "dalian-traffic-police",
+                "fines",
+                "大连市公安局交通警察支队",
+                "Dalian Traffic Police",
+                "fine",
+                r"辽B[A-Z0-9]{5}",
+            ),
+        ):
+            billers[code] = billing.create_biller(
+                session=session,
+                actor=system,
+                data=BillerCreate(
+                    tenant_id=ids[home],
+                    code=code,
+                    name_zh=name_zh,
+                    name_en=name_en,
+                    category=BillerCategory(category),
+                    account_pattern=pattern,
+                    settlement_bank="中国工商银行大连分行",
+                    settlement_account="6222020200112233445",
+                    settlement_account_name=name_zh,
+                ),
+            )
+        late_fee = {"per_day_basis_points": 5, "cap_fen": 5_000}
+        rows = [
+            ("WATER-202610-000001", "0411000001", "王建国", 8_650, "2026-10", -12),
+            ("WATER-202611-000001", "0411000001", "王建国", 7_320, "2026-11", 18),
+            ("WATER-202611-000002", "0411000002", "Li Wei", 5_480, "2026-11", 18),
+        ]
+        billing.import_bills(
+            session=session,
+            actor=system,
+            biller_id=billers["water"].id,
+            rows=[
+                {
+                    "bill_number": number,
+                    "account_number": account,
+                    "payer_name": payer,
+                    "amount_fen": amount,
+                    "period": period,
+                    "due_date": (today + timedelta(days=days)).isoformat(),
+                    "late_fee_rule": late_fee,
+                }
+                for number, account, payer, amount, period, days in rows
+            ],
+        )
+        # Dalian's Pay operator (a role Pay brings along).
+        operator = identity.create_user(
+            session=session,
+            actor=system,
+            data=identity.UserCreate(
+                username=OPERATOR,
+                display_name="刘敏",
+                password=PASSWORD,
+                tenant_id=ids["dalian"],
+            ),
+            passwords=services.passwords,
+        )
+        roles.grant_role(
+            session=session,
+            actor=system,
+            data=roles.RoleBindingCreate(
+                user_id=operator.id,
+                role_name="pay_operator",
+                tenant_id=ids["dalian"],
+            ),
+        )
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """Dalian's bill payment, served on a free loopback port."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("civicloud-pay-browser"),
+        auth=AuthSettings(argon2_time_cost=1, argon2_memory_kib=1024, argon2_parallelism=1),
+        pay=PaySettings(public_base_url=url),
+    )
+    services = build_services(settings)
+    prepare_database(services)
+    seed_dalian(services)
+    app: FastAPI = create_app(services=services)
+    app.include_router(pay_web.router)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="uvicorn-pay-test", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx2.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx2.HTTPError:
+                if time.monotonic() > deadline or not thread.is_alive():
+                    raise
+                time.sleep(0.05)
+        yield Site(url)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        services.db.dispose()
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Chromium]:
+    """Headless Chromium from the system (never a downloaded browser)."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+def shot(page: Page, name: str, *, docs: str | None = None) -> None:
+    """Save a full-page screenshot of this step (and a copy for the docs, when named)."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"pay-{name}.png"), full_page=True)
+    if docs:
+        DOCS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(DOCS / docs), full_page=True)
+
+
+def fits(page: Page, width: int) -> None:
+    """Nothing on the page is wider than the screen."""
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= width
+
+
+def test_a_citizen_pays_a_dalian_water_bill_on_a_phone_in_chinese(
+    chromium: Chromium, site: Site
+) -> None:
+    context = chromium.new_context(viewport=PHONE, locale="zh-CN", device_scale_factor=2)
+    page = context.new_page()
+    # Given the bill payment portal, in Chinese for a Chinese phone
+    page.goto(f"{site.url}/pay")
+    expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
+    expect(page.get_by_role("heading", name="生活缴费")).to_be_visible()
+    expect(page.get_by_role("link", name="大连市", exact=True)).to_have_attribute(
+        "aria-current", "true"
+    )
+    fits(page, PHONE["width"])
+    shot(page, "01-billers-zh")
+    # When the citizen chooses the water company and enters the account number
+    page.get_by_role("link", name="大连市供水有限公司").click()
+    expect(page.get_by_text("格式：10 位数字。")).to_be_visible()  # noqa: RUF001
+    page.get_by_label("户号").fill("0411000001")
+    fits(page, PHONE["width"])
+    shot(page, "02-account-zh")
+    page.get_by_role("button", name="查询账单").click()
+    # Then both open bills are listed, the payer's name masked, the overdue one with its late fee
+    expect(page.get_by_role("heading", name="待缴账单")).to_be_visible()
+    bills = page.locator(".pay-bill")
+    expect(bills).to_have_count(2)
+    expect(bills.first).to_contain_text("王*国")
+    expect(bills.first).to_contain_text("已逾期")
+    expect(page.locator("body")).not_to_contain_text("王建国")
+    expect(page.get_by_label("沙箱（演示，不涉及真实资金）")).to_be_checked()  # noqa: RUF001
+    fits(page, PHONE["width"])
+    shot(page, "03-bills-zh", docs="pay-bills-zh.png")
+    # When they pay both with the sandbox
+    page.get_by_role("button", name="立即缴费").click()
+    expect(page.get_by_role("heading", name="收银台")).to_be_visible()
+    expect(page.locator(".pay-amount")).to_contain_text("¥")
+    fits(page, PHONE["width"])
+    shot(page, "04-sandbox-zh")
+    page.get_by_role("button", name="模拟支付成功").click()
+    # Then the payment succeeded and the receipt is one tap away
+    expect(page.get_by_role("heading", name="缴费成功")).to_be_visible()
+    number = page.locator(".pay-receipt-number").inner_text().strip()
+    assert number.startswith("R")
+    fits(page, PHONE["width"])
+    shot(page, "05-paid-zh")
+    page.get_by_role("link", name="查看电子收据").click()
+    expect(page.get_by_role("heading", name="电子缴费收据")).to_be_visible()
+    expect(page.locator("body")).to_contain_text(number)
+    expect(page.locator("svg").first).to_be_visible()
+    fits(page, PHONE["width"])
+    shot(page, "06-receipt-zh", docs="pay-receipt-zh.png")
+    # And the link under its QR code says the receipt is genuine
+    page.locator(".verify a").click()
+    expect(page.get_by_text("收据真实有效")).to_be_visible()
+    fits(page, PHONE["width"])
+    shot(page, "07-verify-zh")
+    # And the bills are gone from the account
+    page.goto(f"{site.url}/pay")
+    page.get_by_role("link", name="大连市供水有限公司").click()
+    page.get_by_label("户号").fill("0411000001")
+    page.get_by_role("button", name="查询账单").click()
+    expect(page.get_by_text("暂无待缴账单", exact=True)).to_be_visible()
+    context.close()
+
+
+def test_a_citizen_pays_in_english_on_a_desktop(chromium: Chromium, site: Site) -> None:
+    context = chromium.new_context(viewport=DESKTOP, locale="en-US")
+    page = context.new_page()
+    page.goto(f"{site.url}/pay")
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    expect(page.get_by_role("heading", name="Pay bills online")).to_be_visible()
+    shot(page, "11-billers-en")
+    page.get_by_role("link", name="Dalian Water Supply").click()
+    page.get_by_label("Customer account number").fill("0411000002")
+    page.get_by_role("button", name="Find my bills").click()
+    expect(page.locator(".pay-bill")).to_have_count(1)
+    expect(page.locator(".pay-bill")).to_contain_text("L****i")
+    expect(page.locator(".pay-sum")).to_contain_text("CNY 54.80")
+    shot(page, "12-bills-en")
+    page.get_by_role("button", name="Pay now").click()
+    expect(page.get_by_role("heading", name="Checkout")).to_be_visible()
+    shot(page, "13-sandbox-en")
+    page.get_by_role("button", name="Pay successfully").click()
+    expect(page.get_by_role("heading", name="Payment successful")).to_be_visible()
+    shot(page, "14-paid-en")
+    page.get_by_role("link", name="View the receipt").click()
+    expect(page.get_by_role("heading", name="Payment receipt")).to_be_visible()
+    expect(page.locator("body")).to_contain_text("CNY 54.80")
+    shot(page, "15-receipt-en")
+    context.close()
+
+
+def test_a_wrong_account_number_is_explained_next_to_the_field(
+    chromium: Chromium, site: Site
+) -> None:
+    context = chromium.new_context(viewport=PHONE, locale="zh-CN", device_scale_factor=2)
+    page = context.new_page()
+    page.goto(f"{site.url}/pay")
+    page.get_by_role("link", name="大连市供水有限公司").click()
+    page.get_by_label("户号").fill("12345")
+    page.get_by_role("button", name="查询账单").click()
+    field = page.get_by_label("户号")
+    expect(field).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#pay-account-error")).to_contain_text("不符合此收费单位的格式")
+    fits(page, PHONE["width"])
+    shot(page, "08-account-error-zh")
+    context.close()
+
+
+def sign_in(page: Page, site: Site) -> None:
+    """Sign Dalian's Pay operator in, landing on the console's Pay pages."""
+    page.goto(f"{site.url}/login?next=/console/pay")
+    page.locator("#login-username").fill(OPERATOR)
+    page.locator("#login-password").fill(PASSWORD)
+    page.locator("#login-password").press("Enter")
+    expect(page).to_have_url(f"{site.url}/console/pay")
+
+
+def test_an_operator_works_in_the_pay_console(chromium: Chromium, site: Site) -> None:
+    context = chromium.new_context(viewport=DESKTOP, locale="zh-CN")
+    page = context.new_page()
+    # Given Dalian's Pay operator signs in
+    sign_in(page, site)
+    # Then the billers of Dalian are listed with their bills
+    expect(page.get_by_role("heading", name="缴费服务", exact=True)).to_be_visible()
+    water = page.get_by_role("link", name="大连市供水有限公司").first
+    expect(water).to_have_attribute("href", re.compile(r"^/console/pay/billers/"))
+    shot(page, "21-console-billers-zh")
+    # And a biller's page shows its bills, payer names in full, and the CSV form
+    water.click()
+    expect(page.get_by_role("heading", name="通过 CSV 文件发布账单")).to_be_visible()
+    expect(page.get_by_role("cell", name="王建国").first).to_be_visible()
+    shot(page, "22-console-biller-zh")
+    # And the payments (the citizens' of the tests above) can be searched and opened
+    page.get_by_role("navigation", name="缴费服务").get_by_role("link", name="缴费记录").click()
+    expect(page.get_by_role("heading", name="缴费记录", exact=True)).to_be_visible()
+    shot(page, "23-console-payments-zh")
+    page.locator("table a").first.click()
+    expect(page.get_by_role("heading", name="为本笔缴费退款")).to_be_visible()
+    shot(page, "24-console-payment-zh")
+    # And the ledger shows what the sandbox holds and what is owed to the water company
+    page.goto(f"{site.url}/console/pay/ledger")
+    expect(page.get_by_text("应付大连市供水有限公司")).to_be_visible()
+    shot(page, "25-console-ledger-zh")
+    # And on a phone the console's Pay pages fit the screen
+    phone = chromium.new_context(viewport=PHONE, locale="zh-CN", device_scale_factor=2)
+    small = phone.new_page()
+    sign_in(small, site)
+    for path in ("/console/pay", "/console/pay/payments", "/console/pay/settlements"):
+        small.goto(f"{site.url}{path}")
+        expect(small.locator("main h1")).to_be_visible()
+        fits(small, PHONE["width"])
+    shot(small, "26-console-settlements-phone-zh")
+    phone.close()
+    context.close()
