@@ -494,7 +494,7 @@ def import_statement(
     if not content:
         errors["file"] = _FILE_HINT
     if errors or day is None:
-        raise _statement_rejected(request, session, actor, values, errors)
+        raise _reconciliation_rejected(request, session, actor, "form", values, errors)
     try:
         reconciliation.import_statement(
             session=session,
@@ -504,8 +504,8 @@ def import_statement(
             business_date=day,
         )
     except (Conflict, InvalidInput) as exc:
-        raise _statement_rejected(
-            request, session, actor, values, {}, service_error(exc), exc.status
+        raise _reconciliation_rejected(
+            request, session, actor, "form", values, {}, service_error(exc), exc.status
         ) from exc
     return see_other("/console/pay/reconciliation?done=statement_imported")
 
@@ -536,7 +536,7 @@ def resolve(
     if not memo.strip() or len(memo.strip()) > 300:
         errors["memo"] = _REASON_HINT
     if errors or item is None or fen is None:
-        raise _resolve_rejected(request, session, actor, values, errors)
+        raise _reconciliation_rejected(request, session, actor, "resolve", values, errors)
     try:
         reconciliation.resolve_item(
             session=session,
@@ -548,39 +548,25 @@ def resolve(
             memo=memo.strip(),
         )
     except (Conflict, InvalidInput, NotFound) as exc:
-        raise _resolve_rejected(
-            request, session, actor, values, {}, service_error(exc), exc.status
+        raise _reconciliation_rejected(
+            request, session, actor, "resolve", values, {}, service_error(exc), exc.status
         ) from exc
     return see_other("/console/pay/reconciliation?done=item_resolved")
 
 
-def _statement_rejected(
+def _reconciliation_rejected(
     request: Request,
     session: Session,
     actor: Actor,
+    slot: str,
     values: dict[str, str],
     errors: dict[str, str],
     summary: dict[str, str] | None = None,
     status_code: int = 422,
 ) -> FormRejected:
+    """The reconciliation page again, with the refused form (``form`` or ``resolve``) filled in."""
     context = _reconciliation_context(request, session, actor, False)
-    context["form"] = _rejected_form(values, errors, summary)
-    return FormRejected(
-        page(request, "pay/console/reconciliation.html", context, status_code=status_code)
-    )
-
-
-def _resolve_rejected(
-    request: Request,
-    session: Session,
-    actor: Actor,
-    values: dict[str, str],
-    errors: dict[str, str],
-    summary: dict[str, str] | None = None,
-    status_code: int = 422,
-) -> FormRejected:
-    context = _reconciliation_context(request, session, actor, False)
-    context["resolve"] = _rejected_form(values, errors, summary)
+    context[slot] = _rejected_form(values, errors, summary)
     return FormRejected(
         page(request, "pay/console/reconciliation.html", context, status_code=status_code)
     )
