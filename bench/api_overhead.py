@@ -137,6 +137,10 @@ def serve(database_url: str, data_dir: str, announce: bool) -> None:
         """The baseline: the same app and middleware, no authentication and no database."""
         return {"status": "ok"}
 
+    # Routing tries routes in order: the bare route goes first, so that it does not pay for
+    # scanning the whole app (its own cost stays the smallest, and the ratio is not flattered).
+    app.router.routes.insert(0, app.router.routes.pop())
+
     # IPPROTO_TCP given explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says TCP,
     # and without it every keep-alive response stalls ~40 ms (Nagle meets delayed ACK).
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
