@@ -42,6 +42,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from fpdf import FPDF
+from gmssl import sm2
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 from sqlalchemy import select
@@ -94,7 +95,7 @@ _NUMBER_ATTEMPTS = 5
 
 
 class ReceiptSigner(Protocol):
-    """A receipt signing key: Ed25519 here; SM2 would be another implementation."""
+    """A receipt signing key: Ed25519 (the default) or SM2."""
 
     @property
     def algorithm(self) -> str:
@@ -160,11 +161,120 @@ class Ed25519Signer:
         )
 
 
-def _create_key_file(path: Path) -> None:
-    """Write a new key to ``path`` unless another process got there first."""
-    pem = Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+#: DER of the OIDs in an SM2 public key: id-ecPublicKey, then the SM2 curve (1.2.156.10197.1.301).
+_EC_PUBLIC_KEY_OID = bytes.fromhex("06072a8648ce3d0201")
+_SM2_CURVE_OID = bytes.fromhex("06082a811ccf5501822d")
+_SM2_KEY_LABEL = "CIVICLOUD SM2 PRIVATE KEY"
+
+
+def _sm2_public_der(point_hex: str) -> bytes:
+    """SubjectPublicKeyInfo (DER) of an SM2 public key given as the 128 hex digits of X || Y."""
+    point = b"\x04" + bytes.fromhex(point_hex)
+    algorithm = _EC_PUBLIC_KEY_OID + _SM2_CURVE_OID
+    body = (
+        b"\x30"
+        + bytes([len(algorithm)])
+        + algorithm
+        + b"\x03"
+        + bytes([len(point) + 1])
+        + b"\x00"
+        + point
     )
+    return b"\x30" + bytes([len(body)]) + body
+
+
+def _pem_der(pem: bytes) -> bytes:
+    """The DER inside a PEM block; ``InvalidInput`` when it is not one."""
+    lines = [line.strip() for line in pem.decode("ascii", "replace").splitlines()]
+    inner = [line for line in lines if line and not line.startswith("-----")]
+    try:
+        return base64.b64decode("".join(inner), validate=True)
+    except (ValueError, binascii.Error) as exc:
+        raise InvalidInput("not a PEM public key") from exc
+
+
+def _sm2_point(public_key_pem: bytes) -> str | None:
+    """The SM2 public point (hex X || Y) of a PEM key, or ``None`` when it is not an SM2 key."""
+    der = _pem_der(public_key_pem)
+    if _SM2_CURVE_OID not in der or len(der) < 65:
+        return None
+    return der[-64:].hex()
+
+
+def public_key_id(public_key_pem: bytes) -> str:
+    """The key id of a PEM public key: the first 16 hex digits of SHA-256 over its DER."""
+    return hashlib.sha256(_pem_der(public_key_pem)).hexdigest()[:16]
+
+
+class Sm2Signer:
+    """Signs receipts with SM2 and SM3 (GB/T 32918, GB/T 32905), for installations that must."""
+
+    algorithm = "sm2"
+
+    def __init__(self, private_hex: str) -> None:
+        if len(private_hex) != 64 or not all(c in "0123456789abcdefABCDEF" for c in private_hex):
+            raise InvalidInput("an SM2 private key is 64 hexadecimal digits")
+        self._private_hex = private_hex.lower()
+        probe = sm2.CryptSM2(public_key="", private_key=self._private_hex)
+        self._public_hex: str = probe._kg(int(self._private_hex, 16), sm2.default_ecc_table["g"])
+        self._crypt = sm2.CryptSM2(public_key=self._public_hex, private_key=self._private_hex)
+        self.key_id = hashlib.sha256(_sm2_public_der(self._public_hex)).hexdigest()[:16]
+
+    @classmethod
+    def generate(cls) -> Sm2Signer:
+        """A signer with a fresh key held only in memory (tests, demos)."""
+        order = int(sm2.default_ecc_table["n"], 16)
+        return cls(f"{secrets.randbelow(order - 1) + 1:064x}")
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> Sm2Signer:
+        """Load the key at ``path``; create it (0600, fsync'd) when absent."""
+        if not path.exists():
+            fresh = cls.generate()
+            _create_key_file(path, fresh.private_pem())
+        text = path.read_text(encoding="ascii", errors="replace")
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        if len(lines) != 3 or _SM2_KEY_LABEL not in lines[0]:
+            raise InvalidInput(f"{path}: not a civicloud SM2 private key")
+        return cls(lines[1])
+
+    def private_pem(self) -> bytes:
+        """The private key in civicloud's SM2 key file format."""
+        return (
+            f"-----BEGIN {_SM2_KEY_LABEL}-----\n{self._private_hex}\n"
+            f"-----END {_SM2_KEY_LABEL}-----\n"
+        ).encode("ascii")
+
+    def sign(self, data: bytes) -> bytes:
+        """The 64-byte SM2 signature (r || s) of ``data`` with SM3 and the default user id."""
+        return bytes.fromhex(self._crypt.sign_with_sm3(data))
+
+    def public_key_pem(self) -> bytes:
+        """The public key, PEM (SubjectPublicKeyInfo with the SM2 curve)."""
+        der = base64.b64encode(_sm2_public_der(self._public_hex)).decode("ascii")
+        wrapped = "\n".join(der[i : i + 64] for i in range(0, len(der), 64))
+        return f"-----BEGIN PUBLIC KEY-----\n{wrapped}\n-----END PUBLIC KEY-----\n".encode()
+
+
+def _verify_sm2(point_hex: str, signature: bytes, data: bytes) -> bool:
+    if len(signature) != 64:
+        return False
+    try:
+        verifier = sm2.CryptSM2(public_key=point_hex, private_key=None)
+        return bool(verifier.verify_with_sm3(signature.hex(), data))
+    except (ValueError, TypeError, ZeroDivisionError):
+        return False
+
+
+def _create_key_file(path: Path, pem: bytes | None = None) -> None:
+    """Write a new key (``pem``, by default a fresh Ed25519 one) to ``path`` unless another
+    process got there first."""
+    if pem is None:
+        pem = Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     # Written whole to a private temporary file, then linked into place: a concurrent reader
     # never sees half a key, and if two processes race, one key wins and both use it (a
@@ -189,10 +299,9 @@ def _create_key_file(path: Path) -> None:
 
 def signer_from_settings(settings: PaySettings, *, data_dir: Path) -> ReceiptSigner:
     """The configured receipt signer; the key is made in ``data_dir`` when no file is set."""
-    if settings.receipt_algorithm != "ed25519":
-        raise InvalidInput(
-            f"receipt_algorithm {settings.receipt_algorithm!r} is not available: "
-            "only ed25519 is implemented (SM2 needs a library civicloud does not ship)"
+    if settings.receipt_algorithm == "sm2":
+        return Sm2Signer.load_or_create(
+            settings.receipt_key_file or data_dir / "keys" / "receipt-sm2.key"
         )
     path = settings.receipt_key_file or data_dir / "keys" / "receipt-ed25519.pem"
     return Ed25519Signer.load_or_create(path)
@@ -354,7 +463,7 @@ def _load_public_key(public_key_pem: bytes) -> Ed25519PublicKey:
     except (ValueError, TypeError) as exc:
         raise InvalidInput("not a PEM public key") from exc
     if not isinstance(key, Ed25519PublicKey):
-        raise InvalidInput("not an Ed25519 public key (the only receipt algorithm implemented)")
+        raise InvalidInput("not an Ed25519 or SM2 public key")
     return key
 
 
@@ -363,8 +472,11 @@ def verify_receipt(*, body: str, signature: str, public_key_pem: bytes) -> bool:
 
     Raises ``InvalidInput`` if the key is unusable: a bad key is not a bad receipt.
     """
-    key = _load_public_key(public_key_pem)
+    point = _sm2_point(public_key_pem)
     raw = _decode_signature(signature)
+    if point is not None:
+        return raw is not None and _verify_sm2(point, raw, body.encode("utf-8", "surrogatepass"))
+    key = _load_public_key(public_key_pem)
     if raw is None:
         return False
     try:
@@ -774,7 +886,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not valid:
         sys.stdout.write(f"invalid: receipt {number} does not match its signature\n")
         return 1
-    key_id = _key_id(_load_public_key(public_key_pem))
+    key_id = public_key_id(public_key_pem)
     sys.stdout.write(f"valid: receipt {number}, signed by key {key_id}\n")
     return 0
 

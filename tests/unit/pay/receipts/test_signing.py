@@ -16,8 +16,10 @@ from civicloud.core.errors import InvalidInput
 from civicloud.pay.receipts import (
     Ed25519Signer,
     ReceiptSigner,
+    Sm2Signer,
     canonical_json,
     mask_account,
+    public_key_id,
     signer_from_settings,
     verify_receipt,
 )
@@ -71,14 +73,57 @@ def test_a_key_file_of_another_algorithm_is_refused(tmp_path: Path) -> None:
         Ed25519Signer.load_or_create(path)
 
 
-def test_signer_from_settings_uses_the_data_dir_and_refuses_sm2(tmp_path: Path) -> None:
+def test_signer_from_settings_uses_the_data_dir_for_either_algorithm(tmp_path: Path) -> None:
     # given / when
     signer = signer_from_settings(PaySettings(), data_dir=tmp_path)
+    sm2_signer = signer_from_settings(PaySettings(receipt_algorithm="sm2"), data_dir=tmp_path)
     # then
     assert (tmp_path / "keys" / "receipt-ed25519.pem").is_file()
     assert signer.algorithm == "ed25519"
-    with pytest.raises(InvalidInput, match="sm2"):
-        signer_from_settings(PaySettings(receipt_algorithm="sm2"), data_dir=tmp_path)
+    key_file = tmp_path / "keys" / "receipt-sm2.key"
+    assert key_file.is_file()
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert sm2_signer.algorithm == "sm2"
+    # and the SM2 key is the same one when loaded again
+    again = signer_from_settings(PaySettings(receipt_algorithm="sm2"), data_dir=tmp_path)
+    assert again.key_id == sm2_signer.key_id
+
+
+def test_sm2_signatures_verify_and_any_change_fails() -> None:
+    # given an SM2 signer and a receipt body it signed
+    signer = Sm2Signer.generate()
+    signature = _sign(signer)
+    public = signer.public_key_pem()
+    # then the signature verifies with the public key alone, and the key id names that key
+    assert verify_receipt(body=BODY, signature=signature, public_key_pem=public)
+    assert public_key_id(public) == signer.key_id
+    # and a changed body, a changed signature or another key does not
+    assert not verify_receipt(
+        body=BODY.replace("19134", "19135"), signature=signature, public_key_pem=public
+    )
+    flipped = base64.b64decode(signature)
+    flipped = bytes([flipped[0] ^ 1]) + flipped[1:]
+    assert not verify_receipt(
+        body=BODY, signature=base64.b64encode(flipped).decode(), public_key_pem=public
+    )
+    other = Sm2Signer.generate().public_key_pem()
+    assert not verify_receipt(body=BODY, signature=signature, public_key_pem=other)
+    # and an Ed25519 signature is not an SM2 one
+    assert not verify_receipt(
+        body=BODY, signature=_sign(Ed25519Signer.generate()), public_key_pem=public
+    )
+
+
+def test_an_sm2_public_key_is_a_standard_subject_public_key_info() -> None:
+    # the PEM names id-ecPublicKey and the SM2 curve and holds the uncompressed point, so
+    # OpenSSL and other tools can read it
+    der = base64.b64decode(
+        "".join(Sm2Signer.generate().public_key_pem().decode().splitlines()[1:-1])
+    )
+    assert der[0] == 0x30
+    assert bytes.fromhex("06072a8648ce3d0201") in der
+    assert bytes.fromhex("06082a811ccf5501822d") in der
+    assert der[-65] == 0x04
 
 
 def test_sign_and_verify_round_trip_in_both_base64_alphabets() -> None:
