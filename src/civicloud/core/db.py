@@ -82,7 +82,18 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         )
         _configure_sqlite(engine)
     else:
-        engine = create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        # A pool as large as the app's thread pool (anyio runs 40 worker threads), so that busy
+        # threads do not open and close overflow connections on every request; pre-ping finds a
+        # connection the server dropped, and recycling retires one before a server or firewall
+        # timeout does.
+        engine = create_engine(
+            url,
+            echo=echo,
+            pool_pre_ping=True,
+            pool_size=40,
+            max_overflow=10,
+            pool_recycle=1800,
+        )
     event.listen(engine, "before_cursor_execute", _refuse_nul_characters)
     return engine
 

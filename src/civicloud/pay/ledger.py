@@ -55,12 +55,14 @@ from sqlalchemy import (
     type_coerce,
     union_all,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from civicloud.core import audit
 from civicloud.core.actor import Actor, authorize
-from civicloud.core.db import new_id
+from civicloud.core.caches import caches_of
+from civicloud.core.db import new_id, utcnow
 from civicloud.core.errors import Conflict, InvalidInput, NotFound
 from civicloud.core.tenants import Tenant, in_subtrees, resolve_tenant
 from civicloud.pay.errors import BillerNotFound
@@ -297,7 +299,40 @@ def _account(session: Session, code: str) -> LedgerAccount:
         if found is None:
             raise
         return found
+    session.info.setdefault(_CREATED_ACCOUNTS_KEY, set()).add(code)
     return account
+
+
+#: Per-database cache (``core.caches``) of account code → (id, currency). Accounts never change
+#: and are never deleted once committed, so an entry is right for as long as it lives.
+_ACCOUNT_CACHE = "pay.ledger_accounts"
+#: ``Session.info`` key: codes of the accounts this session created (perhaps not committed yet,
+#: perhaps rolled back later), which are therefore never put in the cache by this session.
+_CREATED_ACCOUNTS_KEY = "civicloud.pay.created_accounts"
+
+
+@dataclass(frozen=True)
+class _AccountRef:
+    id: uuid.UUID
+    code: str
+    currency: str
+
+
+def _account_ref(session: Session, code: str) -> _AccountRef:
+    """The id and currency of account ``code``, made on first use; cached per database."""
+    caches = caches_of(session)
+    cache = caches.get(_ACCOUNT_CACHE) if caches is not None else None
+    if cache is not None:
+        cached: _AccountRef | None = cache.get(code)
+        if cached is not None:
+            return cached
+    account = _account(session, code)
+    ref = _AccountRef(id=account.id, code=account.code, currency=account.currency)
+    # Only a row another transaction committed is cached: one this session made may yet be
+    # rolled back (the next transaction that reads it caches it).
+    if cache is not None and code not in session.info.get(_CREATED_ACCOUNTS_KEY, ()):
+        cache.put(code, ref)
+    return ref
 
 
 def _post(
@@ -312,38 +347,44 @@ def _post(
     amount_fen: int,
     currency: str,
 ) -> JournalEntry:
-    existing = _find_entry(session, kind, reference)
-    if existing is not None:
-        return existing
     # Accounts in code order, so that two first postings never wait on each other crosswise.
-    accounts = {code: _account(session, code) for code in sorted({debit, credit})}
+    accounts = {code: _account_ref(session, code) for code in sorted({debit, credit})}
     for account in accounts.values():
         if account.currency != currency:
             raise Conflict(f"account {account.code} keeps {account.currency}, not {currency}")
-    entry = JournalEntry(
-        id=new_id(), kind=kind, reference=reference, memo=memo[:300], posted_by=posted_by[:160]
-    )
-    try:
-        with session.begin_nested():
-            session.add(entry)
-            session.add(
-                JournalLine(
-                    id=new_id(),
-                    entry_id=entry.id,
-                    debit_account_id=accounts[debit].id,
-                    credit_account_id=accounts[credit].id,
-                    amount_fen=amount_fen,
-                    currency=currency,
-                )
-            )
-            # Flushed inside the savepoint: a concurrent posting of the same (kind, reference)
-            # meets the unique constraint here, and the entry that won is returned instead.
-            session.flush()
-    except IntegrityError:
+    # One statement instead of a lookup and a savepoint: the unique (kind, reference) refuses a
+    # second posting of the same event (also one racing in another transaction, which this waits
+    # for on PostgreSQL), and then the entry that was posted first is returned.
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    entry = session.scalars(
+        insert(JournalEntry)
+        .values(
+            id=new_id(),
+            kind=kind,
+            reference=reference,
+            memo=memo[:300],
+            posted_at=utcnow(),
+            posted_by=posted_by[:160],
+        )
+        .on_conflict_do_nothing(index_elements=["kind", "reference"])
+        .returning(JournalEntry)
+    ).one_or_none()
+    if entry is None:
         existing = _find_entry(session, kind, reference)
         if existing is None:
-            raise
+            raise Conflict(f"the {kind} entry {reference} could not be posted")
         return existing
+    session.add(
+        JournalLine(
+            id=new_id(),
+            entry_id=entry.id,
+            debit_account_id=accounts[debit].id,
+            credit_account_id=accounts[credit].id,
+            amount_fen=amount_fen,
+            currency=currency,
+        )
+    )
     return entry
 
 

@@ -235,15 +235,41 @@ def _end_unpaid(session: Session, payment: Payment, status: PaymentStatus, now: 
     )
 
 
+@dataclass(frozen=True)
+class LockedRows:
+    """What :func:`lock_payment_rows` locked and read with a payment: its links, its bills
+    (locked, in primary-key order) and their biller, so that applying the payment reads none of
+    them again."""
+
+    links: Sequence[PaymentBill]
+    bills: Sequence[Bill]
+    biller: Biller | None
+
+
+def lock_payment_rows(session: Session, payment_id: uuid.UUID) -> tuple[Payment | None, LockedRows]:
+    """:func:`lock_payment`, also returning the rows it locked and read on the way."""
+    rows = session.execute(
+        select(PaymentBill, Bill, Biller)
+        .join(Bill, Bill.id == PaymentBill.bill_id)
+        .join(Biller, Biller.id == Bill.biller_id)
+        .where(PaymentBill.payment_id == payment_id)
+        .order_by(Bill.id)
+        .with_for_update(of=Bill)
+    ).all()
+    locked = LockedRows(
+        links=[row[0] for row in rows],
+        bills=[row[1] for row in rows],
+        biller=rows[0][2] if rows else None,
+    )
+    payment = session.get(Payment, payment_id, with_for_update=True, populate_existing=True)
+    return payment, locked
+
+
 def lock_payment(session: Session, payment_id: uuid.UUID) -> Payment | None:
     """Lock a payment for a state change: its bills first (in primary-key order), then the
     payment itself, read afresh. Creating a payment locks bills before payments too, so the
     two never wait on each other in opposite orders."""
-    bill_ids = session.scalars(
-        select(PaymentBill.bill_id).where(PaymentBill.payment_id == payment_id)
-    ).all()
-    bills_by_id(session, bill_ids)
-    return session.get(Payment, payment_id, with_for_update=True, populate_existing=True)
+    return lock_payment_rows(session, payment_id)[0]
 
 
 def get_payment_or_raise(*, session: Session, actor: Actor, payment_id: uuid.UUID) -> Payment:
@@ -312,7 +338,7 @@ def apply_notification(
     found = session.scalars(
         select(Payment.id).where(Payment.trade_no == notification.trade_no)
     ).first()
-    payment = lock_payment(session, found) if found is not None else None
+    payment, locked = lock_payment_rows(session, found) if found is not None else (None, None)
     if payment is None or payment.provider != provider.name:
         raise InvalidNotification(f"no payment {notification.trade_no!r} at {provider.name}")
     if notification.amount_fen != payment.amount_fen:
@@ -326,6 +352,7 @@ def apply_notification(
             context=context,
             payment=payment,
             provider_trade_no=notification.provider_trade_no,
+            locked=locked,
         )
     elif notification.status in ("failed", "closed") and payment.status in IN_FLIGHT:
         _end_unpaid(session, payment, PaymentStatus.FAILED, utcnow())
@@ -360,8 +387,13 @@ def apply_success(
     context: PayContext,
     payment: Payment,
     provider_trade_no: str | None,
+    locked: LockedRows | None = None,
 ) -> str:
-    """The provider took the money: complete the payment, or refund a late one. Idempotent."""
+    """The provider took the money: complete the payment, or refund a late one. Idempotent.
+
+    ``locked``: the rows :func:`lock_payment_rows` locked and read with ``payment`` in this
+    transaction (not read again here); without it they are read.
+    """
     if payment.status == PaymentStatus.SUCCEEDED.value:
         return "already_succeeded"
     if provider_trade_no:
@@ -375,7 +407,12 @@ def apply_success(
             reason=f"paid after the payment was {payment.status}",
         )
         return "late_refunded"
-    links = session.scalars(select(PaymentBill).where(PaymentBill.payment_id == payment.id)).all()
+    if locked is None:
+        links: Sequence[PaymentBill] = session.scalars(
+            select(PaymentBill).where(PaymentBill.payment_id == payment.id)
+        ).all()
+    else:
+        links = locked.links
     now = utcnow()
     try:
         # Flushed in a savepoint: a bill already paid by another payment meets the primary key
@@ -406,8 +443,16 @@ def apply_success(
         .execution_options(synchronize_session="fetch")
     )
     ledger.post_payment(session=session, payment=payment, posted_by=f"provider:{payment.provider}")
+    # Held until the end: the biller stays in the session's identity map, so that the receipt
+    # and the webhooks find it there instead of reading it again.
+    biller = locked.biller if locked is not None else None
     receipts.issue_receipt(session=session, payment=payment, signer=context.signer)
-    for bill in session.scalars(select(Bill).where(Bill.id.in_(bill_ids))):
+    paid_bills: Sequence[Bill] = (
+        locked.bills
+        if locked is not None
+        else session.scalars(select(Bill).where(Bill.id.in_(bill_ids))).all()
+    )
+    for bill in paid_bills:
         webhooks.enqueue_event(
             session=session,
             biller_id=payment.biller_id,
@@ -421,6 +466,7 @@ def apply_success(
                 "paid_at": now.isoformat(),
             },
         )
+    del biller
     return "succeeded"
 
 

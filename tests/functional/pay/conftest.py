@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from fastapi import FastAPI
@@ -14,6 +14,13 @@ from civicloud.pay.payments import PayContext
 from civicloud.pay.providers import SandboxProvider
 
 BASE_URL = "https://testserver"
+
+
+@pytest.fixture(scope="session")
+def core_services(fresh_services: Callable[[], Services]) -> Services:
+    """A database of Pay's functional tests' own: they check the whole ledger, which rows that
+    other tests commit to the shared database (a payment made by hand, never posted) would upset."""
+    return fresh_services()
 
 
 @pytest.fixture(scope="session")
