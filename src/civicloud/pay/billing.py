@@ -11,18 +11,19 @@ import time
 import uuid
 from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from civicloud.core import audit
 from civicloud.core.actor import Actor, authorize
 from civicloud.core.errors import InvalidInput
-from civicloud.core.tenants import resolve_tenant
+from civicloud.core.tenants import Tenant, resolve_tenant
 from civicloud.pay.errors import (
     BillAlreadyPaid,
     BillBeingPaid,
@@ -493,3 +494,90 @@ def bills_by_id(session: Session, ids: Iterable[uuid.UUID]) -> list[Bill]:
             select(Bill).where(Bill.id.in_(list(ids))).order_by(Bill.id).with_for_update()
         )
     )
+
+
+# --- listings for the pages ----------------------------------------------------------------
+
+#: The order citizens look for billers in: utilities first, then fines and fees.
+CATEGORY_ORDER = {"water": 0, "power": 1, "gas": 2, "fine": 3, "fee": 4}
+
+
+@dataclass(frozen=True)
+class City:
+    """A city and the billers citizens can pay below it."""
+
+    tenant: Tenant
+    billers: list[Biller]
+
+
+def cities_with_billers(*, session: Session) -> list[City]:
+    """Every city with billers below it, each with those billers (public)."""
+    billers = public_billers(session=session)
+    if not billers:
+        return []
+    homes = {
+        t.id: t
+        for t in session.scalars(
+            select(Tenant).where(Tenant.id.in_({b.tenant_id for b in billers}))
+        )
+    }
+    # A tenant's path names every ancestor: /<root>/<…>/<itself>/.
+    ancestry = {
+        home_id: [uuid.UUID(part) for part in home.path.strip("/").split("/")]
+        for home_id, home in homes.items()
+    }
+    above = {i for ids in ancestry.values() for i in ids}
+    cities = {
+        t.id: City(t, [])
+        for t in session.scalars(select(Tenant).where(Tenant.id.in_(above), Tenant.kind == "city"))
+    }
+    # Utilities first, as citizens look for them most, then fines and fees.
+    for biller in sorted(billers, key=lambda b: (CATEGORY_ORDER.get(b.category, 9), b.name_zh)):
+        for tenant_id in ancestry.get(biller.tenant_id, []):
+            if tenant_id in cities:
+                cities[tenant_id].billers.append(biller)
+                break
+    return sorted(cities.values(), key=lambda c: c.tenant.path)
+
+
+def bill_counts(
+    *, session: Session, biller_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, dict[str, int]]:
+    """How many bills of each status each of these billers has (callers pass visible billers)."""
+    counts: dict[uuid.UUID, dict[str, int]] = {b: {} for b in biller_ids}
+    if biller_ids:
+        rows = session.execute(
+            select(Bill.biller_id, Bill.status, func.count())
+            .where(Bill.biller_id.in_(list(biller_ids)))
+            .group_by(Bill.biller_id, Bill.status)
+        ).all()
+        for biller_id, status, count in rows:
+            counts[biller_id][status] = int(count)
+    return counts
+
+
+def list_bills(
+    *,
+    session: Session,
+    actor: Actor,
+    biller_id: uuid.UUID,
+    search: str = "",
+    status: str = "",
+    limit: int = 100,
+) -> tuple[Biller, Sequence[Bill]]:
+    """A biller (``pay.biller.read`` there) and its bills, by bill or account number prefix."""
+    biller = get_biller_or_raise(session=session, actor=actor, biller_id=biller_id)
+    query = select(Bill).where(Bill.biller_id == biller.id)
+    if search:
+        query = query.where(
+            or_(
+                Bill.bill_number.startswith(search, autoescape=True),
+                Bill.account_number.startswith(search, autoescape=True),
+            )
+        )
+    if status:
+        query = query.where(Bill.status == status)
+    bills = session.scalars(
+        query.order_by(Bill.due_date.desc(), Bill.bill_number).limit(limit)
+    ).all()
+    return biller, bills

@@ -36,10 +36,10 @@ from civicloud.core.actor import Actor, authorize
 from civicloud.core.config import PaySettings
 from civicloud.core.db import utcnow
 from civicloud.core.errors import InvalidInput
-from civicloud.core.tenants import resolve_tenant
+from civicloud.core.tenants import Tenant, in_subtrees, resolve_tenant
 from civicloud.pay import ledger, receipts, refunds, webhooks
 from civicloud.pay.backends import Acknowledgement, CheckoutRequest, Notification, PaymentProvider
-from civicloud.pay.billing import bills_by_id, late_fee_fen
+from civicloud.pay.billing import bills_by_id, get_biller_or_raise, late_fee_fen
 from civicloud.pay.errors import (
     BillerNotFound,
     BillNotFound,
@@ -538,3 +538,45 @@ def recover_payments(*, session: Session, context: PayContext, limit: int = 500)
             detail=counts,
         )
     return counts
+
+
+# --- listings for the pages ----------------------------------------------------------------
+
+
+def search_payments(
+    *,
+    session: Session,
+    actor: Actor,
+    trade_no: str = "",
+    status: str = "",
+    biller_id: uuid.UUID | None = None,
+    limit: int = 100,
+) -> Sequence[Payment]:
+    """Payments where the actor holds ``pay.payment.read``, newest first, filtered."""
+    query = (
+        select(Payment)
+        .join(Tenant, Tenant.id == Payment.tenant_id)
+        .where(in_subtrees(Tenant.path, actor.roots(PAYMENT_READ)))
+    )
+    if biller_id is not None:
+        # Asked first, so that a biller the actor cannot see is a 404, as everywhere.
+        get_biller_or_raise(session=session, actor=actor, biller_id=biller_id)
+        query = query.where(Payment.biller_id == biller_id)
+    if trade_no:
+        query = query.where(Payment.trade_no.startswith(trade_no, autoescape=True))
+    if status in {s.value for s in PaymentStatus}:
+        query = query.where(Payment.status == status)
+    return session.scalars(query.order_by(Payment.created_at.desc(), Payment.id).limit(limit)).all()
+
+
+def payment_bills(*, session: Session, payment: Payment) -> list[tuple[Bill, int]]:
+    """The bills a payment covers, each with the fen it pays (callers authorised the payment)."""
+    return [
+        (bill, int(amount))
+        for bill, amount in session.execute(
+            select(Bill, PaymentBill.amount_fen)
+            .join(PaymentBill, PaymentBill.bill_id == Bill.id)
+            .where(PaymentBill.payment_id == payment.id)
+            .order_by(Bill.bill_number)
+        )
+    ]

@@ -37,7 +37,6 @@ from civicloud.pay.models import Biller, PaymentStatus, Receipt
 from civicloud.pay.payments import PayContext
 from civicloud.pay.providers import SandboxProvider
 from civicloud.pay.schemas import PaymentCreate, PublicBill
-from civicloud.pay.web import queries
 from civicloud.pay.web.views import (
     account_format,
     beijing_time,
@@ -81,7 +80,7 @@ def choose_biller(
     city: Annotated[uuid.UUID | None, Query()] = None,
 ) -> HTMLResponse:
     """Choose a city, then the biller to pay."""
-    cities = queries.cities_with_billers(session=session)
+    cities = billing.cities_with_billers(session=session)
     chosen = next((c for c in cities if c.tenant.id == city), cities[0] if cities else None)
     return page(request, "pay/choose.html", {"cities": cities, "chosen": chosen, "step": 1})
 

@@ -39,7 +39,6 @@ from civicloud.pay.models import (
     StatementImport,
 )
 from civicloud.pay.schemas import ImportReport, RowError
-from civicloud.pay.web import queries
 from civicloud.pay.web.views import (
     beijing_now,
     new_form_key,
@@ -55,6 +54,8 @@ from civicloud.web.pages.forms import service_error
 from civicloud.web.pages.guards import ConsoleActorDep, FormRejected, see_other
 
 router = APIRouter(prefix="/console/pay", include_in_schema=False)
+#: The most rows a console list shows at once.
+LIST_LIMIT = 100
 
 _AMOUNT_HINT = N_("Enter an amount in yuan with at most two decimals, such as 12.50.")
 _REASON_HINT = N_("Say in a few words why (at most 300 characters).")
@@ -124,7 +125,7 @@ def overview(request: Request, session: SessionDep, actor: ConsoleActorDep) -> H
             "pay_tab": "overview",
             "billers": billers,
             "homes": visible,
-            "counts": queries.bill_counts(session=session, biller_ids=[b.id for b in billers]),
+            "counts": billing.bill_counts(session=session, biller_ids=[b.id for b in billers]),
         },
     )
 
@@ -205,7 +206,7 @@ def _biller_context(
     status: str = "",
 ) -> dict[str, Any]:
     status = status if status in {s.value for s in BillStatus} else ""
-    biller, bills = queries.list_bills(
+    biller, bills = billing.list_bills(
         session=session, actor=actor, biller_id=biller_id, search=search, status=status
     )
     path = _tenant_path(session, biller.tenant_id)
@@ -220,10 +221,10 @@ def _biller_context(
         "biller": biller,
         "home": tenants.get_tenant(session=session, tenant_id=biller.tenant_id),
         "bills": bills,
-        "limit": queries.LIST_LIMIT,
+        "limit": LIST_LIMIT,
         "filters": {"q": search, "status": status},
         "statuses": [s.value for s in BillStatus],
-        "counts": queries.bill_counts(session=session, biller_ids=[biller.id])[biller.id],
+        "counts": billing.bill_counts(session=session, biller_ids=[biller.id])[biller.id],
         "may_import": actor.can(billing.BILL_WRITE, path),
         "settlements": settlements,
         "max_bytes": request.app.state.services.settings.web.max_body_bytes,
@@ -246,7 +247,7 @@ def payments_page(
     biller_id: Annotated[uuid.UUID | None, Query()] = None,
 ) -> HTMLResponse:
     """Search payments by trade number, status and biller."""
-    found = queries.search_payments(
+    found = payments.search_payments(
         session=session, actor=actor, trade_no=q.strip(), status=status, biller_id=biller_id
     )
     billers = billing.list_billers(session=session, actor=actor)
@@ -257,7 +258,7 @@ def payments_page(
             "section": "pay",
             "pay_tab": "payments",
             "payments": found,
-            "limit": queries.LIST_LIMIT,
+            "limit": LIST_LIMIT,
             "billers": billers,
             "biller_names": {b.id: b for b in billers},
             "statuses": [s.value for s in PaymentStatus],
@@ -344,7 +345,7 @@ def _payment_context(
         "pay_tab": "payments",
         "payment": payment,
         "biller": billing.get_biller(session=session, biller_id=payment.biller_id),
-        "bills": queries.payment_bills(session=session, payment=payment),
+        "bills": payments.payment_bills(session=session, payment=payment),
         "receipt": receipts.get_receipt_for_payment(session=session, payment_id=payment.id),
         "refunds": found_refunds,
         "refundable": refundable,
