@@ -3,13 +3,14 @@
 The application (Pay's pages mounted) runs under uvicorn on a free loopback port, over a fresh
 SQLite database holding Dalian and its billers, with ``public_base_url`` set to that port so
 that the sandbox's checkout and the receipt's QR code lead back to it. Screenshots of every step
-land in ``test-artifacts/screenshots/pay-*.png``; the bills page and the receipt also go to
-``docs/screenshots/``. The browser is never downloaded: without ``/usr/bin/chromium`` these
+land in ``test-artifacts/screenshots/pay-*.png``; with ``CIVICLOUD_UPDATE_DOCS_SCREENSHOTS=1`` the
+bills page and the receipt also go to ``docs/screenshots/``. The browser is never downloaded: without ``/usr/bin/chromium`` these
 tests are skipped.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import threading
@@ -264,7 +265,8 @@ def shot(page: Page, name: str, *, docs: str | None = None) -> None:
     """Save a full-page screenshot of this step (and a copy for the docs, when named)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"pay-{name}.png"), full_page=True)
-    if docs:
+    # The copies under docs/ change only when asked for, so a test run leaves the tree clean.
+    if docs and os.environ.get("CIVICLOUD_UPDATE_DOCS_SCREENSHOTS") == "1":
         DOCS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(DOCS / docs), full_page=True)
 
