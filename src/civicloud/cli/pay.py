@@ -138,7 +138,11 @@ def settle(
     services = open_services(data_dir)
     with unit_of_work(services) as session:
         done = settlement.settle_day(
-            session=session, actor=cli_actor(), biller_id=biller_id, business_date=business_date
+            session=session,
+            actor=cli_actor(),
+            biller_id=biller_id,
+            business_date=business_date,
+            payer=settlement.payer_from(services.settings.pay),
         )
         batch = done.batch_file
         print_rows(

@@ -74,6 +74,10 @@ class PaySettings(BaseModel):
     #: Ed25519 (default) or SM2 receipt signing key, PEM; made in the data dir when absent.
     receipt_key_file: Path | None = None
     receipt_algorithm: str = Field(default="ed25519", pattern="^(ed25519|sm2)$")
+    #: The platform's collection account, the payer of every settlement's bank batch file.
+    settlement_bank: str = "civicloud settlement bank"
+    settlement_account: str = Field(default="0000000000000000", pattern=r"^[0-9]{6,34}$")
+    settlement_account_name: str = "civicloud 代收款专户"
     alipay: AlipaySettings = AlipaySettings()
     wechatpay: WechatPaySettings = WechatPaySettings()
 

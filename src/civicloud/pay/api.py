@@ -321,12 +321,17 @@ def ledger_journal(
 def settle_day(
     session: SessionDep,
     actor: ActorDep,
+    context: PayContextDep,
     biller_id: uuid.UUID,
     business_date: Annotated[date, Query(alias="date")],
 ) -> SettlementRead:
     """Settle a biller's ended business day (idempotent: the same day gives the same batch)."""
     done = settlement.settle_day(
-        session=session, actor=actor, biller_id=biller_id, business_date=business_date
+        session=session,
+        actor=actor,
+        biller_id=biller_id,
+        business_date=business_date,
+        payer=settlement.payer_from(context.settings),
     )
     return SettlementRead.model_validate(done)
 

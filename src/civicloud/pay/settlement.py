@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session
 
 from civicloud.core import audit
 from civicloud.core.actor import Actor, authorize
+from civicloud.core.config import PaySettings
 from civicloud.core.db import new_id, utcnow
 from civicloud.core.errors import InvalidInput
 from civicloud.core.tenants import resolve_tenant
@@ -80,7 +81,16 @@ class PayerAccount:
     name: str
 
 
-#: A placeholder until the installation configures its own collection account.
+def payer_from(settings: PaySettings) -> PayerAccount:
+    """The collection account configured for this installation (``CIVICLOUD_PAY__SETTLEMENT_*``)."""
+    return PayerAccount(
+        bank=settings.settlement_bank,
+        account=settings.settlement_account,
+        name=settings.settlement_account_name,
+    )
+
+
+#: The account of the default settings, until the installation configures its own.
 DEFAULT_PAYER = PayerAccount(
     bank="civicloud settlement bank", account="0000000000000000", name="civicloud 代收款专户"
 )

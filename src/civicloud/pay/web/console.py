@@ -390,7 +390,13 @@ def settle(
     if chosen is None or day is None:
         raise _settle_rejected(request, session, actor, chosen, values, errors)
     try:
-        settlement.settle_day(session=session, actor=actor, biller_id=chosen, business_date=day)
+        settlement.settle_day(
+            session=session,
+            actor=actor,
+            biller_id=chosen,
+            business_date=day,
+            payer=settlement.payer_from(pay_context(request).settings),
+        )
     except InvalidInput as exc:  # the day has not ended yet
         raise _settle_rejected(
             request, session, actor, chosen, values, {}, service_error(exc)

@@ -286,3 +286,19 @@ def test_concurrent_settlements_of_one_day_make_one(core_services: Services) -> 
             .where(JournalEntry.reference == str(made[0]))
         )
         assert posted == 1
+
+
+def test_the_configured_collection_account_is_the_payer() -> None:
+    from civicloud.core.config import PaySettings
+    from civicloud.pay.settlement import PayerAccount, payer_from
+
+    settings = PaySettings(
+        settlement_bank="中国工商银行大连分行",
+        settlement_account="6222020200112233445",
+        settlement_account_name="大连市财政局代收款专户",
+    )
+    assert payer_from(settings) == PayerAccount(
+        bank="中国工商银行大连分行",
+        account="6222020200112233445",
+        name="大连市财政局代收款专户",
+    )
