@@ -11,14 +11,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from tests.functional.live_server import free_port
 
 CLI = [sys.executable, "-c", "from civicloud.cli import main; main()"]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _wait_until_healthy(url: str, process: subprocess.Popen[str], limit: float = 60) -> None:
@@ -39,7 +34,7 @@ def _wait_until_healthy(url: str, process: subprocess.Popen[str], limit: float =
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_serve_answers_then_stops_cleanly_on_a_signal(tmp_path: Path, stop: signal.Signals) -> None:
     # given a server started on a free loopback port
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [*CLI, "serve", "--data-dir", str(tmp_path / "data"), "--port", str(port)],
         stdout=subprocess.PIPE,

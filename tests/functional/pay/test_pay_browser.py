@@ -12,21 +12,17 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-import httpx2
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from playwright.sync_api import Browser as Chromium
 from playwright.sync_api import Page, ViewportSize, expect, sync_playwright
+from tests.functional.live_server import free_port, serving
 
 from civicloud.app import build_services, create_app, prepare_database
 from civicloud.core import identity, roles, tenants
@@ -70,13 +66,6 @@ class Site:
     """The running application's address."""
 
     url: str
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def seed_dalian(services: Services) -> None:
@@ -218,7 +207,7 @@ def seed_dalian(services: Services) -> None:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     """Dalian's bill payment, served on a free loopback port."""
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     settings = Settings(
         data_dir=tmp_path_factory.mktemp("civicloud-pay-browser"),
@@ -230,23 +219,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     seed_dalian(services)
     app: FastAPI = create_app(services=services)
     app.include_router(pay_web.router)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="uvicorn-pay-test", daemon=True)
-    thread.start()
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx2.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx2.HTTPError:
-                if time.monotonic() > deadline or not thread.is_alive():
-                    raise
-                time.sleep(0.05)
-        yield Site(url)
+        with serving(app, port):
+            yield Site(url)
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         services.db.dispose()
 
 
