@@ -12,7 +12,7 @@ from tests.factories.core import SYSTEM, make_tenant, unique
 from civicloud.core.db import utcnow
 from civicloud.core.tenants import Tenant, TenantKind
 from civicloud.pay import billing
-from civicloud.pay.models import Bill, Biller, Payment
+from civicloud.pay.models import Bill, Biller, Payment, WebhookDelivery
 from civicloud.pay.schemas import BillerCreate
 
 ACCOUNT_PATTERN = r"\d{10}"
@@ -98,3 +98,23 @@ def make_pending_payment(session: Session, biller: Biller, bills: list[Bill]) ->
         session.add(PaymentBill(payment_id=payment.id, bill_id=bill.id, amount_fen=bill.amount_fen))
     session.flush()
     return payment
+
+
+def make_dead_delivery(session: Session, biller: Biller) -> WebhookDelivery:
+    """A ``bill.paid`` webhook delivery of ``biller`` given up on after its retries."""
+    now = utcnow()
+    delivery = WebhookDelivery(
+        id=uuid.uuid4(),
+        event_id=uuid.uuid4().hex,
+        biller_id=biller.id,
+        event="bill.paid",
+        payload={"bill_number": "B1", "amount_fen": 100},
+        attempts=15,
+        next_attempt_at=now - timedelta(hours=6),
+        last_error="HTTP 503",
+        dead_at=now - timedelta(hours=6),
+        created_at=now - timedelta(days=2),
+    )
+    session.add(delivery)
+    session.flush()
+    return delivery

@@ -180,9 +180,9 @@ class FakeProvider:
             return answer
 
     def parse_statement(self, content: bytes, *, business_date: date) -> list[StatementLine]:
-        """``kind,trade_no,provider_trade_no,amount_fen`` lines, after a header."""
+        """``kind,trade_no,provider_trade_no,amount_fen,refund_no`` lines, after a header."""
         rows = list(csv.reader(io.StringIO(content.decode("utf-8"))))
-        if not rows or rows[0] != ["kind", "trade_no", "provider_trade_no", "amount_fen"]:
+        if not rows or rows[0] != [*STATEMENT_COLUMNS]:
             raise ValueError("not a fake statement")
         return [
             StatementLine(
@@ -190,17 +190,22 @@ class FakeProvider:
                 provider_trade_no=provider_trade_no,
                 kind="refund" if kind == "refund" else "payment",
                 amount_fen=int(amount),
+                refund_no=refund_no or None,
             )
-            for kind, trade_no, provider_trade_no, amount in rows[1:]
+            for kind, trade_no, provider_trade_no, amount, refund_no in rows[1:]
         ]
 
 
-def statement(*lines: tuple[str, str, str, int]) -> bytes:
-    """A fake statement of ``(kind, trade_no, provider_trade_no, amount_fen)`` lines."""
+STATEMENT_COLUMNS = ("kind", "trade_no", "provider_trade_no", "amount_fen", "refund_no")
+
+
+def statement(*lines: tuple[str, str, str, int] | tuple[str, str, str, int, str]) -> bytes:
+    """A fake statement of ``(kind, trade_no, provider_trade_no, amount_fen[, refund_no])``
+    lines (a refund line without ``refund_no`` names its refund by its trade only)."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["kind", "trade_no", "provider_trade_no", "amount_fen"])
-    writer.writerows(lines)
+    writer.writerow(STATEMENT_COLUMNS)
+    writer.writerows((*line, "")[:5] for line in lines)
     return out.getvalue().encode()
 
 

@@ -300,7 +300,11 @@ class FakeAlipayGateway:
 
 
 def wechat_encrypt(
-    plaintext: str, api_v3_key: str, *, associated_data: str = "transaction"
+    plaintext: str,
+    api_v3_key: str,
+    *,
+    associated_data: str = "transaction",
+    original_type: str = "transaction",
 ) -> dict[str, str]:
     """A callback ``resource`` as the platform makes it: AEAD_AES_256_GCM with the APIv3 key."""
     nonce = secrets.token_hex(6)
@@ -308,7 +312,7 @@ def wechat_encrypt(
         nonce.encode(), plaintext.encode(), associated_data.encode()
     )
     return {
-        "original_type": "transaction",
+        "original_type": original_type,
         "algorithm": "AEAD_AES_256_GCM",
         "ciphertext": base64.b64encode(ciphertext).decode(),
         "associated_data": associated_data,
@@ -348,6 +352,74 @@ def wechat_callback(
         "resource_type": "encrypt-resource",
         "event_type": "TRANSACTION.SUCCESS",
         "summary": "支付成功",
+        "resource": resource,
+    }
+    body = json.dumps(envelope, ensure_ascii=False).encode("utf-8")
+    return wechat_signed_headers(body, platform_key, serial, timestamp), body
+
+
+#: Each refund callback's event type, with the summary WeChat Pay puts in its envelope.
+WECHAT_REFUND_EVENTS = {
+    "REFUND.SUCCESS": "退款成功",
+    "REFUND.ABNORMAL": "退款异常",
+    "REFUND.CLOSED": "退款关闭",
+}
+
+
+def wechat_refund_resource(
+    *,
+    mchid: str,
+    out_trade_no: str,
+    out_refund_no: str,
+    refund_fen: int,
+    total_fen: int,
+    refund_status: str = "SUCCESS",
+    transaction_id: str = "4200001234202611261234567890",
+    refund_id: str = "50300906782026112612345678901",
+) -> dict[str, Any]:
+    """The decrypted resource of a refund callback, with the fields WeChat Pay documents."""
+    return {
+        "mchid": mchid,
+        "transaction_id": transaction_id,
+        "out_trade_no": out_trade_no,
+        "refund_id": refund_id,
+        "out_refund_no": out_refund_no,
+        "refund_status": refund_status,
+        "success_time": "2026-11-26T10:05:00+08:00",
+        "user_received_account": "招商银行信用卡0403",
+        "amount": {
+            "total": total_fen,
+            "refund": refund_fen,
+            "payer_total": total_fen,
+            "payer_refund": refund_fen,
+        },
+    }
+
+
+def wechat_refund_callback(
+    refund: Mapping[str, Any],
+    *,
+    api_v3_key: str,
+    platform_key: RsaPair,
+    serial: str,
+    timestamp: int,
+    event_type: str = "REFUND.SUCCESS",
+    notify_id: str = "EV-2018022511223320874",
+) -> tuple[dict[str, str], bytes]:
+    """A refund callback as WeChat Pay posts it: (headers, body), its resource encrypted with
+    ``associated_data`` ``refund`` and the body signed with the SDK's ``rsa_sign``."""
+    resource = wechat_encrypt(
+        json.dumps(refund, ensure_ascii=False),
+        api_v3_key,
+        associated_data="refund",
+        original_type="refund",
+    )
+    envelope = {
+        "id": notify_id,
+        "create_time": "2026-11-26T10:05:01+08:00",
+        "resource_type": "encrypt-resource",
+        "event_type": event_type,
+        "summary": WECHAT_REFUND_EVENTS.get(event_type, "退款"),
         "resource": resource,
     }
     body = json.dumps(envelope, ensure_ascii=False).encode("utf-8")

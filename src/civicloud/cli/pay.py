@@ -64,6 +64,7 @@ def run_jobs(services: Services) -> dict[str, int]:
         "recovered": sum(v for k, v in recovered.items() if k != "still_pending"),
         "webhooks_delivered": len(report.delivered),
         "webhooks_retrying": len(report.retrying),
+        "webhooks_dead": len(report.dead),
     }
 
 

@@ -8,7 +8,7 @@ the session and never commit.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -104,8 +104,16 @@ def _refuse_nul_characters(
     # PostgreSQL cannot store NUL in text and fails with a DataError (a 500); SQLite would store
     # it. Refusing it here, for every backend, turns any text that carries one, wherever it came
     # from (a name, a query filter, a token), into the same clear InvalidInput on both.
+    # Many rows are a sequence of rows, except an "insertmanyvalues" batch (a multi-row INSERT
+    # that RETURNING needs), which comes as one flat sequence of values: either way, every value.
     for row in parameters if executemany else (parameters,):
-        values = row.values() if isinstance(row, dict) else (row or ())
+        values: Iterable[Any]
+        if isinstance(row, dict):
+            values = row.values()
+        elif isinstance(row, list | tuple):
+            values = row
+        else:
+            values = (row,)
         if any(isinstance(value, str) and "\x00" in value for value in values):
             raise InvalidInput("text must not contain NUL (\\x00) characters")
 

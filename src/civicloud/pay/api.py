@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 from pydantic import BaseModel
@@ -23,6 +23,7 @@ from civicloud.pay import (
     reconciliation,
     refunds,
     settlement,
+    webhooks,
 )
 from civicloud.pay.billing import RateLimiter
 from civicloud.pay.errors import PaymentNotFound
@@ -44,6 +45,7 @@ from civicloud.pay.schemas import (
     Resolution,
     SettlementRead,
     StatementImportRead,
+    WebhookDeliveryRead,
 )
 from civicloud.web.deps import ActorDep, SessionDep
 
@@ -391,14 +393,16 @@ def reconciliation_items(
     session: SessionDep,
     actor: ActorDep,
     import_id: uuid.UUID | None = None,
+    kind: Literal["payment", "refund"] | None = None,
     unresolved_only: bool = True,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[ReconciliationItemRead]:
-    """Reconciliation exceptions (matched lines left out)."""
+    """Reconciliation exceptions (matched lines left out), of payments or refunds with ``kind``."""
     found = reconciliation.list_items(
         session=session,
         actor=actor,
         import_id=import_id,
+        kind=kind,
         unresolved_only=unresolved_only,
         limit=limit,
     )
@@ -420,6 +424,34 @@ def resolve_item(
         memo=data.memo,
     )
     return ReconciliationItemRead.model_validate(item)
+
+
+# --- operators: billers' webhooks -------------------------------------------------------------
+
+
+@router.get("/webhooks/dead", name="pay.webhook.dead")
+def dead_webhooks(
+    session: SessionDep,
+    actor: ActorDep,
+    biller_id: uuid.UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[WebhookDeliveryRead]:
+    """Webhook deliveries given up on after their last retry, newest first (yours to see)."""
+    found = webhooks.list_dead_deliveries(
+        session=session, actor=actor, biller_id=biller_id, limit=limit
+    )
+    return [WebhookDeliveryRead.model_validate(d) for d in found]
+
+
+@router.post("/webhooks/{delivery_id}/requeue", name="pay.webhook.requeue")
+def requeue_webhook(
+    session: SessionDep, actor: ActorDep, delivery_id: uuid.UUID
+) -> WebhookDeliveryRead:
+    """Send a dead webhook delivery again (same event id and body, a fresh set of retries)."""
+    delivery = webhooks.requeue_delivery(
+        session=session, actor=actor, delivery_id=delivery_id, now=utcnow()
+    )
+    return WebhookDeliveryRead.model_validate(delivery)
 
 
 # --- receipts (public: anyone holding a receipt may check it) --------------------------------

@@ -40,9 +40,16 @@ class Checkout:
     provider_trade_no: str | None = None
 
 
+NotificationKind = Literal["payment", "refund"]
+
+
 @dataclass(frozen=True)
 class Notification:
-    """A verified asynchronous notification: the provider says this trade is now ``status``."""
+    """A verified asynchronous notification: the provider says this trade is now ``status``.
+
+    ``kind`` ``refund``: the refund ``refund_no`` (ours) of trade ``trade_no`` is now
+    ``status`` (``succeeded`` or ``failed``), and ``amount_fen`` is the amount refunded.
+    """
 
     notify_id: str
     trade_no: str
@@ -51,6 +58,11 @@ class Notification:
     provider_trade_no: str | None
     occurred_at: datetime | None
     raw: Mapping[str, object] = field(default_factory=dict)
+    kind: NotificationKind = "payment"
+    #: Our refund number (``kind`` ``refund`` only).
+    refund_no: str | None = None
+    #: The provider's refund number (``kind`` ``refund`` only).
+    provider_refund_no: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +102,8 @@ class StatementLine:
     kind: Literal["payment", "refund"]
     amount_fen: int
     occurred_at: datetime | None = None
+    #: Our refund number, for a refund line of a statement that carries it.
+    refund_no: str | None = None
 
 
 class PaymentProvider(Protocol):

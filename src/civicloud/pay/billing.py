@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -406,11 +406,19 @@ def mask_name(name: str) -> str:
 
 def late_fee_fen(bill: Bill, today: date) -> int:
     """The late fee owed on ``today``: basis points of the amount per day overdue, capped."""
-    rule = bill.late_fee_rule
-    if not rule or today <= bill.due_date:
+    return late_fee(
+        amount_fen=bill.amount_fen, due_date=bill.due_date, rule=bill.late_fee_rule, today=today
+    )
+
+
+def late_fee(
+    *, amount_fen: int, due_date: date, rule: Mapping[str, Any] | None, today: date
+) -> int:
+    """:func:`late_fee_fen` of a bill's parts: its amount, due date and late-fee rule."""
+    if not rule or today <= due_date:
         return 0
-    days = (today - bill.due_date).days
-    fee = bill.amount_fen * int(rule["per_day_basis_points"]) * days // 10_000
+    days = (today - due_date).days
+    fee = amount_fen * int(rule["per_day_basis_points"]) * days // 10_000
     return int(min(fee, int(rule["cap_fen"])))
 
 

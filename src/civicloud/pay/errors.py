@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from civicloud.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from civicloud.core.errors import (
+    CivicloudError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+)
 
 
 class BillNotFound(NotFound):
@@ -53,10 +59,68 @@ class RefundExceedsPayment(Conflict):
     code = "pay.refund_exceeds_payment"
 
 
+class PaymentNotRefundable(Conflict):
+    """The payment cannot be refunded (it did not succeed, or another provider took it)."""
+
+    code = "pay.payment_not_refundable"
+
+
 class InvalidNotification(PermissionDenied):
     """A provider notification failed verification (signature, replay, mismatch)."""
 
     code = "pay.invalid_notification"
+
+
+class ProviderError(CivicloudError):
+    """A payment provider could not be reached, refused a call, or answered unverifiably."""
+
+    code = "pay.provider_error"
+    title = "Payment provider error"
+    status = 502
+
+
+class ProviderMisconfigured(CivicloudError):
+    """A provider adapter's settings or key files are missing or unusable."""
+
+    code = "pay.provider_misconfigured"
+    title = "Payment provider misconfigured"
+    status = 500
+
+
+class StatementAlreadyImported(Conflict):
+    """This statement file was imported before."""
+
+    code = "pay.statement_already_imported"
+
+
+class ItemAlreadyResolved(Conflict):
+    """The reconciliation item was resolved already (or needs no resolution)."""
+
+    code = "pay.reconciliation_item_resolved"
+
+
+class ReconciliationItemNotFound(NotFound):
+    """No such reconciliation item."""
+
+    code = "pay.reconciliation_item_not_found"
+
+
+class ReconciliationRefundPending(Conflict):
+    """The item is of a refund still pending: its confirmation posts it, not an adjustment."""
+
+    code = "pay.reconciliation_refund_pending"
+
+
+class WebhookDeliveryNotFound(NotFound):
+    """No such webhook delivery (or one of a biller the caller may not see)."""
+
+    code = "pay.webhook_delivery_not_found"
+
+
+class WebhookDeliveryNotDead(Conflict):
+    """Only a dead webhook delivery can be requeued; this one was delivered or is still retried."""
+
+    code = "pay.webhook_delivery_not_dead"
 
 
 class ImportRejected(InvalidInput):

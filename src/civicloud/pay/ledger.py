@@ -38,16 +38,20 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from functools import cache
+from typing import Any, Protocol
 
 from sqlalchemy import (
     ColumnElement,
+    Executable,
     Select,
     String,
     and_,
+    bindparam,
     cast,
     exists,
     func,
+    insert,
     literal,
     not_,
     or_,
@@ -133,8 +137,28 @@ def check_amount(amount_fen: object, *, what: str = "amount_fen") -> int:
 # --- posting ------------------------------------------------------------------------------
 
 
-def post_payment(*, session: Session, payment: Payment, posted_by: str) -> JournalEntry:
-    """Post a succeeded payment (clearing → payable); posting it again returns the first entry."""
+class PostablePayment(Protocol):
+    """What posting a payment reads: a ``Payment``, or the hot path's plain copy of one."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def trade_no(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def provider(self) -> str: ...
+    @property
+    def biller_id(self) -> uuid.UUID: ...
+    @property
+    def amount_fen(self) -> int: ...
+    @property
+    def currency(self) -> str: ...
+
+
+def post_payment(*, session: Session, payment: PostablePayment, posted_by: str) -> uuid.UUID:
+    """Post a succeeded payment (clearing → payable); returns the entry's id, the first entry's
+    when it was posted already."""
     if payment.status != PaymentStatus.SUCCEEDED.value:
         raise Conflict(f"payment {payment.trade_no} is {payment.status}, not succeeded")
     return _post(
@@ -154,16 +178,19 @@ def post_late_payment(*, session: Session, payment: Payment, posted_by: str) -> 
     """Post money taken for a payment that paid no bill (clearing → refunds_payable); idempotent."""
     if payment.status not in ENDED_UNPAID:
         raise Conflict(f"payment {payment.trade_no} is {payment.status}: it is not a late payment")
-    return _post(
+    return _entry(
         session,
-        kind=LATE_PAYMENT,
-        reference=str(payment.id),
-        memo=f"late payment {payment.trade_no}, to be refunded",
-        posted_by=posted_by,
-        debit=clearing_account(payment.provider),
-        credit=REFUNDS_PAYABLE,
-        amount_fen=payment.amount_fen,
-        currency=payment.currency,
+        _post(
+            session,
+            kind=LATE_PAYMENT,
+            reference=str(payment.id),
+            memo=f"late payment {payment.trade_no}, to be refunded",
+            posted_by=posted_by,
+            debit=clearing_account(payment.provider),
+            credit=REFUNDS_PAYABLE,
+            amount_fen=payment.amount_fen,
+            currency=payment.currency,
+        ),
     )
 
 
@@ -175,16 +202,19 @@ def post_refund(*, session: Session, refund: Refund, posted_by: str) -> JournalE
     if payment is None:
         raise NotFound("the refund's payment is gone")
     automatic = refund.origin == "automatic"
-    return _post(
+    return _entry(
         session,
-        kind=LATE_PAYMENT_REFUND if automatic else REFUND,
-        reference=str(refund.id),
-        memo=f"refund {refund.refund_no} of {payment.trade_no}",
-        posted_by=posted_by,
-        debit=REFUNDS_PAYABLE if automatic else payable_account(payment.biller_id),
-        credit=clearing_account(payment.provider),
-        amount_fen=refund.amount_fen,
-        currency=refund.currency,
+        _post(
+            session,
+            kind=LATE_PAYMENT_REFUND if automatic else REFUND,
+            reference=str(refund.id),
+            memo=f"refund {refund.refund_no} of {payment.trade_no}",
+            posted_by=posted_by,
+            debit=REFUNDS_PAYABLE if automatic else payable_account(payment.biller_id),
+            credit=clearing_account(payment.provider),
+            amount_fen=refund.amount_fen,
+            currency=refund.currency,
+        ),
     )
 
 
@@ -192,16 +222,19 @@ def post_settlement(*, session: Session, settlement: Settlement, posted_by: str)
     """Post a settlement's net payout (payable → settlement); idempotent."""
     if settlement.net_fen <= 0:
         raise Conflict("a settlement with nothing to pay out is not posted")
-    return _post(
+    return _entry(
         session,
-        kind=SETTLEMENT,
-        reference=str(settlement.id),
-        memo=f"settlement {settlement.business_date.isoformat()}",
-        posted_by=posted_by,
-        debit=payable_account(settlement.biller_id),
-        credit=settlement_account(settlement.biller_id),
-        amount_fen=settlement.net_fen,
-        currency="CNY",
+        _post(
+            session,
+            kind=SETTLEMENT,
+            reference=str(settlement.id),
+            memo=f"settlement {settlement.business_date.isoformat()}",
+            posted_by=posted_by,
+            debit=payable_account(settlement.biller_id),
+            credit=settlement_account(settlement.biller_id),
+            amount_fen=settlement.net_fen,
+            currency="CNY",
+        ),
     )
 
 
@@ -235,7 +268,7 @@ def post_adjustment(
         if lines != (JournalLineView(debit_code, credit_code, amount_fen, "CNY"),):
             raise Conflict(f"reference {reference!r} was used for another adjustment")
         return existing
-    entry = _post(
+    entry_id = _post(
         session,
         kind=ADJUSTMENT,
         reference=reference,
@@ -253,7 +286,7 @@ def post_adjustment(
         target=f"journal:{reference}",
         detail={"debit": debit_code, "credit": credit_code, "amount_fen": amount_fen, "memo": memo},
     )
-    return entry
+    return _entry(session, entry_id)
 
 
 def describe_account(code: str) -> tuple[str, uuid.UUID | None]:
@@ -346,45 +379,75 @@ def _post(
     credit: str,
     amount_fen: int,
     currency: str,
-) -> JournalEntry:
+) -> uuid.UUID:
+    """Post one line ``debit`` → ``credit`` as the entry (``kind``, ``reference``); its id.
+
+    Written as SQL statements on the session's connection, not through the ORM: this is on
+    every payment's path. Posting the same (``kind``, ``reference``) again writes nothing and
+    returns the first entry's id.
+    """
     # Accounts in code order, so that two first postings never wait on each other crosswise.
     accounts = {code: _account_ref(session, code) for code in sorted({debit, credit})}
     for account in accounts.values():
         if account.currency != currency:
             raise Conflict(f"account {account.code} keeps {account.currency}, not {currency}")
+    connection = session.connection()
+    insert_entry, find_entry, insert_line = _posting_statements(connection.dialect.name)
     # One statement instead of a lookup and a savepoint: the unique (kind, reference) refuses a
     # second posting of the same event (also one racing in another transaction, which this waits
     # for on PostgreSQL), and then the entry that was posted first is returned.
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    entry = session.scalars(
-        insert(JournalEntry)
-        .values(
-            id=new_id(),
-            kind=kind,
-            reference=reference,
-            memo=memo[:300],
-            posted_at=utcnow(),
-            posted_by=posted_by[:160],
-        )
-        .on_conflict_do_nothing(index_elements=["kind", "reference"])
-        .returning(JournalEntry)
-    ).one_or_none()
-    if entry is None:
-        existing = _find_entry(session, kind, reference)
+    entry_id: uuid.UUID | None = connection.execute(
+        insert_entry,
+        {
+            "id": new_id(),
+            "kind": kind,
+            "reference": reference,
+            "memo": memo[:300],
+            "posted_at": utcnow(),
+            "posted_by": posted_by[:160],
+        },
+    ).scalar_one_or_none()
+    if entry_id is None:
+        existing: uuid.UUID | None = connection.execute(
+            find_entry, {"p_kind": kind, "p_reference": reference}
+        ).scalar_one_or_none()
         if existing is None:
             raise Conflict(f"the {kind} entry {reference} could not be posted")
         return existing
-    session.add(
-        JournalLine(
-            id=new_id(),
-            entry_id=entry.id,
-            debit_account_id=accounts[debit].id,
-            credit_account_id=accounts[credit].id,
-            amount_fen=amount_fen,
-            currency=currency,
-        )
+    connection.execute(
+        insert_line,
+        {
+            "id": new_id(),
+            "entry_id": entry_id,
+            "debit_account_id": accounts[debit].id,
+            "credit_account_id": accounts[credit].id,
+            "amount_fen": amount_fen,
+            "currency": currency,
+        },
     )
+    return entry_id
+
+
+@cache
+def _posting_statements(dialect: str) -> tuple[Executable, Executable, Executable]:
+    """Posting's statements, built once per dialect (``ON CONFLICT`` is spelled per dialect)."""
+    insert_into = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert_into(JournalEntry)
+        .on_conflict_do_nothing(index_elements=["kind", "reference"])
+        .returning(JournalEntry.id),
+        select(JournalEntry.id).where(
+            JournalEntry.kind == bindparam("p_kind"),
+            JournalEntry.reference == bindparam("p_reference"),
+        ),
+        insert(JournalLine),
+    )
+
+
+def _entry(session: Session, entry_id: uuid.UUID) -> JournalEntry:
+    entry = session.get(JournalEntry, entry_id)
+    if entry is None:
+        raise NotFound(f"journal entry {entry_id} is gone")
     return entry
 
 

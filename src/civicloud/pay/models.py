@@ -348,14 +348,28 @@ class StatementImport(Base):
     imported_by: Mapped[str] = mapped_column(String(160))
 
 
+class ReconciliationItemKind(enum.StrEnum):
+    """What a reconciliation item is about: a payment or a refund."""
+
+    PAYMENT = "payment"
+    REFUND = "refund"
+
+
 class ReconciliationItem(Base):
-    """One statement line (or one of our payments missing from it), classified."""
+    """One statement line (or one of our payments or refunds missing from it), classified."""
 
     __tablename__ = "pay_reconciliation_item"
+    __table_args__ = (CheckConstraint(_in("kind", ReconciliationItemKind), name="kind"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     import_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("pay_statement_import.id", ondelete="RESTRICT"), index=True
+    )
+    #: ``payment`` or ``refund``.
+    kind: Mapped[str] = mapped_column(
+        String(10),
+        default=ReconciliationItemKind.PAYMENT.value,
+        server_default=ReconciliationItemKind.PAYMENT.value,
     )
     #: ``matched``, ``missing_ours``, ``missing_provider``, ``amount_mismatch``, ``duplicate``.
     classification: Mapped[str] = mapped_column(String(20), index=True)
@@ -365,6 +379,12 @@ class ReconciliationItem(Base):
     our_amount_fen: Mapped[int | None] = mapped_column(BigInteger)
     payment_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("pay_payment.id", ondelete="RESTRICT")
+    )
+    #: Our refund number, from the statement line or from our refund.
+    refund_no: Mapped[str | None] = mapped_column(String(64))
+    #: The refund of ours a refund item is about (``None`` for payments and unknown refunds).
+    refund_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("pay_refund.id", ondelete="RESTRICT"), index=True
     )
     resolution_entry_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("pay_journal_entry.id", ondelete="RESTRICT")
@@ -392,7 +412,11 @@ class Receipt(Base):
 
 
 class WebhookDelivery(Base):
-    """An event owed to a biller's system: delivered at least once from this outbox."""
+    """An event owed to a biller's system: delivered at least once from this outbox.
+
+    Undelivered after its last attempt, a delivery is dead (``dead_at``): kept, listed and no
+    longer tried until an operator requeues it.
+    """
 
     __tablename__ = "pay_webhook_delivery"
     __table_args__ = (Index("ix_pay_webhook_due", "delivered_at", "next_attempt_at"),)
@@ -406,5 +430,6 @@ class WebhookDelivery(Base):
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None]
+    dead_at: Mapped[datetime | None] = mapped_column(index=True)
     last_error: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

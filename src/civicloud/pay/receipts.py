@@ -45,12 +45,12 @@ from fpdf import FPDF
 from gmssl import sm2
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Executable, bindparam, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from civicloud.core.config import PaySettings
-from civicloud.core.db import utcnow
+from civicloud.core.db import new_id, utcnow
 from civicloud.core.errors import Conflict, InvalidInput
 from civicloud.pay.errors import BillerNotFound
 from civicloud.pay.models import Bill, Biller, Payment, PaymentBill, PaymentStatus, Receipt
@@ -58,6 +58,9 @@ from civicloud.pay.models import Bill, Biller, Payment, PaymentBill, PaymentStat
 __all__ = [
     "RECEIPT_FORMAT",
     "Ed25519Signer",
+    "ReceiptBill",
+    "ReceiptBiller",
+    "ReceiptPayment",
     "ReceiptSigner",
     "ReceiptVerification",
     "VerificationStatus",
@@ -76,6 +79,7 @@ __all__ = [
     "render_receipt_pdf",
     "sign_receipt",
     "signer_from_settings",
+    "store_receipt",
     "verify_receipt",
     "verify_receipt_by_number",
 ]
@@ -342,12 +346,59 @@ def get_receipt_for_payment(*, session: Session, payment_id: uuid.UUID) -> Recei
     return session.scalars(select(Receipt).where(Receipt.payment_id == payment_id)).one_or_none()
 
 
+class ReceiptPayment(Protocol):
+    """What a receipt says of the payment: a ``Payment``, or the hot path's plain copy of one."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def trade_no(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def amount_fen(self) -> int: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def finished_at(self) -> datetime | None: ...
+    @property
+    def provider(self) -> str: ...
+    @property
+    def provider_trade_no(self) -> str | None: ...
+
+
+class ReceiptBiller(Protocol):
+    """What a receipt says of the biller."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def code(self) -> str: ...
+    @property
+    def name_zh(self) -> str: ...
+    @property
+    def name_en(self) -> str: ...
+    @property
+    def tenant_id(self) -> uuid.UUID: ...
+
+
+class ReceiptBill(Protocol):
+    """What a receipt says of each bill paid."""
+
+    @property
+    def bill_number(self) -> str: ...
+    @property
+    def account_number(self) -> str: ...
+    @property
+    def period(self) -> str: ...
+
+
 def sign_receipt(
     *,
     number: str,
-    payment: Payment,
-    biller: Biller,
-    bills: Sequence[tuple[Bill, int]],
+    payment: ReceiptPayment,
+    biller: ReceiptBiller,
+    bills: Sequence[tuple[ReceiptBill, int]],
     issued_at: datetime,
     signer: ReceiptSigner,
 ) -> Receipt:
@@ -415,6 +466,35 @@ def issue_receipt(*, session: Session, payment: Payment, signer: ReceiptSigner) 
             .order_by(Bill.bill_number)
         )
     ]
+    number = store_receipt(
+        session=session, payment=payment, biller=biller, bills=bills, signer=signer
+    )
+    receipt = get_receipt_for_payment(session=session, payment_id=payment.id)
+    if receipt is None:
+        raise Conflict(f"the receipt {number} of {payment.trade_no} is gone")
+    return receipt
+
+
+def store_receipt(
+    *,
+    session: Session,
+    payment: ReceiptPayment,
+    biller: ReceiptBiller,
+    bills: Sequence[tuple[ReceiptBill, int]],
+    signer: ReceiptSigner,
+) -> str:
+    """Sign and store the receipt of a succeeded payment (its bills in receipt order, each with
+    the fen it paid); returns its number, or the number of the receipt it has already.
+
+    Written as SQL statements on the session's connection (this is on every payment's path).
+    The unique constraints decide whether the drawn number is free and whether another
+    transaction receipted the payment first: ``ON CONFLICT DO NOTHING`` writes nothing then,
+    and nothing else in the transaction is undone.
+    """
+    if payment.status != PaymentStatus.SUCCEEDED:
+        raise Conflict(f"payment {payment.trade_no} has not succeeded: no receipt")
+    connection = session.connection()
+    insert_receipt, find_receipt = _receipt_statements(connection.dialect.name)
     issued_at = utcnow().replace(microsecond=0)
     for _ in range(_NUMBER_ATTEMPTS):
         receipt = sign_receipt(
@@ -425,19 +505,38 @@ def issue_receipt(*, session: Session, payment: Payment, signer: ReceiptSigner) 
             issued_at=issued_at,
             signer=signer,
         )
-        try:
-            # A savepoint, flushed now rather than at commit: the unique constraints decide
-            # here whether this number is free and whether another transaction receipted the
-            # payment first, and only this insert is undone if not (the caller's work stays).
-            with session.begin_nested():
-                session.add(receipt)
-        except IntegrityError:
-            existing = get_receipt_for_payment(session=session, payment_id=payment.id)
-            if existing is not None:
-                return existing
-            continue  # the random number was taken: draw another
-        return receipt
+        stored = connection.execute(
+            insert_receipt,
+            {
+                "id": new_id(),
+                "number": receipt.number,
+                "payment_id": receipt.payment_id,
+                "issued_at": receipt.issued_at,
+                "body": receipt.body,
+                "algorithm": receipt.algorithm,
+                "key_id": receipt.key_id,
+                "signature": receipt.signature,
+            },
+        ).scalar_one_or_none()
+        if stored is not None:
+            return str(stored)
+        existing = connection.execute(
+            find_receipt, {"p_payment_id": payment.id}
+        ).scalar_one_or_none()
+        if existing is not None:
+            return str(existing)
+        # the random number was taken: draw another
     raise Conflict("could not allocate a free receipt number; try again")
+
+
+@cache
+def _receipt_statements(dialect: str) -> tuple[Executable, Executable]:
+    """Storing's statements, built once per dialect (``ON CONFLICT`` is spelled per dialect)."""
+    insert_into = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert_into(Receipt).on_conflict_do_nothing().returning(Receipt.number),
+        select(Receipt.number).where(Receipt.payment_id == bindparam("p_payment_id")),
+    )
 
 
 # --- verifying -----------------------------------------------------------------------------

@@ -11,14 +11,23 @@ Importing a statement changes no money. Every statement line becomes one classif
 
 and every succeeded payment or refund of ours that falls in the business day (China Standard
 Time, see ``pay.settlement``) and is absent from the statement becomes ``missing_provider`` (a
-payment the statement of another day matched already is not reported again). Payment lines are
-matched by our ``trade_no``. Refund lines are matched to a refund of that trade not matched yet:
-by number when the adapter puts our ``refund_no`` or the provider's refund number in
-``provider_trade_no``, else by amount (the statements of Alipay, WeChat Pay and the sandbox name
-a refund by its trade only); a refund line with no refund left for it is a ``duplicate`` when an
-identical line came before, else ``missing_ours``. Refund items carry negative amounts, as
-statements show them. Only exceptions need an operator: :func:`resolve_item` posts an adjustment (audited)
-and marks the item resolved, once.
+payment or refund the statement of another day matched already is not reported again, and a
+line for it is a ``duplicate``). Each item is of ``kind`` ``payment`` or ``refund``.
+
+Payment lines are matched by our ``trade_no``. Refund lines are matched to a refund of that
+trade not matched yet: by our ``refund_no`` when the statement carries it (Alipay's 退款批次号/
+请求号, WeChat Pay's 商户退款单号, the sandbox's ``refund_no``), which names that refund or
+none of ours; else by number when the adapter puts our ``refund_no`` or the provider's refund
+number in ``provider_trade_no``; else by amount. A refund line with no refund left for it is a
+``duplicate`` when an identical line came before, else ``missing_ours``; so is a line of a
+refund still pending on our side (the provider refunded; we do not know it yet). Refund items
+name our refund (``refund_id``) and its number, and carry negative amounts, as statements show
+them.
+
+Only exceptions need an operator: :func:`resolve_item` posts an adjustment (audited) and marks
+the item resolved, once. A refund item whose refund is still pending cannot be adjusted: the
+refund's own confirmation posts the money, and :func:`resolve_by_refund` then resolves the
+items that only waited for it (an adjustment as well would count the money twice).
 
 A statement file is imported once: ``content_sha256`` is unique. A corrected statement of the
 same day is a different file; it is classified on its own.
@@ -38,20 +47,21 @@ from sqlalchemy.orm import Session
 from civicloud.core import audit
 from civicloud.core.actor import Actor
 from civicloud.core.db import new_id, utcnow
-from civicloud.core.errors import (
-    CivicloudError,
-    Conflict,
-    InvalidInput,
-    NotFound,
-    PayloadTooLarge,
-)
+from civicloud.core.errors import CivicloudError, InvalidInput, PayloadTooLarge
 from civicloud.pay import ledger
 from civicloud.pay.backends import PaymentProvider, StatementLine
+from civicloud.pay.errors import (
+    ItemAlreadyResolved,
+    ReconciliationItemNotFound,
+    ReconciliationRefundPending,
+    StatementAlreadyImported,
+)
 from civicloud.pay.models import (
     JournalEntry,
     Payment,
     PaymentStatus,
     ReconciliationItem,
+    ReconciliationItemKind,
     Refund,
     RefundStatus,
     StatementImport,
@@ -59,6 +69,9 @@ from civicloud.pay.models import (
 from civicloud.pay.settlement import business_day_bounds
 
 PERMISSION = "pay.reconcile"
+#: What an item is about (``ReconciliationItem.kind``).
+PAYMENT, REFUND = ReconciliationItemKind.PAYMENT.value, ReconciliationItemKind.REFUND.value
+KINDS = (PAYMENT, REFUND)
 MATCHED = "matched"
 MISSING_OURS = "missing_ours"
 MISSING_PROVIDER = "missing_provider"
@@ -70,24 +83,6 @@ CLASSIFICATIONS = (MATCHED, *EXCEPTIONS)
 MAX_STATEMENT_BYTES = 64 * 1024 * 1024
 #: How many ids go into one ``IN (...)`` (SQLite allows 32766 parameters).
 _CHUNK = 500
-
-
-class StatementAlreadyImported(Conflict):
-    """This statement file was imported before."""
-
-    code = "pay.statement_already_imported"
-
-
-class ItemAlreadyResolved(Conflict):
-    """The reconciliation item was resolved already (or needs no resolution)."""
-
-    code = "pay.reconciliation_item_resolved"
-
-
-class ReconciliationItemNotFound(NotFound):
-    """No such reconciliation item."""
-
-    code = "pay.reconciliation_item_not_found"
 
 
 def import_statement(
@@ -184,15 +179,19 @@ def list_items(
     actor: Actor,
     import_id: uuid.UUID | None = None,
     classification: str | None = None,
+    kind: str | None = None,
     unresolved_only: bool = False,
     include_matched: bool = False,
     limit: int = 100,
     offset: int = 0,
 ) -> Sequence[ReconciliationItem]:
-    """Reconciliation items, exceptions only unless ``include_matched``, oldest import first."""
+    """Reconciliation items (of one ``kind``, if given), exceptions only unless
+    ``include_matched``, oldest import first."""
     actor.require_platform(PERMISSION)
     if classification is not None and classification not in CLASSIFICATIONS:
         raise InvalidInput(f"unknown classification {classification[:40]!r}")
+    if kind is not None and kind not in KINDS:
+        raise InvalidInput(f"unknown kind {kind[:40]!r}", field="kind")
     if not 1 <= limit <= 1000 or offset < 0:
         raise InvalidInput("limit must be 1 to 1000 and offset not negative", field="limit")
     query = select(ReconciliationItem).join(
@@ -200,6 +199,8 @@ def list_items(
     )
     if import_id is not None:
         query = query.where(ReconciliationItem.import_id == import_id)
+    if kind is not None:
+        query = query.where(ReconciliationItem.kind == kind)
     if classification is not None:
         query = query.where(ReconciliationItem.classification == classification)
     elif not include_matched:
@@ -228,7 +229,11 @@ def resolve_item(
     amount_fen: int,
     memo: str,
 ) -> ReconciliationItem:
-    """Resolve an exception with a posted, audited adjustment; an item is resolved only once."""
+    """Resolve an exception with a posted, audited adjustment; an item is resolved only once.
+
+    Not an item of a refund of ours still pending: its confirmation posts the money (and
+    resolves the item), so an adjustment now would count it twice.
+    """
     actor.require_platform(PERMISSION)
     amount_fen = ledger.check_amount(amount_fen)
     item = session.get(ReconciliationItem, item_id)
@@ -236,6 +241,14 @@ def resolve_item(
         raise ReconciliationItemNotFound("no such reconciliation item")
     if item.classification == MATCHED:
         raise ItemAlreadyResolved("a matched line needs no resolution")
+    if item.refund_id is not None:
+        # Locked, so that its notification cannot end it (and post it) while this adjusts it.
+        refund = session.get(Refund, item.refund_id, with_for_update=True, populate_existing=True)
+        if refund is not None and refund.status == RefundStatus.PENDING.value:
+            raise ReconciliationRefundPending(
+                f"refund {refund.refund_no} is still pending: its confirmation posts it and "
+                "resolves this item; an adjustment now would count it twice"
+            )
     now = utcnow()
     # Claimed with one conditional statement: of two operators resolving the same item at once,
     # the second finds it resolved (PostgreSQL re-reads the row the first one committed).
@@ -264,13 +277,86 @@ def resolve_item(
         action="pay.reconcile.resolve",
         target=f"reconciliation:{item.id}",
         detail={
+            "kind": item.kind,
             "classification": item.classification,
             "trade_no": item.trade_no,
+            "refund_no": item.refund_no,
             "entry": str(entry.id),
             "amount_fen": amount_fen,
         },
     )
     return item
+
+
+def resolve_by_refund(
+    *, session: Session, actor: Actor, refund: Refund, entry: JournalEntry
+) -> list[uuid.UUID]:
+    """Resolve the open items a refund's success explains, by its own posting ``entry``.
+
+    Those are the provider's lines of this refund that were ``missing_ours`` only because the
+    refund was still pending on our side, for the same amount; any other exception still needs
+    an operator. Returns the items resolved (each audited).
+    """
+    resolved = session.scalars(
+        update(ReconciliationItem)
+        .where(
+            ReconciliationItem.refund_id == refund.id,
+            ReconciliationItem.kind == REFUND,
+            ReconciliationItem.classification == MISSING_OURS,
+            ReconciliationItem.provider_amount_fen == -refund.amount_fen,
+            ReconciliationItem.resolved_at.is_(None),
+        )
+        .values(resolved_by=actor.name[:160], resolved_at=utcnow(), resolution_entry_id=entry.id)
+        .returning(ReconciliationItem.id)
+        .execution_options(synchronize_session="fetch")
+    ).all()
+    for item_id in resolved:
+        audit.record(
+            session=session,
+            actor=actor,
+            action="pay.reconcile.resolve",
+            target=f"reconciliation:{item_id}",
+            detail={
+                "kind": REFUND,
+                "classification": MISSING_OURS,
+                "refund_no": refund.refund_no,
+                "entry": str(entry.id),
+                "by": "refund_succeeded",
+            },
+        )
+    return list(resolved)
+
+
+def waiting_for_refund(*, session: Session, items: Sequence[ReconciliationItem]) -> set[uuid.UUID]:
+    """The open ones of ``items`` whose refund is still pending: its confirmation, not an
+    adjustment, resolves them."""
+    refund_ids = {i.refund_id for i in items if i.refund_id is not None and i.resolved_at is None}
+    if not refund_ids:
+        return set()
+    pending = set(
+        session.scalars(
+            select(Refund.id).where(
+                Refund.id.in_(sorted(refund_ids)), Refund.status == RefundStatus.PENDING.value
+            )
+        )
+    )
+    return {i.id for i in items if i.refund_id in pending and i.resolved_at is None}
+
+
+def adjusted_for_refund(*, session: Session, refund_id: uuid.UUID) -> bool:
+    """Whether an operator's adjustment resolved an item of this refund (it explained the money)."""
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(ReconciliationItem)
+            .join(JournalEntry, JournalEntry.id == ReconciliationItem.resolution_entry_id)
+            .where(
+                ReconciliationItem.refund_id == refund_id,
+                JournalEntry.kind == ledger.ADJUSTMENT,
+            )
+        )
+        or 0
+    ) > 0
 
 
 # --- classification -------------------------------------------------------------------------
@@ -306,25 +392,39 @@ def _item(
     provider_amount_fen: int | None,
     our_amount_fen: int | None,
     payment_id: uuid.UUID | None,
+    kind: str = PAYMENT,
+    refund: Refund | None = None,
+    refund_no: str | None = None,
 ) -> ReconciliationItem:
+    """An item; of a refund, it names ours (if any) and the refund number (the line's, or ours)."""
+    number = refund_no or (refund.refund_no if refund is not None else None)
     return ReconciliationItem(
         id=new_id(),
         import_id=record.id,
+        kind=kind,
         classification=classification,
         trade_no=trade_no[:32] if trade_no else None,
         provider_trade_no=provider_trade_no[:64] if provider_trade_no else None,
         provider_amount_fen=provider_amount_fen,
         our_amount_fen=our_amount_fen,
         payment_id=payment_id,
+        refund_no=number[:64] if number else None,
+        refund_id=refund.id if refund is not None else None,
     )
 
 
-def _matched_elsewhere(record: StatementImport) -> Exists:
-    """SQL: the payment ``Payment.id`` was matched (as a payment) by another day's statement."""
+def _matched_elsewhere(record: StatementImport, kind: str = PAYMENT) -> Exists:
+    """SQL: the payment ``Payment.id`` (or, for ``refund``, the refund ``Refund.id``) was
+    matched by another day's statement of the same provider."""
+    subject = (
+        ReconciliationItem.payment_id == Payment.id
+        if kind == PAYMENT
+        else ReconciliationItem.refund_id == Refund.id
+    )
     return exists().where(
-        ReconciliationItem.payment_id == Payment.id,
+        subject,
+        ReconciliationItem.kind == kind,
         ReconciliationItem.classification.in_([MATCHED, AMOUNT_MISMATCH]),
-        ReconciliationItem.provider_amount_fen > 0,
         StatementImport.id == ReconciliationItem.import_id,
         StatementImport.provider == record.provider,
         StatementImport.business_date != record.business_date,
@@ -362,11 +462,14 @@ def _our_refund(
     line: StatementLine, amount: int, refunds: Sequence[Refund], claimed: set[uuid.UUID]
 ) -> Refund | None:
     """The refund of ours that a statement's refund line stands for, if one is left unclaimed."""
-    # By number when the line carries one (our refund_no or the provider's refund number in
-    # provider_trade_no), else the oldest refund of the same amount, succeeded first. Most
-    # statements name a refund only by its trade, so a second line of the same trade and
-    # amount with no refund left for it is a duplicate.
+    # By our refund_no when the line carries it (Alipay's 退款批次号/请求号, WeChat's 商户退款单
+    # 号, the sandbox's refund_no): that number names one refund, or none of ours. Else by our
+    # refund_no or the provider's refund number in provider_trade_no, else the oldest refund of
+    # the same amount, succeeded first. A line named only by its trade that finds no refund
+    # left of its amount is a duplicate when an identical line came before.
     left = [r for r in refunds if r.id not in claimed]
+    if line.refund_no:
+        return next((r for r in left if r.refund_no == line.refund_no), None)
     by_number = [r for r in left if line.provider_trade_no in (r.refund_no, r.provider_refund_no)]
     same_amount = [r for r in left if r.amount_fen == amount]
     for candidates in (
@@ -448,22 +551,27 @@ def _classify_refunds(
 ) -> list[ReconciliationItem]:
     refund_lines = [line for line in lines if line.kind == "refund"]
     ours: dict[str, list[Refund]] = {}
+    # Refunds another day's statement matched already: a line for one again is a duplicate.
+    elsewhere: set[uuid.UUID] = set()
     for chunk in _chunks(line.trade_no for line in refund_lines):
         rows = session.execute(
-            select(Refund, Payment.trade_no)
+            select(Refund, Payment.trade_no, _matched_elsewhere(record, REFUND))
             .join(Payment, Payment.id == Refund.payment_id)
             .where(Payment.trade_no.in_(chunk), Payment.provider == record.provider)
             .order_by(Refund.created_at, Refund.id)
         )
-        for row_refund, trade_no in rows:
+        for row_refund, trade_no, matched in rows:
             ours.setdefault(trade_no, []).append(row_refund)
+            if matched:
+                elsewhere.add(row_refund.id)
     items: list[ReconciliationItem] = []
-    claimed: set[uuid.UUID] = set()
-    seen: set[tuple[str, str, int]] = set()
+    claimed: set[uuid.UUID] = set(elsewhere)
+    seen: set[tuple[str, str | None, str, int]] = set()
     for line in refund_lines:
         amount = abs(line.amount_fen)
         payment = payments.get(line.trade_no)
-        refund = _our_refund(line, amount, ours.get(line.trade_no, []), claimed)
+        candidates = ours.get(line.trade_no, [])
+        refund = _our_refund(line, amount, candidates, claimed)
         if refund is not None:
             claimed.add(refund.id)
             if refund.status != RefundStatus.SUCCEEDED.value:
@@ -472,11 +580,12 @@ def _classify_refunds(
                 classification = AMOUNT_MISMATCH
             else:
                 classification = MATCHED
-        elif (line.trade_no, line.provider_trade_no, amount) in seen:
-            classification = DUPLICATE
         else:
-            classification = MISSING_OURS
-        seen.add((line.trade_no, line.provider_trade_no, amount))
+            # Named for information: the refund another day's statement matched, if it is that.
+            refund = _our_refund(line, amount, [r for r in candidates if r.id in elsewhere], set())
+            key = (line.trade_no, line.refund_no, line.provider_trade_no, amount)
+            classification = DUPLICATE if refund is not None or key in seen else MISSING_OURS
+        seen.add((line.trade_no, line.refund_no, line.provider_trade_no, amount))
         items.append(
             _item(
                 record,
@@ -486,6 +595,9 @@ def _classify_refunds(
                 provider_amount_fen=-amount,
                 our_amount_fen=-refund.amount_fen if refund else None,
                 payment_id=payment.id if payment else None,
+                kind=REFUND,
+                refund=refund,
+                refund_no=line.refund_no,
             )
         )
     start, end = business_day_bounds(record.business_date)
@@ -497,6 +609,7 @@ def _classify_refunds(
             Refund.status == RefundStatus.SUCCEEDED.value,
             Refund.finished_at >= start,
             Refund.finished_at < end,
+            ~_matched_elsewhere(record, REFUND),
         )
     )
     items += [
@@ -508,6 +621,8 @@ def _classify_refunds(
             provider_amount_fen=None,
             our_amount_fen=-refund.amount_fen,
             payment_id=refund.payment_id,
+            kind=REFUND,
+            refund=refund,
         )
         for refund, trade_no in absent
         if refund.id not in claimed

@@ -24,6 +24,13 @@ request with the same key, or :func:`resume_refund` from a job, asks the provide
 same ``refund_no``. Should no retry come, the provider's statement still lists the refund and
 reconciliation reports it (``missing_ours``).
 
+Confirmed by notification, too. A provider that notifies refunds (WeChat Pay's ``REFUND.*``
+callbacks) has :func:`apply_refund_notification` end the pending refund it names, through the
+same code as the provider's answer: a success is posted to the ledger once (``journal_entry``
+is unique per refund), a failure gives the reservation back. Whichever comes first, the answer
+or the notification, the other finds the refund ended and leaves it; should both record a
+success, the second posting meets the unique constraint and returns the first entry.
+
 Automatic refunds (:func:`refund_automatically`) give back a success that arrived after its
 payment expired or was superseded: the money taken is posted as a ``late_payment`` (owed back to
 the citizen), and its refund, keyed by the payment and an attempt number, refunds all of it.
@@ -45,10 +52,22 @@ from civicloud.core.actor import Actor, authorize
 from civicloud.core.db import new_id, utcnow
 from civicloud.core.errors import Conflict, InvalidInput
 from civicloud.core.tenants import resolve_tenant
-from civicloud.pay import ledger
-from civicloud.pay.backends import PaymentProvider, RefundOutcome
-from civicloud.pay.errors import IdempotencyKeyReused, PaymentNotFound, RefundExceedsPayment
-from civicloud.pay.models import Payment, PaymentStatus, Refund, RefundStatus
+from civicloud.pay import ledger, reconciliation
+from civicloud.pay.backends import Notification, PaymentProvider, RefundOutcome
+from civicloud.pay.errors import (
+    IdempotencyKeyReused,
+    InvalidNotification,
+    PaymentNotFound,
+    PaymentNotRefundable,
+    RefundExceedsPayment,
+)
+from civicloud.pay.models import (
+    Payment,
+    PaymentStatus,
+    ProviderNotification,
+    Refund,
+    RefundStatus,
+)
 
 PERMISSION = "pay.refund"
 #: Who automatic refunds are audited as.
@@ -56,13 +75,9 @@ AUTOMATIC = Actor.system("pay-automatic-refund")
 OPERATOR, AUTOMATIC_ORIGIN = "operator", "automatic"
 #: The prefix of automatic refunds' keys, which no request may use.
 AUTOMATIC_KEY = "automatic:"
+#: Outcomes of a refund notification besides the refund's new status.
+DUPLICATE, CONTRADICTED = "duplicate", "contradicted"
 log = logging.getLogger(__name__)
-
-
-class PaymentNotRefundable(Conflict):
-    """The payment cannot be refunded (it did not succeed, or another provider took it)."""
-
-    code = "pay.payment_not_refundable"
 
 
 def refund_no_for(idempotency_key: str) -> str:
@@ -182,6 +197,168 @@ def resume_refund(*, session: Session, refund_id: uuid.UUID, provider: PaymentPr
     if refund.status == RefundStatus.PENDING.value:
         _ask_provider(session, refund, payment, provider, AUTOMATIC, action="pay.refund.resume")
     return refund
+
+
+# --- the provider's refund notifications ---------------------------------------------------
+
+
+def apply_refund_notification(
+    *, session: Session, provider: PaymentProvider, notification: Notification
+) -> tuple[str, uuid.UUID | None]:
+    """Apply a verified refund notification once (by its id); returns the outcome and payment.
+
+    The refund is found by our ``refund_no`` and must be of the notification's trade, at this
+    provider, for the same amount: otherwise ``InvalidNotification`` and nothing changes (the
+    provider retries; a refund whose request has not committed yet is found then). A pending
+    refund then succeeds (posted to the ledger exactly as when the provider's answer says so)
+    or fails (its reservation given back). A refund that ended already is not changed again,
+    except a failed one the provider says succeeded after all (WeChat's ``ABNORMAL`` refunds
+    can be retried to another account): the money left, so it is reserved and posted again if
+    the payment still has room, and otherwise left to reconciliation. The notification is kept
+    (``ProviderNotification``) and audited, whatever its outcome.
+    """
+    refund_no = notification.refund_no
+    if notification.kind != "refund" or not refund_no:
+        raise InvalidNotification(f"{provider.name}: not a refund notification")
+    seen = _seen_notification(session, provider.name, notification.notify_id)
+    if seen is not None:
+        return DUPLICATE, seen.payment_id
+    found = session.execute(
+        select(Refund.id, Refund.payment_id).where(Refund.refund_no == refund_no)
+    ).first()
+    if found is None:
+        raise InvalidNotification(f"no refund {refund_no!r} at {provider.name}")
+    # The payment first, then its refund: the order every change of a refund takes.
+    payment = session.get(Payment, found.payment_id, with_for_update=True, populate_existing=True)
+    refund = session.get(Refund, found.id, with_for_update=True, populate_existing=True)
+    # Asked again under the locks: a twin of this notification that got them first has
+    # committed its row by now.
+    seen = _seen_notification(session, provider.name, notification.notify_id)
+    if seen is not None:
+        return DUPLICATE, seen.payment_id
+    if (
+        payment is None
+        or refund is None
+        or payment.provider != provider.name
+        or payment.trade_no != notification.trade_no
+        or (
+            notification.provider_trade_no
+            and payment.provider_trade_no
+            and notification.provider_trade_no != payment.provider_trade_no
+        )
+    ):
+        raise InvalidNotification(
+            f"refund {refund_no!r} is not of trade {notification.trade_no!r} at {provider.name}"
+        )
+    if notification.amount_fen != refund.amount_fen:
+        raise InvalidNotification(
+            f"the notification says {notification.amount_fen} fen; refund {refund_no} is "
+            f"{refund.amount_fen}"
+        )
+    actor = Actor.system(f"provider:{provider.name}")
+    outcome = _apply_refund_status(session, refund, payment, notification, actor=actor)
+    session.add(
+        ProviderNotification(
+            id=uuid.uuid4(),
+            provider=provider.name,
+            notify_id=notification.notify_id,
+            payment_id=payment.id,
+            event=f"refund:{notification.status}",
+            outcome=outcome,
+            payload=json.loads(json.dumps(dict(notification.raw), default=str)),
+        )
+    )
+    audit.record(
+        session=session,
+        actor=actor,
+        action="pay.refund.notify",
+        tenant_id=payment.tenant_id,
+        target=f"payment:{payment.trade_no}",
+        outcome="failed" if outcome == CONTRADICTED else "success",
+        detail={
+            "refund_no": refund.refund_no,
+            "amount_fen": refund.amount_fen,
+            "notified": notification.status,
+            "status": refund.status,
+            "outcome": outcome,
+        },
+    )
+    return outcome, payment.id
+
+
+def _seen_notification(
+    session: Session, provider_name: str, notify_id: str
+) -> ProviderNotification | None:
+    return session.scalars(
+        select(ProviderNotification).where(
+            ProviderNotification.provider == provider_name,
+            ProviderNotification.notify_id == notify_id,
+        )
+    ).first()
+
+
+def _apply_refund_status(
+    session: Session,
+    refund: Refund,
+    payment: Payment,
+    notification: Notification,
+    *,
+    actor: Actor,
+) -> str:
+    """What the notified status does to ``refund`` (locked, with its payment); the outcome."""
+    if notification.status not in ("succeeded", "failed", "closed"):
+        return f"ignored:{notification.status}"
+    said = RefundOutcome(
+        status="succeeded" if notification.status == "succeeded" else "failed",
+        provider_refund_no=notification.provider_refund_no,
+        detail=f"notification {notification.notify_id}"[:300],
+    )
+    if refund.status == RefundStatus.PENDING.value:
+        _record_outcome(session, refund, payment, said, actor=actor)
+        return refund.status
+    if refund.status == said.status:
+        return f"already_{refund.status}"
+    if (
+        said.status == "succeeded"
+        # An operator's adjustment explained this money already: posting it too would count
+        # it twice.
+        and not reconciliation.adjusted_for_refund(session=session, refund_id=refund.id)
+        and _reserve_again(session, refund, payment)
+    ):
+        refund.status = RefundStatus.PENDING.value
+        _record_outcome(session, refund, payment, said, actor=actor)
+        return "succeeded_after_failure"
+    # The provider contradicts what we recorded and the money cannot follow it: reconciliation
+    # shows the refund to an operator (audited as failed).
+    log.warning(
+        "refund %s is %s but %s notified %s",
+        refund.refund_no,
+        refund.status,
+        payment.provider,
+        notification.status,
+    )
+    return CONTRADICTED
+
+
+def _reserve_again(session: Session, refund: Refund, payment: Payment) -> bool:
+    """Reserve a failed refund's amount again, if the payment still has room for it."""
+    statuses = (
+        ledger.ENDED_UNPAID
+        if refund.origin == AUTOMATIC_ORIGIN
+        else (PaymentStatus.SUCCEEDED.value,)
+    )
+    reserved = session.execute(
+        update(Payment)
+        .where(
+            Payment.id == payment.id,
+            Payment.status.in_(statuses),
+            Payment.refunded_fen <= Payment.amount_fen - refund.amount_fen,
+        )
+        .values(refunded_fen=Payment.refunded_fen + refund.amount_fen)
+        .returning(Payment.refunded_fen)
+        .execution_options(synchronize_session="fetch")
+    ).scalar_one_or_none()
+    return reserved is not None
 
 
 def list_refunds(*, session: Session, actor: Actor, payment_id: uuid.UUID) -> list[Refund]:
@@ -315,21 +492,7 @@ def _ask_provider(
         # let a retry with the same refund_no find out.
         log.warning("refund %s: provider %s failed: %r", refund.refund_no, provider.name, exc)
         outcome = RefundOutcome(status="pending", detail=f"provider error: {exc!r}"[:300])
-    now = utcnow()
-    if outcome.provider_refund_no:
-        refund.provider_refund_no = outcome.provider_refund_no[:64]
-    if outcome.status == "succeeded":
-        refund.status, refund.finished_at = RefundStatus.SUCCEEDED.value, now
-        ledger.post_refund(session=session, refund=refund, posted_by=actor.name)
-    elif outcome.status == "failed":
-        refund.status, refund.finished_at = RefundStatus.FAILED.value, now
-        # Give the reservation back: the money never left.
-        session.execute(
-            update(Payment)
-            .where(Payment.id == payment.id, Payment.refunded_fen >= refund.amount_fen)
-            .values(refunded_fen=Payment.refunded_fen - refund.amount_fen)
-            .execution_options(synchronize_session="fetch")
-        )
+    _record_outcome(session, refund, payment, outcome, actor=actor)
     audit.record(
         session=session,
         actor=actor,
@@ -345,6 +508,31 @@ def _ask_provider(
             "provider_detail": outcome.detail[:300],
         },
     )
+
+
+def _record_outcome(
+    session: Session, refund: Refund, payment: Payment, outcome: RefundOutcome, *, actor: Actor
+) -> None:
+    """Record the provider's word on a pending refund: succeeded (posted to the ledger, and the
+    reconciliation items that only waited for it resolved), failed (its reservation given back)
+    or still pending. The one place a refund ends, whether the provider's answer, a later query
+    or its notification says so."""
+    now = utcnow()
+    if outcome.provider_refund_no:
+        refund.provider_refund_no = outcome.provider_refund_no[:64]
+    if outcome.status == "succeeded":
+        refund.status, refund.finished_at = RefundStatus.SUCCEEDED.value, now
+        entry = ledger.post_refund(session=session, refund=refund, posted_by=actor.name)
+        reconciliation.resolve_by_refund(session=session, actor=actor, refund=refund, entry=entry)
+    elif outcome.status == "failed":
+        refund.status, refund.finished_at = RefundStatus.FAILED.value, now
+        # Give the reservation back: the money never left.
+        session.execute(
+            update(Payment)
+            .where(Payment.id == payment.id, Payment.refunded_fen >= refund.amount_fen)
+            .values(refunded_fen=Payment.refunded_fen - refund.amount_fen)
+            .execution_options(synchronize_session="fetch")
+        )
 
 
 def refunded_total(*, session: Session, payment_id: uuid.UUID) -> int:

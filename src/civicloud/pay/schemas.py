@@ -236,18 +236,21 @@ class StatementImportRead(BaseModel):
 
 
 class ReconciliationItemRead(BaseModel):
-    """One classified statement line (or a payment of ours the statement lacks)."""
+    """One classified statement line (or a payment or refund of ours the statement lacks)."""
 
     model_config = ConfigDict(from_attributes=True)
 
     id: uuid.UUID
     import_id: uuid.UUID
+    kind: Literal["payment", "refund"]
     classification: str
     trade_no: str | None
     provider_trade_no: str | None
     provider_amount_fen: int | None
     our_amount_fen: int | None
     payment_id: uuid.UUID | None
+    refund_no: str | None
+    refund_id: uuid.UUID | None
     resolution_entry_id: uuid.UUID | None
     resolved_by: str | None
     resolved_at: datetime | None
@@ -262,6 +265,24 @@ class Resolution(BaseModel):
     credit_code: str = Field(min_length=1, max_length=100)
     amount_fen: int = Field(gt=0, le=MAX_AMOUNT_FEN, strict=True)
     memo: str = Field(min_length=1, max_length=300, pattern=TEXT)
+
+
+class WebhookDeliveryRead(BaseModel):
+    """An event owed to a biller's system, and how its delivery went."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    event_id: str
+    biller_id: uuid.UUID
+    event: str
+    payload: dict[str, Any]
+    attempts: int
+    next_attempt_at: datetime
+    delivered_at: datetime | None
+    dead_at: datetime | None
+    last_error: str | None
+    created_at: datetime
 
 
 class ReceiptVerificationRead(BaseModel):

@@ -5,7 +5,10 @@ owed exactly when the payment or refund it reports commits (the outbox pattern).
 ``deliver_due`` in its own unit of work: it takes the due rows (``FOR UPDATE SKIP LOCKED`` on
 PostgreSQL, so workers never send the same row at once; SQLite serialises writers anyway),
 signs and sends each one, and records the outcome. A failure is retried with exponential
-backoff and jitter; after ``MAX_ATTEMPTS`` the row is dead (kept, visible, revivable).
+backoff and jitter; after ``MAX_ATTEMPTS`` the row is dead: ``dead_at`` is set, the job leaves
+it alone, and it stays listed (:func:`list_dead_deliveries`) until an operator requeues it
+(:func:`requeue_delivery`, audited) with a fresh attempt budget, same ``event_id`` and body.
+A row is never deleted, so every event owed is delivered or visibly dead.
 
 At least once, not exactly once: a crash after a biller answered 2xx but before the job's
 commit sends the event again. The ``event_id`` (``X-Civicloud-Event-Id``, and ``id`` in the
@@ -26,18 +29,22 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import Enum
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
+from civicloud.core import audit
+from civicloud.core.actor import Actor, authorize
+from civicloud.core.db import new_id, utcnow
 from civicloud.core.errors import Conflict, InvalidInput, NotFound
-from civicloud.pay.errors import BillerNotFound
+from civicloud.core.tenants import Tenant, in_subtrees, resolve_tenant
+from civicloud.pay.errors import BillerNotFound, WebhookDeliveryNotDead, WebhookDeliveryNotFound
 from civicloud.pay.models import Biller, WebhookDelivery
 
 __all__ = [
@@ -48,9 +55,12 @@ __all__ = [
     "backoff_delay",
     "deliver_due",
     "enqueue_event",
+    "enqueue_events",
     "http_send",
     "is_dead",
+    "list_dead_deliveries",
     "redeliver",
+    "requeue_delivery",
     "sign_body",
     "verify_signature",
     "webhook_body",
@@ -63,6 +73,8 @@ Send = Callable[[str, Mapping[str, str], bytes], int]
 
 #: Attempts before a delivery is dead: 30 s doubling up to 6 h spans about a day and a half.
 MAX_ATTEMPTS = 15
+#: Who may list dead deliveries (at the biller's tenant), and who may requeue one.
+READ, REQUEUE = "pay.biller.read", "pay.biller.admin"
 BASE_DELAY = timedelta(seconds=30)
 MAX_DELAY = timedelta(hours=6)
 SIGNATURE_HEADER = "X-Civicloud-Signature"
@@ -86,23 +98,60 @@ def enqueue_event(
     *, session: Session, biller_id: uuid.UUID, event: Event, payload: Mapping[str, Any]
 ) -> WebhookDelivery | None:
     """Owe ``event`` to the biller, in the caller's transaction; ``None`` if it has no webhook."""
-    if event not in EVENTS:
-        raise InvalidInput(f"unknown webhook event {event!r}")
     biller = session.get(Biller, biller_id)
     if biller is None:
         raise BillerNotFound("no such biller")
-    if not biller.webhook_url:
-        return None
+    ids = enqueue_events(
+        session=session,
+        biller_id=biller.id,
+        webhook_url=biller.webhook_url,
+        event=event,
+        payloads=[payload],
+    )
+    return session.get(WebhookDelivery, ids[0]) if ids else None
+
+
+def enqueue_events(
+    *,
+    session: Session,
+    biller_id: uuid.UUID,
+    webhook_url: str | None,
+    event: Event,
+    payloads: Sequence[Mapping[str, Any]],
+) -> list[uuid.UUID]:
+    """Owe ``event`` once per payload to a biller whose ``webhook_url`` the caller read (none
+    is owed without one), in the caller's transaction; the deliveries' ids.
+
+    Written as one SQL statement on the session's connection (this is on every payment's path).
+    """
+    if event not in EVENTS:
+        raise InvalidInput(f"unknown webhook event {event!r}")
+    if not webhook_url or not payloads:
+        return []
     try:
         # Stored as it will be sent: UUIDs, times and enums as strings, anything else refused.
-        data = json.loads(json.dumps(payload, default=_json_default))
+        data = [json.loads(json.dumps(payload, default=_json_default)) for payload in payloads]
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"webhook payload is not JSON: {exc}") from exc
-    delivery = WebhookDelivery(
-        event_id=uuid.uuid4().hex, biller_id=biller.id, event=event, payload=data, attempts=0
-    )
-    session.add(delivery)
-    return delivery
+    now = utcnow()
+    rows = [
+        {
+            "id": new_id(),
+            "event_id": uuid.uuid4().hex,
+            "biller_id": biller_id,
+            "event": event,
+            "payload": item,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+        }
+        for item in data
+    ]
+    session.connection().execute(_INSERT_DELIVERY, rows)
+    return [row["id"] for row in rows]
+
+
+_INSERT_DELIVERY = insert(WebhookDelivery)
 
 
 def webhook_body(delivery: WebhookDelivery) -> bytes:
@@ -156,8 +205,10 @@ def backoff_delay(attempts: int, *, rng: random.Random = _JITTER) -> timedelta:
 
 
 def is_dead(delivery: WebhookDelivery, *, max_attempts: int = MAX_ATTEMPTS) -> bool:
-    """Whether ``delivery`` was given up on: undelivered after ``max_attempts`` attempts."""
-    return delivery.delivered_at is None and delivery.attempts >= max_attempts
+    """Whether ``delivery`` was given up on: marked dead, or undelivered after ``max_attempts``."""
+    return delivery.delivered_at is None and (
+        delivery.dead_at is not None or delivery.attempts >= max_attempts
+    )
 
 
 @dataclass
@@ -185,6 +236,8 @@ def deliver_due(
 ) -> DeliveryReport:
     """Send up to ``limit`` due deliveries and record each outcome (one job run; never commits).
 
+    A delivery whose last attempt fails is marked dead (``dead_at``) and not tried again; one
+    found with its attempts already used up (``max_attempts`` lowered) is marked dead unsent.
     The rows stay locked until the caller commits, sends included: on SQLite that holds the
     write lock, so keep ``limit`` and the send timeout small there.
     """
@@ -192,8 +245,8 @@ def deliver_due(
         select(WebhookDelivery)
         .where(
             WebhookDelivery.delivered_at.is_(None),
+            WebhookDelivery.dead_at.is_(None),
             WebhookDelivery.next_attempt_at <= now,
-            WebhookDelivery.attempts < max_attempts,
         )
         .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
         .limit(limit)
@@ -203,6 +256,10 @@ def deliver_due(
     report = DeliveryReport()
     billers: dict[uuid.UUID, Biller | None] = {}
     for delivery in rows:
+        if delivery.attempts >= max_attempts:
+            delivery.dead_at = now
+            report.dead.append(delivery.event_id)
+            continue
         if delivery.biller_id not in billers:
             billers[delivery.biller_id] = session.get(Biller, delivery.biller_id)
         error = _attempt(delivery, billers[delivery.biller_id], now, send)
@@ -213,6 +270,7 @@ def deliver_due(
             continue
         delivery.last_error = error[:500]
         if delivery.attempts >= max_attempts:
+            delivery.dead_at = now
             report.dead.append(delivery.event_id)
         else:
             delivery.next_attempt_at = now + backoff_delay(delivery.attempts, rng=rng)
@@ -246,7 +304,8 @@ def _attempt(
 
 
 def redeliver(*, session: Session, event_id: str, now: datetime) -> WebhookDelivery:
-    """Make a dead (or pending) delivery due now with a fresh attempt budget."""
+    """Make a dead (or pending) delivery due now with a fresh attempt budget (no access check;
+    operators use :func:`requeue_delivery`)."""
     delivery = session.scalars(
         select(WebhookDelivery).where(WebhookDelivery.event_id == event_id)
     ).one_or_none()
@@ -256,6 +315,82 @@ def redeliver(*, session: Session, event_id: str, now: datetime) -> WebhookDeliv
         raise Conflict(f"webhook {event_id} was delivered already")
     delivery.attempts = 0
     delivery.next_attempt_at = now
+    delivery.dead_at = None
+    return delivery
+
+
+def list_dead_deliveries(
+    *,
+    session: Session,
+    actor: Actor,
+    biller_id: uuid.UUID | None = None,
+    limit: int = 100,
+) -> Sequence[WebhookDelivery]:
+    """Dead deliveries of the billers where the actor holds ``pay.biller.read``, newest first."""
+    if not 1 <= limit <= 1000:
+        raise InvalidInput("limit must be 1 to 1000", field="limit")
+    query = (
+        select(WebhookDelivery)
+        .join(Biller, Biller.id == WebhookDelivery.biller_id)
+        .join(Tenant, Tenant.id == Biller.tenant_id)
+        .where(
+            WebhookDelivery.dead_at.is_not(None),
+            WebhookDelivery.delivered_at.is_(None),
+            in_subtrees(Tenant.path, actor.roots(READ)),
+        )
+    )
+    if biller_id is not None:
+        # Asked first, so that a biller the actor cannot see is a 404, as everywhere.
+        biller = session.get(Biller, biller_id)
+        tenant = resolve_tenant(session=session, tenant_id=biller.tenant_id) if biller else None
+        if tenant is None:
+            raise BillerNotFound("no such biller", resource="biller")
+        authorize(actor, READ, path=tenant.path, what="biller")
+        query = query.where(WebhookDelivery.biller_id == biller_id)
+    return session.scalars(
+        query.order_by(WebhookDelivery.dead_at.desc(), WebhookDelivery.id).limit(limit)
+    ).all()
+
+
+def requeue_delivery(
+    *, session: Session, actor: Actor, delivery_id: uuid.UUID, now: datetime
+) -> WebhookDelivery:
+    """Send a dead delivery again: due now, a fresh attempt budget, the same event (audited)."""
+    delivery = session.get(WebhookDelivery, delivery_id)
+    biller = session.get(Biller, delivery.biller_id) if delivery else None
+    tenant = resolve_tenant(session=session, tenant_id=biller.tenant_id) if biller else None
+    if delivery is None or biller is None or tenant is None:
+        raise WebhookDeliveryNotFound("no such webhook delivery", resource="webhook_delivery")
+    authorize(actor, REQUEUE, path=tenant.path, what="webhook delivery")
+    # Claimed with one conditional statement: of two operators requeueing it at once, the
+    # second finds it no longer dead (PostgreSQL re-reads the row the first one committed).
+    claimed = session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.id == delivery_id,
+            WebhookDelivery.dead_at.is_not(None),
+            WebhookDelivery.delivered_at.is_(None),
+        )
+        .values(attempts=0, next_attempt_at=now, dead_at=None)
+        .returning(WebhookDelivery.id)
+        .execution_options(synchronize_session="fetch")
+    ).scalar_one_or_none()
+    if claimed is None:
+        raise WebhookDeliveryNotDead(
+            f"webhook {delivery.event_id} is not dead: delivered, or still being retried"
+        )
+    audit.record(
+        session=session,
+        actor=actor,
+        action="pay.webhook.requeue",
+        tenant_id=biller.tenant_id,
+        target=f"webhook:{delivery.event_id}",
+        detail={
+            "event": delivery.event,
+            "biller": str(biller.id),
+            "last_error": delivery.last_error,
+        },
+    )
     return delivery
 
 

@@ -44,6 +44,9 @@ def civicloud(
     """
     for name in ("CIVICLOUD_DATABASE_URL", "CIVICLOUD_DATA_DIR", "CIVICLOUD_LOG_LEVEL"):
         monkeypatch.delenv(name, raising=False)
+    # Tables as wide as a wide terminal, whatever runs the tests: rich reads the width once, at
+    # import, from the terminal or $COLUMNS, and truncates cells to fit it.
+    monkeypatch.setattr(common.console, "width", 200)
     monkeypatch.setenv("COLUMNS", "240")  # rich's tables would cut long cells at 80
     monkeypatch.setenv("CIVICLOUD_AUTH__ARGON2_TIME_COST", "1")
     monkeypatch.setenv("CIVICLOUD_AUTH__ARGON2_MEMORY_KIB", "1024")

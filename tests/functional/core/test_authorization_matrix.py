@@ -28,7 +28,13 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel
 from starlette.routing import BaseRoute, Mount
 from tests.factories.core import SiblingWorld, Side, make_tenant, unique
-from tests.factories.pay import bill_row, make_biller, make_bills, make_pending_payment
+from tests.factories.pay import (
+    bill_row,
+    make_biller,
+    make_bills,
+    make_dead_delivery,
+    make_pending_payment,
+)
 
 from civicloud.core import identity
 from civicloud.core.services import Services
@@ -89,6 +95,7 @@ ID_PARAMETERS: dict[str, str] = {
     "biller_id": "biller",
     "bill_id": "bill",
     "payment_id": "payment",
+    "delivery_id": "delivery",
 }
 
 #: Values for parameters that are not ids of a tenant's resources (dates, provider names, the
@@ -291,20 +298,27 @@ def ids_of(side: Side) -> dict[str, str]:
     return {name: str(kinds[kind]) for name, kind in ID_PARAMETERS.items()}
 
 
-#: Each side's biller, bill and payment, made by the ``pay_world`` fixture.
+#: Each side's biller, bill, payment and dead webhook delivery, made by ``pay_world``.
 PAY_IDS: dict[uuid.UUID, dict[str, uuid.UUID]] = {}
 
 
 @pytest.fixture(autouse=True)
 def pay_world(core_services: Services, world: SiblingWorld) -> None:
-    """A biller (at an agency below each side's city), an open bill and a payment in flight."""
+    """A biller (at an agency below each side's city), an open bill, a payment in flight and a
+    webhook delivery given up on."""
     with core_services.db.unit_of_work() as session:
         for side in (world.a, world.b):
             agency = make_tenant(session, parent=side.child, kind=TenantKind.AGENCY)
             biller = make_biller(session, tenant=agency)
             (bill,) = make_bills(session, biller)
             payment = make_pending_payment(session, biller, [bill])
-            PAY_IDS[side.tenant.id] = {"biller": biller.id, "bill": bill.id, "payment": payment.id}
+            delivery = make_dead_delivery(session, biller)
+            PAY_IDS[side.tenant.id] = {
+                "biller": biller.id,
+                "bill": bill.id,
+                "payment": payment.id,
+                "delivery": delivery.id,
+            }
 
 
 def call(

@@ -231,3 +231,57 @@ def test_a_receipt_verifies_and_a_forged_signature_does_not(
     assert forged.json()["status"] == "tampered"
     unknown = client.get("/api/v1/pay/public/receipts/R19990101-NOTHING0/verify")
     assert unknown.json()["status"] == "unknown"
+
+
+def test_refunds_are_reconciled_by_their_refund_number(
+    client: TestClient, core_services: Services, sandbox: SandboxProvider, desk: dict[str, Any]
+) -> None:
+    from civicloud.pay.web.views import beijing_now
+
+    # given a paid payment, refunded in part through the sandbox
+    payment = paid_payment(client, sandbox, desk)
+    made = refund(client, desk, payment["id"], 100, uuid.uuid4().hex)
+    assert made.json()["status"] == "succeeded", made.text
+    with core_services.db.unit_of_work() as session:
+        reconciler = make_member(
+            session,
+            core_services.passwords,
+            home=make_agency(session),
+            role="pay_admin",
+            platform=True,
+        )
+    # and the sandbox's statement of the day, plus a refund of the trade we never made
+    day = beijing_now().date()
+    stranger = f"RF{uuid.uuid4().hex[:30].upper()}"
+    content = (
+        sandbox.statement(day)
+        + (
+            f"{payment['trade_no']},SBXR,refund,45,{day.isoformat()}T12:00:00+08:00,{stranger}\n"
+        ).encode()
+    )
+    # when it is imported
+    imported = client.post(
+        "/api/v1/pay/reconciliation/sandbox",
+        params={"date": day.isoformat()},
+        content=content,
+        headers={**reconciler.headers, "Content-Type": "text/csv"},
+    )
+    assert imported.status_code == 200, imported.text
+    # then our refund is matched by its number, and the stranger is a refund exception that
+    # names its refund number
+    items = client.get(
+        "/api/v1/pay/reconciliation/items",
+        params={"import_id": imported.json()["id"], "kind": "refund"},
+        headers=reconciler.headers,
+    )
+    assert items.status_code == 200, items.text
+    ours = [i for i in items.json() if i["trade_no"] == payment["trade_no"]]
+    assert [
+        (i["kind"], i["classification"], i["refund_no"], i["provider_amount_fen"], i["refund_id"])
+        for i in ours
+    ] == [("refund", "missing_ours", stranger, -45, None)]
+    # and a kind that does not exist is a clear error
+    odd = client.get(
+        "/api/v1/pay/reconciliation/items", params={"kind": "fee"}, headers=reconciler.headers
+    )
+    assert odd.status_code == 422

@@ -637,6 +637,36 @@ def test_an_operator_reconciles_a_statement_and_resolves_an_exception(
     assert ledger_balanced(core_services)
 
 
+def test_the_reconciliation_page_shows_refund_exceptions_with_their_refund_number(
+    browser: Browser, town: Town, sandbox: SandboxProvider, core_services: Services
+) -> None:
+    trade_no = pay_all(browser, town)
+    day = beijing_now().date()
+    # given a statement with a refund of our trade that we never asked for
+    refund_no = f"RF{uuid.uuid4().hex[:30].upper()}"
+    statement = sandbox.statement(day).decode()
+    statement += f"{trade_no},SBXREFUND01,refund,100,{day.isoformat()}T11:00:00+08:00,{refund_no}\n"
+    sign_in(browser, town.platform)
+    imported = browser.client.post(
+        "/console/pay/reconciliation",
+        data={"csrf_token": browser.csrf(), "provider": "sandbox", "business_date": str(day)},
+        files={"file": ("statement.csv", statement.encode(), "text/csv")},
+        follow_redirects=False,
+    )
+    assert imported.status_code == 303, imported.text
+    # when the page is read, then the exception says it is a refund, and which one
+    for lang, kind, number in (("en", "Refund", "Refund no."), ("zh", "退款", "退款单号")):
+        text = text_of(browser.client.get(f"/console/pay/reconciliation?lang={lang}").text)
+        assert refund_no in text
+        assert kind in text
+        assert number in text
+    with core_services.db.unit_of_work(write=False) as session:
+        item = session.scalars(
+            select(ReconciliationItem).where(ReconciliationItem.refund_no == refund_no)
+        ).one()
+    assert (item.kind, item.classification, item.trade_no) == ("refund", "missing_ours", trade_no)
+
+
 def test_reconciliation_is_explained_to_operators_below_platform_level(
     browser: Browser, town: Town
 ) -> None:

@@ -118,6 +118,36 @@ def test_the_same_key_replays_and_a_changed_body_is_refused(
     assert missing.status_code == 422
 
 
+@pytest.mark.parametrize("ended", ["failed", "succeeded"])
+def test_the_same_key_replays_a_payment_that_ended(
+    client: TestClient,
+    sandbox: SandboxProvider,
+    open_bill: tuple[uuid.UUID, uuid.UUID, str],
+    ended: str,
+) -> None:
+    # given a payment that failed (its bill open again) or succeeded (its bill paid)
+    biller_id, bill_id, _ = open_bill
+    key = "ended-" + uuid.uuid4().hex
+    first = client.post(
+        "/api/v1/pay/payments",
+        json=pay_body(biller_id, [bill_id]),
+        headers={"Idempotency-Key": key},
+    ).json()
+    sandbox.simulate(first["trade_no"], "succeeded" if ended == "succeeded" else "failed")
+    # when the same request comes again, and the same key with another body
+    replay = client.post(
+        "/api/v1/pay/payments",
+        json=pay_body(biller_id, [bill_id]),
+        headers={"Idempotency-Key": key},
+    )
+    changed = dict(pay_body(biller_id, [bill_id]), return_url="/elsewhere")
+    refused = client.post("/api/v1/pay/payments", json=changed, headers={"Idempotency-Key": key})
+    # then the ended payment is replayed, not repeated, and the other body is refused
+    assert replay.status_code == 200
+    assert (replay.json()["id"], replay.json()["status"]) == (first["id"], ended)
+    assert refused.status_code == 409
+
+
 def test_a_notification_with_a_bad_signature_changes_nothing(
     client: TestClient,
     core_services: Services,

@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import Insert, bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from civicloud.core.audit.models import AuditHead, AuditRecord
@@ -32,15 +33,32 @@ Outcome = Literal["success", "denied", "failed"]
 
 def record_hash(prev_hash: str, record: AuditRecord) -> str:
     """The chain hash of ``record`` following ``prev_hash``."""
+    return _chain_hash(
+        prev_hash,
+        {
+            "at": record.at,
+            "actor": record.actor,
+            "tenant_id": record.tenant_id,
+            "action": record.action,
+            "target": record.target,
+            "request_id": record.request_id,
+            "outcome": record.outcome,
+            "detail": record.detail,
+        },
+    )
+
+
+def _chain_hash(prev_hash: str, record: Mapping[str, Any]) -> str:
+    tenant_id = record["tenant_id"]
     body = {
-        "at": record.at.isoformat(timespec="microseconds"),
-        "actor": record.actor,
-        "tenant_id": str(record.tenant_id) if record.tenant_id else None,
-        "action": record.action,
-        "target": record.target,
-        "request_id": record.request_id,
-        "outcome": record.outcome,
-        "detail": record.detail,
+        "at": record["at"].isoformat(timespec="microseconds"),
+        "actor": record["actor"],
+        "tenant_id": str(tenant_id) if tenant_id else None,
+        "action": record["action"],
+        "target": record["target"],
+        "request_id": record["request_id"],
+        "outcome": record["outcome"],
+        "detail": record["detail"],
     }
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(f"{prev_hash}\n{canonical}".encode()).hexdigest()
@@ -55,33 +73,54 @@ def record(
     tenant_id: uuid.UUID | None = None,
     outcome: Outcome = "success",
     detail: dict[str, Any] | None = None,
-) -> AuditRecord:
-    """Append a record in the caller's transaction (it commits or rolls back with the change)."""
+) -> None:
+    """Append a record in the caller's transaction (it commits or rolls back with the change).
+
+    Written at once, in SQL statements rather than through the ORM: the chain's head stays
+    locked from here to the commit, and every other writer waits for it meanwhile, so the time
+    it is held is kept short. What the caller has pending is flushed first, before the lock.
+    """
+    session.flush()
+    connection = session.connection()
     # Lock the head: appends are serialised, which is what a chain is. SQLite write transactions
     # are serialised already (BEGIN IMMEDIATE), PostgreSQL takes the row lock here.
-    head = session.scalars(
-        select(AuditHead).where(AuditHead.id == 1).with_for_update()
-    ).one_or_none()
+    head = connection.execute(_LOCK_HEAD).first()
     if head is None:
-        head = AuditHead(id=1, seq=0, hash=GENESIS)
-        session.add(head)
-    entry = AuditRecord(
-        seq=head.seq + 1,
+        # The first record ever: make the head (a racing first writer's head is waited for).
+        connection.execute(_insert_head(connection.dialect.name))
+        head = connection.execute(_LOCK_HEAD).one()
+    seq, prev_hash = int(head.seq) + 1, str(head.hash)
+    entry = {
+        "seq": seq,
         # Microsecond precision: what every database stores, so the hash survives a round trip.
-        at=utcnow(),
-        actor=_printable(actor.name)[:160],
-        tenant_id=tenant_id,
-        action=_printable(action)[:100],
-        target=_printable(target)[:300],
-        request_id=_printable(current_request_id())[:64],
-        outcome=outcome,
-        detail=json.loads(json.dumps(detail or {}, default=str)),
-        prev_hash=head.hash,
-    )
-    entry.hash = record_hash(head.hash, entry)
-    session.add(entry)
-    head.seq, head.hash = entry.seq, entry.hash
-    return entry
+        "at": utcnow(),
+        "actor": _printable(actor.name)[:160],
+        "tenant_id": tenant_id,
+        "action": _printable(action)[:100],
+        "target": _printable(target)[:300],
+        "request_id": _printable(current_request_id())[:64],
+        "outcome": outcome,
+        "detail": json.loads(json.dumps(detail or {}, default=str)),
+        "prev_hash": prev_hash,
+    }
+    entry["hash"] = _chain_hash(prev_hash, entry)
+    connection.execute(_INSERT_RECORD, entry)
+    connection.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": entry["hash"]})
+
+
+# Built once: run on the session's connection, as Core statements (no ORM objects).
+_LOCK_HEAD = select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1).with_for_update()
+_INSERT_RECORD = insert(AuditRecord)
+_MOVE_HEAD = (
+    update(AuditHead)
+    .where(AuditHead.id == 1)
+    .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
+)
+
+
+def _insert_head(dialect: str) -> Insert:
+    insert_into = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert_into(AuditHead).values(id=1, seq=0, hash=GENESIS).on_conflict_do_nothing()
 
 
 def _printable(text: str) -> str:
@@ -132,8 +171,9 @@ def verify_chain(*, session: Session, batch: int = 2000) -> VerifyResult:
     The head is read first and the walk stops at it: records appended while the walk runs (each
     statement may see newer commits) are not mistaken for a damaged tail.
     """
-    head = session.get(AuditHead, 1)
-    end = head.seq if head is not None else None
+    # Read as columns, not as an object the session may hold from earlier in the transaction.
+    head = session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)).first()
+    end = int(head.seq) if head is not None else None
     expected_prev, expected_seq, checked = GENESIS, 1, 0
     for entry in _iter_records(session, batch):
         if end is not None and entry.seq > end:

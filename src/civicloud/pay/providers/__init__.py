@@ -14,8 +14,6 @@ from civicloud.core.config import PaySettings
 from civicloud.pay.backends import PaymentProvider
 from civicloud.pay.providers._common import (
     Clock,
-    ProviderError,
-    ProviderMisconfigured,
     UrlOpen,
     fen_to_yuan,
     yuan_to_fen,
@@ -60,8 +58,6 @@ def build_providers(
 __all__ = [
     "AlipayProvider",
     "Deliver",
-    "ProviderError",
-    "ProviderMisconfigured",
     "SandboxCheckoutView",
     "SandboxNotice",
     "SandboxProvider",

@@ -1,4 +1,4 @@
-"""What the provider adapters share: errors, money as yuan strings, Beijing time, RSA keys, HTTP.
+"""What the provider adapters share: money as yuan strings, Beijing time, RSA keys, HTTP.
 
 Nothing here knows a provider's wire format; each adapter module owns its own.
 """
@@ -23,7 +23,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from civicloud.core.errors import CivicloudError
+from civicloud.pay.errors import ProviderError, ProviderMisconfigured
 
 #: China Standard Time, the providers' clock for bills, notifications and request timestamps.
 #: A fixed offset: China has had no daylight saving time since 1991.
@@ -36,22 +36,6 @@ MAX_RESPONSE_BYTES = 1_048_576
 MIN_RSA_BITS = 2048
 
 Clock = Callable[[], datetime]
-
-
-class ProviderError(CivicloudError):
-    """A payment provider could not be reached, refused a call, or answered unverifiably."""
-
-    code = "pay.provider_error"
-    title = "Payment provider error"
-    status = 502
-
-
-class ProviderMisconfigured(CivicloudError):
-    """A provider adapter's settings or key files are missing or unusable."""
-
-    code = "pay.provider_misconfigured"
-    title = "Payment provider misconfigured"
-    status = 500
 
 
 class UrlOpen(Protocol):

@@ -40,12 +40,10 @@ from civicloud.pay.backends import (
     TradeQuery,
     TradeStatus,
 )
-from civicloud.pay.errors import InvalidNotification
+from civicloud.pay.errors import InvalidNotification, ProviderError, ProviderMisconfigured
 from civicloud.pay.providers._common import (
     BEIJING,
     Clock,
-    ProviderError,
-    ProviderMisconfigured,
     UrlOpen,
     beijing_time,
     fen_to_yuan,
@@ -481,6 +479,7 @@ def _extra(params: Mapping[str, str]) -> dict[str, str]:
 
 # Alipay's own column names, full-width brackets and colon included.
 _ORDER_AMOUNT = "订单金额（元）"  # noqa: RUF001
+_REFUND_REQUEST_NO = "退款批次号/请求号"
 _ALIPAY_REQUIRED = ("支付宝交易号", "商户订单号", "业务类型", "完成时间", _ORDER_AMOUNT)
 _ALIPAY_KINDS: dict[str, Literal["payment", "refund"]] = {"交易": "payment", "退款": "refund"}
 _ALIPAY_START_DATE = re.compile(r"起始日期：\[(\d{4})年(\d{1,2})月(\d{1,2})日")  # noqa: RUF001
@@ -531,6 +530,8 @@ def _bill_line(record: Mapping[str, str], number: int) -> StatementLine | None:
         kind=kind,
         amount_fen=amount_fen,
         occurred_at=occurred_at,
+        # Our out_request_no, on refund rows of a bill that has the column.
+        refund_no=(record.get(_REFUND_REQUEST_NO) or None) if kind == "refund" else None,
     )
 
 

@@ -42,11 +42,10 @@ from civicloud.pay.backends import (
     TradeQuery,
     TradeStatus,
 )
-from civicloud.pay.errors import InvalidNotification, PaymentNotFound
+from civicloud.pay.errors import InvalidNotification, PaymentNotFound, ProviderMisconfigured
 from civicloud.pay.providers._common import (
     BEIJING,
     Clock,
-    ProviderMisconfigured,
     lower_headers,
     utc_now,
 )
@@ -538,9 +537,17 @@ def parse_sandbox_statement(content: bytes, *, business_date: date) -> list[Stat
             raise InvalidInput(
                 f"sandbox statement line {number}: expected {len(STATEMENT_HEADER)} cells"
             )
-        trade_no, provider_no, kind, amount, at, _refund_no = row
-        if kind not in ("payment", "refund") or not trade_no or not provider_no:
-            raise InvalidInput(f"sandbox statement line {number}: bad kind or trade numbers")
+        trade_no, provider_no, kind, amount, at, refund_no = row
+        # A refund line, and only a refund line, carries our refund_no.
+        if (
+            kind not in ("payment", "refund")
+            or not trade_no
+            or not provider_no
+            or (kind == "refund") != bool(refund_no)
+        ):
+            raise InvalidInput(
+                f"sandbox statement line {number}: bad kind, trade numbers or refund_no"
+            )
         try:
             amount_fen = int(amount)
             occurred_at = datetime.fromisoformat(at)
@@ -555,7 +562,9 @@ def parse_sandbox_statement(content: bytes, *, business_date: date) -> list[Stat
             amount_fen=amount_fen,
             occurred_at=occurred_at,
         )
-        lines.append(line if kind == "payment" else replace(line, kind="refund"))
+        lines.append(
+            line if kind == "payment" else replace(line, kind="refund", refund_no=refund_no)
+        )
     if not header_seen:
         raise InvalidInput("sandbox statement: no column header found")
     return lines

@@ -6,7 +6,9 @@ verified over ``TIMESTAMP\\nNONCE\\nBODY\\n`` with the platform certificate or p
 ``Wechatpay-Serial`` names; those are read from ``platform_keys_dir`` (``<serial>.pem``) once, at
 construction, and nothing is ever fetched while verifying: an unknown serial is refused.
 Callbacks more than five minutes off our clock are refused as replays, and their resource is
-decrypted (AEAD_AES_256_GCM) with the APIv3 key.
+decrypted (AEAD_AES_256_GCM) with the APIv3 key. Payment callbacks (``TRANSACTION.*``) and
+refund callbacks (``REFUND.SUCCESS``, ``REFUND.ABNORMAL``, ``REFUND.CLOSED``) go through the
+same checks; a refund callback becomes a ``Notification`` of kind ``refund``.
 """
 
 from __future__ import annotations
@@ -41,13 +43,11 @@ from civicloud.pay.backends import (
     TradeQuery,
     TradeStatus,
 )
-from civicloud.pay.errors import InvalidNotification
+from civicloud.pay.errors import InvalidNotification, ProviderError, ProviderMisconfigured
 from civicloud.pay.providers._common import (
     BEIJING,
     Clock,
     HttpReply,
-    ProviderError,
-    ProviderMisconfigured,
     UrlOpen,
     beijing_time,
     http_exchange,
@@ -80,6 +80,13 @@ REFUND_STATES: dict[str, Literal["succeeded", "pending", "failed"]] = {
     "PROCESSING": "pending",
     "CLOSED": "failed",
     "ABNORMAL": "failed",
+}
+
+#: The refund callbacks' event types, each with the ``refund_status`` its resource must carry.
+REFUND_EVENTS: dict[str, str] = {
+    "REFUND.SUCCESS": "SUCCESS",
+    "REFUND.ABNORMAL": "ABNORMAL",
+    "REFUND.CLOSED": "CLOSED",
 }
 
 #: Error codes after which a call's outcome is unknown: ask again with the same numbers.
@@ -311,7 +318,81 @@ class WechatPayProvider:
     # --- callbacks -------------------------------------------------------------------------
 
     def parse_notification(self, *, headers: Mapping[str, str], body: bytes) -> Notification:
-        """Verify, check the time of, and decrypt a payment callback; raise if any step fails."""
+        """Verify, check the time of, and decrypt a payment or refund callback; raise if any step
+        fails. ``REFUND.*`` events are refund callbacks, every other event a payment callback."""
+        envelope, notify_id, resource = self._verified_callback(headers, body)
+        event_type = envelope.get("event_type")
+        if isinstance(event_type, str) and event_type.startswith("REFUND."):
+            return self._refund_notification(envelope, notify_id, resource)
+        transaction = resource
+        if transaction.get("mchid") != self._mchid or transaction.get("appid") != self._appid:
+            raise InvalidNotification("wechatpay: callback is for another merchant or app")
+        trade_no = transaction.get("out_trade_no")
+        status = TRADE_STATES.get(str(transaction.get("trade_state", "")))
+        amount = transaction.get("amount")
+        total = amount.get("total") if isinstance(amount, dict) else None
+        if not isinstance(trade_no, str) or not trade_no or status is None:
+            raise InvalidNotification("wechatpay: not a transaction callback")
+        if not _is_fen(total) or total <= 0:
+            raise InvalidNotification("wechatpay: malformed amount.total")
+        transaction_id = transaction.get("transaction_id")
+        return Notification(
+            notify_id=notify_id,
+            trade_no=trade_no,
+            status=status,
+            amount_fen=total,
+            provider_trade_no=str(transaction_id) if transaction_id else None,
+            occurred_at=_iso_time(transaction.get("success_time") or envelope.get("create_time")),
+            raw={"event_type": event_type, "transaction": transaction},
+        )
+
+    def _refund_notification(
+        self, envelope: Mapping[str, Any], notify_id: str, refund: Mapping[str, Any]
+    ) -> Notification:
+        """A refund callback's resource (``REFUND.SUCCESS``, ``.ABNORMAL``, ``.CLOSED``), checked.
+
+        The resource names no app (``appid``), only the merchant; its ``refund_status`` must be
+        the one the signed ``event_type`` announces.
+        """
+        event_type = envelope.get("event_type")
+        if refund.get("mchid") != self._mchid:
+            raise InvalidNotification("wechatpay: refund callback is for another merchant")
+        refund_status = refund.get("refund_status")
+        if event_type not in REFUND_EVENTS or REFUND_EVENTS[event_type] != refund_status:
+            raise InvalidNotification(
+                "wechatpay: refund callback's event_type and refund_status disagree"
+            )
+        trade_no, refund_no = refund.get("out_trade_no"), refund.get("out_refund_no")
+        if not isinstance(trade_no, str) or not trade_no:
+            raise InvalidNotification("wechatpay: refund callback lacks out_trade_no")
+        if not isinstance(refund_no, str) or not refund_no:
+            raise InvalidNotification("wechatpay: refund callback lacks out_refund_no")
+        amount = refund.get("amount")
+        refunded = amount.get("refund") if isinstance(amount, dict) else None
+        total = amount.get("total") if isinstance(amount, dict) else None
+        if not _is_fen(refunded) or not _is_fen(total) or not 0 < refunded <= total:
+            raise InvalidNotification("wechatpay: malformed amount.refund or amount.total")
+        refund_id, transaction_id = refund.get("refund_id"), refund.get("transaction_id")
+        return Notification(
+            notify_id=notify_id,
+            trade_no=trade_no,
+            # SUCCESS: the money went back; ABNORMAL (the payer's account refused it, the
+            # merchant keeps it) and CLOSED: it did not.
+            status=REFUND_STATES[str(refund_status)],
+            amount_fen=refunded,
+            provider_trade_no=str(transaction_id) if transaction_id else None,
+            occurred_at=_iso_time(refund.get("success_time") or envelope.get("create_time")),
+            raw={"event_type": event_type, "refund": dict(refund)},
+            kind="refund",
+            refund_no=refund_no,
+            provider_refund_no=str(refund_id) if refund_id else None,
+        )
+
+    def _verified_callback(
+        self, headers: Mapping[str, str], body: bytes
+    ) -> tuple[dict[str, Any], str, dict[str, Any]]:
+        """The envelope, id and decrypted resource of a callback whose headers, time and
+        signature verify; ``InvalidNotification`` otherwise (payments and refunds alike)."""
         lowered = lower_headers(headers)
         signature_type = lowered.get("wechatpay-signature-type", SIGNATURE_SCHEME)
         if signature_type != SIGNATURE_SCHEME:
@@ -331,27 +412,7 @@ class WechatPayProvider:
         notify_id = envelope.get("id")
         if not isinstance(resource, dict) or not isinstance(notify_id, str) or not notify_id:
             raise InvalidNotification("wechatpay: callback lacks id or resource")
-        transaction = _json_object(self._decrypt(resource), "decrypted resource")
-        if transaction.get("mchid") != self._mchid or transaction.get("appid") != self._appid:
-            raise InvalidNotification("wechatpay: callback is for another merchant or app")
-        trade_no = transaction.get("out_trade_no")
-        status = TRADE_STATES.get(str(transaction.get("trade_state", "")))
-        amount = transaction.get("amount")
-        total = amount.get("total") if isinstance(amount, dict) else None
-        if not isinstance(trade_no, str) or not trade_no or status is None:
-            raise InvalidNotification("wechatpay: not a transaction callback")
-        if not _is_fen(total) or total <= 0:
-            raise InvalidNotification("wechatpay: malformed amount.total")
-        transaction_id = transaction.get("transaction_id")
-        return Notification(
-            notify_id=notify_id,
-            trade_no=trade_no,
-            status=status,
-            amount_fen=total,
-            provider_trade_no=str(transaction_id) if transaction_id else None,
-            occurred_at=_iso_time(transaction.get("success_time") or envelope.get("create_time")),
-            raw={"event_type": envelope.get("event_type"), "transaction": transaction},
-        )
+        return envelope, notify_id, _json_object(self._decrypt(resource), "decrypted resource")
 
     def _decrypt(self, resource: Mapping[str, Any]) -> bytes:
         if resource.get("algorithm") != "AEAD_AES_256_GCM":
@@ -440,6 +501,8 @@ def _wechat_bill_line(record: Mapping[str, str], number: int) -> StatementLine |
         kind=kind,
         amount_fen=amount_fen,
         occurred_at=occurred_at,
+        # Our out_refund_no, on refund rows of a bill that has the column.
+        refund_no=(record.get("商户退款单号") or None) if kind == "refund" else None,
     )
 
 

@@ -595,7 +595,9 @@ def _reconciliation_context(
         imports = reconciliation.list_imports(session=session, actor=actor, limit=100)
     except PermissionDenied:
         # Reconciliation is a platform-wide duty; say so rather than answer with an error.
-        context.update(allowed=False, imports=[], summaries={}, items=[], by_import={})
+        context.update(
+            allowed=False, imports=[], summaries={}, items=[], by_import={}, waiting=set()
+        )
         return context
     items = reconciliation.list_items(
         session=session, actor=actor, unresolved_only=not show_all, limit=200
@@ -608,6 +610,7 @@ def _reconciliation_context(
         },
         items=[(item, _suggestion(item, imports)) for item in items],
         by_import={i.id: i for i in imports},
+        waiting=reconciliation.waiting_for_refund(session=session, items=items),
     )
     return context
 

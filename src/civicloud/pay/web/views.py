@@ -68,6 +68,7 @@ LABELS: Mapping[str, Mapping[str, str]] = {
         "amount_mismatch": N_("Amount mismatch"),
         "duplicate": N_("Duplicate"),
     },
+    "item_kind": {"payment": N_("Payment"), "refund": N_("Refund")},
     "account_kind": {
         "asset": N_("Asset"),
         "liability": N_("Liability"),

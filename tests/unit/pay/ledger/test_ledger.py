@@ -52,12 +52,12 @@ def test_posting_a_payment_twice_posts_it_once(db_session: Session, biller: Bill
     # when it is posted again
     second = ledger.post_payment(session=db_session, payment=payment, posted_by="tests")
     # then the first entry comes back, with one line from clearing to the biller's payable
-    assert second.id == first.id
+    assert second == first
     entries = db_session.scalars(
         select(JournalEntry).where(JournalEntry.reference == str(payment.id))
     ).all()
     assert [e.kind for e in entries] == ["payment"]
-    [line] = _lines(db_session, first.id)
+    [line] = _lines(db_session, first)
     assert line.amount_fen == 12_345
     assert line.debit_account_id == _account_id(db_session, f"clearing:{payment.provider}")
     assert line.credit_account_id == _account_id(db_session, f"payable:{biller.id}")
@@ -94,13 +94,13 @@ def test_two_transactions_posting_one_payment_leave_one_entry(core_services: Ser
             assert payment is not None
             found["second"] = ledger.post_payment(
                 session=other, payment=payment, posted_by="second"
-            ).id
+            )
 
     # when one transaction posts it and, before it commits, another posts it too
     with db.unit_of_work() as first:
         payment = first.get(Payment, payment_id)
         assert payment is not None
-        found["first"] = ledger.post_payment(session=first, payment=payment, posted_by="first").id
+        found["first"] = ledger.post_payment(session=first, payment=payment, posted_by="first")
         racer = threading.Thread(target=post_in_second_transaction)
         racer.start()
         time.sleep(0.3)  # the second is now waiting on the first (the unique index or the lock)

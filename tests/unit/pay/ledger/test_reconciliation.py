@@ -21,8 +21,12 @@ from civicloud.core.audit import AuditRecord
 from civicloud.core.errors import InvalidInput, PermissionDenied
 from civicloud.core.tenants import Tenant
 from civicloud.pay import ledger, reconciliation, refunds
+from civicloud.pay.errors import (
+    ItemAlreadyResolved,
+    ReconciliationItemNotFound,
+    StatementAlreadyImported,
+)
 from civicloud.pay.models import Biller, JournalEntry, Payment, ReconciliationItem, Refund
-from civicloud.pay.reconciliation import ItemAlreadyResolved, StatementAlreadyImported
 from civicloud.pay.settlement import SHANGHAI
 
 DAY = date(2025, 6, 1)
@@ -317,7 +321,7 @@ def test_bad_arguments_are_refused(db_session: Session, provider: FakeProvider) 
         reconciliation.list_items(session=db_session, actor=SYSTEM, classification="odd")
     with pytest.raises(InvalidInput):
         reconciliation.list_items(session=db_session, actor=SYSTEM, limit=0)
-    with pytest.raises(reconciliation.ReconciliationItemNotFound):
+    with pytest.raises(ReconciliationItemNotFound):
         reconciliation.resolve_item(
             session=db_session,
             actor=SYSTEM,
@@ -374,3 +378,102 @@ def test_refund_lines_named_only_by_their_trade_are_matched_by_amount(
             ("missing_ours", trade, -3_000, -3_000),
         ]
     )
+
+
+def _refund_items(
+    session: Session, provider: FakeProvider, content: bytes, day: date = DAY
+) -> list[tuple[str, str | None, int | None, uuid.UUID | None]]:
+    record = reconciliation.import_statement(
+        session=session, actor=SYSTEM, provider=provider, content=content, business_date=day
+    )
+    items = reconciliation.list_items(
+        session=session,
+        actor=SYSTEM,
+        import_id=record.id,
+        kind="refund",
+        include_matched=True,
+        limit=1000,
+    )
+    assert all(i.kind == "refund" for i in items)
+    return sorted(
+        ((i.classification, i.refund_no, i.provider_amount_fen, i.refund_id) for i in items),
+        key=str,
+    )
+
+
+def test_refund_lines_carrying_our_refund_number_are_matched_by_it(
+    db_session: Session, biller: Biller, provider: FakeProvider
+) -> None:
+    # given a payment refunded twice with the same amount
+    payment = _paid(db_session, biller, provider, 10_000)
+    first = _refunded(db_session, payment, provider, 1_000, at(DAY, 11))
+    second = _refunded(db_session, payment, provider, 1_000, at(DAY, 12))
+    trade, ptn = payment.trade_no, payment.provider_trade_no or ""
+    # and a statement naming them by our refund numbers: the second first, the second again,
+    # and a refund number we never issued, of the same amount
+    content = statement(
+        ("payment", trade, ptn, 10_000),
+        ("refund", trade, ptn, -1_000, second.refund_no),
+        ("refund", trade, ptn, -1_000, second.refund_no),
+        ("refund", trade, ptn, -1_000, "RF-NEVER-ISSUED"),
+    )
+    # when it is imported
+    items = _refund_items(db_session, provider, content)
+    # then each line is the refund it names: the second matched, then a duplicate; the unknown
+    # number is missing on our side (not matched to the first by amount), and the first,
+    # absent from the statement, is missing at the provider
+    assert items == sorted(
+        [
+            ("matched", second.refund_no, -1_000, second.id),
+            ("duplicate", second.refund_no, -1_000, None),
+            ("missing_ours", "RF-NEVER-ISSUED", -1_000, None),
+            ("missing_provider", first.refund_no, None, first.id),
+        ],
+        key=str,
+    )
+
+
+def test_a_refund_matched_on_another_days_statement(
+    db_session: Session, biller: Biller, provider: FakeProvider
+) -> None:
+    # given a refund just before midnight that the provider put on the next day's statement
+    payment = _paid(db_session, biller, provider, 5_000)
+    evening = _refunded(db_session, payment, provider, 700, at(DAY, 23))
+    line = ("refund", payment.trade_no, "P", -700, evening.refund_no)
+    assert _refund_items(db_session, provider, statement(line), NEXT) == [
+        ("matched", evening.refund_no, -700, evening.id)
+    ]
+    # when the day's own statement, without it, is imported
+    # then it is not reported missing at the provider
+    assert _refund_items(db_session, provider, statement(), DAY) == []
+    # and when yet another day's statement lists it again, it is a duplicate
+    later = statement(line, ("payment", "T-other", "Q", 1))
+    assert _refund_items(db_session, provider, later, NEXT + timedelta(days=1)) == [
+        ("duplicate", evening.refund_no, -700, evening.id)
+    ]
+
+
+def test_items_are_listed_by_kind(
+    db_session: Session, biller: Biller, provider: FakeProvider
+) -> None:
+    # given a statement with an unknown payment and an unknown refund
+    record = reconciliation.import_statement(
+        session=db_session,
+        actor=SYSTEM,
+        provider=provider,
+        content=statement(("payment", "T-a", "P", 5), ("refund", "T-b", "P", -5, "RF-b")),
+        business_date=DAY,
+    )
+
+    def kinds(kind: str | None) -> list[tuple[str, str | None]]:
+        found = reconciliation.list_items(
+            session=db_session, actor=SYSTEM, import_id=record.id, kind=kind
+        )
+        return sorted((i.kind, i.refund_no) for i in found)
+
+    # then each kind is listed on its own, or both together
+    assert kinds("payment") == [("payment", None)]
+    assert kinds("refund") == [("refund", "RF-b")]
+    assert kinds(None) == [("payment", None), ("refund", "RF-b")]
+    with pytest.raises(InvalidInput):
+        kinds("fee")

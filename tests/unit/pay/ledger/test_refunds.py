@@ -26,7 +26,7 @@ from civicloud.core.errors import CivicloudError, InvalidInput, NotFound, Permis
 from civicloud.core.services import Services
 from civicloud.core.tenants import Tenant
 from civicloud.pay import ledger, refunds
-from civicloud.pay.errors import IdempotencyKeyReused, RefundExceedsPayment
+from civicloud.pay.errors import IdempotencyKeyReused, PaymentNotRefundable, RefundExceedsPayment
 from civicloud.pay.models import Biller, JournalEntry, Payment, Refund
 
 
@@ -242,7 +242,7 @@ def test_only_a_succeeded_payment_is_refunded(
 ) -> None:
     # given a payment that did not succeed, when a refund is asked for, then it is refused
     payment = make_payment(db_session, biller, status=status, provider=provider.name)
-    with pytest.raises(refunds.PaymentNotRefundable):
+    with pytest.raises(PaymentNotRefundable):
         _refund(db_session, payment, provider, 100)
     assert _refund_rows(db_session, payment) == 0
 
@@ -353,7 +353,7 @@ def test_a_succeeded_payment_is_not_refunded_automatically(
 ) -> None:
     # given a succeeded payment, when it is refunded automatically, then that is refused
     payment = make_payment(db_session, biller, provider=provider.name)
-    with pytest.raises(refunds.PaymentNotRefundable):
+    with pytest.raises(PaymentNotRefundable):
         refunds.refund_automatically(
             session=db_session, payment=payment, provider=provider, reason="x"
         )

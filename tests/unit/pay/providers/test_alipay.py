@@ -32,8 +32,8 @@ from tests.unit.pay.providers.helpers import (
 )
 
 from civicloud.core.errors import InvalidInput
-from civicloud.pay.errors import InvalidNotification
-from civicloud.pay.providers import AlipayProvider, ProviderError, ProviderMisconfigured
+from civicloud.pay.errors import InvalidNotification, ProviderError, ProviderMisconfigured
+from civicloud.pay.providers import AlipayProvider
 from civicloud.pay.providers._common import BEIJING
 
 HYPOTHESIS = settings(
@@ -496,6 +496,8 @@ def test_the_daily_bill_is_read(offline: AlipayProvider) -> None:
     ]
     assert lines[0].provider_trade_no == "2026112622001433331412345678"
     assert lines[2].occurred_at == datetime(2026, 11, 26, 15, 2, 11, tzinfo=BEIJING)
+    # a refund row carries our refund number (退款批次号/请求号); a payment row none
+    assert [line.refund_no for line in lines] == [None, None, "R20261126000001"]
 
 
 def test_a_bill_for_another_day_or_with_bad_rows_is_refused(offline: AlipayProvider) -> None:

@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tests.fakes.pay_gateways import RsaPair, loopback_urlopen
 
-from civicloud.pay.providers import ProviderMisconfigured, fen_to_yuan, yuan_to_fen
+from civicloud.pay.errors import ProviderMisconfigured
+from civicloud.pay.providers import fen_to_yuan, yuan_to_fen
 from civicloud.pay.providers._common import http_exchange, load_rsa_private_key
 from civicloud.pay.providers.alipay import top_level_members
 

@@ -199,8 +199,6 @@ def test_the_public_surface_is_pinned() -> None:
     assert set(civicloud.pay.providers.__all__) == {
         "AlipayProvider",
         "Deliver",
-        "ProviderError",
-        "ProviderMisconfigured",
         "SandboxCheckoutView",
         "SandboxNotice",
         "SandboxProvider",

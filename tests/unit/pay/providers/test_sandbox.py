@@ -16,9 +16,8 @@ from hypothesis import strategies as st
 from tests.unit.pay.providers.helpers import NOW, checkout_request
 
 from civicloud.core.errors import Conflict, InvalidInput
-from civicloud.pay.errors import InvalidNotification, PaymentNotFound
+from civicloud.pay.errors import InvalidNotification, PaymentNotFound, ProviderMisconfigured
 from civicloud.pay.providers import (
-    ProviderMisconfigured,
     SandboxNotice,
     SandboxProvider,
     load_or_create_secret,
@@ -290,6 +289,12 @@ def test_the_statement_round_trips() -> None:
         ("P2", "payment", 1234),
     ]
     assert all(line.occurred_at == NOW.astimezone(BEIJING) for line in lines)
+    # and a refund line carries our refund number
+    assert sorted((line.kind, line.refund_no) for line in lines) == [
+        ("payment", None),
+        ("payment", None),
+        ("refund", "R1"),
+    ]
     assert (
         provider.parse_statement(
             provider.statement(date(2026, 11, 25)), business_date=date(2026, 11, 25)
@@ -315,6 +320,14 @@ def test_the_statement_round_trips() -> None:
         (
             b"trade_no,provider_trade_no,kind,amount_fen,occurred_at,refund_no\nP1,S1,payment,-1,2026-11-26T10:00:00+08:00,\n",
             "line 2",
+        ),
+        (
+            b"trade_no,provider_trade_no,kind,amount_fen,occurred_at,refund_no\nP1,S1,refund,1,2026-11-26T10:00:00+08:00,\n",
+            "refund_no",
+        ),
+        (
+            b"trade_no,provider_trade_no,kind,amount_fen,occurred_at,refund_no\nP1,S1,payment,1,2026-11-26T10:00:00+08:00,R1\n",
+            "refund_no",
         ),
         (b"", "header"),
     ],

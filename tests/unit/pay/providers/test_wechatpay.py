@@ -18,11 +18,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.fakes.pay_gateways import (
     FakeWechatGateway,
+    RsaPair,
     loopback_urlopen,
     parse_wechat_authorization,
     wechat_authorization_verifies,
     wechat_callback,
     wechat_encrypt,
+    wechat_refund_callback,
+    wechat_refund_resource,
     wechat_signed_headers,
 )
 from tests.unit.pay.providers.helpers import (
@@ -40,8 +43,8 @@ from tests.unit.pay.providers.helpers import (
 from wechatpayv3.core import Core
 
 from civicloud.core.errors import InvalidInput
-from civicloud.pay.errors import InvalidNotification
-from civicloud.pay.providers import ProviderError, ProviderMisconfigured, WechatPayProvider
+from civicloud.pay.errors import InvalidNotification, ProviderError, ProviderMisconfigured
+from civicloud.pay.providers import WechatPayProvider
 from civicloud.pay.providers._common import BEIJING
 
 TS = int(NOW.timestamp())
@@ -294,6 +297,131 @@ def test_a_decrypted_resource_that_is_not_ours_or_malformed_is_refused(
         offline.parse_notification(headers=headers, body=body)
 
 
+# --- refund callbacks ----------------------------------------------------------------------
+
+
+def refund_callback(
+    keys: Keys,
+    event_type: str = "REFUND.SUCCESS",
+    *,
+    platform_key: RsaPair | None = None,
+    serial: str = PLATFORM_SERIAL,
+    **overrides: Any,
+) -> tuple[dict[str, str], bytes]:
+    """A genuine refund callback for 10.00 of the 12.34 trade, signed at ``NOW``."""
+    status = event_type.removeprefix("REFUND.")
+    resource = (
+        wechat_refund_resource(
+            mchid=MCHID,
+            out_trade_no="P20261126000001",
+            out_refund_no="RF0123456789ABCDEF0123456789ABCD",
+            refund_fen=1000,
+            total_fen=1234,
+            refund_status=status,
+        )
+        | overrides
+    )
+    return wechat_refund_callback(
+        resource,
+        api_v3_key=API_V3_KEY,
+        platform_key=platform_key or keys.wechat_platform,
+        serial=serial,
+        timestamp=TS,
+        event_type=event_type,
+    )
+
+
+def test_a_refund_callback_verifies_and_names_our_refund(
+    offline: WechatPayProvider, keys: Keys
+) -> None:
+    # given a REFUND.SUCCESS callback signed and encrypted as the platform does
+    headers, body = refund_callback(keys)
+    # when it is parsed
+    notification = offline.parse_notification(headers=headers, body=body)
+    # then it is a refund notification of our refund, for the amount refunded
+    assert notification.kind == "refund"
+    assert notification.notify_id == "EV-2018022511223320874"
+    assert notification.trade_no == "P20261126000001"
+    assert notification.refund_no == "RF0123456789ABCDEF0123456789ABCD"
+    assert notification.provider_refund_no == "50300906782026112612345678901"
+    assert notification.provider_trade_no == "4200001234202611261234567890"
+    assert (notification.status, notification.amount_fen) == ("succeeded", 1000)
+    assert notification.occurred_at == datetime(2026, 11, 26, 10, 5, tzinfo=BEIJING)
+
+
+def test_the_sdk_itself_accepts_the_refund_callbacks_these_tests_build(keys: Keys) -> None:
+    # Given a refund callback signed with a WeChat Pay public key
+    headers, body = refund_callback(keys, platform_key=keys.wechat_public, serial=PUBLIC_KEY_ID)
+    sdk = Core(
+        mchid=MCHID,
+        cert_serial_no=MERCHANT_SERIAL,
+        private_key=keys.wechat_merchant.pkcs8_pem,
+        apiv3_key=API_V3_KEY,
+        public_key=keys.wechat_public.public_pem,
+        public_key_id=PUBLIC_KEY_ID,
+    )
+    # Then the official SDK decrypts it, and so do we
+    decrypted = json.loads(sdk.decrypt_callback(headers, body))
+    assert decrypted["out_refund_no"] == "RF0123456789ABCDEF0123456789ABCD"
+    parsed = provider_at(keys, NOW).parse_notification(headers=headers, body=body)
+    assert parsed.refund_no == decrypted["out_refund_no"]
+
+
+@pytest.mark.parametrize("event_type", ["REFUND.ABNORMAL", "REFUND.CLOSED"])
+def test_a_refund_that_did_not_go_through_is_a_failed_refund(
+    offline: WechatPayProvider, keys: Keys, event_type: str
+) -> None:
+    headers, body = refund_callback(keys, event_type)
+    notification = offline.parse_notification(headers=headers, body=body)
+    assert (notification.kind, notification.status) == ("refund", "failed")
+
+
+@pytest.mark.parametrize(
+    ("event_type", "overrides"),
+    [
+        ("REFUND.SUCCESS", {"refund_status": "ABNORMAL"}),
+        ("REFUND.CLOSED", {"refund_status": "SUCCESS"}),
+        ("REFUND.SOMETHING", {}),
+        ("REFUND.SUCCESS", {"mchid": "1900000110"}),
+        ("REFUND.SUCCESS", {"out_refund_no": ""}),
+        ("REFUND.SUCCESS", {"out_trade_no": None}),
+        ("REFUND.SUCCESS", {"amount": {"total": 1234, "refund": "1000"}}),
+        ("REFUND.SUCCESS", {"amount": {"total": 1234, "refund": 0}}),
+        ("REFUND.SUCCESS", {"amount": {"total": 1234, "refund": 1235}}),
+        ("REFUND.SUCCESS", {"amount": {"refund": 1000}}),
+        ("REFUND.SUCCESS", {"amount": None}),
+    ],
+)
+def test_a_refund_callback_that_is_not_ours_or_malformed_is_refused(
+    offline: WechatPayProvider, keys: Keys, event_type: str, overrides: dict[str, Any]
+) -> None:
+    headers, body = refund_callback(keys, event_type, **overrides)
+    with pytest.raises(InvalidNotification):
+        offline.parse_notification(headers=headers, body=body)
+
+
+def test_a_refund_callback_goes_through_the_same_checks_as_a_payment_callback(
+    keys: Keys,
+) -> None:
+    # given a genuine refund callback, and one signed by a stranger under the platform's serial
+    headers, body = refund_callback(keys)
+    _, forged_body = refund_callback(keys, platform_key=keys.stranger)
+    # then a stale one, a forged one and a tampered one are refused
+    with pytest.raises(InvalidNotification, match="timestamp"):
+        provider_at(keys, NOW + timedelta(minutes=6)).parse_notification(headers=headers, body=body)
+    offline = provider_at(keys, NOW)
+    with pytest.raises(InvalidNotification, match="signature"):
+        offline.parse_notification(headers=headers, body=forged_body)
+    with pytest.raises(InvalidNotification, match="signature"):
+        offline.parse_notification(headers=headers, body=body.replace(b"REFUND.", b"REFUND_"))
+    # and a resource encrypted with another key does not decrypt
+    envelope = json.loads(body)
+    envelope["resource"] = wechat_encrypt("{}", "0" * 32, associated_data="refund")
+    resent_headers, resent = resigned(keys, envelope)
+    with pytest.raises(InvalidNotification, match="decrypt"):
+        offline.parse_notification(headers=resent_headers, body=resent)
+
+
 def test_acknowledgement(offline: WechatPayProvider) -> None:
     accepted = offline.acknowledge(accepted=True)
     refused = offline.acknowledge(accepted=False)
@@ -450,6 +578,8 @@ def test_the_trade_bill_is_read(offline: WechatPayProvider) -> None:
     ]
     assert lines[0].provider_trade_no == "4200001234202611261234567890"
     assert lines[0].occurred_at == datetime(2026, 11, 26, 2, 0, 5, tzinfo=UTC)
+    # a refund row carries our refund number (商户退款单号); a payment row none
+    assert [line.refund_no for line in lines] == [None, None, "R20261126000001"]
 
 
 def test_a_bill_with_bad_rows_is_refused(offline: WechatPayProvider) -> None:

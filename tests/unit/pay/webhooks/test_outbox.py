@@ -17,16 +17,21 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from tests.factories.core import SYSTEM
+from tests.factories.pay_money import member
 from tests.factories.pay_receipts import WEBHOOK_SECRET, WEBHOOK_URL, make_agency, make_biller
 
-from civicloud.core.errors import Conflict, InvalidInput, NotFound
-from civicloud.pay.errors import BillerNotFound
+from civicloud.core.audit import AuditRecord
+from civicloud.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from civicloud.pay.errors import BillerNotFound, WebhookDeliveryNotDead, WebhookDeliveryNotFound
 from civicloud.pay.models import Biller, BillStatus, WebhookDelivery
 from civicloud.pay.webhooks import (
     deliver_due,
     enqueue_event,
     is_dead,
+    list_dead_deliveries,
     redeliver,
+    requeue_delivery,
     verify_signature,
 )
 
@@ -220,14 +225,16 @@ def test_after_max_attempts_a_delivery_is_dead_but_kept_and_revivable(db_session
     for _ in range(4):
         now += timedelta(hours=7)
         reports.append(deliver_due(session=db_session, now=now, send=biller, max_attempts=3))
-    # then: three attempts, the third gives up, the fourth run leaves it alone
+    # then: three attempts, the third gives up and marks it dead, the fourth run leaves it alone
     assert [len(r.retrying) for r in reports] == [1, 1, 0, 0]
     assert reports[2].dead == [delivery.event_id]
     assert reports[3].attempted == 0
     assert is_dead(delivery, max_attempts=3)
     assert (delivery.attempts, delivery.last_error) == (3, "HTTP 503")
+    assert delivery.dead_at == T0 + timedelta(hours=21)
     # when: an operator revives it after the biller's system is fixed
     redeliver(session=db_session, event_id=delivery.event_id, now=now)
+    assert delivery.dead_at is None
     revived = deliver_due(session=db_session, now=now, send=biller, max_attempts=3)
     # then
     assert revived.retrying == [delivery.event_id]  # (this biller still answers 503)
@@ -284,3 +291,98 @@ def test_a_biller_whose_webhook_was_removed_is_retried_not_sent(db_session: Sess
     assert report.retrying == [delivery.event_id]
     assert endpoint.received == []
     assert delivery.last_error == "the biller has no webhook_url"
+
+
+def test_a_delivery_whose_attempts_are_used_up_is_marked_dead_not_dropped(
+    db_session: Session,
+) -> None:
+    # given: a delivery that used up its attempts before deliveries were marked dead
+    delivery = _enqueue(db_session, make_biller(db_session))
+    delivery.attempts = 3
+    db_session.flush()
+    biller = FakeBiller()
+    # when: a run comes by
+    report = deliver_due(session=db_session, now=T0, send=biller, max_attempts=3)
+    # then: it is marked dead, unsent, and kept
+    assert report.dead == [delivery.event_id]
+    assert biller.received == []
+    assert delivery.dead_at == T0
+    assert delivery.delivered_at is None
+
+
+def _dead(session: Session, biller: Biller) -> WebhookDelivery:
+    delivery = _enqueue(session, biller)
+    deliver_due(session=session, now=T0, send=FakeBiller([500]), max_attempts=1)
+    assert delivery.dead_at == T0
+    return delivery
+
+
+def test_dead_deliveries_are_listed_for_those_who_may_see_their_biller(
+    db_session: Session,
+) -> None:
+    # given: a dead delivery at each of two agencies, and one still being retried
+    here, there = make_agency(db_session), make_agency(db_session)
+    mine = _dead(db_session, make_biller(db_session, tenant=here))
+    theirs = _dead(db_session, make_biller(db_session, tenant=there))
+    retrying = _enqueue(db_session, make_biller(db_session, tenant=here))
+    reader = member(here, "pay.biller.read")
+    # when: a reader at one agency lists them
+    listed = list_dead_deliveries(session=db_session, actor=reader)
+    # then: it sees its own dead one only
+    assert [d.id for d in listed] == [mine.id]
+    assert retrying.dead_at is None
+    assert theirs.id in {d.id for d in list_dead_deliveries(session=db_session, actor=SYSTEM)}
+    # and another agency's biller does not exist for it
+    with pytest.raises(NotFound):
+        list_dead_deliveries(session=db_session, actor=reader, biller_id=theirs.biller_id)
+    assert [
+        d.id
+        for d in list_dead_deliveries(session=db_session, actor=reader, biller_id=mine.biller_id)
+    ] == [mine.id]
+    with pytest.raises(InvalidInput):
+        list_dead_deliveries(session=db_session, actor=reader, limit=0)
+
+
+def test_an_operator_requeues_a_dead_delivery_once_and_it_is_audited(
+    db_session: Session,
+) -> None:
+    # given: a dead delivery
+    agency = make_agency(db_session)
+    delivery = _dead(db_session, make_biller(db_session, tenant=agency))
+    admin = member(agency, "pay.biller.read", "pay.biller.admin")
+    later = T0 + timedelta(days=3)
+    # when: an administrator of its biller requeues it
+    requeued = requeue_delivery(session=db_session, actor=admin, delivery_id=delivery.id, now=later)
+    # then: it is due now with a fresh budget, the same event, and the requeue is audited
+    assert requeued.id == delivery.id
+    assert (delivery.dead_at, delivery.attempts, delivery.next_attempt_at) == (None, 0, later)
+    audited = db_session.scalars(
+        select(AuditRecord.actor).where(
+            AuditRecord.action == "pay.webhook.requeue",
+            AuditRecord.target == f"webhook:{delivery.event_id}",
+        )
+    ).all()
+    assert audited == [admin.name]
+    biller = FakeBiller()
+    assert deliver_due(session=db_session, now=later, send=biller).delivered == [delivery.event_id]
+    assert biller.event_ids == [delivery.event_id]
+    # and: a delivery that is not dead (any more) is not requeued
+    with pytest.raises(WebhookDeliveryNotDead):
+        requeue_delivery(session=db_session, actor=admin, delivery_id=delivery.id, now=later)
+
+
+def test_requeueing_needs_the_biller_admin_permission(db_session: Session) -> None:
+    # given: a dead delivery, a reader of its biller, and an administrator elsewhere
+    agency = make_agency(db_session)
+    delivery = _dead(db_session, make_biller(db_session, tenant=agency))
+    reader = member(agency, "pay.biller.read")
+    stranger = member(make_agency(db_session), "pay.biller.admin")
+    # when / then: the reader is refused, the stranger does not see it, an unknown id is 404
+    with pytest.raises(PermissionDenied):
+        requeue_delivery(session=db_session, actor=reader, delivery_id=delivery.id, now=T0)
+    with pytest.raises(NotFound):
+        requeue_delivery(session=db_session, actor=stranger, delivery_id=delivery.id, now=T0)
+    with pytest.raises(WebhookDeliveryNotFound):
+        requeue_delivery(session=db_session, actor=SYSTEM, delivery_id=uuid.uuid4(), now=T0)
+    # and nothing changed
+    assert delivery.dead_at == T0
