@@ -10,7 +10,7 @@ from __future__ import annotations
 import signal
 import threading
 import uuid
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from types import FrameType
 
@@ -30,7 +30,7 @@ from civicloud.cli.common import (
 from civicloud.core.db import utcnow
 from civicloud.core.errors import InvalidInput
 from civicloud.core.services import Services
-from civicloud.pay import billing, ledger, payments, settlement, webhooks
+from civicloud.pay import billing, ledger, payments, refunds, settlement, webhooks
 
 pay_app = typer.Typer(help="Pay: bills, payments, the ledger and its jobs.", no_args_is_help=True)
 ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
@@ -58,10 +58,16 @@ def run_jobs(services: Services) -> dict[str, int]:
     with unit_of_work(services) as session:
         recovered = payments.recover_payments(session=session, context=context)
     with unit_of_work(services) as session:
+        # A minute's grace: a provider that answered "processing" is not asked again at once.
+        refunded = refunds.resume_pending_refunds(
+            session=session, providers=context.providers, older_than=now - timedelta(minutes=1)
+        )
+    with unit_of_work(services) as session:
         report = webhooks.deliver_due(session=session, now=now, send=webhooks.http_send, limit=20)
     return {
         "expired": expired,
         "recovered": sum(v for k, v in recovered.items() if k != "still_pending"),
+        "refunds_ended": sum(v for k, v in refunded.items() if k != "pending"),
         "webhooks_delivered": len(report.delivered),
         "webhooks_retrying": len(report.retrying),
         "webhooks_dead": len(report.dead),
@@ -71,7 +77,7 @@ def run_jobs(services: Services) -> dict[str, int]:
 @pay_app.command("jobs")
 @handle_errors
 def jobs(data_dir: DataDirOpt = None) -> None:
-    """Run each Pay job once: expiry, crash recovery, webhook delivery."""
+    """Run each Pay job once: expiry, crash recovery, pending refunds, webhook delivery."""
     done = run_jobs(open_services(data_dir))
     console.print(", ".join(f"{k} {v}" for k, v in done.items()), highlight=False)
 

@@ -42,6 +42,8 @@ import hashlib
 import json
 import logging
 import uuid
+from collections.abc import Mapping
+from datetime import datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -52,7 +54,7 @@ from civicloud.core.actor import Actor, authorize
 from civicloud.core.db import new_id, utcnow
 from civicloud.core.errors import Conflict, InvalidInput
 from civicloud.core.tenants import resolve_tenant
-from civicloud.pay import ledger, reconciliation
+from civicloud.pay import ledger, reconciliation, webhooks
 from civicloud.pay.backends import Notification, PaymentProvider, RefundOutcome
 from civicloud.pay.errors import (
     IdempotencyKeyReused,
@@ -62,7 +64,10 @@ from civicloud.pay.errors import (
     RefundExceedsPayment,
 )
 from civicloud.pay.models import (
+    Bill,
+    Biller,
     Payment,
+    PaymentBill,
     PaymentStatus,
     ProviderNotification,
     Refund,
@@ -190,13 +195,55 @@ def refund_automatically(
 
 def resume_refund(*, session: Session, refund_id: uuid.UUID, provider: PaymentProvider) -> Refund:
     """Ask the provider again about a pending refund (same refund_no) and record its answer."""
-    refund = session.get(Refund, refund_id)
-    payment = session.get(Payment, refund.payment_id) if refund else None
+    found = session.get(Refund, refund_id)
+    # Locked as a refund's notification locks them: the payment, then the refund, read afresh.
+    payment = (
+        session.get(Payment, found.payment_id, with_for_update=True, populate_existing=True)
+        if found
+        else None
+    )
+    refund = (
+        session.get(Refund, refund_id, with_for_update=True, populate_existing=True)
+        if payment
+        else None
+    )
     if refund is None or payment is None:
         raise PaymentNotFound("no such refund")
     if refund.status == RefundStatus.PENDING.value:
         _ask_provider(session, refund, payment, provider, AUTOMATIC, action="pay.refund.resume")
     return refund
+
+
+def resume_pending_refunds(
+    *,
+    session: Session,
+    providers: Mapping[str, PaymentProvider],
+    older_than: datetime,
+    limit: int = 100,
+) -> dict[str, int]:
+    """The refund job: ask the provider again about each refund still pending that was asked
+    for before ``older_than`` (the same refund_no, so the provider refunds at most once), and
+    record its answer; returns how many ended in each status."""
+    due = session.scalars(
+        select(Refund.id)
+        .where(Refund.status == RefundStatus.PENDING.value, Refund.created_at < older_than)
+        .order_by(Refund.created_at, Refund.id)
+        .limit(limit)
+    ).all()
+    counts: dict[str, int] = {}
+    for refund_id in due:
+        payment_provider = session.scalar(
+            select(Payment.provider)
+            .join(Refund, Refund.payment_id == Payment.id)
+            .where(Refund.id == refund_id)
+        )
+        provider = providers.get(payment_provider or "")
+        if provider is None:
+            counts["provider_unavailable"] = counts.get("provider_unavailable", 0) + 1
+            continue
+        status = resume_refund(session=session, refund_id=refund_id, provider=provider).status
+        counts[status] = counts.get(status, 0) + 1
+    return counts
 
 
 # --- the provider's refund notifications ---------------------------------------------------
@@ -524,6 +571,10 @@ def _record_outcome(
         refund.status, refund.finished_at = RefundStatus.SUCCEEDED.value, now
         entry = ledger.post_refund(session=session, refund=refund, posted_by=actor.name)
         reconciliation.resolve_by_refund(session=session, actor=actor, refund=refund, entry=entry)
+        if refund.origin != AUTOMATIC_ORIGIN:
+            # A late payment's automatic refund is left out: it paid no bill, and the biller
+            # was never told of it.
+            _owe_refund_webhooks(session, refund, payment, now)
     elif outcome.status == "failed":
         refund.status, refund.finished_at = RefundStatus.FAILED.value, now
         # Give the reservation back: the money never left.
@@ -533,6 +584,42 @@ def _record_outcome(
             .values(refunded_fen=Payment.refunded_fen - refund.amount_fen)
             .execution_options(synchronize_session="fetch")
         )
+
+
+def _owe_refund_webhooks(session: Session, refund: Refund, payment: Payment, now: datetime) -> None:
+    """Tell the biller, once per bill of the payment, that money paid for it went back."""
+    biller = session.get(Biller, payment.biller_id)
+    if biller is None or not biller.webhook_url:
+        return
+    bills = session.execute(
+        select(Bill.bill_number, Bill.account_number, PaymentBill.amount_fen)
+        .join(PaymentBill, PaymentBill.bill_id == Bill.id)
+        .where(PaymentBill.payment_id == payment.id)
+        .order_by(Bill.bill_number)
+    ).all()
+    webhooks.enqueue_events(
+        session=session,
+        biller_id=biller.id,
+        webhook_url=biller.webhook_url,
+        event="bill.refunded",
+        payloads=[
+            {
+                "bill_number": bill.bill_number,
+                "account_number": bill.account_number,
+                # What the bill was paid, and what this refund and all of the payment's
+                # refunds gave back (a refund is of the payment, which may cover many bills).
+                "paid_fen": int(bill.amount_fen),
+                "refund_no": refund.refund_no,
+                "refund_fen": refund.amount_fen,
+                "payment_refunded_fen": payment.refunded_fen,
+                "payment_amount_fen": payment.amount_fen,
+                "currency": refund.currency,
+                "trade_no": payment.trade_no,
+                "refunded_at": now.isoformat(),
+            }
+            for bill in bills
+        ],
+    )
 
 
 def refunded_total(*, session: Session, payment_id: uuid.UUID) -> int:

@@ -27,7 +27,7 @@ from civicloud.core.services import Services
 from civicloud.core.tenants import Tenant
 from civicloud.pay import ledger, refunds
 from civicloud.pay.errors import IdempotencyKeyReused, PaymentNotRefundable, RefundExceedsPayment
-from civicloud.pay.models import Biller, JournalEntry, Payment, Refund
+from civicloud.pay.models import Biller, JournalEntry, Payment, Refund, WebhookDelivery
 
 
 def _refund(
@@ -551,3 +551,80 @@ def test_an_empty_or_oversized_reason_or_key_is_refused(
             provider=provider,
         )
     assert provider.calls == []
+
+
+def test_the_refund_job_completes_pending_refunds_and_leaves_young_ones(
+    db_session: Session, biller: Biller, provider: FakeProvider
+) -> None:
+    # given two refunds the provider has not finished, one asked for an hour ago
+    provider.mode = "pending"
+    old = _refund(
+        db_session, make_payment(db_session, biller, provider=provider.name), provider, 300
+    )
+    young = _refund(
+        db_session, make_payment(db_session, biller, provider=provider.name), provider, 400
+    )
+    old.created_at = utcnow() - timedelta(hours=1)
+    db_session.flush()
+    # when the provider finished them and the job runs with a minute's grace
+    provider.mode = "succeeded"
+    done = refunds.resume_pending_refunds(
+        session=db_session,
+        providers={provider.name: provider},
+        older_than=utcnow() - timedelta(minutes=1),
+    )
+    # then the old one succeeded and is posted; the young one waits for the next run
+    assert done == {"succeeded": 1}
+    assert (old.status, young.status) == ("succeeded", "pending")
+    assert _posted(db_session, old) == ["refund"]
+    # and a refund whose provider is not configured here is counted, not lost
+    later = refunds.resume_pending_refunds(
+        session=db_session, providers={}, older_than=utcnow() + timedelta(minutes=1)
+    )
+    assert later == {"provider_unavailable": 1}
+    assert young.status == "pending"
+
+
+def test_a_succeeded_refund_tells_the_biller_once_per_bill(
+    db_session: Session, biller: Biller, provider: FakeProvider
+) -> None:
+    # given a biller with a webhook and a payment of two bills
+    biller.webhook_url = "https://biller.example.cn/hook"
+    biller.webhook_secret = "s3cret"
+    payment = make_payment(db_session, biller, provider=provider.name, amount_fen=1_000, bills=2)
+    # when part of it is refunded, and a refund the provider refuses is asked for
+    refund = _refund(db_session, payment, provider, 250)
+    provider.mode = "failed"
+    _refund(db_session, payment, provider, 100)
+    # then one bill.refunded event per bill is owed, for the refund that succeeded only
+    events = db_session.scalars(
+        select(WebhookDelivery)
+        .where(WebhookDelivery.biller_id == biller.id, WebhookDelivery.event == "bill.refunded")
+        .order_by(WebhookDelivery.created_at)
+    ).all()
+    assert len(events) == 2
+    assert {e.payload["refund_no"] for e in events} == {refund.refund_no}
+    assert {e.payload["refund_fen"] for e in events} == {250}
+    assert sorted(e.payload["paid_fen"] for e in events) == [500, 500]
+    assert {e.payload["trade_no"] for e in events} == {payment.trade_no}
+    assert len({e.event_id for e in events}) == 2
+
+
+def test_a_late_payments_automatic_refund_tells_the_biller_nothing(
+    db_session: Session, biller: Biller, provider: FakeProvider
+) -> None:
+    # given a biller with a webhook, and money taken for a payment that had expired
+    biller.webhook_url = "https://biller.example.cn/hook"
+    payment = make_payment(db_session, biller, status="expired", provider=provider.name)
+    # when it is refunded automatically
+    refund = refunds.refund_automatically(
+        session=db_session, payment=payment, provider=provider, reason="late"
+    )
+    # then no bill.refunded is owed: that payment paid no bill
+    assert refund.status == "succeeded"
+    owed = db_session.scalar(
+        select(func.count())
+        .select_from(WebhookDelivery)
+        .where(WebhookDelivery.biller_id == biller.id)
+    )
+    assert owed == 0
