@@ -5,8 +5,7 @@ Alipay, WeChat Pay or the built-in sandbox; every succeeded payment is posted to
 append-only ledger, settled daily per biller, reconciled against the providers' statements,
 refundable, and receipted with a verifiable signature.
 
-Work in progress (issue 3): services, API, jobs and CLI are in place; pages and the benchmark
-are being added.
+See docs/modules/pay.md for the money rules and what enforces each.
 """
 
 from civicloud.core.permissions import RoleSpec, register_permissions, register_roles
