@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict, deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -493,15 +493,6 @@ class RateLimiter:
         idle = [k for k, v in self._events.items() if not v or now - v[-1] > self.window]
         for key in idle:
             del self._events[key]
-
-
-def bills_by_id(session: Session, ids: Iterable[uuid.UUID]) -> list[Bill]:
-    """The bills with these ids, locked for update in primary-key order (deadlock-free)."""
-    return list(
-        session.scalars(
-            select(Bill).where(Bill.id.in_(list(ids))).order_by(Bill.id).with_for_update()
-        )
-    )
 
 
 # --- listings for the pages ----------------------------------------------------------------

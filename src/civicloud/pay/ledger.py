@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -76,6 +76,7 @@ from civicloud.pay.models import (
     JournalLine,
     LedgerAccount,
     Payment,
+    PaymentFacts,
     PaymentStatus,
     Refund,
     RefundStatus,
@@ -137,26 +138,7 @@ def check_amount(amount_fen: object, *, what: str = "amount_fen") -> int:
 # --- posting ------------------------------------------------------------------------------
 
 
-class PostablePayment(Protocol):
-    """What posting a payment reads: a ``Payment``, or the hot path's plain copy of one."""
-
-    @property
-    def id(self) -> uuid.UUID: ...
-    @property
-    def trade_no(self) -> str: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def provider(self) -> str: ...
-    @property
-    def biller_id(self) -> uuid.UUID: ...
-    @property
-    def amount_fen(self) -> int: ...
-    @property
-    def currency(self) -> str: ...
-
-
-def post_payment(*, session: Session, payment: PostablePayment, posted_by: str) -> uuid.UUID:
+def post_payment(*, session: Session, payment: PaymentFacts, posted_by: str) -> uuid.UUID:
     """Post a succeeded payment (clearing → payable); returns the entry's id, the first entry's
     when it was posted already."""
     if payment.status != PaymentStatus.SUCCEEDED.value:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import (
     JSON,
@@ -175,6 +175,30 @@ class Payment(Base):
     version: Mapped[int] = mapped_column(default=1)
 
     __mapper_args__ = {"version_id_col": version}
+
+
+class PaymentFacts(Protocol):
+    """What posting a succeeded payment and signing its receipt read: a ``Payment``, or the
+    hot path's plain copy of its row (``payments._Paying``)."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def trade_no(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def provider(self) -> str: ...
+    @property
+    def biller_id(self) -> uuid.UUID: ...
+    @property
+    def amount_fen(self) -> int: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def finished_at(self) -> datetime | None: ...
+    @property
+    def provider_trade_no(self) -> str | None: ...
 
 
 class PaymentBill(Base):

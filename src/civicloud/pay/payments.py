@@ -538,8 +538,7 @@ def apply_success(
 
 @dataclass(frozen=True)
 class _Paying:
-    """The payment being completed, as :func:`_complete` writes it (``ledger.PostablePayment``
-    and ``receipts.ReceiptPayment``)."""
+    """The payment being completed, as :func:`_complete` writes it (``models.PaymentFacts``)."""
 
     id: uuid.UUID
     trade_no: str

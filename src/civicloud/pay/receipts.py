@@ -53,14 +53,21 @@ from civicloud.core.config import PaySettings
 from civicloud.core.db import new_id, utcnow
 from civicloud.core.errors import Conflict, InvalidInput
 from civicloud.pay.errors import BillerNotFound
-from civicloud.pay.models import Bill, Biller, Payment, PaymentBill, PaymentStatus, Receipt
+from civicloud.pay.models import (
+    Bill,
+    Biller,
+    Payment,
+    PaymentBill,
+    PaymentFacts,
+    PaymentStatus,
+    Receipt,
+)
 
 __all__ = [
     "RECEIPT_FORMAT",
     "Ed25519Signer",
     "ReceiptBill",
     "ReceiptBiller",
-    "ReceiptPayment",
     "ReceiptSigner",
     "ReceiptVerification",
     "VerificationStatus",
@@ -346,27 +353,6 @@ def get_receipt_for_payment(*, session: Session, payment_id: uuid.UUID) -> Recei
     return session.scalars(select(Receipt).where(Receipt.payment_id == payment_id)).one_or_none()
 
 
-class ReceiptPayment(Protocol):
-    """What a receipt says of the payment: a ``Payment``, or the hot path's plain copy of one."""
-
-    @property
-    def id(self) -> uuid.UUID: ...
-    @property
-    def trade_no(self) -> str: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def amount_fen(self) -> int: ...
-    @property
-    def currency(self) -> str: ...
-    @property
-    def finished_at(self) -> datetime | None: ...
-    @property
-    def provider(self) -> str: ...
-    @property
-    def provider_trade_no(self) -> str | None: ...
-
-
 class ReceiptBiller(Protocol):
     """What a receipt says of the biller."""
 
@@ -396,7 +382,7 @@ class ReceiptBill(Protocol):
 def sign_receipt(
     *,
     number: str,
-    payment: ReceiptPayment,
+    payment: PaymentFacts,
     biller: ReceiptBiller,
     bills: Sequence[tuple[ReceiptBill, int]],
     issued_at: datetime,
@@ -478,7 +464,7 @@ def issue_receipt(*, session: Session, payment: Payment, signer: ReceiptSigner) 
 def store_receipt(
     *,
     session: Session,
-    payment: ReceiptPayment,
+    payment: PaymentFacts,
     biller: ReceiptBiller,
     bills: Sequence[tuple[ReceiptBill, int]],
     signer: ReceiptSigner,
