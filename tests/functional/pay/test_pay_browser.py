@@ -2,7 +2,9 @@
 
 The application (Pay's pages mounted) runs under uvicorn on a free loopback port, over a fresh
 SQLite database holding Dalian and its billers, with ``public_base_url`` set to that port so
-that the sandbox's checkout and the receipt's QR code lead back to it. Screenshots of every step
+that the sandbox's checkout and the receipt's QR code lead back to it. In the console, Dalian's
+Pay operator refunds and settles, and the platform administrator (reconciliation is done
+platform-wide) imports the sandbox's statement and resolves an exception. Screenshots of every step
 land in ``test-artifacts/screenshots/pay-*.png``; with ``CIVICLOUD_UPDATE_DOCS_SCREENSHOTS=1`` the
 bills page and the receipt also go to ``docs/screenshots/``. The browser is never downloaded: without ``/usr/bin/chromium`` these
 tests are skipped.
@@ -21,7 +23,7 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 from playwright.sync_api import Browser as Chromium
-from playwright.sync_api import Page, ViewportSize, expect, sync_playwright
+from playwright.sync_api import FilePayload, Locator, Page, ViewportSize, expect, sync_playwright
 from tests.functional.live_server import free_port, serving
 
 from civicloud.app import build_services, create_app, prepare_database
@@ -34,7 +36,9 @@ from civicloud.core.tenants import TenantCreate, TenantKind
 from civicloud.pay import billing
 from civicloud.pay import web as pay_web
 from civicloud.pay.models import BillerCategory
+from civicloud.pay.providers import SandboxProvider
 from civicloud.pay.schemas import BillerCreate
+from civicloud.pay.web.views import beijing_now
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -52,6 +56,10 @@ DOCS = REPO / "docs" / "screenshots"
 DESKTOP: ViewportSize = {"width": 1280, "height": 800}
 PHONE: ViewportSize = {"width": 375, "height": 812}
 OPERATOR, PASSWORD = "water.cashier", "correct-horse-battery-staple"
+#: The platform administrator, as in the demo (``civicloud.demo``): reconciliation is done
+#: platform-wide (``pay.reconcile`` granted at platform level), which Dalian's operator is not.
+ADMIN = "admin"
+SANDBOX_ZH = "沙箱（演示，不涉及真实资金）"  # noqa: RUF001
 
 pytestmark = [
     pytest.mark.browser,
@@ -63,9 +71,10 @@ pytestmark = [
 
 @dataclass(frozen=True)
 class Site:
-    """The running application's address."""
+    """The running application's address, and its sandbox (whose statement the tests import)."""
 
     url: str
+    sandbox: SandboxProvider
 
 
 def seed_dalian(services: Services) -> None:
@@ -181,6 +190,22 @@ def seed_dalian(services: Services) -> None:
                 for number, account, payer, amount, period, days in rows
             ],
         )
+        # A power bill, paid and then partly refunded by the console tests below.
+        billing.import_bills(
+            session=session,
+            actor=system,
+            biller_id=billers["power"].id,
+            rows=[
+                {
+                    "bill_number": "POWER-202611-000001",
+                    "account_number": "041100000003",
+                    "payer_name": "赵丽",
+                    "amount_fen": 12_800,
+                    "period": "2026-11",
+                    "due_date": (today + timedelta(days=20)).isoformat(),
+                }
+            ],
+        )
         # Dalian's Pay operator (a role Pay brings along).
         operator = identity.create_user(
             session=session,
@@ -202,6 +227,25 @@ def seed_dalian(services: Services) -> None:
                 tenant_id=ids["dalian"],
             ),
         )
+        # The platform administrator (the demo's ``admin``), who may reconcile.
+        admin = identity.create_user(
+            session=session,
+            actor=system,
+            data=identity.UserCreate(
+                username=ADMIN,
+                display_name="平台管理员 Platform Admin",
+                password=PASSWORD,
+                tenant_id=ids["china"],
+            ),
+            passwords=services.passwords,
+        )
+        roles.grant_role(
+            session=session,
+            actor=system,
+            data=roles.RoleBindingCreate(
+                user_id=admin.id, role_name="platform_admin", tenant_id=None
+            ),
+        )
 
 
 @pytest.fixture(scope="module")
@@ -219,9 +263,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     seed_dalian(services)
     app: FastAPI = create_app(services=services)
     app.include_router(pay_web.router)
+    sandbox = app.state.pay.providers["sandbox"]
+    assert isinstance(sandbox, SandboxProvider)
     try:
         with serving(app, port):
-            yield Site(url)
+            yield Site(url, sandbox)
     finally:
         services.db.dispose()
 
@@ -360,10 +406,10 @@ def test_a_wrong_account_number_is_explained_next_to_the_field(
     context.close()
 
 
-def sign_in(page: Page, site: Site) -> None:
-    """Sign Dalian's Pay operator in, landing on the console's Pay pages."""
+def sign_in(page: Page, site: Site, username: str = OPERATOR) -> None:
+    """Sign Dalian's Pay operator (or ``username``) in, landing on the console's Pay pages."""
     page.goto(f"{site.url}/login?next=/console/pay")
-    page.locator("#login-username").fill(OPERATOR)
+    page.locator("#login-username").fill(username)
     page.locator("#login-password").fill(PASSWORD)
     page.locator("#login-password").press("Enter")
     expect(page).to_have_url(f"{site.url}/console/pay")
@@ -406,3 +452,181 @@ def test_an_operator_works_in_the_pay_console(chromium: Chromium, site: Site) ->
     shot(small, "26-console-settlements-phone-zh")
     phone.close()
     context.close()
+
+
+def test_an_operator_refunds_part_of_a_payment_and_settles_a_day(
+    chromium: Chromium, site: Site
+) -> None:
+    context = chromium.new_context(viewport=DESKTOP, locale="zh-CN")
+    page = context.new_page()
+    # Given a citizen has paid her power bill with the sandbox
+    page.goto(f"{site.url}/pay")
+    page.get_by_role("link", name="国网大连供电公司").click()
+    page.get_by_label("户号").fill("041100000003")
+    page.get_by_role("button", name="查询账单").click()
+    page.get_by_role("button", name="立即缴费").click()
+    page.get_by_role("button", name="模拟支付成功").click()
+    expect(page.get_by_role("heading", name="缴费成功")).to_be_visible()
+    # And Dalian's Pay operator signs in and opens that payment
+    sign_in(page, site)
+    page.get_by_role("navigation", name="缴费服务").get_by_role("link", name="缴费记录").click()
+    page.get_by_label("收费单位").select_option(label="国网大连供电公司")
+    page.get_by_role("button", name="查询").click()
+    rows = page.locator("table tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows).to_contain_text("¥128.00")
+    rows.locator("a").click()
+    expect(page.get_by_role("heading", name="为本笔缴费退款")).to_be_visible()
+    expect(page.get_by_text("暂无退款")).to_be_visible()
+    # When they refund part of it through the refund form
+    page.get_by_label("金额（元）").fill("30.00")  # noqa: RUF001
+    page.get_by_label("原因").fill("电费多算了一个月的峰时电价，退还差额")  # noqa: RUF001
+    page.get_by_role("button", name="退款", exact=True).click()
+    # Then the refund is listed, refunded by the sandbox, and the rest can still be refunded
+    expect(page.get_by_role("status")).to_have_text("退款已提交，处理状态见下方。")  # noqa: RUF001
+    refunds = page.locator("section[aria-labelledby=refunds-title] tbody tr")
+    expect(refunds).to_have_count(1)
+    expect(refunds).to_contain_text("¥30.00")
+    expect(refunds).to_contain_text("电费多算了一个月的峰时电价，退还差额")  # noqa: RUF001
+    expect(refunds.locator(".badge")).to_have_text("已退款")
+    expect(refunds.locator("code")).to_have_text(re.compile(r"^RF[0-9A-F]{30}$"))
+    expect(page.get_by_text("最多还可退 ¥98.00。")).to_be_visible()
+    shot(page, "27-console-refund-zh")
+    # When they settle yesterday of the power company on the settlements page
+    page.get_by_role("navigation", name="缴费服务").get_by_role("link", name="结算").click()
+    yesterday = (beijing_now() - timedelta(days=1)).date().isoformat()
+    expect(page.locator("#settle-business_date")).to_have_value(yesterday)
+    page.locator("#settle-biller_id").select_option(label="国网大连供电公司")
+    page.get_by_role("button", name="结算", exact=True).click()
+    # Then the day is listed with its batch file, which downloads
+    expect(page.get_by_role("status")).to_contain_text("已完成日终结算")
+    expect(page.get_by_role("heading", name="国网大连供电公司的结算")).to_be_visible()
+    settled = page.locator("table tbody tr")
+    expect(settled).to_have_count(1)
+    expect(settled).to_contain_text(yesterday)
+    with page.expect_download() as download:
+        settled.get_by_role("link", name="下载 CSV").click()
+    batch = Path(download.value.path()).read_text(encoding="utf-8")
+    assert batch.splitlines()[-1].startswith("TRAILER,STL")
+    shot(page, "28-console-settled-zh")
+    # And the reconciliation tab tells them reconciliation is done platform-wide
+    page.get_by_role("navigation", name="缴费服务").get_by_role("link", name="对账").click()
+    expect(page.get_by_text("需在平台级别授予 pay.reconcile 权限")).to_be_visible()
+    expect(page.get_by_role("heading", name="导入对账单")).to_have_count(0)
+    shot(page, "29-console-reconciliation-denied-zh")
+    context.close()
+
+
+def exception(page: Page, kind: str, text: str) -> Locator:
+    """The listed reconciliation exception of ``kind`` (its badge's words) that shows ``text``."""
+    return (
+        page.locator(".pay-exception")
+        .filter(has=page.locator(".badge", has_text=re.compile(f"^{kind}$")))
+        .filter(has_text=text)
+    )
+
+
+def test_the_platform_administrator_reconciles_the_sandbox_statement(
+    chromium: Chromium, site: Site
+) -> None:
+    # Given today's statement of the sandbox (the payments and the refund of the tests above,
+    # every one of them ours), with two lines of a trade we know nothing about added: a payment,
+    # and a refund of it under a refund number we never issued
+    day = beijing_now().date()
+    ours = site.sandbox.statement(day).decode()
+    lines = [line for line in ours.splitlines() if line and not line.startswith("#")][1:]
+    unknown = f"CC{day:%Y%m%d}{uuid.uuid4().int % 10**16:016d}"
+    refund_no = f"RF{uuid.uuid4().hex[:30].upper()}"
+    statement = (
+        ours
+        + f"{unknown},SBXFAKE0001,payment,777,{day.isoformat()}T10:00:00+08:00,\n"
+        + f"{unknown},SBXFAKE0001,refund,200,{day.isoformat()}T11:00:00+08:00,{refund_no}\n"
+    )
+    context = chromium.new_context(viewport=DESKTOP, locale="zh-CN")
+    page = context.new_page()
+    # When the platform administrator imports it on the reconciliation page
+    sign_in(page, site, ADMIN)
+    page.get_by_role("navigation", name="缴费服务").get_by_role("link", name="对账").click()
+    expect(page.get_by_text("尚未导入对账单。")).to_be_visible()
+    page.get_by_label("支付渠道").select_option("sandbox")
+    page.get_by_label("业务日期").fill(day.isoformat())
+    page.get_by_label("对账单文件").set_input_files(
+        FilePayload(name="sandbox-statement.csv", mimeType="text/csv", buffer=statement.encode())
+    )
+    page.get_by_role("button", name="导入并对账").click()
+    # Then every line is classified: ours matched, the two unknown ones exceptions
+    expect(page.get_by_role("status")).to_have_text("对账单已导入，各行均已完成核对分类。")  # noqa: RUF001
+    imported = page.locator("section[aria-labelledby=imports-title] tbody tr")
+    expect(imported).to_have_count(1)
+    expect(imported.locator("td")).to_have_text(
+        [
+            SANDBOX_ZH,
+            day.isoformat(),
+            str(len(lines)),
+            "2",
+            "2",
+            re.compile(ADMIN),
+        ]
+    )
+    expect(page.locator(".pay-exception")).to_have_count(2)
+    # And each exception says whether it is a payment or a refund; the refund shows its number
+    paid = exception(page, "支付", unknown)
+    expect(paid.locator(".badge")).to_have_text(["本平台无记录", "支付"])
+    expect(paid).to_contain_text("¥7.77")
+    refunded = exception(page, "退款", refund_no)
+    expect(refunded.locator(".badge")).to_have_text(["本平台无记录", "退款"])
+    expect(refunded).to_contain_text("退款单号")
+    expect(refunded).to_contain_text("-¥2.00")
+    expect(page.locator("main")).not_to_contain_text(
+        re.compile(r"\b(Payment|Refund|Missing|Provider|Resolve)")
+    )
+    shot(page, "30-console-statement-imported-zh")
+    # When they resolve the unknown payment with the adjustment the form suggests
+    paid.get_by_text("通过调账处理").click()
+    expect(paid.get_by_label("借方科目")).to_have_value("clearing:sandbox")
+    expect(paid.get_by_label("贷方科目")).to_have_value("suspense")
+    expect(paid.get_by_label("金额（元）")).to_have_value("7.77")  # noqa: RUF001
+    paid.get_by_label("说明").fill("渠道多出一笔未知收款，暂挂待查")  # noqa: RUF001
+    shot(page, "31-console-resolve-zh")
+    paid.get_by_role("button", name="记账").click()
+    # Then it is resolved: only the refund is left unresolved, and the resolved one is shown
+    # as such among all exceptions
+    expect(page.get_by_role("status")).to_have_text("差错已通过调账处理并记账。")
+    expect(page.locator(".pay-exception")).to_have_count(1)
+    expect(exception(page, "退款", refund_no)).to_have_count(1)
+    expect(imported.locator("td").nth(4)).to_have_text("1")
+    page.get_by_role("link", name="同时显示已处理的").click()
+    expect(page.get_by_role("heading", name=re.compile("^全部差错"))).to_be_visible()
+    expect(page.locator(".pay-exception")).to_have_count(2)
+    expect(paid.locator(".pay-resolved")).to_contain_text("已处理")
+    expect(paid.get_by_text("通过调账处理")).to_have_count(0)
+    shot(page, "32-console-resolved-zh")
+    # When they switch the site to English
+    page.get_by_role("navigation", name="语言").get_by_role("link", name="English").click()
+    # Then the same page reads in English
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    expect(page.get_by_role("heading", name="Reconciliation", exact=True)).to_be_visible()
+    expect(page.get_by_role("heading", name=re.compile("^All exceptions"))).to_be_visible()
+    expect(imported.locator("td").nth(0)).to_have_text("Sandbox (demo, no real money)")
+    paid = exception(page, "Payment", unknown)
+    expect(paid.locator(".badge")).to_have_text(["Missing on our side", "Payment", "Resolved"])
+    expect(paid).to_contain_text("CNY 7.77")
+    refunded = exception(page, "Refund", refund_no)
+    expect(refunded.locator(".badge")).to_have_text(["Missing on our side", "Refund"])
+    expect(refunded).to_contain_text("Refund no.")
+    expect(refunded).to_contain_text("-CNY 2.00")
+    expect(refunded.get_by_text("Resolve with an adjustment")).to_be_visible()
+    shot(page, "33-console-reconciliation-en")
+    context.close()
+    # And on a phone the reconciliation page, its resolve form open, fits the screen
+    phone = chromium.new_context(viewport=PHONE, locale="zh-CN", device_scale_factor=2)
+    small = phone.new_page()
+    sign_in(small, site, ADMIN)
+    small.goto(f"{site.url}/console/pay/reconciliation?show=all")
+    expect(small.get_by_role("heading", name="对账", exact=True)).to_be_visible()
+    fits(small, PHONE["width"])
+    exception(small, "退款", refund_no).get_by_text("通过调账处理").click()
+    expect(exception(small, "退款", refund_no).get_by_label("说明")).to_be_visible()
+    fits(small, PHONE["width"])
+    shot(small, "34-console-reconciliation-phone-zh")
+    phone.close()
