@@ -110,7 +110,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.state.pay_lookup_limiter = RateLimiter(settings.pay.lookups_per_minute)
     app.include_router(pay_api.router, prefix=API_PREFIX)
     app.include_router(pay_web.router)
-    pages.install(app)
+    pages.install(app, time_zone=settings.web.time_zone)
     install_problem_handlers(app, html_renderer=pages.render_error_page)
     app.add_middleware(
         RequestContextMiddleware,

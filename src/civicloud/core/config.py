@@ -7,6 +7,7 @@ engines or sockets at import time.
 from __future__ import annotations
 
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,6 +25,19 @@ class WebSettings(BaseModel):
     cookie_secure: bool | None = None
     session_hours: int = Field(default=12, ge=1, le=24 * 30)
     default_language: str = "zh"
+    #: The IANA time zone the pages show times in (stored times are UTC).
+    time_zone: str = "Asia/Shanghai"
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"unknown time zone {value!r} (an IANA name, e.g. Asia/Shanghai)"
+            ) from exc
+        return value
 
 
 class AuthSettings(BaseModel):

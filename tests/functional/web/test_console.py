@@ -360,6 +360,8 @@ def test_audit_page_lists_and_filters_records(browser: Browser, world: World) ->
     filtered = text_of(browser.client.get("/console/audit?action=core.session").text)
     assert "core.session.login" in filtered
     assert "core.tenant.create" not in filtered
+    # times are shown in the installation's zone (Beijing by default), with the offset
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC\+8", text)
 
 
 def test_audit_page_pages_by_before(browser: Browser, world: World) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from pydantic import ValidationError
@@ -13,6 +15,7 @@ from civicloud.core import errors
 from civicloud.core.config import Settings
 from civicloud.core.context import current_request_id, set_request_id
 from civicloud.core.events import Event, MessageBus
+from civicloud.web.pages.rendering import time_formatter
 
 
 @pytest.mark.parametrize(
@@ -59,6 +62,37 @@ def test_settings_come_from_civicloud_variables(monkeypatch: pytest.MonkeyPatch)
 def test_settings_refuse_unsupported_databases(url: str) -> None:
     with pytest.raises(ValidationError, match="database_url"):
         Settings(database_url=url)
+
+
+def test_pages_show_beijing_time_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().web.time_zone == "Asia/Shanghai"
+    monkeypatch.setenv("CIVICLOUD_WEB__TIME_ZONE", "Asia/Urumqi")
+    assert Settings().web.time_zone == "Asia/Urumqi"
+
+
+@pytest.mark.parametrize("zone", ["Beijing", "Asia/Nowhere", "../etc/passwd", ""])
+def test_settings_refuse_an_unknown_time_zone(zone: str) -> None:
+    with pytest.raises(ValidationError, match="time zone"):
+        Settings.model_validate({"web": {"time_zone": zone}})
+
+
+@pytest.mark.parametrize(
+    ("zone", "stored", "shown"),
+    [
+        # a stored UTC time just before midnight is the next morning in Beijing
+        ("Asia/Shanghai", datetime(2026, 11, 26, 21, 42, tzinfo=UTC), "2026-11-27 05:42 UTC+8"),
+        ("UTC", datetime(2026, 11, 26, 21, 42, tzinfo=UTC), "2026-11-26 21:42 UTC"),
+        ("Asia/Kolkata", datetime(2026, 1, 1, 0, 0, tzinfo=UTC), "2026-01-01 05:30 UTC+5:30"),
+        # daylight saving time is the zone's own: the offset shown is the one on that day
+        ("America/New_York", datetime(2026, 7, 1, 12, 0, tzinfo=UTC), "2026-07-01 08:00 UTC-4"),
+        ("America/New_York", datetime(2026, 1, 1, 12, 0, tzinfo=UTC), "2026-01-01 07:00 UTC-5"),
+    ],
+)
+def test_pages_show_a_stored_time_in_their_zone_with_its_offset(
+    zone: str, stored: datetime, shown: str
+) -> None:
+    assert time_formatter(ZoneInfo(zone))(stored) == shown
+    assert time_formatter(ZoneInfo(zone))(None) == "—"
 
 
 @dataclass(frozen=True)

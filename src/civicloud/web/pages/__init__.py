@@ -7,6 +7,8 @@ to the problem handlers, which use it for browsers.
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
@@ -18,9 +20,10 @@ from civicloud.web.pages.rendering import STATIC_DIR, Renderer, render_error_pag
 __all__ = ["install", "render_error_page"]
 
 
-def install(app: FastAPI) -> None:
-    """Mount the pages and static files on ``app``, with the translations read once here."""
-    app.state.page_renderer = Renderer(load_translations())
+def install(app: FastAPI, *, time_zone: str = "UTC") -> None:
+    """Mount the pages and static files on ``app``, with the translations read once here; the
+    pages show times in ``time_zone`` (an IANA name)."""
+    app.state.page_renderer = Renderer(load_translations(), time_zone=ZoneInfo(time_zone))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(public.router)
     app.include_router(console.router)

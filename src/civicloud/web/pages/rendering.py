@@ -8,7 +8,7 @@ import ipaddress
 import logging
 import secrets
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, tzinfo
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -126,8 +126,21 @@ def page_language(request: Request) -> str:
     return language
 
 
-def _format_time(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M UTC") if value is not None else "—"
+def time_formatter(zone: tzinfo) -> Callable[[datetime | None], str]:
+    """The pages' ``when`` filter: a stored (UTC) time in ``zone``, with its offset from UTC."""
+
+    def when(value: datetime | None) -> str:
+        if value is None:
+            return "—"
+        local = value.astimezone(zone)
+        offset = local.utcoffset() or timedelta(0)
+        minutes = int(offset.total_seconds()) // 60
+        sign = "+" if minutes >= 0 else "-"
+        hours, rest = divmod(abs(minutes), 60)
+        label = "UTC" if not minutes else f"UTC{sign}{hours}" + (f":{rest:02d}" if rest else "")
+        return f"{local:%Y-%m-%d %H:%M} {label}"
+
+    return when
 
 
 class Renderer:
@@ -137,6 +150,7 @@ class Renderer:
         self,
         translations: Mapping[str, gettext.NullTranslations],
         templates_dir: Path = TEMPLATES_DIR,
+        time_zone: tzinfo = UTC,
     ) -> None:
         self.translations = dict(translations)
         self.env = Environment(
@@ -162,7 +176,7 @@ class Renderer:
             _gettext, _ngettext, newstyle=True
         )
 
-        self.env.filters["when"] = _format_time
+        self.env.filters["when"] = time_formatter(time_zone)
         self.env.globals.update(
             # ``_()`` formats its result with ``%``; ``tr()`` translates a msgid chosen at run
             # time (a label, a form's error) as it is.
