@@ -40,6 +40,30 @@ def upgrade() -> None:
         "UPDATE pay_reconciliation_item SET kind = 'refund' "
         "WHERE provider_amount_fen < 0 OR our_amount_fen < 0"
     )
+    # ... and tied to our refund where exactly one refund of the payment has that amount (an
+    # item left untied is treated with care: it is not adjusted while a refund of its payment is
+    # pending, see reconciliation.resolve_item).
+    op.execute(
+        """
+        UPDATE pay_reconciliation_item SET
+            refund_id = (
+                SELECT r.id FROM pay_refund r
+                WHERE r.payment_id = pay_reconciliation_item.payment_id
+                  AND r.amount_fen = -COALESCE(provider_amount_fen, our_amount_fen)
+            ),
+            refund_no = COALESCE(refund_no, (
+                SELECT r.refund_no FROM pay_refund r
+                WHERE r.payment_id = pay_reconciliation_item.payment_id
+                  AND r.amount_fen = -COALESCE(provider_amount_fen, our_amount_fen)
+            ))
+        WHERE kind = 'refund' AND refund_id IS NULL AND payment_id IS NOT NULL
+          AND (
+                SELECT COUNT(*) FROM pay_refund r
+                WHERE r.payment_id = pay_reconciliation_item.payment_id
+                  AND r.amount_fen = -COALESCE(provider_amount_fen, our_amount_fen)
+              ) = 1
+        """
+    )
     with op.batch_alter_table("pay_reconciliation_item", schema=None) as batch_op:
         batch_op.create_check_constraint(
             op.f("ck_pay_reconciliation_item_kind"), "kind IN ('payment', 'refund')"

@@ -1,20 +1,25 @@
 """``civicloud pay``: the Pay module's jobs and operator commands.
 
 ``pay jobs`` runs each background job once (expire payments, recover payments in flight after a
-crash, deliver billers' webhooks); ``pay worker`` runs them every few seconds until SIGTERM.
-Each job is its own unit of work.
+crash, ask again about pending refunds, deliver billers' webhooks); ``pay worker`` runs them
+every few seconds until SIGTERM. Each payment or refund a job handles is its own unit of work.
 """
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
 from datetime import date, timedelta
 from pathlib import Path
 from types import FrameType
+from typing import TypeVar
 
 import typer
+from sqlalchemy.orm import Session
 
 from civicloud.app import build_pay
 from civicloud.cli.common import (
@@ -28,9 +33,12 @@ from civicloud.cli.common import (
     unit_of_work,
 )
 from civicloud.core.db import utcnow
-from civicloud.core.errors import InvalidInput
+from civicloud.core.errors import Conflict, InvalidInput
 from civicloud.core.services import Services
 from civicloud.pay import billing, ledger, payments, refunds, settlement, webhooks
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 pay_app = typer.Typer(help="Pay: bills, payments, the ledger and its jobs.", no_args_is_help=True)
 ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
@@ -50,24 +58,63 @@ def ledger_check(data_dir: DataDirOpt = None) -> None:
 
 
 def run_jobs(services: Services) -> dict[str, int]:
-    """Each Pay job once, each in its own unit of work; returns what each did."""
+    """Each Pay job once; returns what each did.
+
+    One unit of work per payment or refund, so that a job holds the locks of one item (and the
+    audit chain's head) only while the provider is asked about that item. An item that loses a
+    race (a deadlock or a conflict, answered as ``Conflict``) is left for the next run.
+    """
     context = build_pay(services)
     now = utcnow()
+    done: Counter[str] = Counter()
+
+    def each(items: Iterable[T], work: Callable[[Session, T], str | None], job: str) -> None:
+        for item in items:
+            try:
+                with unit_of_work(services) as session:
+                    outcome = work(session, item)
+            except Conflict as exc:
+                log.warning("pay %s: %s left for the next run: %s", job, item, exc)
+                done["retry_later"] += 1
+                continue
+            if outcome is not None:
+                done[f"{job}:{outcome}"] += 1
+
     with unit_of_work(services) as session:
-        expired = payments.expire_payments(session=session, context=context, now=now)
+        due = payments.payments_to_expire(session=session, now=now)
+    each(
+        due,
+        lambda s, pid: payments.expire_payment(session=s, context=context, payment_id=pid, now=now),
+        "expire",
+    )
     with unit_of_work(services) as session:
-        recovered = payments.recover_payments(session=session, context=context)
+        in_flight = payments.payments_in_flight(session=session)
+    each(
+        in_flight,
+        lambda s, pid: payments.recover_payment(session=s, context=context, payment_id=pid),
+        "recover",
+    )
     with unit_of_work(services) as session:
         # A minute's grace: a provider that answered "processing" is not asked again at once.
-        refunded = refunds.resume_pending_refunds(
-            session=session, providers=context.providers, older_than=now - timedelta(minutes=1)
-        )
+        pending = refunds.refunds_to_resume(session=session, older_than=now - timedelta(minutes=1))
+
+    def resume(session: Session, item: tuple[uuid.UUID, str]) -> str:
+        refund_id, provider_name = item
+        provider = context.providers.get(provider_name)
+        if provider is None:
+            return "provider_unavailable"
+        return refunds.resume_refund(session=session, refund_id=refund_id, provider=provider).status
+
+    each(pending, resume, "refund")
     with unit_of_work(services) as session:
         report = webhooks.deliver_due(session=session, now=now, send=webhooks.http_send, limit=20)
     return {
-        "expired": expired,
-        "recovered": sum(v for k, v in recovered.items() if k != "still_pending"),
-        "refunds_ended": sum(v for k, v in refunded.items() if k != "pending"),
+        "expired": sum(v for k, v in done.items() if k.startswith("expire:")),
+        "recovered": sum(
+            v for k, v in done.items() if k.startswith("recover:") and k != "recover:still_pending"
+        ),
+        "refunds_ended": done["refund:succeeded"] + done["refund:failed"],
+        "retry_later": done["retry_later"],
         "webhooks_delivered": len(report.delivered),
         "webhooks_retrying": len(report.retrying),
         "webhooks_dead": len(report.dead),
@@ -99,9 +146,13 @@ def worker(
     signal.signal(signal.SIGINT, _stop)
     console.print(f"pay worker: every {every:g} s; stop with Ctrl-C or SIGTERM")
     while not stop.is_set():
-        done = run_jobs(services)
-        if any(done.values()):
-            console.print(", ".join(f"{k} {v}" for k, v in done.items()), highlight=False)
+        try:
+            done = run_jobs(services)
+        except Exception:  # a worker outlives a failed run (a database restart, say)
+            log.exception("pay worker: this run failed; the next one starts in %g s", every)
+        else:
+            if any(done.values()):
+                console.print(", ".join(f"{k} {v}" for k, v in done.items()), highlight=False)
         stop.wait(every)
     console.print("pay worker stopped.")
 

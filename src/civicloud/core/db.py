@@ -105,8 +105,10 @@ def _refuse_nul_characters(
     # it. Refusing it here, for every backend, turns any text that carries one, wherever it came
     # from (a name, a query filter, a token), into the same clear InvalidInput on both.
     # Many rows are a sequence of rows, except an "insertmanyvalues" batch (a multi-row INSERT
-    # that RETURNING needs), which comes as one flat sequence of values: either way, every value.
-    for row in parameters if executemany else (parameters,):
+    # that RETURNING needs), which comes as one dict (psycopg) or one flat sequence of values
+    # (sqlite3): either way, every value is looked at.
+    many = executemany and not isinstance(parameters, dict)
+    for row in parameters if many else (parameters,):
         values: Iterable[Any]
         if isinstance(row, dict):
             values = row.values()

@@ -12,7 +12,7 @@ The rules that keep money right:
   receipt and the billers' webhooks commit together or not at all, and the provider is told
   ``success`` only after that commit. A success that arrives for an expired or superseded
   payment (or a bill paid meanwhile) is refunded automatically, never lost.
-- After a crash, :func:`recover_payments` asks the provider about every payment still in
+- After a crash, :func:`recover_payment` asks the provider about every payment still in
   flight and applies what it says, exactly once (notification ids and the primary keys above
   make a second application a no-op).
 """
@@ -778,71 +778,89 @@ def _statements(dialect: str) -> _Statements:
 # --- jobs: expiry and crash recovery ---------------------------------------------------------
 
 
-def expire_payments(
-    *, session: Session, context: PayContext, now: datetime, limit: int = 500
-) -> int:
-    """End payments past their expiry, after asking the provider whether they were paid."""
-    due = session.scalars(
+def payments_to_expire(*, session: Session, now: datetime, limit: int = 500) -> Sequence[uuid.UUID]:
+    """The payments in flight past their expiry, oldest first (for :func:`expire_payment`)."""
+    return session.scalars(
         select(Payment.id)
         .where(Payment.status.in_(IN_FLIGHT), Payment.expires_at < now)
-        .order_by(Payment.id)
+        .order_by(Payment.expires_at, Payment.id)
         .limit(limit)
     ).all()
-    ended = 0
-    for payment_id in due:
-        payment = lock_payment(session, payment_id)
-        if payment is None or payment.status not in IN_FLIGHT:
-            continue  # a notification settled it meanwhile
-        answer = context.provider(payment.provider).query(payment.trade_no)
-        if answer.status == "succeeded" and answer.amount_fen in (None, payment.amount_fen):
-            apply_success(
+
+
+def expire_payment(
+    *, session: Session, context: PayContext, payment_id: uuid.UUID, now: datetime
+) -> str | None:
+    """End a payment past its expiry, after asking the provider whether it was paid after all;
+    what happened (``expired``, or the success's outcome), ``None`` if it was settled meanwhile.
+
+    One payment per unit of work: its locks (and the audit chain's head) are held while the
+    provider is asked about it, and only for it.
+    """
+    payment = lock_payment(session, payment_id)
+    if payment is None or payment.status not in IN_FLIGHT or payment.expires_at >= now:
+        return None  # a notification settled it meanwhile
+    answer = context.provider(payment.provider).query(payment.trade_no)
+    if answer.status == "succeeded" and answer.amount_fen in (None, payment.amount_fen):
+        outcome = apply_success(
+            session=session,
+            context=context,
+            payment=payment,
+            provider_trade_no=answer.provider_trade_no,
+        )
+    else:
+        _end_unpaid(session, payment, PaymentStatus.EXPIRED, now)
+        outcome = "expired"
+    _audit_job(session, "pay.payment.expire", payment, outcome)
+    return outcome
+
+
+def payments_in_flight(*, session: Session, limit: int = 500) -> Sequence[uuid.UUID]:
+    """The payments still in flight, oldest first (for :func:`recover_payment`)."""
+    return session.scalars(
+        select(Payment.id)
+        .where(Payment.status.in_(IN_FLIGHT))
+        .order_by(Payment.created_at, Payment.id)
+        .limit(limit)
+    ).all()
+
+
+def recover_payment(*, session: Session, context: PayContext, payment_id: uuid.UUID) -> str | None:
+    """Ask the provider about a payment in flight and apply what it says (after a crash, a lost
+    notification); what happened (``still_pending`` changes nothing), ``None`` if it was settled
+    meanwhile. Applying a success is idempotent, so a payment is completed exactly once."""
+    payment = lock_payment(session, payment_id)
+    if payment is None or payment.status not in IN_FLIGHT:
+        return None  # a notification settled it meanwhile
+    answer = context.provider(payment.provider).query(payment.trade_no)
+    if answer.status == "succeeded":
+        if answer.amount_fen is not None and answer.amount_fen != payment.amount_fen:
+            outcome = "amount_mismatch"  # left in flight, for reconciliation to show
+        else:
+            outcome = apply_success(
                 session=session,
                 context=context,
                 payment=payment,
                 provider_trade_no=answer.provider_trade_no,
             )
-        else:
-            _end_unpaid(session, payment, PaymentStatus.EXPIRED, now)
-        ended += 1
-    return ended
+    elif answer.status in ("failed", "closed"):
+        _end_unpaid(session, payment, PaymentStatus.FAILED, utcnow())
+        outcome = "failed"
+    else:
+        return "still_pending"
+    _audit_job(session, "pay.payment.recover", payment, outcome)
+    return outcome
 
 
-def recover_payments(*, session: Session, context: PayContext, limit: int = 500) -> dict[str, int]:
-    """Ask the provider about every payment in flight and apply what it says (after a crash)."""
-    counts: dict[str, int] = {}
-    in_flight = session.scalars(
-        select(Payment.id).where(Payment.status.in_(IN_FLIGHT)).order_by(Payment.id).limit(limit)
-    ).all()
-    for payment_id in in_flight:
-        payment = lock_payment(session, payment_id)
-        if payment is None or payment.status not in IN_FLIGHT:
-            continue  # a notification settled it meanwhile
-        answer = context.provider(payment.provider).query(payment.trade_no)
-        if answer.status == "succeeded":
-            if answer.amount_fen is not None and answer.amount_fen != payment.amount_fen:
-                outcome = "amount_mismatch"
-            else:
-                outcome = apply_success(
-                    session=session,
-                    context=context,
-                    payment=payment,
-                    provider_trade_no=answer.provider_trade_no,
-                )
-        elif answer.status in ("failed", "closed"):
-            _end_unpaid(session, payment, PaymentStatus.FAILED, utcnow())
-            outcome = "failed"
-        else:
-            outcome = "still_pending"
-        counts[outcome] = counts.get(outcome, 0) + 1
-    if in_flight:
-        audit.record(
-            session=session,
-            actor=SYSTEM,
-            action="pay.payment.recover",
-            target="payments",
-            detail=counts,
-        )
-    return counts
+def _audit_job(session: Session, action: str, payment: Payment, outcome: str) -> None:
+    audit.record(
+        session=session,
+        actor=SYSTEM,
+        action=action,
+        tenant_id=payment.tenant_id,
+        target=f"payment:{payment.trade_no}",
+        detail={"outcome": outcome},
+    )
 
 
 # --- listings for the pages ----------------------------------------------------------------

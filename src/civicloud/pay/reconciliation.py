@@ -249,6 +249,22 @@ def resolve_item(
                 f"refund {refund.refund_no} is still pending: its confirmation posts it and "
                 "resolves this item; an adjustment now would count it twice"
             )
+    elif _untied_refund(item):
+        # A refund line not tied to one of our refunds (an item older than that link): while any
+        # refund of its payment is pending, this line may be that refund, so it waits too.
+        pending = session.scalars(
+            select(Refund.refund_no)
+            .where(
+                Refund.payment_id == item.payment_id,
+                Refund.status == RefundStatus.PENDING.value,
+            )
+            .with_for_update()
+        ).first()
+        if pending is not None:
+            raise ReconciliationRefundPending(
+                f"refund {pending} of this payment is still pending and may be this line: "
+                "resolve it once the refund has ended"
+            )
     now = utcnow()
     # Claimed with one conditional statement: of two operators resolving the same item at once,
     # the second finds it resolved (PostgreSQL re-reads the row the first one committed).
@@ -329,18 +345,34 @@ def resolve_by_refund(
 
 def waiting_for_refund(*, session: Session, items: Sequence[ReconciliationItem]) -> set[uuid.UUID]:
     """The open ones of ``items`` whose refund is still pending: its confirmation, not an
-    adjustment, resolves them."""
-    refund_ids = {i.refund_id for i in items if i.refund_id is not None and i.resolved_at is None}
-    if not refund_ids:
-        return set()
-    pending = set(
-        session.scalars(
-            select(Refund.id).where(
-                Refund.id.in_(sorted(refund_ids)), Refund.status == RefundStatus.PENDING.value
-            )
-        )
+    adjustment, resolves them. A refund item tied to none of our refunds (one older than that
+    link) waits while any refund of its payment is pending, as :func:`resolve_item` makes it."""
+    open_items = [i for i in items if i.resolved_at is None]
+    tied = sorted({i.refund_id for i in open_items if i.refund_id is not None})
+    untied = sorted({i.payment_id for i in open_items if i.payment_id and _untied_refund(i)})
+    pending = Refund.status == RefundStatus.PENDING.value
+    pending_refunds = (
+        set(session.scalars(select(Refund.id).where(Refund.id.in_(tied), pending)))
+        if tied
+        else set()
     )
-    return {i.id for i in items if i.refund_id in pending and i.resolved_at is None}
+    payments_pending = (
+        set(
+            session.scalars(select(Refund.payment_id).where(Refund.payment_id.in_(untied), pending))
+        )
+        if untied
+        else set()
+    )
+    return {
+        i.id
+        for i in open_items
+        if i.refund_id in pending_refunds
+        or (_untied_refund(i) and i.payment_id in payments_pending)
+    }
+
+
+def _untied_refund(item: ReconciliationItem) -> bool:
+    return item.kind == REFUND and item.refund_id is None and item.payment_id is not None
 
 
 def adjusted_for_refund(*, session: Session, refund_id: uuid.UUID) -> bool:

@@ -42,7 +42,7 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import func, select, update
@@ -214,36 +214,19 @@ def resume_refund(*, session: Session, refund_id: uuid.UUID, provider: PaymentPr
     return refund
 
 
-def resume_pending_refunds(
-    *,
-    session: Session,
-    providers: Mapping[str, PaymentProvider],
-    older_than: datetime,
-    limit: int = 100,
-) -> dict[str, int]:
-    """The refund job: ask the provider again about each refund still pending that was asked
-    for before ``older_than`` (the same refund_no, so the provider refunds at most once), and
-    record its answer; returns how many ended in each status."""
-    due = session.scalars(
-        select(Refund.id)
+def refunds_to_resume(
+    *, session: Session, older_than: datetime, limit: int = 100
+) -> Sequence[tuple[uuid.UUID, str]]:
+    """The refunds still pending that were asked for before ``older_than``, oldest first, each
+    with its payment's provider (for :func:`resume_refund`, one per unit of work)."""
+    rows = session.execute(
+        select(Refund.id, Payment.provider)
+        .join(Payment, Payment.id == Refund.payment_id)
         .where(Refund.status == RefundStatus.PENDING.value, Refund.created_at < older_than)
         .order_by(Refund.created_at, Refund.id)
         .limit(limit)
     ).all()
-    counts: dict[str, int] = {}
-    for refund_id in due:
-        payment_provider = session.scalar(
-            select(Payment.provider)
-            .join(Refund, Refund.payment_id == Payment.id)
-            .where(Refund.id == refund_id)
-        )
-        provider = providers.get(payment_provider or "")
-        if provider is None:
-            counts["provider_unavailable"] = counts.get("provider_unavailable", 0) + 1
-            continue
-        status = resume_refund(session=session, refund_id=refund_id, provider=provider).status
-        counts[status] = counts.get(status, 0) + 1
-    return counts
+    return [(row.id, row.provider) for row in rows]
 
 
 # --- the provider's refund notifications ---------------------------------------------------
@@ -445,7 +428,12 @@ def _replay(
     if refund.request_hash != digest or refund.payment_id != payment.id:
         raise IdempotencyKeyReused("this idempotency key was used for another refund request")
     if refund.status == RefundStatus.PENDING.value:
-        _ask_provider(session, refund, payment, provider, actor, action="pay.refund.resume")
+        # Locked and read afresh, the payment first, as every change of a refund does: the job
+        # or the provider's notification may be ending it at this moment.
+        locked = session.get(Payment, payment.id, with_for_update=True, populate_existing=True)
+        session.refresh(refund, with_for_update=True)
+        if locked is not None and refund.status == RefundStatus.PENDING.value:
+            _ask_provider(session, refund, locked, provider, actor, action="pay.refund.resume")
     return refund
 
 
@@ -567,16 +555,29 @@ def _record_outcome(
     now = utcnow()
     if outcome.provider_refund_no:
         refund.provider_refund_no = outcome.provider_refund_no[:64]
+    if outcome.status not in ("succeeded", "failed"):
+        return
+    session.flush()
+    # Ended only from pending, by one conditional UPDATE: a second answer about the same refund
+    # (a retry and the job, say) finds it ended and moves no money again.
+    ended = session.execute(
+        update(Refund)
+        .where(Refund.id == refund.id, Refund.status == RefundStatus.PENDING.value)
+        .values(status=outcome.status, finished_at=now)
+        .returning(Refund.id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    session.refresh(refund)
+    if ended is None:
+        return
     if outcome.status == "succeeded":
-        refund.status, refund.finished_at = RefundStatus.SUCCEEDED.value, now
         entry = ledger.post_refund(session=session, refund=refund, posted_by=actor.name)
         reconciliation.resolve_by_refund(session=session, actor=actor, refund=refund, entry=entry)
         if refund.origin != AUTOMATIC_ORIGIN:
             # A late payment's automatic refund is left out: it paid no bill, and the biller
             # was never told of it.
             _owe_refund_webhooks(session, refund, payment, now)
-    elif outcome.status == "failed":
-        refund.status, refund.finished_at = RefundStatus.FAILED.value, now
+    else:
         # Give the reservation back: the money never left.
         session.execute(
             update(Payment)

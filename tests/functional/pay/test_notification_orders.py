@@ -89,13 +89,29 @@ class History:
         elif kind == "redeliver" and self.notices:
             self.deliver(self.notices[int(str(step[1])) % len(self.notices)])
         elif kind == "expire":
-            with self.services.db.unit_of_work() as session:
-                payments.expire_payments(
-                    session=session, context=self.context, now=utcnow() + timedelta(days=1)
-                )
+            self.run_job("expire")
         elif kind == "recover":
+            self.run_job("recover")
+
+    def run_job(self, job: str) -> None:
+        """The job as ``civicloud pay jobs`` runs it: one unit of work per payment."""
+        later = utcnow() + timedelta(days=1)
+        with self.services.db.unit_of_work() as session:
+            due = (
+                payments.payments_to_expire(session=session, now=later)
+                if job == "expire"
+                else payments.payments_in_flight(session=session)
+            )
+        for payment_id in due:
             with self.services.db.unit_of_work() as session:
-                payments.recover_payments(session=session, context=self.context)
+                if job == "expire":
+                    payments.expire_payment(
+                        session=session, context=self.context, payment_id=payment_id, now=later
+                    )
+                else:
+                    payments.recover_payment(
+                        session=session, context=self.context, payment_id=payment_id
+                    )
 
     def pay(self) -> None:
         data = PaymentCreate(
@@ -153,7 +169,7 @@ class History:
                 self.settle(self.trades.index(trade_no), outcome, False, False)
         for notice in list(self.notices):
             self.deliver(notice)
-        self.play(("recover",))
+        self.run_job("recover")
 
 
 @pytest.fixture(scope="module")

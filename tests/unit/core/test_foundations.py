@@ -131,3 +131,38 @@ def test_a_request_id_is_made_up_once_when_none_was_given() -> None:
     set_request_id("given")
     assert current_request_id() == "given"
     set_request_id(None)
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+@pytest.mark.parametrize("returning", [False, True], ids=["plain", "returning"])
+def test_text_with_nul_is_refused_in_every_shape_of_insert(
+    db_session: Session, rows: int, returning: bool
+) -> None:
+    # given rows to insert, the last one's text carrying a NUL (PostgreSQL cannot store it)
+    from sqlalchemy import insert
+
+    from civicloud.core.audit import AuditRecord
+
+    values = [
+        {
+            "seq": 10_000_000 + number,
+            "at": datetime(2026, 11, 26, tzinfo=UTC),
+            "actor": "tests" if number < rows - 1 else "te\x00sts",
+            "tenant_id": None,
+            "action": "tests.nul",
+            "target": "t",
+            "request_id": "r",
+            "outcome": "success",
+            "detail": {},
+            "prev_hash": "0" * 64,
+            "hash": "0" * 64,
+        }
+        for number in range(rows)
+    ]
+    statement = insert(AuditRecord)
+    if returning:
+        # several rows with RETURNING go as one batch ("insertmanyvalues"), a shape of its own
+        statement = statement.returning(AuditRecord.seq)
+    # when they are inserted, then that is refused as bad input on both databases, not a 500
+    with pytest.raises(errors.InvalidInput, match="NUL"):
+        db_session.connection().execute(statement, values)

@@ -311,3 +311,49 @@ def test_an_adjusted_failed_refund_is_not_posted_again(
     assert _postings(db_session, refund) == []
     db_session.refresh(payment)
     assert payment.refunded_fen == 0
+
+
+def test_a_refund_line_tied_to_none_of_our_refunds_waits_while_one_of_its_payment_is_pending(
+    db_session: Session, biller: Biller, provider: FakeProvider
+) -> None:
+    # given a refund pending on our side, and a statement's refund line of its payment that is
+    # tied to no refund of ours (as items made before that link was kept are)
+    payment, refund = _pending_refund(db_session, biller, provider)
+    record = reconciliation.import_statement(
+        session=db_session,
+        actor=SYSTEM,
+        provider=provider,
+        content=statement(
+            ("payment", payment.trade_no, payment.provider_trade_no or "", 10_000),
+            ("refund", payment.trade_no, refund.refund_no, -3_000),
+        ),
+        business_date=date(2020, 1, 2),
+    )
+    [item] = reconciliation.list_items(
+        session=db_session, actor=SYSTEM, import_id=record.id, kind="refund"
+    )
+    item.refund_id = None
+    db_session.flush()
+
+    def resolve() -> None:
+        reconciliation.resolve_item(
+            session=db_session,
+            actor=SYSTEM,
+            item_id=item.id,
+            debit_code="suspense",
+            credit_code=f"clearing:{provider.name}",
+            amount_fen=3_000,
+            memo="refund on the statement",
+        )
+
+    # when an operator tries to adjust it, then that waits too: the line may be that refund
+    assert reconciliation.waiting_for_refund(session=db_session, items=[item]) == {item.id}
+    with pytest.raises(ReconciliationRefundPending):
+        resolve()
+    assert item.resolved_at is None
+    # and once the refund has ended (the provider refused it), the line can be explained
+    provider.mode = "failed"
+    refunds.resume_refund(session=db_session, refund_id=refund.id, provider=provider)
+    assert reconciliation.waiting_for_refund(session=db_session, items=[item]) == set()
+    resolve()
+    assert item.resolved_at is not None

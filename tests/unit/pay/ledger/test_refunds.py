@@ -553,7 +553,7 @@ def test_an_empty_or_oversized_reason_or_key_is_refused(
     assert provider.calls == []
 
 
-def test_the_refund_job_completes_pending_refunds_and_leaves_young_ones(
+def test_the_refund_job_finds_pending_refunds_a_minute_old(
     db_session: Session, biller: Biller, provider: FakeProvider
 ) -> None:
     # given two refunds the provider has not finished, one asked for an hour ago
@@ -566,23 +566,19 @@ def test_the_refund_job_completes_pending_refunds_and_leaves_young_ones(
     )
     old.created_at = utcnow() - timedelta(hours=1)
     db_session.flush()
-    # when the provider finished them and the job runs with a minute's grace
+    # when the provider finished them and the job looks for refunds a minute old
     provider.mode = "succeeded"
-    done = refunds.resume_pending_refunds(
-        session=db_session,
-        providers={provider.name: provider},
-        older_than=utcnow() - timedelta(minutes=1),
-    )
-    # then the old one succeeded and is posted; the young one waits for the next run
-    assert done == {"succeeded": 1}
-    assert (old.status, young.status) == ("succeeded", "pending")
+    due = refunds.refunds_to_resume(session=db_session, older_than=utcnow() - timedelta(minutes=1))
+    # then only the old one is due, with its provider, and resuming it ends it
+    assert list(due) == [(old.id, provider.name)]
+    resumed = refunds.resume_refund(session=db_session, refund_id=old.id, provider=provider)
+    assert (resumed.status, young.status) == ("succeeded", "pending")
     assert _posted(db_session, old) == ["refund"]
-    # and a refund whose provider is not configured here is counted, not lost
-    later = refunds.resume_pending_refunds(
-        session=db_session, providers={}, older_than=utcnow() + timedelta(minutes=1)
+    # and the next look finds the young one only
+    later = refunds.refunds_to_resume(
+        session=db_session, older_than=utcnow() + timedelta(minutes=1)
     )
-    assert later == {"provider_unavailable": 1}
-    assert young.status == "pending"
+    assert list(later) == [(young.id, provider.name)]
 
 
 def test_a_succeeded_refund_tells_the_biller_once_per_bill(
@@ -628,3 +624,47 @@ def test_a_late_payments_automatic_refund_tells_the_biller_nothing(
         .where(WebhookDelivery.biller_id == biller.id)
     )
     assert owed == 0
+
+
+def test_a_retry_holding_a_refund_the_job_ended_meanwhile_moves_no_money_again(
+    core_services: Services,
+) -> None:
+    if core_services.db.is_sqlite:
+        pytest.skip("SQLite runs one writer at a time: a retry cannot hold a refund meanwhile")
+    # given a payment of 100 yuan, 50 refunded, and another 50 asked for and still pending
+    provider = FakeProvider(name=provider_name())
+    payment_id = _committed_payment(core_services, provider, 10_000)
+    key = f"retry-{payment_id}"
+
+    def refund(session: Session, amount: int, idempotency_key: str) -> Refund:
+        return refunds.request_refund(
+            session=session,
+            actor=SYSTEM,
+            payment_id=payment_id,
+            amount_fen=amount,
+            reason="retry",
+            idempotency_key=idempotency_key,
+            provider=provider,
+        )
+
+    with core_services.db.unit_of_work() as session:
+        refund(session, 5_000, f"done-{payment_id}")
+        provider.mode = "pending"
+        refund_id = refund(session, 5_000, key).id
+    provider.mode = "failed"
+    with core_services.db.unit_of_work() as retry:
+        # when an operator's retry has read the pending refund
+        held = retry.get(Refund, refund_id)
+        assert held is not None
+        assert held.status == "pending"
+        # and the job ends it as failed (the provider refused it) and commits meanwhile
+        with core_services.db.unit_of_work() as job:
+            ended = refunds.resume_refund(session=job, refund_id=refund_id, provider=provider)
+            assert ended.status == "failed"
+        # then the retry finds it failed and gives nothing back a second time
+        assert refund(retry, 5_000, key).status == "failed"
+    with core_services.db.unit_of_work(write=False) as session:
+        payment = session.get(Payment, payment_id)
+        assert payment is not None
+        assert payment.refunded_fen == 5_000
+        assert problems_about(ledger.check_ledger(session=session), [payment_id]) == []
