@@ -17,10 +17,11 @@ from civicloud.core.db import Database
 from civicloud.core.identity import Passwords
 from civicloud.core.migrate import upgrade
 from civicloud.core.principals import principal_cache
+from civicloud.core.ratelimit import RateLimiter
 from civicloud.core.services import Services
 from civicloud.pay import api as pay_api
 from civicloud.pay import web as pay_web
-from civicloud.pay.billing import RateLimiter
+from civicloud.pay.errors import LookupThrottled
 from civicloud.pay.payments import PayContext, handle_notification
 from civicloud.pay.providers import build_providers
 from civicloud.pay.receipts import signer_from_settings
@@ -107,7 +108,14 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(health_router)
     app.include_router(api_router, prefix=API_PREFIX)
     app.state.pay = build_pay(services)
-    app.state.pay_lookup_limiter = RateLimiter(settings.pay.lookups_per_minute)
+    app.state.sign_in_limiter = RateLimiter(
+        settings.auth.failed_sign_ins_per_client,
+        window=600,
+        message="too many failed sign-ins from this address",
+    )
+    app.state.pay_lookup_limiter = RateLimiter(
+        settings.pay.lookups_per_minute, error=LookupThrottled, message="too many look-ups"
+    )
     app.include_router(pay_api.router, prefix=API_PREFIX)
     app.include_router(pay_web.router)
     pages.install(app, time_zone=settings.web.time_zone)

@@ -45,6 +45,9 @@ class AuthSettings(BaseModel):
 
     api_key_days: int = Field(default=90, ge=1, le=3650)
     min_password_length: int = Field(default=10, ge=8)
+    #: Failed sign-ins one client address may make in 10 minutes, over all accounts (each
+    #: account is also locked after its own few failures).
+    failed_sign_ins_per_client: int = Field(default=30, ge=1)
     # argon2id costs; the defaults follow RFC 9106's second recommended option, scaled down in
     # memory so that a two-core machine still logs a user in within a few tens of milliseconds.
     argon2_time_cost: int = Field(default=3, ge=1)

@@ -86,3 +86,12 @@ class PayloadTooLarge(CivicloudError):
     title = "Payload too large"
     status = 413
     exit_code = 2
+
+
+class Throttled(CivicloudError):
+    """Too many requests of one kind from one client: slow down (HTTP 429, ``Retry-After``)."""
+
+    code = "core.throttled"
+    title = "Too many requests"
+    status = 429
+    exit_code = 5

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from civicloud.core.db import utcnow
+from civicloud.core.ratelimit import RateLimiter
 from civicloud.pay import (
     billing,
     ledger,
@@ -25,7 +26,6 @@ from civicloud.pay import (
     settlement,
     webhooks,
 )
-from civicloud.pay.billing import RateLimiter
 from civicloud.pay.errors import PaymentNotFound
 from civicloud.pay.payments import PayContext
 from civicloud.pay.schemas import (

@@ -6,10 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-import threading
-import time
 import uuid
-from collections import defaultdict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -30,7 +27,6 @@ from civicloud.pay.errors import (
     BillerNotFound,
     BillNotFound,
     ImportRejected,
-    LookupThrottled,
 )
 from civicloud.pay.models import Bill, Biller, BillStatus, PaymentBill
 from civicloud.pay.schemas import (
@@ -457,42 +453,6 @@ def _public(bill: Bill, today: date) -> PublicBill:
         period=bill.period,
         due_date=bill.due_date,
     )
-
-
-class RateLimiter:
-    """A sliding-window limit of ``limit`` events per ``window`` seconds for each client key.
-
-    In-process: each server process counts its own clients (behind a load balancer, the limit
-    is per process).
-    """
-
-    def __init__(self, limit: int, window: float = 60.0, max_clients: int = 100_000) -> None:
-        self.limit = limit
-        self.window = window
-        self.max_clients = max_clients
-        self._events: dict[str, deque[float]] = defaultdict(deque)
-        self._lock = threading.Lock()
-
-    def hit(self, client: str) -> None:
-        """Count one event of ``client``; raise ``LookupThrottled`` past the limit."""
-        now = time.monotonic()
-        with self._lock:
-            if len(self._events) > self.max_clients:
-                self._forget_idle(now)
-            events = self._events[client]
-            while events and now - events[0] > self.window:
-                events.popleft()
-            if len(events) >= self.limit:
-                wait = int(self.window - (now - events[0])) + 1
-                raise LookupThrottled(
-                    f"too many look-ups; try again in {wait} seconds", retry_after=wait
-                )
-            events.append(now)
-
-    def _forget_idle(self, now: float) -> None:
-        idle = [k for k, v in self._events.items() if not v or now - v[-1] > self.window]
-        for key in idle:
-            del self._events[key]
 
 
 # --- listings for the pages ----------------------------------------------------------------

@@ -8,6 +8,7 @@ from civicloud.core.errors import (
     InvalidInput,
     NotFound,
     PermissionDenied,
+    Throttled,
 )
 
 
@@ -129,9 +130,7 @@ class ImportRejected(InvalidInput):
     code = "pay.import_rejected"
 
 
-class LookupThrottled(Conflict):
+class LookupThrottled(Throttled):
     """Too many look-ups from one client: slow down (HTTP 429)."""
 
     code = "pay.lookup_throttled"
-    title = "Too many requests"
-    status = 429

@@ -218,3 +218,49 @@ def test_cookies_are_secure_by_rule(
     }
     for name in ("civicloud_session", "civicloud_csrf", "civicloud_lang"):
         assert bool(issued[name][name]["secure"]) is secure, name
+
+
+def test_failed_sign_ins_are_limited_per_client_address_over_all_accounts(
+    services: Services, world: World
+) -> None:
+    # Given an app allowing 3 failed sign-ins per client address in 10 minutes
+    settings = services.settings.model_copy(
+        update={"auth": services.settings.auth.model_copy(update={"failed_sign_ins_per_client": 3})}
+    )
+    app = create_app(
+        services=Services(
+            settings=settings,
+            db=services.db,
+            passwords=services.passwords,
+            principals=services.principals,
+        )
+    )
+    with TestClient(app, base_url="https://testserver", headers=HTML) as client:
+        browser = Browser(client)
+        # When one address tries wrong passwords on three different accounts
+        for username in ("spray.one", "spray.two", "admin"):
+            assert browser.sign_in(username, "wrong-password-1").status_code == 401
+        with services.db.unit_of_work(write=False) as session:
+            before = audit.list_records(
+                session=session, actor=Actor.system("tests"), action="core.session.login"
+            )
+        # Then the next attempt from it is refused before any password is checked, even the
+        # right one: a 429 that says how long to wait, and no audit record is written for it
+        response = client.post(
+            "/login",
+            data={"username": "admin", "password": PASSWORD, "csrf_token": browser.csrf()},
+            headers={"Accept-Language": "en"},
+            follow_redirects=False,
+        )
+        assert response.status_code == 429
+        assert int(response.headers["Retry-After"]) > 0
+        assert "Too many failed sign-ins came from your network" in text_of(response.text)
+        assert "civicloud_session" not in response.headers.get("set-cookie", "")
+        zh = browser.sign_in("admin")
+        assert zh.status_code == 429
+        assert "登录失败次数过多" in zh.text
+        with services.db.unit_of_work(write=False) as session:
+            after = audit.list_records(
+                session=session, actor=Actor.system("tests"), action="core.session.login"
+            )
+        assert after[0].seq == before[0].seq  # the newest sign-in record is still the last failure

@@ -15,7 +15,7 @@ from tests.factories.pay import bill_row, make_biller, make_bills, make_pending_
 from civicloud.core.db import utcnow
 from civicloud.core.errors import InvalidInput
 from civicloud.pay import billing
-from civicloud.pay.errors import BillAlreadyPaid, BillBeingPaid, ImportRejected, LookupThrottled
+from civicloud.pay.errors import BillAlreadyPaid, BillBeingPaid, ImportRejected
 from civicloud.pay.models import Bill, PaymentBill
 from civicloud.pay.schemas import BillAmend
 
@@ -170,13 +170,3 @@ def test_a_bill_being_paid_cannot_be_cancelled_or_amended(db_session: Session) -
     )
     with pytest.raises(BillAlreadyPaid):
         billing.cancel_bill(session=db_session, actor=SYSTEM, bill_id=bill.id)
-
-
-def test_lookups_past_the_limit_are_throttled_per_client() -> None:
-    limiter = billing.RateLimiter(limit=3, window=60)
-    for _ in range(3):
-        limiter.hit("10.0.0.1")
-    with pytest.raises(LookupThrottled) as throttled:
-        limiter.hit("10.0.0.1")
-    assert throttled.value.extra["retry_after"] >= 1
-    limiter.hit("10.0.0.2")

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from civicloud.core.db import utcnow
 from civicloud.core.errors import InvalidInput
+from civicloud.core.ratelimit import RateLimiter
 from civicloud.pay import billing, payments, receipts
 from civicloud.pay.errors import (
     BillerNotFound,
@@ -174,7 +175,7 @@ def _lookup(
     request: Request, session: Session, biller: Biller, account: str
 ) -> list[PublicBill] | None:
     """The account's open bills (counted against the client's limit); ``None`` if malformed."""
-    limiter: billing.RateLimiter = request.app.state.pay_lookup_limiter
+    limiter: RateLimiter = request.app.state.pay_lookup_limiter
     limiter.hit(request.client.host if request.client else "unknown")
     try:
         return billing.lookup_open_bills(

@@ -9,7 +9,9 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from civicloud.core import identity
+from civicloud.core.errors import Throttled
 from civicloud.core.identity.service import LOCKOUT, MAX_FAILED_LOGINS
+from civicloud.core.ratelimit import RateLimiter
 from civicloud.web.deps import CSRF_COOKIE, SESSION_COOKIE, ServicesDep, SessionDep
 from civicloud.web.i18n import N_
 from civicloud.web.pages.forms import DONE_MESSAGES, safe_next
@@ -103,12 +105,33 @@ def login(
             error=N_("Enter your username and your password."),
             status_code=422,
         )
+    # Failed sign-ins are limited per client address too, not only per account: spraying
+    # passwords over many accounts (and the audit records each failure writes) stops here.
+    client = request.client.host if request.client else "unknown"
+    limiter: RateLimiter = request.app.state.sign_in_limiter
+    try:
+        limiter.check(client)
+    except Throttled as exc:
+        wait = int(exc.extra.get("retry_after", limiter.window))
+        page = _login_page(
+            request,
+            next_url=target,
+            username=username,
+            error=N_(
+                "Too many failed sign-ins came from your network. Try again in %(minutes)s minutes."
+            ),
+            error_args={"minutes": max(1, -(-wait // 60))},
+            status_code=429,
+        )
+        page.headers["Retry-After"] = str(wait)
+        return page
     user = None
     if len(password) <= MAX_PASSWORD_CHARS and len(username) <= 64:
         user = identity.authenticate_password(
             session=session, username=username, password=password, passwords=services.passwords
         )
     if user is None:
+        limiter.record(client)
         # Returned, not raised: the unit of work commits the failure count and its audit record.
         return _login_page(
             request,
@@ -145,8 +168,10 @@ def _login_page(
     next_url: str,
     username: str = "",
     error: str | None = None,
+    error_args: dict[str, int] | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
+    lockout = {"count": MAX_FAILED_LOGINS, "minutes": int(LOCKOUT.total_seconds() // 60)}
     return render(
         request,
         "login.html",
@@ -155,7 +180,7 @@ def _login_page(
             "next_url": next_url,
             "username": username,
             "error": error,
-            "lockout": {"count": MAX_FAILED_LOGINS, "minutes": int(LOCKOUT.total_seconds() // 60)},
+            "error_args": error_args or lockout,
         },
         status_code=status_code,
     )
