@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -27,6 +27,9 @@ class WebSettings(BaseModel):
     default_language: str = "zh"
     #: The IANA time zone the pages show times in (stored times are UTC).
     time_zone: str = "Asia/Shanghai"
+    #: When set, ``GET /metrics`` needs ``Authorization: Bearer <token>``; when not, it answers
+    #: clients on this machine (loopback) only.
+    metrics_token: SecretStr | None = None
 
     @field_validator("time_zone")
     @classmethod

@@ -48,6 +48,8 @@ PUBLIC: frozenset[tuple[str, str]] = frozenset(
     {
         ("GET", "/healthz"),
         ("GET", "/readyz"),
+        # Not signed-in, but not open either: this machine only, or a scraper's bearer token
+        # (tests/functional/core/test_http_api.py).
         ("GET", "/metrics"),
         ("GET", "/openapi.json"),
         ("GET", "/docs"),

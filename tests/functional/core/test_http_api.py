@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -9,8 +10,10 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 from tests.conftest import make_settings
 from tests.factories.core import SiblingWorld
+from tests.functional.core.conftest import BASE_URL
 
 from civicloud.app import build_services, create_app
 from civicloud.core.services import Services
@@ -170,8 +173,9 @@ def test_metrics_count_requests_by_route_template(
 ) -> None:
     # given a request to a route with a path parameter
     client.get(f"/api/v1/tenants/{world.a.child.id}", headers=world.a.admin.headers)
-    # when the metrics are scraped
-    response = client.get("/metrics")
+    # when the metrics are scraped on this machine (no token is configured)
+    local = TestClient(api_app, base_url=BASE_URL, client=("127.0.0.1", 41000))
+    response = local.get("/metrics")
     # then they are Prometheus text, labelled by the full template, never by the raw path
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
@@ -179,6 +183,36 @@ def test_metrics_count_requests_by_route_template(
     assert "civicloud_http_requests_total" in text
     assert 'route="/api/v1/tenants/{tenant_id}"' in text
     assert str(world.a.child.id) not in text
+    # and a client elsewhere is refused: who calls what how often is nobody else's business
+    assert_problem(client.get("/metrics"), 403, "core.permission_denied")
+    ipv6 = TestClient(api_app, base_url=BASE_URL, client=("::1", 41001))
+    assert ipv6.get("/metrics").status_code == 200
+
+
+def test_metrics_need_the_bearer_token_when_one_is_set(core_services: Services) -> None:
+    # given an installation that set a metrics token
+    settings = core_services.settings.model_copy(
+        update={
+            "web": core_services.settings.web.model_copy(
+                update={"metrics_token": SecretStr("scrape-me-4f1c")}
+            )
+        }
+    )
+    app = create_app(services=dataclasses.replace(core_services, settings=settings))
+    # when the metrics are scraped from elsewhere (or from this machine) with and without it
+    remote = TestClient(app, base_url=BASE_URL)
+    local = TestClient(app, base_url=BASE_URL, client=("127.0.0.1", 41002))
+    right = remote.get("/metrics", headers={"Authorization": "Bearer scrape-me-4f1c"})
+    # then only the token opens them, wherever the scraper is
+    assert right.status_code == 200
+    assert "civicloud_http_requests_total" in right.text
+    for refused in (
+        remote.get("/metrics"),
+        remote.get("/metrics", headers={"Authorization": "Bearer scrape-me"}),
+        local.get("/metrics"),
+    ):
+        assert_problem(refused, 401, "core.not_authenticated")
+        assert refused.headers["WWW-Authenticate"].startswith("Bearer")
 
 
 def test_an_unexpected_error_is_a_500_problem_that_names_the_request(
