@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -30,7 +31,9 @@ from civicloud.core.services import Services
 __all__ = [
     "CSRF_COOKIE",
     "CSRF_HEADER",
+    "HOST_PREFIX",
     "SAFE_METHODS",
+    "SECURE_PREFIX",
     "SESSION_COOKIE",
     "TOUCH_EVERY",
     "ActorDep",
@@ -38,9 +41,12 @@ __all__ = [
     "ServicesDep",
     "SessionDep",
     "check_csrf",
+    "cookie_name",
+    "cookie_secure",
     "expected_csrf_token",
     "get_services",
     "optional_actor",
+    "read_cookie",
     "require_actor",
     "services_of",
     "session_csrf_token",
@@ -56,6 +62,50 @@ def services_of(request: Request) -> Services:
     """The application's services (for code that is not a dependency)."""
     services: Services = request.app.state.services
     return services
+
+
+#: Host names that only ever mean "this machine" besides loopback IP addresses.
+LOOPBACK_NAMES = frozenset({"localhost", "testserver"})
+#: The prefix of every cookie we set over HTTPS for path ``/``: a browser keeps a ``__Host-``
+#: cookie only if it is Secure, for path ``/`` and for this very host, so a sibling subdomain
+#: cannot plant one (a session of its choosing, a CSRF token it knows). A cookie for a narrower
+#: path gets ``__Secure-`` (Secure only), the most a browser allows there.
+HOST_PREFIX = "__Host-"
+SECURE_PREFIX = "__Secure-"
+
+
+def cookie_secure(request: Request) -> bool:
+    """Whether cookies get ``Secure`` (and the ``__Host-`` prefix): per ``web.cookie_secure``,
+    or automatically.
+
+    Automatic (``None``) means ``Secure`` unless the browser reached us over plain HTTP at a
+    loopback host, which is the one-machine demo; a Secure cookie would be dropped there.
+    """
+    configured = services_of(request).settings.web.cookie_secure
+    if configured is not None:
+        return configured
+    if request.url.scheme != "http":
+        return True
+    host = (request.url.hostname or "").strip("[]").lower()
+    if host in LOOPBACK_NAMES or host.endswith(".localhost"):
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
+
+
+def cookie_name(request: Request, name: str, path: str = "/") -> str:
+    """The name cookie ``name`` (for ``path``) has on this request: prefixed where cookies are
+    Secure (``__Host-`` for ``/``, else ``__Secure-``), bare on the plain-HTTP demo."""
+    if not cookie_secure(request):
+        return name
+    return (HOST_PREFIX if path == "/" else SECURE_PREFIX) + name
+
+
+def read_cookie(request: Request, name: str, path: str = "/") -> str | None:
+    """Cookie ``name`` as this site set it (only the prefixed one where cookies are Secure)."""
+    return request.cookies.get(cookie_name(request, name, path))
 
 
 async def get_services(request: Request) -> Services:
@@ -137,7 +187,7 @@ async def optional_actor(request: Request, session: SessionDep) -> Actor | None:
     if token is not None:
         actor = await _from_api_key(request, session, token)
     else:
-        cookie = request.cookies.get(SESSION_COOKIE)
+        cookie = read_cookie(request, SESSION_COOKIE)
         if cookie:
             cache = services_of(request).principals
             principal = cache.get("session", cookie) or await run_in_threadpool(
@@ -174,10 +224,10 @@ def session_csrf_token(session_token: str) -> str:
 def expected_csrf_token(request: Request) -> str | None:
     """The token a form or cookie-authenticated call must carry: bound to the session when
     there is one, else the random one of the CSRF cookie (sign-in forms)."""
-    session_token = request.cookies.get(SESSION_COOKIE)
+    session_token = read_cookie(request, SESSION_COOKIE)
     if session_token:
         return session_csrf_token(session_token)
-    return request.cookies.get(CSRF_COOKIE)
+    return read_cookie(request, CSRF_COOKIE)
 
 
 def check_csrf(request: Request, submitted: str | None) -> None:

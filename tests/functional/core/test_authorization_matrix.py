@@ -39,7 +39,7 @@ from tests.factories.pay import (
 from civicloud.core import identity
 from civicloud.core.services import Services
 from civicloud.core.tenants import TenantKind
-from civicloud.web.deps import CSRF_COOKIE, SESSION_COOKIE, session_csrf_token
+from civicloud.web.deps import CSRF_COOKIE, HOST_PREFIX, SESSION_COOKIE, session_csrf_token
 
 BASE_URL = "https://testserver"
 
@@ -341,7 +341,7 @@ def call(
     if endpoint.body_model is not None:
         kwargs["json"] = BODIES[endpoint.body_model.__name__](ids)
     if endpoint.is_page and endpoint.method in UNSAFE:
-        session_token = client.cookies.get(SESSION_COOKIE)
+        session_token = client.cookies.get(HOST_PREFIX + SESSION_COOKIE)
         form = {"csrf_token": session_csrf_token(session_token) if session_token else CSRF}
         for name in endpoint.form_fields:
             form[name] = ids[name] if name in ids else FORM_VALUES.get(name, str)()
@@ -373,8 +373,8 @@ def signed_in(api_app: FastAPI, core_services: Services, world: SiblingWorld) ->
         user = session.merge(world.a.admin.user)
         _, token = identity.start_web_session(session=session, user=user, hours=1)
     browser = TestClient(api_app, base_url=BASE_URL)
-    browser.cookies.set(SESSION_COOKIE, token)
-    browser.cookies.set(CSRF_COOKIE, CSRF)
+    browser.cookies.set(HOST_PREFIX + SESSION_COOKIE, token)
+    browser.cookies.set(HOST_PREFIX + CSRF_COOKIE, CSRF)
     return browser
 
 
@@ -389,7 +389,7 @@ def test_anonymous_callers_are_turned_away_everywhere_but_the_public_routes(
 ) -> None:
     # given an anonymous caller (with a CSRF pair, so that forms reach the sign-in check)
     anonymous = TestClient(api_app, base_url=BASE_URL)
-    anonymous.cookies.set(CSRF_COOKIE, CSRF)
+    anonymous.cookies.set(HOST_PREFIX + CSRF_COOKIE, CSRF)
     endpoints, _ = collect_endpoints(api_app)
     wrong: list[str] = []
     for endpoint in endpoints:

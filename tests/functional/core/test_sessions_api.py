@@ -8,7 +8,13 @@ from tests.factories.core import SiblingWorld
 
 from civicloud.core import identity
 from civicloud.core.services import Services
-from civicloud.web.deps import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE, session_csrf_token
+from civicloud.web.deps import (
+    CSRF_COOKIE,
+    CSRF_HEADER,
+    HOST_PREFIX,
+    SESSION_COOKIE,
+    session_csrf_token,
+)
 
 BASE_URL = "https://testserver"
 
@@ -18,8 +24,8 @@ def browser_of(app: FastAPI, services: Services, world: SiblingWorld) -> tuple[T
         user = session.merge(world.a.admin.user)
         _, token = identity.start_web_session(session=session, user=user, hours=1)
     browser = TestClient(app, base_url=BASE_URL)
-    browser.cookies.set(SESSION_COOKIE, token)
-    browser.cookies.set(CSRF_COOKIE, "csrf-secret")
+    browser.cookies.set(HOST_PREFIX + SESSION_COOKIE, token)
+    browser.cookies.set(HOST_PREFIX + CSRF_COOKIE, "csrf-secret")
     return browser, token
 
 
@@ -64,7 +70,7 @@ def test_a_revoked_session_or_unknown_cookie_is_anonymous(
         identity.end_web_session(session=session, token=token)
     assert browser.get("/api/v1/me").status_code == 401
     stranger = TestClient(api_app, base_url=BASE_URL)
-    stranger.cookies.set(SESSION_COOKIE, "made-up")
+    stranger.cookies.set(HOST_PREFIX + SESSION_COOKIE, "made-up")
     assert stranger.get("/api/v1/me").status_code == 401
 
 

@@ -15,7 +15,7 @@ from civicloud.core.config import AuthSettings, Settings
 from civicloud.core.roles import Actor
 from civicloud.core.services import Services
 from civicloud.core.tenants import TenantCreate, TenantKind
-from civicloud.web.deps import CSRF_COOKIE, SESSION_COOKIE, session_csrf_token
+from civicloud.web.deps import CSRF_COOKIE, HOST_PREFIX, SESSION_COOKIE, session_csrf_token
 
 PASSWORD = "correct-horse-battery-staple"
 HTML = {"Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8"}
@@ -114,16 +114,21 @@ class Browser:
     def __init__(self, client: TestClient) -> None:
         self.client = client
 
+    def cookie(self, name: str) -> str | None:
+        """Cookie ``name`` as the site set it: ``__Host-`` prefixed over HTTPS."""
+        secure = str(self.client.base_url).startswith("https:")
+        return self.client.cookies.get(HOST_PREFIX + name if secure else name)
+
     def csrf(self) -> str:
         """The token the page's forms carry: the session's when signed in, else the CSRF
         cookie's (loading a form first if there is none)."""
-        session_token = self.client.cookies.get(SESSION_COOKIE)
+        session_token = self.cookie(SESSION_COOKIE)
         if session_token:
             return session_csrf_token(session_token)
-        token = self.client.cookies.get(CSRF_COOKIE)
+        token = self.cookie(CSRF_COOKIE)
         if token is None:
             self.client.get("/login")
-            token = self.client.cookies.get(CSRF_COOKIE)
+            token = self.cookie(CSRF_COOKIE)
         assert token is not None
         return token
 

@@ -111,7 +111,8 @@ def test_citizen_then_operator_journey(chromium: Chromium, live_url: str, world:
     expect(crumbs.get_by_role("link", name="Dalian", exact=True)).to_be_visible()
     expect(page.get_by_text("Agency").first).to_be_visible()
     shot(page, "06-tenant-en")
-    # Over plain HTTP to loopback, the automatic rule leaves the cookies without Secure
+    # Over plain HTTP to loopback, the automatic rule leaves the cookies without Secure (and so
+    # without the __Host- prefix, which a browser accepts on Secure cookies only)
     cookies = {c["name"]: c for c in context.cookies()}
     assert cookies["civicloud_session"]["httpOnly"]
     assert cookies["civicloud_session"]["sameSite"] == "Lax"
@@ -209,10 +210,10 @@ def test_chromium_keeps_secure_cookies_on_loopback_http(
         page = context.new_page()
         # When an operator signs in
         sign_in(page, url, "water.viewer")
-        # Then Chromium treats loopback as trustworthy and keeps the Secure cookies (other
-        # clients, such as httpx or curl's cookie jar, do not; hence the automatic rule)
+        # Then Chromium treats loopback as trustworthy and keeps the Secure, __Host- cookies
+        # (other clients, such as httpx or curl's cookie jar, do not; hence the automatic rule)
         cookies = {c["name"]: c for c in context.cookies()}
-        assert cookies["civicloud_session"]["secure"]
-        assert cookies["civicloud_csrf"]["secure"]
+        assert cookies["__Host-civicloud_session"]["secure"]
+        assert cookies["__Host-civicloud_csrf"]["secure"]
         expect(page.get_by_role("heading", level=1)).to_be_visible()
         context.close()

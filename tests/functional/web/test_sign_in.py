@@ -15,6 +15,10 @@ from civicloud.core.roles import Actor
 from civicloud.core.services import Services
 
 
+#: The session cookie's name over HTTPS, where the tests' browser talks to the site.
+SESSION = "__Host-civicloud_session"
+
+
 def cookies_set(response_headers: list[str]) -> dict[str, SimpleCookie]:
     """The ``Set-Cookie`` headers of a response, by cookie name."""
     found: dict[str, SimpleCookie] = {}
@@ -38,7 +42,8 @@ def test_sign_in_starts_a_session_and_redirects_to_the_console(
     assert response.status_code == 303
     assert response.headers["location"] == "/console"
     cookies = cookies_set(response.headers.get_list("set-cookie"))
-    session = cookies["civicloud_session"]["civicloud_session"]
+    # (named __Host-: a browser keeps it for this host only, so a sibling subdomain cannot plant it)
+    session = cookies[SESSION]["__Host-civicloud_session"]
     assert session["httponly"]
     assert session["samesite"].lower() == "lax"
     assert session["secure"]
@@ -57,7 +62,7 @@ def test_sign_in_follows_a_local_next_only(browser: Browser, world: World) -> No
         ("javascript:alert(1)", "/console"),
     ]:
         # signed out again, with the sign-in form's token
-        browser.client.cookies.delete("civicloud_session")
+        browser.client.cookies.delete(SESSION)
         csrf = browser.csrf()
         response = browser.client.post(
             "/login",
@@ -150,15 +155,15 @@ def test_anonymous_form_post_is_sent_to_sign_in(browser: Browser, world: World) 
 def test_sign_out_ends_the_session(browser: Browser, world: World) -> None:
     # Given a signed-in operator
     browser.sign_in("dalian.admin")
-    session_token = browser.client.cookies.get("civicloud_session")
+    session_token = browser.client.cookies.get(SESSION)
     assert session_token
     # When they sign out
     response = browser.submit("/logout")
     # Then they are back on the home page, the cookie is cleared and the session is over
     assert response.status_code == 303
     assert response.headers["location"].startswith("/")
-    assert 'civicloud_session=""' in response.headers["set-cookie"]
-    browser.client.cookies.set("civicloud_session", session_token)
+    assert f'{SESSION}=""' in response.headers["set-cookie"]
+    browser.client.cookies.set(SESSION, session_token)
     again = browser.client.get("/console", follow_redirects=False)
     assert again.status_code == 303
 
@@ -201,13 +206,14 @@ def test_cookies_are_secure_by_rule(
     with TestClient(app, base_url=base_url, headers=HTML) as client:
         # When a browser loads a form and signs in
         form = client.get("/login?lang=en")
+        prefix = "__Host-" if secure else ""
         csrf = cookies_set(form.headers.get_list("set-cookie"))
-        token = csrf["civicloud_csrf"]["civicloud_csrf"].value
+        token = csrf[f"{prefix}civicloud_csrf"][f"{prefix}civicloud_csrf"].value
         response = client.post(
             "/login",
             data={"username": "admin", "password": PASSWORD, "csrf_token": token},
             # Sent by hand: a client keeps a Secure cookie to itself over plain HTTP.
-            headers={"Cookie": f"civicloud_csrf={token}"},
+            headers={"Cookie": f"{prefix}civicloud_csrf={token}"},
             follow_redirects=False,
         )
     # Then all three cookies carry Secure exactly when the rule says so
@@ -216,7 +222,12 @@ def test_cookies_are_secure_by_rule(
         **cookies_set(form.headers.get_list("set-cookie")),
         **cookies_set(response.headers.get_list("set-cookie")),
     }
-    for name in ("civicloud_session", "civicloud_csrf", "civicloud_lang"):
+    # (and the __Host- prefix, which a browser accepts on Secure cookies only)
+    for name in (
+        f"{prefix}civicloud_session",
+        f"{prefix}civicloud_csrf",
+        f"{prefix}civicloud_lang",
+    ):
         assert bool(issued[name][name]["secure"]) is secure, name
 
 

@@ -16,7 +16,7 @@ from civicloud.core.identity import ApiKeyCreate, UserCreate
 from civicloud.core.roles import Actor, RoleBindingCreate
 from civicloud.core.roles.service import ADMIN as ROLE_ADMIN
 from civicloud.web.api.audit import MAX_SEQ
-from civicloud.web.deps import ServicesDep, SessionDep, services_of
+from civicloud.web.deps import ServicesDep, SessionDep, read_cookie, services_of
 from civicloud.web.pages.forms import (
     DONE_MESSAGES,
     USERNAME_TAKEN,
@@ -248,7 +248,7 @@ def _roles_context(request: Request, session: Session, actor: Actor) -> dict[str
 def api_keys_page(request: Request, session: SessionDep, actor: ConsoleActorDep) -> HTMLResponse:
     """Your API keys; a key just created is shown here once."""
     context = _keys_context(request, session, actor)
-    context["new_token"] = request.cookies.get(NEW_KEY_COOKIE)
+    context["new_token"] = read_cookie(request, NEW_KEY_COOKIE, NEW_KEY_PATH)
     response = render(request, "console/api_keys.html", context)
     if context["new_token"]:
         clear_cookie(response, request, NEW_KEY_COOKIE, path=NEW_KEY_PATH)

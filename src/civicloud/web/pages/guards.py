@@ -23,6 +23,7 @@ from civicloud.web.deps import (
     SessionDep,
     check_csrf,
     optional_actor,
+    read_cookie,
     services_of,
 )
 from civicloud.web.problems import audit_failed_change
@@ -67,7 +68,7 @@ async def page_actor(request: Request, session: SessionDep, _csrf: CsrfChecked) 
     if request.method not in SAFE_METHODS and getattr(request.state, "actor", None) is None:
         # The form's token has been checked above, so the header check in optional_actor does
         # not apply: resolve the session here and hand optional_actor the result.
-        cookie = request.cookies.get(SESSION_COOKIE)
+        cookie = read_cookie(request, SESSION_COOKIE)
         if cookie:
             cache = services_of(request).principals
             principal = cache.get("session", cookie) or await run_in_threadpool(

@@ -12,7 +12,13 @@ from civicloud.core import identity
 from civicloud.core.errors import Throttled
 from civicloud.core.identity.service import LOCKOUT, MAX_FAILED_LOGINS
 from civicloud.core.ratelimit import RateLimiter
-from civicloud.web.deps import CSRF_COOKIE, SESSION_COOKIE, ServicesDep, SessionDep
+from civicloud.web.deps import (
+    CSRF_COOKIE,
+    SESSION_COOKIE,
+    ServicesDep,
+    SessionDep,
+    read_cookie,
+)
 from civicloud.web.i18n import N_
 from civicloud.web.pages.forms import DONE_MESSAGES, safe_next
 from civicloud.web.pages.guards import CsrfChecked, PageActorDep, see_other
@@ -154,7 +160,7 @@ def login(
 @router.post("/logout", name="page.logout")
 def logout(request: Request, session: SessionDep, _csrf: CsrfChecked) -> Response:
     """Sign out: end the session and forget its cookie."""
-    token = request.cookies.get(SESSION_COOKIE)
+    token = read_cookie(request, SESSION_COOKIE)
     if token:
         identity.end_web_session(session=session, token=token)
     response = see_other("/?done=signed_out")

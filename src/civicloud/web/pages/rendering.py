@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gettext
 import hashlib
-import ipaddress
 import logging
 import secrets
 from collections.abc import Callable, Mapping
@@ -19,7 +18,15 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context,
 from jinja2.runtime import Context
 
 from civicloud.web import i18n
-from civicloud.web.deps import CSRF_COOKIE, SESSION_COOKIE, services_of, session_csrf_token
+from civicloud.web.deps import (
+    CSRF_COOKIE,
+    SESSION_COOKIE,
+    cookie_name,
+    cookie_secure,
+    read_cookie,
+    services_of,
+    session_csrf_token,
+)
 from civicloud.web.pages import labels
 
 log = logging.getLogger("civicloud.web")
@@ -41,28 +48,6 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
 }
-#: Host names that only ever mean "this machine" besides loopback IP addresses.
-LOOPBACK_NAMES = frozenset({"localhost", "testserver"})
-
-
-def cookie_secure(request: Request) -> bool:
-    """Whether cookies get ``Secure``: per ``web.cookie_secure``, or automatically.
-
-    Automatic (``None``) means ``Secure`` unless the browser reached us over plain HTTP at a
-    loopback host, which is the one-machine demo; a Secure cookie would be dropped there.
-    """
-    configured = services_of(request).settings.web.cookie_secure
-    if configured is not None:
-        return configured
-    if request.url.scheme != "http":
-        return True
-    host = (request.url.hostname or "").strip("[]").lower()
-    if host in LOOPBACK_NAMES or host.endswith(".localhost"):
-        return False
-    try:
-        return not ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return True
 
 
 def set_cookie(
@@ -74,9 +59,9 @@ def set_cookie(
     max_age: int | None = None,
     path: str = "/",
 ) -> None:
-    """Set an HttpOnly, SameSite=Lax cookie, ``Secure`` by :func:`cookie_secure`."""
+    """Set an HttpOnly, SameSite=Lax cookie, ``Secure`` and ``__Host-`` by :func:`cookie_secure`."""
     response.set_cookie(
-        name,
+        cookie_name(request, name, path),
         value,
         max_age=max_age,
         path=path,
@@ -89,7 +74,11 @@ def set_cookie(
 def clear_cookie(response: Response, request: Request, name: str, *, path: str = "/") -> None:
     """Tell the browser to forget a cookie set by :func:`set_cookie`."""
     response.delete_cookie(
-        name, path=path, httponly=True, samesite="lax", secure=cookie_secure(request)
+        cookie_name(request, name, path),
+        path=path,
+        httponly=True,
+        samesite="lax",
+        secure=cookie_secure(request),
     )
 
 
@@ -101,10 +90,10 @@ def new_csrf_token() -> str:
 def csrf_token(request: Request) -> str:
     """The token this page's forms carry: the session's, else the CSRF cookie's (or a new one
     that the response will set)."""
-    bound = request.cookies.get(SESSION_COOKIE)
+    bound = read_cookie(request, SESSION_COOKIE)
     if bound:
         return session_csrf_token(bound)
-    token = request.cookies.get(CSRF_COOKIE) or getattr(request.state, "csrf_issued", None)
+    token = read_cookie(request, CSRF_COOKIE) or getattr(request.state, "csrf_issued", None)
     if not token:
         token = new_csrf_token()
         request.state.csrf_issued = token
@@ -118,7 +107,7 @@ def page_language(request: Request) -> str:
         return cached
     language = i18n.choose_language(
         requested=request.query_params.get("lang"),
-        cookie=request.cookies.get(LANG_COOKIE),
+        cookie=read_cookie(request, LANG_COOKIE),
         accept_language=request.headers.get("accept-language"),
         default=services_of(request).settings.web.default_language,
     )
@@ -226,10 +215,10 @@ class Renderer:
         # Pages show who is signed in and carry one-time form tokens: never cache them.
         response.headers["Cache-Control"] = "no-store"
         requested = request.query_params.get("lang")
-        if requested in i18n.LANGUAGES and requested != request.cookies.get(LANG_COOKIE):
+        if requested in i18n.LANGUAGES and requested != read_cookie(request, LANG_COOKIE):
             set_cookie(response, request, LANG_COOKIE, requested, max_age=LANG_COOKIE_SECONDS)
         issued: str | None = getattr(request.state, "csrf_issued", None)
-        if issued and issued != request.cookies.get(CSRF_COOKIE):
+        if issued and issued != read_cookie(request, CSRF_COOKIE):
             set_cookie(response, request, CSRF_COOKIE, issued)
         return response
 
