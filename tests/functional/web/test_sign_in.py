@@ -14,7 +14,6 @@ from civicloud.core import audit
 from civicloud.core.roles import Actor
 from civicloud.core.services import Services
 
-
 #: The session cookie's name over HTTPS, where the tests' browser talks to the site.
 SESSION = "__Host-civicloud_session"
 
