@@ -12,8 +12,8 @@ The rules that keep money right:
   receipt and the billers' webhooks commit together or not at all, and the provider is told
   ``success`` only after that commit. A success that arrives for an expired or superseded
   payment (or a bill paid meanwhile) is refunded automatically, never lost.
-- After a crash, :func:`recover_payment` asks the provider about every payment still in
-  flight and applies what it says, exactly once (notification ids and the primary keys above
+- After a crash, :func:`recover_payment` asks the provider about each payment still in
+  flight (the jobs run it for every one) and applies what it says, exactly once (notification ids and the primary keys above
   make a second application a no-op).
 """
 
