@@ -21,11 +21,9 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
-import contextlib
 import hashlib
 import io
 import json
-import os
 import re
 import secrets
 import sys
@@ -52,6 +50,7 @@ from sqlalchemy.orm import Session
 from civicloud.core.config import PaySettings
 from civicloud.core.db import new_id, utcnow
 from civicloud.core.errors import Conflict, InvalidInput
+from civicloud.core.keyfiles import write_private_once
 from civicloud.pay.errors import BillerNotFound
 from civicloud.pay.models import (
     Bill,
@@ -279,33 +278,14 @@ def _verify_sm2(point_hex: str, signature: bytes, data: bytes) -> bool:
 
 def _create_key_file(path: Path, pem: bytes | None = None) -> None:
     """Write a new key (``pem``, by default a fresh Ed25519 one) to ``path`` unless another
-    process got there first."""
+    process got there first (then both use that one)."""
     if pem is None:
         pem = Ed25519PrivateKey.generate().private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Written whole to a private temporary file, then linked into place: a concurrent reader
-    # never sees half a key, and if two processes race, one key wins and both use it (a
-    # rename would let the loser sign receipts with a key that is no longer on disk).
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(pem)
-            handle.flush()
-            os.fsync(handle.fileno())
-        with contextlib.suppress(FileExistsError):
-            os.link(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)  # the new directory entry survives a power cut too
-    finally:
-        os.close(directory)
+    write_private_once(path, pem)
 
 
 def signer_from_settings(settings: PaySettings, *, data_dir: Path) -> ReceiptSigner:

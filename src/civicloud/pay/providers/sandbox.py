@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from civicloud.core.errors import Conflict, InvalidInput
+from civicloud.core.keyfiles import write_private_once
 from civicloud.pay.backends import (
     Acknowledgement,
     Checkout,
@@ -190,17 +191,10 @@ def _append_trade(path: Path, trade: _Trade) -> None:
 
 def load_or_create_secret(path: Path) -> bytes:
     """The installation's sandbox signing secret from ``path``, made (mode 0600) when absent."""
-    try:
-        text = path.read_text(encoding="ascii").strip()
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = secrets.token_hex(32)
-        try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process made it first: use theirs
-            return load_or_create_secret(path)
-        with os.fdopen(descriptor, "w", encoding="ascii") as file:
-            file.write(text + "\n")
+    if not path.exists():
+        # Whole or not at all; when another process made it first, theirs is used.
+        write_private_once(path, (secrets.token_hex(32) + "\n").encode("ascii"))
+    text = path.read_text(encoding="ascii").strip()
     try:
         secret = bytes.fromhex(text)
     except ValueError as error:

@@ -365,3 +365,32 @@ def test_the_secret_is_made_once_and_kept_private(tmp_path: Path) -> None:
         load_or_create_secret(path)
     with pytest.raises(ProviderMisconfigured):
         SandboxProvider(b"short")
+
+
+def test_processes_starting_at_once_all_use_one_sandbox_secret(tmp_path: Path) -> None:
+    # given 16 starts racing to make the sandbox's secret
+    path = tmp_path / "sandbox.key"
+    seen: list[bytes] = []
+    errors: list[Exception] = []
+
+    def start(_index: int) -> None:
+        try:
+            seen.append(load_or_create_secret(path))
+        except Exception as exc:  # any error at all is the failure looked for
+            errors.append(exc)
+
+    barrier = threading.Barrier(16)
+
+    def racer(index: int) -> None:
+        barrier.wait()
+        start(index)
+
+    threads = [threading.Thread(target=racer, args=(i,)) for i in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    # then none read a half-written file, and all use the same secret
+    assert errors == []
+    assert len(seen) == 16
+    assert len(set(seen)) == 1
