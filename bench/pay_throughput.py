@@ -37,6 +37,7 @@ import argparse
 import base64
 import cProfile
 import hashlib
+import hmac
 import json
 import math
 import os
@@ -383,9 +384,9 @@ RAW_SQL = {
     "lock_head": "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
     "insert_audit": """
         INSERT INTO audit_record (seq, at, actor, tenant_id, action, target, request_id, outcome,
-            detail, prev_hash, hash)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::json, %s, %s)""",
-    "update_head": "UPDATE audit_head SET seq = %s, hash = %s WHERE id = 1",
+            detail, prev_hash, hash, seal)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::json, %s, %s, %s)""",
+    "update_head": "UPDATE audit_head SET seq = %s, hash = %s, seal = %s WHERE id = 1",
 }
 
 _RECEIPT_TZ = timezone(timedelta(hours=8))
@@ -534,6 +535,10 @@ class RawPath:
             "detail": detail,
         }
         digest = hashlib.sha256(f"{prev_hash}\n{_canonical(body)}".encode()).hexdigest()
+        # Sealed with the installation's audit key, as core.audit.record seals (HMAC-SHA256).
+        key = self.world.services.db.audit_key
+        seal = hmac.new(key, f"civicloud-audit-record\n{digest}".encode(), "sha256").hexdigest()
+        head = hmac.new(key, f"civicloud-audit-head\n{seq + 1}\n{digest}".encode(), "sha256")
         self._exec(
             cursor,
             "insert_audit",
@@ -548,8 +553,9 @@ class RawPath:
             json.dumps(detail),
             prev_hash,
             digest,
+            seal,
         )
-        self._exec(cursor, "update_head", seq + 1, digest)
+        self._exec(cursor, "update_head", seq + 1, digest, head.hexdigest())
 
     # -- one payment
 

@@ -14,7 +14,9 @@ from fastapi import FastAPI
 from civicloud.core.bootstrap import ensure_reference_data
 from civicloud.core.config import Settings
 from civicloud.core.db import Database
+from civicloud.core.errors import Misconfigured
 from civicloud.core.identity import Passwords
+from civicloud.core.keyfiles import load_or_create_secret
 from civicloud.core.migrate import upgrade
 from civicloud.core.principals import principal_cache
 from civicloud.core.ratelimit import RateLimiter
@@ -37,7 +39,11 @@ API_PREFIX = "/api/v1"
 def build_services(settings: Settings) -> Services:
     """Open the database named by ``settings`` and build the shared services."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database.from_url(settings.effective_database_url, cache_seconds=settings.cache_seconds)
+    db = Database.from_url(
+        settings.effective_database_url,
+        cache_seconds=settings.cache_seconds,
+        audit_key=audit_key(settings),
+    )
     return Services(
         settings=settings,
         db=db,
@@ -46,9 +52,20 @@ def build_services(settings: Settings) -> Services:
     )
 
 
+def audit_key(settings: Settings) -> bytes:
+    """The key audit records are sealed with: ``CIVICLOUD_AUDIT_KEY``, else ``audit.key`` in the
+    data directory (made on first start, mode 0600)."""
+    if settings.audit_key is not None:
+        configured = settings.audit_key.get_secret_value().encode()
+        if len(configured) < 16:
+            raise Misconfigured("CIVICLOUD_AUDIT_KEY must be at least 16 characters")
+        return configured
+    return load_or_create_secret(settings.data_dir / "audit.key", what="the audit key")
+
+
 def prepare_database(services: Services) -> None:
     """Apply every migration and make sure the reference data (regions, roles) is there."""
-    upgrade(services.db.engine)
+    upgrade(services.db.engine, audit_key=services.db.audit_key)
     with services.db.unit_of_work() as session:
         ensure_reference_data(session=session)
 

@@ -1,4 +1,4 @@
-"""``civicloud audit``: verify and read the hash-chained audit log."""
+"""``civicloud audit``: verify, seal and read the hash-chained audit log."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ import typer
 
 from civicloud.cli.common import (
     DataDirOpt,
+    cli_actor,
     console,
     err_console,
     handle_errors,
     open_services,
     print_rows,
+    unit_of_work,
 )
 from civicloud.core import audit
 from civicloud.core.actor import Actor
@@ -29,6 +31,17 @@ def verify(data_dir: DataDirOpt = None) -> None:
         err_console.print(f"[bold red]FAIL[/] {result.describe()}", highlight=False)
         raise typer.Exit(1)
     console.print(f"[green]OK[/] {result.describe()}", highlight=False)
+
+
+@audit_app.command("seal")
+@handle_errors
+def seal(data_dir: DataDirOpt = None) -> None:
+    """Seal the records kept before this installation had its audit key, once the log verifies
+    (a damaged log is refused, never sealed)."""
+    services = open_services(data_dir)
+    with unit_of_work(services) as session:
+        sealed = audit.seal_chain(session=session, actor=cli_actor())
+    console.print(f"[green]OK[/] {sealed} records sealed", highlight=False)
 
 
 @audit_app.command("list")

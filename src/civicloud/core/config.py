@@ -119,6 +119,9 @@ class Settings(BaseSettings):
     #: without asking the database. Changes made through this process apply at once; changes
     #: made by another process apply within this many seconds. 0 turns the caches off.
     cache_seconds: float = Field(default=10.0, ge=0, le=300)
+    #: The key audit records are sealed with (an HMAC): the same on every server of one
+    #: installation. Unset, it is ``audit.key`` in ``data_dir``, made on first start.
+    audit_key: SecretStr | None = None
     web: WebSettings = WebSettings()
     auth: AuthSettings = AuthSettings()
     pay: PaySettings = PaySettings()

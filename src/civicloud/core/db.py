@@ -165,24 +165,36 @@ def as_conflict(exc: BaseException) -> BaseException:
     return exc
 
 
+#: ``Session.info`` key of the installation's audit key (read by ``core.audit``).
+AUDIT_KEY = "civicloud.audit_key"
+
+
 class Database:
     """An engine and the session factories bound to it."""
 
-    def __init__(self, engine: Engine, *, cache_seconds: float = 10.0) -> None:
+    def __init__(
+        self, engine: Engine, *, cache_seconds: float = 10.0, audit_key: bytes | None = None
+    ) -> None:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
         #: Per-process caches of this database's hot, rarely changing rows (see core.caches).
         self.caches = CacheSet(cache_seconds)
-        info = {CACHES_KEY: self.caches}
+        #: The installation's audit key: records are sealed with it (``core.audit``).
+        self.audit_key = audit_key
+        info: dict[str, Any] = {CACHES_KEY: self.caches}
+        if audit_key is not None:
+            info[AUDIT_KEY] = audit_key
         writer = engine.execution_options(sqlite_begin="IMMEDIATE") if self.is_sqlite else engine
         reader = engine.execution_options(sqlite_begin="AUTOCOMMIT") if self.is_sqlite else engine
         self._reader = sessionmaker(bind=reader, expire_on_commit=False, info=info)
         self._writer = sessionmaker(bind=writer, expire_on_commit=False, info=info)
 
     @classmethod
-    def from_url(cls, url: str, *, cache_seconds: float = 10.0) -> Database:
+    def from_url(
+        cls, url: str, *, cache_seconds: float = 10.0, audit_key: bytes | None = None
+    ) -> Database:
         """Open the database at ``url``."""
-        return cls(make_engine(url), cache_seconds=cache_seconds)
+        return cls(make_engine(url), cache_seconds=cache_seconds, audit_key=audit_key)
 
     def session(self, *, write: bool = True) -> Session:
         """A new session; ``write`` sessions take SQLite's write lock when they begin."""

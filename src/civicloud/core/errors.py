@@ -95,3 +95,12 @@ class Throttled(CivicloudError):
     title = "Too many requests"
     status = 429
     exit_code = 5
+
+
+class Misconfigured(CivicloudError):
+    """A setting or a key file is missing or unusable: the installation must be fixed."""
+
+    code = "core.misconfigured"
+    title = "Misconfigured"
+    status = 500
+    exit_code = 1

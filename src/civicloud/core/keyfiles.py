@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import uuid
 from pathlib import Path
+
+from civicloud.core.errors import Misconfigured
 
 
 def write_private_once(path: Path, content: bytes) -> bool:
@@ -39,3 +42,17 @@ def write_private_once(path: Path, content: bytes) -> bool:
     finally:
         os.close(directory)
     return written
+
+
+def load_or_create_secret(path: Path, *, what: str, min_bytes: int = 16) -> bytes:
+    """The hex secret in ``path``, made (32 random bytes, mode 0600) when absent; ``what`` names
+    it in the ``Misconfigured`` error a file holding no usable secret raises."""
+    if not path.exists():
+        write_private_once(path, (secrets.token_hex(32) + "\n").encode("ascii"))
+    try:
+        secret = bytes.fromhex(path.read_text(encoding="ascii").strip())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise Misconfigured(f"{what}: {path} does not hold a hex secret") from error
+    if len(secret) < min_bytes:
+        raise Misconfigured(f"{what}: the secret in {path} is too short")
+    return secret

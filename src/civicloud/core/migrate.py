@@ -27,11 +27,13 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the database behind ``engine`` to the newest revision."""
+def upgrade(engine: Engine, *, audit_key: bytes | None = None) -> None:
+    """Bring the database behind ``engine`` to the newest revision; ``audit_key`` is handed to
+    the revisions that need it (the one that seals the audit log kept so far)."""
     config = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
+        config.attributes["audit_key"] = audit_key
         command.upgrade(config, "head")
 
 

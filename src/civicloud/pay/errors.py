@@ -6,6 +6,7 @@ from civicloud.core.errors import (
     CivicloudError,
     Conflict,
     InvalidInput,
+    Misconfigured,
     NotFound,
     PermissionDenied,
     Throttled,
@@ -80,12 +81,11 @@ class ProviderError(CivicloudError):
     status = 502
 
 
-class ProviderMisconfigured(CivicloudError):
+class ProviderMisconfigured(Misconfigured):
     """A provider adapter's settings or key files are missing or unusable."""
 
     code = "pay.provider_misconfigured"
     title = "Payment provider misconfigured"
-    status = 500
 
 
 class StatementAlreadyImported(Conflict):

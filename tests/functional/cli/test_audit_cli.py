@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, select, text
 from sqlalchemy.orm import Session
 
-from civicloud.core.audit import AuditRecord, record_hash
+from civicloud.core.audit import AuditHead, AuditRecord, record_hash
 
 from .conftest import Run
 
@@ -95,7 +95,86 @@ def test_a_forged_record_with_a_recomputed_hash_is_still_found(
         assert forged is not None
         forged.target = "tenant:forged"
         forged.hash = record_hash(forged.prev_hash, forged)
-    # then the next record no longer follows it
+    # then its seal no longer fits its hash (and the next record no longer follows it)
     result = civicloud("audit", "verify")
     assert result.code == 1
-    assert "broken at record 6:" in result.err, result.err
+    assert "broken at record 5: it has a wrong seal" in result.err, result.err
+
+
+def _rewrite_from(engine: Engine, first: int) -> None:
+    """Edit record ``first`` and recompute every hash from it on, and the head: a rewrite the
+    hash chain alone cannot tell from the truth."""
+    with Session(engine) as session, session.begin():
+        records = session.scalars(
+            select(AuditRecord).where(AuditRecord.seq >= first).order_by(AuditRecord.seq)
+        ).all()
+        records[0].target = "tenant:forged"
+        prev_hash = records[0].prev_hash
+        for entry in records:
+            entry.prev_hash = prev_hash
+            entry.hash = prev_hash = record_hash(prev_hash, entry)
+        head = session.get(AuditHead, 1)
+        assert head is not None
+        head.hash = prev_hash
+
+
+def test_a_log_rewritten_consistently_from_a_record_on_is_found_by_its_seal(
+    civicloud: Run, demo_database: Engine
+) -> None:
+    # given records rewritten from record 5 on, every hash and the head recomputed to fit
+    _rewrite_from(demo_database, 5)
+    # when it is verified by the installation, which holds the audit key
+    result = civicloud("audit", "verify")
+    # then the first rewritten record is named: its seal cannot be recomputed without the key
+    assert result.code == 1
+    assert "broken at record 5: it has a wrong seal" in result.err, result.err
+
+
+def test_removing_seals_does_not_hide_a_rewrite(civicloud: Run, demo_database: Engine) -> None:
+    # given a rewrite whose seals were removed, as if the log had been kept without a key
+    _rewrite_from(demo_database, 5)
+    with demo_database.begin() as connection:
+        connection.execute(text("UPDATE audit_record SET seal = NULL WHERE seq >= 5"))
+    # then verification names the first unsealed record
+    result = civicloud("audit", "verify")
+    assert result.code == 1
+    assert "broken at record 5: it carries no seal" in result.err, result.err
+
+
+def test_a_log_kept_without_the_key_is_sealed_once_it_verifies(
+    civicloud: Run, demo_database: Engine
+) -> None:
+    # given a log whose records and head carry no seals (kept before the installation's key)
+    with demo_database.begin() as connection:
+        connection.execute(text("UPDATE audit_record SET seal = NULL"))
+        connection.execute(text("UPDATE audit_head SET seal = NULL"))
+    assert "carries no seal" in civicloud("audit", "verify").err
+    # when the operator seals it
+    sealed = civicloud("audit", "seal")
+    # then every record is sealed, the sealing is audited, and the log verifies, seals and all
+    assert sealed.code == 0, sealed.err
+    assert "records sealed" in sealed.out
+    verified = civicloud("audit", "verify")
+    assert verified.code == 0, verified.err
+    assert "every seal checked" in verified.out
+    listed = civicloud("audit", "list", "--action", "core.audit.seal")
+    assert "core.audit.seal" in listed.out
+
+
+def test_a_damaged_log_is_never_sealed(civicloud: Run, demo_database: Engine) -> None:
+    # given an unsealed log with an edited record
+    with demo_database.begin() as connection:
+        connection.execute(text("UPDATE audit_record SET seal = NULL"))
+        connection.execute(text("UPDATE audit_record SET target = 'tenant:forged' WHERE seq = 7"))
+    # when the operator tries to seal it, then that is refused and nothing is sealed
+    refused = civicloud("audit", "seal")
+    assert refused.code != 0
+    assert "Traceback" not in refused.out + refused.err
+    assert "broken at record 7" in refused.err, refused.err
+    with demo_database.connect() as connection:
+        assert (
+            connection.execute(
+                text("SELECT count(*) FROM audit_record WHERE seal IS NOT NULL")
+            ).scalar_one()
+            == 0
+        )

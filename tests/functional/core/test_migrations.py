@@ -22,11 +22,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import CHAR, DateTime, Engine, MetaData, Table, Uuid, event, inspect
+from sqlalchemy import CHAR, DateTime, Engine, MetaData, Table, Uuid, event, inspect, text
 from sqlalchemy.engine import Connection, Inspector
 from sqlalchemy.orm import Session
 from tests.conftest import PostgresServer
 
+from civicloud.core import audit
 from civicloud.core.db import UTCDateTime, make_engine
 from civicloud.core.migrate import alembic_config, upgrade
 from civicloud.models import Base  # every package's tables, as migrations/env.py imports them
@@ -392,3 +393,52 @@ def test_the_latest_revision_fixes_up_reconciliation_items_and_webhook_deliverie
     migrate(empty_engine, command.upgrade, "head")
     # then it goes through, and gives the same result
     assert_fixed_up(empty_engine, old)
+
+
+BEFORE_SEALS = "51c2a136e249"
+
+
+@pytest.mark.parametrize("with_key", [True, False], ids=["with the key", "without it"])
+def test_the_audit_log_kept_so_far_is_sealed_when_the_key_is_at_hand(
+    empty_engine: Engine, with_key: bool
+) -> None:
+    # given a log of three records kept before audit seals existed
+    migrate(empty_engine, command.upgrade, BEFORE_SEALS)
+    hashes = [f"{n:064x}" for n in range(1, 4)]
+    with empty_engine.begin() as connection:
+        t = reflect(connection)
+        for seq, digest in enumerate(hashes, start=1):
+            connection.execute(
+                t["audit_record"]
+                .insert()
+                .values(
+                    seq=seq,
+                    at=datetime(2026, 11, 1, tzinfo=UTC),
+                    actor="tests",
+                    tenant_id=None,
+                    action="tests.seal",
+                    target="t",
+                    request_id="r",
+                    outcome="success",
+                    detail={},
+                    prev_hash="0" * 64 if seq == 1 else hashes[seq - 2],
+                    hash=digest,
+                )
+            )
+        connection.execute(t["audit_head"].insert().values(id=1, seq=3, hash=hashes[-1]))
+    # when the database is upgraded as civicloud upgrades it, with or without the audit key
+    key = b"an audit key of the installation" if with_key else None
+    config = alembic_config(empty_engine.url.render_as_string(hide_password=False))
+    with empty_engine.begin() as connection:
+        config.attributes["connection"] = connection
+        config.attributes["audit_key"] = key
+        command.upgrade(config, "head")
+    # then with the key every record and the head carry their seals; without it, none does
+    with empty_engine.connect() as connection:
+        seals = connection.execute(text("SELECT seal FROM audit_record ORDER BY seq")).scalars()
+        head = connection.execute(text("SELECT seal FROM audit_head")).scalar_one()
+        if key is None:
+            assert (list(seals), head) == ([None, None, None], None)
+        else:
+            assert list(seals) == [audit.record_seal(key, digest) for digest in hashes]
+            assert head == audit.head_seal(key, 3, hashes[-1])

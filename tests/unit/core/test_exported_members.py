@@ -103,9 +103,13 @@ EXPECTED: dict[str, set[str]] = {
         "AuditRecordRead",
         "Outcome",
         "VerifyResult",
+        "audit_key_of",
+        "head_seal",
         "list_records",
         "record",
         "record_hash",
+        "record_seal",
+        "seal_chain",
         "verify_chain",
     },
 }

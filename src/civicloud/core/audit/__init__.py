@@ -6,9 +6,13 @@ from civicloud.core.audit.service import (
     GENESIS,
     Outcome,
     VerifyResult,
+    audit_key_of,
+    head_seal,
     list_records,
     record,
     record_hash,
+    record_seal,
+    seal_chain,
     verify_chain,
 )
 
@@ -20,8 +24,12 @@ __all__ = [
     "AuditRecordRead",
     "Outcome",
     "VerifyResult",
+    "audit_key_of",
+    "head_seal",
     "list_records",
     "record",
     "record_hash",
+    "record_seal",
+    "seal_chain",
     "verify_chain",
 ]

@@ -35,6 +35,9 @@ class AuditRecord(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    #: HMAC of ``hash`` under the installation's audit key (``None`` where it has none): one
+    #: who can write to the database but not read the key cannot make a rewritten record fit.
+    seal: Mapped[str | None] = mapped_column(String(64))
 
 
 class AuditHead(Base):
@@ -46,3 +49,5 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(BigInteger)
     hash: Mapped[str] = mapped_column(String(64))
+    #: HMAC of ``seq`` and ``hash`` under the audit key: a cut-off tail cannot be made to fit.
+    seal: Mapped[str | None] = mapped_column(String(64))

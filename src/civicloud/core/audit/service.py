@@ -9,6 +9,7 @@ Records are written in the caller's session: the change and its record commit to
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -22,7 +23,8 @@ from sqlalchemy.orm import Session
 
 from civicloud.core.audit.models import AuditHead, AuditRecord
 from civicloud.core.context import current_request_id
-from civicloud.core.db import utcnow
+from civicloud.core.db import AUDIT_KEY, utcnow
+from civicloud.core.errors import Conflict, Misconfigured
 
 if TYPE_CHECKING:
     from civicloud.core.actor import Actor
@@ -104,8 +106,33 @@ def record(
         "prev_hash": prev_hash,
     }
     entry["hash"] = _chain_hash(prev_hash, entry)
+    key = audit_key_of(session)
+    entry["seal"] = record_seal(key, entry["hash"]) if key else None
     connection.execute(_INSERT_RECORD, entry)
-    connection.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": entry["hash"]})
+    connection.execute(
+        _MOVE_HEAD,
+        {
+            "new_seq": seq,
+            "new_hash": entry["hash"],
+            "new_seal": head_seal(key, seq, entry["hash"]) if key else None,
+        },
+    )
+
+
+def audit_key_of(session: Session) -> bytes | None:
+    """The installation's audit key for this session's database (``None``: records unsealed)."""
+    key: bytes | None = session.info.get(AUDIT_KEY)
+    return key
+
+
+def record_seal(key: bytes, record_hash_: str) -> str:
+    """The seal of a record whose hash is ``record_hash_``."""
+    return hmac.new(key, f"civicloud-audit-record\n{record_hash_}".encode(), "sha256").hexdigest()
+
+
+def head_seal(key: bytes, seq: int, last_hash: str) -> str:
+    """The seal of the head naming record ``seq`` with hash ``last_hash``."""
+    return hmac.new(key, f"civicloud-audit-head\n{seq}\n{last_hash}".encode(), "sha256").hexdigest()
 
 
 # Built once: run on the session's connection, as Core statements (no ORM objects).
@@ -114,7 +141,7 @@ _INSERT_RECORD = insert(AuditRecord)
 _MOVE_HEAD = (
     update(AuditHead)
     .where(AuditHead.id == 1)
-    .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
+    .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"), seal=bindparam("new_seal"))
 )
 
 
@@ -140,12 +167,15 @@ class VerifyResult:
     #: The hash of the last record: note it somewhere else, and a later rewrite of the whole log
     #: from there on can be told apart from the log you saw.
     head_hash: str | None = None
+    #: Whether every record's seal was checked too (the database has the audit key).
+    sealed: bool = False
 
     def describe(self) -> str:
         """One line for a person."""
         if self.ok:
             head = f"; head {self.checked}:{self.head_hash}" if self.head_hash else ""
-            return f"audit chain intact: {self.checked} records{head}"
+            seals = ", every seal checked" if self.sealed else ""
+            return f"audit chain intact: {self.checked} records{seals}{head}"
         return f"audit chain broken at record {self.seq}: {self.problem}"
 
 
@@ -165,14 +195,20 @@ def _iter_records(session: Session, batch: int) -> Iterator[AuditRecord]:
         session.expunge_all()
 
 
-def verify_chain(*, session: Session, batch: int = 2000) -> VerifyResult:
+def verify_chain(*, session: Session, batch: int = 2000, check_seals: bool = True) -> VerifyResult:
     """Walk the log in order and report the first record that was edited, removed or reordered.
 
     The head is read first and the walk stops at it: records appended while the walk runs (each
-    statement may see newer commits) are not mistaken for a damaged tail.
+    statement may see newer commits) are not mistaken for a damaged tail. Where the session's
+    database has the installation's audit key, every record's seal and the head's are checked
+    too (``check_seals``), so even a log rewritten consistently from some record on, hashes and
+    head included, is caught by one who cannot read the key.
     """
+    key = audit_key_of(session) if check_seals else None
     # Read as columns, not as an object the session may hold from earlier in the transaction.
-    head = session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)).first()
+    head = session.execute(
+        select(AuditHead.seq, AuditHead.hash, AuditHead.seal).where(AuditHead.id == 1)
+    ).first()
     end = int(head.seq) if head is not None else None
     expected_prev, expected_seq, checked = GENESIS, 1, 0
     for entry in _iter_records(session, batch):
@@ -191,6 +227,8 @@ def verify_chain(*, session: Session, batch: int = 2000) -> VerifyResult:
             )
         if record_hash(entry.prev_hash, entry) != entry.hash:
             return VerifyResult(False, checked, entry.seq, "its contents were edited")
+        if key is not None and not _sealed(entry.seal, record_seal(key, entry.hash)):
+            return VerifyResult(False, checked, entry.seq, _seal_problem("it", entry.seal))
         expected_prev, expected_seq, checked = entry.hash, expected_seq + 1, checked + 1
     last_seq = expected_seq - 1
     if head is None:
@@ -208,7 +246,72 @@ def verify_chain(*, session: Session, batch: int = 2000) -> VerifyResult:
         )
     if head.hash != expected_prev:
         return VerifyResult(False, checked, head.seq, "the head does not match the last record")
-    return VerifyResult(True, checked, head_hash=head.hash)
+    if key is not None and not _sealed(head.seal, head_seal(key, head.seq, head.hash)):
+        return VerifyResult(False, checked, head.seq, _seal_problem("the head", head.seal))
+    return VerifyResult(True, checked, head_hash=head.hash, sealed=key is not None)
+
+
+def _sealed(stored: str | None, expected: str) -> bool:
+    return stored is not None and hmac.compare_digest(stored, expected)
+
+
+def _seal_problem(what: str, stored: str | None) -> str:
+    if stored is None:
+        return (
+            f"{what} carries no seal (written without this installation's audit key, or the "
+            "seal was removed; `civicloud audit seal` seals a log that verifies otherwise)"
+        )
+    return f"{what} has a wrong seal: it was rewritten by someone without the audit key"
+
+
+def seal_chain(*, session: Session, actor: Actor, batch: int = 2000) -> int:
+    """Seal the records and the head that carry no seal yet (a log kept before the installation
+    had its audit key); how many records were sealed. The log must verify first, hashes and any
+    seals it has: a damaged log is refused, never blessed. Audited."""
+    key = audit_key_of(session)
+    if key is None:
+        raise Misconfigured("this database has no audit key to seal with")
+    found = verify_chain(session=session, batch=batch, check_seals=False)
+    if not found.ok:
+        raise Conflict(f"the log is not sealed: {found.describe()}")
+    sealed, after = 0, 0
+    while True:
+        rows = session.execute(
+            select(AuditRecord.seq, AuditRecord.hash, AuditRecord.seal)
+            .where(AuditRecord.seq > after)
+            .order_by(AuditRecord.seq)
+            .limit(batch)
+        ).all()
+        if not rows:
+            break
+        for row in rows:
+            if row.seal is None:
+                session.execute(
+                    update(AuditRecord)
+                    .where(AuditRecord.seq == row.seq, AuditRecord.seal.is_(None))
+                    .values(seal=record_seal(key, row.hash))
+                )
+                sealed += 1
+            elif not _sealed(row.seal, record_seal(key, row.hash)):
+                raise Conflict(f"the log is not sealed: record {row.seq} has a wrong seal")
+        after = rows[-1].seq
+    head = session.execute(
+        select(AuditHead.seq, AuditHead.hash, AuditHead.seal).where(AuditHead.id == 1)
+    ).first()
+    if head is not None and head.seal is None:
+        session.execute(
+            update(AuditHead)
+            .where(AuditHead.id == 1)
+            .values(seal=head_seal(key, head.seq, head.hash))
+        )
+    record(
+        session=session,
+        actor=actor,
+        action="core.audit.seal",
+        target="audit",
+        detail={"sealed": sealed},
+    )
+    return sealed
 
 
 def _has_tenants(session: Session) -> bool:

@@ -31,8 +31,8 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from civicloud.core.errors import Conflict, InvalidInput
-from civicloud.core.keyfiles import write_private_once
+from civicloud.core import keyfiles
+from civicloud.core.errors import Conflict, InvalidInput, Misconfigured
 from civicloud.pay.backends import (
     Acknowledgement,
     Checkout,
@@ -191,17 +191,10 @@ def _append_trade(path: Path, trade: _Trade) -> None:
 
 def load_or_create_secret(path: Path) -> bytes:
     """The installation's sandbox signing secret from ``path``, made (mode 0600) when absent."""
-    if not path.exists():
-        # Whole or not at all; when another process made it first, theirs is used.
-        write_private_once(path, (secrets.token_hex(32) + "\n").encode("ascii"))
-    text = path.read_text(encoding="ascii").strip()
     try:
-        secret = bytes.fromhex(text)
-    except ValueError as error:
-        raise ProviderMisconfigured(f"sandbox: {path} does not hold a hex secret") from error
-    if len(secret) < MIN_SECRET_BYTES:
-        raise ProviderMisconfigured(f"sandbox: the secret in {path} is too short")
-    return secret
+        return keyfiles.load_or_create_secret(path, what="sandbox", min_bytes=MIN_SECRET_BYTES)
+    except Misconfigured as error:
+        raise ProviderMisconfigured(error.detail) from error
 
 
 class SandboxProvider:
