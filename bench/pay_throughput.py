@@ -293,7 +293,7 @@ class ServicePath:
             counts["COMMIT"] += 1
 
         def ping(dbapi_connection: Any) -> bool:
-            # pool_pre_ping: a round trip on every checkout (psycopg's is the empty query ";").
+            # The pool's ping of a connection that idled (psycopg's is the empty query ";").
             counts["PING"] += 1
             return bool(pinged(dbapi_connection))
 

@@ -7,6 +7,7 @@ the session and never commit.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, Engine, MetaData, TypeDecorator, create_engine, event
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -71,7 +72,13 @@ def new_id() -> uuid.UUID:
     return uuid.uuid4()
 
 
-def make_engine(url: str, *, echo: bool = False) -> Engine:
+#: A pooled PostgreSQL connection idle this long is pinged before it is used again.
+PING_IDLE_SECONDS = 10.0
+
+
+def make_engine(
+    url: str, *, echo: bool = False, ping_idle_seconds: float = PING_IDLE_SECONDS
+) -> Engine:
     """Create the engine for ``url``: SQLite gets WAL, foreign keys and explicit BEGINs."""
     if url.startswith("sqlite"):
         database = url.split("///", 1)[1] if "///" in url else ""
@@ -83,19 +90,36 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         _configure_sqlite(engine)
     else:
         # A pool as large as the app's thread pool (anyio runs 40 worker threads), so that busy
-        # threads do not open and close overflow connections on every request; pre-ping finds a
-        # connection the server dropped, and recycling retires one before a server or firewall
-        # timeout does.
-        engine = create_engine(
-            url,
-            echo=echo,
-            pool_pre_ping=True,
-            pool_size=40,
-            max_overflow=10,
-            pool_recycle=1800,
-        )
+        # threads do not open and close overflow connections on every request; recycling
+        # retires a connection before a server or firewall timeout does.
+        engine = create_engine(url, echo=echo, pool_size=40, max_overflow=10, pool_recycle=1800)
+        _ping_when_idle(engine, ping_idle_seconds)
     event.listen(engine, "before_cursor_execute", _refuse_nul_characters)
     return engine
+
+
+def _ping_when_idle(engine: Engine, seconds: float) -> None:
+    """Ping a pooled connection before use if it sat idle for more than ``seconds``.
+
+    What ``pool_pre_ping`` does, minus a round trip on every checkout of a busy pool: a
+    connection the server dropped (a restart, an idle timeout) is found when it comes back from
+    idling and replaced, unnoticed by the request. One in constant use meets a restart in the
+    middle of its work, where the request fails as any request in flight then would.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since <= seconds:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # any failure: the pool replaces the connection and retries
+            raise DisconnectionError(f"a pooled connection was dropped: {exc!r}") from exc
 
 
 def _refuse_nul_characters(
