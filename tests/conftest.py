@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -152,9 +153,20 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     return server.url()
 
 
+#: One audit key for every test's services: several of them share the run's PostgreSQL
+#: database, and civicloud refuses to extend a log sealed under another key.
+TEST_AUDIT_KEY = SecretStr("civicloud-tests-audit-key-0001")
+
+
 def make_settings(data_dir: Path, database_url: str = "") -> Settings:
-    """Settings for a test: its own data directory, cheap password hashing."""
-    return Settings(data_dir=data_dir, database_url=database_url, auth=CHEAP_AUTH, log_json=True)
+    """Settings for a test: its own data directory, cheap password hashing, the tests' key."""
+    return Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        auth=CHEAP_AUTH,
+        log_json=True,
+        audit_key=TEST_AUDIT_KEY,
+    )
 
 
 @pytest.fixture(scope="session")

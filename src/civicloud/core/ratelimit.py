@@ -6,6 +6,7 @@ per process). Framework-free; the web layer decides what a client is (its addres
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 from collections import defaultdict, deque
@@ -13,11 +14,29 @@ from collections import defaultdict, deque
 from civicloud.core.errors import Throttled
 
 
+def client_key(address: str | None) -> str:
+    """What a client is counted as: its IPv4 address, or its IPv6 address's /64 network (one
+    subscriber or host usually holds a whole /64, and could otherwise take a fresh address for
+    every attempt)."""
+    if not address:
+        return "unknown"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
 class RateLimiter:
     """At most ``limit`` events per ``window`` seconds for each client key.
 
-    ``hit`` counts an event and refuses one past the limit; ``check`` only refuses (for limits
-    on failures, counted with ``record`` once an attempt has failed). A refusal is ``error``
+    ``hit`` counts an event and refuses one past the limit. A limit on failures counts each
+    attempt up front with ``hit`` and takes it back with ``release`` when it succeeds, so that
+    attempts made at once cannot pass the limit together. A refusal is ``error``
     (a :class:`Throttled`) saying ``message`` and how many seconds to wait (``retry_after``).
     """
 
@@ -46,18 +65,6 @@ class RateLimiter:
 
     def hit(self, client: str) -> None:
         """Count one event of ``client``; raise past the limit (the refused one is not counted)."""
-        self._admit(client, count=True)
-
-    def check(self, client: str) -> None:
-        """Raise if ``client`` is at the limit now; count nothing."""
-        self._admit(client, count=False)
-
-    def record(self, client: str) -> None:
-        """Count one event of ``client`` (a failure, say), whatever the limit."""
-        with self._lock:
-            self._events[client].append(time.monotonic())
-
-    def _admit(self, client: str, *, count: bool) -> None:
         now = time.monotonic()
         with self._lock:
             if len(self._events) > self.max_clients:
@@ -68,8 +75,14 @@ class RateLimiter:
             if len(events) >= self.limit:
                 wait = int(self.window - (now - events[0])) + 1
                 raise self.error(f"{self.message}; try again in {wait} seconds", retry_after=wait)
-            if count:
-                events.append(now)
+            events.append(now)
+
+    def release(self, client: str) -> None:
+        """Take back ``client``'s newest event (an attempt counted up front that succeeded)."""
+        with self._lock:
+            events = self._events.get(client)
+            if events:
+                events.pop()
 
     def _forget_idle(self, now: float) -> None:
         idle = [k for k, v in self._events.items() if not v or now - v[-1] > self.window]

@@ -178,3 +178,64 @@ def test_a_damaged_log_is_never_sealed(civicloud: Run, demo_database: Engine) ->
             ).scalar_one()
             == 0
         )
+
+
+def test_a_cut_tail_whose_head_seal_was_removed_is_never_sealed(
+    civicloud: Run, demo_database: Engine
+) -> None:
+    # given a sealed log whose tail was cut off, the head moved back and its seal removed
+    with demo_database.begin() as connection:
+        connection.execute(text("DELETE FROM audit_record WHERE seq >= 20"))
+        connection.execute(
+            text(
+                "UPDATE audit_head SET seq = 19, seal = NULL, "
+                "hash = (SELECT hash FROM audit_record WHERE seq = 19)"
+            )
+        )
+    # when the operator is tempted to seal it, then that is refused
+    refused = civicloud("audit", "seal")
+    assert refused.code != 0
+    assert "its head carries no seal although records do" in refused.err, refused.err
+
+
+def test_a_rewrite_whose_seals_were_removed_is_never_sealed(
+    civicloud: Run, demo_database: Engine
+) -> None:
+    # given a rewrite from record 5 on, its seals removed so that it looks never sealed
+    _rewrite_from(demo_database, 5)
+    with demo_database.begin() as connection:
+        connection.execute(text("UPDATE audit_record SET seal = NULL WHERE seq >= 5"))
+        connection.execute(text("UPDATE audit_head SET seal = NULL"))
+    # when the operator tries to seal it, then that is refused: records before it are sealed
+    refused = civicloud("audit", "seal")
+    assert refused.code != 0
+    assert "record 5 carries no seal although records before it do" in refused.err
+
+
+def test_nothing_is_written_under_another_key(
+    civicloud: Run, demo_database: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given the installation started with a key that is not the one its log was sealed with
+    with demo_database.connect() as connection:
+        before = connection.execute(text("SELECT max(seq) FROM audit_record")).scalar_one()
+    monkeypatch.setenv("CIVICLOUD_AUDIT_KEY", "not the key this log was sealed with")
+    # when a change is asked for, then it is refused, naming the key, and nothing is written
+    refused = civicloud(
+        "admin",
+        "tenant",
+        "create",
+        "xx",
+        "--name-zh",
+        "某地",
+        "--name-en",
+        "Somewhere",
+        "--kind",
+        "country",
+        "--region",
+        "cn-beijing",
+    )
+    assert refused.code != 0
+    assert "Traceback" not in refused.out + refused.err
+    assert "audit key" in refused.err, refused.err
+    with demo_database.connect() as connection:
+        assert connection.execute(text("SELECT max(seq) FROM audit_record")).scalar_one() == before

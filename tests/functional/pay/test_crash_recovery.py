@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from tests.conftest import TEST_AUDIT_KEY
 from tests.factories.pay import make_biller, make_bills
 
 from civicloud.app import build_pay
@@ -31,6 +32,7 @@ def run_client(
         CRASH_AT=crash_at,
         CIVICLOUD_DATA_DIR=str(services.settings.data_dir),
         CIVICLOUD_DATABASE_URL=services.settings.effective_database_url,
+        CIVICLOUD_AUDIT_KEY=TEST_AUDIT_KEY.get_secret_value(),
         PYTHONPATH=os.pathsep.join([str(Path.cwd()), os.environ.get("PYTHONPATH", "")]),
     )
     done = subprocess.run(
@@ -82,6 +84,7 @@ def test_a_payment_killed_midway_is_completed_once_after_restart(
 ) -> None:
     services = fresh_services()
     monkeypatch.setenv("CIVICLOUD_DATABASE_URL", services.settings.database_url)
+    monkeypatch.setenv("CIVICLOUD_AUDIT_KEY", TEST_AUDIT_KEY.get_secret_value())
     with services.db.unit_of_work() as session:
         biller = make_biller(session)
         (bill,) = make_bills(session, biller)

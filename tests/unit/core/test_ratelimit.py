@@ -6,7 +6,7 @@ import pytest
 
 from civicloud.core import ratelimit
 from civicloud.core.errors import Throttled
-from civicloud.core.ratelimit import RateLimiter
+from civicloud.core.ratelimit import RateLimiter, client_key
 from civicloud.pay.errors import LookupThrottled
 
 
@@ -47,21 +47,41 @@ def test_events_past_the_limit_are_refused_per_client_until_the_window_passes(
     limiter.hit("10.0.0.1")
 
 
-def test_a_limit_on_failures_is_checked_first_and_counted_after(clock: Clock) -> None:
+def test_a_limit_on_failures_counts_attempts_up_front_and_takes_successes_back(
+    clock: Clock,
+) -> None:
     # given a limit of 2 failures in 10 minutes
     limiter = RateLimiter(limit=2, window=600)
-    # when attempts are checked (counting nothing) and only failures recorded
+    # when successes come and go (each counted, then taken back), then they never add up
     for _ in range(5):
-        limiter.check("10.0.0.9")
-    limiter.record("10.0.0.9")
-    limiter.check("10.0.0.9")
-    limiter.record("10.0.0.9")
-    # then the third attempt is refused before it is made
+        limiter.hit("10.0.0.9")
+        limiter.release("10.0.0.9")
+    # and two failures (counted, kept) leave the third attempt refused before it is made
+    limiter.hit("10.0.0.9")
+    limiter.hit("10.0.0.9")
     with pytest.raises(Throttled) as throttled:
-        limiter.check("10.0.0.9")
+        limiter.hit("10.0.0.9")
     assert throttled.value.extra["retry_after"] == 601
     clock.now += 601
-    limiter.check("10.0.0.9")
+    limiter.hit("10.0.0.9")
+
+
+@pytest.mark.parametrize(
+    ("address", "counted_as"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff:ffff:ffff:fffe", "2001:db8:1:2::/64"),
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+        ("testclient", "testclient"),
+        (None, "unknown"),
+    ],
+)
+def test_a_client_is_its_ipv4_address_or_its_ipv6_network(
+    address: str | None, counted_as: str
+) -> None:
+    # one IPv6 subscriber holds a /64: a fresh address per attempt must not be a fresh client
+    assert client_key(address) == counted_as
 
 
 def test_idle_clients_are_forgotten_when_there_are_too_many(clock: Clock) -> None:

@@ -49,5 +49,6 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(BigInteger)
     hash: Mapped[str] = mapped_column(String(64))
-    #: HMAC of ``seq`` and ``hash`` under the audit key: a cut-off tail cannot be made to fit.
+    #: HMAC of ``seq`` and ``hash`` under the audit key: a new head cannot be made up for a cut-off
+    #: tail (one copied from earlier still fits; against that, note heads elsewhere).
     seal: Mapped[str | None] = mapped_column(String(64))

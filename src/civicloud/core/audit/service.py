@@ -91,6 +91,19 @@ def record(
         # The first record ever: make the head (a racing first writer's head is waited for).
         connection.execute(_insert_head(connection.dialect.name))
         head = connection.execute(_LOCK_HEAD).one()
+    key = audit_key_of(session)
+    if (
+        key is not None
+        and head.seal is not None
+        and not _sealed(head.seal, head_seal(key, int(head.seq), str(head.hash)))
+    ):
+        # Never extend a head this installation did not seal: the key is not the log's (a lost
+        # or mixed-up audit.key), or the head was rewritten.
+        raise Misconfigured(
+            "the audit log's head does not carry this installation's seal: restore the audit "
+            "key it was sealed with (audit.key, or CIVICLOUD_AUDIT_KEY), or, if that is the "
+            "key, the log was tampered with (civicloud audit verify)"
+        )
     seq, prev_hash = int(head.seq) + 1, str(head.hash)
     entry = {
         "seq": seq,
@@ -106,7 +119,6 @@ def record(
         "prev_hash": prev_hash,
     }
     entry["hash"] = _chain_hash(prev_hash, entry)
-    key = audit_key_of(session)
     entry["seal"] = record_seal(key, entry["hash"]) if key else None
     connection.execute(_INSERT_RECORD, entry)
     connection.execute(
@@ -136,7 +148,9 @@ def head_seal(key: bytes, seq: int, last_hash: str) -> str:
 
 
 # Built once: run on the session's connection, as Core statements (no ORM objects).
-_LOCK_HEAD = select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1).with_for_update()
+_LOCK_HEAD = (
+    select(AuditHead.seq, AuditHead.hash, AuditHead.seal).where(AuditHead.id == 1).with_for_update()
+)
 _INSERT_RECORD = insert(AuditRecord)
 _MOVE_HEAD = (
     update(AuditHead)
@@ -258,8 +272,8 @@ def _sealed(stored: str | None, expected: str) -> bool:
 def _seal_problem(what: str, stored: str | None) -> str:
     if stored is None:
         return (
-            f"{what} carries no seal (written without this installation's audit key, or the "
-            "seal was removed; `civicloud audit seal` seals a log that verifies otherwise)"
+            f"{what} carries no seal: its seal was removed, or, only if the log was migrated "
+            "without the audit key, it was never sealed (then `civicloud audit seal` seals it)"
         )
     return f"{what} has a wrong seal: it was rewritten by someone without the audit key"
 
@@ -274,36 +288,8 @@ def seal_chain(*, session: Session, actor: Actor, batch: int = 2000) -> int:
     found = verify_chain(session=session, batch=batch, check_seals=False)
     if not found.ok:
         raise Conflict(f"the log is not sealed: {found.describe()}")
-    sealed, after = 0, 0
-    while True:
-        rows = session.execute(
-            select(AuditRecord.seq, AuditRecord.hash, AuditRecord.seal)
-            .where(AuditRecord.seq > after)
-            .order_by(AuditRecord.seq)
-            .limit(batch)
-        ).all()
-        if not rows:
-            break
-        for row in rows:
-            if row.seal is None:
-                session.execute(
-                    update(AuditRecord)
-                    .where(AuditRecord.seq == row.seq, AuditRecord.seal.is_(None))
-                    .values(seal=record_seal(key, row.hash))
-                )
-                sealed += 1
-            elif not _sealed(row.seal, record_seal(key, row.hash)):
-                raise Conflict(f"the log is not sealed: record {row.seq} has a wrong seal")
-        after = rows[-1].seq
-    head = session.execute(
-        select(AuditHead.seq, AuditHead.hash, AuditHead.seal).where(AuditHead.id == 1)
-    ).first()
-    if head is not None and head.seal is None:
-        session.execute(
-            update(AuditHead)
-            .where(AuditHead.id == 1)
-            .values(seal=head_seal(key, head.seq, head.hash))
-        )
+    sealed, seen_sealed = _seal_records(session, key, batch)
+    _seal_head(session, key, seen_sealed)
     record(
         session=session,
         actor=actor,
@@ -312,6 +298,60 @@ def seal_chain(*, session: Session, actor: Actor, batch: int = 2000) -> int:
         detail={"sealed": sealed},
     )
     return sealed
+
+
+def _seal_records(session: Session, key: bytes, batch: int) -> tuple[int, bool]:
+    """Seal the unsealed records that precede every sealed one; how many, and whether any
+    record was sealed already. An unsealed record after a sealed one had its seal removed."""
+    sealed, after, seen_sealed = 0, 0, False
+    while True:
+        rows = session.execute(
+            select(AuditRecord.seq, AuditRecord.hash, AuditRecord.seal)
+            .where(AuditRecord.seq > after)
+            .order_by(AuditRecord.seq)
+            .limit(batch)
+        ).all()
+        if not rows:
+            return sealed, seen_sealed
+        for row in rows:
+            if row.seal is not None:
+                if not _sealed(row.seal, record_seal(key, row.hash)):
+                    raise Conflict(f"the log is not sealed: record {row.seq} has a wrong seal")
+                seen_sealed = True
+            elif seen_sealed:
+                # Unsealed after sealed: seals were removed (a rewrite), not a log kept before
+                # the key, whose records are all unsealed.
+                raise Conflict(
+                    f"the log is not sealed: record {row.seq} carries no seal although records "
+                    "before it do; its seal was removed"
+                )
+            else:
+                session.execute(
+                    update(AuditRecord)
+                    .where(AuditRecord.seq == row.seq, AuditRecord.seal.is_(None))
+                    .values(seal=record_seal(key, row.hash))
+                )
+                sealed += 1
+        after = rows[-1].seq
+
+
+def _seal_head(session: Session, key: bytes, records_were_sealed: bool) -> None:
+    head = session.execute(
+        select(AuditHead.seq, AuditHead.hash, AuditHead.seal).where(AuditHead.id == 1)
+    ).first()
+    if head is None:
+        return
+    if head.seal is not None:
+        if not _sealed(head.seal, head_seal(key, head.seq, head.hash)):
+            raise Conflict("the log is not sealed: its head has a wrong seal")
+        return
+    if records_were_sealed:
+        raise Conflict(
+            "the log is not sealed: its head carries no seal although records do; it was removed"
+        )
+    session.execute(
+        update(AuditHead).where(AuditHead.id == 1).values(seal=head_seal(key, head.seq, head.hash))
+    )
 
 
 def _has_tenants(session: Session) -> bool:

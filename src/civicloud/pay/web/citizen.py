@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from civicloud.core.db import utcnow
 from civicloud.core.errors import InvalidInput
-from civicloud.core.ratelimit import RateLimiter
+from civicloud.core.ratelimit import RateLimiter, client_key
 from civicloud.pay import billing, payments, receipts
 from civicloud.pay.errors import (
     BillerNotFound,
@@ -176,7 +176,7 @@ def _lookup(
 ) -> list[PublicBill] | None:
     """The account's open bills (counted against the client's limit); ``None`` if malformed."""
     limiter: RateLimiter = request.app.state.pay_lookup_limiter
-    limiter.hit(request.client.host if request.client else "unknown")
+    limiter.hit(client_key(request.client.host if request.client else None))
     try:
         return billing.lookup_open_bills(
             session=session, biller_id=biller.id, account_number=account, today=utcnow().date()

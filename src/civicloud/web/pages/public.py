@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 from civicloud.core import identity
 from civicloud.core.errors import Throttled
 from civicloud.core.identity.service import LOCKOUT, MAX_FAILED_LOGINS
-from civicloud.core.ratelimit import RateLimiter
+from civicloud.core.ratelimit import RateLimiter, client_key
 from civicloud.web.deps import (
     CSRF_COOKIE,
     SESSION_COOKIE,
@@ -113,10 +113,12 @@ def login(
         )
     # Failed sign-ins are limited per client address too, not only per account: spraying
     # passwords over many accounts (and the audit records each failure writes) stops here.
-    client = request.client.host if request.client else "unknown"
+    client = client_key(request.client.host if request.client else None)
     limiter: RateLimiter = request.app.state.sign_in_limiter
     try:
-        limiter.check(client)
+        # Counted up front, taken back below if it succeeds: attempts sent at once cannot all
+        # slip under the limit while their passwords are being checked.
+        limiter.hit(client)
     except Throttled as exc:
         wait = int(exc.extra.get("retry_after", limiter.window))
         page = _login_page(
@@ -137,7 +139,6 @@ def login(
             session=session, username=username, password=password, passwords=services.passwords
         )
     if user is None:
-        limiter.record(client)
         # Returned, not raised: the unit of work commits the failure count and its audit record.
         return _login_page(
             request,
@@ -148,6 +149,7 @@ def login(
             ),
             status_code=401,
         )
+    limiter.release(client)
     hours = services.settings.web.session_hours
     _web_session, token = identity.start_web_session(session=session, user=user, hours=hours)
     response = see_other(target)
