@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from civicloud.core.db import utcnow
-from civicloud.core.ratelimit import RateLimiter, client_key
+from civicloud.core.ratelimit import RateLimiter
 from civicloud.pay import (
     billing,
     ledger,
@@ -47,7 +47,7 @@ from civicloud.pay.schemas import (
     StatementImportRead,
     WebhookDeliveryRead,
 )
-from civicloud.web.deps import ActorDep, SessionDep
+from civicloud.web.deps import ActorDep, SessionDep, client_of
 
 router = APIRouter(prefix="/pay", tags=["pay"])
 
@@ -199,7 +199,7 @@ def lookup_bills(
     account: Annotated[str, Query(min_length=1, max_length=64)],
 ) -> list[PublicBill]:
     """A citizen's open bills at a biller, the payer's name masked (rate-limited per client)."""
-    _limiter(request).hit(client_key(request.client.host if request.client else None))
+    _limiter(request).hit(client_of(request))
     return billing.lookup_open_bills(
         session=session, biller_id=biller_id, account_number=account, today=utcnow().date()
     )

@@ -25,6 +25,7 @@ from civicloud.core.db import as_conflict, utcnow
 from civicloud.core.errors import NotAuthenticated, PermissionDenied
 from civicloud.core.identity import touch_api_key
 from civicloud.core.principals import TOUCH_EVERY, Principal, note_touched
+from civicloud.core.ratelimit import client_key
 from civicloud.core.roles import Actor, authenticate_api_key, authenticate_session
 from civicloud.core.services import Services
 
@@ -41,6 +42,7 @@ __all__ = [
     "ServicesDep",
     "SessionDep",
     "check_csrf",
+    "client_of",
     "cookie_name",
     "cookie_secure",
     "expected_csrf_token",
@@ -62,6 +64,11 @@ def services_of(request: Request) -> Services:
     """The application's services (for code that is not a dependency)."""
     services: Services = request.app.state.services
     return services
+
+
+def client_of(request: Request) -> str:
+    """What per-client limits count this request's client as (``core.ratelimit.client_key``)."""
+    return client_key(request.client.host if request.client else None)
 
 
 #: Host names that only ever mean "this machine" besides loopback IP addresses.

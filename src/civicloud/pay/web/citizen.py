@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from civicloud.core.db import utcnow
 from civicloud.core.errors import InvalidInput
-from civicloud.core.ratelimit import RateLimiter, client_key
+from civicloud.core.ratelimit import RateLimiter
 from civicloud.pay import billing, payments, receipts
 from civicloud.pay.errors import (
     BillerNotFound,
@@ -46,7 +46,7 @@ from civicloud.pay.web.views import (
     page,
     pay_context,
 )
-from civicloud.web.deps import SessionDep
+from civicloud.web.deps import SessionDep, client_of
 from civicloud.web.i18n import N_
 from civicloud.web.pages.guards import CsrfChecked, FormRejected, PageActorDep, see_other
 from civicloud.web.pages.rendering import SECURITY_HEADERS, page_language
@@ -176,7 +176,7 @@ def _lookup(
 ) -> list[PublicBill] | None:
     """The account's open bills (counted against the client's limit); ``None`` if malformed."""
     limiter: RateLimiter = request.app.state.pay_lookup_limiter
-    limiter.hit(client_key(request.client.host if request.client else None))
+    limiter.hit(client_of(request))
     try:
         return billing.lookup_open_bills(
             session=session, biller_id=biller.id, account_number=account, today=utcnow().date()

@@ -11,12 +11,13 @@ from fastapi.responses import HTMLResponse, Response
 from civicloud.core import identity
 from civicloud.core.errors import Throttled
 from civicloud.core.identity.service import LOCKOUT, MAX_FAILED_LOGINS
-from civicloud.core.ratelimit import RateLimiter, client_key
+from civicloud.core.ratelimit import RateLimiter
 from civicloud.web.deps import (
     CSRF_COOKIE,
     SESSION_COOKIE,
     ServicesDep,
     SessionDep,
+    client_of,
     read_cookie,
 )
 from civicloud.web.i18n import N_
@@ -113,7 +114,7 @@ def login(
         )
     # Failed sign-ins are limited per client address too, not only per account: spraying
     # passwords over many accounts (and the audit records each failure writes) stops here.
-    client = client_key(request.client.host if request.client else None)
+    client = client_of(request)
     limiter: RateLimiter = request.app.state.sign_in_limiter
     try:
         # Counted up front, taken back below if it succeeds: attempts sent at once cannot all

@@ -21,6 +21,7 @@ from civicloud.pay.models import (
     JournalEntry,
     Payment,
     ProviderNotification,
+    ReconciliationItem,
     Refund,
 )
 
@@ -231,38 +232,59 @@ def test_a_failed_refund_the_provider_completes_after_all_is_reserved_and_posted
     assert problems_about(ledger.check_ledger(session=db_session), [payment.id, refund.id]) == []
 
 
+def _refund_item(
+    session: Session,
+    provider: FakeProvider,
+    payment: Payment,
+    refund: Refund,
+    day: date,
+    *,
+    with_payment: bool = True,
+) -> ReconciliationItem:
+    """The reconciliation item of ``refund``'s line (3,000 fen) on the statement of ``day``."""
+    lines = [("refund", payment.trade_no, refund.refund_no, -3_000)]
+    if with_payment:
+        lines.insert(0, ("payment", payment.trade_no, payment.provider_trade_no or "", 10_000))
+    record = reconciliation.import_statement(
+        session=session,
+        actor=SYSTEM,
+        provider=provider,
+        content=statement(*lines),
+        business_date=day,
+    )
+    [item] = reconciliation.list_items(
+        session=session, actor=SYSTEM, import_id=record.id, kind="refund"
+    )
+    return item
+
+
+def _adjust(
+    session: Session, provider: FakeProvider, item: ReconciliationItem, memo: str
+) -> ReconciliationItem:
+    """An operator explains the refund line's 3,000 fen: suspense → the provider's clearing."""
+    return reconciliation.resolve_item(
+        session=session,
+        actor=SYSTEM,
+        item_id=item.id,
+        debit_code="suspense",
+        credit_code=f"clearing:{provider.name}",
+        amount_fen=3_000,
+        memo=memo,
+    )
+
+
 def test_a_pending_refund_on_the_statement_waits_for_its_confirmation(
     db_session: Session, biller: Biller, provider: FakeProvider
 ) -> None:
     # given a refund pending on our side that the provider's statement lists as made
     payment, refund = _pending_refund(db_session, biller, provider)
-    record = reconciliation.import_statement(
-        session=db_session,
-        actor=SYSTEM,
-        provider=provider,
-        content=statement(
-            ("payment", payment.trade_no, payment.provider_trade_no or "", 10_000),
-            ("refund", payment.trade_no, refund.refund_no, -3_000),
-        ),
-        business_date=date(2020, 1, 1),
-    )
-    [item] = reconciliation.list_items(
-        session=db_session, actor=SYSTEM, import_id=record.id, kind="refund"
-    )
+    item = _refund_item(db_session, provider, payment, refund, date(2020, 1, 1))
     assert (item.kind, item.classification, item.refund_id) == ("refund", "missing_ours", refund.id)
     assert item.refund_no == refund.refund_no
     assert reconciliation.waiting_for_refund(session=db_session, items=[item]) == {item.id}
     # when an operator tries to adjust it, then that is refused: it would count the money twice
     with pytest.raises(ReconciliationRefundPending):
-        reconciliation.resolve_item(
-            session=db_session,
-            actor=SYSTEM,
-            item_id=item.id,
-            debit_code="suspense",
-            credit_code=f"clearing:{provider.name}",
-            amount_fen=3_000,
-            memo="refund on the statement",
-        )
+        _adjust(db_session, provider, item, "refund on the statement")
     assert item.resolved_at is None
     # when the refund's success is notified
     _apply(db_session, provider, _notice(payment, refund))
@@ -283,26 +305,9 @@ def test_an_adjusted_failed_refund_is_not_posted_again(
     # who explained that money with an adjustment
     payment, refund = _pending_refund(db_session, biller, provider)
     _apply(db_session, provider, _notice(payment, refund, status="failed"))
-    record = reconciliation.import_statement(
-        session=db_session,
-        actor=SYSTEM,
-        provider=provider,
-        content=statement(("refund", payment.trade_no, refund.refund_no, -3_000)),
-        business_date=date(2020, 1, 2),
-    )
-    [item] = reconciliation.list_items(
-        session=db_session, actor=SYSTEM, import_id=record.id, kind="refund"
-    )
+    item = _refund_item(db_session, provider, payment, refund, date(2020, 1, 2), with_payment=False)
     assert (item.classification, item.refund_id) == ("missing_ours", refund.id)
-    reconciliation.resolve_item(
-        session=db_session,
-        actor=SYSTEM,
-        item_id=item.id,
-        debit_code="suspense",
-        credit_code=f"clearing:{provider.name}",
-        amount_fen=3_000,
-        memo="refund made by the provider after all",
-    )
+    _adjust(db_session, provider, item, "refund made by the provider after all")
     # when the provider then notifies its success
     outcome = _apply(db_session, provider, _notice(payment, refund))
     # then it is not posted a second time
@@ -319,41 +324,17 @@ def test_a_refund_line_tied_to_none_of_our_refunds_waits_while_one_of_its_paymen
     # given a refund pending on our side, and a statement's refund line of its payment that is
     # tied to no refund of ours (as items made before that link was kept are)
     payment, refund = _pending_refund(db_session, biller, provider)
-    record = reconciliation.import_statement(
-        session=db_session,
-        actor=SYSTEM,
-        provider=provider,
-        content=statement(
-            ("payment", payment.trade_no, payment.provider_trade_no or "", 10_000),
-            ("refund", payment.trade_no, refund.refund_no, -3_000),
-        ),
-        business_date=date(2020, 1, 2),
-    )
-    [item] = reconciliation.list_items(
-        session=db_session, actor=SYSTEM, import_id=record.id, kind="refund"
-    )
+    item = _refund_item(db_session, provider, payment, refund, date(2020, 1, 2))
     item.refund_id = None
     db_session.flush()
-
-    def resolve() -> None:
-        reconciliation.resolve_item(
-            session=db_session,
-            actor=SYSTEM,
-            item_id=item.id,
-            debit_code="suspense",
-            credit_code=f"clearing:{provider.name}",
-            amount_fen=3_000,
-            memo="refund on the statement",
-        )
-
     # when an operator tries to adjust it, then that waits too: the line may be that refund
     assert reconciliation.waiting_for_refund(session=db_session, items=[item]) == {item.id}
     with pytest.raises(ReconciliationRefundPending):
-        resolve()
+        _adjust(db_session, provider, item, "refund on the statement")
     assert item.resolved_at is None
     # and once the refund has ended (the provider refused it), the line can be explained
     provider.mode = "failed"
     refunds.resume_refund(session=db_session, refund_id=refund.id, provider=provider)
     assert reconciliation.waiting_for_refund(session=db_session, items=[item]) == set()
-    resolve()
+    _adjust(db_session, provider, item, "refund on the statement")
     assert item.resolved_at is not None
