@@ -23,7 +23,7 @@ from civicloud.core.ratelimit import RateLimiter
 from civicloud.core.services import Services
 from civicloud.pay import api as pay_api
 from civicloud.pay import web as pay_web
-from civicloud.pay.errors import LookupThrottled
+from civicloud.pay.errors import LookupThrottled, PaymentsThrottled
 from civicloud.pay.payments import PayContext, handle_notification
 from civicloud.pay.providers import build_providers
 from civicloud.pay.receipts import signer_from_settings
@@ -132,6 +132,11 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     )
     app.state.pay_lookup_limiter = RateLimiter(
         settings.pay.lookups_per_minute, error=LookupThrottled, message="too many look-ups"
+    )
+    app.state.pay_payment_limiter = RateLimiter(
+        settings.pay.payments_per_minute,
+        error=PaymentsThrottled,
+        message="too many payments started from this address",
     )
     app.include_router(pay_api.router, prefix=API_PREFIX)
     app.include_router(pay_web.router)

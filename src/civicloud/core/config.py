@@ -91,6 +91,8 @@ class PaySettings(BaseModel):
     #: Citizen look-ups allowed per client address per minute (account numbers must not be
     #: enumerable).
     lookups_per_minute: int = Field(default=30, ge=1)
+    #: Payments an anonymous client may start per minute (each holds its bills until it ends).
+    payments_per_minute: int = Field(default=10, ge=1)
     #: Ed25519 (default) or SM2 receipt signing key, PEM; made in the data dir when absent.
     receipt_key_file: Path | None = None
     receipt_algorithm: str = Field(default="ed25519", pattern="^(ed25519|sm2)$")

@@ -62,6 +62,12 @@ def _limiter(request: Request) -> RateLimiter:
     return limiter
 
 
+def payment_limiter(request: Request) -> RateLimiter:
+    """The per-client limit on starting payments (anonymous, and each holds its bills)."""
+    limiter: RateLimiter = request.app.state.pay_payment_limiter
+    return limiter
+
+
 PayContextDep = Annotated[PayContext, Depends(_context)]
 
 
@@ -207,13 +213,19 @@ def lookup_bills(
 
 @router.post("/payments", name="pay.payment.create")
 def create_payment(
+    request: Request,
     session: SessionDep,
     context: PayContextDep,
     response: Response,
     data: PaymentCreate,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> PaymentRead:
-    """Start paying bills; the same ``Idempotency-Key`` and body return the same payment."""
+    """Start paying bills; the same ``Idempotency-Key`` and body return the same payment.
+
+    A bill with a payment in flight answers 409 ``pay.bill_being_paid`` (with ``until``);
+    payments started per client are rate-limited (429 ``pay.payments_throttled``).
+    """
+    payment_limiter(request).hit(client_of(request))
     payment, created = payments.create_payment(
         session=session,
         data=data,

@@ -38,7 +38,8 @@ class BillNotPayable(Conflict):
 
 
 class BillBeingPaid(Conflict):
-    """The bill has a payment in flight: it cannot be cancelled or amended now."""
+    """The bill has a payment in flight: it cannot be paid again, cancelled or amended now
+    (``until``: when that payment's hold ends at the latest)."""
 
     code = "pay.bill_being_paid"
 
@@ -134,3 +135,15 @@ class LookupThrottled(Throttled):
     """Too many look-ups from one client: slow down (HTTP 429)."""
 
     code = "pay.lookup_throttled"
+
+
+class PaymentsThrottled(Throttled):
+    """Too many payments started by one client: slow down (HTTP 429)."""
+
+    code = "pay.payments_throttled"
+
+
+class InvalidReturnUrl(InvalidInput):
+    """A payment's ``return_url`` leads outside this installation."""
+
+    code = "pay.invalid_return_url"

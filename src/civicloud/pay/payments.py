@@ -1,12 +1,18 @@
-"""Payments: created → pending → succeeded | failed | expired (or superseded by a newer one).
+"""Payments: created → pending → succeeded | failed | expired (or superseded by its own payer).
 
 The rules that keep money right:
 
 - An ``Idempotency-Key`` names one payment. The same key with the same request returns that
   payment; with a different request it is refused (``IdempotencyKeyReused``).
 - Bills are locked in primary-key order while a payment is made for them, and at most one
-  payment per bill is in flight (``payment_bill``'s partial unique index). A new payment for a
-  bill supersedes the one in flight (a citizen who opened the checkout twice).
+  payment per bill is in flight (``payment_bill``'s partial unique index). A payment in flight
+  keeps its bills until it succeeds, fails or expires: a new payment for them is refused
+  (``BillBeingPaid``, saying until when), so that nobody can cancel a payment someone is
+  completing at the provider. Only a caller that holds the trade number of the payment in
+  flight (the browser that started it) may replace it, and one past its expiry (plus a grace
+  for late notifications) is ended as expired when its bills are paid again.
+- ``return_url`` is a path of this installation or a URL at its public address: never
+  somewhere else (no open redirect through the checkout).
 - A bill is paid by at most one succeeded payment: ``bill_payment.bill_id`` is a primary key.
 - Success is applied in one transaction: the payment, its bills, the ledger posting, the
   receipt and the billers' webhooks commit together or not at all, and the provider is told
@@ -23,11 +29,12 @@ import hashlib
 import json
 import secrets
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import BindParameter, Executable, bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -44,11 +51,13 @@ from civicloud.pay import ledger, receipts, refunds, webhooks
 from civicloud.pay.backends import Acknowledgement, CheckoutRequest, Notification, PaymentProvider
 from civicloud.pay.billing import get_biller_or_raise, late_fee
 from civicloud.pay.errors import (
+    BillBeingPaid,
     BillerNotFound,
     BillNotFound,
     BillNotPayable,
     IdempotencyKeyReused,
     InvalidNotification,
+    InvalidReturnUrl,
     PaymentNotFound,
 )
 from civicloud.pay.models import (
@@ -118,10 +127,17 @@ def create_payment(
     idempotency_key: str,
     context: PayContext,
     actor: Actor = CITIZEN,
+    replaces: Collection[str] = (),
 ) -> tuple[Payment, bool]:
-    """Start paying bills; returns the payment and whether it was created now (not replayed)."""
+    """Start paying bills; returns the payment and whether it was created now (not replayed).
+
+    A bill with a payment in flight is refused (``BillBeingPaid``) unless that payment's trade
+    number is in ``replaces`` (the caller started it: it ends ``superseded``) or it is past its
+    expiry and grace (it ends ``expired``).
+    """
     key = check_idempotency_key(idempotency_key)
     digest = _request_hash(data)
+    check_return_url(data.return_url, context.settings.public_base_url)
     session.flush()
     connection = session.connection()
     sql = _statements(connection.dialect.name)
@@ -129,8 +145,8 @@ def create_payment(
     payable = len(bills) == len(data.bill_ids) and all(
         b.biller_id == data.biller_id and b.status == BillStatus.OPEN.value for b in bills
     )
-    in_flight: Sequence[uuid.UUID] = (
-        connection.execute(sql.in_flight, {"bill_ids": [b.id for b in bills]}).scalars().all()
+    in_flight: Sequence[Any] = (
+        connection.execute(sql.in_flight, {"bill_ids": [b.id for b in bills]}).all()
         if payable
         else ()
     )
@@ -158,7 +174,7 @@ def create_payment(
         for b in bills
     }
     if in_flight:
-        _supersede_in_flight(session, in_flight, now)
+        _end_in_flight(session, in_flight, now, replaces=frozenset(replaces))
         session.flush()
     values: dict[str, Any] = {
         "id": uuid.uuid4(),
@@ -248,12 +264,67 @@ def _replay(session: Session, key: str, digest: str) -> Payment | None:
     return session.get(Payment, found.id, populate_existing=True)
 
 
-def _supersede_in_flight(session: Session, payment_ids: Sequence[uuid.UUID], now: datetime) -> None:
-    """End these payments in flight for the same bills: the citizen started again."""
-    for payment_id in sorted(payment_ids):
+#: How long past its expiry a payment in flight still keeps its bills: the provider closes the
+#: trade at the expiry it was given, and a notification of a success just before may be late.
+EXPIRY_GRACE = timedelta(minutes=2)
+
+
+def _end_in_flight(
+    session: Session, in_flight: Sequence[Any], now: datetime, *, replaces: frozenset[str]
+) -> None:
+    """Make way for a new payment of the same bills, or refuse it (``BillBeingPaid``).
+
+    A payment in flight is ended only if its own payer started again (its trade number is in
+    ``replaces``) or it is past its expiry and grace; otherwise someone may be completing it at
+    the provider right now, and the new payment is refused, saying when to try again. Nothing
+    is ended before every payment in flight was found endable.
+    """
+    ending: list[tuple[uuid.UUID, PaymentStatus]] = []
+    blocking: list[datetime] = []
+    for row in in_flight:
+        expires_at = _aware(row.expires_at)
+        if row.trade_no in replaces:
+            ending.append((row.payment_id, PaymentStatus.SUPERSEDED))
+        elif expires_at + EXPIRY_GRACE <= now:
+            ending.append((row.payment_id, PaymentStatus.EXPIRED))
+        else:
+            blocking.append(expires_at + EXPIRY_GRACE)
+    if blocking:
+        until = max(blocking)
+        raise BillBeingPaid(
+            "a bill is being paid; try again after it is paid or its payment expires",
+            until=until.isoformat(),
+            retry_after=max(1, int((until - now).total_seconds()) + 1),
+        )
+    for payment_id, status in sorted(ending, key=lambda item: item[0]):
         old = session.get(Payment, payment_id, with_for_update=True)
         if old is not None and old.status in IN_FLIGHT:
-            _end_unpaid(session, old, PaymentStatus.SUPERSEDED, now)
+            _end_unpaid(session, old, status, now)
+
+
+def _aware(value: datetime) -> datetime:
+    """A stored moment as an aware UTC datetime (SQLite hands them back naive)."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def check_return_url(return_url: str, public_base_url: str) -> None:
+    """``InvalidReturnUrl`` unless ``return_url`` is a path of this site or a URL at its public
+    address: the checkout sends the citizen there, so it must never lead elsewhere."""
+    if any(ord(c) < 33 or ord(c) == 127 for c in return_url) or "\\" in return_url:
+        raise InvalidReturnUrl("return_url must be a path of this site or a URL at its address")
+    if return_url.startswith("/") and not return_url.startswith("//"):
+        parts = urlsplit(return_url)
+        if not parts.scheme and not parts.netloc:
+            return
+    else:
+        parts, own = urlsplit(return_url), urlsplit(public_base_url)
+        if (
+            parts.scheme in ("http", "https")
+            and (parts.scheme, parts.netloc.lower()) == (own.scheme, own.netloc.lower())
+            and "@" not in parts.netloc
+        ):
+            return
+    raise InvalidReturnUrl("return_url must be a path of this site or a URL at its address")
 
 
 def _end_unpaid(session: Session, payment: Payment, status: PaymentStatus, now: datetime) -> None:
@@ -696,7 +767,8 @@ def _statements(dialect: str) -> _Statements:
         .order_by(Bill.id)
         .with_for_update(of=Bill),
         biller_exists=select(Biller.id).where(Biller.id == bindparam("biller_id")),
-        in_flight=select(PaymentBill.payment_id)
+        in_flight=select(PaymentBill.payment_id, Payment.trade_no, Payment.expires_at)
+        .join(Payment, Payment.id == PaymentBill.payment_id)
         .where(PaymentBill.bill_id.in_(bill_ids), PaymentBill.active)
         .distinct(),
         insert_payment=insert_into(Payment).on_conflict_do_nothing().returning(Payment.id),

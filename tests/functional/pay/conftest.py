@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from civicloud.app import create_app
+from civicloud.core.ratelimit import RateLimiter
 from civicloud.core.services import Services
 from civicloud.pay.payments import PayContext
 from civicloud.pay.providers import SandboxProvider
@@ -26,7 +27,11 @@ def core_services(fresh_services: Callable[[], Services]) -> Services:
 @pytest.fixture(scope="session")
 def pay_app(core_services: Services) -> FastAPI:
     """The civicloud application (Pay included) over the shared database."""
-    return create_app(services=core_services)
+    app = create_app(services=core_services)
+    # Every test's client is one address ("testclient"): the per-client limit on starting
+    # payments is the subject of its own tests, with an application of their own.
+    app.state.pay_payment_limiter = RateLimiter(1_000_000)
+    return app
 
 
 @pytest.fixture

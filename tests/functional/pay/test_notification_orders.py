@@ -1,7 +1,7 @@
 """Whatever order notifications, repeats and jobs come in, no money is lost or taken twice.
 
-Hypothesis draws a history for one bill: payments started (each new one supersedes the one in
-flight), trades settled at the sandbox as paid or failed, their notifications delivered at once,
+Hypothesis draws a history for one bill: payments started (refused while one is in flight,
+which keeps its bill until it ends; a new one starts once the jobs expired it), trades settled at the sandbox as paid or failed, their notifications delivered at once,
 twice, out of order (an older "pending" one after the final one) or again much later, and the
 expiry and recovery jobs run in between. Whatever the history, at the end:
 
@@ -10,7 +10,7 @@ expiry and recovery jobs run in between. Whatever the history, at the end:
 - each succeeded payment has one receipt and one journal entry, and the ledger balances.
 
 This covers both ways a success is applied: the common one (a payment in flight, its bills
-open), written in SQL statements, and the rest (late, superseded, repeated), through the ORM.
+open), written in SQL statements, and the rest (late, repeated), through the ORM.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from tests.factories.pay import make_biller, make_bills
 from civicloud.core.db import utcnow
 from civicloud.core.services import Services
 from civicloud.pay import ledger, payments
-from civicloud.pay.errors import BillNotPayable
+from civicloud.pay.errors import BillBeingPaid, BillNotPayable
 from civicloud.pay.models import (
     Bill,
     Biller,
@@ -44,7 +44,7 @@ from civicloud.pay.schemas import PaymentCreate
 
 #: One step of a history: ("pay",), ("settle", which, outcome, duplicate, out_of_order),
 #: ("redeliver", which notice), ("expire",) or ("recover",). Paying is drawn more often, so
-#: that most histories have payments to supersede, expire and pay late.
+#: that most histories have payments refused while one is in flight, expired and paid late.
 STEPS = st.one_of(
     st.just(("pay",)),
     st.just(("pay",)),
@@ -132,6 +132,13 @@ class History:
                 self.trades.append(payment.trade_no)
         except BillNotPayable:
             pass  # the bill is paid already: refused, as it should be
+        except BillBeingPaid:
+            # another payment of it is in flight: refused, and that payment untouched
+            with self.services.db.unit_of_work(write=False) as session:
+                in_flight = session.scalars(
+                    select(Payment.status).where(Payment.trade_no.in_(self.trades))
+                ).all()
+            assert sum(status in payments.IN_FLIGHT for status in in_flight) == 1
 
     def settle(self, which: int, outcome: str, duplicate: bool, out_of_order: bool) -> None:
         if not self.trades:

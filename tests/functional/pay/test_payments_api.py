@@ -191,33 +191,33 @@ def test_a_notification_with_a_bad_signature_changes_nothing(
     assert count == 1
 
 
-def test_a_success_after_a_newer_payment_replaced_it_is_refunded(
+def test_a_second_payment_for_a_bill_in_flight_is_refused_and_the_first_completes(
     client: TestClient,
     core_services: Services,
     sandbox: SandboxProvider,
     open_bill: tuple[uuid.UUID, uuid.UUID, str],
 ) -> None:
     biller_id, bill_id, _ = open_bill
-    # given a citizen started paying twice (the second payment supersedes the first)
+    # given a citizen is paying a bill (a newer payment used to supersede this one; now a
+    # payment in flight keeps its bills: tests/functional/pay/test_payment_holds.py)
     first = client.post(
         "/api/v1/pay/payments",
         json=pay_body(biller_id, [bill_id]),
         headers={"Idempotency-Key": uuid.uuid4().hex},
     ).json()
+    # when someone else starts paying it too
     second = client.post(
         "/api/v1/pay/payments",
         json=dict(pay_body(biller_id, [bill_id]), return_url="/again"),
         headers={"Idempotency-Key": uuid.uuid4().hex},
-    ).json()
-    # when both are paid at the provider, the second first
-    sandbox.simulate(second["trade_no"], "succeeded")
+    )
+    # then that is refused, and the first payment completes: the bill paid once, nothing refunded
+    assert (second.status_code, second.json()["code"]) == (409, "pay.bill_being_paid")
     sandbox.simulate(first["trade_no"], "succeeded")
-    # then the bill is paid once, the first payment's money is refunded, the ledger balances
     assert state(core_services, bill_id) == ("paid", 1, 1)
     with core_services.db.unit_of_work(write=False) as session:
-        late = session.scalars(select(Payment).where(Payment.trade_no == first["trade_no"])).one()
-        assert late.status == "superseded"
-        assert late.refunded_fen == late.amount_fen
+        paid = session.scalars(select(Payment).where(Payment.trade_no == first["trade_no"])).one()
+        assert (paid.status, paid.refunded_fen) == ("succeeded", 0)
     assert ledger_ok(core_services)
 
 
