@@ -16,6 +16,7 @@ from civicloud.core.config import Settings
 from civicloud.core.db import Database
 from civicloud.core.errors import Misconfigured
 from civicloud.core.identity import Passwords
+from civicloud.core.identity.signin import SignInGuard
 from civicloud.core.keyfiles import load_or_create_secret
 from civicloud.core.migrate import upgrade
 from civicloud.core.principals import principal_cache
@@ -125,11 +126,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(health_router)
     app.include_router(api_router, prefix=API_PREFIX)
     app.state.pay = build_pay(services)
-    app.state.sign_in_limiter = RateLimiter(
-        settings.auth.failed_sign_ins_per_client,
-        window=600,
-        message="too many failed sign-ins from this address",
-    )
+    app.state.sign_in_guard = SignInGuard(per_client=settings.auth.failed_sign_ins_per_client)
     app.state.pay_lookup_limiter = RateLimiter(
         settings.pay.lookups_per_minute, error=LookupThrottled, message="too many look-ups"
     )

@@ -23,6 +23,7 @@ from civicloud.cli.common import (
     unit_of_work,
 )
 from civicloud.core import identity, regions, roles, tenants
+from civicloud.core.db import utcnow
 from civicloud.core.errors import InvalidInput, NotFound
 from civicloud.core.identity import ApiKeyCreate, UserCreate, UserUpdate
 from civicloud.core.regions import RegionCreate
@@ -211,6 +212,14 @@ def user_create(
         console.print(f"created user {user.username} ({user.id})")
 
 
+def _live_keys(session: Session, user: identity.User) -> list[identity.ApiKey]:
+    return [
+        k
+        for k in identity.list_api_keys(session=session, actor=cli_actor(), user_id=user.id)
+        if k.revoked_at is None and k.expires_at > utcnow()
+    ]
+
+
 @user_app.command("set-password")
 @handle_errors
 def user_set_password(
@@ -218,10 +227,11 @@ def user_set_password(
     password: str = typer.Option(..., prompt=True, hide_input=True, confirmation_prompt=True),
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Set a user's password (and unlock the account)."""
+    """Set a user's password: ends its browser sessions and revokes its API keys."""
     services = open_services(data_dir)
     with unit_of_work(services) as session:
         user = _user(session, username)
+        live = [k.prefix for k in _live_keys(session, user)]
         identity.update_user(
             session=session,
             actor=cli_actor(),
@@ -229,13 +239,15 @@ def user_set_password(
             data=_validated(UserUpdate, password=password),
             passwords=services.passwords,
         )
-        console.print(f"password of {username} changed")
+        console.print(f"password of {username} changed; sessions ended")
+        if live:
+            console.print(f"API keys revoked: {', '.join(live)}")
 
 
 @user_app.command("deactivate")
 @handle_errors
 def user_deactivate(username: str, data_dir: DataDirOpt = None) -> None:
-    """Deactivate a user and end its browser sessions."""
+    """Deactivate a user and end its browser sessions (never the last platform administrator)."""
     services = open_services(data_dir)
     with unit_of_work(services) as session:
         user = _user(session, username)
@@ -315,7 +327,8 @@ def role_grant(
 @role_app.command("revoke")
 @handle_errors
 def role_revoke(binding_id: uuid.UUID, data_dir: DataDirOpt = None) -> None:
-    """Revoke a role binding by its id (see `admin role bindings`)."""
+    """Revoke a role binding by its id (see `admin role bindings`); never the last platform
+    administrator's."""
     services = open_services(data_dir)
     with unit_of_work(services) as session:
         roles.revoke_role(session=session, actor=cli_actor(), binding_id=binding_id)

@@ -203,9 +203,14 @@ def test_a_citizen_pays_a_bill_through_the_pages_and_gets_a_verifiable_receipt(
     assert "沙箱" in text
     chosen = bill_ids(page)
     assert len(chosen) == 2
-    # when they pay both with the sandbox
+    # when they check what they pay (the confirmation step), then pay both with the sandbox
+    check = client.get(f"/pay/billers/{town.biller.id}/confirm", params={**form, "bill_id": chosen})
+    assert check.status_code == 200, check.text
+    assert "立即缴费 ¥246.90" in text_of(check.text)
+    assert hidden(check.text, "idempotency_key") == form["idempotency_key"]
     checkout = submit_pay(browser, town, form, chosen)
-    assert checkout.startswith(f"{BASE_URL}/pay/sandbox/checkout/CC")
+    # (a path: the sandbox's checkout is this site's, however the browser reached it)
+    assert checkout.startswith("/pay/sandbox/checkout/CC")
     trade_no = checkout.rsplit("/", 1)[1]
     cashier = client.get(path_of(checkout))
     assert cashier.status_code == 200

@@ -96,20 +96,40 @@ def test_empty_fields_are_asked_for_again(browser: Browser) -> None:
     assert "请输入用户名和密码" in response.text
 
 
-def test_repeated_failures_lock_the_account(browser: Browser, world: World) -> None:
-    # Given five wrong passwords in a row
-    for _ in range(5):
-        assert browser.sign_in("lock.test", "wrong-password-1").status_code == 401
-    # When the right password comes next
-    response = browser.client.post(
-        "/login",
-        data={"username": "lock.test", "password": PASSWORD, "csrf_token": browser.csrf()},
-        headers={"Accept-Language": "en"},
-        follow_redirects=False,
-    )
-    # Then the account stays locked, and the message says so
-    assert response.status_code == 401
-    assert "locked for 5 minutes" in text_of(response.text)
+def test_repeated_failures_stop_the_guessing_address_not_the_account(
+    app: FastAPI, world: World
+) -> None:
+    with (
+        TestClient(
+            app, base_url="https://testserver", headers=HTML, client=("203.0.113.7", 1)
+        ) as a,
+        TestClient(
+            app, base_url="https://testserver", headers=HTML, client=("198.51.100.9", 1)
+        ) as b,
+    ):
+        attacker, owner = Browser(a), Browser(b)
+        # Given five wrong passwords at one account from one address
+        for _ in range(5):
+            assert attacker.sign_in("lock.test", "wrong-password-1").status_code == 401
+        # When the right password comes next from that same address
+        response = a.post(
+            "/login",
+            data={"username": "lock.test", "password": PASSWORD, "csrf_token": attacker.csrf()},
+            headers={"Accept-Language": "en"},
+            follow_redirects=False,
+        )
+        # Then that address is refused with a 429 that says how long to wait
+        assert response.status_code == 429
+        assert 0 < int(response.headers["Retry-After"]) <= 15 * 60
+        assert "Too many failed sign-ins at this account came from your network" in text_of(
+            response.text
+        )
+        assert "civicloud_session" not in response.headers.get("set-cookie", "")
+        # And the account's owner, from another address, signs in at once
+        assert owner.sign_in("lock.test").status_code == 303
+        assert b.get("/console", follow_redirects=False).status_code == 200
+        # And the guessing address may still sign in to other accounts (under its own limit)
+        assert attacker.sign_in("dalian.admin").status_code == 303
 
 
 def test_sign_in_without_the_csrf_token_is_refused(browser: Browser, world: World) -> None:
@@ -245,7 +265,9 @@ def test_failed_sign_ins_are_limited_per_client_address_over_all_accounts(
             principals=services.principals,
         )
     )
-    with TestClient(app, base_url="https://testserver", headers=HTML) as client:
+    with TestClient(
+        app, base_url="https://testserver", headers=HTML, client=("192.0.2.30", 1)
+    ) as client:
         browser = Browser(client)
         # When one address tries wrong passwords on three different accounts
         for username in ("spray.one", "spray.two", "admin"):

@@ -26,8 +26,9 @@ class User(Base):
         ForeignKey("tenant.id", ondelete="RESTRICT"), index=True
     )
     is_active: Mapped[bool] = mapped_column(default=True)
+    #: Failed sign-ins in a row, over every client address, since the last one that succeeded.
+    #: Only counted: failures never lock an account (``core.identity.signin``).
     failed_logins: Mapped[int] = mapped_column(default=0)
-    locked_until: Mapped[datetime | None]
     last_login_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

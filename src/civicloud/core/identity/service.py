@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import uuid
 from collections.abc import Sequence
@@ -27,8 +28,9 @@ from civicloud.core.tenants.service import get_tenant_or_raise, in_subtrees
 READ = "core.user.read"
 ADMIN = "core.user.admin"
 API_KEY_PREFIX = "cck"
-MAX_FAILED_LOGINS = 5
-LOCKOUT = timedelta(minutes=5)
+#: Every this many failed sign-ins at one account in a row (over all addresses) log a warning.
+FAILURES_TO_WARN = 50
+log = logging.getLogger("civicloud.identity")
 
 
 def _sha256(value: str) -> str:
@@ -118,11 +120,19 @@ def update_user(
         user.display_name = data.display_name
     if data.email is not None:
         user.email = data.email
+    if data.is_active is False and user.is_active:
+        # Imported here, as above: roles' service imports this module.
+        from civicloud.core.roles.service import ensure_an_administrator_remains
+
+        ensure_an_administrator_remains(session=session, user=user)
+    revoked: list[str] = []
     if data.password is not None:
         user.password_hash = passwords.hash(data.password)
-        user.failed_logins, user.locked_until = 0, None
-        # A new password ends every browser session opened with the old one.
+        user.failed_logins = 0
+        # A new password is a credential reset: it ends every browser session opened with the
+        # old one and revokes every API key, which whoever held the old one could have made.
         _revoke_all_sessions(session, user)
+        revoked = _revoke_all_api_keys(session, actor, user)
     if data.is_active is not None:
         user.is_active = data.is_active
         if not data.is_active:
@@ -133,9 +143,33 @@ def update_user(
         action="core.user.update",
         tenant_id=user.tenant_id,
         target=f"user:{user.username}",
-        detail={"changed": changed},
+        detail={"changed": changed, "api_keys_revoked": revoked}
+        if revoked
+        else {"changed": changed},
     )
     return user
+
+
+def _revoke_all_api_keys(session: Session, actor: Actor, user: User) -> list[str]:
+    """Revoke every live API key of ``user`` (each audited); their prefixes."""
+    now = utcnow()
+    prefixes: list[str] = []
+    for key in session.scalars(
+        select(ApiKey)
+        .where(ApiKey.user_id == user.id, ApiKey.revoked_at.is_(None), ApiKey.expires_at > now)
+        .order_by(ApiKey.prefix)
+    ):
+        key.revoked_at = now
+        prefixes.append(key.prefix)
+        audit.record(
+            session=session,
+            actor=actor,
+            action="core.apikey.revoke",
+            tenant_id=user.tenant_id,
+            target=f"apikey:{key.prefix}",
+            detail={"user": user.username, "reason": "password_set"},
+        )
+    return prefixes
 
 
 def _revoke_all_sessions(session: Session, user: User) -> None:
@@ -152,35 +186,47 @@ def _revoke_all_sessions(session: Session, user: User) -> None:
 def authenticate_password(
     *, session: Session, username: str, password: str, passwords: Passwords
 ) -> User | None:
-    """The user if ``password`` is right and the account is usable; counts failures and locks.
+    """The user if ``password`` is right and the account is active, else ``None``; audited.
 
-    Returns ``None`` rather than raising, so that the failure count the caller commits is kept.
+    Failures never lock the account: whoever can reach the sign-in form could otherwise lock
+    out anyone, the administrator included. Guessing is stopped per client address instead
+    (``core.identity.signin``, before this is called). ``failed_logins`` counts the account's
+    failures over every address since its last sign-in, for the record: the sign-in that ends
+    a run of failures says how many there were, and every :data:`FAILURES_TO_WARN` of them
+    log a warning. Returns ``None`` rather than raising, so that the count the caller commits
+    is kept.
     """
     user = get_user_by_username(session=session, username=username.strip())
     now = utcnow()
     ok = passwords.verify(user.password_hash if user else None, password)
     who = f"user:{username.strip().lower()[:64]}"
     if user is None:
-        _login_audit(session, who, None, "denied", "unknown user")
-        return None
-    if user.locked_until is not None and user.locked_until > now:
-        _login_audit(session, who, user.tenant_id, "denied", "locked")
+        _login_audit(session, who, None, "denied", {"reason": "unknown user"})
         return None
     if not ok or not user.is_active:
         user.failed_logins += 1
-        if user.failed_logins >= MAX_FAILED_LOGINS:
-            user.locked_until, user.failed_logins = now + LOCKOUT, 0
-        _login_audit(session, who, user.tenant_id, "denied", "bad password or inactive")
+        if user.failed_logins % FAILURES_TO_WARN == 0:
+            log.warning(
+                "repeated failed sign-ins",
+                extra={"user": user.username, "failures": user.failed_logins},
+            )
+        _login_audit(session, who, user.tenant_id, "denied", {"reason": "bad password or inactive"})
         return None
-    user.failed_logins, user.locked_until, user.last_login_at = 0, None, now
+    failures, user.failed_logins, user.last_login_at = user.failed_logins, 0, now
     if user.password_hash and passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash(password)
-    _login_audit(session, who, user.tenant_id, "success", None)
+    _login_audit(
+        session, who, user.tenant_id, "success", {"failures_before": failures} if failures else {}
+    )
     return user
 
 
 def _login_audit(
-    session: Session, who: str, tenant_id: uuid.UUID | None, outcome: str, reason: str | None
+    session: Session,
+    who: str,
+    tenant_id: uuid.UUID | None,
+    outcome: str,
+    detail: dict[str, object],
 ) -> None:
     actor = Actor(kind="user", name=who.removeprefix("user:"), via="login")
     audit.record(
@@ -190,7 +236,7 @@ def _login_audit(
         tenant_id=tenant_id,
         target=who,
         outcome="success" if outcome == "success" else "denied",
-        detail={"reason": reason} if reason else {},
+        detail=detail,
     )
 
 

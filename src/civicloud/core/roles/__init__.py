@@ -11,9 +11,12 @@ from civicloud.core.permissions import (
 from civicloud.core.roles.models import Role, RoleBinding
 from civicloud.core.roles.schemas import RoleBindingCreate, RoleBindingRead, RoleCreate, RoleRead
 from civicloud.core.roles.service import (
+    LastPlatformAdmin,
     authenticate_api_key,
     authenticate_session,
+    count_platform_admins,
     create_role,
+    ensure_an_administrator_remains,
     ensure_builtin_roles,
     get_role_or_raise,
     grant_role,
@@ -27,6 +30,7 @@ __all__ = [
     "BUILTIN_ROLES",
     "Actor",
     "Grant",
+    "LastPlatformAdmin",
     "Role",
     "RoleBinding",
     "RoleBindingCreate",
@@ -37,7 +41,9 @@ __all__ = [
     "authenticate_api_key",
     "authenticate_session",
     "authorize",
+    "count_platform_admins",
     "create_role",
+    "ensure_an_administrator_remains",
     "ensure_builtin_roles",
     "get_role_or_raise",
     "grant_role",

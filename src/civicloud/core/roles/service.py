@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from civicloud.core import audit
@@ -25,6 +25,8 @@ from civicloud.core.tenants.models import Tenant
 from civicloud.core.tenants.service import get_tenant_or_raise, in_subtrees
 
 ADMIN = "core.role.admin"
+#: The built-in role holding every permission; its row is the lock of the check below.
+PLATFORM_ADMIN = "platform_admin"
 
 
 def ensure_builtin_roles(*, session: Session) -> None:
@@ -168,6 +170,8 @@ def revoke_role(*, session: Session, actor: Actor, binding_id: uuid.UUID) -> Non
             raise NotFound("no such role binding", resource="role_binding")
         authorize(actor, ADMIN, path=tenant.path, what="role binding")
     user = session.get(User, binding.user_id)
+    if binding.tenant_id is None and user is not None:
+        ensure_an_administrator_remains(session=session, binding=binding)
     session.delete(binding)
     invalidate_principals(session)
     audit.record(
@@ -178,6 +182,78 @@ def revoke_role(*, session: Session, actor: Actor, binding_id: uuid.UUID) -> Non
         target=f"user:{user.username if user else binding.user_id}",
         detail={"role": binding.role_name, "binding": str(binding.id)},
     )
+
+
+# --- the last platform administrator -----------------------------------------------------
+
+
+class LastPlatformAdmin(Conflict):
+    """The change would leave the installation with no active platform administrator."""
+
+    code = "core.last_platform_admin"
+
+
+def _platform_admin_roles(session: Session) -> list[str]:
+    """The roles that make a platform administrator when held platform-wide: every permission."""
+    return [r.name for r in session.scalars(select(Role)) if "*" in r.permissions]
+
+
+def count_platform_admins(
+    *,
+    session: Session,
+    without_binding: uuid.UUID | None = None,
+    without_user: uuid.UUID | None = None,
+) -> int:
+    """Active users holding every permission platform-wide, leaving out one binding or user."""
+    query = (
+        select(func.count(func.distinct(RoleBinding.user_id)))
+        .join(User, User.id == RoleBinding.user_id)
+        .where(
+            RoleBinding.tenant_id.is_(None),
+            RoleBinding.role_name.in_(_platform_admin_roles(session)),
+            User.is_active.is_(True),
+        )
+    )
+    if without_binding is not None:
+        query = query.where(RoleBinding.id != without_binding)
+    if without_user is not None:
+        query = query.where(RoleBinding.user_id != without_user)
+    return int(session.scalar(query) or 0)
+
+
+def ensure_an_administrator_remains(
+    *, session: Session, binding: RoleBinding | None = None, user: User | None = None
+) -> None:
+    """Refuse (``LastPlatformAdmin``) to revoke ``binding`` or deactivate ``user`` when that
+    would leave no active platform administrator.
+
+    Whatever may take an administrator away calls this first, in its own transaction. The
+    count is taken under a lock on the ``platform_admin`` role's row, so two administrators
+    revoking each other at once on PostgreSQL are serialised and the second sees the first's
+    change (each statement reads what is committed, under READ COMMITTED); SQLite serialises
+    every writer already.
+    """
+    if binding is None and user is None:
+        return
+    session.execute(select(Role.name).where(Role.name == PLATFORM_ADMIN).with_for_update())
+    if (
+        binding is not None
+        and session.scalar(select(RoleBinding.id).where(RoleBinding.id == binding.id)) is None
+    ):
+        # Revoked by a racing request while this one waited for the lock.
+        raise NotFound("no such role binding", resource="role_binding")
+    # Counted after the lock: what was an administrator before it may be gone meanwhile.
+    before = count_platform_admins(session=session)
+    left = count_platform_admins(
+        session=session,
+        without_binding=binding.id if binding is not None else None,
+        without_user=user.id if user is not None else None,
+    )
+    if before > 0 and left == 0:
+        raise LastPlatformAdmin(
+            "the installation would be left without a platform administrator: grant the role "
+            "to someone else first"
+        )
 
 
 def list_bindings(

@@ -27,29 +27,35 @@ from civicloud.core.errors import InvalidInput
 from civicloud.core.ratelimit import RateLimiter
 from civicloud.pay import billing, payments, receipts
 from civicloud.pay.errors import (
+    BillBeingPaid,
     BillerNotFound,
     BillNotFound,
     BillNotPayable,
     IdempotencyKeyReused,
     LookupThrottled,
     PaymentNotFound,
+    PaymentsThrottled,
 )
 from civicloud.pay.models import Biller, PaymentStatus, Receipt
 from civicloud.pay.payments import PayContext
 from civicloud.pay.providers import SandboxProvider
 from civicloud.pay.schemas import PaymentCreate, PublicBill
 from civicloud.pay.web.views import (
+    ENDED_REASONS,
     account_format,
+    address_mismatch,
     beijing_time,
+    checkout_origins,
+    local_path,
     new_form_key,
     offered_providers,
     page,
     pay_context,
 )
-from civicloud.web.deps import SessionDep, client_of
+from civicloud.web.deps import SessionDep, client_of, read_cookie
 from civicloud.web.i18n import N_
 from civicloud.web.pages.guards import CsrfChecked, FormRejected, PageActorDep, see_other
-from civicloud.web.pages.rendering import SECURITY_HEADERS, page_language
+from civicloud.web.pages.rendering import SECURITY_HEADERS, page_language, set_cookie
 
 router = APIRouter(include_in_schema=False)
 
@@ -68,6 +74,23 @@ _FORM_USED = N_(
 _THROTTLED = N_(
     "You have looked up many accounts in a short time. Please wait a minute, then try again."
 )
+_PAYMENTS_THROTTLED = N_(
+    "You have started many payments in a short time. Please wait a minute, then try again."
+)
+_BEING_PAID = N_(
+    "A bill you chose is being paid right now, perhaps in another browser or on another phone. "
+    "If that is you, finish that payment there. Otherwise try again after %(time)s (Beijing "
+    "time), when that payment has ended."
+)
+_NO_SUCH_PAYMENT = N_(
+    "No payment has this transaction number. Check it against the number shown when you paid."
+)
+#: The trade numbers of the payments this browser started (a few, newest last): holding one is
+#: what lets the citizen start again over a payment of theirs in flight, and nobody else.
+TRADES_COOKIE = "civicloud_pay_trades"
+TRADES_KEPT = 5
+TRADES_SECONDS = 24 * 3600
+_FORM_KEY = re.compile(r"[0-9a-f]{32}")
 
 
 # --- choosing a biller and finding the bills ---------------------------------------------------
@@ -127,9 +150,15 @@ def pay(
     bill_id: Annotated[list[str] | None, Form()] = None,
     provider: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
-    """Pay the chosen bills; the form's idempotency key makes a repeated submission a replay."""
+    """Pay the chosen bills; the form's idempotency key makes a repeated submission a replay.
+
+    A bill whose payment this browser started (its trade number is in the browser's cookie)
+    may be paid again, replacing that payment; anyone else's payment in flight is left alone.
+    """
     context = pay_context(request)
+    mine = _my_trades(request)
     try:
+        request.app.state.pay_payment_limiter.hit(client_of(request))
         data = PaymentCreate.model_validate(
             {
                 "biller_id": biller_id,
@@ -139,12 +168,26 @@ def pay(
             }
         )
         payment, _created = payments.create_payment(
-            session=session, data=data, idempotency_key=idempotency_key, context=context
+            session=session,
+            data=data,
+            idempotency_key=idempotency_key,
+            context=context,
+            replaces=mine,
         )
     except ValidationError as exc:
         fields = {str(e["loc"][0]) for e in exc.errors() if e.get("loc")}
         message = _CHOOSE_PROVIDER if "provider" in fields and bill_id else _CHOOSE_BILL
         raise _pay_rejected(request, session, biller_id, account, message, 422) from exc
+    except PaymentsThrottled as exc:
+        rejected = _pay_rejected(request, session, biller_id, account, _PAYMENTS_THROTTLED, 429)
+        rejected.response.headers["Retry-After"] = str(exc.extra.get("retry_after", 60))
+        raise rejected from exc
+    except BillBeingPaid as exc:
+        until = datetime.fromisoformat(str(exc.extra["until"]))
+        time = beijing_time(until)[-5:]
+        raise _pay_rejected(
+            request, session, biller_id, account, _BEING_PAID, 409, {"time": time}
+        ) from exc
     except (BillNotPayable, BillNotFound) as exc:
         raise _pay_rejected(request, session, biller_id, account, _BILLS_CHANGED, 409) from exc
     except IdempotencyKeyReused as exc:
@@ -152,9 +195,78 @@ def pay(
     except InvalidInput as exc:  # the provider is not configured here, or the key is missing
         raise _pay_rejected(request, session, biller_id, account, _CHOOSE_PROVIDER, 422) from exc
     if payment.checkout.get("kind") == "redirect" and payment.checkout.get("url"):
-        return see_other(str(payment.checkout["url"]))
-    # A QR code (WeChat Pay Native, Alipay precreate) is shown on the payment's own page.
-    return see_other(f"/pay/payments/{payment.trade_no}")
+        # A checkout of this site (the sandbox's) is reached by its path, whatever address the
+        # browser used: the pages' policy (form-action) would block a redirect to another.
+        response = see_other(local_path(str(payment.checkout["url"]), request))
+    else:
+        # A QR code (WeChat Pay Native, Alipay precreate) is shown on the payment's own page.
+        response = see_other(f"/pay/payments/{payment.trade_no}")
+    earlier = [t for t in mine if t != payment.trade_no][-(TRADES_KEPT - 1) :]
+    kept = [*earlier, payment.trade_no]
+    set_cookie(
+        response, request, TRADES_COOKIE, ".".join(kept), max_age=TRADES_SECONDS, path="/pay"
+    )
+    return response
+
+
+def _my_trades(request: Request) -> list[str]:
+    """The trade numbers of the payments this browser started (from its cookie)."""
+    value = read_cookie(request, TRADES_COOKIE, "/pay") or ""
+    return [t for t in value.split(".") if _TRADE_NO.fullmatch(t)][-TRADES_KEPT:]
+
+
+@router.get("/pay/billers/{biller_id}/confirm", name="page.pay.confirm")
+def confirm(
+    request: Request,
+    session: SessionDep,
+    actor: PageActorDep,
+    biller_id: uuid.UUID,
+    account: Annotated[str, Query(max_length=200)] = "",
+    bill_id: Annotated[list[str] | None, Query()] = None,
+    provider: Annotated[str, Query(max_length=20)] = "",
+    idempotency_key: Annotated[str, Query(max_length=200)] = "",
+) -> HTMLResponse:
+    """Check before paying: the chosen bills, their sum and how, with the button that pays."""
+    biller = _public_biller(session, biller_id)
+    try:
+        bills = _lookup(request, session, biller, account)
+    except LookupThrottled as exc:
+        return _throttled(request, biller, account, exc)
+    if bills is None:
+        return _account_page(request, biller, account, _ACCOUNT_INVALID, status_code=422)
+    context = pay_context(request)
+    wanted = set(bill_id or [])
+    chosen = [b for b in bills if str(b.id) in wanted]
+    if not wanted:
+        return _bills_page(request, biller, account.strip(), bills, _CHOOSE_BILL, status_code=422)
+    if len(chosen) != len(wanted):
+        return _bills_page(request, biller, account.strip(), bills, _BILLS_CHANGED, status_code=409)
+    if provider not in offered_providers(context):
+        return _bills_page(
+            request, biller, account.strip(), bills, _CHOOSE_PROVIDER, status_code=422
+        )
+    response = page(
+        request,
+        "pay/confirm.html",
+        {
+            "biller": biller,
+            "account": account.strip(),
+            "bills": chosen,
+            "total_fen": sum(b.total_fen for b in chosen),
+            "provider": provider,
+            "idempotency_key": (
+                idempotency_key if _FORM_KEY.fullmatch(idempotency_key) else new_form_key()
+            ),
+            "mismatch": address_mismatch(request),
+            "step": 3,
+        },
+    )
+    # The pay button's form may be sent on to a provider's checkout (Alipay's page).
+    origins = " ".join(["'self'", *checkout_origins(context)])
+    response.headers["Content-Security-Policy"] = SECURITY_HEADERS[
+        "Content-Security-Policy"
+    ].replace("form-action 'self'", f"form-action {origins}")
+    return response
 
 
 def _return_url(context: PayContext, provider: str) -> str:
@@ -223,9 +335,10 @@ def _bills_page(
     error: str | None = None,
     *,
     status_code: int = 200,
+    error_args: dict[str, str] | None = None,
 ) -> HTMLResponse:
     providers = offered_providers(pay_context(request))
-    return page(
+    response = page(
         request,
         "pay/bills.html",
         {
@@ -237,10 +350,18 @@ def _bills_page(
             "idempotency_key": new_form_key(),
             "today": utcnow().date(),
             "error": error,
+            "error_args": error_args or {},
+            "mismatch": address_mismatch(request),
             "step": 3,
         },
         status_code=status_code,
     )
+    # The one script of the citizen's pages (this site's own file): the sum of the ticked bills
+    # as they are ticked. Without it, the confirmation step shows the sum.
+    response.headers["Content-Security-Policy"] = SECURITY_HEADERS[
+        "Content-Security-Policy"
+    ].replace("script-src 'none'", "script-src 'self'")
+    return response
 
 
 def _pay_rejected(
@@ -250,6 +371,7 @@ def _pay_rejected(
     account: str,
     message: str,
     status_code: int,
+    message_args: dict[str, str] | None = None,
 ) -> FormRejected:
     """The bills page again, looked up afresh (and counted, so that posts cannot enumerate)."""
     biller = _public_biller(session, biller_id)
@@ -262,7 +384,15 @@ def _pay_rejected(
             _account_page(request, biller, account, _ACCOUNT_INVALID, status_code=422)
         )
     return FormRejected(
-        _bills_page(request, biller, account.strip(), bills, message, status_code=status_code)
+        _bills_page(
+            request,
+            biller,
+            account.strip(),
+            bills,
+            message,
+            status_code=status_code,
+            error_args=message_args,
+        )
     )
 
 
@@ -340,6 +470,9 @@ def payment_status(
             "receipt": receipt,
             "qr": qr,
             "waiting": waiting,
+            "reason": ENDED_REASONS.get(payment.status),
+            "minutes": context_minutes(request),
+            "mismatch": address_mismatch(request),
             "step": 5 if receipt else 4,
         },
     )
@@ -347,6 +480,49 @@ def payment_status(
         # Scanning happens on the phone: this page looks again by itself until it is paid.
         response.headers["Refresh"] = "5"
     return response
+
+
+def context_minutes(request: Request) -> int:
+    """How long a payment may take before it expires, in minutes."""
+    return pay_context(request).settings.payment_minutes
+
+
+@router.get("/pay/find", name="page.pay.find")
+def find_payment(
+    request: Request,
+    session: SessionDep,
+    actor: PageActorDep,
+    trade_no: Annotated[str, Query(max_length=64)] = "",
+) -> Response:
+    """Find a payment again by its transaction number (rate-limited per client like look-ups)."""
+    trade_no = "".join(trade_no.split()).upper()
+    if not trade_no:
+        return page(request, "pay/find.html", {"trade_no": "", "error": None})
+    limiter: RateLimiter = request.app.state.pay_lookup_limiter
+    try:
+        limiter.hit(client_of(request))
+    except LookupThrottled as exc:
+        response = page(
+            request,
+            "pay/find.html",
+            {"trade_no": trade_no, "error": _THROTTLED},
+            status_code=exc.status,
+        )
+        response.headers["Retry-After"] = str(exc.extra.get("retry_after", 60))
+        return response
+    found = (
+        payments.get_payment_by_trade_no(session=session, trade_no=trade_no)
+        if _TRADE_NO.fullmatch(trade_no)
+        else None
+    )
+    if found is None:
+        return page(
+            request,
+            "pay/find.html",
+            {"trade_no": trade_no, "error": _NO_SUCH_PAYMENT},
+            status_code=404,
+        )
+    return see_other(f"/pay/payments/{found.trade_no}")
 
 
 # --- receipts --------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from functools import partial
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -248,3 +249,75 @@ def page(
     }
     values.update(context or {})
     return render(request, name, values, status_code=status_code)
+
+
+# --- the installation's public address, as against how the browser reached it ----------------
+
+#: Why a payment that did not go through ended, in words for the citizen.
+ENDED_REASONS: Mapping[str, str] = {
+    "failed": N_(
+        "The payment provider reported that the payment did not go through: it was declined, "
+        "cancelled at the checkout, or closed."
+    ),
+    "expired": N_(
+        "The payment was not completed within %(minutes)s minutes of being started, so it was "
+        "closed."
+    ),
+    "superseded": N_(
+        "You started a new payment for the same bills in this browser, so this one was closed."
+    ),
+}
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``, lower case, without the scheme's default port."""
+    parts = urlsplit(url)
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    default = {"http": 80, "https": 443}.get(scheme)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{scheme}://{host}" + (f":{port}" if port and port != default else "")
+
+
+def request_origin(request: Request) -> str:
+    """The origin the browser reached this page at (behind a proxy: as it forwarded it)."""
+    return origin_of(str(request.base_url))
+
+
+@dataclass(frozen=True)
+class AddressMismatch:
+    """The installation's public address differs from the one this page was reached at."""
+
+    public: str
+    reached: str
+
+
+def address_mismatch(request: Request) -> AddressMismatch | None:
+    """Whether the browser reached the site at another address than ``pay.public_base_url``:
+    providers then send citizens back, and receipts' QR codes lead, to the configured one."""
+    public = origin_of(pay_context(request).settings.public_base_url)
+    reached = request_origin(request)
+    return None if public == reached else AddressMismatch(public=public, reached=reached)
+
+
+def local_path(url: str, request: Request) -> str:
+    """``url`` as a path when it leads to this installation (its public address or the one the
+    browser used), so that a redirect stays on the browser's origin; else ``url`` unchanged."""
+    origin = origin_of(url)
+    own = {origin_of(pay_context(request).settings.public_base_url), request_origin(request)}
+    if origin in own:
+        parts = urlsplit(url)
+        return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return url
+
+
+def checkout_origins(context: PayContext) -> list[str]:
+    """The origins a pay form may be sent on to: the providers' checkouts outside this site
+    (Alipay's page checkout; WeChat Pay's is a QR code shown here, the sandbox's is here)."""
+    if "alipay" in context.providers:
+        return [origin_of(context.settings.alipay.gateway)]
+    return []

@@ -11,14 +11,16 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from civicloud.core import audit, identity, roles, tenants
-from civicloud.core.errors import Conflict, InvalidInput, PermissionDenied
-from civicloud.core.identity import ApiKeyCreate, UserCreate
+from civicloud.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from civicloud.core.identity import ApiKeyCreate, UserCreate, UserUpdate
 from civicloud.core.roles import Actor, RoleBindingCreate
 from civicloud.core.roles.service import ADMIN as ROLE_ADMIN
 from civicloud.web.api.audit import MAX_SEQ
 from civicloud.web.deps import ServicesDep, SessionDep, read_cookie, services_of
+from civicloud.web.i18n import N_
 from civicloud.web.pages.forms import (
     DONE_MESSAGES,
+    FIELD_HINTS,
     USERNAME_TAKEN,
     WEAK_PASSWORD,
     field_errors,
@@ -35,6 +37,7 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 NEW_KEY_COOKIE = "civicloud_new_key"
 NEW_KEY_PATH = "/console/api-keys"
 AUDIT_PAGE_SIZE = 50
+NEW_PASSWORD = N_("Enter the new password.")
 
 
 def _done(request: Request) -> str | None:
@@ -127,6 +130,59 @@ def create_user(
     return see_other("/console/users?done=user_created")
 
 
+@router.post("/users/password", name="page.user_set_password")
+def set_user_password(
+    request: Request,
+    session: SessionDep,
+    actor: ConsoleActorDep,
+    services: ServicesDep,
+    user_id: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+) -> Response:
+    """Set a user's password: their sessions end and their API keys are revoked."""
+    values = {"user_id": user_id}
+    target = optional_uuid(user_id)
+    if not isinstance(target, uuid.UUID):
+        raise _password_rejected(
+            request, session, actor, values, {"user_id": FIELD_HINTS["user_id"]}
+        )
+    if not password:
+        raise _password_rejected(request, session, actor, values, {"password": NEW_PASSWORD})
+    try:
+        identity.update_user(
+            session=session,
+            actor=actor,
+            user_id=target,
+            data=UserUpdate(password=password),
+            passwords=services.passwords,
+        )
+    except ValidationError as exc:
+        raise _password_rejected(request, session, actor, values, field_errors(exc)) from exc
+    except InvalidInput as exc:
+        raise _password_rejected(
+            request, session, actor, values, {"password": WEAK_PASSWORD}, service_error(exc)
+        ) from exc
+    except (NotFound, PermissionDenied) as exc:
+        raise _password_rejected(
+            request, session, actor, values, {}, service_error(exc), exc.status
+        ) from exc
+    return see_other("/console/users?done=password_set")
+
+
+def _password_rejected(
+    request: Request,
+    session: Session,
+    actor: Actor,
+    values: dict[str, str],
+    errors: dict[str, str],
+    summary: dict[str, Any] | None = None,
+    status_code: int = 422,
+) -> FormRejected:
+    context = _users_context(request, session, actor)
+    context["password_form"] = {"data": values, "errors": errors, "summary": summary}
+    return FormRejected(render(request, "console/users.html", context, status_code=status_code))
+
+
 def _users_rejected(
     request: Request,
     session: Session,
@@ -143,12 +199,20 @@ def _users_rejected(
 
 def _users_context(request: Request, session: Session, actor: Actor) -> dict[str, Any]:
     visible = tenants.list_tenants(session=session, actor=actor)
+    users = identity.list_users(session=session, actor=actor)
+    admin_homes = {t.id for t in visible if actor.can("core.user.admin", t.path)}
     return {
         "section": "users",
-        "users": identity.list_users(session=session, actor=actor),
+        "users": users,
         "tenant_names": {t.id: t for t in visible},
         "home_choices": [t for t in visible if actor.can("core.user.admin", t.path)],
+        # Offered for users homed where the actor administers users; the service still refuses
+        # anyone holding permissions the actor does not hold.
+        "password_choices": [
+            u for u in users if u.tenant_id in admin_homes and u.id != actor.user_id
+        ],
         "form": {"data": {"tenant_id": str(actor.tenant_id or "")}, "errors": {}, "summary": None},
+        "password_form": {"data": {}, "errors": {}, "summary": None},
         "done": _done(request),
     }
 
@@ -193,8 +257,13 @@ def grant_role(
 def revoke_role(
     request: Request, session: SessionDep, actor: ConsoleActorDep, binding_id: uuid.UUID
 ) -> Response:
-    """Take back a role binding."""
-    roles.revoke_role(session=session, actor=actor, binding_id=binding_id)
+    """Take back a role binding (never the last platform administrator's)."""
+    try:
+        roles.revoke_role(session=session, actor=actor, binding_id=binding_id)
+    except Conflict as exc:
+        raise _roles_rejected(
+            request, session, actor, {}, {}, service_error(exc), exc.status
+        ) from exc
     return see_other("/console/roles?done=role_revoked")
 
 

@@ -44,6 +44,9 @@ DONE_MESSAGES: dict[str, str] = {
     "user_created": N_("The user was created."),
     "role_granted": N_("The role was granted."),
     "role_revoked": N_("The role binding was revoked."),
+    "password_set": N_(
+        "The password was set. The user was signed out everywhere and their API keys were revoked."
+    ),
     "key_revoked": N_("The API key was revoked. It stops working at once."),
     "signed_out": N_("You have signed out."),
 }

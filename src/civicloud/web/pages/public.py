@@ -9,9 +9,12 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from civicloud.core import identity
-from civicloud.core.errors import Throttled
-from civicloud.core.identity.service import LOCKOUT, MAX_FAILED_LOGINS
-from civicloud.core.ratelimit import RateLimiter
+from civicloud.core.identity.signin import (
+    ACCOUNT_WINDOW,
+    FAILURES_PER_ACCOUNT_AND_CLIENT,
+    SignInGuard,
+    SignInThrottled,
+)
 from civicloud.web.deps import (
     CSRF_COOKIE,
     SESSION_COOKIE,
@@ -29,6 +32,18 @@ router = APIRouter(include_in_schema=False)
 
 #: Longest password sent to the hasher; longer ones are refused before any work is done.
 MAX_PASSWORD_CHARS = 1024
+WRONG_PASSWORD = N_(
+    "The username or password is wrong. After %(count)s failed attempts at an account from your network, sign-ins to it from there pause for %(minutes)s minutes."
+)
+#: What a refused attempt says, by the limit that refused it (``SignInThrottled.scope``).
+THROTTLED_MESSAGES = {
+    "client": N_(
+        "Too many failed sign-ins came from your network. Try again in %(minutes)s minutes."
+    ),
+    "account": N_(
+        "Too many failed sign-ins at this account came from your network. Try again in %(minutes)s minutes, or sign in from another network."
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -112,27 +127,24 @@ def login(
             error=N_("Enter your username and your password."),
             status_code=422,
         )
-    # Failed sign-ins are limited per client address too, not only per account: spraying
-    # passwords over many accounts (and the audit records each failure writes) stops here.
-    client = client_of(request)
-    limiter: RateLimiter = request.app.state.sign_in_limiter
+    # Failed sign-ins are limited per client address over all accounts (spraying, and the
+    # audit records each failure writes) and per account and address (guessing one password),
+    # never per account alone: the right password from another address always gets in.
+    guard: SignInGuard = request.app.state.sign_in_guard
     try:
         # Counted up front, taken back below if it succeeds: attempts sent at once cannot all
         # slip under the limit while their passwords are being checked.
-        limiter.hit(client)
-    except Throttled as exc:
-        wait = int(exc.extra.get("retry_after", limiter.window))
+        attempt = guard.admit(username=username, client=client_of(request))
+    except SignInThrottled as exc:
         page = _login_page(
             request,
             next_url=target,
             username=username,
-            error=N_(
-                "Too many failed sign-ins came from your network. Try again in %(minutes)s minutes."
-            ),
-            error_args={"minutes": max(1, -(-wait // 60))},
+            error=THROTTLED_MESSAGES[exc.scope],
+            error_args={"minutes": max(1, -(-exc.retry_after // 60))},
             status_code=429,
         )
-        page.headers["Retry-After"] = str(wait)
+        page.headers["Retry-After"] = str(exc.retry_after)
         return page
     user = None
     if len(password) <= MAX_PASSWORD_CHARS and len(username) <= 64:
@@ -145,12 +157,10 @@ def login(
             request,
             next_url=target,
             username=username,
-            error=N_(
-                "The username or password is wrong, or the account is locked. After %(count)s failed attempts an account is locked for %(minutes)s minutes."
-            ),
+            error=WRONG_PASSWORD,
             status_code=401,
         )
-    limiter.release(client)
+    guard.succeeded(attempt)
     hours = services.settings.web.session_hours
     _web_session, token = identity.start_web_session(session=session, user=user, hours=hours)
     response = see_other(target)
@@ -180,7 +190,10 @@ def _login_page(
     error_args: dict[str, int] | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
-    lockout = {"count": MAX_FAILED_LOGINS, "minutes": int(LOCKOUT.total_seconds() // 60)}
+    lockout = {
+        "count": FAILURES_PER_ACCOUNT_AND_CLIENT,
+        "minutes": int(ACCOUNT_WINDOW.total_seconds() // 60),
+    }
     return render(
         request,
         "login.html",
