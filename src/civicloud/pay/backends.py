@@ -63,6 +63,16 @@ class Notification:
     refund_no: str | None = None
     #: The provider's refund number (``kind`` ``refund`` only).
     provider_refund_no: str | None = None
+    #: The currency of ``amount_fen`` as the provider states it (ISO 4217).
+    currency: str = "CNY"
+    #: Fields of this verified notification that are not this installation's, or that
+    #: contradict each other (another app id, a payer amount or currency other than the
+    #: trade's…): the service refuses to apply it, keeps it, and gives back what was taken.
+    mismatches: tuple[str, ...] = ()
+    #: The trade belongs to another merchant account: none of its money reached ours.
+    foreign: bool = False
+    #: The whole trade's amount as a refund notification states it (``None`` if it does not).
+    trade_total_fen: int | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,10 @@ class TradeQuery:
     status: TradeStatus
     amount_fen: int | None = None
     provider_trade_no: str | None = None
+    #: The currency of ``amount_fen`` as the provider states it (ISO 4217).
+    currency: str = "CNY"
+    #: As ``Notification.mismatches``: what in the answer is not ours or contradicts itself.
+    mismatches: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

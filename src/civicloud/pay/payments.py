@@ -48,7 +48,13 @@ from civicloud.core.db import utcnow
 from civicloud.core.errors import InvalidInput
 from civicloud.core.tenants import Tenant, in_subtrees, resolve_tenant
 from civicloud.pay import ledger, receipts, refunds, webhooks
-from civicloud.pay.backends import Acknowledgement, CheckoutRequest, Notification, PaymentProvider
+from civicloud.pay.backends import (
+    Acknowledgement,
+    CheckoutRequest,
+    Notification,
+    PaymentProvider,
+    TradeQuery,
+)
 from civicloud.pay.billing import get_biller_or_raise, late_fee
 from civicloud.pay.errors import (
     BillBeingPaid,
@@ -435,7 +441,13 @@ def apply_notification(
     provider: PaymentProvider,
     notification: Notification,
 ) -> tuple[str, uuid.UUID | None]:
-    """Apply a verified notification once (by its id); returns the outcome and the payment."""
+    """Apply a verified notification once (by its id); returns the outcome and the payment.
+
+    A notification whose fields do not match the payment (amount, currency) or this
+    installation's account (``Notification.mismatches``, ``foreign``) pays no bill: it is kept
+    and audited as ``refused``, and a success for a trade of ours ends the payment and has what
+    the provider took refunded automatically (:func:`refuse_success`), never lost.
+    """
     session.flush()
     connection = session.connection()
     sql = _statements(connection.dialect.name)
@@ -444,17 +456,38 @@ def apply_notification(
     ).first()
     if seen is not None:
         return "duplicate", seen.payment_id
+    if notification.foreign:
+        return _keep_foreign(session, provider, notification), None
     # The bills first (in primary-key order), then the payment: the order creating a payment
     # and the jobs lock them in, so that none waits on another crosswise.
     bills = connection.execute(sql.lock_trade_bills, {"trade_no": notification.trade_no}).all()
     row = connection.execute(sql.lock_payment, {"trade_no": notification.trade_no}).first()
     if row is None or row.provider != provider.name:
         raise InvalidNotification(f"no payment {notification.trade_no!r} at {provider.name}")
-    if notification.amount_fen != row.amount_fen:
-        raise InvalidNotification(
-            f"the notification says {notification.amount_fen} fen; the payment is {row.amount_fen}"
+    refused = refused_fields(
+        notification.mismatches,
+        stated_fen=notification.amount_fen,
+        stated_currency=notification.currency,
+        payment_fen=row.amount_fen,
+        payment_currency=row.currency,
+    )
+    if refused:
+        payment, locked = lock_payment_rows(session, row.id)
+        if payment is None:
+            raise InvalidNotification(f"no payment {notification.trade_no!r}")
+        outcome = (
+            refuse_success(
+                session=session,
+                context=context,
+                payment=payment,
+                taken_fen=notification.amount_fen,
+                fields=refused,
+            )
+            if notification.status == "succeeded"
+            else REFUSED
         )
-    if (
+        session.flush()
+    elif (
         notification.status == "succeeded"
         and row.status in IN_FLIGHT
         and not row.refunded_fen
@@ -518,20 +551,129 @@ def apply_notification(
             "notify_id": notification.notify_id,
             "payment_id": row.id,
             "event": notification.status,
-            "outcome": outcome,
-            "payload": json.loads(json.dumps(dict(notification.raw), default=str)),
+            "outcome": REFUSED if refused else outcome,
+            "payload": _payload(notification.raw, refused, notification),
             "received_at": utcnow(),
         },
     )
+    detail: dict[str, Any] = {"status": notification.status, "outcome": outcome}
+    if refused:
+        detail |= {
+            "refused": list(refused),
+            "amount_fen": notification.amount_fen,
+            "currency": notification.currency[:3],
+        }
     audit.record(
         session=session,
         actor=Actor.system(f"provider:{provider.name}"),
         action="pay.payment.notify",
         tenant_id=row.tenant_id,
         target=f"payment:{row.trade_no}",
-        detail={"status": notification.status, "outcome": outcome},
+        outcome="failed" if refused else "success",
+        detail=detail,
     )
     return outcome, row.id
+
+
+#: The outcome kept for a notification (or query answer) refused because a field did not match.
+REFUSED = refunds.REFUSED
+#: Its outcome when a success was refused and what the provider took is being refunded.
+REFUSED_REFUNDED = "refused_refunded"
+
+
+def refused_fields(
+    mismatches: Sequence[str],
+    *,
+    stated_fen: int | None,
+    stated_currency: str,
+    payment_fen: int,
+    payment_currency: str,
+) -> tuple[str, ...]:
+    """What in a provider's verified word about a trade does not match our payment: the
+    adapter's ``mismatches``, plus ``amount`` and ``currency`` when they differ from ours (an
+    amount the provider did not state is not a mismatch)."""
+    found = list(mismatches)
+    if stated_fen is not None and stated_fen != payment_fen:
+        found.append("amount")
+    if stated_currency != payment_currency:
+        found.append("currency")
+    return tuple(found)
+
+
+def refuse_success(
+    *,
+    session: Session,
+    context: PayContext,
+    payment: Payment,
+    taken_fen: int | None,
+    fields: Sequence[str],
+) -> str:
+    """The provider took money for ``payment`` (locked) on terms that are not the payment's
+    (``fields``): pay no bill; end the payment if in flight, and refund what was taken
+    automatically, as a late success is (posted as a late payment, owed back until refunded).
+
+    A payment that succeeded already keeps its success (its bills were paid by a success that
+    matched; nothing of it is refunded here). Returns the outcome.
+    """
+    if payment.status == PaymentStatus.SUCCEEDED.value:
+        return REFUSED
+    if payment.status in IN_FLIGHT:
+        _end_unpaid(session, payment, PaymentStatus.FAILED, utcnow())
+    refunds.refund_automatically(
+        session=session,
+        payment=payment,
+        provider=context.provider(payment.provider),
+        reason=f"the provider's {', '.join(fields)} did not match the payment"[:300],
+        taken_fen=taken_fen,
+    )
+    return REFUSED_REFUNDED
+
+
+def _payload(raw: Mapping[str, object], refused: Sequence[str], stated: Any) -> dict[str, Any]:
+    """What is kept of a notification: the provider's fields, and (``_refused``) what did not
+    match, with the amount and currency the provider stated."""
+    payload: dict[str, Any] = json.loads(json.dumps(dict(raw), default=str))
+    if refused:
+        payload["_refused"] = {
+            "fields": list(refused),
+            "amount_fen": stated.amount_fen,
+            "currency": str(stated.currency)[:3],
+        }
+    return payload
+
+
+def _keep_foreign(session: Session, provider: PaymentProvider, notification: Notification) -> str:
+    """Keep and audit a verified notification of another merchant's trade: none of its money
+    is ours, so it changes no payment of ours and refunds nothing (a refund through our account
+    would be of our own trade of that number). Acknowledged: a retry would change nothing."""
+    tenant_id = session.scalar(
+        select(Payment.tenant_id).where(
+            Payment.trade_no == notification.trade_no, Payment.provider == provider.name
+        )
+    )
+    session.add(
+        ProviderNotification(
+            id=uuid.uuid4(),
+            provider=provider.name,
+            notify_id=notification.notify_id,
+            payment_id=None,
+            event=notification.status,
+            outcome=REFUSED,
+            payload=_payload(
+                notification.raw, ("merchant", *notification.mismatches), notification
+            ),
+        )
+    )
+    audit.record(
+        session=session,
+        actor=Actor.system(f"provider:{provider.name}"),
+        action="pay.payment.notify",
+        tenant_id=tenant_id,
+        target=f"payment:{notification.trade_no[:64]}",
+        outcome="failed",
+        detail={"status": notification.status, "outcome": REFUSED, "refused": ["merchant"]},
+    )
+    return REFUSED
 
 
 def apply_success(
@@ -873,13 +1015,8 @@ def expire_payment(
     if payment is None or payment.status not in IN_FLIGHT or payment.expires_at >= now:
         return None  # a notification settled it meanwhile
     answer = context.provider(payment.provider).query(payment.trade_no)
-    if answer.status == "succeeded" and answer.amount_fen in (None, payment.amount_fen):
-        outcome = apply_success(
-            session=session,
-            context=context,
-            payment=payment,
-            provider_trade_no=answer.provider_trade_no,
-        )
+    if answer.status == "succeeded":
+        outcome = _apply_answered_success(session, context, payment, answer)
     else:
         _end_unpaid(session, payment, PaymentStatus.EXPIRED, now)
         outcome = "expired"
@@ -906,21 +1043,78 @@ def recover_payment(*, session: Session, context: PayContext, payment_id: uuid.U
         return None  # a notification settled it meanwhile
     answer = context.provider(payment.provider).query(payment.trade_no)
     if answer.status == "succeeded":
-        if answer.amount_fen is not None and answer.amount_fen != payment.amount_fen:
-            outcome = "amount_mismatch"  # left in flight, for reconciliation to show
-        else:
-            outcome = apply_success(
-                session=session,
-                context=context,
-                payment=payment,
-                provider_trade_no=answer.provider_trade_no,
-            )
+        outcome = _apply_answered_success(session, context, payment, answer)
     elif answer.status in ("failed", "closed"):
         _end_unpaid(session, payment, PaymentStatus.FAILED, utcnow())
         outcome = "failed"
     else:
         return "still_pending"
     _audit_job(session, "pay.payment.recover", payment, outcome)
+    return outcome
+
+
+def _apply_answered_success(
+    session: Session, context: PayContext, payment: Payment, answer: TradeQuery
+) -> str:
+    """The provider's query answer says ``payment`` (locked) was paid: apply the success, or,
+    when the answer does not match the payment, refuse it as a notification would be
+    (:func:`refuse_success`), keeping the answer as ``query:<trade_no>`` and auditing it."""
+    refused = refused_fields(
+        answer.mismatches,
+        stated_fen=answer.amount_fen,
+        stated_currency=answer.currency,
+        payment_fen=payment.amount_fen,
+        payment_currency=payment.currency,
+    )
+    if not refused:
+        return apply_success(
+            session=session,
+            context=context,
+            payment=payment,
+            provider_trade_no=answer.provider_trade_no,
+        )
+    if answer.provider_trade_no and not payment.provider_trade_no:
+        payment.provider_trade_no = answer.provider_trade_no
+    outcome = refuse_success(
+        session=session,
+        context=context,
+        payment=payment,
+        taken_fen=answer.amount_fen,
+        fields=refused,
+    )
+    notify_id = f"query:{payment.trade_no}"
+    kept = session.scalar(
+        select(ProviderNotification.id).where(
+            ProviderNotification.provider == payment.provider,
+            ProviderNotification.notify_id == notify_id,
+        )
+    )
+    if kept is None:
+        session.add(
+            ProviderNotification(
+                id=uuid.uuid4(),
+                provider=payment.provider,
+                notify_id=notify_id,
+                payment_id=payment.id,
+                event=answer.status,
+                outcome=REFUSED,
+                payload=_payload({"query": answer.trade_no}, refused, answer),
+            )
+        )
+    audit.record(
+        session=session,
+        actor=SYSTEM,
+        action="pay.payment.refuse",
+        tenant_id=payment.tenant_id,
+        target=f"payment:{payment.trade_no}",
+        outcome="failed",
+        detail={
+            "refused": list(refused),
+            "amount_fen": answer.amount_fen,
+            "currency": answer.currency[:3],
+            "outcome": outcome,
+        },
+    )
     return outcome
 
 

@@ -4,8 +4,12 @@ Importing a statement changes no money. Every statement line becomes one classif
 
 - ``matched``: we hold the same trade with the same amount as received (a succeeded payment,
   or a late payment whose automatic refund was asked for) or refunded (a succeeded refund).
-- ``missing_ours``: the provider took (or gave back) money we have no record of.
-- ``amount_mismatch``: the trade is ours but the amounts differ.
+- ``missing_ours``: the provider took (or gave back) money we have no record of, or took it
+  for a trade whose success we refused (its notification or query answer named another
+  currency, app or payer amount: ``payments.refuse_success``); the automatic refund that gives
+  it back in full resolves that item, by its own posting, at import or when it succeeds.
+- ``amount_mismatch``: the trade is ours but the amounts differ (a success we refused for
+  another amount among them: what its automatic refund could not give back needs an operator).
 - ``duplicate``: the same trade a second time in this statement, or a payment already matched
   by the statement of another day.
 
@@ -40,7 +44,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, datetime
 
-from sqlalchemy import Exists, exists, func, select, update
+from sqlalchemy import Exists, and_, exists, false, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -60,6 +64,7 @@ from civicloud.pay.models import (
     JournalEntry,
     Payment,
     PaymentStatus,
+    ProviderNotification,
     ReconciliationItem,
     ReconciliationItemKind,
     Refund,
@@ -69,6 +74,12 @@ from civicloud.pay.models import (
 from civicloud.pay.settlement import business_day_bounds
 
 PERMISSION = "pay.reconcile"
+#: The kept outcome of a provider's word on a trade we refused (``payments.refuse_success``).
+REFUSED = "refused"
+#: The origin of automatic refunds (``refunds.AUTOMATIC_ORIGIN``), and who resolves the items
+#: they explain at import.
+AUTOMATIC_ORIGIN = "automatic"
+REFUND_RESOLVER = Actor.system("pay-automatic-refund")
 #: What an item is about (``ReconciliationItem.kind``).
 PAYMENT, REFUND = ReconciliationItemKind.PAYMENT.value, ReconciliationItemKind.REFUND.value
 KINDS = (PAYMENT, REFUND)
@@ -310,16 +321,29 @@ def resolve_by_refund(
     """Resolve the open items a refund's success explains, by its own posting ``entry``.
 
     Those are the provider's lines of this refund that were ``missing_ours`` only because the
-    refund was still pending on our side, for the same amount; any other exception still needs
-    an operator. Returns the items resolved (each audited).
+    refund was still pending on our side, for the same amount, and, for an automatic refund,
+    the ``missing_ours`` line of the payment whose money it gives back in full (a success we
+    refused, or one that came after the statement); any other exception still needs an
+    operator. Returns the items resolved (each audited).
     """
+    explained = (
+        ReconciliationItem.refund_id == refund.id,
+        ReconciliationItem.kind == REFUND,
+        ReconciliationItem.provider_amount_fen == -refund.amount_fen,
+    )
+    paid_back = (
+        ReconciliationItem.payment_id == refund.payment_id,
+        ReconciliationItem.kind == PAYMENT,
+        ReconciliationItem.provider_amount_fen == refund.amount_fen,
+    )
     resolved = session.scalars(
         update(ReconciliationItem)
         .where(
-            ReconciliationItem.refund_id == refund.id,
-            ReconciliationItem.kind == REFUND,
+            or_(
+                and_(*explained),
+                and_(*paid_back) if refund.origin == AUTOMATIC_ORIGIN else false(),
+            ),
             ReconciliationItem.classification == MISSING_OURS,
-            ReconciliationItem.provider_amount_fen == -refund.amount_fen,
             ReconciliationItem.resolved_at.is_(None),
         )
         .values(resolved_by=actor.name[:160], resolved_at=utcnow(), resolution_entry_id=entry.id)
@@ -333,7 +357,6 @@ def resolve_by_refund(
             action="pay.reconcile.resolve",
             target=f"reconciliation:{item_id}",
             detail={
-                "kind": REFUND,
                 "classification": MISSING_OURS,
                 "refund_no": refund.refund_no,
                 "entry": str(entry.id),
@@ -372,7 +395,14 @@ def waiting_for_refund(*, session: Session, items: Sequence[ReconciliationItem])
 
 
 def _untied_refund(item: ReconciliationItem) -> bool:
-    return item.kind == REFUND and item.refund_id is None and item.payment_id is not None
+    """Whether any pending refund of the item's payment may be what explains it: a refund line
+    tied to none of our refunds, or a payment line missing on our side (a success we refused or
+    did not know of, which its automatic refund gives back)."""
+    return (
+        item.payment_id is not None
+        and item.refund_id is None
+        and (item.kind == REFUND or item.classification == MISSING_OURS)
+    )
 
 
 def adjusted_for_refund(*, session: Session, refund_id: uuid.UUID) -> bool:
@@ -477,6 +507,7 @@ def _classify(
             if matched:
                 elsewhere.add(payment.id)
     late: set[str] = set()
+    refused: set[uuid.UUID] = set()
     for chunk in _chunks(str(p.id) for p in payments.values() if p.status in ledger.ENDED_UNPAID):
         late.update(
             session.scalars(
@@ -485,7 +516,15 @@ def _classify(
                 )
             )
         )
-    items = _classify_payments(session, record, lines, payments, elsewhere, late)
+        refused.update(
+            session.scalars(
+                select(ProviderNotification.payment_id).where(
+                    ProviderNotification.payment_id.in_([uuid.UUID(i) for i in chunk]),
+                    ProviderNotification.outcome == REFUSED,
+                )
+            )
+        )
+    items = _classify_payments(session, record, lines, payments, elsewhere, late, refused)
     items += _classify_refunds(session, record, lines, payments)
     return items
 
@@ -521,6 +560,7 @@ def _classify_payments(
     payments: dict[str, Payment],
     elsewhere: set[uuid.UUID],
     late: set[str],
+    refused: set[uuid.UUID],
 ) -> list[ReconciliationItem]:
     items: list[ReconciliationItem] = []
     seen: set[str] = set()
@@ -531,6 +571,12 @@ def _classify_payments(
         )
         if line.trade_no in seen or (payment is not None and payment.id in elsewhere):
             classification = DUPLICATE
+        elif payment is not None and payment.id in refused:
+            # We refused the provider's word that it was paid (another currency, app, amount…):
+            # we hold no success of ours for the money, only its automatic refund.
+            classification = (
+                MISSING_OURS if line.amount_fen == payment.amount_fen else AMOUNT_MISMATCH
+            )
         elif payment is None or not received:
             classification = MISSING_OURS
         elif line.amount_fen != payment.amount_fen:
@@ -572,7 +618,53 @@ def _classify_payments(
         for payment in absent
         if payment.trade_no not in seen
     ]
+    _resolve_refunded(session, [i for i in items if i.payment_id in refused])
     return items
+
+
+def _resolve_refunded(session: Session, items: Sequence[ReconciliationItem]) -> None:
+    """Resolve, by its own posting, each ``missing_ours`` item of a refused success that its
+    automatic refund gave back in full already (as :func:`resolve_by_refund` does when the
+    refund succeeds later): the exception stays listed, and needs no adjustment."""
+    for item in items:
+        if item.classification != MISSING_OURS or item.payment_id is None:
+            continue
+        refund_id = session.scalar(
+            select(Refund.id).where(
+                Refund.payment_id == item.payment_id,
+                Refund.origin == AUTOMATIC_ORIGIN,
+                Refund.status == RefundStatus.SUCCEEDED.value,
+                Refund.amount_fen == item.provider_amount_fen,
+            )
+        )
+        entry_id = (
+            session.scalar(
+                select(JournalEntry.id).where(
+                    JournalEntry.kind == ledger.LATE_PAYMENT_REFUND,
+                    JournalEntry.reference == str(refund_id),
+                )
+            )
+            if refund_id is not None
+            else None
+        )
+        if entry_id is not None:
+            item.resolved_by = REFUND_RESOLVER.name
+            item.resolved_at = utcnow()
+            item.resolution_entry_id = entry_id
+            # Flushed for the audit record to name it; the import's own record counts it too.
+            audit.record(
+                session=session,
+                actor=REFUND_RESOLVER,
+                action="pay.reconcile.resolve",
+                target=f"reconciliation:{item.id}",
+                detail={
+                    "kind": PAYMENT,
+                    "classification": MISSING_OURS,
+                    "trade_no": item.trade_no,
+                    "entry": str(entry_id),
+                    "by": "refund_succeeded",
+                },
+            )
 
 
 def _classify_refunds(

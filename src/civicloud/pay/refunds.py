@@ -80,6 +80,8 @@ AUTOMATIC = Actor.system("pay-automatic-refund")
 OPERATOR, AUTOMATIC_ORIGIN = "operator", "automatic"
 #: The prefix of automatic refunds' keys, which no request may use.
 AUTOMATIC_KEY = "automatic:"
+#: The outcome kept for a provider's word refused because a field did not match the payment.
+REFUSED = "refused"
 #: Outcomes of a refund notification besides the refund's new status.
 DUPLICATE, CONTRADICTED = "duplicate", "contradicted"
 log = logging.getLogger(__name__)
@@ -150,9 +152,19 @@ def request_refund(
 
 
 def refund_automatically(
-    *, session: Session, payment: Payment, provider: PaymentProvider, reason: str
+    *,
+    session: Session,
+    payment: Payment,
+    provider: PaymentProvider,
+    reason: str,
+    taken_fen: int | None = None,
 ) -> Refund:
-    """Refund all of a late success of an expired or superseded payment; idempotent per payment."""
+    """Refund all of a late success of an expired or superseded payment; idempotent per payment.
+
+    ``taken_fen``: what the provider says the trade took, when a success was refused for not
+    matching the payment; the provider is told that is the trade's total, and no more of it
+    than the payment's amount is refunded (reconciliation shows the rest).
+    """
     reason = _text(reason, "reason", 300)
     attempts = session.scalars(
         select(Refund)
@@ -162,14 +174,18 @@ def refund_automatically(
     latest = attempts[0] if attempts else None
     if latest is not None and latest.status == RefundStatus.SUCCEEDED.value:
         return latest
+    # The trade's total as the provider knows it (it took another amount than the payment's).
+    total = taken_fen if taken_fen is not None and taken_fen > 0 else None
     if latest is not None and latest.status == RefundStatus.PENDING.value:
-        _ask_provider(session, latest, payment, provider, AUTOMATIC, action="pay.refund.resume")
+        _ask_provider(
+            session, latest, payment, provider, AUTOMATIC, action="pay.refund.resume", total=total
+        )
         return latest
     if payment.status not in ledger.ENDED_UNPAID:
         raise PaymentNotRefundable(f"payment {payment.trade_no} is {payment.status}")
     if provider.name != payment.provider:
         raise InvalidInput(f"payment {payment.trade_no} was paid through {payment.provider}")
-    left = payment.amount_fen - payment.refunded_fen
+    left = min(payment.amount_fen - payment.refunded_fen, total or payment.amount_fen)
     if left <= 0:
         raise PaymentNotRefundable(f"payment {payment.trade_no} is refunded already")
     # The provider took the money: it is owed back to the citizen until the refund succeeds.
@@ -189,7 +205,15 @@ def refund_automatically(
     if refund.payment_id != payment.id:
         raise Conflict(f"the key {key} belongs to another payment's refund")
     if created:
-        _ask_provider(session, refund, payment, provider, AUTOMATIC, action="pay.refund.automatic")
+        _ask_provider(
+            session,
+            refund,
+            payment,
+            provider,
+            AUTOMATIC,
+            action="pay.refund.automatic",
+            total=total,
+        )
     return refund
 
 
@@ -238,8 +262,12 @@ def apply_refund_notification(
     """Apply a verified refund notification once (by its id); returns the outcome and payment.
 
     The refund is found by our ``refund_no`` and must be of the notification's trade, at this
-    provider, for the same amount: otherwise ``InvalidNotification`` and nothing changes (the
-    provider retries; a refund whose request has not committed yet is found then). A pending
+    provider, for the same amount and currency, of a trade of the total the provider took, with
+    nothing else in it that does not match (``Notification.mismatches``: a payer refund other
+    than the refund…): otherwise ``InvalidNotification`` and nothing changes (the provider
+    retries; a refund whose request has not committed yet is found then). A refund notification
+    takes no money, so refusing one loses none: the refund stays pending, the job asks the
+    provider about it again, and the provider's statement shows what it did. A pending
     refund then succeeds (posted to the ledger exactly as when the provider's answer says so)
     or fails (its reservation given back). A refund that ended already is not changed again,
     except a failed one the provider says succeeded after all (WeChat's ``ABNORMAL`` refunds
@@ -284,6 +312,19 @@ def apply_refund_notification(
         raise InvalidNotification(
             f"the notification says {notification.amount_fen} fen; refund {refund_no} is "
             f"{refund.amount_fen}"
+        )
+    refused = [
+        *notification.mismatches,
+        *(["currency"] if notification.currency != refund.currency else []),
+        *(
+            ["total"]
+            if notification.trade_total_fen not in (None, _trade_total(session, refund, payment))
+            else []
+        ),
+    ]
+    if refused:
+        raise InvalidNotification(
+            f"refund {refund_no}: the notification's {', '.join(refused)} does not match"
         )
     actor = Actor.system(f"provider:{provider.name}")
     outcome = _apply_refund_status(session, refund, payment, notification, actor=actor)
@@ -510,8 +551,12 @@ def _ask_provider(
     actor: Actor,
     *,
     action: str,
+    total: int | None = None,
 ) -> None:
-    """Ask the provider for ``refund`` (deduplicated by its refund_no), record and post the answer."""
+    """Ask the provider for ``refund`` (deduplicated by its refund_no), record and post the answer.
+
+    ``total``: the trade's total as the provider knows it, when known to differ from the
+    payment's amount (else :func:`_trade_total` finds it)."""
     if provider.name != payment.provider:
         raise InvalidInput(f"payment {payment.trade_no} was paid through {payment.provider}")
     try:
@@ -519,7 +564,7 @@ def _ask_provider(
             trade_no=payment.trade_no,
             refund_no=refund.refund_no,
             amount_fen=refund.amount_fen,
-            total_fen=payment.amount_fen,
+            total_fen=total or _trade_total(session, refund, payment),
             reason=refund.reason,
         )
     except Exception as exc:
@@ -543,6 +588,28 @@ def _ask_provider(
             "provider_detail": outcome.detail[:300],
         },
     )
+
+
+def _trade_total(session: Session, refund: Refund, payment: Payment) -> int:
+    """The trade's total as the provider knows it: the payment's amount, unless this is the
+    automatic refund of a success refused for another amount, whose kept notification (or
+    query answer) says what the provider took."""
+    if refund.origin != AUTOMATIC_ORIGIN:
+        return payment.amount_fen
+    payloads = session.scalars(
+        select(ProviderNotification.payload).where(
+            ProviderNotification.payment_id == payment.id,
+            ProviderNotification.outcome == REFUSED,
+        )
+    ).all()
+    for payload in payloads:
+        stated = payload.get("_refused") if isinstance(payload, dict) else None
+        if not isinstance(stated, dict) or "amount" not in stated.get("fields", ()):
+            continue
+        taken = stated.get("amount_fen")
+        if type(taken) is int and taken > 0:
+            return taken
+    return payment.amount_fen
 
 
 def _record_outcome(

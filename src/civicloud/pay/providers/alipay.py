@@ -9,9 +9,13 @@ Asynchronous notifications are verified as Alipay specifies and nothing looser: 
 is decoded once; ``sign``, ``sign_type`` and empty values are left out; the rest is sorted,
 joined, encoded in the notification's own ``charset`` (UTF-8 or GBK) and checked as
 SHA256withRSA against Alipay's public key. ``sign_type`` must be ``RSA2``: a SHA-1 ``RSA``
-notification is refused even when its signature is right. ``app_id`` and ``seller_id`` must be
-ours; ``out_trade_no`` and ``total_amount`` are handed to the service to check against the
-payment, and ``notify_id`` is the de-duplication id.
+notification is refused even when its signature is right. A notification that verifies is
+handed to the service with what in it does not fit: another ``seller_id`` makes it ``foreign``
+(its money went to another seller), and another ``app_id``, a payer's or settlement currency
+other than the trade's, or a ``receipt_amount`` or ``buyer_pay_amount`` other than
+``total_amount`` are its ``mismatches``; ``out_trade_no``, ``total_amount`` and the trade's
+currency (``trans_currency``, CNY when absent) are checked against the payment by the service,
+and ``notify_id`` is the de-duplication id. Query answers are read the same way.
 """
 
 from __future__ import annotations
@@ -269,22 +273,28 @@ class AlipayProvider:
         message = content.encode(NOTIFICATION_CHARSETS[charset])
         if not signature or not rsa_sha256_verify(self._alipay_key, message, signature):
             raise InvalidNotification("alipay: notification signature does not verify")
-        if params.get("app_id") != self._app_id:
-            raise InvalidNotification("alipay: notification is for another app_id")
-        if params.get("seller_id") != self._seller_id:
-            raise InvalidNotification("alipay: notification is for another seller_id")
         notify_id, trade_no = params.get("notify_id", ""), params.get("out_trade_no", "")
         if not notify_id or not trade_no:
             raise InvalidNotification("alipay: notification lacks notify_id or out_trade_no")
         status = TRADE_STATES.get(params.get("trade_status", ""))
         if status is None:
-            raise InvalidNotification("alipay: unknown trade_status", **_extra(params))
+            raise InvalidNotification(
+                "alipay: unknown trade_status",
+                trade_status=params.get("trade_status", ""),
+                notify_id=params.get("notify_id", ""),
+            )
         try:
             amount_fen = yuan_to_fen(params.get("total_amount", ""))
         except ValueError as error:
             raise InvalidNotification("alipay: malformed total_amount") from error
         if amount_fen <= 0:
             raise InvalidNotification("alipay: total_amount must be positive")
+        try:
+            currency, mismatches = trade_facts(params, amount_fen)
+        except ValueError as error:
+            raise InvalidNotification(f"alipay: {error}") from error
+        if params.get("app_id") != self._app_id:
+            mismatches = ("app_id", *mismatches)
         return Notification(
             notify_id=notify_id,
             trade_no=trade_no,
@@ -293,6 +303,10 @@ class AlipayProvider:
             provider_trade_no=params.get("trade_no") or None,
             occurred_at=_optional_time(params.get("gmt_payment") or params.get("notify_time")),
             raw={key: value for key, value in params.items() if key != "sign"},
+            currency=currency,
+            mismatches=mismatches,
+            # Another seller's trade: its money went to that seller's account, not ours.
+            foreign=params.get("seller_id") != self._seller_id,
         )
 
     def acknowledge(self, *, accepted: bool) -> Acknowledgement:
@@ -315,16 +329,20 @@ class AlipayProvider:
         status = TRADE_STATES.get(str(reply.data.get("trade_status", "")))
         if status is None:
             raise ProviderError(f"alipay: unknown trade_status {reply.data.get('trade_status')!r}")
+        answer = {key: str(value) for key, value in reply.data.items() if value is not None}
         try:
-            amount_fen: int | None = yuan_to_fen(str(reply.data.get("total_amount", "")))
+            amount_fen = yuan_to_fen(answer.get("total_amount", ""))
+            currency, mismatches = trade_facts(answer, amount_fen)
         except ValueError as error:
-            raise ProviderError("alipay: query answer has a malformed total_amount") from error
+            raise ProviderError(f"alipay: query answer is malformed: {error}") from error
         provider_trade_no = reply.data.get("trade_no")
         return TradeQuery(
             trade_no=trade_no,
             status=status,
             amount_fen=amount_fen,
             provider_trade_no=str(provider_trade_no) if provider_trade_no else None,
+            currency=currency,
+            mismatches=mismatches,
         )
 
     def refund(
@@ -343,6 +361,8 @@ class AlipayProvider:
             },
         )
         if reply.ok:
+            if reply.data.get("out_trade_no", trade_no) != trade_no:
+                raise ProviderError("alipay: refund answered for another trade")
             if reply.data.get("fund_change") == "Y":
                 return RefundOutcome(status="succeeded")
             # "N": no money moved by this call, typically a retry of a refund already made;
@@ -371,6 +391,28 @@ class AlipayProvider:
 
 
 # --- wire format helpers -------------------------------------------------------------------
+
+#: Where a notification or a query answer states the trade's own currency (标价币种): absent, CNY.
+_TRADE_CURRENCY_FIELDS = ("trans_currency", "currency")
+#: The currencies the payer paid and the seller is settled in, which must be the trade's.
+_OTHER_CURRENCY_FIELDS = ("pay_currency", "settle_currency")
+#: Amounts that, where stated, must be the whole ``total_amount``: what the seller received and
+#: what the payer paid (the installation grants no discounts).
+_WHOLE_AMOUNTS = ("receipt_amount", "buyer_pay_amount")
+
+
+def trade_facts(fields: Mapping[str, str], total_fen: int) -> tuple[str, tuple[str, ...]]:
+    """The currency of a trade's notification or query answer, and the names of the fields
+    that disagree with it or with its ``total_amount`` of ``total_fen`` (a payer's or
+    settlement currency other than the trade's, a ``receipt_amount`` or ``buyer_pay_amount``
+    other than the total); ``ValueError`` for an amount that is not one."""
+    currency = next((fields[n] for n in _TRADE_CURRENCY_FIELDS if fields.get(n)), "CNY")
+    mismatches = [n for n in _OTHER_CURRENCY_FIELDS if fields.get(n, currency) != currency]
+    for name in _WHOLE_AMOUNTS:
+        stated = fields.get(name, "")
+        if stated and yuan_to_fen(stated) != total_fen:
+            mismatches.append(name)
+    return currency[:3], tuple(mismatches)
 
 
 def sign_content(params: Mapping[str, str], *, exclude: tuple[str, ...] = ("sign",)) -> str:
@@ -466,13 +508,6 @@ def _optional_time(text: str | None) -> datetime | None:
         return beijing_time(text)
     except ValueError:
         return None
-
-
-def _extra(params: Mapping[str, str]) -> dict[str, str]:
-    return {
-        "trade_status": params.get("trade_status", ""),
-        "notify_id": params.get("notify_id", ""),
-    }
 
 
 # --- the daily bill ------------------------------------------------------------------------

@@ -108,6 +108,19 @@ class _Trade:
     status: TradeStatus = "pending"
     paid_at: datetime | None = None
     refunds: dict[str, _Refund] = field(default_factory=dict)
+    #: What the sandbox took, when told to take another amount or currency than asked.
+    taken_fen: int | None = None
+    taken_currency: str | None = None
+
+    @property
+    def amount_fen(self) -> int:
+        """What the trade took (or will take)."""
+        return self.request.amount_fen if self.taken_fen is None else self.taken_fen
+
+    @property
+    def currency(self) -> str:
+        """The currency it took it in."""
+        return self.taken_currency or self.request.currency
 
 
 def _trade_to_json(trade: _Trade) -> dict[str, Any]:
@@ -125,6 +138,8 @@ def _trade_to_json(trade: _Trade) -> dict[str, Any]:
         "provider_trade_no": trade.provider_trade_no,
         "status": trade.status,
         "paid_at": trade.paid_at.isoformat() if trade.paid_at else None,
+        "taken_fen": trade.taken_fen,
+        "taken_currency": trade.taken_currency,
         "refunds": [
             {
                 "refund_no": r.refund_no,
@@ -155,6 +170,8 @@ def _trade_from_json(data: dict[str, Any]) -> _Trade:
         status=data["status"],
         paid_at=datetime.fromisoformat(data["paid_at"]) if data["paid_at"] else None,
         refunds=refunds,
+        taken_fen=data.get("taken_fen"),
+        taken_currency=data.get("taken_currency"),
     )
 
 
@@ -297,17 +314,15 @@ class SandboxProvider:
     def _mac(self, sent_at: int, body: bytes) -> str:
         return hmac.new(self._secret, f"{sent_at}\n".encode() + body, hashlib.sha256).hexdigest()
 
-    def _notice(
-        self, trade: _Trade, status: TradeStatus, amount_fen: int, at: datetime
-    ) -> SandboxNotice:
+    def _notice(self, trade: _Trade, status: TradeStatus, at: datetime) -> SandboxNotice:
         body = json.dumps(
             {
                 "notify_id": self._next_no("SBN"),
                 "trade_no": trade.request.trade_no,
                 "provider_trade_no": trade.provider_trade_no,
                 "status": status,
-                "amount_fen": amount_fen,
-                "currency": trade.request.currency,
+                "amount_fen": trade.amount_fen,
+                "currency": trade.currency,
                 "occurred_at": at.astimezone(BEIJING).isoformat(),
             },
             separators=(",", ":"),
@@ -323,13 +338,15 @@ class SandboxProvider:
         duplicate: bool = False,
         out_of_order: bool = False,
         amount_fen: int | None = None,
+        currency: str | None = None,
         deliver: Deliver | None = None,
     ) -> list[SandboxNotice]:
         """Settle the trade as ``outcome`` and send the signed notification(s) about it.
 
         ``duplicate`` sends the same notification twice; ``out_of_order`` also sends an older
         "pending" notification after the final one; ``delay`` (seconds) sends them from a
-        background thread; ``amount_fen`` makes the provider report another amount. The
+        background thread; ``amount_fen`` and ``currency`` make the provider take (and report)
+        another amount or currency than the trade asked for, as a misbehaving provider might. The
         notifications go to ``deliver`` (else the provider's own callback; with neither they are
         only returned), in the order returned.
         """
@@ -340,13 +357,16 @@ class SandboxProvider:
             trade = self._trade(trade_no)
             trade.status = outcome
             trade.paid_at = now if outcome == "succeeded" else None
+            if amount_fen is not None:
+                trade.taken_fen = amount_fen
+            if currency is not None:
+                trade.taken_currency = currency
             self._save(trade)
-            amount = trade.request.amount_fen if amount_fen is None else amount_fen
-            notices = [self._notice(trade, outcome, amount, now)]
+            notices = [self._notice(trade, outcome, now)]
             if duplicate:
                 notices.append(notices[0])
             if out_of_order:
-                notices.append(self._notice(trade, "pending", amount, now - timedelta(seconds=1)))
+                notices.append(self._notice(trade, "pending", now - timedelta(seconds=1)))
         send = deliver or self._deliver
         if send is not None:
             if delay > 0:
@@ -385,6 +405,7 @@ class SandboxProvider:
                 key: data[key] for key in ("notify_id", "trade_no", "provider_trade_no", "status")
             }
             amount_fen = data["amount_fen"]
+            currency = data.get("currency", "CNY")
         except (ValueError, KeyError, TypeError) as error:
             raise InvalidNotification("sandbox: malformed notification") from error
         if not all(isinstance(value, str) and value for value in fields.values()):
@@ -393,6 +414,8 @@ class SandboxProvider:
             raise InvalidNotification("sandbox: unknown status")
         if isinstance(amount_fen, bool) or not isinstance(amount_fen, int) or amount_fen <= 0:
             raise InvalidNotification("sandbox: malformed amount")
+        if not isinstance(currency, str) or not currency:
+            raise InvalidNotification("sandbox: malformed currency")
         status: TradeStatus = fields["status"]
         return Notification(
             notify_id=fields["notify_id"],
@@ -402,6 +425,7 @@ class SandboxProvider:
             provider_trade_no=fields["provider_trade_no"],
             occurred_at=occurred_at,
             raw=data,
+            currency=currency[:3],
         )
 
     def acknowledge(self, *, accepted: bool) -> Acknowledgement:
@@ -421,8 +445,9 @@ class SandboxProvider:
             return TradeQuery(
                 trade_no=trade_no,
                 status=self._status(trade),
-                amount_fen=trade.request.amount_fen,
+                amount_fen=trade.amount_fen,
                 provider_trade_no=trade.provider_trade_no,
+                currency=trade.currency,
             )
 
     def refund(
@@ -440,10 +465,10 @@ class SandboxProvider:
                         status="failed", detail="refund_no used for another amount"
                     )
                 return RefundOutcome(status="succeeded", provider_refund_no=done.provider_refund_no)
-            if total_fen != trade.request.amount_fen:
+            if total_fen != trade.amount_fen:
                 return RefundOutcome(status="failed", detail="total does not match the trade")
             refunded = sum(refund.amount_fen for refund in trade.refunds.values())
-            if amount_fen <= 0 or refunded + amount_fen > trade.request.amount_fen:
+            if amount_fen <= 0 or refunded + amount_fen > trade.amount_fen:
                 return RefundOutcome(status="failed", detail="refund exceeds the amount paid")
             refund = _Refund(refund_no, self._next_no("SBR"), amount_fen, self._clock())
             trade.refunds[refund_no] = refund
@@ -465,7 +490,7 @@ class SandboxProvider:
                             trade_no,
                             provider_no,
                             "payment",
-                            trade.request.amount_fen,
+                            trade.amount_fen,
                             trade.paid_at,
                             "",
                         )
@@ -504,7 +529,7 @@ def parse_sandbox_statement(content: bytes, *, business_date: date) -> list[Stat
     try:
         text = content.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise InvalidInput("sandbox statement: not UTF-8") from error
+        raise InvalidInput("the sandbox statement is not UTF-8 text") from error
     lines: list[StatementLine] = []
     header_seen = False
     for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):

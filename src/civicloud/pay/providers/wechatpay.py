@@ -9,6 +9,12 @@ Callbacks more than five minutes off our clock are refused as replays, and their
 decrypted (AEAD_AES_256_GCM) with the APIv3 key. Payment callbacks (``TRANSACTION.*``) and
 refund callbacks (``REFUND.SUCCESS``, ``REFUND.ABNORMAL``, ``REFUND.CLOSED``) go through the
 same checks; a refund callback becomes a ``Notification`` of kind ``refund``.
+
+A callback that verifies is handed to the service with what in it does not fit: another
+``mchid`` (or a partner's ``sp_mchid``/``sub_mchid``) makes it ``foreign``, none of its money
+ours; another ``appid``, or a payer total or currency other than the trade's, is listed in
+``mismatches``; ``amount.total`` and ``amount.currency`` are compared with the payment by the
+service. Query and refund answers are read the same way.
 """
 
 from __future__ import annotations
@@ -275,14 +281,17 @@ class WechatPayProvider:
         status = TRADE_STATES.get(str(reply.data.get("trade_state", "")))
         if status is None:
             raise ProviderError(f"wechatpay: unknown trade_state {reply.data.get('trade_state')!r}")
-        amount = reply.data.get("amount")
-        total = amount.get("total") if isinstance(amount, dict) else None
+        facts = self._transaction_facts(reply.data) if "amount" in reply.data else None
+        if facts is None and status == "succeeded":
+            raise ProviderError("wechatpay: query answer for a paid trade has no usable amount")
         transaction_id = reply.data.get("transaction_id")
         return TradeQuery(
             trade_no=trade_no,
             status=status,
-            amount_fen=total if _is_fen(total) else None,
+            amount_fen=facts[0] if facts else None,
             provider_trade_no=str(transaction_id) if transaction_id else None,
+            currency=facts[1] if facts else "CNY",
+            mismatches=facts[2] if facts else (),
         )
 
     def refund(
@@ -305,6 +314,16 @@ class WechatPayProvider:
                 raise ProviderError(
                     f"wechatpay: unknown refund status {reply.data.get('status')!r}"
                 )
+            answered = reply.data.get("amount")
+            if (
+                reply.data.get("out_refund_no") != refund_no
+                or reply.data.get("out_trade_no", trade_no) != trade_no
+                or not isinstance(answered, dict)
+                or answered.get("refund") != amount_fen
+                or answered.get("currency", "CNY") != "CNY"
+            ):
+                # Not the refund we asked for: its fate is unknown until WeChat says otherwise.
+                raise ProviderError("wechatpay: refund answered for another refund or amount")
             refund_id = reply.data.get("refund_id")
             return RefundOutcome(
                 status=status,
@@ -325,16 +344,16 @@ class WechatPayProvider:
         if isinstance(event_type, str) and event_type.startswith("REFUND."):
             return self._refund_notification(envelope, notify_id, resource)
         transaction = resource
-        if transaction.get("mchid") != self._mchid or transaction.get("appid") != self._appid:
-            raise InvalidNotification("wechatpay: callback is for another merchant or app")
         trade_no = transaction.get("out_trade_no")
         status = TRADE_STATES.get(str(transaction.get("trade_state", "")))
-        amount = transaction.get("amount")
-        total = amount.get("total") if isinstance(amount, dict) else None
         if not isinstance(trade_no, str) or not trade_no or status is None:
             raise InvalidNotification("wechatpay: not a transaction callback")
-        if not _is_fen(total) or total <= 0:
-            raise InvalidNotification("wechatpay: malformed amount.total")
+        if event_type == "TRANSACTION.SUCCESS" and transaction.get("trade_state") != "SUCCESS":
+            raise InvalidNotification("wechatpay: callback's event_type and trade_state disagree")
+        facts = self._transaction_facts(transaction)
+        if facts is None:
+            raise InvalidNotification("wechatpay: malformed amount")
+        total, currency, mismatches = facts
         transaction_id = transaction.get("transaction_id")
         return Notification(
             notify_id=notify_id,
@@ -344,7 +363,39 @@ class WechatPayProvider:
             provider_trade_no=str(transaction_id) if transaction_id else None,
             occurred_at=_iso_time(transaction.get("success_time") or envelope.get("create_time")),
             raw={"event_type": event_type, "transaction": transaction},
+            currency=currency,
+            mismatches=mismatches,
+            foreign=not self._ours(transaction),
         )
+
+    def _ours(self, record: Mapping[str, Any]) -> bool:
+        """Whether a transaction is of this direct merchant: our ``mchid``, and none of a
+        partner's (服务商) ``sp_mchid``/``sub_mchid``, whose money goes to another account."""
+        return record.get("mchid") == self._mchid and not any(
+            key in record for key in ("sp_mchid", "sub_mchid")
+        )
+
+    def _transaction_facts(
+        self, transaction: Mapping[str, Any]
+    ) -> tuple[int, str, tuple[str, ...]] | None:
+        """A transaction's ``amount.total``, ``amount.currency`` and what in it is not ours or
+        disagrees (``appid``; ``payer_total`` or ``payer_currency`` other than the trade's: the
+        installation grants no discounts, so the payer pays the whole total, in CNY); ``None``
+        when the amount is malformed."""
+        amount = transaction.get("amount")
+        if not isinstance(amount, dict):
+            return None
+        total, currency = amount.get("total"), amount.get("currency", "CNY")
+        if not _is_fen(total) or total <= 0 or not isinstance(currency, str):
+            return None
+        mismatches: list[str] = []
+        if transaction.get("appid") != self._appid:
+            mismatches.append("appid")
+        if "payer_total" in amount and amount.get("payer_total") != total:
+            mismatches.append("payer_total")
+        if amount.get("payer_currency", currency) != currency:
+            mismatches.append("payer_currency")
+        return total, currency[:3], tuple(mismatches)
 
     def _refund_notification(
         self, envelope: Mapping[str, Any], notify_id: str, refund: Mapping[str, Any]
@@ -355,7 +406,7 @@ class WechatPayProvider:
         the one the signed ``event_type`` announces.
         """
         event_type = envelope.get("event_type")
-        if refund.get("mchid") != self._mchid:
+        if not self._ours(refund):
             raise InvalidNotification("wechatpay: refund callback is for another merchant")
         refund_status = refund.get("refund_status")
         if event_type not in REFUND_EVENTS or REFUND_EVENTS[event_type] != refund_status:
@@ -367,11 +418,19 @@ class WechatPayProvider:
             raise InvalidNotification("wechatpay: refund callback lacks out_trade_no")
         if not isinstance(refund_no, str) or not refund_no:
             raise InvalidNotification("wechatpay: refund callback lacks out_refund_no")
-        amount = refund.get("amount")
-        refunded = amount.get("refund") if isinstance(amount, dict) else None
-        total = amount.get("total") if isinstance(amount, dict) else None
+        stated = refund.get("amount")
+        amount: Mapping[str, Any] = stated if isinstance(stated, dict) else {}
+        refunded, total = amount.get("refund"), amount.get("total")
         if not _is_fen(refunded) or not _is_fen(total) or not 0 < refunded <= total:
             raise InvalidNotification("wechatpay: malformed amount.refund or amount.total")
+        mismatches = tuple(
+            name
+            for name, value, expected in (
+                ("payer_refund", amount.get("payer_refund", refunded), refunded),
+                ("payer_total", amount.get("payer_total", total), total),
+            )
+            if value != expected
+        )
         refund_id, transaction_id = refund.get("refund_id"), refund.get("transaction_id")
         return Notification(
             notify_id=notify_id,
@@ -386,6 +445,8 @@ class WechatPayProvider:
             kind="refund",
             refund_no=refund_no,
             provider_refund_no=str(refund_id) if refund_id else None,
+            mismatches=mismatches,
+            trade_total_fen=total,
         )
 
     def _verified_callback(
@@ -436,11 +497,12 @@ class WechatPayProvider:
             raise InvalidNotification("wechatpay: resource does not decrypt") from error
 
     def acknowledge(self, *, accepted: bool) -> Acknowledgement:
-        """HTTP 204 with no body when taken; a 500 ``{"code":"FAIL"}`` so WeChat retries otherwise."""
+        """HTTP 204 with no body when taken; else a 400 ``{"code":"FAIL"}``, so that WeChat
+        retries (it retries on any 4XX or 5XX; we never answer 5XX)."""
         if accepted:
             return Acknowledgement(status_code=204, media_type="application/json", body="")
         body = json.dumps({"code": "FAIL", "message": "失败"}, ensure_ascii=False)
-        return Acknowledgement(status_code=500, media_type="application/json", body=body)
+        return Acknowledgement(status_code=400, media_type="application/json", body=body)
 
     # --- statements ------------------------------------------------------------------------
 

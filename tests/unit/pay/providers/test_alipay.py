@@ -150,13 +150,37 @@ def test_an_added_or_removed_field_is_refused(offline: AlipayProvider, keys: Key
 
 
 @pytest.mark.parametrize(
-    "overrides", [{"app_id": "2021000999999999"}, {"seller_id": "2088000000000000"}]
+    ("overrides", "mismatches", "foreign"),
+    [
+        ({}, (), False),
+        ({"app_id": "2021000999999999"}, ("app_id",), False),
+        ({"seller_id": "2088000000000000"}, (), True),
+        ({"trans_currency": "USD"}, (), False),
+        ({"settle_currency": "USD"}, ("settle_currency",), False),
+        ({"receipt_amount": "12.33"}, ("receipt_amount",), False),
+        ({"buyer_pay_amount": "1.00"}, ("buyer_pay_amount",), False),
+    ],
 )
-def test_a_correctly_signed_notification_for_another_merchant_is_refused(
-    offline: AlipayProvider, keys: Keys, overrides: dict[str, str]
+def test_a_correctly_signed_notification_says_what_in_it_is_not_ours(
+    offline: AlipayProvider,
+    keys: Keys,
+    overrides: dict[str, str],
+    mismatches: tuple[str, ...],
+    foreign: bool,
 ) -> None:
+    # Given a genuine notification naming another app, seller, currency or received amount
     body = alipay_notification(trade_params(**overrides), keys.alipay)
-    with pytest.raises(InvalidNotification, match="another"):
+    # When it is verified
+    notification = offline.parse_notification(headers={}, body=body)
+    # Then it is handed on (the service refuses, keeps and refunds it), saying what differs
+    assert (notification.mismatches, notification.foreign) == (mismatches, foreign)
+    expected_currency = overrides.get("trans_currency", "CNY")
+    assert (notification.amount_fen, notification.currency) == (1234, expected_currency)
+
+
+def test_a_malformed_received_amount_is_refused(offline: AlipayProvider, keys: Keys) -> None:
+    body = alipay_notification(trade_params(receipt_amount="12.3.4"), keys.alipay)
+    with pytest.raises(InvalidNotification, match="yuan"):
         offline.parse_notification(headers={}, body=body)
 
 
@@ -366,6 +390,31 @@ def test_query_follows_the_trade_at_the_gateway(
 
     assert (paid.status, paid.amount_fen) == ("succeeded", 1234)
     assert paid.provider_trade_no == alipay_gateway.trades["P20261126000001"]["trade_no"]
+
+
+@pytest.mark.parametrize(
+    ("change", "mismatches", "currency"),
+    [
+        ({"trans_currency": "USD"}, (), "USD"),
+        ({"settle_currency": "USD"}, ("settle_currency",), "CNY"),
+        ({"receipt_amount": "10.00"}, ("receipt_amount",), "CNY"),
+    ],
+)
+def test_a_query_answer_says_what_in_it_is_not_ours(
+    alipay: AlipayProvider,
+    alipay_gateway: FakeAlipayGateway,
+    change: dict[str, str],
+    mismatches: tuple[str, ...],
+    currency: str,
+) -> None:
+    # Given a trade paid at Alipay on terms that are not the payment's
+    alipay.create_checkout(checkout_request())
+    alipay_gateway.pay("P20261126000001")
+    alipay_gateway.trades["P20261126000001"] |= change
+    # When it is asked about, then the answer says so, for the service to refuse
+    paid = alipay.query("P20261126000001")
+    assert (paid.status, paid.amount_fen, paid.currency) == ("succeeded", 1234, currency)
+    assert paid.mismatches == mismatches
 
 
 def test_refunds_are_idempotent_and_bounded(

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 from tests.fakes.pay_gateways import (
@@ -39,7 +40,13 @@ from civicloud.pay.providers import (
     build_providers,
 )
 
-Notify = Callable[[str, int], tuple[dict[str, str], bytes]]
+
+class Notify(Protocol):
+    """How a provider notifies us that it took ``amount_fen`` in ``currency`` for a trade."""
+
+    def __call__(
+        self, trade_no: str, amount_fen: int, currency: str = "CNY"
+    ) -> tuple[dict[str, str], bytes]: ...
 
 
 @dataclass
@@ -60,8 +67,10 @@ def world(
     if request.param == "sandbox":
         sandbox = SandboxProvider(bytes(32), clock=lambda: NOW)
 
-        def sandbox_notify(trade_no: str, amount_fen: int) -> tuple[dict[str, str], bytes]:
-            (notice,) = sandbox.simulate(trade_no, amount_fen=amount_fen)
+        def sandbox_notify(
+            trade_no: str, amount_fen: int, currency: str = "CNY"
+        ) -> tuple[dict[str, str], bytes]:
+            (notice,) = sandbox.simulate(trade_no, amount_fen=amount_fen, currency=currency)
             return dict(notice.headers), notice.body
 
         def sandbox_settle(trade_no: str) -> None:
@@ -72,7 +81,9 @@ def world(
         alipay_gateway: FakeAlipayGateway = request.getfixturevalue("alipay_gateway")
         alipay: AlipayProvider = request.getfixturevalue("alipay")
 
-        def alipay_notify(trade_no: str, amount_fen: int) -> tuple[dict[str, str], bytes]:
+        def alipay_notify(
+            trade_no: str, amount_fen: int, currency: str = "CNY"
+        ) -> tuple[dict[str, str], bytes]:
             params = {
                 "app_id": APP_ID,
                 "seller_id": SELLER_ID,
@@ -83,7 +94,7 @@ def world(
                 "trade_status": "TRADE_SUCCESS",
                 "total_amount": f"{amount_fen // 100}.{amount_fen % 100:02d}",
                 "notify_time": "2026-11-26 10:00:06",
-            }
+            } | ({"trans_currency": currency} if currency != "CNY" else {})
             return {"Content-Type": "application/x-www-form-urlencoded"}, alipay_notification(
                 params, keys.alipay
             )
@@ -93,14 +104,16 @@ def world(
         wechat_gateway: FakeWechatGateway = request.getfixturevalue("wechat_gateway")
         wechatpay: WechatPayProvider = request.getfixturevalue("wechatpay")
 
-        def wechat_notify(trade_no: str, amount_fen: int) -> tuple[dict[str, str], bytes]:
+        def wechat_notify(
+            trade_no: str, amount_fen: int, currency: str = "CNY"
+        ) -> tuple[dict[str, str], bytes]:
             transaction = {
                 "appid": APPID,
                 "mchid": MCHID,
                 "out_trade_no": trade_no,
                 "transaction_id": "42000012342026112612345" + trade_no[-5:],
                 "trade_state": "SUCCESS",
-                "amount": {"total": amount_fen, "currency": "CNY"},
+                "amount": {"total": amount_fen, "currency": currency},
             }
             return wechat_callback(
                 transaction,
@@ -135,6 +148,33 @@ def test_a_payment_goes_from_checkout_to_a_verified_notification(world: World) -
     assert notification.notify_id
     record = provider.query("P20261126000001")
     assert (record.status, record.amount_fen) == ("succeeded", 1234)
+
+
+@pytest.mark.parametrize(("amount_fen", "currency"), [(1234, "USD"), (1, "CNY"), (1235, "CNY")])
+def test_a_genuine_notification_states_the_amount_and_currency_taken(
+    world: World, amount_fen: int, currency: str
+) -> None:
+    # Given a trade the provider settled for another amount or in another currency
+    world.provider.create_checkout(checkout_request())
+    world.settle("P20261126000001")
+    # When it notifies us
+    headers, body = world.notify("P20261126000001", amount_fen, currency)
+    notification = world.provider.parse_notification(headers=headers, body=body)
+    # Then the verified notification says so, for the service to compare with the payment
+    assert (notification.amount_fen, notification.currency) == (amount_fen, currency)
+    assert (notification.mismatches, notification.foreign) == ((), False)
+
+
+def test_a_paid_trade_answers_its_currency_and_nothing_amiss(world: World) -> None:
+    world.provider.create_checkout(checkout_request())
+    world.settle("P20261126000001")
+    record = world.provider.query("P20261126000001")
+    assert (record.status, record.amount_fen, record.currency, record.mismatches) == (
+        "succeeded",
+        1234,
+        "CNY",
+        (),
+    )
 
 
 def test_a_refund_is_taken_once(world: World) -> None:

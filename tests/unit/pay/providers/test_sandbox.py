@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -43,7 +44,7 @@ def sandbox(clock: Clock | None = None, secret: bytes = SECRET) -> SandboxProvid
 
 
 def paid(
-    provider: SandboxProvider, trade_no: str = "P20261126000001", **options: bool
+    provider: SandboxProvider, trade_no: str = "P20261126000001", **options: Any
 ) -> list[SandboxNotice]:
     """Register a trade and simulate its success; the notifications sent."""
     provider.create_checkout(checkout_request(trade_no))

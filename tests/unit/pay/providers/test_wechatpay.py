@@ -280,8 +280,6 @@ def test_a_resource_encrypted_with_another_apiv3_key_is_refused(
 @pytest.mark.parametrize(
     "overrides",
     [
-        {"mchid": "1900000110"},
-        {"appid": "wx0000000000000000"},
         {"amount": {"total": "1234"}},
         {"amount": {"total": 0}},
         {"amount": {"total": True}},
@@ -294,6 +292,58 @@ def test_a_decrypted_resource_that_is_not_ours_or_malformed_is_refused(
 ) -> None:
     headers, body = callback(keys, **overrides)
     with pytest.raises(InvalidNotification):
+        offline.parse_notification(headers=headers, body=body)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "mismatches", "foreign", "currency"),
+    [
+        ({}, (), False, "CNY"),
+        ({"mchid": "1900000110"}, (), True, "CNY"),
+        ({"sub_mchid": "1900000111"}, (), True, "CNY"),
+        ({"appid": "wx0000000000000000"}, ("appid",), False, "CNY"),
+        (
+            {"amount": {"total": 1234, "currency": "USD", "payer_currency": "USD"}},
+            (),
+            False,
+            "USD",
+        ),
+        (
+            {"amount": {"total": 1234, "currency": "CNY", "payer_currency": "USD"}},
+            ("payer_currency",),
+            False,
+            "CNY",
+        ),
+        (
+            {"amount": {"total": 1234, "payer_total": 1000, "currency": "CNY"}},
+            ("payer_total",),
+            False,
+            "CNY",
+        ),
+    ],
+)
+def test_a_genuine_callback_says_what_in_it_is_not_ours(
+    offline: WechatPayProvider,
+    keys: Keys,
+    overrides: dict[str, Any],
+    mismatches: tuple[str, ...],
+    foreign: bool,
+    currency: str,
+) -> None:
+    # Given a genuine callback naming another merchant, app, currency or payer amount
+    headers, body = callback(keys, **overrides)
+    # When it is verified
+    notification = offline.parse_notification(headers=headers, body=body)
+    # Then it is handed on (the service refuses, keeps and refunds it), saying what differs
+    assert (notification.mismatches, notification.foreign) == (mismatches, foreign)
+    assert (notification.amount_fen, notification.currency) == (1234, currency)
+
+
+def test_a_success_event_for_a_trade_not_paid_is_refused(
+    offline: WechatPayProvider, keys: Keys
+) -> None:
+    headers, body = callback(keys, trade_state="NOTPAY")
+    with pytest.raises(InvalidNotification, match="disagree"):
         offline.parse_notification(headers=headers, body=body)
 
 
@@ -508,6 +558,64 @@ def test_refunds(wechatpay: WechatPayProvider, wechat_gateway: FakeWechatGateway
     assert "INVALID_REQUEST" in too_much.detail
     with pytest.raises(InvalidInput):
         wechatpay.refund(refund_no="R3", amount_fen=1235, **refund)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("change", "mismatches", "currency"),
+    [
+        ({"appid": "wx0000000000000000"}, ("appid",), "CNY"),
+        ({"amount": {"total": 1234, "currency": "USD"}}, (), "USD"),
+        ({"amount": {"total": 1234, "payer_total": 1, "currency": "CNY"}}, ("payer_total",), "CNY"),
+    ],
+)
+def test_a_query_answer_says_what_in_it_is_not_ours(
+    wechatpay: WechatPayProvider,
+    wechat_gateway: FakeWechatGateway,
+    change: dict[str, Any],
+    mismatches: tuple[str, ...],
+    currency: str,
+) -> None:
+    # Given a trade paid at WeChat on terms that are not the payment's
+    wechatpay.create_checkout(checkout_request())
+    wechat_gateway.pay("P20261126000001")
+    wechat_gateway.orders["P20261126000001"] |= change
+    # When it is asked about, then the answer says so, for the service to refuse
+    paid = wechatpay.query("P20261126000001")
+    assert (paid.status, paid.amount_fen, paid.currency) == ("succeeded", 1234, currency)
+    assert paid.mismatches == mismatches
+
+
+def test_a_paid_trade_answered_without_an_amount_is_an_error(
+    wechatpay: WechatPayProvider, wechat_gateway: FakeWechatGateway
+) -> None:
+    wechatpay.create_checkout(checkout_request())
+    wechat_gateway.pay("P20261126000001")
+    del wechat_gateway.orders["P20261126000001"]["amount"]
+    with pytest.raises(ProviderError, match="amount"):
+        wechatpay.query("P20261126000001")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"out_refund_no": "R9"},
+        {"out_trade_no": "P20261126000009"},
+        {"amount": {"refund": 999, "total": 1234, "currency": "CNY"}},
+        {"amount": {"refund": 1000, "total": 1234, "currency": "USD"}},
+    ],
+)
+def test_a_refund_answer_for_another_refund_leaves_its_fate_unknown(
+    wechatpay: WechatPayProvider, wechat_gateway: FakeWechatGateway, change: dict[str, Any]
+) -> None:
+    # Given a refund WeChat recorded otherwise than we asked
+    wechatpay.create_checkout(checkout_request())
+    wechat_gateway.pay("P20261126000001")
+    refund = {"trade_no": "P20261126000001", "total_fen": 1234, "reason": "多缴退费"}
+    wechatpay.refund(refund_no="R1", amount_fen=1000, **refund)  # type: ignore[arg-type]
+    wechat_gateway.refunds["R1"] |= change
+    # When we ask again, then the answer is not taken as this refund's (it stays pending)
+    with pytest.raises(ProviderError, match="another refund"):
+        wechatpay.refund(refund_no="R1", amount_fen=1000, **refund)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("mode", ["bad_sign", "unsigned", "unknown_serial"])
