@@ -13,7 +13,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 from typing import TypeVar
@@ -32,8 +32,9 @@ from civicloud.cli.common import (
     print_rows,
     unit_of_work,
 )
+from civicloud.core.dates import parse_date
 from civicloud.core.db import utcnow
-from civicloud.core.errors import Conflict, InvalidInput
+from civicloud.core.errors import Conflict
 from civicloud.core.services import Services
 from civicloud.pay import billing, ledger, payments, refunds, settlement, webhooks
 
@@ -189,10 +190,7 @@ def settle(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Settle one biller's day: succeeded minus refunded, as a bank batch file."""
-    try:
-        business_date = date.fromisoformat(day)
-    except ValueError:
-        raise InvalidInput(f"--date must look like 2026-11-26, not {day!r}") from None
+    business_date = parse_date(day)
     services = open_services(data_dir)
     with unit_of_work(services) as session:
         done = settlement.settle_day(

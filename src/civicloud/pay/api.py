@@ -7,13 +7,13 @@ response (and so before a provider is told ``success``).
 from __future__ import annotations
 
 import uuid
-from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from civicloud.core.dates import BoundedDate
 from civicloud.core.db import utcnow
 from civicloud.core.ratelimit import RateLimiter
 from civicloud.pay import (
@@ -202,7 +202,9 @@ def lookup_bills(
     request: Request,
     session: SessionDep,
     biller_id: uuid.UUID,
-    account: Annotated[str, Query(min_length=1, max_length=64)],
+    # As typed (spaces, full-width digits, either case): the service reads it as the biller
+    # writes it, and says so when it is empty.
+    account: Annotated[str, Query(max_length=200)] = "",
 ) -> list[PublicBill]:
     """A citizen's open bills at a biller, the payer's name masked (rate-limited per client)."""
     _limiter(request).hit(client_of(request))
@@ -337,7 +339,7 @@ def settle_day(
     actor: ActorDep,
     context: PayContextDep,
     biller_id: uuid.UUID,
-    business_date: Annotated[date, Query(alias="date")],
+    business_date: Annotated[BoundedDate, Query(alias="date")],
 ) -> SettlementRead:
     """Settle a biller's ended business day (idempotent: the same day gives the same batch)."""
     done = settlement.settle_day(
@@ -375,7 +377,7 @@ async def import_statement(
     actor: ActorDep,
     context: PayContextDep,
     provider: str,
-    business_date: Annotated[date, Query(alias="date")],
+    business_date: Annotated[BoundedDate, Query(alias="date")],
 ) -> StatementImportRead:
     """Import a provider's daily statement and classify every line (changes no money)."""
     content = await request.body()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,7 +19,9 @@ from sqlalchemy.orm import Session
 from civicloud.core import audit
 from civicloud.core.actor import Actor, authorize
 from civicloud.core.errors import InvalidInput
+from civicloud.core.patterns import TenantPattern, compile_pattern
 from civicloud.core.tenants import Tenant, resolve_tenant
+from civicloud.core.text import typed_forms
 from civicloud.pay.errors import (
     BillAlreadyPaid,
     BillBeingPaid,
@@ -30,6 +31,7 @@ from civicloud.pay.errors import (
 )
 from civicloud.pay.models import Bill, Biller, BillStatus, PaymentBill
 from civicloud.pay.schemas import (
+    BILL_DETAILS,
     MAX_AMOUNT_FEN,
     BillAmend,
     BillerCreate,
@@ -43,7 +45,11 @@ BILLER_READ = "pay.biller.read"
 BILLER_ADMIN = "pay.biller.admin"
 BILL_WRITE = "pay.bill.write"
 CSV_COLUMNS = ("bill_number", "account_number", "payer_name", "amount", "period", "due_date")
+#: Optional CSV columns that make up a bill's ``details`` (a traffic fine's decision).
+DETAIL_COLUMNS = ("decision_number", "offence_time", "place", "offence", "offence_code", "points")
 MAX_IMPORT_BYTES = 5 * 1024 * 1024
+#: The longest account number a bill may carry (the column's width).
+MAX_ACCOUNT_LENGTH = 64
 
 
 # --- billers -------------------------------------------------------------------------------
@@ -57,7 +63,7 @@ def create_biller(*, session: Session, actor: Actor, data: BillerCreate) -> Bill
     authorize(actor, BILLER_ADMIN, path=tenant.path, what="tenant")
     if tenant.kind not in ("agency", "enterprise"):
         raise InvalidInput("a biller belongs to an agency or an enterprise")
-    _compile_pattern(data.account_pattern)
+    compile_pattern(data.account_pattern)  # the schema checked it; a direct caller may not
     taken = session.scalars(
         select(Biller.id).where(Biller.tenant_id == tenant.id, Biller.code == data.code)
     ).first()
@@ -74,14 +80,6 @@ def create_biller(*, session: Session, actor: Actor, data: BillerCreate) -> Bill
         target=f"biller:{data.code}",
     )
     return biller
-
-
-def _compile_pattern(pattern: str) -> re.Pattern[str]:
-    # ASCII: ``\d`` must not accept full-width or other Unicode digits in an account number.
-    try:
-        return re.compile(pattern, re.ASCII)
-    except re.error as exc:
-        raise InvalidInput(f"account_pattern is not a regular expression: {exc}") from None
 
 
 def get_biller(*, session: Session, biller_id: uuid.UUID) -> Biller | None:
@@ -150,7 +148,7 @@ def import_bills(
     biller = get_biller_or_raise(
         session=session, actor=actor, biller_id=biller_id, permission=BILL_WRITE
     )
-    pattern = _compile_pattern(biller.account_pattern)
+    pattern = compile_pattern(biller.account_pattern)
     errors: list[RowError] = []
     good: list[BillIn] = []
     seen: dict[str, int] = {}
@@ -163,10 +161,14 @@ def import_bills(
         except ValidationError as exc:
             errors.append(RowError(line=line, bill_number=label, reason=_first_error(exc)))
             continue
-        if not pattern.fullmatch(bill.account_number):
+        account = normalise_account(pattern, bill.account_number)
+        details, wrong = _details(biller.category, bill.details)
+        if account is None:
             errors.append(
                 RowError(line=line, bill_number=label, reason="account_number has the wrong format")
             )
+        elif wrong is not None:
+            errors.append(RowError(line=line, bill_number=label, reason=wrong))
         elif bill.bill_number in seen:
             errors.append(
                 RowError(
@@ -177,7 +179,7 @@ def import_bills(
             )
         else:
             seen[bill.bill_number] = line
-            good.append(bill)
+            good.append(bill.model_copy(update={"account_number": account, "details": details}))
     existing = _existing_numbers(session, biller.id, [b.bill_number for b in good])
     if existing:
         kept = []
@@ -215,6 +217,7 @@ def import_bills(
                 period=bill.period,
                 due_date=bill.due_date,
                 late_fee_rule=bill.late_fee_rule.model_dump() if bill.late_fee_rule else None,
+                details=bill.details,
                 status=BillStatus.OPEN.value,
             )
         )
@@ -245,10 +248,28 @@ def import_bills_csv(
     )
 
 
-def _first_error(exc: ValidationError) -> str:
+def _first_error(exc: ValidationError, prefix: str = "") -> str:
     first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
+    where = ".".join(
+        [prefix, *(str(p) for p in first["loc"])] if prefix else map(str, first["loc"])
+    )
     return f"{where}: {first['msg']}" if where else str(first["msg"])
+
+
+def _details(
+    category: str, given: Mapping[str, Any] | None
+) -> tuple[dict[str, Any] | None, str | None]:
+    """A bill's ``details`` checked against its biller's kind: (what to store, why refused)."""
+    shape = BILL_DETAILS.get(category)
+    if shape is None:
+        return None, ("details: bills of this biller carry no details" if given else None)
+    if given is None:
+        fields = ", ".join(name for name, f in shape.model_fields.items() if f.is_required())
+        return None, f"details: a bill of this biller needs its details ({fields})"
+    try:
+        return shape.model_validate(given).model_dump(mode="json", exclude_none=True), None
+    except ValidationError as exc:
+        return None, _first_error(exc, "details")
 
 
 def _existing_numbers(session: Session, biller_id: uuid.UUID, numbers: list[str]) -> set[str]:
@@ -267,7 +288,8 @@ def _existing_numbers(session: Session, biller_id: uuid.UUID, numbers: list[str]
 
 def parse_csv(content: bytes) -> list[dict[str, Any]]:
     """Rows of a bills CSV (UTF-8, header ``bill_number,account_number,payer_name,amount,period,
-    due_date``, amount in yuan with at most two decimals); raises ``InvalidInput`` for a file
+    due_date``, amount in yuan with at most two decimals; a traffic fine's file adds the
+    :data:`DETAIL_COLUMNS`, which become its ``details``); raises ``InvalidInput`` for a file
     that cannot be read at all."""
     if len(content) > MAX_IMPORT_BYTES:
         raise InvalidInput(f"the file is larger than {MAX_IMPORT_BYTES} bytes")
@@ -287,12 +309,20 @@ def parse_csv(content: bytes) -> list[dict[str, Any]]:
             f"the header lacks {', '.join(missing)}; it needs {','.join(CSV_COLUMNS)}"
         )
     rows: list[dict[str, Any]] = []
+    extras = [c for c in DETAIL_COLUMNS if c in header]
     try:
         for record in reader:
             row: dict[str, Any] = {
                 k: (v or "").strip() for k, v in record.items() if k in CSV_COLUMNS
             }
             row["amount_fen"] = _yuan_to_fen(row.pop("amount", ""))
+            details: dict[str, Any] = {
+                k: (record.get(k) or "").strip() for k in extras if (record.get(k) or "").strip()
+            }
+            if str(details.get("points", "x")).isdigit():
+                details["points"] = int(details["points"])
+            if details:
+                row["details"] = details
             rows.append(row)
     except csv.Error as exc:
         raise InvalidInput(f"the CSV is malformed near line {reader.line_num}: {exc}") from None
@@ -400,6 +430,19 @@ def mask_name(name: str) -> str:
     return chars[0] + "*" * (len(chars) - 2) + chars[-1]
 
 
+def normalise_account(pattern: TenantPattern, typed: str) -> str | None:
+    """The account number as the biller writes it, from what a person typed (full-width digits,
+    spaces, either case); ``None`` when no such reading matches the biller's pattern.
+
+    The readings are tried in the order of :func:`civicloud.core.text.typed_forms`, so a value
+    that matches as it is stays as it is: bills imported before folding are found the same.
+    """
+    for candidate in typed_forms(typed):
+        if len(candidate) <= MAX_ACCOUNT_LENGTH and pattern.fullmatch(candidate):
+            return candidate
+    return None
+
+
 def late_fee_fen(bill: Bill, today: date) -> int:
     """The late fee owed on ``today``: basis points of the amount per day overdue, capped."""
     return late_fee(
@@ -425,8 +468,10 @@ def lookup_open_bills(
     biller = session.get(Biller, biller_id)
     if biller is None:
         raise BillerNotFound("no such biller", resource="biller")
-    account = account_number.strip()
-    if len(account) > 64 or not _compile_pattern(biller.account_pattern).fullmatch(account):
+    if not account_number.strip():
+        raise InvalidInput("enter the account number")
+    account = normalise_account(compile_pattern(biller.account_pattern), account_number)
+    if account is None:
         raise InvalidInput("that is not an account number of this biller")
     bills = session.scalars(
         select(Bill)
@@ -452,6 +497,7 @@ def _public(bill: Bill, today: date) -> PublicBill:
         currency=bill.currency,
         period=bill.period,
         due_date=bill.due_date,
+        details=bill.details,
     )
 
 

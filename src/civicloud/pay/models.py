@@ -134,6 +134,10 @@ class Bill(Base):
     due_date: Mapped[date] = mapped_column(Date)
     #: ``{"per_day_basis_points": 5, "cap_fen": 10000}`` or ``None``.
     late_fee_rule: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: What a bill of its biller's kind says besides its amount, validated at import by the
+    #: kind's schema (``schemas.BILL_DETAILS``): a traffic fine's decision number, time, place
+    #: and offence (``FineDetails``). ``None`` for kinds with none (water, power, gas, fees).
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(10), default=BillStatus.OPEN.value)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

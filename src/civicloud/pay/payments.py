@@ -511,7 +511,9 @@ def apply_notification(
                 provider_trade_no=notification.provider_trade_no or row.provider_trade_no,
             ),
             bills=[
-                _PaidBill(b.bill_id, b.paid_fen, b.bill_number, b.account_number, b.period)
+                _PaidBill(
+                    b.bill_id, b.paid_fen, b.bill_number, b.account_number, b.period, b.details
+                )
                 for b in bills
             ],
             biller=_PaidBiller(
@@ -734,7 +736,7 @@ def apply_success(
             provider_trade_no=payment.provider_trade_no,
         ),
         bills=[
-            _PaidBill(b.id, fen[b.id], b.bill_number, b.account_number, b.period)
+            _PaidBill(b.id, fen[b.id], b.bill_number, b.account_number, b.period, b.details)
             for b in locked.bills
         ],
         biller=_PaidBiller(
@@ -774,6 +776,7 @@ class _PaidBill:
     bill_number: str
     account_number: str
     period: str
+    details: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -939,6 +942,7 @@ def _statements(dialect: str) -> _Statements:
             Bill.bill_number,
             Bill.account_number,
             Bill.period,
+            Bill.details,
             Biller.id.label("biller_id"),
             Biller.code,
             Biller.name_zh,

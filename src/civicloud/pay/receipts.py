@@ -357,6 +357,8 @@ class ReceiptBill(Protocol):
     def account_number(self) -> str: ...
     @property
     def period(self) -> str: ...
+    @property
+    def details(self) -> dict[str, Any] | None: ...
 
 
 def sign_receipt(
@@ -387,6 +389,8 @@ def sign_receipt(
                     "account": mask_account(bill.account_number),
                     "period": bill.period,
                     "amount_fen": amount_fen,
+                    # A traffic fine's decision (number, time, place, offence) is signed too.
+                    **({"details": bill.details} if bill.details else {}),
                 }
                 for bill, amount_fen in bills
             ],
@@ -652,6 +656,10 @@ _LABELS: Mapping[str, Mapping[str, str]] = {
         "bill_number": "账单号",
         "account": "户号",
         "period": "账期",
+        "offence_time": "违法时间",
+        "place": "违法地点",
+        "offence": "违法行为",
+        "decision_number": "决定书编号",
         "amount": "金额",
         "total": "合计",
         "signature": "数字签名",
@@ -673,6 +681,10 @@ _LABELS: Mapping[str, Mapping[str, str]] = {
         "bill_number": "Bill no.",
         "account": "Account",
         "period": "Period",
+        "offence_time": "Offence time",
+        "place": "Place",
+        "offence": "Offence",
+        "decision_number": "Decision no.",
         "amount": "Amount",
         "total": "Total",
         "signature": "Digital signature",
@@ -724,11 +736,16 @@ def _view(receipt: Receipt, language: str, public_base_url: str) -> dict[str, An
             {
                 "bill_number": line["bill_number"],
                 "account": line["account"],
-                "period": line["period"],
+                # A fine is known by when it was recorded, not by a billing period.
+                "period": f"{datetime.fromisoformat(line['details']['offence_time']).astimezone(RECEIPT_TZ):%Y-%m-%d %H:%M}"
+                if line.get("details")
+                else line["period"],
+                "fine": line.get("details"),
                 "amount": _money(line["amount_fen"], symbol),
             }
             for line in body["bills"]
         ],
+        "fines": any(line.get("details") for line in body["bills"]),
         "total": _money(body["amount_fen"], symbol),
         "algorithm": receipt.algorithm,
         "key_id": receipt.key_id,
@@ -845,13 +862,20 @@ class _Pdf:
         widths = (34.0, 30.0, 28.0, self.width - 92)
         self.pdf.set_fill_color(235, 235, 235)
         for key, width in zip(keys, widths, strict=True):
-            self.pdf.cell(width, 6, self.text(t[key]), border="B", fill=True)
+            heading = "offence_time" if key == "period" and view["fines"] else key
+            self.pdf.cell(width, 6, self.text(t[heading]), border="B", fill=True)
         self.pdf.ln()
         for bill in view["bills"]:
             for key, width in zip(keys, widths, strict=True):
                 align = "R" if key == "amount" else "L"
                 self.pdf.cell(width, 6, self.text(bill[key]), align=align)
             self.pdf.ln()
+            if bill["fine"]:  # a fine's decision, under its row
+                fine = bill["fine"]
+                self.font(8)
+                for label in ("offence", "place", "decision_number"):
+                    self.line(4.5, f"{t[label]}: {fine[label]}")
+                self.font(9)
         self.font(11)
         self.pdf.cell(sum(widths[:-1]), 8, self.text(t["total"]), border="T")
         self.pdf.cell(widths[-1], 8, self.text(view["total"]), border="T", align="R")

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from civicloud.core.dates import BoundedDate, BoundedDateTime
+from civicloud.core.patterns import MAX_PATTERN_LENGTH, PatternText
+from civicloud.core.text import DisplayText
 from civicloud.pay.models import BillerCategory
 
 #: The largest amount a bill or payment may carry: 100 million yuan, far below 2**63 fen.
 MAX_AMOUNT_FEN = 10_000_000_000
-TEXT = r"^[^\x00-\x1f\x7f]*$"
 
 
 class BillerCreate(BaseModel):
@@ -22,13 +25,17 @@ class BillerCreate(BaseModel):
 
     tenant_id: uuid.UUID
     code: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$", examples=["water"])
-    name_zh: str = Field(min_length=1, max_length=200, pattern=TEXT)
-    name_en: str = Field(min_length=1, max_length=200, pattern=TEXT)
+    name_zh: DisplayText = Field(min_length=1, max_length=200)
+    name_en: DisplayText = Field(min_length=1, max_length=200)
     category: BillerCategory
-    account_pattern: str = Field(min_length=1, max_length=200, examples=[r"\d{10}"])
-    settlement_bank: str = Field(min_length=1, max_length=200, pattern=TEXT)
+    #: The account numbers' format, as a regular expression run by RE2 (linear time: no
+    #: backreferences, no look-around) that every account number matches in full.
+    account_pattern: PatternText = Field(
+        min_length=1, max_length=MAX_PATTERN_LENGTH, examples=[r"\d{10}"]
+    )
+    settlement_bank: DisplayText = Field(min_length=1, max_length=200)
     settlement_account: str = Field(pattern=r"^[0-9]{6,34}$")
-    settlement_account_name: str = Field(min_length=1, max_length=200, pattern=TEXT)
+    settlement_account_name: DisplayText = Field(min_length=1, max_length=200)
     webhook_url: str | None = Field(default=None, max_length=500, pattern=r"^https?://\S+$")
     webhook_secret: str | None = Field(default=None, min_length=16, max_length=200)
 
@@ -60,19 +67,42 @@ class LateFeeRule(BaseModel):
     cap_fen: int = Field(ge=0, le=MAX_AMOUNT_FEN)
 
 
+class FineDetails(BaseModel):
+    """What a traffic fine's decision (处罚决定书) says besides the amount: its number, when
+    and where the offence was recorded, what it was, and (when given) its code and points."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision_number: str = Field(pattern=r"^[0-9A-Z][0-9A-Z-]{5,31}$", examples=["210202100012345"])
+    offence_time: BoundedDateTime = Field(examples=["2026-11-03T08:42:00+08:00"])
+    place: DisplayText = Field(
+        min_length=1, max_length=200, examples=["大连市中山区人民路与解放路交叉口"]
+    )
+    offence: DisplayText = Field(
+        min_length=1, max_length=200, examples=["机动车不按交通信号灯规定通行"]
+    )
+    offence_code: str | None = Field(default=None, pattern=r"^[0-9]{4,5}$", examples=["1625"])
+    points: int | None = Field(default=None, ge=0, le=12, strict=True)
+
+
+#: The details each kind of biller's bills carry; a kind not named here carries none.
+BILL_DETAILS: Mapping[str, type[FineDetails]] = {BillerCategory.FINE.value: FineDetails}
+
+
 class BillIn(BaseModel):
-    """One bill to publish."""
+    """One bill to publish (``details``: what its biller's kind needs, see ``BILL_DETAILS``)."""
 
     model_config = ConfigDict(extra="forbid")
 
     bill_number: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$")
     account_number: str = Field(min_length=1, max_length=64)
-    payer_name: str = Field(min_length=1, max_length=100, pattern=TEXT)
+    payer_name: DisplayText = Field(min_length=1, max_length=100)
     amount_fen: int = Field(gt=0, le=MAX_AMOUNT_FEN, strict=True)
     currency: Literal["CNY"] = "CNY"
-    period: str = Field(min_length=1, max_length=32, pattern=TEXT)
-    due_date: date
+    period: DisplayText = Field(min_length=1, max_length=32)
+    due_date: BoundedDate
     late_fee_rule: LateFeeRule | None = None
+    details: dict[str, Any] | None = None
 
 
 class BillBatch(BaseModel):
@@ -115,6 +145,7 @@ class BillRead(BaseModel):
     currency: str
     period: str
     due_date: date
+    details: dict[str, Any] | None
     status: str
     version: int
 
@@ -125,7 +156,7 @@ class BillAmend(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     amount_fen: int | None = Field(default=None, gt=0, le=MAX_AMOUNT_FEN, strict=True)
-    due_date: date | None = None
+    due_date: BoundedDate | None = None
     version: int | None = Field(default=None, ge=1)
 
 
@@ -141,6 +172,8 @@ class PublicBill(BaseModel):
     currency: str
     period: str
     due_date: date
+    #: A traffic fine's decision: its number, time, place and offence (``None`` for others).
+    details: FineDetails | None = None
 
 
 class PaymentCreate(BaseModel):
@@ -187,7 +220,7 @@ class RefundCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     amount_fen: int = Field(gt=0, le=MAX_AMOUNT_FEN, strict=True)
-    reason: str = Field(min_length=1, max_length=300, pattern=TEXT)
+    reason: DisplayText = Field(min_length=1, max_length=300)
 
 
 class RefundRead(BaseModel):
@@ -264,7 +297,7 @@ class Resolution(BaseModel):
     debit_code: str = Field(min_length=1, max_length=100)
     credit_code: str = Field(min_length=1, max_length=100)
     amount_fen: int = Field(gt=0, le=MAX_AMOUNT_FEN, strict=True)
-    memo: str = Field(min_length=1, max_length=300, pattern=TEXT)
+    memo: DisplayText = Field(min_length=1, max_length=300)
 
 
 class WebhookDeliveryRead(BaseModel):

@@ -7,6 +7,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from civicloud.core.text import DisplayText
+
 USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{2,63}$"
 
 
@@ -16,7 +18,7 @@ class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     username: str = Field(pattern=USERNAME_PATTERN, examples=["li.wei"])
-    display_name: str = Field(min_length=1, max_length=200, examples=["李伟"])
+    display_name: DisplayText = Field(min_length=1, max_length=200, examples=["李伟"])
     email: str | None = Field(default=None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
     password: str | None = Field(default=None, min_length=1, max_length=1024)
     tenant_id: uuid.UUID
@@ -27,7 +29,7 @@ class UserUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    display_name: str | None = Field(default=None, min_length=1, max_length=200)
+    display_name: DisplayText | None = Field(default=None, min_length=1, max_length=200)
     email: str | None = Field(default=None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
     is_active: bool | None = None
     password: str | None = Field(default=None, min_length=1, max_length=1024)
@@ -53,7 +55,7 @@ class ApiKeyCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=100, examples=["billing import job"])
+    name: DisplayText = Field(min_length=1, max_length=100, examples=["billing import job"])
     expires_in_days: int | None = Field(default=None, ge=1, le=3650)
 
 

@@ -7,6 +7,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from civicloud.core.text import DisplayText
+
 
 class RoleRead(BaseModel):
     """A role and the permission patterns it grants."""
@@ -26,8 +28,8 @@ class RoleCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{1,63}$")
-    name_zh: str = Field(min_length=1, max_length=100)
-    name_en: str = Field(min_length=1, max_length=100)
+    name_zh: DisplayText = Field(min_length=1, max_length=100)
+    name_en: DisplayText = Field(min_length=1, max_length=100)
     permissions: list[str] = Field(min_length=1, max_length=200)
 
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from civicloud.core.tenants.models import TenantKind
+from civicloud.core.text import DisplayText
 
 SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
 
@@ -18,8 +19,8 @@ class TenantCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     slug: str = Field(pattern=SLUG_PATTERN, examples=["dalian-water"])
-    name_zh: str = Field(min_length=1, max_length=200, examples=["大连市供水有限公司"])
-    name_en: str = Field(min_length=1, max_length=200, examples=["Dalian Water Supply"])
+    name_zh: DisplayText = Field(min_length=1, max_length=200, examples=["大连市供水有限公司"])
+    name_en: DisplayText = Field(min_length=1, max_length=200, examples=["Dalian Water Supply"])
     kind: TenantKind
     parent_id: uuid.UUID | None = None
     #: The home region; defaults to the parent's.
@@ -31,8 +32,8 @@ class TenantRename(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name_zh: str | None = Field(default=None, min_length=1, max_length=200)
-    name_en: str | None = Field(default=None, min_length=1, max_length=200)
+    name_zh: DisplayText | None = Field(default=None, min_length=1, max_length=200)
+    name_en: DisplayText | None = Field(default=None, min_length=1, max_length=200)
     version: int | None = Field(default=None, ge=1)
 
 

@@ -63,6 +63,14 @@ router = APIRouter(include_in_schema=False)
 RETURN_PATH = "/pay/return"
 _TRADE_NO = re.compile(r"[A-Za-z0-9]{1,32}")
 _ACCOUNT_INVALID = N_("This is not an account number of this biller. Check it against your bill.")
+#: What an empty account field says, in the words the page labels the field with.
+_ACCOUNT_MISSING = {
+    "water": N_("Enter the account number."),
+    "power": N_("Enter the account number."),
+    "gas": N_("Enter the account number."),
+    "fine": N_("Enter the licence plate number."),
+    "fee": N_("Enter the payment reference number."),
+}
 _CHOOSE_BILL = N_("Choose at least one bill to pay.")
 _CHOOSE_PROVIDER = N_("Choose how you want to pay.")
 _BILLS_CHANGED = N_(
@@ -129,7 +137,8 @@ def open_bills(
     """The open bills of an account, to choose and pay (rate-limited per client)."""
     biller = _public_biller(session, biller_id)
     if not account.strip():
-        return _account_page(request, biller, account, _ACCOUNT_INVALID, status_code=422)
+        missing = _ACCOUNT_MISSING.get(biller.category, _ACCOUNT_MISSING["water"])
+        return _account_page(request, biller, account, missing, status_code=422)
     try:
         bills = _lookup(request, session, biller, account)
     except LookupThrottled as exc:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
 from civicloud.core import tenants
+from civicloud.core.dates import DateOutOfRange, parse_date
 from civicloud.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from civicloud.core.roles import Actor
 from civicloud.pay import (
@@ -59,7 +60,7 @@ LIST_LIMIT = 100
 
 _AMOUNT_HINT = N_("Enter an amount in yuan with at most two decimals, such as 12.50.")
 _REASON_HINT = N_("Say in a few words why (at most 300 characters).")
-_DATE_HINT = N_("Enter a date as YYYY-MM-DD.")
+_DATE_HINT = N_("Enter a date between 2000-01-01 and 2100-12-31 as YYYY-MM-DD.")
 _BILLER_HINT = N_("Choose a biller.")
 _PROVIDER_HINT = N_("Choose the provider whose statement this is.")
 _FILE_HINT = N_("Choose a file to upload.")
@@ -96,9 +97,10 @@ def _tenant_path(session: Session, tenant_id: uuid.UUID) -> str:
 
 
 def _parse_date(text: str) -> date | None:
+    # One range for every date taken (core.dates): a year 1 or 9999 day is refused as malformed.
     try:
-        return date.fromisoformat(text.strip())
-    except ValueError:
+        return parse_date(text)
+    except DateOutOfRange:
         return None
 
 
