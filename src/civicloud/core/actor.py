@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from civicloud.core.context import note_target
 from civicloud.core.errors import NotFound, PermissionDenied
 from civicloud.core.permissions import matches
 
@@ -94,7 +95,12 @@ class Actor:
 
 def authorize(actor: Actor, permission: str, *, path: str, what: str = "resource") -> None:
     """The one authorisation check: 404 when the actor cannot see ``path``, 403 when it may see
-    it but lacks ``permission``."""
+    it but lacks ``permission``.
+
+    The tenant is noted for the request (``core.context.note_target``): a refused call is
+    audited under the tenant it was aimed at, so that tenant's auditors see it.
+    """
+    note_target(path)
     if not actor.sees(path):
         raise NotFound(f"no such {what}")
     if not actor.can(permission, path):

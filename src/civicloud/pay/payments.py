@@ -244,14 +244,10 @@ def create_payment(
             "p_checkout": values["checkout"],
         },
     )
-    audit.record(
-        session=session,
-        actor=actor,
-        action="pay.payment.create",
-        tenant_id=values["tenant_id"],
-        target=f"payment:{values['trade_no']}",
-        detail={"bills": [b.bill_number for b in bills], "amount_fen": values["amount_fen"]},
-    )
+    # No audit record: a citizen's payment is a data event of the payment itself, kept whole in
+    # its row and its bill links (trade number, amounts, bills, times, provider trade), which
+    # is what reconciliation reads; the audit log holds management events, and anonymous
+    # callers must not be able to grow it at will.
     # The row as written, handed to the session as if it had been read: no read back.
     payment = Payment(**values)
     make_transient_to_detached(payment)

@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from civicloud.core.context import set_request_id
+from civicloud.core.context import begin_targets, set_request_id
 from civicloud.web.problems import PROBLEM_TYPE_BASE
 
 log = logging.getLogger("civicloud.access")
@@ -62,6 +62,7 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         request_id = _incoming_request_id(scope) or uuid.uuid4().hex
         set_request_id(request_id)
+        begin_targets()  # the tenants the request is authorised against, for auditing refusals
         status = 500
         response_started = False
         head = scope["method"] == "HEAD"

@@ -1,12 +1,16 @@
 """RFC 9457 problem documents: every error leaves the API as ``application/problem+json``.
 
-Service errors are translated here, once. Failed state-changing calls are also audited here,
-in a transaction of their own, because the request's own transaction has been rolled back.
+Service errors are translated here, once: ``detail`` is in the language the caller's
+``Accept-Language`` asks for (English when it asks for none we have), and an error's parameters
+(amounts as integer fen) travel as the ``params`` member for programs. Failed state-changing
+calls are also audited here, in a transaction of their own, because the request's own
+transaction has been rolled back.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from civicloud.core import audit
-from civicloud.core.context import current_request_id
+from civicloud.core.context import current_request_id, last_target
 from civicloud.core.errors import CivicloudError
 from civicloud.core.roles import Actor
 from civicloud.web.deps import SAFE_METHODS, services_of
@@ -40,6 +44,10 @@ _STATUS_TITLES = {
     503: "Not ready",
     500: "Internal error",
 }
+
+#: Starlette's own details, which ``web.pages.labels`` holds translations of.
+_HTTP_DETAILS = frozenset({"Not Found", "Method Not Allowed", "Request Entity Too Large"})
+_UNEXPECTED = "an unexpected error occurred; it was logged"
 
 
 def problem(
@@ -76,6 +84,28 @@ def wants_html(request: Request) -> bool:
     return "text/html" in request.headers.get("accept", "")
 
 
+def api_language(request: Request) -> str | None:
+    """The language an API caller's ``Accept-Language`` asks for, if it asks for one we have."""
+    header = request.headers.get("accept-language")
+    if not header:
+        return None
+    chosen = i18n.choose_language(requested=None, cookie=None, accept_language=header, default="")
+    return chosen if chosen in i18n.LANGUAGES and header.strip() != "*" else None
+
+
+#: The text of an error in a language (``zh``/``en``).
+Translated = Callable[[str], str]
+
+
+def _may_audit(request: Request) -> bool:
+    """Whether a failure of this request is audited: a signed-in caller's change, by route."""
+    return (
+        request.method not in SAFE_METHODS
+        and getattr(request.scope.get("route"), "name", None) is not None
+        and getattr(request.state, "actor", None) is not None
+    )
+
+
 def audit_failed_change(request: Request, status: int, code: str) -> None:
     """Audit a state-changing request (API call or form post) that failed, in its own transaction.
 
@@ -95,7 +125,13 @@ def audit_failed_change(request: Request, status: int, code: str) -> None:
                 actor=actor,
                 action=action,
                 target=request.url.path,
-                tenant_id=None,
+                # Under the tenant the call was aimed at, where it is known, so that tenant's
+                # own administrators and auditors see what was tried against it.
+                tenant_id=audit.tenant_of_target(
+                    session=session,
+                    path=last_target(),
+                    tenant_id=request.path_params.get("tenant_id"),
+                ),
                 outcome=outcome,
                 detail={"status": status, "code": code},
             )
@@ -130,7 +166,17 @@ def install_problem_handlers(app: FastAPI, html_renderer: Any = None) -> None:
             for k, v in jsonable_encoder(exc.extra).items()
             if k not in ("type", "title", "status", "detail", "code", "request_id", "instance")
         }
-        return await respond(request, exc.status, exc.code, exc.detail, title=exc.title, **extra)
+        if exc.params:
+            extra.setdefault("params", jsonable_encoder(exc.params))
+        return await respond(
+            request,
+            exc.status,
+            exc.code,
+            exc.detail,
+            translated=lambda language: error_text(exc, language),
+            title=exc.title,
+            **extra,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -145,7 +191,14 @@ def install_problem_handlers(app: FastAPI, html_renderer: Any = None) -> None:
         first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
         where = ".".join(first["loc"])
         detail = f"{where}: {first['msg']}" if where else str(first["msg"])
-        return await respond(request, 422, "core.invalid_input", detail, errors=errors)
+        return await respond(
+            request,
+            422,
+            "core.invalid_input",
+            detail,
+            translated=lambda language: validation_text(exc.errors(), language),
+            errors=errors,
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -157,7 +210,14 @@ def install_problem_handlers(app: FastAPI, html_renderer: Any = None) -> None:
         detail = (
             exc.detail if isinstance(exc.detail, str) else _STATUS_TITLES.get(exc.status_code, "")
         )
-        response = await respond(request, exc.status_code, code, detail)
+        known = isinstance(exc.detail, str) and exc.detail in _HTTP_DETAILS
+        response = await respond(
+            request,
+            exc.status_code,
+            code,
+            detail,
+            translated=(lambda language: translate(language, detail)) if known else None,
+        )
         for key, value in (exc.headers or {}).items():
             response.headers[key] = value
         return response
@@ -166,7 +226,11 @@ def install_problem_handlers(app: FastAPI, html_renderer: Any = None) -> None:
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", extra={"path": request.url.path})
         response = await respond(
-            request, 500, "core.internal", "an unexpected error occurred; it was logged"
+            request,
+            500,
+            "core.internal",
+            _UNEXPECTED,
+            translated=lambda language: translate(language, _UNEXPECTED),
         )
         # Answered outside the request-id middleware, which would otherwise add the header.
         response.headers["x-request-id"] = current_request_id()

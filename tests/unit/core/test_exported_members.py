@@ -113,6 +113,7 @@ EXPECTED: dict[str, set[str]] = {
         "record_hash",
         "record_seal",
         "seal_chain",
+        "tenant_of_target",
         "verify_chain",
     },
 }

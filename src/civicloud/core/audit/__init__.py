@@ -13,6 +13,7 @@ from civicloud.core.audit.service import (
     record_hash,
     record_seal,
     seal_chain,
+    tenant_of_target,
     verify_chain,
 )
 
@@ -31,5 +32,6 @@ __all__ = [
     "record_hash",
     "record_seal",
     "seal_chain",
+    "tenant_of_target",
     "verify_chain",
 ]

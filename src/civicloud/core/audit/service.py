@@ -131,6 +131,29 @@ def record(
     )
 
 
+def tenant_of_target(
+    *, session: Session, path: str | None, tenant_id: object = None
+) -> uuid.UUID | None:
+    """The tenant a refused call was aimed at, for its record: the last tenant it was authorised
+    against (``path``, a materialised path, as ``core.context.last_target`` gives it), else the
+    tenant a route named (``tenant_id``) if there is one; ``None`` when neither is known."""
+    if path:
+        try:
+            return uuid.UUID(hex=path.rstrip("/").rsplit("/", 1)[-1])
+        except ValueError:
+            pass
+    if tenant_id is None:
+        return None
+    try:
+        candidate = uuid.UUID(str(tenant_id))
+    except ValueError:
+        return None
+    # Imported here: tenants' service records audit entries, so it imports this module.
+    from civicloud.core.tenants.models import Tenant
+
+    return candidate if session.get(Tenant, candidate) is not None else None
+
+
 def audit_key_of(session: Session) -> bytes | None:
     """The installation's audit key for this session's database (``None``: records unsealed)."""
     key: bytes | None = session.info.get(AUDIT_KEY)

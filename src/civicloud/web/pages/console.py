@@ -146,9 +146,13 @@ def set_user_password(
         raise _password_rejected(
             request, session, actor, values, {"user_id": FIELD_HINTS["user_id"]}
         )
-    if not password:
-        raise _password_rejected(request, session, actor, values, {"password": NEW_PASSWORD})
     try:
+        if not password:
+            # A user the caller may not administer is not there (404), password or none.
+            identity.get_user_or_raise(
+                session=session, actor=actor, user_id=target, permission="core.user.admin"
+            )
+            raise _password_rejected(request, session, actor, values, {"password": NEW_PASSWORD})
         identity.update_user(
             session=session,
             actor=actor,
