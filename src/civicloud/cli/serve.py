@@ -20,8 +20,15 @@ from civicloud.cli.common import (
     open_services,
     unit_of_work,
 )
+from civicloud.core.config import Settings
 from civicloud.core.services import Services
-from civicloud.demo import DEMO_USERS, DEMO_WATER_ACCOUNT, seed_demo_world, seed_pay_demo
+from civicloud.demo import (
+    DEMO_USERS,
+    DEMO_WATER_ACCOUNT,
+    listening_url,
+    seed_demo_world,
+    seed_pay_demo,
+)
 
 
 def _check_port(host: str, port: int) -> None:
@@ -48,6 +55,33 @@ class _Server(uvicorn.Server):
         self._captured_signals.clear()
 
 
+def with_public_address(settings: Settings, host: str, port: int) -> Settings:
+    """``settings`` with Pay's public address derived from where the server listens, unless it
+    was set (``CIVICLOUD_PAY__PUBLIC_BASE_URL``): providers send citizens back there and
+    receipts' QR codes open it, so it must be where the site is reached."""
+    if "public_base_url" in settings.pay.model_fields_set:
+        return settings
+    pay = settings.pay.model_copy(update={"public_base_url": listening_url(host, port)})
+    return settings.model_copy(update={"pay": pay})
+
+
+def _say_public_address(settings: Settings, host: str, port: int) -> None:
+    """Print Pay's public address (``settings`` as loaded, before it was derived)."""
+    public = with_public_address(settings, host, port).pay.public_base_url.rstrip("/")
+    if "public_base_url" not in settings.pay.model_fields_set:
+        console.print(
+            f"Public address: {public} (CIVICLOUD_PAY__PUBLIC_BASE_URL sets another, "
+            "such as the address citizens use behind a proxy)",
+            highlight=False,
+        )
+    elif public != listening_url(host, port):
+        console.print(
+            f"Public address: {public} (CIVICLOUD_PAY__PUBLIC_BASE_URL); pages opened at "
+            "another address say so",
+            highlight=False,
+        )
+
+
 def _run(services: Services, host: str, port: int) -> None:
     app = create_app(services=services)
     # SIGINT and SIGTERM: stop accepting, finish in-flight requests, run the application's
@@ -66,11 +100,12 @@ def register(root: typer.Typer) -> None:
     @handle_errors
     def serve(data_dir: DataDirOpt = None, host: HostOpt = None, port: PortOpt = None) -> None:
         """Apply migrations and serve civicloud until interrupted (SIGINT/SIGTERM)."""
-        web = load_settings(data_dir).web
-        host, port = host or web.host, port or web.port
+        settings = load_settings(data_dir)
+        host, port = host or settings.web.host, port or settings.web.port
         _check_port(host, port)
-        services = open_services(data_dir)
+        services = open_services(data_dir, settings=with_public_address(settings, host, port))
         console.print(f"civicloud on http://{host}:{port}/ (data: {services.settings.data_dir})")
+        _say_public_address(settings, host, port)
         _run(services, host, port)
 
     @root.command()
@@ -82,19 +117,20 @@ def register(root: typer.Typer) -> None:
         serve: bool = typer.Option(True, "--serve/--no-serve", help="Serve after seeding."),
     ) -> None:
         """Create the demo world (idempotently), print the logins, and serve it."""
-        web = load_settings(data_dir).web
-        host, port = host or web.host, port or web.port
+        settings = load_settings(data_dir)
+        host, port = host or settings.web.host, port or settings.web.port
         if serve:
             _check_port(host, port)
-        services = open_services(data_dir)
+        services = open_services(data_dir, settings=with_public_address(settings, host, port))
         with unit_of_work(services) as session:
             summary = seed_demo_world(session=session, services=services)
             bills = seed_pay_demo(session=session)
-        url = f"http://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port}/"
+        url = listening_url(host, port) + "/"
         console.print(
             f"[bold]civicloud demo[/] — {summary.tenants} tenants, data in {services.settings.data_dir}"
         )
         console.print(f"Open {url}  (console: {url}console, API docs: {url}docs)")
+        _say_public_address(settings, host, port)
         console.print(
             f"Pay: {bills} bills of Dalian's water, power and traffic-police billers; "
             f"try water account {DEMO_WATER_ACCOUNT}"

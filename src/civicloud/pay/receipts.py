@@ -668,6 +668,20 @@ _LABELS: Mapping[str, Mapping[str, str]] = {
         "offline": "离线验证：python -m civicloud.pay.receipts verify 收据.json 公钥.pem",  # noqa: RUF001
         "time_zone": "北京时间",
         "currency_symbol": "¥",
+        "back": "返回缴费结果",
+        "pdf": "下载 PDF",
+        "payer": "缴费人",
+        "issuer": "出具方",
+        "issuer_name": "城市政务云 · 缴费服务（代收，电子签名）",  # noqa: RUF001
+        "verify_title": "验证真伪",
+        "verify_scan": "用手机扫描二维码，即可查看本收据是否真实有效。",  # noqa: RUF001
+        "verify_online": "在线验证本收据",
+        "verify_at": "也可访问本站“验证收据”页面，输入收据编号：",  # noqa: RUF001
+        "advanced": "供核验人员：电子签名与离线验证",  # noqa: RUF001
+        "json": "签名收据文件（JSON）",  # noqa: RUF001
+        "public_key": "签名公钥（PEM）",  # noqa: RUF001
+        "attached": "本 PDF 内附签名收据文件 RECEIPT.json，可离线验证。",  # noqa: RUF001
+        "not_fiscal": "本收据为缴费凭证，不是财政票据或税务发票。",  # noqa: RUF001
     },
     "en": {
         "title": "Payment receipt",
@@ -693,6 +707,20 @@ _LABELS: Mapping[str, Mapping[str, str]] = {
         "offline": "Offline: python -m civicloud.pay.receipts verify RECEIPT.json PUBLIC_KEY.pem",
         "time_zone": "UTC+8",
         "currency_symbol": "CNY ",
+        "back": "Back to the payment",
+        "pdf": "Download PDF",
+        "payer": "Payer",
+        "issuer": "Issued by",
+        "issuer_name": "City Government Cloud · Bill payment (collecting agent, signed electronically)",
+        "verify_title": "Check it is genuine",
+        "verify_scan": "Scan the QR code with a phone to see whether this receipt is genuine.",
+        "verify_online": "Verify this receipt online",
+        "verify_at": "Or open this site's receipt check with the receipt number:",
+        "advanced": "For verifiers: the electronic signature and checking offline",
+        "json": "Signed receipt file (JSON)",
+        "public_key": "Signing public key (PEM)",
+        "attached": "The signed receipt file RECEIPT.json is attached to this PDF, to check offline.",
+        "not_fiscal": "This receipt confirms a payment; it is not a fiscal bill or a tax invoice.",
     },
 }
 _PROVIDERS: Mapping[str, Mapping[str, str]] = {
@@ -715,8 +743,11 @@ def _local_time(iso: str, zone_label: str) -> str:
     return f"{datetime.fromisoformat(iso).astimezone(RECEIPT_TZ):%Y-%m-%d %H:%M:%S} ({zone_label})"
 
 
-def _view(receipt: Receipt, language: str, public_base_url: str) -> dict[str, Any]:
-    """What the HTML and PDF show, drawn from the signed body only."""
+def _view(
+    receipt: Receipt, language: str, public_base_url: str, payer: str | None = None
+) -> dict[str, Any]:
+    """What the HTML and PDF show, drawn from the signed body (and the payer's masked name,
+    which the page looks up from the bills)."""
     t = _LABELS[language]
     body = receipt_body(receipt)
     biller = body["biller"]
@@ -751,6 +782,8 @@ def _view(receipt: Receipt, language: str, public_base_url: str) -> dict[str, An
         "key_id": receipt.key_id,
         "signature": receipt.signature,
         "verify_url": receipt_verify_url(receipt, public_base_url=public_base_url),
+        "verify_page": f"{public_base_url.rstrip('/')}/pay/receipts/{receipt.number}/verify",
+        "payer": payer or "—",
     }
 
 
@@ -765,13 +798,16 @@ def _templates() -> Environment:
     )
 
 
-def render_receipt_html(receipt: Receipt, language: str, *, public_base_url: str) -> str:
-    """The printable receipt page (A5) in ``zh`` or ``en``, with its QR code.
+def render_receipt_html(
+    receipt: Receipt, language: str, *, public_base_url: str, payer: str | None = None
+) -> str:
+    """The printable receipt page (A5) in ``zh`` or ``en``, with its QR code; ``payer``: the
+    payer's masked name.
 
     Serve it with ``receipt_content_security_policy()``: the site-wide policy forbids its
     inline style.
     """
-    view = _view(receipt, _language(language), public_base_url)
+    view = _view(receipt, _language(language), public_base_url, payer)
     # segno's SVG is generated markup, not user text: it goes in as is.
     qr_svg = Markup(receipt_qr_svg(receipt, public_base_url=public_base_url))  # noqa: S704
     return _templates().get_template("pay/receipt.html").render(**view, qr_svg=qr_svg)
@@ -846,6 +882,8 @@ class _Pdf:
         for label, key in (
             ("number", "number"),
             ("biller", "biller_name"),
+            ("payer", "payer"),
+            ("issuer", "issuer_name"),
             ("trade_no", "trade_no"),
             ("provider", "provider"),
             ("provider_trade_no", "provider_trade_no"),
@@ -853,17 +891,18 @@ class _Pdf:
             ("issued_at", "issued_at"),
         ):
             self.pdf.cell(34, 6, self.text(t[label]))
-            self.line(6, view[key], width=self.width - 34)
+            self.line(6, view[key] if key != "issuer_name" else t[key], width=self.width - 34)
 
     def bills(self, view: Mapping[str, Any]) -> None:
         """The table of bills and the total."""
         t = view["t"]
         keys = ("bill_number", "account", "period", "amount")
-        widths = (34.0, 30.0, 28.0, self.width - 92)
+        widths = self._column_widths(view, keys)
         self.pdf.set_fill_color(235, 235, 235)
         for key, width in zip(keys, widths, strict=True):
             heading = "offence_time" if key == "period" and view["fines"] else key
-            self.pdf.cell(width, 6, self.text(t[heading]), border="B", fill=True)
+            align = "R" if key == "amount" else "L"  # headings align with their column
+            self.pdf.cell(width, 6, self.text(t[heading]), border="B", fill=True, align=align)
         self.pdf.ln()
         for bill in view["bills"]:
             for key, width in zip(keys, widths, strict=True):
@@ -881,8 +920,28 @@ class _Pdf:
         self.pdf.cell(widths[-1], 8, self.text(view["total"]), border="T", align="R")
         self.pdf.ln(11)
 
+    def _column_widths(self, view: Mapping[str, Any], keys: Sequence[str]) -> list[float]:
+        """Widths that fit each column's widest cell (heading included) with a gap, the bill
+        number taking what is left: columns never run into each other."""
+        t = view["t"]
+        gap = 3.0
+        needed = []
+        for key in keys:
+            heading = "offence_time" if key == "period" and view["fines"] else key
+            cells = [t[heading], *(bill[key] for bill in view["bills"])]
+            widest = max(self.pdf.get_string_width(self.text(c)) for c in cells)
+            if key == "amount":  # the total is set in 11 points under this column
+                total = self.pdf.get_string_width(self.text(view["total"]))
+                widest = max(widest, total * 11 / self.pdf.font_size_pt)
+            needed.append(widest + gap)
+        rest = self.width - sum(needed[1:])
+        if rest < needed[0] and self.pdf.font_size_pt > 7.5:
+            self.font(7.5)  # too wide for the page: a smaller font for the table
+            return self._column_widths(view, keys)
+        return [rest, *needed[1:]]
+
     def verification(self, view: Mapping[str, Any]) -> None:
-        """The QR code with the verify URL, the key and the signature."""
+        """The QR code, how to verify, and the attached signed file: no raw signature."""
         t = view["t"]
         qr_png = io.BytesIO()
         _qr(view["verify_url"]).save(qr_png, kind="png", scale=6, border=2)
@@ -891,19 +950,22 @@ class _Pdf:
         self.pdf.image(qr_png, x=left, y=top, w=34, h=34)
         self.pdf.set_xy(left + 38, top)
         self.font(8)
-        self.line(4, t["scan"], width=self.width - 38)
+        self.font(10)
+        self.line(5, t["verify_title"], width=self.width - 38)
         self.pdf.set_x(left + 38)
-        self.font(6, mono=True)
-        self.line(3, view["verify_url"], width=self.width - 38)
-        self.pdf.set_y(max(self.pdf.get_y(), top + 36))
         self.font(8)
-        self.line(4.5, f"{t['key']}: {view['algorithm']} {view['key_id']}")
-        self.line(4.5, t["signature"])
-        self.font(6, mono=True)
-        self.line(3, view["signature"])
-        self.pdf.ln(2)
+        self.line(4, t["verify_scan"], width=self.width - 38)
+        self.pdf.set_x(left + 38)
+        self.line(4, f"{t['verify_at']} {view['number']}", width=self.width - 38)
+        self.pdf.set_x(left + 38)
+        self.font(7, mono=True)
+        self.line(3.5, view["verify_page"], width=self.width - 38)
+        self.pdf.set_y(max(self.pdf.get_y(), top + 36))
         self.font(7)
-        self.line(4, t["offline"])
+        self.pdf.set_text_color(90, 90, 90)
+        self.line(4, f"{t['attached']} {t['key']}: {view['algorithm']} {view['key_id']}")
+        self.line(4, t["not_fiscal"])
+        self.pdf.set_text_color(0, 0, 0)
 
 
 def render_receipt_pdf(
@@ -912,6 +974,7 @@ def render_receipt_pdf(
     *,
     public_base_url: str,
     fonts: Sequence[tuple[Path, int]] = CJK_FONTS,
+    payer: str | None = None,
 ) -> bytes:
     """The receipt as an A5 PDF with its QR code and its ``RECEIPT.json`` attached.
 
@@ -919,7 +982,7 @@ def render_receipt_pdf(
     """
     language = _language(language)
     font = next(((path, index) for path, index in fonts if path.is_file()), None)
-    view = _view(receipt, language if font else "en", public_base_url)
+    view = _view(receipt, language if font else "en", public_base_url, payer)
     page = _Pdf(font)
     page.pdf.set_title(f"{receipt.number} {view['t']['title']}")
     page.pdf.set_subject(receipt.number)

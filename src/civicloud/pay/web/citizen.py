@@ -36,7 +36,7 @@ from civicloud.pay.errors import (
     PaymentNotFound,
     PaymentsThrottled,
 )
-from civicloud.pay.models import Biller, PaymentStatus, Receipt
+from civicloud.pay.models import Biller, Payment, PaymentStatus, Receipt
 from civicloud.pay.payments import PayContext
 from civicloud.pay.providers import SandboxProvider
 from civicloud.pay.schemas import PaymentCreate, PublicBill
@@ -544,6 +544,18 @@ def _receipt_or_404(session: Session, number: str) -> Receipt:
     return receipt
 
 
+def _payer_of(session: Session, receipt: Receipt) -> str | None:
+    """The masked name(s) of the payer of the bills a receipt covers."""
+    payment = session.get(Payment, receipt.payment_id)
+    if payment is None:
+        return None
+    names = dict.fromkeys(
+        billing.mask_name(bill.payer_name)
+        for bill, _fen in payments.payment_bills(session=session, payment=payment)
+    )
+    return "、".join(names) or None
+
+
 def _download_headers(filename: str, disposition: str = "inline") -> dict[str, str]:
     return {
         "Content-Disposition": f'{disposition}; filename="{filename}"',
@@ -571,6 +583,7 @@ def receipt_pdf(request: Request, session: SessionDep, number: str) -> Response:
         receipt,
         page_language(request),
         public_base_url=pay_context(request).settings.public_base_url,
+        payer=_payer_of(session, receipt),
     )
     return Response(body, media_type="application/pdf", headers=_download_headers(f"{number}.pdf"))
 
@@ -619,6 +632,7 @@ def receipt_page(request: Request, session: SessionDep, number: str) -> Response
         receipt,
         page_language(request),
         public_base_url=pay_context(request).settings.public_base_url,
+        payer=_payer_of(session, receipt),
     )
     headers = dict(SECURITY_HEADERS)
     headers["Content-Security-Policy"] = receipts.receipt_content_security_policy()

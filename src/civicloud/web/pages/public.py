@@ -84,14 +84,20 @@ PUBLIC_SERVICES: tuple[PublicService, ...] = (
 )
 
 
+#: The services citizens can use today, shown first, each with the page it starts at.
+AVAILABLE_SERVICES = {"pay": "/pay"}
+
+
 @router.get("/", name="page.home")
 def home(request: Request, actor: PageActorDep) -> HTMLResponse:
-    """The public portal: the services the city offers and the way in for staff."""
+    """The public portal: what citizens can do first, the services to come, and (out of the
+    citizens' way, at the end) the way in for staff."""
     return render(
         request,
         "home.html",
         {
-            "services": PUBLIC_SERVICES,
+            "available": [s for s in PUBLIC_SERVICES if s.key in AVAILABLE_SERVICES],
+            "coming": [s for s in PUBLIC_SERVICES if s.key not in AVAILABLE_SERVICES],
             "done": DONE_MESSAGES.get(request.query_params.get("done", "")),
         },
     )
