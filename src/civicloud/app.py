@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from civicloud.core.bootstrap import ensure_reference_data
 from civicloud.core.config import Settings
 from civicloud.core.db import Database
-from civicloud.core.errors import Misconfigured
+from civicloud.core.errors import CivicloudError, Misconfigured
 from civicloud.core.identity import Passwords
 from civicloud.core.identity.signin import SignInGuard
 from civicloud.core.keyfiles import load_or_create_secret
@@ -31,10 +31,16 @@ from civicloud.pay.receipts import signer_from_settings
 from civicloud.web import pages
 from civicloud.web.api import api_router
 from civicloud.web.api.health import router as health_router
+from civicloud.web.messages import error_text
 from civicloud.web.middleware import Metrics, RequestContextMiddleware
 from civicloud.web.problems import install_problem_handlers
 
 API_PREFIX = "/api/v1"
+
+
+def error_message(exc: CivicloudError, language: str) -> str:
+    """What a service error says in ``language``: the pages' catalogs serve the CLI too."""
+    return error_text(exc, language)
 
 
 def build_services(settings: Settings) -> Services:

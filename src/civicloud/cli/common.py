@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import getpass
 import logging
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from typer._click import globals as click_globals
 
-from civicloud.app import build_services, prepare_database
+from civicloud.app import build_services, error_message, prepare_database
 from civicloud.core.actor import Actor
 from civicloud.core.config import Settings
 from civicloud.core.context import set_request_id
@@ -65,6 +66,15 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def cli_language() -> str:
+    """The language of the shell's messages: Chinese under a ``zh`` locale, else English."""
+    for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        value = os.environ.get(name)
+        if value:
+            return "zh" if value.lower().startswith("zh") else "en"
+    return "en"
+
+
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Turn service and database errors into one clear line and a non-zero exit, never a traceback."""
 
@@ -73,7 +83,7 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except CivicloudError as exc:
-            raise fail(exc.detail, exc.exit_code) from None
+            raise fail(error_message(exc, cli_language()), exc.exit_code) from None
         except OperationalError as exc:
             raise fail(f"the database cannot be used: {exc.orig or exc}".splitlines()[0]) from None
         except SQLAlchemyError as exc:
@@ -97,12 +107,9 @@ def load_settings(data_dir: Path | None) -> Settings:
     return settings.with_data_dir(data_dir)
 
 
-def open_services(
-    data_dir: Path | None, *, migrate: bool = True, settings: Settings | None = None
-) -> Services:
-    """Build the services for ``data_dir`` (or ``settings``, from :func:`load_settings`); by
-    default bring the database up to date first."""
-    settings = settings or load_settings(data_dir)
+def open_services(data_dir: Path | None, *, migrate: bool = True) -> Services:
+    """Build the services for ``data_dir``; by default bring the database up to date first."""
+    settings = load_settings(data_dir)
     configure_logging(settings.log_level, json_lines=settings.log_json)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     services = build_services(settings)

@@ -203,14 +203,14 @@ def settle(
         batch = done.batch_file
         print_rows(
             "settlement",
-            ["day", "payments", "paid (fen)", "refunded (fen)", "net (fen)"],
+            ["day", "payments", "paid (CNY)", "refunded (CNY)", "net (CNY)"],
             [
                 [
                     done.business_date,
                     done.payment_count,
-                    done.paid_fen,
-                    done.refunded_fen,
-                    done.net_fen,
+                    settlement.yuan(done.paid_fen),
+                    settlement.yuan(done.refunded_fen),
+                    settlement.yuan(done.net_fen),
                 ]
             ],
         )

@@ -90,7 +90,9 @@ class Actor:
     def require_platform(self, permission: str) -> None:
         """Raise unless a platform-wide grant includes ``permission``."""
         if not any(g.tenant_path is None and g.allows(permission) for g in self.grants):
-            raise PermissionDenied(f"{permission} is needed platform-wide")
+            raise PermissionDenied(
+                "%(permission)s is needed platform-wide", params={"permission": permission}
+            )
 
 
 def authorize(actor: Actor, permission: str, *, path: str, what: str = "resource") -> None:
@@ -102,9 +104,12 @@ def authorize(actor: Actor, permission: str, *, path: str, what: str = "resource
     """
     note_target(path)
     if not actor.sees(path):
-        raise NotFound(f"no such {what}")
+        raise NotFound("no such %(what_label)s", params={"what_label": what})
     if not actor.can(permission, path):
-        raise PermissionDenied(f"{permission} is needed for this {what}")
+        raise PermissionDenied(
+            "%(permission)s is needed for this %(what_label)s",
+            params={"permission": permission, "what_label": what},
+        )
 
 
 def grants_cover_all(grants: Iterable[Grant], permissions: Iterable[str], path: str | None) -> bool:

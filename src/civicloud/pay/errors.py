@@ -147,3 +147,22 @@ class InvalidReturnUrl(InvalidInput):
     """A payment's ``return_url`` leads outside this installation."""
 
     code = "pay.invalid_return_url"
+
+
+class NothingToSettle(Conflict):
+    """The biller's day has no succeeded payment and no refund: there is nothing to settle."""
+
+    code = "pay.nothing_to_settle"
+
+
+class SettlementChanged(Conflict):
+    """The day's figures changed between the preview and the confirmation: preview again."""
+
+    code = "pay.settlement_changed"
+
+
+class UnsafeBatchValue(InvalidInput):
+    """A value the bank batch file would carry could run as a spreadsheet formula, or break a line
+    of the file: it is refused, never altered (the bank's format is kept exactly)."""
+
+    code = "pay.unsafe_batch_value"

@@ -223,7 +223,8 @@ def create_payment(
             trade_no=values["trade_no"],
             amount_fen=values["amount_fen"],
             currency=values["currency"],
-            subject=f"{bills[0].biller_name_zh} {len(bills)} bill(s)",
+            # The providers show the subject as it is, in Chinese as their cashiers do.
+            subject=f"{bills[0].biller_name_zh} 账单缴费 {len(bills)} 笔",
             return_url=data.return_url,
             notify_url=f"{context.settings.public_base_url}/api/v1/pay/notify/{provider.name}",
             expires_at=values["expires_at"],

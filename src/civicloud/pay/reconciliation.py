@@ -111,7 +111,9 @@ def import_statement(
     if not isinstance(content, bytes):
         raise InvalidInput("the statement must be bytes", field="content")
     if len(content) > MAX_STATEMENT_BYTES:
-        raise PayloadTooLarge(f"a statement may be at most {MAX_STATEMENT_BYTES} bytes")
+        raise PayloadTooLarge(
+            "a statement may be at most %(count)s bytes", params={"count": MAX_STATEMENT_BYTES}
+        )
     digest = hashlib.sha256(content).hexdigest()
     if _import_by_hash(session, digest) is not None:
         raise StatementAlreadyImported("this statement file was imported before")
@@ -120,7 +122,9 @@ def import_statement(
     except CivicloudError:
         raise
     except (ValueError, UnicodeError) as exc:
-        raise InvalidInput(f"the statement could not be read: {exc}"[:300]) from exc
+        raise InvalidInput(
+            "the statement could not be read: %(reason)s", params={"reason": str(exc)[:200]}
+        ) from exc
     for number, line in enumerate(lines, start=1):
         _check_line(number, line)
     record = StatementImport(
@@ -432,11 +436,16 @@ def _import_by_hash(session: Session, digest: str) -> StatementImport | None:
 
 def _check_line(number: int, line: StatementLine) -> None:
     if line.kind not in ("payment", "refund"):
-        raise InvalidInput(f"statement line {number}: unknown kind {str(line.kind)[:20]!r}")
+        raise InvalidInput(
+            "statement line %(line)s: unknown kind %(kind)s",
+            params={"line": number, "kind": str(line.kind)[:20]},
+        )
     if type(line.amount_fen) is not int or abs(line.amount_fen) > ledger.MAX_FEN:
-        raise InvalidInput(f"statement line {number}: the amount is not a number of fen")
+        raise InvalidInput(
+            "statement line %(line)s: the amount cannot be read", params={"line": number}
+        )
     if not line.trade_no:
-        raise InvalidInput(f"statement line {number}: no trade number")
+        raise InvalidInput("statement line %(line)s: no trade number", params={"line": number})
 
 
 def _chunks(values: Iterable[str]) -> Iterator[list[str]]:

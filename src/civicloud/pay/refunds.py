@@ -132,9 +132,15 @@ def request_refund(
     if existing is not None:
         return _replay(session, existing, digest, payment, provider, actor)
     if provider.name != payment.provider:
-        raise InvalidInput(f"payment {payment.trade_no} was paid through {payment.provider}")
+        raise InvalidInput(
+            "payment %(trade_no)s was paid through %(provider)s",
+            params={"trade_no": payment.trade_no, "provider": payment.provider},
+        )
     if payment.status != PaymentStatus.SUCCEEDED.value:
-        raise PaymentNotRefundable(f"payment {payment.trade_no} is {payment.status}")
+        raise PaymentNotRefundable(
+            "payment %(trade_no)s is %(status_label)s",
+            params={"trade_no": payment.trade_no, "status_label": payment.status},
+        )
     refund, created = _reserve(
         session,
         payment=payment,
@@ -182,12 +188,20 @@ def refund_automatically(
         )
         return latest
     if payment.status not in ledger.ENDED_UNPAID:
-        raise PaymentNotRefundable(f"payment {payment.trade_no} is {payment.status}")
+        raise PaymentNotRefundable(
+            "payment %(trade_no)s is %(status_label)s",
+            params={"trade_no": payment.trade_no, "status_label": payment.status},
+        )
     if provider.name != payment.provider:
-        raise InvalidInput(f"payment {payment.trade_no} was paid through {payment.provider}")
+        raise InvalidInput(
+            "payment %(trade_no)s was paid through %(provider)s",
+            params={"trade_no": payment.trade_no, "provider": payment.provider},
+        )
     left = min(payment.amount_fen - payment.refunded_fen, total or payment.amount_fen)
     if left <= 0:
-        raise PaymentNotRefundable(f"payment {payment.trade_no} is refunded already")
+        raise PaymentNotRefundable(
+            "payment %(trade_no)s is refunded already", params={"trade_no": payment.trade_no}
+        )
     # The provider took the money: it is owed back to the citizen until the refund succeeds.
     ledger.post_late_payment(session=session, payment=payment, posted_by=AUTOMATIC.name)
     # A failed attempt gave its reservation back; the next one gets its own key and refund_no.
@@ -450,10 +464,16 @@ def list_refunds(*, session: Session, actor: Actor, payment_id: uuid.UUID) -> li
 
 def _text(value: object, what: str, longest: int) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise InvalidInput(f"{what} must not be empty", field=what)
+        raise InvalidInput(
+            "%(what_label)s must not be empty", params={"what_label": what}, field=what
+        )
     value = value.strip()
     if len(value) > longest or not value.isprintable():
-        raise InvalidInput(f"{what} must be at most {longest} printable characters", field=what)
+        raise InvalidInput(
+            "%(what_label)s must be at most %(count)s printable characters",
+            params={"what_label": what, "count": longest},
+            field=what,
+        )
     return value
 
 
@@ -492,8 +512,11 @@ def _reserve(
     """Insert a pending refund and reserve its amount; ``created`` is False for a racing twin."""
     if amount_fen > payment.amount_fen:
         # Checked first so that the arithmetic below stays far from BIGINT's limit.
+        left = payment.amount_fen - payment.refunded_fen
         raise RefundExceedsPayment(
-            f"{amount_fen} fen is more than the {payment.amount_fen} fen paid"
+            "%(asked)s is more than the %(refundable)s that can still be refunded",
+            params={"asked_fen": amount_fen, "refundable_fen": left},
+            refundable_fen=left,
         )
     refund = Refund(
         id=new_id(),
@@ -529,10 +552,14 @@ def _reserve(
                 # Raised inside the savepoint, which takes the refund row back with it.
                 session.refresh(payment)
                 if payment.status not in statuses:
-                    raise PaymentNotRefundable(f"payment {payment.trade_no} is {payment.status}")
+                    raise PaymentNotRefundable(
+                        "payment %(trade_no)s is %(status_label)s",
+                        params={"trade_no": payment.trade_no, "status_label": payment.status},
+                    )
                 left = payment.amount_fen - payment.refunded_fen
                 raise RefundExceedsPayment(
-                    f"{amount_fen} fen is more than the {left} fen left to refund",
+                    "%(asked)s is more than the %(refundable)s that can still be refunded",
+                    params={"asked_fen": amount_fen, "refundable_fen": left},
                     refundable_fen=left,
                 )
     except IntegrityError:
@@ -558,7 +585,10 @@ def _ask_provider(
     ``total``: the trade's total as the provider knows it, when known to differ from the
     payment's amount (else :func:`_trade_total` finds it)."""
     if provider.name != payment.provider:
-        raise InvalidInput(f"payment {payment.trade_no} was paid through {payment.provider}")
+        raise InvalidInput(
+            "payment %(trade_no)s was paid through %(provider)s",
+            params={"trade_no": payment.trade_no, "provider": payment.provider},
+        )
     try:
         outcome = provider.refund(
             trade_no=payment.trade_no,

@@ -22,6 +22,15 @@ The batch file is CSV (RFC 4180, CRLF line ends), one header, at most one transf
 
 Amounts are yuan with exactly two decimals, formatted from integer fen (never a float). The
 payer is our settlement account: :data:`DEFAULT_PAYER` until the installation passes its own.
+The file keeps the bank's format exactly, so a value in it that a spreadsheet would run as a
+formula (``=…``, ``+…``, ``@…``, see ``core.csvsafe``) or that would break a line of it (a control
+character) is refused with :class:`~civicloud.pay.errors.UnsafeBatchValue`, naming the line and
+column, rather than altered: the biller's settlement account must be corrected first.
+
+A day with no succeeded payment and no refund has nothing to settle and is refused
+(:class:`~civicloud.pay.errors.NothingToSettle`). :func:`preview_day` shows what
+:func:`settle_day` would make (counts, totals, the payee's account) without making it, and
+:func:`unsettled_days` lists the ended days that still wait to be settled.
 """
 
 from __future__ import annotations
@@ -32,19 +41,25 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone
+from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Date, Select, cast, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from civicloud.core import audit
+from civicloud.core import audit, csvsafe
 from civicloud.core.actor import Actor, authorize
 from civicloud.core.config import PaySettings
 from civicloud.core.db import new_id, utcnow
-from civicloud.core.errors import InvalidInput
+from civicloud.core.errors import InvalidInput, PermissionDenied
 from civicloud.core.tenants import resolve_tenant
 from civicloud.pay import ledger
-from civicloud.pay.errors import BillerNotFound
+from civicloud.pay.errors import (
+    BillerNotFound,
+    NothingToSettle,
+    SettlementChanged,
+    UnsafeBatchValue,
+)
 from civicloud.pay.models import (
     Biller,
     Payment,
@@ -55,6 +70,8 @@ from civicloud.pay.models import (
 )
 
 PERMISSION = "pay.settlement"
+#: How far back the settlements page looks for days still to settle.
+UNSETTLED_LOOKBACK_DAYS = 92
 #: China Standard Time, the business day's clock.
 SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")
 HEADER = (
@@ -135,6 +152,77 @@ def list_settlements(
     ).all()
 
 
+@dataclass(frozen=True)
+class DayFigures:
+    """What a biller's day would settle: its succeeded payments and refunds, and the net."""
+
+    business_date: date
+    paid_fen: int
+    payment_count: int
+    refunded_fen: int
+    refund_count: int
+
+    @property
+    def net_fen(self) -> int:
+        """Payments less refunds (negative when refunds exceed payments)."""
+        return self.paid_fen - self.refunded_fen
+
+    @property
+    def empty(self) -> bool:
+        """Whether the day has neither a payment nor a refund."""
+        return not self.payment_count and not self.refund_count
+
+
+@dataclass(frozen=True)
+class SettlementPreview:
+    """A settlement before it is made: the figures, who is paid, and the batch it would send."""
+
+    biller: Biller
+    figures: DayFigures
+    payer: PayerAccount
+    batch_id: str
+    #: The settlement of this day, when it was made already (then it is shown, not made again).
+    existing: Settlement | None
+
+    @property
+    def transfers(self) -> bool:
+        """Whether the batch carries a transfer (only a positive net is paid out)."""
+        return self.figures.net_fen > 0
+
+
+def preview_day(
+    *,
+    session: Session,
+    actor: Actor,
+    biller_id: uuid.UUID,
+    business_date: date,
+    payer: PayerAccount = DEFAULT_PAYER,
+) -> SettlementPreview:
+    """What settling a biller's ended day would make, made nowhere (refused as ``settle_day``)."""
+    biller = _authorized_biller(session, actor, biller_id)
+    _check_ended(business_date)
+    existing = _find(session, biller_id, business_date)
+    if existing is not None:
+        figures = DayFigures(
+            business_date,
+            existing.paid_fen,
+            existing.payment_count,
+            existing.refunded_fen,
+            existing.refund_count,
+        )
+    else:
+        figures = _figures(session, biller_id, business_date)
+        _check_settleable(figures)
+        check_batch(_batch_rows(biller, figures, payer))
+    return SettlementPreview(
+        biller=biller,
+        figures=figures,
+        payer=payer,
+        batch_id=batch_id_for(biller.id, business_date),
+        existing=existing,
+    )
+
+
 def settle_day(
     *,
     session: Session,
@@ -142,20 +230,162 @@ def settle_day(
     biller_id: uuid.UUID,
     business_date: date,
     payer: PayerAccount = DEFAULT_PAYER,
+    expected_net_fen: int | None = None,
 ) -> Settlement:
-    """Settle a biller's ended business day as a bank batch, once; again returns the first."""
-    if not isinstance(business_date, date) or isinstance(business_date, datetime):
-        raise InvalidInput("business_date must be a date", field="business_date")
+    """Settle a biller's ended business day as a bank batch, once; again returns the first.
+
+    ``expected_net_fen`` is the net a person confirmed on a preview: if the day's figures say
+    otherwise now, nothing is made (``SettlementChanged``).
+    """
     biller = _authorized_biller(session, actor, biller_id)
-    start, end = business_day_bounds(business_date)
-    if end > utcnow():
-        raise InvalidInput(
-            f"{business_date.isoformat()} has not ended in China Standard Time",
-            field="business_date",
-        )
+    _check_ended(business_date)
     existing = _find(session, biller_id, business_date)
     if existing is not None:
         return existing
+    figures = _figures(session, biller_id, business_date)
+    _check_settleable(figures)
+    if expected_net_fen is not None and expected_net_fen != figures.net_fen:
+        raise SettlementChanged(
+            "the day's net changed from %(confirmed)s to %(now)s since it was previewed; "
+            "review it again",
+            params={"confirmed_fen": expected_net_fen, "now_fen": figures.net_fen},
+        )
+    paid_fen, payment_count = figures.paid_fen, figures.payment_count
+    refunded_fen, refund_count = figures.refunded_fen, figures.refund_count
+    settlement = Settlement(
+        id=new_id(),
+        biller_id=biller_id,
+        business_date=business_date,
+        paid_fen=paid_fen,
+        refunded_fen=refunded_fen,
+        net_fen=paid_fen - refunded_fen,
+        payment_count=payment_count,
+        refund_count=refund_count,
+        created_at=utcnow(),
+    )
+    settlement.batch_file = batch_file(
+        biller=biller, settlement=settlement, payer=payer, business_date=business_date
+    )
+    return _record(session, actor, biller, settlement)
+
+
+@dataclass(frozen=True)
+class UnsettledDay:
+    """An ended day of a biller with payments or refunds and no settlement yet."""
+
+    biller_id: uuid.UUID
+    business_date: date
+    payment_count: int
+    paid_fen: int
+    refund_count: int
+    refunded_fen: int
+
+    @property
+    def net_fen(self) -> int:
+        """Payments less refunds."""
+        return self.paid_fen - self.refunded_fen
+
+
+def unsettled_days(
+    *,
+    session: Session,
+    actor: Actor,
+    biller_ids: Sequence[uuid.UUID],
+    days: int = UNSETTLED_LOOKBACK_DAYS,
+    limit: int = 100,
+) -> list[UnsettledDay]:
+    """The ended days of the last ``days`` with payments or refunds that no settlement covers,
+    oldest first, of the billers among ``biller_ids`` the actor may settle."""
+    allowed = []
+    for biller_id in biller_ids:
+        try:
+            allowed.append(_authorized_biller(session, actor, biller_id).id)
+        except (BillerNotFound, PermissionDenied):
+            continue
+    if not allowed:
+        return []
+    today = utcnow().astimezone(SHANGHAI).date()
+    since, _ = business_day_bounds(today - timedelta(days=max(1, min(days, 3660))))
+    until, _ = business_day_bounds(today)
+    found: dict[tuple[uuid.UUID, date], list[int]] = {}
+    payment_day = _local_day(session, Payment.finished_at)
+    for biller_id, day, count, total in session.execute(
+        select(Payment.biller_id, payment_day, func.count(Payment.id), func.sum(Payment.amount_fen))
+        .where(
+            Payment.biller_id.in_(allowed),
+            Payment.status == PaymentStatus.SUCCEEDED.value,
+            Payment.finished_at >= since,
+            Payment.finished_at < until,
+        )
+        .group_by(Payment.biller_id, payment_day)
+    ):
+        found.setdefault((biller_id, _as_date(day)), [0, 0, 0, 0])[0:2] = [int(count), int(total)]
+    refund_day = _local_day(session, Refund.finished_at)
+    for biller_id, day, count, total in session.execute(
+        select(Payment.biller_id, refund_day, func.count(Refund.id), func.sum(Refund.amount_fen))
+        .join(Payment, Payment.id == Refund.payment_id)
+        .where(
+            Payment.biller_id.in_(allowed),
+            Refund.status == RefundStatus.SUCCEEDED.value,
+            Refund.origin != "automatic",
+            Refund.finished_at >= since,
+            Refund.finished_at < until,
+        )
+        .group_by(Payment.biller_id, refund_day)
+    ):
+        found.setdefault((biller_id, _as_date(day)), [0, 0, 0, 0])[2:4] = [int(count), int(total)]
+    settled = {
+        (biller_id, day)
+        for biller_id, day in session.execute(
+            select(Settlement.biller_id, Settlement.business_date).where(
+                Settlement.biller_id.in_(allowed),
+                Settlement.business_date >= today - timedelta(days=max(1, min(days, 3660))),
+            )
+        )
+    }
+    waiting = [
+        UnsettledDay(biller_id, day, *figures)
+        for (biller_id, day), figures in found.items()
+        if (biller_id, day) not in settled
+    ]
+    waiting.sort(key=lambda d: (d.business_date, str(d.biller_id)))
+    return waiting[: max(1, min(limit, 1000))]
+
+
+def _local_day(session: Session, column: Any) -> Any:
+    """SQL for the China Standard Time calendar day of a UTC timestamp ``column``."""
+    if session.get_bind().dialect.name == "postgresql":
+        return cast(func.timezone("Asia/Shanghai", column), Date)
+    # SQLite keeps UTC as text; its date() shifts it by the fixed offset (no DST since 1991).
+    return func.date(column, "+8 hours")
+
+
+def _as_date(value: object) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
+def _check_ended(business_date: date) -> None:
+    if not isinstance(business_date, date) or isinstance(business_date, datetime):
+        raise InvalidInput("business_date must be a date", field="business_date")
+    _start, end = business_day_bounds(business_date)
+    if end > utcnow():
+        raise InvalidInput(
+            "%(day)s has not ended in China Standard Time",
+            params={"day": business_date.isoformat()},
+            field="business_date",
+        )
+
+
+def _check_settleable(figures: DayFigures) -> None:
+    if figures.empty:
+        raise NothingToSettle(
+            "%(day)s has no successful payment and no refund: there is nothing to settle",
+            params={"day": figures.business_date.isoformat()},
+        )
+
+
+def _figures(session: Session, biller_id: uuid.UUID, business_date: date) -> DayFigures:
+    start, end = business_day_bounds(business_date)
     paid_fen, payment_count = _sum(
         session,
         select(func.coalesce(func.sum(Payment.amount_fen), 0), func.count(Payment.id)).where(
@@ -177,20 +407,12 @@ def settle_day(
             Refund.finished_at < end,
         ),
     )
-    settlement = Settlement(
-        id=new_id(),
-        biller_id=biller_id,
-        business_date=business_date,
-        paid_fen=paid_fen,
-        refunded_fen=refunded_fen,
-        net_fen=paid_fen - refunded_fen,
-        payment_count=payment_count,
-        refund_count=refund_count,
-        created_at=utcnow(),
-    )
-    settlement.batch_file = batch_file(
-        biller=biller, settlement=settlement, payer=payer, business_date=business_date
-    )
+    return DayFigures(business_date, paid_fen, payment_count, refunded_fen, refund_count)
+
+
+def _record(session: Session, actor: Actor, biller: Biller, settlement: Settlement) -> Settlement:
+    """Insert ``settlement`` once (a racing twin returns the winner), post and audit it."""
+    biller_id, business_date = biller.id, settlement.business_date
     try:
         with session.begin_nested():
             session.add(settlement)
@@ -212,11 +434,11 @@ def settle_day(
         target=f"biller:{biller.code}",
         detail={
             "business_date": business_date.isoformat(),
-            "paid_fen": paid_fen,
-            "refunded_fen": refunded_fen,
+            "paid_fen": settlement.paid_fen,
+            "refunded_fen": settlement.refunded_fen,
             "net_fen": settlement.net_fen,
-            "payments": payment_count,
-            "refunds": refund_count,
+            "payments": settlement.payment_count,
+            "refunds": settlement.refund_count,
         },
     )
     return settlement
@@ -225,35 +447,70 @@ def settle_day(
 def batch_file(
     *, biller: Biller, settlement: Settlement, payer: PayerAccount, business_date: date
 ) -> str:
-    """The bank batch file (CSV) paying ``settlement``'s net to the biller, with its trailer."""
-    batch_id = batch_id_for(biller.id, business_date)
+    """The bank batch file (CSV) paying ``settlement``'s net to the biller, with its trailer;
+    ``UnsafeBatchValue`` when a value could not be carried in it safely."""
+    figures = DayFigures(
+        business_date,
+        settlement.paid_fen,
+        settlement.payment_count,
+        settlement.refunded_fen,
+        settlement.refund_count,
+    )
+    rows = _batch_rows(biller, figures, payer)
+    check_batch(rows)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(HEADER)
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def _batch_rows(biller: Biller, figures: DayFigures, payer: PayerAccount) -> list[tuple[str, ...]]:
+    batch_id = batch_id_for(biller.id, figures.business_date)
+    rows: list[tuple[str, ...]] = [HEADER]
     count, total = 0, 0
-    if settlement.net_fen > 0:
-        count, total = 1, settlement.net_fen
+    if figures.net_fen > 0:
+        count, total = 1, figures.net_fen
         purpose = (
-            f"代收款结算 settlement {business_date.isoformat()}: "
-            f"{settlement.payment_count} payments, {settlement.refund_count} refunds"
+            f"代收款结算 settlement {figures.business_date.isoformat()}: "
+            f"{figures.payment_count} payments, {figures.refund_count} refunds"
         )
-        writer.writerow(
+        rows.append(
             (
                 batch_id,
-                1,
+                "1",
                 payer.bank,
                 payer.account,
                 payer.name,
                 biller.settlement_bank,
                 biller.settlement_account,
                 biller.settlement_account_name,
-                yuan(settlement.net_fen),
+                yuan(figures.net_fen),
                 "CNY",
                 purpose,
             )
         )
-    writer.writerow(("TRAILER", batch_id, count, yuan(total)))
-    return out.getvalue()
+    rows.append(("TRAILER", batch_id, str(count), yuan(total)))
+    return rows
+
+
+def check_batch(rows: Sequence[Sequence[str]]) -> None:
+    """Refuse a batch whose cell a spreadsheet would run as a formula or that breaks a line.
+
+    The error names the file's line (the header is line 1) and the column, so that the account
+    details can be corrected; nothing is changed to make the value fit.
+    """
+    for line, row in enumerate(rows, start=1):
+        for position, value in enumerate(row):
+            if csvsafe.is_dangerous(value) or any(ord(c) < 32 or ord(c) == 127 for c in value):
+                column = HEADER[position] if line > 1 and position < len(HEADER) else "?"
+                raise UnsafeBatchValue(
+                    "line %(line)s of the bank batch file, column %(column)s: %(value)s starts "
+                    "with a character a spreadsheet runs as a formula, or holds a control "
+                    "character; correct the account details rather than the file",
+                    params={"line": line, "column": column, "value": value[:60]},
+                    line=line,
+                    column=column,
+                )
 
 
 def _authorized_biller(session: Session, actor: Actor, biller_id: uuid.UUID) -> Biller:

@@ -24,7 +24,9 @@ from civicloud.core import audit
 from civicloud.core.context import current_request_id, last_target
 from civicloud.core.errors import CivicloudError
 from civicloud.core.roles import Actor
+from civicloud.web import i18n
 from civicloud.web.deps import SAFE_METHODS, services_of
+from civicloud.web.messages import error_text, translate, validation_text
 
 log = logging.getLogger("civicloud.web")
 
@@ -143,13 +145,22 @@ def install_problem_handlers(app: FastAPI, html_renderer: Any = None) -> None:
     """Translate every error into a problem document (or an HTML page for browsers)."""
 
     async def respond(
-        request: Request, status: int, code: str, detail: str, **extra: Any
+        request: Request,
+        status: int,
+        code: str,
+        detail: str,
+        *,
+        translated: Translated | None = None,
+        **extra: Any,
     ) -> Response:
         # A write unit of work (and on SQLite an fsync): off the event loop.
         await run_in_threadpool(audit_failed_change, request, status, code)
         if html_renderer is not None and wants_html(request):
-            response: Response = html_renderer(request, status, detail)
+            response: Response = html_renderer(request, status, detail, translated=translated)
             return response
+        language = api_language(request)
+        if translated is not None and language is not None:
+            detail = translated(language)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         if status == 429 and "retry_after" in extra:
             headers = {"Retry-After": str(extra["retry_after"])}

@@ -535,10 +535,15 @@ def test_an_operator_refunds_part_of_a_payment(
     # when more than was paid is asked for, it is refused and nothing changes
     too_much = browser.submit(url, {"amount": "300", "reason": "x", "idempotency_key": key})
     assert too_much.status_code == 409
-    # when a part is refunded (and the form sent twice)
+    # when a part is asked for, the form answers with a confirmation that repeats it
     form = {"amount": "10.00", "reason": "charged twice", "idempotency_key": key}
-    first = browser.submit(url, form)
-    second = browser.submit(url, form)
+    review = browser.submit(f"{url}?lang=en", form)
+    assert review.status_code == 200
+    assert "Refund CNY 10.00?" in text_of(review.text)
+    assert hidden(review.text, "idempotency_key") == key
+    # and when it is confirmed (and the confirmation sent twice)
+    first = browser.submit(url, form | {"confirm": "yes"})
+    second = browser.submit(url, form | {"confirm": "yes"})
     assert (first.status_code, second.status_code) == (303, 303)
     # then one refund succeeded, shown on the payment's page, and the ledger balances
     page = text_of(browser.client.get(first.headers["location"] + "&lang=en").text)
@@ -554,14 +559,36 @@ def test_an_operator_refunds_part_of_a_payment(
     assert ledger_balanced(core_services)
 
 
+def pay_yesterday(browser: Browser, town: Town, core_services: Services) -> None:
+    """Pay the town's bills, and date the payment back to yesterday (Beijing time)."""
+    trade_no = pay_all(browser, town)
+    with core_services.db.unit_of_work() as session:
+        payment = session.scalars(select(Payment).where(Payment.trade_no == trade_no)).one()
+        assert payment.finished_at is not None
+        payment.finished_at = payment.finished_at - timedelta(days=1)
+    browser.client.cookies.clear()
+
+
 def test_an_operator_settles_a_day_and_downloads_the_batch_file(
-    browser: Browser, town: Town
+    browser: Browser, town: Town, core_services: Services
 ) -> None:
-    sign_in(browser, town.operator)
     yesterday = (beijing_now().date() - timedelta(days=1)).isoformat()
+    form = {"biller_id": str(town.biller.id), "business_date": yesterday}
+    # given a payment that ended yesterday
+    pay_yesterday(browser, town, core_services)
+    sign_in(browser, town.operator)
+    # and the settlements page lists that day as still to settle
+    listed = browser.client.get(f"/console/pay/settlements?biller_id={town.biller.id}&lang=en")
+    assert "Days still to settle" in text_of(listed.text)
+    assert yesterday in text_of(listed.text)
+    # when the day is chosen, a preview shows the payee's account and settles nothing
+    preview = browser.submit("/console/pay/settlements?lang=en", form)
+    assert preview.status_code == 200
+    assert town.biller.settlement_account in text_of(preview.text)
+    # and when the preview is confirmed, the day is settled
     done = browser.submit(
         "/console/pay/settlements",
-        {"biller_id": str(town.biller.id), "business_date": yesterday},
+        form | {"confirm": "yes", "expected_net": hidden(preview.text, "expected_net")},
     )
     assert done.status_code == 303
     page = browser.client.get(done.headers["location"] + "&lang=en")

@@ -25,7 +25,10 @@ class Passwords:
     def hash(self, password: str) -> str:
         """An argon2id hash of ``password``; raises ``InvalidInput`` for a weak one."""
         if len(password) < self.min_length:
-            raise InvalidInput(f"a password needs at least {self.min_length} characters")
+            raise InvalidInput(
+                "a password needs at least %(count)s characters",
+                params={"count": self.min_length},
+            )
         if password.strip() == "" or len(set(password)) < 4:
             raise InvalidInput("that password is too easy to guess")
         return self._hasher.hash(password)

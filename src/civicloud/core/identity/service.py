@@ -62,7 +62,10 @@ def _require_holds_all_of(session: Session, actor: Actor, user: User) -> None:
     from civicloud.core.roles.service import load_actor
 
     if not holds_all_of(actor, load_actor(session=session, user=user, via="check")):
-        raise PermissionDenied(f"{user.username} holds permissions that you do not hold")
+        raise PermissionDenied(
+            "%(username)s holds permissions that you do not hold",
+            params={"username": user.username},
+        )
 
 
 def list_users(
@@ -88,7 +91,7 @@ def create_user(*, session: Session, actor: Actor, data: UserCreate, passwords: 
         session=session, actor=actor, tenant_id=data.tenant_id, permission=ADMIN
     )
     if get_user_by_username(session=session, username=data.username) is not None:
-        raise Conflict(f"username {data.username!r} is taken")
+        raise Conflict("username %(username)s is taken", params={"username": data.username})
     user = User(
         id=uuid.uuid4(),
         username=data.username.lower(),

@@ -37,7 +37,7 @@ def get_region_or_raise(*, session: Session, code: str) -> Region:
     """The region ``code``; raises ``NotFound``."""
     region = get_region(session=session, code=code)
     if region is None:
-        raise NotFound(f"no region {code!r}", resource="region", id=code)
+        raise NotFound("no region %(code)s", params={"code": code}, resource="region", id=code)
     return region
 
 
@@ -45,7 +45,7 @@ def create_region(*, session: Session, actor: Actor, data: RegionCreate) -> Regi
     """Register a region; only platform-wide administrators may."""
     actor.require_platform("core.region.admin")
     if get_region(session=session, code=data.code) is not None:
-        raise Conflict(f"region {data.code!r} exists already")
+        raise Conflict("region %(code)s exists already", params={"code": data.code})
     region = Region(**data.model_dump())
     session.add(region)
     audit.record(session=session, actor=actor, action="core.region.create", target=data.code)

@@ -58,7 +58,7 @@ def get_role_or_raise(*, session: Session, name: str) -> Role:
     """The role ``name``; raises ``NotFound``."""
     role = session.get(Role, name)
     if role is None:
-        raise NotFound(f"no role {name!r}", resource="role")
+        raise NotFound("no role %(role)s", params={"role": name}, resource="role")
     return role
 
 
@@ -68,9 +68,11 @@ def create_role(*, session: Session, actor: Actor, data: RoleCreate) -> Role:
     known = known_permissions()
     for pattern in data.permissions:
         if not any(matches(pattern, name) for name in known):
-            raise InvalidInput(f"{pattern!r} matches no known permission")
+            raise InvalidInput(
+                "%(pattern)s matches no known permission", params={"pattern": pattern}
+            )
     if session.get(Role, data.name) is not None:
-        raise Conflict(f"role {data.name!r} exists already")
+        raise Conflict("role %(role)s exists already", params={"role": data.name})
     role = Role(**data.model_dump(), builtin=False)
     session.add(role)
     audit.record(
@@ -123,7 +125,9 @@ def grant_role(*, session: Session, actor: Actor, data: RoleBindingCreate) -> Ro
     role = get_role_or_raise(session=session, name=data.role_name)
     # Platform-wide (scope None) as much as at a tenant: nobody hands out more than they hold.
     if not grants_cover_all(actor.grants, role.permissions, scope.path if scope else None):
-        raise PermissionDenied(f"you do not hold every permission of {role.name!r} there")
+        raise PermissionDenied(
+            "you do not hold every permission of %(role)s there", params={"role": role.name}
+        )
     existing = session.scalars(
         select(RoleBinding).where(
             RoleBinding.user_id == user.id,
@@ -134,7 +138,10 @@ def grant_role(*, session: Session, actor: Actor, data: RoleBindingCreate) -> Ro
         )
     ).one_or_none()
     if existing is not None:
-        raise Conflict(f"{user.username} already holds {role.name} there")
+        raise Conflict(
+            "%(username)s already holds %(role)s there",
+            params={"username": user.username, "role": role.name},
+        )
     binding = RoleBinding(
         id=uuid.uuid4(),
         user_id=user.id,

@@ -180,7 +180,7 @@ def create_tenant(*, session: Session, actor: Actor, data: TenantCreate) -> Tena
         raise InvalidInput("a root tenant needs a region_code")
     get_region_or_raise(session=session, code=region_code)
     if get_tenant_by_slug(session=session, slug=data.slug) is not None:
-        raise Conflict(f"slug {data.slug!r} is taken")
+        raise Conflict("slug %(slug)s is taken", params={"slug": data.slug})
     tenant_id = uuid.uuid4()
     tenant = Tenant(
         id=tenant_id,
@@ -317,16 +317,23 @@ def _check_kind(parent: Tenant, kind: TenantKind) -> None:
     allowed = CHILD_KINDS[TenantKind(parent.kind)]
     if kind not in allowed:
         names = ", ".join(sorted(k.value for k in allowed)) or "nothing"
-        raise InvalidInput(f"a {kind.value} cannot sit below a {parent.kind} (allowed: {names})")
+        raise InvalidInput(
+            "a %(kind_label)s cannot sit below a %(parent_label)s (allowed: %(allowed)s)",
+            params={"kind_label": kind.value, "parent_label": parent.kind, "allowed": names},
+        )
 
 
 def _check_depth(depth: int) -> None:
     if depth > MAX_DEPTH:
-        raise InvalidInput(f"the tenant tree may be at most {MAX_DEPTH + 1} levels deep")
+        raise InvalidInput(
+            "the tenant tree may be at most %(count)s levels deep",
+            params={"count": MAX_DEPTH + 1},
+        )
 
 
 def _check_version(tenant: Tenant, version: int | None) -> None:
     if version is not None and version != tenant.version:
         raise Conflict(
-            f"the tenant changed meanwhile (version {tenant.version}, not {version}); reload it"
+            "the tenant changed meanwhile (version %(current)s, not %(given)s); reload it",
+            params={"current": tenant.version, "given": version},
         )

@@ -538,16 +538,23 @@ def parse_sandbox_statement(content: bytes, *, business_date: date) -> list[Stat
         if row[0].startswith("#"):
             key, _, value = row[0].lstrip("# ").partition(":")
             if key == "business_date" and value.strip() != business_date.isoformat():
-                raise InvalidInput(f"sandbox statement is for {value.strip()}, not {business_date}")
+                raise InvalidInput(
+                    "the sandbox statement is for %(found)s, not %(day)s",
+                    params={"found": value.strip()[:40], "day": business_date.isoformat()},
+                )
             continue
         if not header_seen:
             if tuple(row) != STATEMENT_HEADER:
-                raise InvalidInput(f"sandbox statement line {number}: expected the column header")
+                raise InvalidInput(
+                    "sandbox statement line %(line)s: expected the column header",
+                    params={"line": number},
+                )
             header_seen = True
             continue
         if len(row) != len(STATEMENT_HEADER):
             raise InvalidInput(
-                f"sandbox statement line {number}: expected {len(STATEMENT_HEADER)} cells"
+                "sandbox statement line %(line)s: expected %(count)s cells",
+                params={"line": number, "count": len(STATEMENT_HEADER)},
             )
         trade_no, provider_no, kind, amount, at, refund_no = row
         # A refund line, and only a refund line, carries our refund_no.
@@ -558,15 +565,22 @@ def parse_sandbox_statement(content: bytes, *, business_date: date) -> list[Stat
             or (kind == "refund") != bool(refund_no)
         ):
             raise InvalidInput(
-                f"sandbox statement line {number}: bad kind, trade numbers or refund_no"
+                "sandbox statement line %(line)s: bad kind, trade numbers or refund_no",
+                params={"line": number},
             )
         try:
             amount_fen = int(amount)
             occurred_at = datetime.fromisoformat(at)
         except ValueError as error:
-            raise InvalidInput(f"sandbox statement line {number}: {error}") from error
+            raise InvalidInput(
+                "sandbox statement line %(line)s: the amount or the time cannot be read",
+                params={"line": number},
+            ) from error
         if amount_fen <= 0:
-            raise InvalidInput(f"sandbox statement line {number}: amount must be positive")
+            raise InvalidInput(
+                "sandbox statement line %(line)s: amount must be positive",
+                params={"line": number},
+            )
         line = StatementLine(
             trade_no=trade_no,
             provider_trade_no=provider_no,

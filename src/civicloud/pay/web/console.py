@@ -21,6 +21,8 @@ from starlette.datastructures import UploadFile
 from civicloud.core import tenants
 from civicloud.core.dates import DateOutOfRange, parse_date
 from civicloud.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from civicloud.core.money import InvalidAmount
+from civicloud.core.money import parse_yuan as parse_amount
 from civicloud.core.roles import Actor
 from civicloud.pay import (
     billing,
@@ -31,7 +33,7 @@ from civicloud.pay import (
     refunds,
     settlement,
 )
-from civicloud.pay.errors import ImportRejected
+from civicloud.pay.errors import ImportRejected, RefundExceedsPayment
 from civicloud.pay.models import (
     Biller,
     BillStatus,
@@ -45,7 +47,6 @@ from civicloud.pay.web.views import (
     new_form_key,
     offered_providers,
     page,
-    parse_yuan,
     pay_context,
     yuan_text,
 )
@@ -287,18 +288,43 @@ def refund(
     amount: Annotated[str, Form(max_length=40)] = "",
     reason: Annotated[str, Form(max_length=1000)] = "",
     idempotency_key: Annotated[str, Form(max_length=200)] = "",
+    confirm: Annotated[str, Form(max_length=10)] = "",
 ) -> Response:
-    """Refund part or all of a payment; the form's key makes a repeated submission a replay."""
+    """Refund part or all of a payment, in two steps: the form is answered with a confirmation
+    that repeats the amount and who gets it back, and only its button moves money. The key the
+    form got when it was rendered makes a repeated confirmation a replay."""
     payment = payments.get_payment_or_raise(session=session, actor=actor, payment_id=payment_id)
     values = {"amount": amount, "reason": reason, "idempotency_key": idempotency_key}
-    fen = parse_yuan(amount)
     errors = {}
-    if fen is None:
-        errors["amount"] = _AMOUNT_HINT
+    fen = None
+    try:
+        fen = parse_amount(amount)
+    except InvalidAmount as exc:
+        errors["amount"] = exc.message
     if not reason.strip() or len(reason.strip()) > 300:
         errors["reason"] = _REASON_HINT
+    if not idempotency_key.strip():
+        errors["amount"] = errors.get("amount", _ITEM_HINT)
     if errors or fen is None:
         raise _refund_rejected(request, session, actor, payment_id, values, errors)
+    refundable = payment.amount_fen - payment.refunded_fen
+    if confirm != "yes":
+        if fen > refundable:
+            exceeded = RefundExceedsPayment(
+                "%(asked)s is more than the %(refundable)s that can still be refunded",
+                params={"asked_fen": fen, "refundable_fen": refundable},
+            )
+            raise _refund_rejected(
+                request, session, actor, payment_id, values, {}, service_error(exceeded), 409
+            )
+        context = _payment_context(request, session, actor, payment_id)
+        context.update(
+            amount_fen=fen,
+            reason=reason.strip(),
+            payers=sorted({bill.payer_name for bill, _amount in context["bills"]}),
+            confirm={"amount": yuan_text(fen), "reason": reason.strip(), "key": idempotency_key},
+        )
+        return page(request, "pay/console/refund_confirm.html", context)
     try:
         refunds.request_refund(
             session=session,
@@ -352,9 +378,8 @@ def _payment_context(
         "refunds": found_refunds,
         "refundable": refundable,
         "may_refund": may_refund,
-        "form": _form(
-            {"amount": yuan_text(refundable), "reason": "", "idempotency_key": new_form_key()}
-        ),
+        # Nothing is filled in for the operator: the amount is typed, then confirmed.
+        "form": _form({"amount": "", "reason": "", "idempotency_key": new_form_key()}),
     }
 
 
@@ -380,8 +405,11 @@ def settle(
     actor: ConsoleActorDep,
     biller_id: Annotated[str, Form(max_length=64)] = "",
     business_date: Annotated[str, Form(max_length=20)] = "",
+    confirm: Annotated[str, Form(max_length=10)] = "",
+    expected_net: Annotated[str, Form(max_length=24)] = "",
 ) -> Response:
-    """Settle one biller's ended business day (once; a second run shows the first)."""
+    """Settle one biller's ended business day, in two steps: a preview of the figures and the
+    payee's account, then its confirmation (once; a second run shows the first)."""
     values = {"biller_id": biller_id, "business_date": business_date}
     chosen, day = _parse_uuid(biller_id), _parse_date(business_date)
     errors = {}
@@ -391,17 +419,28 @@ def settle(
         errors["business_date"] = _DATE_HINT
     if chosen is None or day is None:
         raise _settle_rejected(request, session, actor, chosen, values, errors)
+    payer = settlement.payer_from(pay_context(request).settings)
     try:
+        if confirm != "yes":
+            preview = settlement.preview_day(
+                session=session, actor=actor, biller_id=chosen, business_date=day, payer=payer
+            )
+            return page(
+                request,
+                "pay/console/settlement_confirm.html",
+                {"section": "pay", "pay_tab": "settlements", "preview": preview},
+            )
         settlement.settle_day(
             session=session,
             actor=actor,
             biller_id=chosen,
             business_date=day,
-            payer=settlement.payer_from(pay_context(request).settings),
+            payer=payer,
+            expected_net_fen=int(expected_net) if expected_net.lstrip("-").isdigit() else None,
         )
-    except InvalidInput as exc:  # the day has not ended yet
+    except (InvalidInput, Conflict) as exc:  # not ended, nothing to settle, changed, unsafe
         raise _settle_rejected(
-            request, session, actor, chosen, values, {}, service_error(exc)
+            request, session, actor, chosen, values, {}, service_error(exc), exc.status
         ) from exc
     return see_other(f"/console/pay/settlements?biller_id={chosen}&done=settled")
 
@@ -442,10 +481,13 @@ def _settle_rejected(
     values: dict[str, str],
     errors: dict[str, str],
     summary: dict[str, str] | None = None,
+    status_code: int = 422,
 ) -> FormRejected:
     context = _settlements_context(request, session, actor, biller_id)
     context["form"] = _rejected_form(values, errors, summary)
-    return FormRejected(page(request, "pay/console/settlements.html", context, status_code=422))
+    return FormRejected(
+        page(request, "pay/console/settlements.html", context, status_code=status_code)
+    )
 
 
 def _settlements_context(
@@ -458,11 +500,19 @@ def _settlements_context(
         found = list(settlement.list_settlements(session=session, actor=actor, biller_id=biller_id))
         chosen = billing.get_biller(session=session, biller_id=biller_id)
     yesterday = (beijing_now() - timedelta(days=1)).date()
+    # Days still to settle: of the chosen biller, else of every biller the page lists.
+    waiting = settlement.unsettled_days(
+        session=session,
+        actor=actor,
+        biller_ids=[chosen.id] if chosen is not None else [b.id for b in billers],
+    )
     return {
         "section": "pay",
         "pay_tab": "settlements",
         "billers": billers,
+        "biller_names": {b.id: b for b in billers},
         "chosen": chosen,
+        "unsettled": waiting,
         "settlements": found,
         "form": _form({"biller_id": str(biller_id or ""), "business_date": yesterday.isoformat()}),
     }
@@ -533,15 +583,17 @@ def resolve(
     """Resolve an exception with an adjustment posted to the ledger (audited, once)."""
     values = {"item_id": item_id, "debit_code": debit_code, "credit_code": credit_code}
     values |= {"amount": amount, "memo": memo}
-    item, fen = _parse_uuid(item_id), parse_yuan(amount)
+    item, fen = _parse_uuid(item_id), None
     errors = {}
+    try:
+        fen = parse_amount(amount)
+    except InvalidAmount as exc:
+        errors["amount"] = exc.message
     if item is None:
         errors["item_id"] = _ITEM_HINT
     for field in ("debit_code", "credit_code"):
         if not values[field].strip():
             errors[field] = _ACCOUNT_HINT
-    if fen is None:
-        errors["amount"] = _AMOUNT_HINT
     if not memo.strip() or len(memo.strip()) > 300:
         errors["memo"] = _REASON_HINT
     if errors or item is None or fen is None:

@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
 from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,6 +17,8 @@ from urllib.parse import urlsplit
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
+from civicloud.core.money import InvalidAmount
+from civicloud.core.money import parse_yuan as money_parse_yuan
 from civicloud.pay.payments import PayContext
 from civicloud.pay.schemas import MAX_AMOUNT_FEN
 from civicloud.web.i18n import N_
@@ -147,15 +148,12 @@ def yuan_text(amount_fen: int) -> str:
 
 
 def parse_yuan(text: str) -> int | None:
-    """A form's yuan amount as positive integer fen, exactly; ``None`` when it is not one."""
-    text = text.strip().replace(",", "").removeprefix("¥").strip()
-    if not re.fullmatch(r"\d{1,12}(\.\d{1,2})?", text):
-        return None
+    """A form's yuan amount as positive integer fen, exactly; ``None`` when it is not one (see
+    ``core.money.parse_yuan``, which says why)."""
     try:
-        fen = int(Decimal(text) * 100)
-    except InvalidOperation:  # the pattern above rules this out; kept for safety
+        return money_parse_yuan(text, max_fen=MAX_AMOUNT_FEN)
+    except InvalidAmount:
         return None
-    return fen if 0 < fen <= MAX_AMOUNT_FEN else None
 
 
 def beijing_time(value: datetime | None) -> str:

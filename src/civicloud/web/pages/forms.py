@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
@@ -62,9 +63,15 @@ def field_errors(exc: ValidationError) -> dict[str, str]:
     return found
 
 
-def service_error(exc: CivicloudError) -> dict[str, str]:
-    """A refusal by a service, as the form's summary: a translated lead and the service's words."""
-    return {"message": N_("The change was not made:"), "detail": exc.detail}
+def service_error(exc: CivicloudError) -> dict[str, Any]:
+    """A refusal by a service, as the form's summary: a translated lead and the service's message
+    (its template and parameters, rendered in the page's language by ``error_text``)."""
+    return {
+        "message": N_("The change was not made:"),
+        "detail": exc.detail,
+        "template": exc.message,
+        "params": exc.params,
+    }
 
 
 def optional_uuid(value: str) -> uuid.UUID | str | None:

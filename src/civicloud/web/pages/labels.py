@@ -102,3 +102,60 @@ def status_title(status: int) -> str:
 def status_explanation(status: int) -> str:
     """The msgid of an error page's advice."""
     return _STATUS_EXPLANATIONS.get(status, _GENERIC_EXPLANATION)
+
+
+#: What a refused value in an address or a query is called, for the message that names it.
+FIELD_LABELS: dict[str, str] = {
+    "biller_id": N_("The biller"),
+    "payment_id": N_("The payment"),
+    "tenant_id": N_("The tenant"),
+    "user_id": N_("The user"),
+    "key_id": N_("The API key"),
+    "binding_id": N_("The role binding"),
+    "item_id": N_("The reconciliation item"),
+    "trade_no": N_("The transaction number"),
+    "number": N_("The receipt number"),
+    "account": N_("The account number"),
+    "q": N_("The search text"),
+    "status": N_("The status"),
+    "date": N_("The date"),
+    "business_date": N_("The date"),
+    "show": N_("The choice of what to show"),
+    "lang": N_("The language"),
+    "next": N_("The page to return to"),
+    "provider": N_("The payment provider"),
+    "limit": N_("The number of rows"),
+    "offset": N_("The starting row"),
+}
+_SOME_VALUE = N_("A value in the address")
+
+#: Validation errors by kind (pydantic's ``type``), as sentences naming the field.
+VALIDATION_MESSAGES: dict[str, str] = {
+    "uuid_parsing": N_("%(field)s in the address is not a valid identifier."),
+    "uuid_type": N_("%(field)s in the address is not a valid identifier."),
+    "missing": N_("%(field)s is missing."),
+    "string_too_long": N_("%(field)s is too long."),
+    "string_too_short": N_("%(field)s is too short."),
+    "int_parsing": N_("%(field)s must be a whole number."),
+    "int_type": N_("%(field)s must be a whole number."),
+    "greater_than_equal": N_("%(field)s is too small."),
+    "greater_than": N_("%(field)s is too small."),
+    "less_than_equal": N_("%(field)s is too large."),
+    "less_than": N_("%(field)s is too large."),
+    "date_from_datetime_parsing": N_("%(field)s must be a date written as YYYY-MM-DD."),
+    "date_parsing": N_("%(field)s must be a date written as YYYY-MM-DD."),
+    "date_type": N_("%(field)s must be a date written as YYYY-MM-DD."),
+}
+_INVALID_VALUE = N_("%(field)s is not valid.")
+
+
+def field_label(location: tuple[object, ...] | list[object]) -> str:
+    """The msgid naming the field at a validation error's location (its last named part)."""
+    names = [str(part) for part in location if isinstance(part, str)]
+    names = [n for n in names if n not in ("path", "query", "body", "header", "cookie")]
+    return FIELD_LABELS.get(names[-1], _SOME_VALUE) if names else _SOME_VALUE
+
+
+def validation_message(kind: str) -> str:
+    """The msgid of a validation error of ``kind`` (with a ``%(field)s`` placeholder)."""
+    return VALIDATION_MESSAGES.get(kind, _INVALID_VALUE)

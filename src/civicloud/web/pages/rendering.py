@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context, select_autoescape
 from jinja2.runtime import Context
 
-from civicloud.web import i18n
+from civicloud.web import i18n, messages
 from civicloud.web.deps import (
     CSRF_COOKIE,
     SESSION_COOKIE,
@@ -165,11 +165,22 @@ class Renderer:
             _gettext, _ngettext, newstyle=True
         )
 
+        @pass_context
+        def _error_text(context: Context, summary: Mapping[str, Any]) -> str:
+            # A refused form's summary: the service's message in the page's language.
+            return messages.translate(
+                context["lang"],
+                str(summary.get("template") or summary.get("detail", "")),
+                summary.get("params"),
+                self.translations,
+            )
+
         self.env.filters["when"] = time_formatter(time_zone)
         self.env.globals.update(
             # ``_()`` formats its result with ``%``; ``tr()`` translates a msgid chosen at run
             # time (a label, a form's error) as it is.
             tr=_gettext,
+            error_text=_error_text,
             kind_label=labels.kind_label,
             outcome_label=labels.outcome_label,
             permission_labels=labels.PERMISSION_LABELS,
@@ -254,12 +265,22 @@ def render(
     return get_renderer(request).render(request, name, context, status_code=status_code)
 
 
-def render_error_page(request: Request, status: int, detail: str) -> HTMLResponse:
-    """An HTML error page for browsers, in the request's language, with the status preserved."""
+def render_error_page(
+    request: Request,
+    status: int,
+    detail: str,
+    *,
+    translated: Callable[[str], str] | None = None,
+) -> HTMLResponse:
+    """An HTML error page for browsers, in the request's language, with the status preserved;
+    ``translated`` gives the error's text in a language, when it has one."""
     try:
         renderer = get_renderer(request)
-        if detail in labels.KNOWN_DETAILS:
-            detail = renderer.gettext(page_language(request), detail)
+        language = page_language(request)
+        if translated is not None:
+            detail = translated(language)
+        elif detail in labels.KNOWN_DETAILS:
+            detail = renderer.gettext(language, detail)
         return renderer.render(
             request,
             "errors.html",

@@ -110,9 +110,10 @@ def test_two_refunds_summing_over_the_payment_let_the_first_through_only(
     payment = make_payment(db_session, biller, amount_fen=10_000, provider=provider.name)
     _refund(db_session, payment, provider, 6_000)
     # when another 50 is asked for, then it is refused: only 40 is left
-    with pytest.raises(RefundExceedsPayment, match="4000 fen left") as refused:
+    with pytest.raises(RefundExceedsPayment, match=r"CNY 40\.00 that can still be") as refused:
         _refund(db_session, payment, provider, 5_000)
     assert refused.value.extra == {"refundable_fen": 4_000}
+    assert refused.value.params == {"asked_fen": 5_000, "refundable_fen": 4_000}
     assert payment.refunded_fen == 6_000
     assert _refund_rows(db_session, payment) == 1
 

@@ -224,6 +224,7 @@ def test_settling_needs_pay_settlement_at_the_billers_tenant(db_session: Session
     root = make_tenant(db_session)
     a, b = make_tenant(db_session, parent=root), make_tenant(db_session, parent=root)
     biller = make_biller(db_session, tenant=a)
+    make_payment(db_session, biller, amount_fen=300, finished_at=at(DAY, 8))
 
     def settle_as(tenant: Tenant, permission: str) -> None:
         settlement.settle_day(
