@@ -107,9 +107,12 @@ def load_settings(data_dir: Path | None) -> Settings:
     return settings.with_data_dir(data_dir)
 
 
-def open_services(data_dir: Path | None, *, migrate: bool = True) -> Services:
-    """Build the services for ``data_dir``; by default bring the database up to date first."""
-    settings = load_settings(data_dir)
+def open_services(
+    data_dir: Path | None, *, migrate: bool = True, settings: Settings | None = None
+) -> Services:
+    """Build the services for ``data_dir`` (or ``settings``, from :func:`load_settings`); by
+    default bring the database up to date first."""
+    settings = settings or load_settings(data_dir)
     configure_logging(settings.log_level, json_lines=settings.log_json)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     services = build_services(settings)
