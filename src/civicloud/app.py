@@ -31,6 +31,7 @@ from civicloud.pay.receipts import signer_from_settings
 from civicloud.web import pages
 from civicloud.web.api import api_router
 from civicloud.web.api.health import router as health_router
+from civicloud.web.docs import install_docs
 from civicloud.web.messages import error_text
 from civicloud.web.middleware import Metrics, RequestContextMiddleware
 from civicloud.web.problems import install_problem_handlers
@@ -124,7 +125,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         summary="A self-hostable government cloud: tenants, identity, audit and its modules.",
         lifespan=lifespan,
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        # /docs is served from the installation's own copy of Swagger UI (web.docs), not a CDN.
+        docs_url=None,
         redoc_url=None,
     )
     app.state.services = services
@@ -144,6 +146,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(pay_api.router, prefix=API_PREFIX)
     app.include_router(pay_web.router)
     pages.install(app, time_zone=settings.web.time_zone)
+    install_docs(app)
     install_problem_handlers(app, html_renderer=pages.render_error_page)
     app.add_middleware(
         RequestContextMiddleware,

@@ -15,9 +15,16 @@ from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from civicloud.core.context import begin_targets, set_request_id
+from civicloud.web.pages.rendering import SECURITY_HEADERS
 from civicloud.web.problems import PROBLEM_TYPE_BASE
 
 log = logging.getLogger("civicloud.access")
+#: The headers every response gets unless it set them itself: the pages' own (web.pages), so
+#: nothing is framed, sniffed or allowed to load from elsewhere, whatever route answered.
+DEFAULT_SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = tuple(
+    (name.lower().encode("latin-1"), value.encode("latin-1"))
+    for name, value in SECURITY_HEADERS.items()
+)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -80,6 +87,10 @@ class RequestContextMiddleware:
                 response_started = True
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
+                # Every response carries the pages' security headers unless it set its own
+                # (the API's JSON, /openapi.json, static files, redirects, error documents).
+                present = {name.lower() for name, _ in headers}
+                headers.extend(h for h in DEFAULT_SECURITY_HEADERS if h[0] not in present)
                 message = {**message, "headers": headers}
             await send(message)
 

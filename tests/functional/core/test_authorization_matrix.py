@@ -53,7 +53,6 @@ PUBLIC: frozenset[tuple[str, str]] = frozenset(
         ("GET", "/metrics"),
         ("GET", "/openapi.json"),
         ("GET", "/docs"),
-        ("GET", "/docs/oauth2-redirect"),
         ("GET", "/"),
         ("GET", "/login"),
         ("POST", "/login"),
@@ -84,7 +83,8 @@ PUBLIC: frozenset[tuple[str, str]] = frozenset(
     }
 )
 #: Mounted applications anyone may read (static files).
-PUBLIC_MOUNTS: frozenset[str] = frozenset({"/static"})
+#: (Swagger UI's own files, for the API reference at /docs, are public like it.)
+PUBLIC_MOUNTS: frozenset[str] = frozenset({"/static", "/docs/assets"})
 
 #: Parameter names that carry an id, and which kind of resource each names.
 ID_PARAMETERS: dict[str, str] = {
