@@ -87,3 +87,16 @@ def test_the_last_platform_administrator_stays(with_user: Run) -> None:
         civicloud("admin", "role", "grant", "wang.fang", "platform_admin", "--platform").code == 0
     )
     assert civicloud("admin", "role", "revoke", binding_id).code == 0
+
+
+def test_the_refusal_speaks_chinese_under_a_chinese_locale(
+    with_user: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    civicloud = with_user
+    assert civicloud("admin", "role", "grant", "li.wei", "platform_admin", "--platform").code == 0
+    monkeypatch.setenv("LANG", "zh_CN.UTF-8")
+    monkeypatch.delenv("LC_ALL", raising=False)
+    monkeypatch.delenv("LC_MESSAGES", raising=False)
+    refused = civicloud("admin", "user", "deactivate", "li.wei")
+    assert refused.code == 5
+    assert "平台管理员" in refused.err

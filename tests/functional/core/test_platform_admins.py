@@ -77,6 +77,7 @@ def test_the_last_platform_administrator_cannot_revoke_their_own_role(
         assert refused.status_code == 409
         assert refused.headers["content-type"].startswith("application/problem+json")
         assert refused.json()["code"] == "core.last_platform_admin"
+        assert "平台管理员" in refused.json()["detail"]
         english = client.delete(f"/api/v1/role-bindings/{first.binding.id}", headers=first.headers)
         assert "without a platform administrator" in english.json()["detail"]
         assert client.get("/api/v1/me", headers=first.headers).json()["roles"]
