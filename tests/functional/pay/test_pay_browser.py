@@ -481,7 +481,9 @@ def test_an_operator_refunds_part_of_a_payment_and_settles_a_day(
     # When they refund part of it through the refund form
     page.get_by_label("金额（元）").fill("30.00")  # noqa: RUF001
     page.get_by_label("原因").fill("电费多算了一个月的峰时电价，退还差额")  # noqa: RUF001
-    page.get_by_role("button", name="退款", exact=True).click()
+    page.get_by_role("button", name="核对退款").click()
+    expect(page.get_by_role("heading", name="确认退款 ¥30.00？")).to_be_visible()  # noqa: RUF001
+    page.get_by_role("button", name="退款 ¥30.00").click()
     # Then the refund is listed, refunded by the sandbox, and the rest can still be refunded
     expect(page.get_by_role("status")).to_have_text("退款已提交，处理状态见下方。")  # noqa: RUF001
     refunds = page.locator("section[aria-labelledby=refunds-title] tbody tr")
@@ -492,23 +494,16 @@ def test_an_operator_refunds_part_of_a_payment_and_settles_a_day(
     expect(refunds.locator("code")).to_have_text(re.compile(r"^RF[0-9A-F]{30}$"))
     expect(page.get_by_text("最多还可退 ¥98.00。")).to_be_visible()
     shot(page, "27-console-refund-zh")
-    # When they settle yesterday of the power company on the settlements page
+    # When they try to settle yesterday of the power company, which had no payment
+    # (settling a day with payments: test_confirm_browser.py)
     page.get_by_role("navigation", name="缴费服务").get_by_role("link", name="结算").click()
     yesterday = (beijing_now() - timedelta(days=1)).date().isoformat()
     expect(page.locator("#settle-business_date")).to_have_value(yesterday)
     page.locator("#settle-biller_id").select_option(label="国网大连供电公司")
-    page.get_by_role("button", name="结算", exact=True).click()
-    # Then the day is listed with its batch file, which downloads
-    expect(page.get_by_role("status")).to_contain_text("已完成日终结算")
-    expect(page.get_by_role("heading", name="国网大连供电公司的结算")).to_be_visible()
-    settled = page.locator("table tbody tr")
-    expect(settled).to_have_count(1)
-    expect(settled).to_contain_text(yesterday)
-    with page.expect_download() as download:
-        settled.get_by_role("link", name="下载 CSV").click()
-    batch = Path(download.value.path()).read_text(encoding="utf-8")
-    assert batch.splitlines()[-1].startswith("TRAILER,STL")
-    shot(page, "28-console-settled-zh")
+    page.get_by_role("button", name="预览结算").click()
+    # Then it is refused: there is nothing to settle
+    expect(page.get_by_role("alert")).to_contain_text("没有可结算的款项")
+    shot(page, "28-console-nothing-to-settle-zh")
     # And the reconciliation tab tells them reconciliation is done platform-wide
     page.get_by_role("navigation", name="缴费服务").get_by_role("link", name="对账").click()
     expect(page.get_by_text("需在平台级别授予 pay.reconcile 权限")).to_be_visible()
