@@ -156,10 +156,13 @@ def parse_yuan(text: str) -> int | None:
         return None
 
 
-def beijing_time(value: datetime | None) -> str:
-    """A moment in China Standard Time, to the minute (``—`` when there is none)."""
+def beijing_time(value: datetime | str | None) -> str:
+    """A moment in China Standard Time, to the minute (``—`` when there is none); an ISO 8601
+    string with its offset (as a signed receipt's body holds times) is read first."""
     if value is None:
         return "—"
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
     if value.tzinfo is None:  # stored naive in UTC on SQLite
         value = value.replace(tzinfo=UTC)
     return value.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M")
