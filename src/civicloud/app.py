@@ -29,6 +29,7 @@ from civicloud.pay.payments import PayContext, handle_notification
 from civicloud.pay.providers import build_providers
 from civicloud.pay.receipts import signer_from_settings
 from civicloud.web import pages
+from civicloud.web.admission import DEFAULT_POSTGRES_WRITERS, Admission
 from civicloud.web.api import api_router
 from civicloud.web.api.health import router as health_router
 from civicloud.web.docs import install_docs
@@ -109,6 +110,18 @@ def build_pay(services: Services) -> PayContext:
     return context
 
 
+def admission_for(services: Services) -> Admission:
+    """How many requests may hold a unit of work at once (``web.admission``), per settings."""
+    web = services.settings.web
+    writers = web.db_writers or (1 if services.db.is_sqlite else DEFAULT_POSTGRES_WRITERS)
+    return Admission(
+        writers=writers,
+        readers=web.db_readers,
+        wait_seconds=web.queue_seconds,
+        max_waiting=web.max_queued,
+    )
+
+
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
     """The civicloud web application: the API under ``/api/v1``, pages, health and metrics."""
     settings = settings or (services.settings if services else Settings())
@@ -131,6 +144,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     )
     app.state.services = services
     app.state.metrics = Metrics()
+    app.state.admission = admission_for(services)
     app.include_router(health_router)
     app.include_router(api_router, prefix=API_PREFIX)
     app.state.pay = build_pay(services)

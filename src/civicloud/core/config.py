@@ -30,6 +30,18 @@ class WebSettings(BaseModel):
     #: When set, ``GET /metrics`` needs ``Authorization: Bearer <token>``; when not, it answers
     #: clients on this machine (loopback) only.
     metrics_token: SecretStr | None = None
+    #: Requests whose units of work write to the database at once, per process; the rest wait
+    #: their turn (without holding a thread or a connection). ``None``: 1 on SQLite, which
+    #: writes one transaction at a time anyway, 24 on PostgreSQL.
+    db_writers: int | None = Field(default=None, ge=1, le=32)
+    #: Requests reading the database at once, per process.
+    db_readers: int = Field(default=8, ge=1, le=32)
+    #: How long a request may wait for its turn at the database before it is answered 503 with
+    #: ``Retry-After`` (seconds).
+    queue_seconds: float = Field(default=30.0, ge=1.0, le=600.0)
+    #: Requests that may wait for the database at once, per process; more are answered 503 at
+    #: once.
+    max_queued: int = Field(default=2000, ge=1)
 
     @field_validator("time_zone")
     @classmethod

@@ -17,12 +17,13 @@ from typing import Any
 
 from sqlalchemy import DateTime, Engine, MetaData, TypeDecorator, create_engine, event
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from civicloud.core.caches import CACHES_KEY, CacheSet
-from civicloud.core.errors import Conflict, InvalidInput
+from civicloud.core.errors import Conflict, InvalidInput, ServiceBusy
 
 # Stable constraint names, so that migrations can name what they alter on every database.
 NAMING_CONVENTION = {
@@ -84,8 +85,14 @@ def make_engine(
         database = url.split("///", 1)[1] if "///" in url else ""
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+        # The pool outgrows the web's slots (web.admission: 1 writer, a few readers) and the
+        # short writes some of them open beside their own (touching an API key).
         engine = create_engine(
-            url, echo=echo, connect_args={"timeout": 30, "check_same_thread": False}
+            url,
+            echo=echo,
+            connect_args={"timeout": 30, "check_same_thread": False},
+            pool_size=20,
+            max_overflow=20,
         )
         _configure_sqlite(engine)
     else:
@@ -169,6 +176,9 @@ def _configure_sqlite(engine: Engine) -> None:
             conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+#: The ``Retry-After`` of a request refused because the database was too busy, in seconds.
+BUSY_RETRY_SECONDS = 5
+
 #: SQLSTATEs of a transaction that lost a race: deadlock detected, serialization failure.
 _RETRYABLE_STATES = {"40P01", "40001"}
 
@@ -186,6 +196,16 @@ def as_conflict(exc: BaseException) -> BaseException:
         return Conflict("another request stored the same thing meanwhile; reload and try again")
     if isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in _RETRYABLE_STATES:
         return Conflict("the request collided with another one; try it again")
+    # Waiting too long for a pooled connection, or for SQLite's write lock (another process
+    # held it past the busy timeout): the installation is overloaded, nothing was changed.
+    if isinstance(exc, PoolTimeout) or (
+        isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
+    ):
+        return ServiceBusy(
+            "the database is too busy; try again in %(seconds)s seconds",
+            params={"seconds": BUSY_RETRY_SECONDS},
+            retry_after=BUSY_RETRY_SECONDS,
+        )
     return exc
 
 

