@@ -676,7 +676,7 @@ _LABELS: Mapping[str, Mapping[str, str]] = {
         "verify_title": "验证真伪",
         "verify_scan": "用手机扫描二维码，即可查看本收据是否真实有效。",  # noqa: RUF001
         "verify_online": "在线验证本收据",
-        "verify_at": "也可访问本站“验证收据”页面，输入收据编号：",  # noqa: RUF001
+        "verify_at": "也可在浏览器中打开以下地址：",  # noqa: RUF001
         "advanced": "供核验人员：电子签名与离线验证",  # noqa: RUF001
         "json": "签名收据文件（JSON）",  # noqa: RUF001
         "public_key": "签名公钥（PEM）",  # noqa: RUF001
@@ -715,7 +715,7 @@ _LABELS: Mapping[str, Mapping[str, str]] = {
         "verify_title": "Check it is genuine",
         "verify_scan": "Scan the QR code with a phone to see whether this receipt is genuine.",
         "verify_online": "Verify this receipt online",
-        "verify_at": "Or open this site's receipt check with the receipt number:",
+        "verify_at": "Or open this address in a browser:",
         "advanced": "For verifiers: the electronic signature and checking offline",
         "json": "Signed receipt file (JSON)",
         "public_key": "Signing public key (PEM)",
@@ -956,7 +956,7 @@ class _Pdf:
         self.font(8)
         self.line(4, t["verify_scan"], width=self.width - 38)
         self.pdf.set_x(left + 38)
-        self.line(4, f"{t['verify_at']} {view['number']}", width=self.width - 38)
+        self.line(4, t["verify_at"], width=self.width - 38)
         self.pdf.set_x(left + 38)
         self.font(7, mono=True)
         self.line(3.5, view["verify_page"], width=self.width - 38)

@@ -329,7 +329,9 @@ def test_a_citizen_pays_a_dalian_water_bill_on_a_phone_in_chinese(
     expect(page.get_by_label("沙箱（演示，不涉及真实资金）")).to_be_checked()  # noqa: RUF001
     fits(page, PHONE["width"])
     shot(page, "03-bills-zh", docs="pay-bills-zh.png")
-    # When they pay both with the sandbox
+    # When they check what they pay, then pay both with the sandbox
+    page.get_by_role("button", name="核对并缴费").click()
+    expect(page.get_by_role("heading", name="核对缴费信息")).to_be_visible()
     page.get_by_role("button", name="立即缴费").click()
     expect(page.get_by_role("heading", name="收银台")).to_be_visible()
     expect(page.locator(".pay-amount")).to_contain_text("¥")
@@ -376,7 +378,8 @@ def test_a_citizen_pays_in_english_on_a_desktop(chromium: Chromium, site: Site) 
     expect(page.locator(".pay-bill")).to_contain_text("L****i")
     expect(page.locator(".pay-sum")).to_contain_text("CNY 54.80")
     shot(page, "12-bills-en")
-    page.get_by_role("button", name="Pay now").click()
+    page.get_by_role("button", name="Check and pay CNY 54.80").click()
+    page.get_by_role("button", name="Pay CNY 54.80 now").click()
     expect(page.get_by_role("heading", name="Checkout")).to_be_visible()
     shot(page, "13-sandbox-en")
     page.get_by_role("button", name="Pay successfully").click()
@@ -464,6 +467,7 @@ def test_an_operator_refunds_part_of_a_payment_and_settles_a_day(
     page.get_by_role("link", name="国网大连供电公司").click()
     page.get_by_label("户号").fill("041100000003")
     page.get_by_role("button", name="查询账单").click()
+    page.get_by_role("button", name="核对并缴费").click()
     page.get_by_role("button", name="立即缴费").click()
     page.get_by_role("button", name="模拟支付成功").click()
     expect(page.get_by_role("heading", name="缴费成功")).to_be_visible()
