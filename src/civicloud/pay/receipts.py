@@ -30,10 +30,11 @@ import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal, Protocol
+from zoneinfo import ZoneInfo
 
 import segno
 from cryptography.exceptions import InvalidSignature
@@ -51,6 +52,7 @@ from civicloud.core.config import PaySettings
 from civicloud.core.db import new_id, utcnow
 from civicloud.core.errors import Conflict, InvalidInput
 from civicloud.core.keyfiles import write_private_once
+from civicloud.core.zones import local_time
 from civicloud.pay.errors import BillerNotFound
 from civicloud.pay.models import (
     Bill,
@@ -92,8 +94,12 @@ __all__ = [
 
 #: Names the layout of the signed body; a new layout gets a new name.
 RECEIPT_FORMAT = "civicloud.pay.receipt/1"
-#: Dates printed on receipts and in their numbers are China Standard Time (no daylight saving).
-RECEIPT_TZ = timezone(timedelta(hours=8), "UTC+8")
+#: The date in a receipt's number is a day of China Standard Time (no daylight saving), as the
+#: days of providers' statements and of settlement are: a business rule, the same whatever the
+#: installation's zone. The times a receipt shows are in the installation's zone (``tzinfo``).
+NUMBER_TZ = timezone(timedelta(hours=8), "UTC+8")
+#: The zone receipts show times in when the caller names none: the default installation's.
+DEFAULT_ZONE = ZoneInfo("Asia/Shanghai")
 LANGUAGES = ("zh", "en")
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 # Crockford's base32 alphabet: no I, L, O or U, so a number read aloud or typed is unambiguous.
@@ -318,7 +324,7 @@ def _timestamp(value: datetime) -> str:
 
 def _new_number(issued_at: datetime) -> str:
     suffix = "".join(secrets.choice(_NUMBER_ALPHABET) for _ in range(8))
-    return f"R{issued_at.astimezone(RECEIPT_TZ):%Y%m%d}-{suffix}"
+    return f"R{issued_at.astimezone(NUMBER_TZ):%Y%m%d}-{suffix}"
 
 
 def get_receipt(*, session: Session, number: str) -> Receipt | None:
@@ -666,7 +672,7 @@ _LABELS: Mapping[str, Mapping[str, str]] = {
         "key": "签名密钥",
         "scan": "扫码或访问以下地址验证本收据：",  # noqa: RUF001 - Chinese punctuation
         "offline": "离线验证：python -m civicloud.pay.receipts verify 收据.json 公钥.pem",  # noqa: RUF001
-        "time_zone": "北京时间",
+        "colon": "：",  # noqa: RUF001 - Chinese punctuation
         "currency_symbol": "¥",
         "back": "返回缴费结果",
         "pdf": "下载 PDF",
@@ -705,7 +711,7 @@ _LABELS: Mapping[str, Mapping[str, str]] = {
         "key": "Signing key",
         "scan": "Scan the code or visit this address to verify this receipt:",
         "offline": "Offline: python -m civicloud.pay.receipts verify RECEIPT.json PUBLIC_KEY.pem",
-        "time_zone": "UTC+8",
+        "colon": ": ",
         "currency_symbol": "CNY ",
         "back": "Back to the payment",
         "pdf": "Download PDF",
@@ -739,15 +745,15 @@ def _money(amount_fen: int, symbol: str) -> str:
     return f"{symbol}{amount_fen // 100:,}.{amount_fen % 100:02d}"
 
 
-def _local_time(iso: str, zone_label: str) -> str:
-    return f"{datetime.fromisoformat(iso).astimezone(RECEIPT_TZ):%Y-%m-%d %H:%M:%S} ({zone_label})"
-
-
 def _view(
-    receipt: Receipt, language: str, public_base_url: str, payer: str | None = None
+    receipt: Receipt,
+    language: str,
+    public_base_url: str,
+    payer: str | None = None,
+    zone: tzinfo = DEFAULT_ZONE,
 ) -> dict[str, Any]:
     """What the HTML and PDF show, drawn from the signed body (and the payer's masked name,
-    which the page looks up from the bills)."""
+    which the page looks up from the bills); times in ``zone``, with its offset."""
     t = _LABELS[language]
     body = receipt_body(receipt)
     biller = body["biller"]
@@ -761,14 +767,14 @@ def _view(
         "trade_no": body["trade_no"],
         "provider": _PROVIDERS[language].get(body["provider"], body["provider"]),
         "provider_trade_no": body["provider_trade_no"] or "—",
-        "paid_at": _local_time(body["paid_at"], t["time_zone"]),
-        "issued_at": _local_time(body["issued_at"], t["time_zone"]),
+        "paid_at": local_time(body["paid_at"], zone, seconds=True),
+        "issued_at": local_time(body["issued_at"], zone, seconds=True),
         "bills": [
             {
                 "bill_number": line["bill_number"],
                 "account": line["account"],
                 # A fine is known by when it was recorded, not by a billing period.
-                "period": f"{datetime.fromisoformat(line['details']['offence_time']).astimezone(RECEIPT_TZ):%Y-%m-%d %H:%M}"
+                "period": local_time(line["details"]["offence_time"], zone)
                 if line.get("details")
                 else line["period"],
                 "fine": line.get("details"),
@@ -799,15 +805,20 @@ def _templates() -> Environment:
 
 
 def render_receipt_html(
-    receipt: Receipt, language: str, *, public_base_url: str, payer: str | None = None
+    receipt: Receipt,
+    language: str,
+    *,
+    public_base_url: str,
+    payer: str | None = None,
+    tzinfo: tzinfo = DEFAULT_ZONE,
 ) -> str:
     """The printable receipt page (A5) in ``zh`` or ``en``, with its QR code; ``payer``: the
-    payer's masked name.
+    payer's masked name; times in ``tzinfo`` (the installation's zone).
 
     Serve it with ``receipt_content_security_policy()``: the site-wide policy forbids its
     inline style.
     """
-    view = _view(receipt, _language(language), public_base_url, payer)
+    view = _view(receipt, _language(language), public_base_url, payer, tzinfo)
     # segno's SVG is generated markup, not user text: it goes in as is.
     qr_svg = Markup(receipt_qr_svg(receipt, public_base_url=public_base_url))  # noqa: S704
     return _templates().get_template("pay/receipt.html").render(**view, qr_svg=qr_svg)
@@ -913,7 +924,7 @@ class _Pdf:
                 fine = bill["fine"]
                 self.font(8)
                 for label in ("offence", "place", "decision_number"):
-                    self.line(4.5, f"{t[label]}: {fine[label]}")
+                    self.line(4.5, f"{t[label]}{t['colon']}{fine[label]}")
                 self.font(9)
         self.font(11)
         self.pdf.cell(sum(widths[:-1]), 8, self.text(t["total"]), border="T")
@@ -963,7 +974,7 @@ class _Pdf:
         self.pdf.set_y(max(self.pdf.get_y(), top + 36))
         self.font(7)
         self.pdf.set_text_color(90, 90, 90)
-        self.line(4, f"{t['attached']} {t['key']}: {view['algorithm']} {view['key_id']}")
+        self.line(4, f"{t['attached']} {t['key']}{t['colon']}{view['algorithm']} {view['key_id']}")
         self.line(4, t["not_fiscal"])
         self.pdf.set_text_color(0, 0, 0)
 
@@ -975,14 +986,16 @@ def render_receipt_pdf(
     public_base_url: str,
     fonts: Sequence[tuple[Path, int]] = CJK_FONTS,
     payer: str | None = None,
+    tzinfo: tzinfo = DEFAULT_ZONE,
 ) -> bytes:
-    """The receipt as an A5 PDF with its QR code and its ``RECEIPT.json`` attached.
+    """The receipt as an A5 PDF with its QR code and its ``RECEIPT.json`` attached; times in
+    ``tzinfo`` (the installation's zone).
 
     Chinese needs a CJK font from ``fonts``; without one the PDF is English, and says so.
     """
     language = _language(language)
     font = next(((path, index) for path, index in fonts if path.is_file()), None)
-    view = _view(receipt, language if font else "en", public_base_url, payer)
+    view = _view(receipt, language if font else "en", public_base_url, payer, tzinfo)
     page = _Pdf(font)
     page.pdf.set_title(f"{receipt.number} {view['t']['title']}")
     page.pdf.set_subject(receipt.number)

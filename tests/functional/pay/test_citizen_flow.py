@@ -124,7 +124,7 @@ def test_a_stranger_cannot_take_over_a_payment_but_its_payer_may_start_again(
     assert refused.status_code == 409
     text = text_of(refused.text)
     assert "您选择的账单正在支付中" in text
-    assert re.search(r"北京时间 \d\d:\d\d 之后再试", text), text
+    assert re.search(r"请在 \d\d:\d\d UTC\+8 之后再试", text), text  # the default zone
     with core_services.db.unit_of_work(write=False) as session:
         status = session.scalars(select(Payment.status).where(Payment.trade_no == first)).one()
     assert status == "pending"

@@ -2,8 +2,8 @@
 
 The Dalian site of ``test_pay_browser`` (its tenants, billers and water bills) with two fines of
 the traffic police added, each with its decision (number, time, place, offence, points); the
-offence times are given in UTC, and the pages show them in the installation's zone (Beijing
-time). The site is served on a free loopback port of its own. Screenshots land in
+offence times are given in UTC, and the pages show them in the installation's zone (its
+default, Asia/Shanghai: UTC+8). The site is served on a free loopback port of its own. Screenshots land in
 ``test-artifacts/screenshots/fine-*.png``. The browser is never downloaded: without
 ``/usr/bin/chromium`` these tests are skipped.
 """
@@ -55,7 +55,7 @@ WATER_ZH, WATER_EN = "大连市供水有限公司", "Dalian Water Supply"
 #: The plate of the fine looked up, and as a citizen types it: lower case, full-width digits.
 PLATE = "辽B7K2M9"
 PLATE_TYPED = "辽b\uff17k\uff12m\uff19"
-#: Its decision. The offence was at 08:42 Beijing time, sent in UTC.
+#: Its decision. The offence was at 08:42 in the installation's zone (UTC+8), sent in UTC.
 LOOKED_UP: dict[str, Any] = {
     "decision_number": "2102261105000001",
     "offence_time": "2026-11-03T00:42:00Z",
@@ -64,7 +64,7 @@ LOOKED_UP: dict[str, Any] = {
     "offence_code": "1625",
     "points": 6,
 }
-SHOWN_TIME = "2026-11-03 08:42"
+SHOWN_TIME = "2026-11-03 08:42 UTC+8"
 #: The fine paid by the last test, of another plate (so the look-ups above stay open).
 PAID_PLATE, PAID_PLATE_TYPED = "辽B3C8D1", "辽b 3c8 d1"
 PAID: dict[str, Any] = {
@@ -75,7 +75,7 @@ PAID: dict[str, Any] = {
     "offence_code": "1345",
     "points": 3,
 }
-PAID_TIME = "2026-11-04 18:05"
+PAID_TIME = "2026-11-04 18:05 UTC+8"
 #: A billing period the fines carry in their rows, which no page of a fine shows.
 PERIOD = "2026-11"
 NOT_A_PERIOD = re.compile(r"2026-11(?!-)|账期|Period")
@@ -159,6 +159,15 @@ def open_biller(chromium: Chromium, site: str, view: str, language: str, biller:
     return page
 
 
+def lines_of(element: Locator) -> int:
+    """How many lines the text of ``element`` is laid out on."""
+    count: int = element.evaluate(
+        "e => { const r = document.createRange(); r.selectNodeContents(e);"
+        " return new Set([...r.getClientRects()].map(b => Math.round(b.top))).size; }"
+    )
+    return count
+
+
 def fact(bill: Locator, key: str) -> Locator:
     """The value shown beside ``key`` on a listed bill."""
     return (
@@ -210,12 +219,18 @@ def test_a_citizen_finds_a_fine_by_the_plate_as_typed_and_sees_its_decision(
     bills = page.locator(".pay-bill")
     expect(bills).to_have_count(1)
     fine = bills.first
-    # And it is shown as a fine: the offence as its title, with the time (Beijing time, the
-    # installation's zone), place, decision number and points
+    # And the plate shown is the one looked up, as the police write it, not as typed
+    expect(page.locator(".pay-account-line .pay-mono")).to_have_text(PLATE)
+    # And it is shown as a fine: the offence as its title, with the time (in the installation's
+    # zone, with its offset), place, decision number and points
     expect(fine.locator(".pay-bill-period")).to_have_text(LOOKED_UP["offence"])
     expect(fact(fine, words["time"])).to_have_text(SHOWN_TIME)
     expect(fact(fine, words["place"])).to_have_text(str(LOOKED_UP["place"]))
     expect(fact(fine, words["decision"])).to_have_text(str(LOOKED_UP["decision_number"]))
+    # (the 16 digits of the decision number, and the time with its offset, each on one line,
+    # never broken in the middle)
+    assert lines_of(fact(fine, words["decision"])) == 1
+    assert lines_of(fact(fine, words["time"])) == 1
     expect(fact(fine, words["points"])).to_have_text("6")
     expect(fact(fine, words["amount"])).to_have_text(words["total"])
     expect(fact(fine, words["payer"])).to_have_text("赵*")
@@ -291,6 +306,7 @@ def test_a_paid_fine_s_receipt_and_its_verification_show_the_decision(
     # When they check what they pay: the offence and the decision number, not a period
     page.get_by_role("button", name="核对并缴费").click()
     expect(page.get_by_role("heading", name="核对缴费信息")).to_be_visible()
+    expect(page.locator(".pay-confirm .pay-facts dd.pay-mono")).to_have_text(PAID_PLATE)
     confirm = page.locator(".pay-confirm-list")
     expect(confirm).to_contain_text(PAID["offence"])
     expect(confirm).to_contain_text(PAID["decision_number"])
@@ -302,11 +318,18 @@ def test_a_paid_fine_s_receipt_and_its_verification_show_the_decision(
     page.get_by_role("button", name="模拟支付成功").click()
     expect(page.get_by_role("heading", name="缴费成功")).to_be_visible()
     page.get_by_role("link", name="查看电子收据").click()
-    # Then the receipt shows the fine's decision, its time in Beijing time
+    # Then the receipt shows the fine's decision, its time in the installation's zone, each
+    # fact after a Chinese (full-width) colon
     expect(page.get_by_role("heading", name="电子缴费收据")).to_be_visible()
     receipt = page.locator("main table")
     for words in ("违法时间", PAID_TIME, PAID["offence"], PAID["place"], PAID["decision_number"]):
         expect(receipt).to_contain_text(str(words))
+    for label, key in (
+        ("违法行为", "offence"),
+        ("违法地点", "place"),
+        ("决定书编号", "decision_number"),
+    ):
+        expect(receipt).to_contain_text(f"{label}\uff1a{PAID[key]}")
     expect(receipt).not_to_contain_text(NOT_A_PERIOD)
     fits(page, PHONE["width"])
     shot(page, "05-receipt-zh-phone")

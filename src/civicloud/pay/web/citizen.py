@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 import segno
@@ -24,7 +23,9 @@ from sqlalchemy.orm import Session
 
 from civicloud.core.db import utcnow
 from civicloud.core.errors import InvalidInput
+from civicloud.core.patterns import compile_pattern
 from civicloud.core.ratelimit import RateLimiter
+from civicloud.core.zones import local_time
 from civicloud.pay import billing, payments, receipts
 from civicloud.pay.errors import (
     BillBeingPaid,
@@ -44,8 +45,8 @@ from civicloud.pay.web.views import (
     ENDED_REASONS,
     account_format,
     address_mismatch,
-    beijing_time,
     checkout_origins,
+    display_zone,
     local_path,
     new_form_key,
     offered_providers,
@@ -87,8 +88,8 @@ _PAYMENTS_THROTTLED = N_(
 )
 _BEING_PAID = N_(
     "A bill you chose is being paid right now, perhaps in another browser or on another phone. "
-    "If that is you, finish that payment there. Otherwise try again after %(time)s (Beijing "
-    "time), when that payment has ended."
+    "If that is you, finish that payment there. Otherwise try again after %(time)s, when "
+    "that payment has ended."
 )
 _NO_SUCH_PAYMENT = N_(
     "No payment has this transaction number. Check it against the number shown when you paid."
@@ -192,8 +193,8 @@ def pay(
         rejected.response.headers["Retry-After"] = str(exc.extra.get("retry_after", 60))
         raise rejected from exc
     except BillBeingPaid as exc:
-        until = datetime.fromisoformat(str(exc.extra["until"]))
-        time = beijing_time(until)[-5:]
+        # The hour in the installation's zone, with its offset: "10:42 UTC+8".
+        time = local_time(str(exc.extra["until"]), display_zone(request), date=False)
         raise _pay_rejected(
             request, session, biller_id, account, _BEING_PAID, 409, {"time": time}
         ) from exc
@@ -259,7 +260,7 @@ def confirm(
         "pay/confirm.html",
         {
             "biller": biller,
-            "account": account.strip(),
+            "account": _as_looked_up(biller, account),
             "bills": chosen,
             "total_fen": sum(b.total_fen for b in chosen),
             "provider": provider,
@@ -304,6 +305,13 @@ def _lookup(
         )
     except InvalidInput:
         return None
+
+
+def _as_looked_up(biller: Biller, account: str) -> str:
+    """The account number as the biller writes it, the one its bills were found by (lower case
+    and full-width digits typed, 辽B7K2M9 shown); as typed, stripped, when it reads as none."""
+    found = billing.normalise_account(compile_pattern(biller.account_pattern), account)
+    return found if found is not None else account.strip()
 
 
 def _throttled(
@@ -352,7 +360,7 @@ def _bills_page(
         "pay/bills.html",
         {
             "biller": biller,
-            "account": account,
+            "account": _as_looked_up(biller, account),
             "bills": bills,
             "total_fen": sum(b.total_fen for b in bills),
             "providers": providers,
@@ -584,6 +592,7 @@ def receipt_pdf(request: Request, session: SessionDep, number: str) -> Response:
         page_language(request),
         public_base_url=pay_context(request).settings.public_base_url,
         payer=_payer_of(session, receipt),
+        tzinfo=display_zone(request),
     )
     return Response(body, media_type="application/pdf", headers=_download_headers(f"{number}.pdf"))
 
@@ -616,7 +625,7 @@ def verify_receipt(
         signature_b64=sig,
     )
     body = result.body if result.status == "valid" else None
-    paid_at = beijing_time(datetime.fromisoformat(body["paid_at"])) if body else ""
+    paid_at = local_time(body["paid_at"], display_zone(request)) if body else ""
     return page(
         request,
         "pay/verify.html",
@@ -633,6 +642,7 @@ def receipt_page(request: Request, session: SessionDep, number: str) -> Response
         page_language(request),
         public_base_url=pay_context(request).settings.public_base_url,
         payer=_payer_of(session, receipt),
+        tzinfo=display_zone(request),
     )
     headers = dict(SECURITY_HEADERS)
     headers["Content-Security-Policy"] = receipts.receipt_content_security_policy()

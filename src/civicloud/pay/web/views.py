@@ -9,22 +9,27 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
 from civicloud.core.money import InvalidAmount
 from civicloud.core.money import parse_yuan as money_parse_yuan
+from civicloud.core.zones import local_time
 from civicloud.pay.payments import PayContext
 from civicloud.pay.schemas import MAX_AMOUNT_FEN
+from civicloud.web.deps import services_of
 from civicloud.web.i18n import N_
 from civicloud.web.pages.rendering import page_language, render
 
-#: Citizens read times in China Standard Time, as the receipts print them.
+#: China Standard Time: the calendar of providers' statements, and so of settlement's business
+#: days. A business rule, not a display: people read times in the installation's zone
+#: (:func:`display_zone`).
 BEIJING = timezone(timedelta(hours=8), "UTC+8")
 #: The order providers are offered in; the sandbox only where it is the one configured.
 PROVIDER_ORDER = ("alipay", "wechatpay", "sandbox")
@@ -156,20 +161,13 @@ def parse_yuan(text: str) -> int | None:
         return None
 
 
-def beijing_time(value: datetime | str | None) -> str:
-    """A moment in China Standard Time, to the minute (``—`` when there is none); an ISO 8601
-    string with its offset (as a signed receipt's body holds times) is read first."""
-    if value is None:
-        return "—"
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if value.tzinfo is None:  # stored naive in UTC on SQLite
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M")
+def display_zone(request: Request) -> tzinfo:
+    """The installation's zone (``web.time_zone``), which every time shown to people is in."""
+    return ZoneInfo(services_of(request).settings.web.time_zone)
 
 
 def beijing_now() -> datetime:
-    """Now, in China Standard Time."""
+    """Now, in China Standard Time: for the business day settlement counts in, not for display."""
     return datetime.now(BEIJING)
 
 
@@ -245,7 +243,9 @@ def page(
         "money": partial(money, language=language),
         "label": label,
         "badge": badge,
-        "beijing": beijing_time,
+        # A moment (or an ISO 8601 string, as a signed receipt holds times) in the
+        # installation's zone with its offset: "2026-11-03 08:42 UTC+8".
+        "local_time": partial(local_time, zone=display_zone(request)),
         "done": DONE_MESSAGES.get(request.query_params.get("done", "")),
     }
     values.update(context or {})

@@ -7,7 +7,7 @@ import hashlib
 import logging
 import secrets
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, tzinfo
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context, select_autoescape
 from jinja2.runtime import Context
 
+from civicloud.core.zones import local_time
 from civicloud.web import i18n, messages
 from civicloud.web.deps import (
     CSRF_COOKIE,
@@ -119,15 +120,7 @@ def time_formatter(zone: tzinfo) -> Callable[[datetime | None], str]:
     """The pages' ``when`` filter: a stored (UTC) time in ``zone``, with its offset from UTC."""
 
     def when(value: datetime | None) -> str:
-        if value is None:
-            return "—"
-        local = value.astimezone(zone)
-        offset = local.utcoffset() or timedelta(0)
-        minutes = int(offset.total_seconds()) // 60
-        sign = "+" if minutes >= 0 else "-"
-        hours, rest = divmod(abs(minutes), 60)
-        label = "UTC" if not minutes else f"UTC{sign}{hours}" + (f":{rest:02d}" if rest else "")
-        return f"{local:%Y-%m-%d %H:%M} {label}"
+        return local_time(value, zone)
 
     return when
 
