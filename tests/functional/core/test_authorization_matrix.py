@@ -71,6 +71,9 @@ PUBLIC: frozenset[tuple[str, str]] = frozenset(
         ("GET", "/pay/billers/{biller_id}"),
         ("GET", "/pay/billers/{biller_id}/bills"),
         ("POST", "/pay/billers/{biller_id}/bills"),
+        # The check-before-paying step, and finding a payment again by its transaction number.
+        ("GET", "/pay/billers/{biller_id}/confirm"),
+        ("GET", "/pay/find"),
         ("GET", "/pay/sandbox/checkout/{trade_no}"),
         ("POST", "/pay/sandbox/checkout/{trade_no}"),
         ("GET", "/pay/return"),
@@ -196,6 +199,10 @@ FORM_VALUES: dict[str, Callable[[], str]] = {
     "debit_code": lambda: "suspense",
     "credit_code": lambda: "fees",
     "memo": lambda: "matrix",
+    # The second step of a refund or a settlement: confirmed, with the net the preview showed
+    # (a net that no longer matches is refused, which still proves the caller got that far).
+    "confirm": lambda: "yes",
+    "expected_net": lambda: "0",
 }
 
 CSRF = "matrix-csrf-token"

@@ -168,7 +168,7 @@ def test_text_with_a_nul_character_is_invalid_on_every_database(
     body = new_tenant(world.a.tenant.id) | {"name_en": "Da\x00lian"}
     response = client.post(API, json=body, headers=world.a.admin.headers)
     assert response.status_code == 422
-    assert "NUL" in response.json()["detail"]
+    assert "U+0000" in response.json()["detail"]  # named, whichever check refuses it first
 
 
 def test_renaming_with_the_current_version_and_then_a_stale_one(

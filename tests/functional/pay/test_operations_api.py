@@ -194,7 +194,8 @@ def test_ledger_receipt_and_settlement_after_a_payment(
     assert payable[0]["balance_fen"] == -payment["amount_fen"]
     journal = client.get("/api/v1/pay/ledger/journal", headers=desk["headers"])
     assert journal.status_code == 200
-    # settling a day that has not ended yet is refused; an ended one is fine and repeatable
+    # settling a day that has not ended yet is refused, and so is an ended day with nothing in
+    # it (the payment is today's): nothing is settled by a click on an empty day
     today = client.post(
         f"/api/v1/pay/billers/{desk['biller']}/settlements",
         params={"date": "2999-01-01"},
@@ -206,8 +207,12 @@ def test_ledger_receipt_and_settlement_after_a_payment(
         params={"date": "2026-01-01"},
         headers=desk["headers"],
     )
-    assert past.status_code == 200, past.text
-    assert past.json()["net_fen"] == 0
+    assert past.status_code == 409, past.text
+    assert past.json()["code"] == "pay.nothing_to_settle"
+    listed = client.get(
+        f"/api/v1/pay/billers/{desk['biller']}/settlements", headers=desk["headers"]
+    )
+    assert listed.status_code == 200 and listed.json() == [], listed.text
 
 
 def test_a_receipt_verifies_and_a_forged_signature_does_not(

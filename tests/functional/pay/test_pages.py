@@ -49,7 +49,12 @@ def pages_app(services: Services, **pay: object) -> FastAPI:
     settings = services.settings.model_copy(
         update={
             "pay": services.settings.pay.model_copy(
-                update={"public_base_url": BASE_URL, "lookups_per_minute": 10_000, **pay}
+                update={
+                    "public_base_url": BASE_URL,
+                    "lookups_per_minute": 10_000,
+                    "payments_per_minute": 10_000,
+                    **pay,
+                }
             )
         }
     )
