@@ -45,14 +45,14 @@ region_app = typer.Typer(help="Data-residency regions.", no_args_is_help=True)
 def _tenant(session: Session, slug: str) -> Tenant:
     found = tenants.get_tenant_by_slug(session=session, slug=slug)
     if found is None:
-        raise NotFound(f"no tenant with slug {slug!r}")
+        raise NotFound("no tenant with slug %(slug)s", params={"slug": repr(slug)})
     return found
 
 
 def _user(session: Session, username: str) -> identity.User:
     found = identity.get_user_by_username(session=session, username=username)
     if found is None:
-        raise NotFound(f"no user {username!r}")
+        raise NotFound("no user %(username)s", params={"username": repr(username)})
     return found
 
 
@@ -427,7 +427,7 @@ def key_revoke(prefix: str, data_dir: DataDirOpt = None) -> None:
     with unit_of_work(services) as session:
         key = identity.get_api_key_by_prefix(session=session, prefix=prefix)
         if key is None:
-            raise NotFound(f"no API key with prefix {prefix!r}")
+            raise NotFound("no API key with prefix %(prefix)s", params={"prefix": repr(prefix)})
         identity.revoke_api_key(session=session, actor=cli_actor(), key_id=key.id)
         console.print(f"revoked {prefix}")
 
@@ -475,7 +475,9 @@ def _validated(model: type[M], **values: object) -> M:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise InvalidInput(f"{where}: {first['msg']}") from None
+        raise InvalidInput(
+            "%(field)s is not valid: %(reason)s", params={"field": where, "reason": first["msg"]}
+        ) from None
 
 
 def register(root: typer.Typer) -> None:

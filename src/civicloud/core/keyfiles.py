@@ -46,13 +46,20 @@ def write_private_once(path: Path, content: bytes) -> bool:
 
 def load_or_create_secret(path: Path, *, what: str, min_bytes: int = 16) -> bytes:
     """The hex secret in ``path``, made (32 random bytes, mode 0600) when absent; ``what`` names
-    it in the ``Misconfigured`` error a file holding no usable secret raises."""
+    it in the ``Misconfigured`` error a file holding no usable secret raises (a msgid, translated
+    with the error: "the audit key")."""
     if not path.exists():
         write_private_once(path, (secrets.token_hex(32) + "\n").encode("ascii"))
     try:
         secret = bytes.fromhex(path.read_text(encoding="ascii").strip())
     except (ValueError, UnicodeDecodeError) as error:
-        raise Misconfigured(f"{what}: {path} does not hold a hex secret") from error
+        raise Misconfigured(
+            "%(what_label)s: %(path)s does not hold a hex secret",
+            params={"what_label": what, "path": str(path)},
+        ) from error
     if len(secret) < min_bytes:
-        raise Misconfigured(f"{what}: the secret in {path} is too short")
+        raise Misconfigured(
+            "%(what_label)s: the secret in %(path)s is too short",
+            params={"what_label": what, "path": str(path)},
+        )
     return secret

@@ -49,11 +49,11 @@ def parse_yuan(text: str, *, max_fen: int = MAX_FORM_FEN) -> int:
     if found is None:
         if re.fullmatch(r"[\d.,]+", folded) and ("," in folded):
             raise InvalidAmount(
-                "this amount can be read in more than one way: write a point before the fen "
-                "and commas only between groups of three digits, such as 1,234.50"
+                "this amount can be read in more than one way: write a point before the "
+                "decimals and commas only between groups of three digits, such as 1,234.50"
             )
         if re.fullmatch(r"\d+\.\d{3,}", folded):
-            raise InvalidAmount("an amount has at most two decimals (fen)")
+            raise InvalidAmount("an amount has at most two decimals")
         raise InvalidAmount("enter an amount in yuan, such as 12.50")
     whole = found.group("whole").replace(",", "")
     cents = (found.group("cents") or "").ljust(2, "0")

@@ -18,10 +18,11 @@ from sqlalchemy.orm import Session
 
 from civicloud.core import audit
 from civicloud.core.actor import Actor, authorize
-from civicloud.core.errors import InvalidInput
+from civicloud.core.dates import MAX_DATE, MIN_DATE
+from civicloud.core.errors import InvalidInput, format_message
 from civicloud.core.patterns import TenantPattern, compile_pattern
 from civicloud.core.tenants import Tenant, resolve_tenant
-from civicloud.core.text import typed_forms
+from civicloud.core.text import invisible_character, typed_forms
 from civicloud.pay.errors import (
     BillAlreadyPaid,
     BillBeingPaid,
@@ -51,6 +52,67 @@ MAX_IMPORT_BYTES = 5 * 1024 * 1024
 #: The longest account number a bill may carry (the column's width).
 MAX_ACCOUNT_LENGTH = 64
 
+#: Why an import refuses a row: each reason's stable code (a :class:`RowError`'s ``code``) and
+#: its English template, which is also its msgid; ``field`` names the column (``due_date``,
+#: ``details.place``), amounts are ``*_fen`` parameters.
+ROW_REASONS: Mapping[str, str] = {
+    "pay.import.not_an_object": "the line is not an object with a bill's fields",
+    "pay.import.missing": "%(field)s is missing",
+    "pay.import.unknown_field": "%(field)s is not a field of a bill",
+    "pay.import.empty": "%(field)s is empty",
+    "pay.import.too_short": "%(field)s must have at least %(min_length)s characters",
+    "pay.import.too_long": "%(field)s is longer than %(max_length)s characters",
+    "pay.import.wrong_format": "%(field)s has the wrong format",
+    "pay.import.not_a_number": "%(field)s must be a whole number",
+    "pay.import.not_an_amount": "%(field)s must be an amount in yuan with at most two decimals, "
+    "such as 52.31",
+    "pay.import.not_more_than": "%(field)s must be more than %(limit)s",
+    "pay.import.less_than_minimum": "%(field)s must be at least %(limit)s",
+    "pay.import.not_less_than": "%(field)s must be less than %(limit)s",
+    "pay.import.more_than_maximum": "%(field)s must be at most %(limit)s",
+    "pay.import.not_a_date": "%(field)s must be a date written as YYYY-MM-DD",
+    "pay.import.not_a_time": "%(field)s must be a time with its zone, such as "
+    "2026-11-03T08:42:00+08:00",
+    "pay.import.date_out_of_range": "%(field)s must be between %(min)s and %(max)s",
+    "pay.import.invisible_character": "%(field)s contains %(character)s, an invisible, control "
+    "or direction-changing character that could make a page show something else",
+    "pay.import.not_allowed": "%(field)s must be %(expected)s",
+    "pay.import.invalid_value": "%(field)s is not valid",
+    "pay.import.wrong_account_format": "%(field)s has the wrong format for this biller",
+    "pay.import.details_not_taken": "details: bills of this biller carry no details",
+    "pay.import.details_missing": "details: a bill of this biller needs its details (%(fields)s)",
+    "pay.import.repeated": "bill_number repeats line %(first_line)s",
+    "pay.import.published_already": "bill_number is published already",
+}
+#: Pydantic's kinds of validation error, by the code of the reason they give a row.
+_VALIDATION_CODES: Mapping[str, str] = {
+    "model_type": "pay.import.not_an_object",
+    "model_attributes_type": "pay.import.not_an_object",
+    "dict_type": "pay.import.not_an_object",
+    "missing": "pay.import.missing",
+    "extra_forbidden": "pay.import.unknown_field",
+    "string_too_long": "pay.import.too_long",
+    "string_pattern_mismatch": "pay.import.wrong_format",
+    "int_type": "pay.import.not_a_number",
+    "int_parsing": "pay.import.not_a_number",
+    "int_from_float": "pay.import.not_a_number",
+    "greater_than": "pay.import.not_more_than",
+    "greater_than_equal": "pay.import.less_than_minimum",
+    "less_than": "pay.import.not_less_than",
+    "less_than_equal": "pay.import.more_than_maximum",
+    "date_type": "pay.import.not_a_date",
+    "date_parsing": "pay.import.not_a_date",
+    "date_from_datetime_parsing": "pay.import.not_a_date",
+    "date_from_datetime_inexact": "pay.import.not_a_date",
+    "datetime_type": "pay.import.not_a_time",
+    "datetime_parsing": "pay.import.not_a_time",
+    "datetime_from_date_parsing": "pay.import.not_a_time",
+    "timezone_aware": "pay.import.not_a_time",
+    "literal_error": "pay.import.not_allowed",
+}
+#: Fields holding dates and times, whose own check is their range.
+_DATE_FIELDS = frozenset({"due_date", "offence_time"})
+
 
 # --- billers -------------------------------------------------------------------------------
 
@@ -68,7 +130,9 @@ def create_biller(*, session: Session, actor: Actor, data: BillerCreate) -> Bill
         select(Biller.id).where(Biller.tenant_id == tenant.id, Biller.code == data.code)
     ).first()
     if taken is not None:
-        raise InvalidInput(f"the tenant has a biller with code {data.code!r} already")
+        raise InvalidInput(
+            "the tenant has a biller with code %(code)s already", params={"code": data.code}
+        )
     biller = Biller(id=uuid.uuid4(), **data.model_dump(mode="python"))
     biller.category = data.category.value
     session.add(biller)
@@ -159,22 +223,22 @@ def import_bills(
         try:
             bill = BillIn.model_validate(row)
         except ValidationError as exc:
-            errors.append(RowError(line=line, bill_number=label, reason=_first_error(exc)))
+            errors.append(row_error(line, label, *_first_error(exc, source=source)))
             continue
         account = normalise_account(pattern, bill.account_number)
         details, wrong = _details(biller.category, bill.details)
         if account is None:
             errors.append(
-                RowError(line=line, bill_number=label, reason="account_number has the wrong format")
+                row_error(
+                    line, label, "pay.import.wrong_account_format", {"field": "account_number"}
+                )
             )
         elif wrong is not None:
-            errors.append(RowError(line=line, bill_number=label, reason=wrong))
+            errors.append(row_error(line, label, *wrong))
         elif bill.bill_number in seen:
             errors.append(
-                RowError(
-                    line=line,
-                    bill_number=label,
-                    reason=f"bill_number repeats line {seen[bill.bill_number]}",
+                row_error(
+                    line, label, "pay.import.repeated", {"first_line": seen[bill.bill_number]}
                 )
             )
         else:
@@ -186,10 +250,8 @@ def import_bills(
         for bill in good:
             if bill.bill_number in existing:
                 errors.append(
-                    RowError(
-                        line=seen[bill.bill_number],
-                        bill_number=bill.bill_number,
-                        reason="bill_number is published already",
+                    row_error(
+                        seen[bill.bill_number], bill.bill_number, "pay.import.published_already"
                     )
                 )
             else:
@@ -201,7 +263,8 @@ def import_bills(
     )
     if errors and not partial:
         raise ImportRejected(
-            f"{len(errors)} of {len(rows)} rows are invalid; nothing was imported",
+            "%(refused)s of %(total)s rows are invalid; nothing was imported",
+            params={"refused": len(errors), "total": len(rows)},
             errors=[e.model_dump() for e in errors],
         )
     for bill in good:
@@ -248,24 +311,72 @@ def import_bills_csv(
     )
 
 
-def _first_error(exc: ValidationError, prefix: str = "") -> str:
-    first = exc.errors()[0]
-    where = ".".join(
-        [prefix, *(str(p) for p in first["loc"])] if prefix else map(str, first["loc"])
+def row_error(
+    line: int, bill_number: str | None, code: str, params: Mapping[str, Any] | None = None
+) -> RowError:
+    """A refused row: its reason's ``code`` and parameters, and the reason in English."""
+    values = dict(params or {})
+    return RowError(
+        line=line,
+        bill_number=bill_number,
+        code=code,
+        reason=format_message(ROW_REASONS[code], values),
+        params=values,
     )
-    return f"{where}: {first['msg']}" if where else str(first["msg"])
+
+
+#: A row's refusal: the code of its reason and the reason's parameters.
+Refusal = tuple[str, dict[str, Any]]
+
+
+def _first_error(exc: ValidationError, prefix: str = "", source: str = "json") -> Refusal:
+    """The first validation error of a row as a reason (``ROW_REASONS``) naming its column."""
+    first = exc.errors()[0]
+    location = [str(part) for part in first["loc"]]
+    if source == "csv" and location == ["amount_fen"]:
+        location = ["amount"]  # the file's column: yuan, read into fen
+    field = ".".join([prefix, *location] if prefix else location)
+    kind = str(first["type"])
+    context: Mapping[str, Any] = first.get("ctx") or {}
+    code = _VALIDATION_CODES.get(kind, "pay.import.invalid_value")
+    params: dict[str, Any] = {"field": field}
+    if not field and code != "pay.import.not_an_object":
+        return "pay.import.not_an_object", {}
+    if kind == "string_too_short":
+        minimum = int(context.get("min_length", 1))
+        if minimum <= 1:
+            return "pay.import.empty", params
+        return "pay.import.too_short", {**params, "min_length": minimum}
+    if kind == "string_too_long":
+        params["max_length"] = context.get("max_length")
+    elif field == "amount" and code == "pay.import.not_a_number":
+        code = "pay.import.not_an_amount"
+    elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        limit = next((context[k] for k in ("gt", "ge", "lt", "le") if k in context), "")
+        params["limit_fen" if field.endswith("_fen") or field == "amount" else "limit"] = limit
+    elif kind == "literal_error":
+        params["expected"] = context.get("expected", "")
+    elif kind == "value_error":
+        typed = first.get("input")
+        character = invisible_character(typed) if isinstance(typed, str) else None
+        if character is not None:
+            code, params["character"] = "pay.import.invisible_character", character
+        elif location and location[-1] in _DATE_FIELDS:
+            code = "pay.import.date_out_of_range"
+            params.update(min=MIN_DATE.isoformat(), max=MAX_DATE.isoformat())
+    return code, params
 
 
 def _details(
     category: str, given: Mapping[str, Any] | None
-) -> tuple[dict[str, Any] | None, str | None]:
+) -> tuple[dict[str, Any] | None, Refusal | None]:
     """A bill's ``details`` checked against its biller's kind: (what to store, why refused)."""
     shape = BILL_DETAILS.get(category)
     if shape is None:
-        return None, ("details: bills of this biller carry no details" if given else None)
+        return None, (("pay.import.details_not_taken", {}) if given else None)
     if given is None:
         fields = ", ".join(name for name, f in shape.model_fields.items() if f.is_required())
-        return None, f"details: a bill of this biller needs its details ({fields})"
+        return None, ("pay.import.details_missing", {"fields": fields})
     try:
         return shape.model_validate(given).model_dump(mode="json", exclude_none=True), None
     except ValidationError as exc:
@@ -292,12 +403,15 @@ def parse_csv(content: bytes) -> list[dict[str, Any]]:
     :data:`DETAIL_COLUMNS`, which become its ``details``); raises ``InvalidInput`` for a file
     that cannot be read at all."""
     if len(content) > MAX_IMPORT_BYTES:
-        raise InvalidInput(f"the file is larger than {MAX_IMPORT_BYTES} bytes")
+        raise InvalidInput(
+            "the file is larger than %(max_mb)s MB", params={"max_mb": MAX_IMPORT_BYTES // 2**20}
+        )
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InvalidInput(
-            f"the file is not UTF-8 (byte {exc.start}); save it as UTF-8 and upload it again"
+            "the file is not UTF-8 (byte %(byte)s); save it as UTF-8 and upload it again",
+            params={"byte": exc.start},
         ) from None
     if "\x00" in text:
         raise InvalidInput("the file contains NUL characters")
@@ -306,7 +420,8 @@ def parse_csv(content: bytes) -> list[dict[str, Any]]:
     missing = [c for c in CSV_COLUMNS if c not in header]
     if missing:
         raise InvalidInput(
-            f"the header lacks {', '.join(missing)}; it needs {','.join(CSV_COLUMNS)}"
+            "the header lacks %(missing)s; it needs %(columns)s",
+            params={"missing": ", ".join(missing), "columns": ",".join(CSV_COLUMNS)},
         )
     rows: list[dict[str, Any]] = []
     extras = [c for c in DETAIL_COLUMNS if c in header]
@@ -325,7 +440,10 @@ def parse_csv(content: bytes) -> list[dict[str, Any]]:
                 row["details"] = details
             rows.append(row)
     except csv.Error as exc:
-        raise InvalidInput(f"the CSV is malformed near line {reader.line_num}: {exc}") from None
+        raise InvalidInput(
+            "the CSV is malformed near line %(line)s: %(reason)s",
+            params={"line": reader.line_num, "reason": str(exc)},
+        ) from None
     return rows
 
 
@@ -399,7 +517,10 @@ def amend_bill(*, session: Session, actor: Actor, bill_id: uuid.UUID, data: Bill
     bill = get_bill_or_raise(session=session, actor=actor, bill_id=bill_id, permission=BILL_WRITE)
     _lock_changeable(session, bill)
     if data.version is not None and data.version != bill.version:
-        raise BillBeingPaid(f"the bill changed meanwhile (version {bill.version}); reload it")
+        raise BillBeingPaid(
+            "the bill changed meanwhile (version %(version)s); reload it",
+            params={"version": bill.version},
+        )
     before = {"amount_fen": bill.amount_fen, "due_date": bill.due_date.isoformat()}
     if data.amount_fen is not None:
         bill.amount_fen = data.amount_fen

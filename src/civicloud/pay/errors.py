@@ -69,7 +69,11 @@ class PaymentNotRefundable(Conflict):
 
 
 class InvalidNotification(PermissionDenied):
-    """A provider notification failed verification (signature, replay, mismatch)."""
+    """A provider notification failed verification (signature, replay, mismatch).
+
+    Its messages stay in English, untranslated: they answer the provider's server, which is
+    the only reader (operators see the refused notification in the log and the audit).
+    """
 
     code = "pay.invalid_notification"
 

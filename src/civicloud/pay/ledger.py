@@ -127,11 +127,15 @@ def check_amount(amount_fen: object, *, what: str = "amount_fen") -> int:
     """``amount_fen`` if it is a whole, positive number of fen that a BIGINT holds; else InvalidInput."""
     # bool is an int to Python, and a float or Decimal may carry a fraction: refuse all of them.
     if type(amount_fen) is not int:
-        raise InvalidInput(f"{what} must be a whole number of fen", field=what)
+        raise InvalidInput("%(field)s must be a whole number", params={"field": what}, field=what)
     if amount_fen <= 0:
-        raise InvalidInput(f"{what} must be positive", field=what)
+        raise InvalidInput("%(field)s must be more than zero", params={"field": what}, field=what)
     if amount_fen > MAX_FEN:
-        raise InvalidInput(f"{what} is too large", field=what)
+        raise InvalidInput(
+            "%(field)s must be at most %(max)s",
+            params={"field": what, "max_fen": MAX_FEN},
+            field=what,
+        )
     return amount_fen
 
 
@@ -142,7 +146,10 @@ def post_payment(*, session: Session, payment: PaymentFacts, posted_by: str) -> 
     """Post a succeeded payment (clearing → payable); returns the entry's id, the first entry's
     when it was posted already."""
     if payment.status != PaymentStatus.SUCCEEDED.value:
-        raise Conflict(f"payment {payment.trade_no} is {payment.status}, not succeeded")
+        raise Conflict(
+            "payment %(trade_no)s is %(status_label)s, not succeeded",
+            params={"trade_no": payment.trade_no, "status_label": payment.status},
+        )
     return _post(
         session,
         kind=PAYMENT,
@@ -159,7 +166,10 @@ def post_payment(*, session: Session, payment: PaymentFacts, posted_by: str) -> 
 def post_late_payment(*, session: Session, payment: Payment, posted_by: str) -> JournalEntry:
     """Post money taken for a payment that paid no bill (clearing → refunds_payable); idempotent."""
     if payment.status not in ENDED_UNPAID:
-        raise Conflict(f"payment {payment.trade_no} is {payment.status}: it is not a late payment")
+        raise Conflict(
+            "payment %(trade_no)s is %(status_label)s: it is not a late payment",
+            params={"trade_no": payment.trade_no, "status_label": payment.status},
+        )
     return _entry(
         session,
         _post(
@@ -179,7 +189,10 @@ def post_late_payment(*, session: Session, payment: Payment, posted_by: str) -> 
 def post_refund(*, session: Session, refund: Refund, posted_by: str) -> JournalEntry:
     """Post a succeeded refund (back out of clearing); posting it again returns the first entry."""
     if refund.status != RefundStatus.SUCCEEDED.value:
-        raise Conflict(f"refund {refund.refund_no} is {refund.status}, not succeeded")
+        raise Conflict(
+            "refund %(refund_no)s is %(status_label)s, not succeeded",
+            params={"refund_no": refund.refund_no, "status_label": refund.status},
+        )
     payment = session.get(Payment, refund.payment_id)
     if payment is None:
         raise NotFound("the refund's payment is gone")
@@ -243,12 +256,18 @@ def post_adjustment(
     for code in (debit_code, credit_code):
         _, biller_id = describe_account(code)
         if biller_id is not None and session.get(Biller, biller_id) is None:
-            raise BillerNotFound(f"no biller {biller_id} for account {code}")
+            raise BillerNotFound(
+                "no biller %(biller_id)s for account %(account)s",
+                params={"biller_id": str(biller_id), "account": code},
+            )
     existing = _find_entry(session, ADJUSTMENT, reference)
     if existing is not None:
         lines = _entry_views(session, [existing])[0].lines
         if lines != (JournalLineView(debit_code, credit_code, amount_fen, "CNY"),):
-            raise Conflict(f"reference {reference!r} was used for another adjustment")
+            raise Conflict(
+                "the reference %(reference)s was used for another adjustment",
+                params={"reference": reference},
+            )
         return existing
     entry_id = _post(
         session,
@@ -286,7 +305,11 @@ def describe_account(code: str) -> tuple[str, uuid.UUID | None]:
         # Only the canonical spelling, so that one biller never has two payable accounts.
         if biller_id is not None and str(biller_id) == rest:
             return "liability", biller_id
-    raise InvalidInput(f"no ledger account may be called {code[:120]!r}", field="account")
+    raise InvalidInput(
+        "no ledger account may be called %(account)s",
+        params={"account": repr(code[:120])},
+        field="account",
+    )
 
 
 def _find_entry(session: Session, kind: str, reference: str) -> JournalEntry | None:
@@ -372,7 +395,10 @@ def _post(
     accounts = {code: _account_ref(session, code) for code in sorted({debit, credit})}
     for account in accounts.values():
         if account.currency != currency:
-            raise Conflict(f"account {account.code} keeps {account.currency}, not {currency}")
+            raise Conflict(
+                "the account %(account)s keeps %(kept)s, not %(currency)s",
+                params={"account": account.code, "kept": account.currency, "currency": currency},
+            )
     connection = session.connection()
     insert_entry, find_entry, insert_line = _posting_statements(connection.dialect.name)
     # One statement instead of a lookup and a savepoint: the unique (kind, reference) refuses a
@@ -394,7 +420,10 @@ def _post(
             find_entry, {"p_kind": kind, "p_reference": reference}
         ).scalar_one_or_none()
         if existing is None:
-            raise Conflict(f"the {kind} entry {reference} could not be posted")
+            raise Conflict(
+                "the %(kind)s entry %(reference)s could not be posted",
+                params={"kind": kind, "reference": reference},
+            )
         return existing
     connection.execute(
         insert_line,
@@ -429,7 +458,7 @@ def _posting_statements(dialect: str) -> tuple[Executable, Executable, Executabl
 def _entry(session: Session, entry_id: uuid.UUID) -> JournalEntry:
     entry = session.get(JournalEntry, entry_id)
     if entry is None:
-        raise NotFound(f"journal entry {entry_id} is gone")
+        raise NotFound("journal entry %(entry_id)s is gone", params={"entry_id": str(entry_id)})
     return entry
 
 

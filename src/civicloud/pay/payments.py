@@ -102,7 +102,10 @@ class PayContext:
         """The provider called ``name``; ``InvalidInput`` when it is not configured here."""
         found = self.providers.get(name)
         if found is None:
-            raise InvalidInput(f"the payment provider {name!r} is not available here")
+            raise InvalidInput(
+                "the payment provider %(provider)s is not available here",
+                params={"provider": repr(name)},
+            )
         return found
 
 
@@ -460,7 +463,10 @@ def apply_notification(
     bills = connection.execute(sql.lock_trade_bills, {"trade_no": notification.trade_no}).all()
     row = connection.execute(sql.lock_payment, {"trade_no": notification.trade_no}).first()
     if row is None or row.provider != provider.name:
-        raise InvalidNotification(f"no payment {notification.trade_no!r} at {provider.name}")
+        raise InvalidNotification(
+            "no payment %(trade_no)s at %(provider)s",
+            params={"trade_no": repr(notification.trade_no), "provider": provider.name},
+        )
     refused = refused_fields(
         notification.mismatches,
         stated_fen=notification.amount_fen,
@@ -471,7 +477,9 @@ def apply_notification(
     if refused:
         payment, locked = lock_payment_rows(session, row.id)
         if payment is None:
-            raise InvalidNotification(f"no payment {notification.trade_no!r}")
+            raise InvalidNotification(
+                "no payment %(trade_no)s", params={"trade_no": repr(notification.trade_no)}
+            )
         outcome = (
             refuse_success(
                 session=session,
@@ -527,7 +535,9 @@ def apply_notification(
         # Anything else (a late, repeated or failed payment) goes through the objects.
         payment, locked = lock_payment_rows(session, row.id)
         if payment is None:
-            raise InvalidNotification(f"no payment {notification.trade_no!r}")
+            raise InvalidNotification(
+                "no payment %(trade_no)s", params={"trade_no": repr(notification.trade_no)}
+            )
         if notification.status == "succeeded":
             outcome = apply_success(
                 session=session,

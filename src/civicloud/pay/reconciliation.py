@@ -204,9 +204,15 @@ def list_items(
     ``include_matched``, oldest import first."""
     actor.require_platform(PERMISSION)
     if classification is not None and classification not in CLASSIFICATIONS:
-        raise InvalidInput(f"unknown classification {classification[:40]!r}")
+        raise InvalidInput(
+            "unknown classification %(value)s",
+            params={"value": repr(classification[:40])},
+            field="classification",
+        )
     if kind is not None and kind not in KINDS:
-        raise InvalidInput(f"unknown kind {kind[:40]!r}", field="kind")
+        raise InvalidInput(
+            "unknown kind %(value)s", params={"value": repr(kind[:40])}, field="kind"
+        )
     if not 1 <= limit <= 1000 or offset < 0:
         raise InvalidInput("limit must be 1 to 1000 and offset not negative", field="limit")
     query = select(ReconciliationItem).join(
@@ -261,8 +267,9 @@ def resolve_item(
         refund = session.get(Refund, item.refund_id, with_for_update=True, populate_existing=True)
         if refund is not None and refund.status == RefundStatus.PENDING.value:
             raise ReconciliationRefundPending(
-                f"refund {refund.refund_no} is still pending: its confirmation posts it and "
-                "resolves this item; an adjustment now would count it twice"
+                "refund %(refund_no)s is still pending: its confirmation posts it and "
+                "resolves this item; an adjustment now would count it twice",
+                params={"refund_no": refund.refund_no},
             )
     elif _untied_refund(item):
         # A refund line not tied to one of our refunds (an item older than that link): while any
@@ -277,8 +284,9 @@ def resolve_item(
         ).first()
         if pending is not None:
             raise ReconciliationRefundPending(
-                f"refund {pending} of this payment is still pending and may be this line: "
-                "resolve it once the refund has ended"
+                "refund %(refund_no)s of this payment is still pending and may be this line: "
+                "resolve it once the refund has ended",
+                params={"refund_no": pending},
             )
     now = utcnow()
     # Claimed with one conditional statement: of two operators resolving the same item at once,

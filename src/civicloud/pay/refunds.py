@@ -121,7 +121,11 @@ def request_refund(
     reason = _text(reason, "reason", 300)
     key = _text(idempotency_key, "idempotency_key", 200)
     if key.startswith(AUTOMATIC_KEY):
-        raise InvalidInput(f"idempotency keys starting {AUTOMATIC_KEY!r} are reserved")
+        raise InvalidInput(
+            "idempotency keys starting %(prefix)s are reserved",
+            params={"prefix": repr(AUTOMATIC_KEY)},
+            field="idempotency_key",
+        )
     payment = session.get(Payment, payment_id)
     tenant = resolve_tenant(session=session, tenant_id=payment.tenant_id) if payment else None
     if payment is None or tenant is None:
@@ -217,7 +221,7 @@ def refund_automatically(
         statuses=ledger.ENDED_UNPAID,
     )
     if refund.payment_id != payment.id:
-        raise Conflict(f"the key {key} belongs to another payment's refund")
+        raise Conflict("the key %(key)s belongs to another payment's refund", params={"key": key})
     if created:
         _ask_provider(
             session,
@@ -291,7 +295,9 @@ def apply_refund_notification(
     """
     refund_no = notification.refund_no
     if notification.kind != "refund" or not refund_no:
-        raise InvalidNotification(f"{provider.name}: not a refund notification")
+        raise InvalidNotification(
+            "%(provider)s: not a refund notification", params={"provider": provider.name}
+        )
     seen = _seen_notification(session, provider.name, notification.notify_id)
     if seen is not None:
         return DUPLICATE, seen.payment_id
@@ -299,7 +305,10 @@ def apply_refund_notification(
         select(Refund.id, Refund.payment_id).where(Refund.refund_no == refund_no)
     ).first()
     if found is None:
-        raise InvalidNotification(f"no refund {refund_no!r} at {provider.name}")
+        raise InvalidNotification(
+            "no refund %(refund_no)s at %(provider)s",
+            params={"refund_no": repr(refund_no), "provider": provider.name},
+        )
     # The payment first, then its refund: the order every change of a refund takes.
     payment = session.get(Payment, found.payment_id, with_for_update=True, populate_existing=True)
     refund = session.get(Refund, found.id, with_for_update=True, populate_existing=True)
@@ -320,12 +329,21 @@ def apply_refund_notification(
         )
     ):
         raise InvalidNotification(
-            f"refund {refund_no!r} is not of trade {notification.trade_no!r} at {provider.name}"
+            "refund %(refund_no)s is not of trade %(trade_no)s at %(provider)s",
+            params={
+                "refund_no": repr(refund_no),
+                "trade_no": repr(notification.trade_no),
+                "provider": provider.name,
+            },
         )
     if notification.amount_fen != refund.amount_fen:
         raise InvalidNotification(
-            f"the notification says {notification.amount_fen} fen; refund {refund_no} is "
-            f"{refund.amount_fen}"
+            "the notification says %(notified)s; refund %(refund_no)s is %(amount)s",
+            params={
+                "notified_fen": notification.amount_fen,
+                "refund_no": refund_no,
+                "amount_fen": refund.amount_fen,
+            },
         )
     refused = [
         *notification.mismatches,
@@ -338,7 +356,8 @@ def apply_refund_notification(
     ]
     if refused:
         raise InvalidNotification(
-            f"refund {refund_no}: the notification's {', '.join(refused)} does not match"
+            "refund %(refund_no)s: the notification's %(fields)s does not match",
+            params={"refund_no": refund_no, "fields": ", ".join(refused)},
         )
     actor = Actor.system(f"provider:{provider.name}")
     outcome = _apply_refund_status(session, refund, payment, notification, actor=actor)

@@ -115,11 +115,18 @@ class BillBatch(BaseModel):
 
 
 class RowError(BaseModel):
-    """Why one row of an import was refused (``line`` counts from 1, the CSV header is line 1)."""
+    """Why one row of an import was refused (``line`` counts from 1, the CSV header is line 1).
+
+    ``code`` names the reason for programs (``pay.import.repeated``, see
+    ``billing.ROW_REASONS``), ``params`` its values (a column's name, a limit; amounts as
+    ``*_fen``), and ``reason`` says it in English; pages show it in the reader's language.
+    """
 
     line: int
     bill_number: str | None
+    code: str
     reason: str
+    params: dict[str, Any] = Field(default_factory=dict)
 
 
 class ImportReport(BaseModel):

@@ -125,14 +125,16 @@ def enqueue_events(
     Written as one SQL statement on the session's connection (this is on every payment's path).
     """
     if event not in EVENTS:
-        raise InvalidInput(f"unknown webhook event {event!r}")
+        raise InvalidInput("unknown webhook event %(event)s", params={"event": repr(event)})
     if not webhook_url or not payloads:
         return []
     try:
         # Stored as it will be sent: UUIDs, times and enums as strings, anything else refused.
         data = [json.loads(json.dumps(payload, default=_json_default)) for payload in payloads]
     except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"webhook payload is not JSON: {exc}") from exc
+        raise InvalidInput(
+            "a webhook payload is not JSON: %(reason)s", params={"reason": str(exc)}
+        ) from exc
     now = utcnow()
     rows = [
         {
@@ -310,9 +312,9 @@ def redeliver(*, session: Session, event_id: str, now: datetime) -> WebhookDeliv
         select(WebhookDelivery).where(WebhookDelivery.event_id == event_id)
     ).one_or_none()
     if delivery is None:
-        raise NotFound(f"no webhook delivery {event_id!r}")
+        raise NotFound("no webhook delivery %(event_id)s", params={"event_id": repr(event_id)})
     if delivery.delivered_at is not None:
-        raise Conflict(f"webhook {event_id} was delivered already")
+        raise Conflict("webhook %(event_id)s was delivered already", params={"event_id": event_id})
     delivery.attempts = 0
     delivery.next_attempt_at = now
     delivery.dead_at = None
@@ -377,7 +379,8 @@ def requeue_delivery(
     ).scalar_one_or_none()
     if claimed is None:
         raise WebhookDeliveryNotDead(
-            f"webhook {delivery.event_id} is not dead: delivered, or still being retried"
+            "webhook %(event_id)s is not dead: delivered, or still being retried",
+            params={"event_id": delivery.event_id},
         )
     audit.record(
         session=session,

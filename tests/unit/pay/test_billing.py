@@ -76,7 +76,9 @@ def test_a_bill_number_cannot_be_published_twice(db_session: Session) -> None:
     assert twice.value.extra["errors"][0] == {
         "line": 2,
         "bill_number": "X1",
+        "code": "pay.import.repeated",
         "reason": "bill_number repeats line 1",
+        "params": {"first_line": 1},
     }
 
 

@@ -310,7 +310,10 @@ def seal_chain(*, session: Session, actor: Actor, batch: int = 2000) -> int:
         raise Misconfigured("this database has no audit key to seal with")
     found = verify_chain(session=session, batch=batch, check_seals=False)
     if not found.ok:
-        raise Conflict(f"the log is not sealed: {found.describe()}")
+        raise Conflict(
+            "the log is not sealed: the audit chain is broken at record %(seq)s: %(problem)s",
+            params={"seq": found.seq, "problem": found.problem},
+        )
     sealed, seen_sealed = _seal_records(session, key, batch)
     _seal_head(session, key, seen_sealed)
     record(
@@ -339,14 +342,18 @@ def _seal_records(session: Session, key: bytes, batch: int) -> tuple[int, bool]:
         for row in rows:
             if row.seal is not None:
                 if not _sealed(row.seal, record_seal(key, row.hash)):
-                    raise Conflict(f"the log is not sealed: record {row.seq} has a wrong seal")
+                    raise Conflict(
+                        "the log is not sealed: record %(seq)s has a wrong seal",
+                        params={"seq": row.seq},
+                    )
                 seen_sealed = True
             elif seen_sealed:
                 # Unsealed after sealed: seals were removed (a rewrite), not a log kept before
                 # the key, whose records are all unsealed.
                 raise Conflict(
-                    f"the log is not sealed: record {row.seq} carries no seal although records "
-                    "before it do; its seal was removed"
+                    "the log is not sealed: record %(seq)s carries no seal although records "
+                    "before it do; its seal was removed",
+                    params={"seq": row.seq},
                 )
             else:
                 session.execute(

@@ -90,13 +90,21 @@ def beijing_time(text: str, fmt: str = "%Y-%m-%d %H:%M:%S") -> datetime:
 _PEM_BEGIN = b"-----BEGIN"
 
 
+# A key's ``what`` is a msgid ("alipay: application private key"), translated with the error.
+
+
 def _read_key_file(path: Path | None, what: str) -> bytes:
     if path is None:
-        raise ProviderMisconfigured(f"{what}: no key file configured")
+        raise ProviderMisconfigured(
+            "%(what_label)s: no key file configured", params={"what_label": what}
+        )
     try:
         data = path.read_bytes()
     except OSError as error:
-        raise ProviderMisconfigured(f"{what}: cannot read {path}: {error}") from error
+        raise ProviderMisconfigured(
+            "%(what_label)s: cannot read %(path)s: %(reason)s",
+            params={"what_label": what, "path": str(path), "reason": error.strerror or str(error)},
+        ) from error
     return data.strip()
 
 
@@ -115,19 +123,29 @@ def _bare_base64_as_pem(data: bytes, label: bytes) -> bytes:
     )
 
 
-def _checked_rsa_private(key: object, what: str) -> rsa.RSAPrivateKey:
+def _checked_rsa_private(key: object, what: str, path: Path | None) -> rsa.RSAPrivateKey:
+    params = {"what_label": what, "path": str(path), "bits": MIN_RSA_BITS}
     if not isinstance(key, rsa.RSAPrivateKey):
-        raise ProviderMisconfigured(f"{what}: not an RSA private key")
+        raise ProviderMisconfigured(
+            "%(what_label)s: %(path)s holds no RSA private key", params=params
+        )
     if key.key_size < MIN_RSA_BITS:
-        raise ProviderMisconfigured(f"{what}: RSA key shorter than {MIN_RSA_BITS} bits")
+        raise ProviderMisconfigured(
+            "%(what_label)s: the RSA key in %(path)s is shorter than %(bits)s bits", params=params
+        )
     return key
 
 
-def _checked_rsa_public(key: object, what: str) -> rsa.RSAPublicKey:
+def _checked_rsa_public(key: object, what: str, path: Path | None) -> rsa.RSAPublicKey:
+    params = {"what_label": what, "path": str(path), "bits": MIN_RSA_BITS}
     if not isinstance(key, rsa.RSAPublicKey):
-        raise ProviderMisconfigured(f"{what}: not an RSA public key")
+        raise ProviderMisconfigured(
+            "%(what_label)s: %(path)s holds no RSA public key", params=params
+        )
     if key.key_size < MIN_RSA_BITS:
-        raise ProviderMisconfigured(f"{what}: RSA key shorter than {MIN_RSA_BITS} bits")
+        raise ProviderMisconfigured(
+            "%(what_label)s: the RSA key in %(path)s is shorter than %(bits)s bits", params=params
+        )
     return key
 
 
@@ -147,12 +165,16 @@ def load_rsa_private_key(path: Path | None, what: str) -> rsa.RSAPrivateKey:
             key = serialization.load_pem_private_key(candidate, password=None)
         except (ValueError, TypeError):
             continue
-        return _checked_rsa_private(key, what)
-    raise ProviderMisconfigured(f"{what}: {path} holds no readable unencrypted private key")
+        return _checked_rsa_private(key, what, path)
+    raise ProviderMisconfigured(
+        "%(what_label)s: %(path)s holds no readable unencrypted private key",
+        params={"what_label": what, "path": str(path)},
+    )
 
 
-def rsa_public_key_from_pem(data: bytes, what: str) -> rsa.RSAPublicKey:
-    """An RSA public key from PEM bytes: a public key, a PKCS#1 RSA key or an X.509 certificate."""
+def rsa_public_key_from_pem(data: bytes, what: str, path: Path | None = None) -> rsa.RSAPublicKey:
+    """An RSA public key from PEM bytes (read from ``path``): a public key, a PKCS#1 RSA key or
+    an X.509 certificate."""
     data = data.strip()
     if not data.startswith(_PEM_BEGIN):
         data = _bare_base64_as_pem(data, b"PUBLIC KEY")
@@ -160,18 +182,24 @@ def rsa_public_key_from_pem(data: bytes, what: str) -> rsa.RSAPublicKey:
         try:
             certificate = x509.load_pem_x509_certificate(data)
         except ValueError as error:
-            raise ProviderMisconfigured(f"{what}: unreadable certificate: {error}") from error
-        return _checked_rsa_public(certificate.public_key(), what)
+            raise ProviderMisconfigured(
+                "%(what_label)s: the certificate in %(path)s cannot be read: %(reason)s",
+                params={"what_label": what, "path": str(path), "reason": str(error)},
+            ) from error
+        return _checked_rsa_public(certificate.public_key(), what, path)
     try:
         key = serialization.load_pem_public_key(data)
     except (ValueError, TypeError) as error:
-        raise ProviderMisconfigured(f"{what}: unreadable public key: {error}") from error
-    return _checked_rsa_public(key, what)
+        raise ProviderMisconfigured(
+            "%(what_label)s: the public key in %(path)s cannot be read: %(reason)s",
+            params={"what_label": what, "path": str(path), "reason": str(error)},
+        ) from error
+    return _checked_rsa_public(key, what, path)
 
 
 def load_rsa_public_key(path: Path | None, what: str) -> rsa.RSAPublicKey:
     """Load an RSA public key file (PEM public key, certificate, or bare base64)."""
-    return rsa_public_key_from_pem(_read_key_file(path, what), what)
+    return rsa_public_key_from_pem(_read_key_file(path, what), what, path)
 
 
 def rsa_sha256_sign(key: rsa.RSAPrivateKey, message: bytes) -> str:
@@ -210,7 +238,10 @@ class HttpReply:
 def _read_limited(response: Any, provider: str) -> bytes:
     data: bytes = response.read(MAX_RESPONSE_BYTES + 1)
     if len(data) > MAX_RESPONSE_BYTES:
-        raise ProviderError(f"{provider}: gateway answer larger than {MAX_RESPONSE_BYTES} bytes")
+        raise ProviderError(
+            "%(provider)s: the gateway's answer is larger than %(count)s bytes",
+            params={"provider": provider, "count": MAX_RESPONSE_BYTES},
+        )
     return data
 
 
@@ -230,7 +261,10 @@ def http_exchange(
     for the adapter to interpret (some, like WeChat's 404 ``ORDER_NOT_EXIST``, are answers).
     """
     if not url.startswith(("https://", "http://")):
-        raise ProviderMisconfigured(f"{provider}: gateway must be an http(s) URL, not {url!r}")
+        raise ProviderMisconfigured(
+            "%(provider)s: the gateway must be an http(s) URL, not %(url)s",
+            params={"provider": provider, "url": repr(url)},
+        )
     request = urllib.request.Request(url, data=body, headers=dict(headers), method=method)  # noqa: S310  (scheme checked above)
     try:
         with urlopen(request, timeout=timeout) as response:
@@ -247,4 +281,7 @@ def http_exchange(
                 body=_read_limited(error, provider),
             )
     except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
-        raise ProviderError(f"{provider}: gateway {url} unreachable: {error}") from error
+        raise ProviderError(
+            "%(provider)s: the gateway %(url)s is unreachable: %(reason)s",
+            params={"provider": provider, "url": url, "reason": str(error)},
+        ) from error

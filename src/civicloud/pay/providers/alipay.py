@@ -178,7 +178,10 @@ class AlipayProvider:
             timeout=self._timeout,
         )
         if reply.status != 200:
-            raise ProviderError(f"alipay: {method} answered HTTP {reply.status}")
+            raise ProviderError(
+                "alipay: %(method)s answered HTTP %(status)s",
+                params={"method": method, "status": reply.status},
+            )
         return self._verified_reply(method, reply.body)
 
     def _verified_reply(self, method: str, body: bytes) -> AlipayReply:
@@ -186,24 +189,36 @@ class AlipayProvider:
             text = body.decode("utf-8")
             members = top_level_members(text)
         except (UnicodeDecodeError, ValueError) as error:
-            raise ProviderError(f"alipay: {method} answer is not a JSON object") from error
+            raise ProviderError(
+                "alipay: the answer to %(method)s is not a JSON object", params={"method": method}
+            ) from error
         node_name = method.replace(".", "_") + "_response"
         if node_name not in members:
             node_name = "error_response"
         node = members.get(node_name)
         sign = members.get("sign")
         if node is None or not isinstance(node[1], dict):
-            raise ProviderError(f"alipay: {method} answer has no {node_name} node")
+            raise ProviderError(
+                "alipay: the answer to %(method)s has no %(node)s node",
+                params={"method": method, "node": node_name},
+            )
         data: dict[str, Any] = node[1]
         if sign is None or not isinstance(sign[1], str):
             # Alipay leaves an answer unsigned when it cannot tell which app asked (a wrong
             # app_id or request signature): an error, and not one we can trust the details of.
             raise ProviderError(
-                f"alipay: {method} answer is unsigned (code {data.get('code')} "
-                f"{data.get('sub_code', '')})"
+                "alipay: the answer to %(method)s is unsigned (code %(code)s %(sub_code)s)",
+                params={
+                    "method": method,
+                    "code": str(data.get("code")),
+                    "sub_code": str(data.get("sub_code", "")),
+                },
             )
         if not rsa_sha256_verify(self._alipay_key, node[0].encode("utf-8"), sign[1]):
-            raise ProviderError(f"alipay: {method} answer signature does not verify")
+            raise ProviderError(
+                "alipay: the signature of the answer to %(method)s does not verify",
+                params={"method": method},
+            )
         return AlipayReply(
             code=str(data.get("code", "")),
             sub_code=str(data.get("sub_code", "")),
@@ -215,7 +230,9 @@ class AlipayProvider:
 
     def _trade_biz(self, request: CheckoutRequest) -> dict[str, object]:
         if request.currency != "CNY":
-            raise InvalidInput(f"alipay takes CNY only, not {request.currency}")
+            raise InvalidInput(
+                "alipay takes CNY only, not %(currency)s", params={"currency": request.currency}
+            )
         subject = _SUBJECT_FORBIDDEN.sub(" ", request.subject).strip()[:_SUBJECT_MAX]
         return {
             "out_trade_no": request.trade_no,
@@ -243,7 +260,9 @@ class AlipayProvider:
         biz = self._trade_biz(request) | {"timeout_express": f"{max(minutes, 1)}m"}
         reply = self.call("alipay.trade.precreate", biz, notify_url=request.notify_url)
         if not reply.ok:
-            raise ProviderError(f"alipay: precreate refused: {reply.describe()}")
+            raise ProviderError(
+                "alipay: precreate refused: %(reason)s", params={"reason": reply.describe()}
+            )
         qr_code = reply.data.get("qr_code")
         if not isinstance(qr_code, str) or not qr_code:
             raise ProviderError("alipay: precreate answer has no qr_code")
@@ -292,7 +311,9 @@ class AlipayProvider:
         try:
             currency, mismatches = trade_facts(params, amount_fen)
         except ValueError as error:
-            raise InvalidNotification(f"alipay: {error}") from error
+            raise InvalidNotification(
+                "alipay: %(reason)s", params={"reason": str(error)}
+            ) from error
         if params.get("app_id") != self._app_id:
             mismatches = ("app_id", *mismatches)
         return Notification(
@@ -323,18 +344,25 @@ class AlipayProvider:
         if not reply.ok:
             if reply.sub_code == "ACQ.TRADE_NOT_EXIST":
                 return TradeQuery(trade_no=trade_no, status="not_found")
-            raise ProviderError(f"alipay: query refused: {reply.describe()}")
+            raise ProviderError(
+                "alipay: query refused: %(reason)s", params={"reason": reply.describe()}
+            )
         if reply.data.get("out_trade_no") != trade_no:
             raise ProviderError("alipay: query answered for another trade")
         status = TRADE_STATES.get(str(reply.data.get("trade_status", "")))
         if status is None:
-            raise ProviderError(f"alipay: unknown trade_status {reply.data.get('trade_status')!r}")
+            raise ProviderError(
+                "alipay: unknown trade_status %(status)s",
+                params={"status": repr(reply.data.get("trade_status"))},
+            )
         answer = {key: str(value) for key, value in reply.data.items() if value is not None}
         try:
             amount_fen = yuan_to_fen(answer.get("total_amount", ""))
             currency, mismatches = trade_facts(answer, amount_fen)
         except ValueError as error:
-            raise ProviderError(f"alipay: query answer is malformed: {error}") from error
+            raise ProviderError(
+                "alipay: the query's answer is malformed: %(reason)s", params={"reason": str(error)}
+            ) from error
         provider_trade_no = reply.data.get("trade_no")
         return TradeQuery(
             trade_no=trade_no,
@@ -369,7 +397,10 @@ class AlipayProvider:
             # Alipay says to ask the refund query for the refund's real state.
             return self._refund_state(trade_no, refund_no)
         if reply.code == "20000" or reply.sub_code in _RETRYABLE_SUB_CODES:
-            raise ProviderError(f"alipay: refund outcome unknown, retry: {reply.describe()}")
+            raise ProviderError(
+                "alipay: refund outcome unknown, retry: %(reason)s",
+                params={"reason": reply.describe()},
+            )
         return RefundOutcome(status="failed", detail=reply.describe())
 
     def _refund_state(self, trade_no: str, refund_no: str) -> RefundOutcome:
@@ -381,7 +412,9 @@ class AlipayProvider:
             return RefundOutcome(status="succeeded")
         if reply.ok or reply.sub_code in _RETRYABLE_SUB_CODES:
             return RefundOutcome(status="pending", detail="refund not confirmed yet")
-        raise ProviderError(f"alipay: refund query refused: {reply.describe()}")
+        raise ProviderError(
+            "alipay: refund query refused: %(reason)s", params={"reason": reply.describe()}
+        )
 
     # --- statements ------------------------------------------------------------------------
 
@@ -449,10 +482,14 @@ def decode_notification_form(body: bytes) -> dict[str, str]:
         for raw_key, raw_value in pairs:
             key = raw_key.decode("ascii")
             if key in params:
-                raise InvalidNotification(f"alipay: parameter {key!r} given twice")
+                raise InvalidNotification(
+                    "alipay: parameter %(key)s given twice", params={"key": repr(key)}
+                )
             params[key] = raw_value.decode(codec)
     except UnicodeDecodeError as error:
-        raise InvalidNotification(f"alipay: notification is not valid {codec}") from error
+        raise InvalidNotification(
+            "alipay: notification is not valid %(codec)s", params={"codec": codec}
+        ) from error
     if not params:
         raise InvalidNotification("alipay: empty notification")
     return params
@@ -535,15 +572,22 @@ def _check_bill_date(comment: str, business_date: date) -> None:
     if start is not None:
         found = date(int(start[1]), int(start[2]), int(start[3]))
         if found != business_date:
-            raise InvalidInput(f"alipay bill is for {found}, not {business_date}")
+            raise InvalidInput(
+                "the alipay bill is for %(found)s, not %(day)s",
+                params={"found": found.isoformat(), "day": business_date.isoformat()},
+            )
 
 
 def _bill_header(cells: list[str], number: int) -> list[str]:
     if cells[0] != "支付宝交易号":
-        raise InvalidInput(f"alipay bill line {number}: expected the column header")
+        raise InvalidInput(
+            "alipay bill line %(line)s: expected the column header", params={"line": number}
+        )
     missing = [name for name in _ALIPAY_REQUIRED if name not in cells]
     if missing:
-        raise InvalidInput(f"alipay bill: missing columns {', '.join(missing)}")
+        raise InvalidInput(
+            "alipay bill: missing columns %(columns)s", params={"columns": ", ".join(missing)}
+        )
     return cells
 
 
@@ -556,9 +600,14 @@ def _bill_line(record: Mapping[str, str], number: int) -> StatementLine | None:
         amount_fen = abs(yuan_to_fen(record[_ORDER_AMOUNT], signed=True))
         occurred_at = beijing_time(record["完成时间"]) if record["完成时间"] else None
     except ValueError as error:
-        raise InvalidInput(f"alipay bill line {number}: {error}") from error
+        raise InvalidInput(
+            "alipay bill line %(line)s: the amount or the time cannot be read",
+            params={"line": number},
+        ) from error
     if not record["商户订单号"] or not record["支付宝交易号"]:
-        raise InvalidInput(f"alipay bill line {number}: missing trade numbers")
+        raise InvalidInput(
+            "alipay bill line %(line)s: missing trade numbers", params={"line": number}
+        )
     return StatementLine(
         trade_no=record["商户订单号"],
         provider_trade_no=record["支付宝交易号"],
@@ -583,7 +632,10 @@ def parse_alipay_bill(content: bytes, *, business_date: date) -> list[StatementL
         elif header is None:
             header = _bill_header(cells, number)
         elif len(cells) < len(header):
-            raise InvalidInput(f"alipay bill line {number}: {len(cells)} cells, not {len(header)}")
+            raise InvalidInput(
+                "alipay bill line %(line)s: %(found)s cells, not %(count)s",
+                params={"line": number, "found": len(cells), "count": len(header)},
+            )
         else:
             line = _bill_line(dict(zip(header, cells, strict=False)), number)
             if line is not None:

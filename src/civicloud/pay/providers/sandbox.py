@@ -187,7 +187,8 @@ def _load_trades(path: Path) -> dict[str, _Trade]:
                     trade = _trade_from_json(json.loads(line))
                 except (ValueError, KeyError, TypeError) as error:
                     raise ProviderMisconfigured(
-                        f"sandbox: line {number} of its store {path} is damaged: {error}"
+                        "sandbox: line %(line)s of its store %(path)s is damaged: %(reason)s",
+                        params={"line": number, "path": str(path), "reason": str(error)},
                     ) from error
                 trades[trade.request.trade_no] = trade
     except FileNotFoundError:
@@ -209,9 +210,11 @@ def _append_trade(path: Path, trade: _Trade) -> None:
 def load_or_create_secret(path: Path) -> bytes:
     """The installation's sandbox signing secret from ``path``, made (mode 0600) when absent."""
     try:
-        return keyfiles.load_or_create_secret(path, what="sandbox", min_bytes=MIN_SECRET_BYTES)
+        return keyfiles.load_or_create_secret(
+            path, what="the sandbox's secret", min_bytes=MIN_SECRET_BYTES
+        )
     except Misconfigured as error:
-        raise ProviderMisconfigured(error.detail) from error
+        raise ProviderMisconfigured(error.message, params=error.params) from error
 
 
 class SandboxProvider:
@@ -231,7 +234,8 @@ class SandboxProvider:
     ) -> None:
         if len(secret) < MIN_SECRET_BYTES:
             raise ProviderMisconfigured(
-                f"sandbox: the secret must be at least {MIN_SECRET_BYTES} bytes"
+                "sandbox: the secret must be at least %(count)s bytes",
+                params={"count": MIN_SECRET_BYTES},
             )
         self._secret = secret
         self._base_url = base_url.rstrip("/")
@@ -258,7 +262,7 @@ class SandboxProvider:
     def _trade(self, trade_no: str) -> _Trade:
         trade = self._trades.get(trade_no)
         if trade is None:
-            raise PaymentNotFound(f"sandbox: no trade {trade_no}")
+            raise PaymentNotFound("sandbox: no trade %(trade_no)s", params={"trade_no": trade_no})
         return trade
 
     # --- checkout --------------------------------------------------------------------------
@@ -274,7 +278,10 @@ class SandboxProvider:
                 self._trades[request.trade_no] = trade
                 self._save(trade)
             elif trade.request.amount_fen != request.amount_fen:
-                raise Conflict(f"sandbox: trade {request.trade_no} exists with another amount")
+                raise Conflict(
+                    "sandbox: trade %(trade_no)s exists with another amount",
+                    params={"trade_no": request.trade_no},
+                )
         url = self._base_url + CHECKOUT_PATH.format(trade_no=request.trade_no)
         return Checkout(kind="redirect", url=url, provider_trade_no=trade.provider_trade_no)
 
@@ -351,7 +358,9 @@ class SandboxProvider:
         only returned), in the order returned.
         """
         if outcome not in ("succeeded", "failed"):
-            raise InvalidInput(f"sandbox: unknown outcome {outcome!r}")
+            raise InvalidInput(
+                "sandbox: unknown outcome %(outcome)s", params={"outcome": repr(outcome)}
+            )
         now = self._clock()
         with self._lock:
             trade = self._trade(trade_no)

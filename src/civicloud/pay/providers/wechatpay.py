@@ -118,17 +118,25 @@ def load_platform_keys(directory: Path | None) -> dict[str, rsa.RSAPublicKey]:
     if directory is None:
         raise ProviderMisconfigured("wechatpay: platform_keys_dir is not configured")
     if not directory.is_dir():
-        raise ProviderMisconfigured(f"wechatpay: {directory} is not a directory")
+        raise ProviderMisconfigured(
+            "wechatpay: %(path)s is not a directory", params={"path": str(directory)}
+        )
     keys: dict[str, rsa.RSAPublicKey] = {}
     for path in sorted(directory.glob("*.pem")):
         serial = path.stem
         try:
             data = path.read_bytes()
         except OSError as error:
-            raise ProviderMisconfigured(f"wechatpay: cannot read {path}: {error}") from error
-        keys[serial] = rsa_public_key_from_pem(data, f"wechatpay: platform key {path.name}")
+            raise ProviderMisconfigured(
+                "wechatpay: cannot read %(path)s: %(reason)s",
+                params={"path": str(path), "reason": error.strerror or str(error)},
+            ) from error
+        keys[serial] = rsa_public_key_from_pem(data, "wechatpay: platform key", path)
     if not keys:
-        raise ProviderMisconfigured(f"wechatpay: no <serial>.pem platform keys in {directory}")
+        raise ProviderMisconfigured(
+            "wechatpay: no <serial>.pem platform keys in %(path)s",
+            params={"path": str(directory)},
+        )
     return keys
 
 
@@ -224,16 +232,21 @@ class WechatPayProvider:
     def _verified(self, reply: HttpReply, what: str) -> WechatReply:
         if not self._signature_verifies(reply.headers, reply.body):
             raise ProviderError(
-                f"wechatpay: {what} answered HTTP {reply.status} without a valid signature"
+                "wechatpay: %(call)s answered HTTP %(status)s without a valid signature",
+                params={"call": what, "status": reply.status},
             )
         if not reply.body:
             return WechatReply(status=reply.status, data={})
         try:
             data = json.loads(reply.body)
         except ValueError as error:
-            raise ProviderError(f"wechatpay: {what} answer is not JSON") from error
+            raise ProviderError(
+                "wechatpay: the answer to %(call)s is not JSON", params={"call": what}
+            ) from error
         if not isinstance(data, dict):
-            raise ProviderError(f"wechatpay: {what} answer is not a JSON object")
+            raise ProviderError(
+                "wechatpay: the answer to %(call)s is not a JSON object", params={"call": what}
+            )
         return WechatReply(status=reply.status, data=data)
 
     # --- checkout, query, refund -----------------------------------------------------------
@@ -241,7 +254,9 @@ class WechatPayProvider:
     def create_checkout(self, request: CheckoutRequest) -> Checkout:
         """``POST /v3/pay/transactions/native``: a ``code_url`` to show as a QR code."""
         if request.currency != "CNY":
-            raise InvalidInput(f"wechatpay takes CNY only, not {request.currency}")
+            raise InvalidInput(
+                "wechatpay takes CNY only, not %(currency)s", params={"currency": request.currency}
+            )
         if request.amount_fen <= 0:
             raise InvalidInput("amount must be positive")
         reply = self.call(
@@ -259,7 +274,9 @@ class WechatPayProvider:
         )
         code_url = reply.data.get("code_url")
         if reply.status != 200 or not isinstance(code_url, str) or not code_url:
-            raise ProviderError(f"wechatpay: native order refused: {reply.describe()}")
+            raise ProviderError(
+                "wechatpay: native order refused: %(reason)s", params={"reason": reply.describe()}
+            )
         return Checkout(kind="qr", url=code_url)
 
     def query(self, trade_no: str) -> TradeQuery:
@@ -272,7 +289,9 @@ class WechatPayProvider:
         if reply.status == 404 and reply.data.get("code") == "ORDER_NOT_EXIST":
             return TradeQuery(trade_no=trade_no, status="not_found")
         if reply.status != 200:
-            raise ProviderError(f"wechatpay: query refused: {reply.describe()}")
+            raise ProviderError(
+                "wechatpay: query refused: %(reason)s", params={"reason": reply.describe()}
+            )
         if reply.data.get("out_trade_no") != trade_no or reply.data.get("mchid") not in (
             None,
             self._mchid,
@@ -280,7 +299,10 @@ class WechatPayProvider:
             raise ProviderError("wechatpay: query answered for another trade")
         status = TRADE_STATES.get(str(reply.data.get("trade_state", "")))
         if status is None:
-            raise ProviderError(f"wechatpay: unknown trade_state {reply.data.get('trade_state')!r}")
+            raise ProviderError(
+                "wechatpay: unknown trade_state %(status)s",
+                params={"status": repr(reply.data.get("trade_state"))},
+            )
         facts = self._transaction_facts(reply.data) if "amount" in reply.data else None
         if facts is None and status == "succeeded":
             raise ProviderError("wechatpay: query answer for a paid trade has no usable amount")
@@ -312,7 +334,8 @@ class WechatPayProvider:
             status = REFUND_STATES.get(str(reply.data.get("status", "")))
             if status is None:
                 raise ProviderError(
-                    f"wechatpay: unknown refund status {reply.data.get('status')!r}"
+                    "wechatpay: unknown refund status %(status)s",
+                    params={"status": repr(reply.data.get("status"))},
                 )
             answered = reply.data.get("amount")
             if (
@@ -331,7 +354,10 @@ class WechatPayProvider:
                 detail=str(reply.data.get("status")),
             )
         if reply.status >= 500 or reply.data.get("code") in _RETRYABLE_CODES:
-            raise ProviderError(f"wechatpay: refund outcome unknown, retry: {reply.describe()}")
+            raise ProviderError(
+                "wechatpay: refund outcome unknown, retry: %(reason)s",
+                params={"reason": reply.describe()},
+            )
         return RefundOutcome(status="failed", detail=reply.describe())
 
     # --- callbacks -------------------------------------------------------------------------
@@ -519,9 +545,11 @@ def _json_object(data: bytes, what: str) -> dict[str, Any]:
     try:
         parsed = json.loads(data)
     except ValueError as error:
-        raise InvalidNotification(f"wechatpay: {what} is not JSON") from error
+        raise InvalidNotification(
+            "wechatpay: %(what)s is not JSON", params={"what": what}
+        ) from error
     if not isinstance(parsed, dict):
-        raise InvalidNotification(f"wechatpay: {what} is not a JSON object")
+        raise InvalidNotification("wechatpay: %(what)s is not a JSON object", params={"what": what})
     return parsed
 
 
@@ -554,9 +582,14 @@ def _wechat_bill_line(record: Mapping[str, str], number: int) -> StatementLine |
         occurred_at = beijing_time(record["交易时间"])
         amount_fen = abs(yuan_to_fen(amount_text, signed=True))
     except ValueError as error:
-        raise InvalidInput(f"wechatpay bill line {number}: {error}") from error
+        raise InvalidInput(
+            "wechatpay bill line %(line)s: the amount or the time cannot be read",
+            params={"line": number},
+        ) from error
     if not record["商户订单号"] or not record["微信订单号"]:
-        raise InvalidInput(f"wechatpay bill line {number}: missing trade numbers")
+        raise InvalidInput(
+            "wechatpay bill line %(line)s: missing trade numbers", params={"line": number}
+        )
     return StatementLine(
         trade_no=record["商户订单号"],
         provider_trade_no=record["微信订单号"],
@@ -587,13 +620,17 @@ def parse_wechat_bill(content: bytes, *, business_date: date) -> list[StatementL
         if header is None:
             missing = [name for name in _WECHAT_REQUIRED if name not in cells]
             if missing:
-                raise InvalidInput(f"wechatpay bill: missing columns {', '.join(missing)}")
+                raise InvalidInput(
+                    "wechatpay bill: missing columns %(columns)s",
+                    params={"columns": ", ".join(missing)},
+                )
             header = cells
         elif cells[0].startswith("总交易单数"):
             break  # the totals block closes the detail rows
         elif len(cells) < len(header):
             raise InvalidInput(
-                f"wechatpay bill line {number}: {len(cells)} cells, not {len(header)}"
+                "wechatpay bill line %(line)s: %(found)s cells, not %(count)s",
+                params={"line": number, "found": len(cells), "count": len(header)},
             )
         else:
             line = _wechat_bill_line(dict(zip(header, cells, strict=False)), number)

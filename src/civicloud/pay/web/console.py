@@ -233,6 +233,7 @@ def _biller_context(
         "max_bytes": request.app.state.services.settings.web.max_body_bytes,
         "columns": billing.CSV_COLUMNS,
         "report": None,
+        "row_reasons": billing.ROW_REASONS,
         "form": _form(),
     }
 
