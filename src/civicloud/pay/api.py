@@ -33,6 +33,7 @@ from civicloud.pay.schemas import (
     BillBatch,
     BillerCreate,
     BillerRead,
+    BillerUpdate,
     BillRead,
     ImportReport,
     PaymentCreate,
@@ -122,6 +123,16 @@ def get_biller(session: SessionDep, actor: ActorDep, biller_id: uuid.UUID) -> Bi
     """Show one biller."""
     return BillerRead.model_validate(
         billing.get_biller_or_raise(session=session, actor=actor, biller_id=biller_id)
+    )
+
+
+@router.patch("/billers/{biller_id}", name="pay.biller.update")
+def update_biller(
+    session: SessionDep, actor: ActorDep, biller_id: uuid.UUID, data: BillerUpdate
+) -> BillerRead:
+    """Change a biller's return origins, where its payments may send citizens back."""
+    return BillerRead.model_validate(
+        billing.update_biller(session=session, actor=actor, biller_id=biller_id, data=data)
     )
 
 

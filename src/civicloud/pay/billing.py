@@ -31,11 +31,13 @@ from civicloud.pay.errors import (
     ImportRejected,
 )
 from civicloud.pay.models import Bill, Biller, BillStatus, PaymentBill
+from civicloud.pay.origins import check_return_origins
 from civicloud.pay.schemas import (
     BILL_DETAILS,
     MAX_AMOUNT_FEN,
     BillAmend,
     BillerCreate,
+    BillerUpdate,
     BillIn,
     ImportReport,
     PublicBill,
@@ -126,6 +128,7 @@ def create_biller(*, session: Session, actor: Actor, data: BillerCreate) -> Bill
     if tenant.kind not in ("agency", "enterprise"):
         raise InvalidInput("a biller belongs to an agency or an enterprise")
     compile_pattern(data.account_pattern)  # the schema checked it; a direct caller may not
+    origins = check_return_origins(data.return_origins)
     taken = session.scalars(
         select(Biller.id).where(Biller.tenant_id == tenant.id, Biller.code == data.code)
     ).first()
@@ -135,6 +138,7 @@ def create_biller(*, session: Session, actor: Actor, data: BillerCreate) -> Bill
         )
     biller = Biller(id=uuid.uuid4(), **data.model_dump(mode="python"))
     biller.category = data.category.value
+    biller.return_origins = origins
     session.add(biller)
     audit.record(
         session=session,
@@ -142,6 +146,27 @@ def create_biller(*, session: Session, actor: Actor, data: BillerCreate) -> Bill
         action="pay.biller.create",
         tenant_id=tenant.id,
         target=f"biller:{data.code}",
+    )
+    return biller
+
+
+def update_biller(
+    *, session: Session, actor: Actor, biller_id: uuid.UUID, data: BillerUpdate
+) -> Biller:
+    """Change a biller's return origins (the list is replaced)."""
+    biller = get_biller_or_raise(
+        session=session, actor=actor, biller_id=biller_id, permission=BILLER_ADMIN
+    )
+    origins = check_return_origins(data.return_origins)
+    before = list(biller.return_origins)
+    biller.return_origins = origins
+    audit.record(
+        session=session,
+        actor=actor,
+        action="pay.biller.update",
+        tenant_id=biller.tenant_id,
+        target=f"biller:{biller.code}",
+        detail={"return_origins": {"before": before, "after": origins}},
     )
     return biller
 

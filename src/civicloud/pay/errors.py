@@ -153,6 +153,13 @@ class InvalidReturnUrl(InvalidInput):
     code = "pay.invalid_return_url"
 
 
+class InvalidReturnOrigin(InvalidInput):
+    """A biller's return origin is not ``https://host[:port]`` (or is plain http to another
+    machine), or a biller names too many."""
+
+    code = "pay.invalid_return_origin"
+
+
 class NothingToSettle(Conflict):
     """The biller's day has no succeeded payment and no refund: there is nothing to settle."""
 

@@ -105,6 +105,11 @@ class Biller(Base):
     settlement_account_name: Mapped[str] = mapped_column(String(200))
     webhook_url: Mapped[str | None] = mapped_column(String(500))
     webhook_secret: Mapped[str | None] = mapped_column(String(200))
+    #: Where its payments may send citizens back besides this installation: origins
+    #: (``https://host[:port]``, normalised by ``pay.origins``), matched exactly.
+    return_origins: Mapped[list[str]] = mapped_column(
+        JSON, default=list, server_default=text("'[]'")
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     version: Mapped[int] = mapped_column(default=1)
 

@@ -11,8 +11,9 @@ The rules that keep money right:
   completing at the provider. Only a caller that holds the trade number of the payment in
   flight (the browser that started it) may replace it, and one past its expiry (plus a grace
   for late notifications) is ended as expired when its bills are paid again.
-- ``return_url`` is a path of this installation or a URL at its public address: never
-  somewhere else (no open redirect through the checkout).
+- ``return_url`` is a path of this installation, a URL at its public address, or one at a
+  return origin its biller registered (``pay.origins``): never somewhere else (no open
+  redirect through the checkout).
 - A bill is paid by at most one succeeded payment: ``bill_payment.bill_id`` is a primary key.
 - Success is applied in one transaction: the payment, its bills, the ledger posting, the
   receipt and the billers' webhooks commit together or not at all, and the provider is told
@@ -76,6 +77,7 @@ from civicloud.pay.models import (
     PaymentStatus,
     ProviderNotification,
 )
+from civicloud.pay.origins import origin_of
 from civicloud.pay.schemas import PaymentCreate
 
 PAYMENT_READ = "pay.payment.read"
@@ -146,7 +148,13 @@ def create_payment(
     """
     key = check_idempotency_key(idempotency_key)
     digest = _request_hash(data)
-    check_return_url(data.return_url, context.settings.public_base_url)
+    try:
+        check_return_url(data.return_url, context.settings.public_base_url)
+    except InvalidReturnUrl:
+        # Not this installation's: perhaps the biller's own site (looked up only then).
+        biller = session.get(Biller, data.biller_id)
+        origins = biller.return_origins if biller is not None else ()
+        check_return_url(data.return_url, context.settings.public_base_url, origins)
     session.flush()
     connection = session.connection()
     sql = _statements(connection.dialect.name)
@@ -313,24 +321,36 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-def check_return_url(return_url: str, public_base_url: str) -> None:
-    """``InvalidReturnUrl`` unless ``return_url`` is a path of this site or a URL at its public
-    address: the checkout sends the citizen there, so it must never lead elsewhere."""
+def check_return_url(return_url: str, public_base_url: str, origins: Collection[str] = ()) -> None:
+    """``InvalidReturnUrl`` unless ``return_url`` is a path of this site, a URL at its public
+    address, or one at an origin of ``origins`` (the biller's registered return origins, matched
+    exactly): the checkout sends the citizen there, so it must never lead elsewhere."""
+    refused = InvalidReturnUrl(
+        "return_url must be a path of this site, or a URL at its address or at one of the "
+        "biller's return origins"
+        if origins
+        else "return_url must be a path of this site or a URL at its address"
+    )
     if any(ord(c) < 33 or ord(c) == 127 for c in return_url) or "\\" in return_url:
-        raise InvalidReturnUrl("return_url must be a path of this site or a URL at its address")
-    if return_url.startswith("/") and not return_url.startswith("//"):
+        raise refused
+    try:
         parts = urlsplit(return_url)
+    except ValueError as exc:  # a bracketed host that is no IPv6 address: https://[x]/
+        raise refused from exc
+    if return_url.startswith("/") and not return_url.startswith("//"):
         if not parts.scheme and not parts.netloc:
             return
     else:
-        parts, own = urlsplit(return_url), urlsplit(public_base_url)
+        own = urlsplit(public_base_url)
         if (
             parts.scheme in ("http", "https")
             and (parts.scheme, parts.netloc.lower()) == (own.scheme, own.netloc.lower())
             and "@" not in parts.netloc
         ):
             return
-    raise InvalidReturnUrl("return_url must be a path of this site or a URL at its address")
+        if origins and origin_of(return_url) in origins:
+            return
+    raise refused
 
 
 def _end_unpaid(session: Session, payment: Payment, status: PaymentStatus, now: datetime) -> None:

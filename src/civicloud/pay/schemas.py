@@ -38,6 +38,19 @@ class BillerCreate(BaseModel):
     settlement_account_name: DisplayText = Field(min_length=1, max_length=200)
     webhook_url: str | None = Field(default=None, max_length=500, pattern=r"^https?://\S+$")
     webhook_secret: str | None = Field(default=None, min_length=16, max_length=200)
+    #: Origins (``https://host[:port]``) of the biller's own site or app, where its payments'
+    #: ``return_url`` may lead besides this installation; at most 10 (``pay.origins``).
+    return_origins: list[str] = Field(
+        default_factory=list, max_length=100, examples=[["https://pay.water.example.cn"]]
+    )
+
+
+class BillerUpdate(BaseModel):
+    """What may be changed of a biller: its return origins (the whole list, replaced)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    return_origins: list[str] = Field(max_length=100, examples=[["https://app.example.cn:8443"]])
 
 
 class BillerRead(BaseModel):
@@ -56,6 +69,7 @@ class BillerRead(BaseModel):
     settlement_account: str
     settlement_account_name: str
     webhook_url: str | None
+    return_origins: list[str]
 
 
 class LateFeeRule(BaseModel):

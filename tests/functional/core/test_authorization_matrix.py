@@ -158,6 +158,7 @@ BODIES: dict[str, Callable[[dict[str, str]], dict[str, Any]]] = {
     },
     "BillBatch": lambda _ids: {"bills": [bill_row()]},
     "BillAmend": lambda _ids: {"amount_fen": 100},
+    "BillerUpdate": lambda _ids: {"return_origins": ["https://pay.example.cn"]},
     "RefundCreate": lambda _ids: {"amount_fen": 100, "reason": "matrix"},
     "Resolution": lambda _ids: {
         "debit_code": "suspense",

@@ -126,6 +126,7 @@ FIELD_LABELS: dict[str, str] = {
     "provider": N_("The payment provider"),
     "limit": N_("The number of rows"),
     "offset": N_("The starting row"),
+    "return_origins": N_("The list of return origins"),
 }
 _SOME_VALUE = N_("A value in the address")
 
