@@ -4,7 +4,7 @@ One payment, in both paths: a citizen pays one open bill through the sandbox pro
 sandbox's signed success notification is applied. Two transactions:
 
 1. create: lock the bill, insert the payment and its bill link, register the trade with the
-   sandbox, mark the payment pending, append an audit record (locking the audit chain's head);
+   sandbox, mark the payment pending (no audit record: a citizen's payment is a data event);
 2. notify: verify the sandbox's HMAC, lock bill and payment, mark the payment succeeded and the
    bill paid, record the bill's payment, post the ledger (creating accounts if needed), sign and
    store the Ed25519 receipt, queue the biller's webhook, keep the notification, audit it.
@@ -584,7 +584,7 @@ class RawPath:
             biller_id, bill_number, amount, status, due, rule, tenant_id, biller_name = row
             if self._uuid(biller_id) != self.world.biller_id or status != "open":
                 raise RuntimeError(f"bill {bill_number} is not payable ({status})")
-            # Another payment in flight for the bill would be superseded; none is, here.
+            # Another payment in flight for the bill would refuse this one; none is, here.
             if self._exec(cursor, "in_flight", self._id(bill_id)).fetchone() is not None:
                 raise RuntimeError(f"bill {bill_number} has a payment in flight")
             now = datetime.now(UTC)
@@ -635,7 +635,7 @@ class RawPath:
                     trade_no=trade_no,
                     amount_fen=amount,
                     currency="CNY",
-                    subject=f"{biller_name} 1 bill(s)",
+                    subject=f"{biller_name} 账单缴费 1 笔",
                     return_url=RETURN_URL,
                     notify_url=f"{settings.public_base_url}/api/v1/pay/notify/sandbox",
                     expires_at=expires_at,
@@ -651,14 +651,8 @@ class RawPath:
                 self._id(payment_id),
                 1,
             )
-            self._audit(
-                cursor,
-                actor="citizen",
-                action="pay.payment.create",
-                tenant_id=self._uuid(tenant_id),
-                target=f"payment:{trade_no}",
-                detail={"bills": [bill_number], "amount_fen": amount},
-            )
+            # No audit record: a citizen's payment is a data event of the payment itself, as
+            # civicloud keeps it (the audit log holds management events).
         return trade_no
 
     def _notify(self, headers: Any, body: bytes) -> None:

@@ -68,6 +68,7 @@ from civicloud.core.actor import Actor, authorize
 from civicloud.core.caches import caches_of
 from civicloud.core.db import new_id, utcnow
 from civicloud.core.errors import Conflict, InvalidInput, NotFound
+from civicloud.core.money import format_yuan
 from civicloud.core.tenants import Tenant, in_subtrees, resolve_tenant
 from civicloud.pay.errors import BillerNotFound
 from civicloud.pay.models import (
@@ -805,7 +806,10 @@ def _check_lines(session: Session) -> list[LedgerProblem]:
         )
     )
     for kind, reference, amount, currency, d_code, d_cur, c_code, c_cur in rows:
-        detail = f"line of {amount} {currency} from {d_code} ({d_cur}) to {c_code} ({c_cur})"
+        shown = (
+            format_yuan(amount) if currency == "CNY" else f"{amount} (minor units of {currency})"
+        )
+        detail = f"line of {shown} from {d_code} ({d_cur}) to {c_code} ({c_cur})"
         problems.append(LedgerProblem("unbalanced", kind, reference, detail))
     return problems
 
@@ -849,7 +853,7 @@ def _check_postings(session: Session, spec: _Posted) -> list[LedgerProblem]:
                 "duplicate" if twice else "amount_mismatch",
                 spec.kind,
                 reference,
-                f"posted {total} fen for {expected} fen",
+                f"posted {format_yuan(total)} for {format_yuan(expected)}",
             )
         )
     return problems

@@ -338,7 +338,7 @@ def test_the_check_finds_a_payment_posted_twice(db_session: Session, biller: Bil
     db_session.flush()
     # when the ledger is checked, then the payment is reported posted twice
     found = problems_about(ledger.check_ledger(session=db_session), [payment.id])
-    assert [(p.problem, p.detail) for p in found] == [("duplicate", "posted 1400 fen for 700 fen")]
+    assert [(p.problem, p.detail) for p in found] == [("duplicate", "posted CNY 14.00 for CNY 7.00")]
 
 
 def test_the_check_finds_money_taken_in_twice(db_session: Session, biller: Biller) -> None:
