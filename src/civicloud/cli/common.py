@@ -26,7 +26,7 @@ from civicloud.app import build_services, error_message, prepare_database
 from civicloud.core.actor import Actor
 from civicloud.core.config import Settings
 from civicloud.core.context import set_request_id
-from civicloud.core.errors import CivicloudError
+from civicloud.core.errors import CivicloudError, Misconfigured
 from civicloud.core.logs import configure_logging
 from civicloud.core.services import Services
 
@@ -75,6 +75,18 @@ def cli_language() -> str:
     return "en"
 
 
+_DB_UNUSABLE = "the database cannot be used: %(reason)s"
+_DB_ERROR = "database error: %(reason)s"
+_FILE_ERROR = "a file cannot be used: %(reason)s"
+_UNKNOWN_SCHEMA = "the database's schema is not one this civicloud knows: %(reason)s"
+_BAD_SETTING = "bad configuration: %(name)s: %(reason)s"
+
+
+def _said(error: CivicloudError) -> str:
+    """What ``error`` says in the shell's language (through the pages' catalogs)."""
+    return error_message(error, cli_language())
+
+
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Turn service and database errors into one clear line and a non-zero exit, never a traceback."""
 
@@ -84,14 +96,20 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             return func(*args, **kwargs)
         except CivicloudError as exc:
             raise fail(error_message(exc, cli_language()), exc.exit_code) from None
+        # What the driver, the system or Alembic says stays as it says it (a parameter); the
+        # sentence around it is translated like a service's error.
         except OperationalError as exc:
-            raise fail(f"the database cannot be used: {exc.orig or exc}".splitlines()[0]) from None
+            reason = str(exc.orig or exc).splitlines()[0]
+            raise fail(_said(Misconfigured(_DB_UNUSABLE, params={"reason": reason}))) from None
         except SQLAlchemyError as exc:
-            raise fail(f"database error: {type(exc).__name__}") from None
+            raise fail(
+                _said(Misconfigured(_DB_ERROR, params={"reason": type(exc).__name__}))
+            ) from None
         except OSError as exc:
-            raise fail(f"{exc.strerror or exc}: {exc.filename or ''}".strip(": ")) from None
+            reason = f"{exc.strerror or exc}: {exc.filename or ''}".strip(": ")
+            raise fail(_said(Misconfigured(_FILE_ERROR, params={"reason": reason}))) from None
         except AlembicCommandError as exc:
-            raise fail(f"the database's schema is not one this civicloud knows: {exc}") from None
+            raise fail(_said(Misconfigured(_UNKNOWN_SCHEMA, params={"reason": str(exc)}))) from None
 
     return wrapper
 
@@ -103,7 +121,9 @@ def load_settings(data_dir: Path | None) -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         name = "CIVICLOUD_" + "__".join(str(part) for part in first["loc"]).upper()
-        raise fail(f"bad configuration: {name}: {first['msg']}") from None
+        raise fail(
+            _said(Misconfigured(_BAD_SETTING, params={"name": name, "reason": str(first["msg"])}))
+        ) from None
     return settings.with_data_dir(data_dir)
 
 
