@@ -12,6 +12,8 @@ PYTHON ?= python3
 BIN := .venv/bin
 # Extra arguments for pytest: `make test PYTEST_ARGS="-k tenants -x"`.
 PYTEST_ARGS ?=
+# pytest-xdist workers: one per core (`make test WORKERS=0` runs in this process, in order).
+WORKERS ?= auto
 
 # Options passed to `civicloud demo|serve|db upgrade`: `make demo PORT=8080 DATA_DIR=/srv/civicloud`.
 # HOST counts only on the command line: zsh exports HOST as the machine's name.
@@ -32,7 +34,7 @@ help: ## Show this list of targets
 	@echo
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo
-	@echo "Variables: DATA_DIR, HOST, PORT (demo, serve, migrate); PYTEST_ARGS (test); UV, PYTHON."
+	@echo "Variables: DATA_DIR, HOST, PORT (demo, serve, migrate); PYTEST_ARGS, WORKERS (test); UV, PYTHON."
 
 # Sets $$uv to a working uv: $(UV), else `python3 -m uv`, else installs uv with pip first.
 FIND_UV = if $(UV) --version >/dev/null 2>&1; then uv="$(UV)"; \
@@ -63,7 +65,7 @@ migrate: venv ## Bring the database up to date (civicloud db upgrade)
 
 .PHONY: test
 test: venv test-deps ## Run the whole test suite: SQLite, PostgreSQL and the browser tests
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(WORKERS) $(PYTEST_ARGS)
 
 .PHONY: coverage
 coverage: venv test-deps ## The test suite with a branch-coverage report

@@ -161,9 +161,11 @@ class Ed25519Signer:
         try:
             key = serialization.load_pem_private_key(path.read_bytes(), password=None)
         except (ValueError, TypeError) as exc:
-            raise InvalidInput(f"{path}: not an unencrypted PEM private key") from exc
+            raise InvalidInput(
+                "%(path)s: not an unencrypted PEM private key", params={"path": str(path)}
+            ) from exc
         if not isinstance(key, Ed25519PrivateKey):
-            raise InvalidInput(f"{path}: not an Ed25519 private key")
+            raise InvalidInput("%(path)s: not an Ed25519 private key", params={"path": str(path)})
         return cls(key)
 
     def sign(self, data: bytes) -> bytes:
@@ -251,7 +253,9 @@ class Sm2Signer:
         text = path.read_text(encoding="ascii", errors="replace")
         lines = [line.strip() for line in text.splitlines() if line.strip()]
         if len(lines) != 3 or _SM2_KEY_LABEL not in lines[0]:
-            raise InvalidInput(f"{path}: not a civicloud SM2 private key")
+            raise InvalidInput(
+                "%(path)s: not a civicloud SM2 private key", params={"path": str(path)}
+            )
         return cls(lines[1])
 
     def private_pem(self) -> bytes:
@@ -426,7 +430,10 @@ def sign_receipt(
 def issue_receipt(*, session: Session, payment: Payment, signer: ReceiptSigner) -> Receipt:
     """Sign and store the receipt of a succeeded payment; a second call returns the first."""
     if payment.status != PaymentStatus.SUCCEEDED:
-        raise Conflict(f"payment {payment.trade_no} has not succeeded: no receipt")
+        raise Conflict(
+            "payment %(trade_no)s has not succeeded: no receipt",
+            params={"trade_no": payment.trade_no},
+        )
     existing = get_receipt_for_payment(session=session, payment_id=payment.id)
     if existing is not None:
         return existing
@@ -447,7 +454,10 @@ def issue_receipt(*, session: Session, payment: Payment, signer: ReceiptSigner) 
     )
     receipt = get_receipt_for_payment(session=session, payment_id=payment.id)
     if receipt is None:
-        raise Conflict(f"the receipt {number} of {payment.trade_no} is gone")
+        raise Conflict(
+            "the receipt %(number)s of %(trade_no)s is gone",
+            params={"number": number, "trade_no": payment.trade_no},
+        )
     return receipt
 
 
@@ -468,7 +478,10 @@ def store_receipt(
     and nothing else in the transaction is undone.
     """
     if payment.status != PaymentStatus.SUCCEEDED:
-        raise Conflict(f"payment {payment.trade_no} has not succeeded: no receipt")
+        raise Conflict(
+            "payment %(trade_no)s has not succeeded: no receipt",
+            params={"trade_no": payment.trade_no},
+        )
     connection = session.connection()
     insert_receipt, find_receipt = _receipt_statements(connection.dialect.name)
     issued_at = utcnow().replace(microsecond=0)
@@ -737,7 +750,9 @@ _PROVIDERS: Mapping[str, Mapping[str, str]] = {
 
 def _language(language: str) -> str:
     if language not in LANGUAGES:
-        raise InvalidInput(f"language must be one of {', '.join(LANGUAGES)}")
+        raise InvalidInput(
+            "language must be one of %(languages)s", params={"languages": ", ".join(LANGUAGES)}
+        )
     return language
 
 
