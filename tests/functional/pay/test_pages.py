@@ -32,7 +32,14 @@ from civicloud.core.services import Services
 from civicloud.core.tenants import Tenant, TenantKind
 from civicloud.pay import ledger
 from civicloud.pay import web as pay_web
-from civicloud.pay.models import Bill, Biller, Payment, ReconciliationItem, Refund
+from civicloud.pay.models import (
+    Bill,
+    Biller,
+    Payment,
+    ReconciliationItem,
+    Refund,
+    Settlement,
+)
 from civicloud.pay.payments import PayContext
 from civicloud.pay.providers import SandboxProvider
 from civicloud.pay.receipts import receipt_content_security_policy, receipt_verify_url
@@ -590,6 +597,19 @@ def test_an_operator_settles_a_day_and_downloads_the_batch_file(
     preview = browser.submit("/console/pay/settlements?lang=en", form)
     assert preview.status_code == 200
     assert town.biller.settlement_account in text_of(preview.text)
+    # and a confirmation without the net its preview showed, or with a garbled one, only
+    # shows the preview again: nothing is settled unseen, and nothing answers 500
+    for garbled in ({}, {"expected_net": "²"}, {"expected_net": "--5"}, {"expected_net": "1e3"}):
+        again = browser.submit(
+            "/console/pay/settlements?lang=en", form | {"confirm": "yes", **garbled}
+        )
+        assert again.status_code == 200, (garbled, again.status_code)
+        assert town.biller.settlement_account in text_of(again.text)
+    with core_services.db.unit_of_work(write=False) as session:
+        made = session.scalars(
+            select(Settlement).where(Settlement.biller_id == town.biller.id)
+        ).all()
+    assert made == []
     # and when the preview is confirmed, the day is settled
     done = browser.submit(
         "/console/pay/settlements",

@@ -8,6 +8,7 @@ request's unit of work rolls back); a successful one with a redirect.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from datetime import date, timedelta
@@ -399,6 +400,10 @@ def settlements_page(
     return page(request, "pay/console/settlements.html", context)
 
 
+#: A net amount as a settlement's preview writes it into its confirmation: integer fen.
+_NET = re.compile(r"-?[0-9]{1,15}")
+
+
 @router.post("/settlements", name="page.pay.console_settle")
 def settle(
     request: Request,
@@ -421,8 +426,11 @@ def settle(
     if chosen is None or day is None:
         raise _settle_rejected(request, session, actor, chosen, values, errors)
     payer = settlement.payer_from(pay_context(request).settings)
+    # The confirmation carries the net its preview showed; one without a readable net (sent
+    # by hand, or garbled) is shown the preview again rather than settled unseen.
+    shown_net = int(expected_net) if _NET.fullmatch(expected_net) else None
     try:
-        if confirm != "yes":
+        if confirm != "yes" or shown_net is None:
             preview = settlement.preview_day(
                 session=session, actor=actor, biller_id=chosen, business_date=day, payer=payer
             )
@@ -437,7 +445,7 @@ def settle(
             biller_id=chosen,
             business_date=day,
             payer=payer,
-            expected_net_fen=int(expected_net) if expected_net.lstrip("-").isdigit() else None,
+            expected_net_fen=shown_net,
         )
     except (InvalidInput, Conflict) as exc:  # not ended, nothing to settle, changed, unsafe
         raise _settle_rejected(
