@@ -30,11 +30,22 @@ FORMULA_STARTS = frozenset("=+-@\t\r\n＝＋－＠")  # noqa: RUF001 - the full-
 TEXT_PREFIX = "'"
 BOM = "\ufeff"
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+#: Blanks (spaces of every width, but not the tab, CR and LF above) and format characters
+#: (zero-width and direction marks) at the start of a cell.
+_LEADING_INVISIBLE = re.compile(
+    r"^[ \u00a0\u1680\u2000-\u200f\u2028-\u202f\u205f-\u206f\u3000\ufeff]+"
+)
 
 
 def is_dangerous(value: str) -> bool:
-    """Whether a spreadsheet could run ``value`` as a formula (a plain number is harmless)."""
-    return bool(value) and value[0] in FORMULA_STARTS and not _NUMBER.fullmatch(value)
+    """Whether a spreadsheet could run ``value`` as a formula (a plain number is harmless).
+
+    Blanks and invisible format characters before the first visible one do not count: some
+    spreadsheets skip them (``" =1+1"``, an ideographic space, a zero-width space) and run
+    what follows.
+    """
+    visible = _LEADING_INVISIBLE.sub("", value)
+    return bool(visible) and visible[0] in FORMULA_STARTS and not _NUMBER.fullmatch(visible)
 
 
 def neutralise(value: object) -> str:

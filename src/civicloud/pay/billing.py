@@ -153,21 +153,29 @@ def create_biller(*, session: Session, actor: Actor, data: BillerCreate) -> Bill
 def update_biller(
     *, session: Session, actor: Actor, biller_id: uuid.UUID, data: BillerUpdate
 ) -> Biller:
-    """Change a biller's return origins (the list is replaced)."""
+    """Change a biller's return origins (the list is replaced) or its settlement account."""
     biller = get_biller_or_raise(
         session=session, actor=actor, biller_id=biller_id, permission=BILLER_ADMIN
     )
-    origins = check_return_origins(data.return_origins)
-    before = list(biller.return_origins)
-    biller.return_origins = origins
-    audit.record(
-        session=session,
-        actor=actor,
-        action="pay.biller.update",
-        tenant_id=biller.tenant_id,
-        target=f"biller:{biller.code}",
-        detail={"return_origins": {"before": before, "after": origins}},
-    )
+    changes: dict[str, dict[str, Any]] = {}
+    if data.return_origins is not None:
+        origins = check_return_origins(data.return_origins)
+        changes["return_origins"] = {"before": list(biller.return_origins), "after": origins}
+        biller.return_origins = origins
+    for name in ("settlement_bank", "settlement_account", "settlement_account_name"):
+        value = getattr(data, name)
+        if value is not None and value != getattr(biller, name):
+            changes[name] = {"before": getattr(biller, name), "after": value}
+            setattr(biller, name, value)
+    if changes:
+        audit.record(
+            session=session,
+            actor=actor,
+            action="pay.biller.update",
+            tenant_id=biller.tenant_id,
+            target=f"biller:{biller.code}",
+            detail=changes,
+        )
     return biller
 
 

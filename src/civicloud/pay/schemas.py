@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from civicloud.core import csvsafe
 from civicloud.core.dates import BoundedDate, BoundedDateTime
 from civicloud.core.patterns import MAX_PATTERN_LENGTH, PatternText
 from civicloud.core.text import DisplayText
@@ -16,6 +17,22 @@ from civicloud.pay.models import BillerCategory
 
 #: The largest amount a bill or payment may carry: 100 million yuan, far below 2**63 fen.
 MAX_AMOUNT_FEN = 10_000_000_000
+
+
+def _safe_in_bank_file(value: str) -> str:
+    # The payee's bank and name are written as they are into the bank batch file, which the
+    # settlement refuses to write with a cell a spreadsheet would run (pay.settlement
+    # .check_batch): refused here, where they are given, the biller can always be settled.
+    if csvsafe.is_dangerous(value) or ";" in value:
+        raise ValueError(
+            "the text would be run as a formula by a spreadsheet opening the bank batch file "
+            "(it starts with =, +, -, @ or holds a semicolon)"
+        )
+    return value
+
+
+#: Text that goes into the bank batch file as it is: display text a spreadsheet cannot run.
+BankFileText = Annotated[DisplayText, AfterValidator(_safe_in_bank_file)]
 
 
 class BillerCreate(BaseModel):
@@ -33,9 +50,9 @@ class BillerCreate(BaseModel):
     account_pattern: PatternText = Field(
         min_length=1, max_length=MAX_PATTERN_LENGTH, examples=[r"\d{10}"]
     )
-    settlement_bank: DisplayText = Field(min_length=1, max_length=200)
+    settlement_bank: BankFileText = Field(min_length=1, max_length=200)
     settlement_account: str = Field(pattern=r"^[0-9]{6,34}$")
-    settlement_account_name: DisplayText = Field(min_length=1, max_length=200)
+    settlement_account_name: BankFileText = Field(min_length=1, max_length=200)
     webhook_url: str | None = Field(default=None, max_length=500, pattern=r"^https?://\S+$")
     webhook_secret: str | None = Field(default=None, min_length=16, max_length=200)
     #: Origins (``https://host[:port]``) of the biller's own site or app, where its payments'
@@ -46,11 +63,17 @@ class BillerCreate(BaseModel):
 
 
 class BillerUpdate(BaseModel):
-    """What may be changed of a biller: its return origins (the whole list, replaced)."""
+    """What may be changed of a biller: its return origins (the whole list, replaced) and the
+    account it is settled to; a field left out stays as it is."""
 
     model_config = ConfigDict(extra="forbid")
 
-    return_origins: list[str] = Field(max_length=100, examples=[["https://app.example.cn:8443"]])
+    return_origins: list[str] | None = Field(
+        default=None, max_length=100, examples=[["https://app.example.cn:8443"]]
+    )
+    settlement_bank: BankFileText | None = Field(default=None, min_length=1, max_length=200)
+    settlement_account: str | None = Field(default=None, pattern=r"^[0-9]{6,34}$")
+    settlement_account_name: BankFileText | None = Field(default=None, min_length=1, max_length=200)
 
 
 class BillerRead(BaseModel):

@@ -501,12 +501,18 @@ def check_batch(rows: Sequence[Sequence[str]]) -> None:
     """
     for line, row in enumerate(rows, start=1):
         for position, value in enumerate(row):
-            if csvsafe.is_dangerous(value) or any(ord(c) < 32 or ord(c) == 127 for c in value):
+            # A ";" splits the cell where a spreadsheet's list separator is ";", and what
+            # follows it may then be a formula of its own.
+            if (
+                csvsafe.is_dangerous(value)
+                or ";" in value
+                or any(ord(c) < 32 or ord(c) == 127 for c in value)
+            ):
                 column = HEADER[position] if line > 1 and position < len(HEADER) else "?"
                 raise UnsafeBatchValue(
                     "line %(line)s of the bank batch file, column %(column)s: %(value)s starts "
                     "with a character a spreadsheet runs as a formula, or holds a control "
-                    "character; correct the account details rather than the file",
+                    "character or a semicolon; correct the account details rather than the file",
                     params={"line": line, "column": column, "value": value[:60]},
                     line=line,
                     column=column,

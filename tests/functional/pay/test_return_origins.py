@@ -360,3 +360,67 @@ def test_a_payment_returning_elsewhere_is_refused_and_makes_nothing(
             select(func.count()).select_from(Payment).where(Payment.biller_id == desk["biller"])
         )
     assert made == 0
+
+
+# --- the account a biller is settled to, as it goes into the bank batch file ----------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("settlement_account_name", '=HYPERLINK("http://evil.example","点此")'),
+        ("settlement_account_name", "@SUM(A1)"),
+        ("settlement_account_name", " =1+1"),
+        ("settlement_bank", "\u3000+1+1"),
+        ("settlement_bank", "中国银行;=1+1"),
+    ],
+)
+def test_a_payee_a_spreadsheet_would_run_is_refused_when_the_biller_is_made(
+    client: TestClient, core_services: Services, desk: dict[str, Any], field: str, value: str
+) -> None:
+    before = billers_of(core_services, desk["agency"])
+    # when a biller is registered with a payee that the bank batch file could not carry
+    refused = client.post(
+        "/api/v1/pay/billers", json=biller_body(desk, **{field: value}), headers=desk["headers"]
+    )
+    # then it is refused at once (not at its first settlement), and no biller is made
+    assert refused.status_code == 422, refused.text
+    assert field in refused.json()["detail"]
+    assert billers_of(core_services, desk["agency"]) == before
+
+
+def test_a_pay_administrator_corrects_the_settlement_account_and_it_is_audited(
+    client: TestClient, core_services: Services, desk: dict[str, Any]
+) -> None:
+    url = f"/api/v1/pay/billers/{desk['biller']}"
+    # when the pay administrator changes where the biller is settled to
+    changed = client.patch(
+        url,
+        json={"settlement_account": "6222020200998877665", "settlement_account_name": "大连水务"},
+        headers=desk["headers"],
+    )
+    # then the biller is settled there, its origins are unchanged, and the change is audited
+    assert changed.status_code == 200, changed.text
+    body = changed.json()
+    assert (body["settlement_account"], body["settlement_account_name"]) == (
+        "6222020200998877665",
+        "大连水务",
+    )
+    assert body["return_origins"] == [ORIGIN]
+    with core_services.db.unit_of_work(write=False) as session:
+        record = session.scalars(
+            select(AuditRecord)
+            .where(
+                AuditRecord.action == "pay.biller.update",
+                AuditRecord.target == f"biller:{desk['code']}",
+            )
+            .order_by(AuditRecord.seq.desc())
+        ).first()
+    assert record is not None
+    assert record.detail["settlement_account_name"]["after"] == "大连水务"
+    assert "return_origins" not in record.detail
+    # and a payee a spreadsheet would run is refused, leaving the account as it was
+    bad = client.patch(url, json={"settlement_account_name": "=1+1"}, headers=desk["headers"])
+    assert bad.status_code == 422, bad.text
+    shown = client.get(url, headers=desk["headers"]).json()
+    assert shown["settlement_account_name"] == "大连水务"

@@ -15,8 +15,10 @@ from civicloud.core.errors import Conflict, format_message
 from civicloud.core.money import InvalidAmount, format_yuan, parse_yuan
 
 cells = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"))
+#: What some spreadsheets skip before a formula: blanks of every width, zero-width characters.
+invisible = st.text(st.sampled_from([" ", "\u00a0", "\u3000", "\u200b", "\u200e", "\ufeff"]))
 dangerous = st.sampled_from(sorted(csvsafe.FORMULA_STARTS | {"'"})).flatmap(
-    lambda start: cells.map(lambda rest: start + rest)
+    lambda start: st.tuples(invisible, cells).map(lambda parts: parts[0] + start + parts[1])
 )
 tables = st.lists(st.lists(cells | dangerous, min_size=1, max_size=6), max_size=8)
 
@@ -94,3 +96,21 @@ def test_an_errors_amounts_are_parameters_in_fen_and_its_text_speaks_yuan() -> N
     assert format_yuan(48_599, "zh") == "¥485.99"
     # and a template that lost a placeholder in translation is shown rather than failing
     assert format_message("%(nope)s", {"asked_fen": 1}) == "%(nope)s"
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [" =1+1", "\u3000=1+1", "\u200b=1+1", "\u00a0@SUM(1)", " \u200e+1+1", "\ufeff-1+1"],
+)
+def test_a_formula_behind_blanks_or_invisible_characters_is_still_a_formula(cell: str) -> None:
+    # given a cell whose formula hides behind what a spreadsheet skips
+    # then it is dangerous, and an export shows it as text
+    assert csvsafe.is_dangerous(cell)
+    (exported,) = raw_cells(csvsafe.write_csv([[cell]]))
+    assert exported == [csvsafe.TEXT_PREFIX + cell]
+    assert csvsafe.read_csv(csvsafe.write_csv([[cell]])) == [[cell]]
+
+
+@pytest.mark.parametrize("cell", [" -40.00", "大连市供水有限公司", "  ", "", "a=b"])
+def test_numbers_and_plain_text_stay_as_they_are(cell: str) -> None:
+    assert not csvsafe.is_dangerous(cell)

@@ -79,7 +79,17 @@ def test_a_preview_shows_the_figures_and_the_payee_and_makes_nothing(
 
 @pytest.mark.parametrize(
     "name",
-    ['=HYPERLINK("http://evil.example","点此")', "@SUM(A1)", "+86 1", "-2+3", "\tA", "a\r\nb"],
+    [
+        '=HYPERLINK("http://evil.example","点此")',
+        "@SUM(A1)",
+        "+86 1",
+        "-2+3",
+        "\tA",
+        "a\r\nb",
+        " =1+1",
+        "\u3000=1+1",
+        "大连;=1+1",
+    ],
 )
 def test_a_payee_that_would_be_dangerous_in_the_bank_file_is_refused_not_altered(
     db_session: Session, biller: Biller, name: str
