@@ -34,8 +34,9 @@ class WebSettings(BaseModel):
     #: their turn (without holding a thread or a connection). ``None``: 1 on SQLite, which
     #: writes one transaction at a time anyway, 24 on PostgreSQL.
     db_writers: int | None = Field(default=None, ge=1, le=32)
-    #: Requests reading the database at once, per process.
-    db_readers: int = Field(default=8, ge=1, le=32)
+    #: Requests reading the database at once, per process. With at most 32 writers, the slots
+    #: stay below the web layer's 48 worker threads (``web.admission``).
+    db_readers: int = Field(default=8, ge=1, le=15)
     #: How long a request may wait for its turn at the database before it is answered 503 with
     #: ``Retry-After`` (seconds).
     queue_seconds: float = Field(default=30.0, ge=1.0, le=600.0)

@@ -108,6 +108,19 @@ def _may_audit(request: Request) -> bool:
     )
 
 
+async def audit_failure(request: Request, status: int, code: str) -> None:
+    """:func:`audit_failed_change`, as the error handlers call it: a write unit of work (and on
+    SQLite an fsync), so off the event loop and in a writer's slot like any other write
+    (``web.admission``); a server too busy for one records no refusal."""
+    if not _may_audit(request):
+        return
+    try:
+        async with admission_of(request).slot(write=True):
+            await run_in_threadpool(audit_failed_change, request, status, code)
+    except ServiceBusy:
+        log.warning("too busy to audit a failed request", extra={"code": code})
+
+
 def audit_failed_change(request: Request, status: int, code: str) -> None:
     """Audit a state-changing request (API call or form post) that failed, in its own transaction.
 
@@ -153,14 +166,8 @@ def install_problem_handlers(app: FastAPI, html_renderer: Any = None) -> None:
         translated: Translated | None = None,
         **extra: Any,
     ) -> Response:
-        # A write unit of work (and on SQLite an fsync): off the event loop, in a writer's
-        # slot like any other write (web.admission); a busy server records no refusals.
-        if status != 503 and _may_audit(request):
-            try:
-                async with admission_of(request).slot(write=True):
-                    await run_in_threadpool(audit_failed_change, request, status, code)
-            except ServiceBusy:
-                log.warning("too busy to audit a failed request", extra={"code": code})
+        if status != 503:
+            await audit_failure(request, status, code)
         if html_renderer is not None and wants_html(request):
             response: Response = html_renderer(request, status, detail, translated=translated)
             if status in (429, 503) and "retry_after" in extra:

@@ -13,9 +13,11 @@ import httpx2
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 from tests.factories.core import make_member, make_tenant
 
 from civicloud.app import admission_for
+from civicloud.core.config import WebSettings
 from civicloud.core.errors import ServiceBusy
 from civicloud.core.services import Services
 from civicloud.web.admission import THREADS, Admission
@@ -174,3 +176,21 @@ class _task:  # noqa: N801 - used as a context manager factory, like contextlib'
 
     async def __aexit__(self, *exc: object) -> None:
         await self._group.__aexit__(None, None, None)
+
+
+def test_any_configured_slots_stay_below_the_worker_threads(services: Services) -> None:
+    # given the most slots the settings allow, then the app can still admit them
+    web = services.settings.web.model_copy(update={"db_writers": 32, "db_readers": 15})
+    settings = services.settings.model_copy(update={"web": web})
+    most = admission_for(
+        Services(
+            settings=settings,
+            db=services.db,
+            passwords=services.passwords,
+            principals=services.principals,
+        )
+    )
+    assert most.writers + most.readers < THREADS
+    # and more than that is refused as a setting, with its name
+    with pytest.raises(ValidationError, match="db_readers"):
+        WebSettings(db_readers=16)

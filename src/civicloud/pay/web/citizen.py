@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from civicloud.core.db import utcnow
 from civicloud.core.errors import InvalidInput
@@ -28,7 +29,6 @@ from civicloud.core.ratelimit import RateLimiter
 from civicloud.core.zones import local_time
 from civicloud.pay import billing, payments, receipts
 from civicloud.pay.errors import (
-    BillBeingPaid,
     BillerNotFound,
     BillNotFound,
     BillNotPayable,
@@ -40,6 +40,7 @@ from civicloud.pay.errors import (
 from civicloud.pay.models import Biller, Payment, PaymentStatus, Receipt
 from civicloud.pay.payments import PayContext
 from civicloud.pay.providers import SandboxProvider
+from civicloud.pay.providers.sandbox import Outcome
 from civicloud.pay.schemas import PaymentCreate, PublicBill
 from civicloud.pay.web.views import (
     ENDED_REASONS,
@@ -54,7 +55,7 @@ from civicloud.pay.web.views import (
     page,
     pay_context,
 )
-from civicloud.web.deps import SessionDep, client_of, read_cookie
+from civicloud.web.deps import SessionDep, admission_of, client_of, read_cookie
 from civicloud.web.i18n import N_
 from civicloud.web.pages.guards import CsrfChecked, FormRejected, PageActorDep, see_other
 from civicloud.web.pages.rendering import SECURITY_HEADERS, page_language, set_cookie
@@ -87,16 +88,11 @@ _THROTTLED = N_(
 _PAYMENTS_THROTTLED = N_(
     "You have started many payments in a short time. Please wait a minute, then try again."
 )
-_BEING_PAID = N_(
-    "A bill you chose is being paid right now, perhaps in another browser or on another phone. "
-    "If that is you, finish that payment there. Otherwise try again after %(time)s, when "
-    "that payment has ended."
-)
 _NO_SUCH_PAYMENT = N_(
     "No payment has this transaction number. Check it against the number shown when you paid."
 )
 #: The trade numbers of the payments this browser started (a few, newest last): holding one is
-#: what lets the citizen start again over a payment of theirs in flight, and nobody else.
+#: what lets the citizen end a payment of theirs in flight by starting again; nobody else can.
 TRADES_COOKIE = "civicloud_pay_trades"
 TRADES_KEPT = 5
 TRADES_SECONDS = 24 * 3600
@@ -163,8 +159,9 @@ def pay(
 ) -> Response:
     """Pay the chosen bills; the form's idempotency key makes a repeated submission a replay.
 
-    A bill whose payment this browser started (its trade number is in the browser's cookie)
-    may be paid again, replacing that payment; anyone else's payment in flight is left alone.
+    A payment this browser started for these bills (its trade number is in the browser's
+    cookie) is replaced (it ends ``superseded``); anyone else's payment in flight for them is
+    left alone, and whichever succeeds first pays the bills (a later success is refunded).
     """
     context = pay_context(request)
     mine = _my_trades(request)
@@ -193,12 +190,6 @@ def pay(
         rejected = _pay_rejected(request, session, biller_id, account, _PAYMENTS_THROTTLED, 429)
         rejected.response.headers["Retry-After"] = str(exc.extra.get("retry_after", 60))
         raise rejected from exc
-    except BillBeingPaid as exc:
-        # The hour in the installation's zone, with its offset: "10:42 UTC+8".
-        time = local_time(str(exc.extra["until"]), display_zone(request), date=False)
-        raise _pay_rejected(
-            request, session, biller_id, account, _BEING_PAID, 409, {"time": time}
-        ) from exc
     except (BillNotPayable, BillNotFound) as exc:
         raise _pay_rejected(request, session, biller_id, account, _BILLS_CHANGED, 409) from exc
     except IdempotencyKeyReused as exc:
@@ -439,7 +430,7 @@ def sandbox_checkout(request: Request, actor: PageActorDep, trade_no: str) -> HT
 
 
 @router.post("/pay/sandbox/checkout/{trade_no}", name="page.pay.sandbox_submit")
-def sandbox_submit(
+async def sandbox_submit(
     request: Request,
     _csrf: CsrfChecked,
     trade_no: str,
@@ -447,13 +438,16 @@ def sandbox_submit(
 ) -> Response:
     """Play the provider: settle the trade as paid or failed, notify, and send the citizen back."""
     # No database session here: the sandbox's notification is applied in a unit of work of its
-    # own, as the provider's call to our notification endpoint would be.
+    # own, as the provider's call to our notification endpoint would be, and like that call
+    # it waits for a writer's slot (web.admission) rather than for the database's lock.
     sandbox = _sandbox(request)
-    view = sandbox.checkout_view(trade_no)
+    view = await run_in_threadpool(sandbox.checkout_view, trade_no)
     if outcome not in ("succeeded", "failed"):
         raise InvalidInput("choose to pay or to fail the payment")
     if view.status == "pending":
-        sandbox.simulate(trade_no, "succeeded" if outcome == "succeeded" else "failed")
+        settled: Outcome = "succeeded" if outcome == "succeeded" else "failed"
+        async with admission_of(request).slot(write=True):
+            await run_in_threadpool(sandbox.simulate, trade_no, settled)
     separator = "&" if "?" in view.return_url else "?"
     return see_other(f"{view.return_url}{separator}out_trade_no={trade_no}")
 

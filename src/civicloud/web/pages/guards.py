@@ -26,7 +26,7 @@ from civicloud.web.deps import (
     read_cookie,
     services_of,
 )
-from civicloud.web.problems import audit_failed_change
+from civicloud.web.problems import audit_failure
 
 CSRF_FIELD = "csrf_token"
 
@@ -109,12 +109,10 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, exc: LoginRequired) -> Response:
-        await run_in_threadpool(audit_failed_change, request, 401, "core.not_authenticated")
+        await audit_failure(request, 401, "core.not_authenticated")
         return see_other("/login?" + urlencode({"next": exc.next_url}))
 
     @app.exception_handler(FormRejected)
     async def _form_rejected(request: Request, exc: FormRejected) -> Response:
-        await run_in_threadpool(
-            audit_failed_change, request, exc.response.status_code, "core.form_rejected"
-        )
+        await audit_failure(request, exc.response.status_code, "core.form_rejected")
         return exc.response
