@@ -87,7 +87,13 @@ def _run(services: Services, host: str, port: int) -> None:
     # SIGINT and SIGTERM: stop accepting, finish in-flight requests, run the application's
     # shutdown (which closes the database pool), then return.
     config = uvicorn.Config(
-        app, host=host, port=port, log_config=None, proxy_headers=True, server_header=False
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        proxy_headers=True,
+        forwarded_allow_ips=services.settings.web.trusted_proxies,
+        server_header=False,
     )
     _Server(config).run()
     console.print("civicloud stopped.")

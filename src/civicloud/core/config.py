@@ -30,6 +30,10 @@ class WebSettings(BaseModel):
     #: When set, ``GET /metrics`` needs ``Authorization: Bearer <token>``; when not, it answers
     #: clients on this machine (loopback) only.
     metrics_token: SecretStr | None = None
+    #: The reverse proxies whose ``X-Forwarded-For`` is believed (comma-separated addresses or
+    #: networks, ``*`` for any): the client address every per-address limit counts. A proxy
+    #: on another machine must be named here, or every client would count as the proxy.
+    trusted_proxies: str = Field(default="127.0.0.1,::1", min_length=1, max_length=2000)
     #: Requests whose units of work write to the database at once, per process; the rest wait
     #: their turn (without holding a thread or a connection). ``None``: 1 on SQLite, which
     #: writes one transaction at a time anyway, 24 on PostgreSQL.

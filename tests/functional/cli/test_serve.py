@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -74,3 +76,42 @@ def test_serve_refuses_a_port_in_use_in_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+def _metrics_status(port: int, forwarded_for: str) -> int:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/metrics", headers={"X-Forwarded-For": forwarded_for}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310
+            return int(answer.status)
+    except urllib.error.HTTPError as refused:
+        return int(refused.code)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("trusted", "expected"),
+    [("127.0.0.1,::1", 403), ("192.0.2.10", 200)],
+    ids=["loopback proxy believed", "only another proxy believed"],
+)
+def test_serve_believes_x_forwarded_for_from_the_trusted_proxies_only(
+    tmp_path: Path, trusted: str, expected: int
+) -> None:
+    # given a server whose trusted proxies are set, and a request from loopback that says it
+    # forwards a remote client (/metrics without a token answers this machine only)
+    port = free_port()
+    process = subprocess.Popen(
+        [*CLI, "serve", "--data-dir", str(tmp_path / "data"), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "CIVICLOUD_WEB__TRUSTED_PROXIES": trusted},
+    )
+    try:
+        _wait_until_healthy(f"http://127.0.0.1:{port}/healthz", process)
+        # then the remote client is believed only when loopback is a trusted proxy
+        assert _metrics_status(port, "203.0.113.9") == expected
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
