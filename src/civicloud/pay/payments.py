@@ -342,10 +342,14 @@ def check_return_url(return_url: str, public_base_url: str, origins: Collection[
             return
     else:
         own = urlsplit(public_base_url)
+        # Under the public address's own path too: a host shared with other applications
+        # (https://gov.example.cn/civicloud) does not lend us their pages.
+        base = own.path.rstrip("/")
         if (
             parts.scheme in ("http", "https")
             and (parts.scheme, parts.netloc.lower()) == (own.scheme, own.netloc.lower())
             and "@" not in parts.netloc
+            and (not base or parts.path == base or parts.path.startswith(base + "/"))
         ):
             return
         if origins and origin_of(return_url) in origins:

@@ -424,3 +424,26 @@ def test_a_pay_administrator_corrects_the_settlement_account_and_it_is_audited(
     assert bad.status_code == 422, bad.text
     shown = client.get(url, headers=desk["headers"]).json()
     assert shown["settlement_account_name"] == "大连水务"
+
+
+@pytest.mark.parametrize(
+    ("return_url", "accepted"),
+    [
+        ("https://gov.example.cn/civicloud/pay/return", True),
+        ("https://gov.example.cn/civicloud", True),
+        ("https://gov.example.cn/other-app/redirect?to=evil", False),
+        ("https://gov.example.cn/civicloud-evil/pay", False),
+        ("https://gov.example.cn/", False),
+    ],
+)
+def test_a_public_address_with_a_path_lends_only_its_own_pages(
+    return_url: str, accepted: bool
+) -> None:
+    # given an installation served under a path of a host it shares with other applications
+    public = "https://gov.example.cn/civicloud/"
+    # then only URLs under that path are its own
+    if accepted:
+        check_return_url(return_url, public)
+    else:
+        with pytest.raises(InvalidReturnUrl):
+            check_return_url(return_url, public)
