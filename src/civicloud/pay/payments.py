@@ -594,7 +594,7 @@ def apply_notification(
         detail |= {
             "refused": list(refused),
             "amount_fen": notification.amount_fen,
-            "currency": notification.currency[:3],
+            "currency": notification.currency[:32],
         }
     audit.record(
         session=session,
@@ -670,7 +670,7 @@ def _payload(raw: Mapping[str, object], refused: Sequence[str], stated: Any) -> 
         payload["_refused"] = {
             "fields": list(refused),
             "amount_fen": stated.amount_fen,
-            "currency": str(stated.currency)[:3],
+            "currency": str(stated.currency)[:32],
         }
     return payload
 
@@ -1146,7 +1146,7 @@ def _apply_answered_success(
         detail={
             "refused": list(refused),
             "amount_fen": answer.amount_fen,
-            "currency": answer.currency[:3],
+            "currency": answer.currency[:32],
             "outcome": outcome,
         },
     )

@@ -281,8 +281,8 @@ def apply_refund_notification(
 
     The refund is found by our ``refund_no`` and must be of the notification's trade, at this
     provider, for the same amount and currency, of a trade of the total the provider took, with
-    nothing else in it that does not match (``Notification.mismatches``: a payer refund other
-    than the refund…): otherwise ``InvalidNotification`` and nothing changes (the provider
+    nothing else in it that does not match (``Notification.mismatches``; the payer's own share
+    of the refund, less when a coupon paid part, is not compared): otherwise ``InvalidNotification`` and nothing changes (the provider
     retries; a refund whose request has not committed yet is found then). A refund notification
     takes no money, so refusing one loses none: the refund stays pending, the job asks the
     provider about it again, and the provider's statement shows what it did. A pending

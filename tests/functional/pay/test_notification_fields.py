@@ -161,10 +161,11 @@ def reconcile(
     ("currency", "taken_fen", "refused", "refunded_fen", "payment_item"),
     [
         ("USD", None, ["currency"], 12_345, ("payment", "missing_ours", 12_345, True)),
+        ("CNYX", None, ["currency"], 12_345, ("payment", "missing_ours", 12_345, True)),
         ("CNY", 12_344, ["amount"], 12_344, ("payment", "amount_mismatch", 12_344, False)),
         ("CNY", 99_999, ["amount"], 12_345, ("payment", "amount_mismatch", 99_999, False)),
     ],
-    ids=["another currency", "less", "more"],
+    ids=["another currency", "CNYX", "less", "more"],
 )
 def test_a_genuine_success_that_does_not_match_pays_nothing_and_is_refunded(
     client: TestClient,
@@ -351,12 +352,18 @@ def wechat_paid(
     ("changes", "refused"),
     [
         ({"currency": "USD", "payer_currency": "USD"}, ["currency"]),
+        ({"currency": "CNYX", "payer_currency": "CNYX"}, ["currency"]),
         ({"appid": "wx0000000000000000"}, ["appid"]),
-        ({"payer_total": 1}, ["payer_total"]),
-        ({"payer_currency": "USD"}, ["payer_currency"]),
+        (
+            {
+                "payer_total": 12_000,
+                "promotion_detail": [{"coupon_id": "1", "type": "NOCASH", "amount": 345}],
+            },
+            ["promotion_detail"],
+        ),
         ({"total": 1}, ["amount"]),
     ],
-    ids=["USD", "another appid", "payer paid less", "payer paid in USD", "another total"],
+    ids=["USD", "CNYX", "another appid", "a no-recharge coupon", "another total"],
 )
 def test_a_genuine_wechat_success_that_does_not_match_pays_nothing_and_is_refunded(
     client: TestClient,
@@ -388,6 +395,48 @@ def test_a_genuine_wechat_success_that_does_not_match_pays_nothing_and_is_refund
     total = gateway.orders[trade_no]["amount"]["total"]
     assert made["amount"] == {"refund": min(total, 12_345), "total": total, "currency": "CNY"}
     assert found["refunds"] == [("automatic", "pending", min(total, 12_345))]
+    ledger_balances(core_services)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {
+            "payer_total": 12_000,
+            "promotion_detail": [{"coupon_id": "1", "type": "CASH", "amount": 345}],
+        },
+        {"payer_currency": "USD"},
+    ],
+    ids=["part paid by a WeChat Pay coupon", "payer's own currency"],
+)
+def test_a_genuine_wechat_success_paid_partly_by_a_coupon_pays_the_bill(
+    client: TestClient,
+    core_services: Services,
+    keys: Keys,
+    gateway: FakeWechatGateway,
+    wechatpay: WechatPayProvider,
+    bill: tuple[uuid.UUID, uuid.UUID],
+    changes: dict[str, Any],
+) -> None:
+    # given a payment of 123.45 yuan the payer paid in part with a coupon WeChat Pay funds
+    # (the merchant is settled for amount.total, in amount.currency)
+    payment = start_payment(client, bill, "wechatpay")
+    headers, body = wechat_paid(keys, gateway, payment["trade_no"], **changes)
+    # when its callback arrives
+    taken = client.post("/api/v1/pay/notify/wechatpay", content=body, headers=headers)
+    # then it pays the bill, nothing is refunded, and the payer's figures are kept as stated
+    assert taken.status_code == 204, taken.text
+    found = outcome(core_services, payment["trade_no"])
+    assert (found["bill"], found["status"], found["refunds"]) == ("paid", "succeeded", [])
+    with core_services.db.unit_of_work(write=False) as session:
+        (payload,) = session.scalars(
+            select(ProviderNotification.payload)
+            .join(Payment, Payment.id == ProviderNotification.payment_id)
+            .where(Payment.trade_no == payment["trade_no"])
+        ).all()
+    stated = payload["transaction"]["amount"]
+    assert stated.get("payer_total") == changes.get("payer_total", 12_345)
+    assert stated.get("payer_currency") == changes.get("payer_currency", "CNY")
     ledger_balances(core_services)
 
 

@@ -11,11 +11,15 @@ joined, encoded in the notification's own ``charset`` (UTF-8 or GBK) and checked
 SHA256withRSA against Alipay's public key. ``sign_type`` must be ``RSA2``: a SHA-1 ``RSA``
 notification is refused even when its signature is right. A notification that verifies is
 handed to the service with what in it does not fit: another ``seller_id`` makes it ``foreign``
-(its money went to another seller), and another ``app_id``, a payer's or settlement currency
-other than the trade's, or a ``receipt_amount`` or ``buyer_pay_amount`` other than
+(its money went to another seller), and another ``app_id``, a settlement currency other than
+the trade's, or a ``receipt_amount`` (实收金额, what the seller actually received) other than
 ``total_amount`` are its ``mismatches``; ``out_trade_no``, ``total_amount`` and the trade's
-currency (``trans_currency``, CNY when absent) are checked against the payment by the service,
-and ``notify_id`` is the de-duplication id. Query answers are read the same way.
+currency (``trans_currency``, CNY when absent, compared whole) are checked against the payment
+by the service, and ``notify_id`` is the de-duplication id. Query answers are read the same way.
+The payer's own figures (``buyer_pay_amount``, ``point_amount``, ``invoice_amount``,
+``pay_currency``) say how the payer paid, not what the seller got (a payer may pay part with
+points or a red packet Alipay funds, and the seller still receives the whole total): they are
+kept with the notification and compared with nothing.
 """
 
 from __future__ import annotations
@@ -427,25 +431,27 @@ class AlipayProvider:
 
 #: Where a notification or a query answer states the trade's own currency (标价币种): absent, CNY.
 _TRADE_CURRENCY_FIELDS = ("trans_currency", "currency")
-#: The currencies the payer paid and the seller is settled in, which must be the trade's.
-_OTHER_CURRENCY_FIELDS = ("pay_currency", "settle_currency")
-#: Amounts that, where stated, must be the whole ``total_amount``: what the seller received and
-#: what the payer paid (the installation grants no discounts).
-_WHOLE_AMOUNTS = ("receipt_amount", "buyer_pay_amount")
+#: The currency the seller is settled in, which must be the trade's (``pay_currency`` is the
+#: payer's, and says nothing of what the seller got).
+_OTHER_CURRENCY_FIELDS = ("settle_currency",)
+#: Amounts that, where stated, must be the whole ``total_amount``: what the seller received
+#: (the installation grants no discounts). ``buyer_pay_amount`` is less than the total when the
+#: payer used points or a red packet, and the seller still receives the total: not compared.
+_WHOLE_AMOUNTS = ("receipt_amount",)
 
 
 def trade_facts(fields: Mapping[str, str], total_fen: int) -> tuple[str, tuple[str, ...]]:
-    """The currency of a trade's notification or query answer, and the names of the fields
-    that disagree with it or with its ``total_amount`` of ``total_fen`` (a payer's or
-    settlement currency other than the trade's, a ``receipt_amount`` or ``buyer_pay_amount``
-    other than the total); ``ValueError`` for an amount that is not one."""
+    """The currency of a trade's notification or query answer (as stated, whole: ``CNYX`` is
+    not ``CNY``), and the names of the fields that disagree with it or with its
+    ``total_amount`` of ``total_fen`` (a settlement currency other than the trade's, a
+    ``receipt_amount`` other than the total); ``ValueError`` for an amount that is not one."""
     currency = next((fields[n] for n in _TRADE_CURRENCY_FIELDS if fields.get(n)), "CNY")
     mismatches = [n for n in _OTHER_CURRENCY_FIELDS if fields.get(n, currency) != currency]
     for name in _WHOLE_AMOUNTS:
         stated = fields.get(name, "")
         if stated and yuan_to_fen(stated) != total_fen:
             mismatches.append(name)
-    return currency[:3], tuple(mismatches)
+    return currency, tuple(mismatches)
 
 
 def sign_content(params: Mapping[str, str], *, exclude: tuple[str, ...] = ("sign",)) -> str:

@@ -434,7 +434,7 @@ class SandboxProvider:
             provider_trade_no=fields["provider_trade_no"],
             occurred_at=occurred_at,
             raw=data,
-            currency=currency[:3],
+            currency=currency,
         )
 
     def acknowledge(self, *, accepted: bool) -> Acknowledgement:

@@ -12,9 +12,13 @@ same checks; a refund callback becomes a ``Notification`` of kind ``refund``.
 
 A callback that verifies is handed to the service with what in it does not fit: another
 ``mchid`` (or a partner's ``sp_mchid``/``sub_mchid``) makes it ``foreign``, none of its money
-ours; another ``appid``, or a payer total or currency other than the trade's, is listed in
-``mismatches``; ``amount.total`` and ``amount.currency`` are compared with the payment by the
-service. Query and refund answers are read the same way.
+ours; another ``appid``, or a no-recharge coupon (``promotion_detail`` of type ``NOCASH``,
+which the merchant is not settled for), is listed in ``mismatches``; ``amount.total`` (what
+the merchant receives) and ``amount.currency`` (compared whole: ``CNYX`` is not ``CNY``) are
+compared with the payment by the service. ``payer_total`` and ``payer_currency`` say what the
+payer paid (less than the total when WeChat Pay's own coupon paid part, with the merchant still
+settled for the total): they are kept with the callback and compared with nothing, in payment
+and refund callbacks alike. Query and refund answers are read the same way.
 """
 
 from __future__ import annotations
@@ -404,10 +408,12 @@ class WechatPayProvider:
     def _transaction_facts(
         self, transaction: Mapping[str, Any]
     ) -> tuple[int, str, tuple[str, ...]] | None:
-        """A transaction's ``amount.total``, ``amount.currency`` and what in it is not ours or
-        disagrees (``appid``; ``payer_total`` or ``payer_currency`` other than the trade's: the
-        installation grants no discounts, so the payer pays the whole total, in CNY); ``None``
-        when the amount is malformed."""
+        """A transaction's ``amount.total``, ``amount.currency`` (whole, as stated) and what in
+        it is not ours or leaves the merchant less than the total (``appid``; a no-recharge
+        coupon, ``promotion_detail`` of type ``NOCASH``, whose amount the merchant is not
+        settled for: the installation grants no discounts); ``None`` when the amount is
+        malformed. The payer's ``payer_total`` and ``payer_currency`` are not compared: a
+        coupon WeChat Pay funds lowers what the payer pays, not what the merchant gets."""
         amount = transaction.get("amount")
         if not isinstance(amount, dict):
             return None
@@ -417,11 +423,15 @@ class WechatPayProvider:
         mismatches: list[str] = []
         if transaction.get("appid") != self._appid:
             mismatches.append("appid")
-        if "payer_total" in amount and amount.get("payer_total") != total:
-            mismatches.append("payer_total")
-        if amount.get("payer_currency", currency) != currency:
-            mismatches.append("payer_currency")
-        return total, currency[:3], tuple(mismatches)
+        promotions = transaction.get("promotion_detail")
+        if isinstance(promotions, list) and any(
+            isinstance(promotion, dict)
+            and promotion.get("type") == "NOCASH"
+            and promotion.get("amount") not in (None, 0)
+            for promotion in promotions
+        ):
+            mismatches.append("promotion_detail")
+        return total, currency, tuple(mismatches)
 
     def _refund_notification(
         self, envelope: Mapping[str, Any], notify_id: str, refund: Mapping[str, Any]
@@ -449,14 +459,6 @@ class WechatPayProvider:
         refunded, total = amount.get("refund"), amount.get("total")
         if not _is_fen(refunded) or not _is_fen(total) or not 0 < refunded <= total:
             raise InvalidNotification("wechatpay: malformed amount.refund or amount.total")
-        mismatches = tuple(
-            name
-            for name, value, expected in (
-                ("payer_refund", amount.get("payer_refund", refunded), refunded),
-                ("payer_total", amount.get("payer_total", total), total),
-            )
-            if value != expected
-        )
         refund_id, transaction_id = refund.get("refund_id"), refund.get("transaction_id")
         return Notification(
             notify_id=notify_id,
@@ -471,7 +473,8 @@ class WechatPayProvider:
             kind="refund",
             refund_no=refund_no,
             provider_refund_no=str(refund_id) if refund_id else None,
-            mismatches=mismatches,
+            # ``payer_refund``/``payer_total`` are the payer's share (less with a coupon that
+            # WeChat Pay funds): kept in ``raw``, compared with nothing.
             trade_total_fen=total,
         )
 

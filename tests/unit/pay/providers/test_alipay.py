@@ -158,7 +158,14 @@ def test_an_added_or_removed_field_is_refused(offline: AlipayProvider, keys: Key
         ({"trans_currency": "USD"}, (), False),
         ({"settle_currency": "USD"}, ("settle_currency",), False),
         ({"receipt_amount": "12.33"}, ("receipt_amount",), False),
-        ({"buyer_pay_amount": "1.00"}, ("buyer_pay_amount",), False),
+        ({"trans_currency": "CNYX"}, (), False),
+        # Part paid with Alipay points or a red packet: the seller still receives the total.
+        (
+            {"buyer_pay_amount": "10.00", "point_amount": "2.34", "invoice_amount": "10.00"},
+            (),
+            False,
+        ),
+        ({"pay_currency": "USD"}, (), False),
     ],
 )
 def test_a_correctly_signed_notification_says_what_in_it_is_not_ours(
@@ -176,6 +183,8 @@ def test_a_correctly_signed_notification_says_what_in_it_is_not_ours(
     assert (notification.mismatches, notification.foreign) == (mismatches, foreign)
     expected_currency = overrides.get("trans_currency", "CNY")
     assert (notification.amount_fen, notification.currency) == (1234, expected_currency)
+    # and the payer's own figures are kept as stated
+    assert notification.raw["buyer_pay_amount"] == overrides.get("buyer_pay_amount", "12.34")
 
 
 def test_a_malformed_received_amount_is_refused(offline: AlipayProvider, keys: Keys) -> None:
@@ -398,6 +407,8 @@ def test_query_follows_the_trade_at_the_gateway(
         ({"trans_currency": "USD"}, (), "USD"),
         ({"settle_currency": "USD"}, ("settle_currency",), "CNY"),
         ({"receipt_amount": "10.00"}, ("receipt_amount",), "CNY"),
+        ({"trans_currency": "CNYX"}, (), "CNYX"),
+        ({"buyer_pay_amount": "10.00", "point_amount": "2.34"}, (), "CNY"),
     ],
 )
 def test_a_query_answer_says_what_in_it_is_not_ours(

@@ -150,7 +150,11 @@ def test_a_payment_goes_from_checkout_to_a_verified_notification(world: World) -
     assert (record.status, record.amount_fen) == ("succeeded", 1234)
 
 
-@pytest.mark.parametrize(("amount_fen", "currency"), [(1234, "USD"), (1, "CNY"), (1235, "CNY")])
+@pytest.mark.parametrize(
+    ("amount_fen", "currency"),
+    # A currency is stated whole: "CNYX" or "cny" is not CNY, however it starts.
+    [(1234, "USD"), (1, "CNY"), (1235, "CNY"), (1234, "CNYX"), (1234, "cny"), (1234, "CN")],
+)
 def test_a_genuine_notification_states_the_amount_and_currency_taken(
     world: World, amount_fen: int, currency: str
 ) -> None:

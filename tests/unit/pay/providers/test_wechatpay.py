@@ -309,14 +309,34 @@ def test_a_decrypted_resource_that_is_not_ours_or_malformed_is_refused(
             "USD",
         ),
         (
+            {"amount": {"total": 1234, "currency": "CNYX", "payer_currency": "CNYX"}},
+            (),
+            False,
+            "CNYX",
+        ),
+        # The payer's own figures: what the merchant receives is amount.total, in currency.
+        (
             {"amount": {"total": 1234, "currency": "CNY", "payer_currency": "USD"}},
-            ("payer_currency",),
+            (),
             False,
             "CNY",
         ),
         (
-            {"amount": {"total": 1234, "payer_total": 1000, "currency": "CNY"}},
-            ("payer_total",),
+            {
+                "amount": {"total": 1234, "payer_total": 1000, "currency": "CNY"},
+                "promotion_detail": [{"coupon_id": "1", "type": "CASH", "amount": 234}],
+            },
+            (),
+            False,
+            "CNY",
+        ),
+        # A no-recharge coupon: the merchant is settled for less than the total.
+        (
+            {
+                "amount": {"total": 1234, "payer_total": 1000, "currency": "CNY"},
+                "promotion_detail": [{"coupon_id": "1", "type": "NOCASH", "amount": 234}],
+            },
+            ("promotion_detail",),
             False,
             "CNY",
         ),
@@ -337,6 +357,11 @@ def test_a_genuine_callback_says_what_in_it_is_not_ours(
     # Then it is handed on (the service refuses, keeps and refunds it), saying what differs
     assert (notification.mismatches, notification.foreign) == (mismatches, foreign)
     assert (notification.amount_fen, notification.currency) == (1234, currency)
+    # and what the payer paid is kept as stated
+    kept: Any = notification.raw["transaction"]
+    assert kept["amount"] == overrides.get(
+        "amount", {"total": 1234, "payer_total": 1234, "currency": "CNY", "payer_currency": "CNY"}
+    )
 
 
 def test_a_success_event_for_a_trade_not_paid_is_refused(
@@ -397,6 +422,23 @@ def test_a_refund_callback_verifies_and_names_our_refund(
     assert notification.provider_trade_no == "4200001234202611261234567890"
     assert (notification.status, notification.amount_fen) == ("succeeded", 1000)
     assert notification.occurred_at == datetime(2026, 11, 26, 10, 5, tzinfo=BEIJING)
+
+
+def test_a_refund_callback_of_a_trade_part_paid_by_a_coupon_is_accepted(
+    offline: WechatPayProvider, keys: Keys
+) -> None:
+    # Given a refund of a trade the payer paid part of with a WeChat Pay coupon
+    amount = {"refund": 1000, "total": 1234, "payer_refund": 900, "payer_total": 1000}
+    headers, body = refund_callback(keys, amount=amount)
+    # When it is parsed, then it is our refund of 10.00, the payer's share kept as stated
+    notification = offline.parse_notification(headers=headers, body=body)
+    assert (notification.status, notification.amount_fen, notification.mismatches) == (
+        "succeeded",
+        1000,
+        (),
+    )
+    kept: Any = notification.raw["refund"]
+    assert kept["amount"]["payer_refund"] == 900
 
 
 def test_the_sdk_itself_accepts_the_refund_callbacks_these_tests_build(keys: Keys) -> None:
@@ -565,7 +607,8 @@ def test_refunds(wechatpay: WechatPayProvider, wechat_gateway: FakeWechatGateway
     [
         ({"appid": "wx0000000000000000"}, ("appid",), "CNY"),
         ({"amount": {"total": 1234, "currency": "USD"}}, (), "USD"),
-        ({"amount": {"total": 1234, "payer_total": 1, "currency": "CNY"}}, ("payer_total",), "CNY"),
+        ({"amount": {"total": 1234, "payer_total": 1, "currency": "CNY"}}, (), "CNY"),
+        ({"amount": {"total": 1234, "currency": "CNYX"}}, (), "CNYX"),
     ],
 )
 def test_a_query_answer_says_what_in_it_is_not_ours(
