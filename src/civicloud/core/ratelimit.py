@@ -37,7 +37,9 @@ class RateLimiter:
     ``hit`` counts an event and refuses one past the limit. A limit on failures counts each
     attempt up front with ``hit`` and takes it back with ``release`` when it succeeds, so that
     attempts made at once cannot pass the limit together. A refusal is ``error``
-    (a :class:`Throttled`) saying ``message`` and how many seconds to wait (``retry_after``).
+    (a :class:`Throttled`) saying ``message`` and how many seconds to wait (``retry_after``):
+    its template is ``"%(limit_label)s; try again in %(seconds)s seconds"``, so ``message`` is
+    itself a msgid of the catalogs, translated with it.
     """
 
     def __init__(
@@ -74,7 +76,11 @@ class RateLimiter:
                 events.popleft()
             if len(events) >= self.limit:
                 wait = int(self.window - (now - events[0])) + 1
-                raise self.error(f"{self.message}; try again in {wait} seconds", retry_after=wait)
+                raise self.error(
+                    "%(limit_label)s; try again in %(seconds)s seconds",
+                    params={"limit_label": self.message, "seconds": wait},
+                    retry_after=wait,
+                )
             events.append(now)
 
     def release(self, client: str) -> None:

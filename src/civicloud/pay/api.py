@@ -503,4 +503,4 @@ def verify_receipt(
         public_keys={context.signer.key_id: context.signer.public_key_pem()},
         signature_b64=sig,
     )
-    return ReceiptVerificationRead(number=number, status=result.status, reason=result.reason)
+    return ReceiptVerificationRead(number=number, status=result.status, reason=result.reason_text)

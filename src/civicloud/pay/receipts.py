@@ -29,7 +29,7 @@ import secrets
 import sys
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from functools import cache
 from pathlib import Path
@@ -50,7 +50,7 @@ from sqlalchemy.orm import Session
 
 from civicloud.core.config import PaySettings
 from civicloud.core.db import new_id, utcnow
-from civicloud.core.errors import Conflict, InvalidInput
+from civicloud.core.errors import Conflict, InvalidInput, format_message
 from civicloud.core.keyfiles import write_private_once
 from civicloud.core.zones import local_time
 from civicloud.pay.errors import BillerNotFound
@@ -577,15 +577,32 @@ def verify_receipt(*, body: str, signature: str, public_key_pem: bytes) -> bool:
 VerificationStatus = Literal["valid", "tampered", "unknown"]
 
 
+#: Why a receipt verifies or not: English templates, each a msgid of the pages' catalogs (the
+#: pages show them translated, with ``reason_params``).
+REASON_UNKNOWN = "no receipt has this number"
+REASON_UNKNOWN_KEY = "signed with key %(key_id)s, which this installation does not know"
+REASON_STORED_MISMATCH = "the stored receipt does not match its signature"
+REASON_OTHER_RECEIPT = "the signed body belongs to another receipt"
+REASON_COPY_MISMATCH = "the signature on this copy is not the receipt's signature"
+REASON_VALID = "the signature is valid"
+
+
 @dataclass(frozen=True)
 class ReceiptVerification:
-    """What the public verify page shows: the verdict, why, and the receipt's signed body."""
+    """What the public verify page shows: the verdict, why (a template and its parameters), and
+    the receipt's signed body."""
 
     status: VerificationStatus
     reason: str
     number: str
     receipt: Receipt | None = None
     body: Mapping[str, Any] | None = None
+    reason_params: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def reason_text(self) -> str:
+        """The reason in English, its parameters filled in."""
+        return format_message(self.reason, self.reason_params)
 
 
 def verify_receipt_by_number(
@@ -601,26 +618,28 @@ def verify_receipt_by_number(
     """
     receipt = get_receipt(session=session, number=number)
     if receipt is None:
-        return ReceiptVerification("unknown", "no receipt has this number", number)
+        return ReceiptVerification("unknown", REASON_UNKNOWN, number)
     public_key = public_keys.get(receipt.key_id)
     if public_key is None:
-        reason = f"signed with key {receipt.key_id}, which this installation does not know"
-        return ReceiptVerification("tampered", reason, number, receipt)
+        return ReceiptVerification(
+            "tampered",
+            REASON_UNKNOWN_KEY,
+            number,
+            receipt,
+            reason_params={"key_id": receipt.key_id},
+        )
     if not verify_receipt(
         body=receipt.body, signature=receipt.signature, public_key_pem=public_key
     ):
-        reason = "the stored receipt does not match its signature"
-        return ReceiptVerification("tampered", reason, number, receipt)
+        return ReceiptVerification("tampered", REASON_STORED_MISMATCH, number, receipt)
     body = json.loads(receipt.body)
     if body.get("number") != receipt.number:
-        reason = "the signed body belongs to another receipt"
-        return ReceiptVerification("tampered", reason, number, receipt)
+        return ReceiptVerification("tampered", REASON_OTHER_RECEIPT, number, receipt)
     if signature_b64 is not None and not verify_receipt(
         body=receipt.body, signature=signature_b64, public_key_pem=public_key
     ):
-        reason = "the signature on this copy is not the receipt's signature"
-        return ReceiptVerification("tampered", reason, number, receipt)
-    return ReceiptVerification("valid", "the signature is valid", number, receipt, body)
+        return ReceiptVerification("tampered", REASON_COPY_MISMATCH, number, receipt)
+    return ReceiptVerification("valid", REASON_VALID, number, receipt, body)
 
 
 def receipt_document(receipt: Receipt) -> dict[str, str]:
@@ -684,7 +703,8 @@ _LABELS: Mapping[str, Mapping[str, str]] = {
         "signature": "数字签名",
         "key": "签名密钥",
         "scan": "扫码或访问以下地址验证本收据：",  # noqa: RUF001 - Chinese punctuation
-        "offline": "离线验证：python -m civicloud.pay.receipts verify 收据.json 公钥.pem",  # noqa: RUF001
+        "offline": "离线验证：",  # noqa: RUF001 - Chinese punctuation
+        "offline_command": "python -m civicloud.pay.receipts verify 收据.json 公钥.pem",
         "colon": "：",  # noqa: RUF001 - Chinese punctuation
         "currency_symbol": "¥",
         "back": "返回缴费结果",
@@ -723,7 +743,8 @@ _LABELS: Mapping[str, Mapping[str, str]] = {
         "signature": "Digital signature",
         "key": "Signing key",
         "scan": "Scan the code or visit this address to verify this receipt:",
-        "offline": "Offline: python -m civicloud.pay.receipts verify RECEIPT.json PUBLIC_KEY.pem",
+        "offline": "Offline: ",
+        "offline_command": "python -m civicloud.pay.receipts verify RECEIPT.json PUBLIC_KEY.pem",
         "colon": ": ",
         "currency_symbol": "CNY ",
         "back": "Back to the payment",

@@ -69,6 +69,8 @@ def validation_text(
     if not errors:
         return translate(language, labels.validation_message(""), {"field": ""}, translations)
     first = errors[0]
-    field = translate(language, labels.field_label(tuple(first.get("loc", ()))), None, translations)
-    message = labels.validation_message(str(first.get("type", "")))
+    location = tuple(first.get("loc", ()))
+    kind = str(first.get("type", ""))
+    field = translate(language, labels.field_label(location, kind), None, translations)
+    message = labels.validation_message(kind, location)
     return translate(language, message, {"field": field}, translations)

@@ -128,12 +128,16 @@ FIELD_LABELS: dict[str, str] = {
     "offset": N_("The starting row"),
     "return_origins": N_("The list of return origins"),
 }
-_SOME_VALUE = N_("A value in the address")
+_SOME_VALUE = N_("A value")
+_SOME_VALUE_IN_ADDRESS = N_("A value in the address")
+#: Where a value is part of the address (the path, or the query after "?"); a form's or a
+#: document's fields are not.
+_ADDRESS = ("path", "query")
 
 #: Validation errors by kind (pydantic's ``type``), as sentences naming the field.
 VALIDATION_MESSAGES: dict[str, str] = {
-    "uuid_parsing": N_("%(field)s in the address is not a valid identifier."),
-    "uuid_type": N_("%(field)s in the address is not a valid identifier."),
+    "uuid_parsing": N_("%(field)s is not a valid identifier."),
+    "uuid_type": N_("%(field)s is not a valid identifier."),
     "missing": N_("%(field)s is missing."),
     "string_too_long": N_("%(field)s is too long."),
     "string_too_short": N_("%(field)s is too short."),
@@ -150,13 +154,33 @@ VALIDATION_MESSAGES: dict[str, str] = {
 _INVALID_VALUE = N_("%(field)s is not valid.")
 
 
-def field_label(location: tuple[object, ...] | list[object]) -> str:
-    """The msgid naming the field at a validation error's location (its last named part)."""
+#: The same errors of a value in the address, saying so.
+ADDRESS_MESSAGES: dict[str, str] = {
+    "uuid_parsing": N_("%(field)s in the address is not a valid identifier."),
+    "uuid_type": N_("%(field)s in the address is not a valid identifier."),
+}
+
+
+def _in_address(location: tuple[object, ...] | list[object]) -> bool:
+    return bool(location) and location[0] in _ADDRESS
+
+
+def field_label(location: tuple[object, ...] | list[object], kind: str = "") -> str:
+    """The msgid naming the field at a validation error's location (its last named part); a
+    field without a name of its own is "a value", "in the address" when it is there and the
+    message of ``kind`` does not say so already."""
     names = [str(part) for part in location if isinstance(part, str)]
     names = [n for n in names if n not in ("path", "query", "body", "header", "cookie")]
-    return FIELD_LABELS.get(names[-1], _SOME_VALUE) if names else _SOME_VALUE
+    if names and names[-1] in FIELD_LABELS:
+        return FIELD_LABELS[names[-1]]
+    if _in_address(location) and kind not in ADDRESS_MESSAGES:
+        return _SOME_VALUE_IN_ADDRESS
+    return _SOME_VALUE
 
 
-def validation_message(kind: str) -> str:
-    """The msgid of a validation error of ``kind`` (with a ``%(field)s`` placeholder)."""
+def validation_message(kind: str, location: tuple[object, ...] | list[object] = ()) -> str:
+    """The msgid of a validation error of ``kind`` at ``location`` (with a ``%(field)s``
+    placeholder); "in the address" only for a value in the path or the query."""
+    if _in_address(location) and kind in ADDRESS_MESSAGES:
+        return ADDRESS_MESSAGES[kind]
     return VALIDATION_MESSAGES.get(kind, _INVALID_VALUE)
