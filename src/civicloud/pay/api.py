@@ -240,8 +240,9 @@ def create_payment(
 ) -> PaymentRead:
     """Start paying bills; the same ``Idempotency-Key`` and body return the same payment.
 
-    A bill with a payment in flight answers 409 ``pay.bill_being_paid`` (with ``until``);
-    payments started per client are rate-limited (429 ``pay.payments_throttled``).
+    Other payments in flight for the same bills are left alone: the first to succeed pays the
+    bills, and a later success is refunded in full. Payments started per client are
+    rate-limited (429 ``pay.payments_throttled``).
     """
     payment_limiter(request).hit(client_of(request))
     payment, created = payments.create_payment(

@@ -32,14 +32,14 @@ class PaymentNotFound(NotFound):
 
 
 class BillNotPayable(Conflict):
-    """The bill is paid, cancelled, or being paid by another payment."""
+    """The bill is paid or cancelled already (being paid by another payment is no reason)."""
 
     code = "pay.bill_not_payable"
 
 
 class BillBeingPaid(Conflict):
-    """The bill has a payment in flight: it cannot be paid again, cancelled or amended now
-    (``until``: when that payment's hold ends at the latest)."""
+    """The bill has a payment in flight (or changed meanwhile): it cannot be cancelled or
+    amended now. Paying it is never refused for this: payments may be in flight together."""
 
     code = "pay.bill_being_paid"
 

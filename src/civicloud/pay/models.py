@@ -6,8 +6,8 @@ float. The rules that keep money from being lost, created or taken twice are con
 not only code:
 
 - ``bill_payment.bill_id`` is a primary key: a bill has at most one succeeded payment.
-- ``payment_bill`` has a partial unique index on ``bill_id WHERE active``: at most one payment
-  in flight per bill.
+- Payments for the same bill may be in flight together (``payment_bill`` is indexed on
+  ``bill_id WHERE active``, not uniquely): the first success pays it, by the key above.
 - ``payment.idempotency_key`` and ``refund.idempotency_key`` are unique.
 - ``payment.refunded_fen <= amount_fen`` is a check: refunds never exceed what was paid.
 - A ledger ``journal_line`` moves a positive amount from one account to another, so every line,
@@ -216,11 +216,10 @@ class PaymentBill(Base):
     __tablename__ = "pay_payment_bill"
     __table_args__ = (
         CheckConstraint("amount_fen > 0", name="amount_positive"),
-        # At most one payment in flight per bill.
+        # A bill's payments in flight (several may be): not unique.
         Index(
-            "uq_pay_payment_bill_active",
+            "ix_pay_payment_bill_active",
             "bill_id",
-            unique=True,
             sqlite_where=text("active"),
             postgresql_where=text("active"),
         ),

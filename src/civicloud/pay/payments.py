@@ -4,17 +4,19 @@ The rules that keep money right:
 
 - An ``Idempotency-Key`` names one payment. The same key with the same request returns that
   payment; with a different request it is refused (``IdempotencyKeyReused``).
-- Bills are locked in primary-key order while a payment is made for them, and at most one
-  payment per bill is in flight (``payment_bill``'s partial unique index). A payment in flight
-  keeps its bills until it succeeds, fails or expires: a new payment for them is refused
-  (``BillBeingPaid``, saying until when), so that nobody can cancel a payment someone is
-  completing at the provider. Only a caller that holds the trade number of the payment in
-  flight (the browser that started it) may replace it, and one past its expiry (plus a grace
-  for late notifications) is ended as expired when its bills are paid again.
+- Bills are locked in primary-key order while a payment is made for them. No payment is
+  exclusive and no payment ends another: payments for the same bills may be in flight together
+  (a stranger who starts one for someone's bill neither blocks the real payer nor cancels their
+  payment), and the first success pays the bills. Only the caller that started a payment (it
+  holds its unguessable trade number, ``replaces``) may end it by starting again: it ends
+  ``superseded``.
 - ``return_url`` is a path of this installation, a URL at its public address, or one at a
   return origin its biller registered (``pay.origins``): never somewhere else (no open
   redirect through the checkout).
-- A bill is paid by at most one succeeded payment: ``bill_payment.bill_id`` is a primary key.
+- A bill is paid by at most one succeeded payment: ``bill_payment.bill_id`` is a primary key;
+  a later success for a bill paid meanwhile is refunded in full automatically.
+- A payment in flight ends when it succeeds or fails, or when the expiry job has asked the
+  provider about it past its expiry; until then its bills cannot be amended or cancelled.
 - Success is applied in one transaction: the payment, its bills, the ledger posting, the
   receipt and the billers' webhooks commit together or not at all, and the provider is told
   ``success`` only after that commit. A success that arrives for an expired or superseded
@@ -32,12 +34,12 @@ import secrets
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import BindParameter, Executable, bindparam, delete, insert, select, update
+from sqlalchemy import BindParameter, Executable, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.util import identity_key
@@ -58,7 +60,6 @@ from civicloud.pay.backends import (
 )
 from civicloud.pay.billing import get_biller_or_raise, late_fee
 from civicloud.pay.errors import (
-    BillBeingPaid,
     BillerNotFound,
     BillNotFound,
     BillNotPayable,
@@ -142,9 +143,9 @@ def create_payment(
 ) -> tuple[Payment, bool]:
     """Start paying bills; returns the payment and whether it was created now (not replayed).
 
-    A bill with a payment in flight is refused (``BillBeingPaid``) unless that payment's trade
-    number is in ``replaces`` (the caller started it: it ends ``superseded``) or it is past its
-    expiry and grace (it ends ``expired``).
+    Other payments in flight for the same bills are left alone (the first to succeed pays the
+    bills; a later success is refunded), except those whose trade number is in ``replaces``:
+    the caller started them, and they end ``superseded``.
     """
     key = check_idempotency_key(idempotency_key)
     digest = _request_hash(data)
@@ -162,13 +163,16 @@ def create_payment(
     payable = len(bills) == len(data.bill_ids) and all(
         b.biller_id == data.biller_id and b.status == BillStatus.OPEN.value for b in bills
     )
-    in_flight: Sequence[Any] = (
-        connection.execute(sql.in_flight, {"bill_ids": [b.id for b in bills]}).all()
-        if payable
+    replaced: Sequence[Any] = (
+        connection.execute(
+            sql.in_flight,
+            {"bill_ids": [b.id for b in bills], "trade_nos": sorted(set(replaces))},
+        ).all()
+        if payable and replaces
         else ()
     )
     provider = context.providers.get(data.provider)
-    if not payable or in_flight or provider is None:
+    if not payable or replaced or provider is None:
         # Before refusing or superseding anything: is this a replay? Looked up with the bills
         # locked, so a racing request with the same key and bills has committed by now. (With
         # nothing to refuse or supersede, the key's unique constraint tells, further down.)
@@ -190,8 +194,8 @@ def create_payment(
         + late_fee(amount_fen=b.amount_fen, due_date=b.due_date, rule=b.late_fee_rule, today=today)
         for b in bills
     }
-    if in_flight:
-        _end_in_flight(session, in_flight, now, replaces=frozenset(replaces))
+    if replaced:
+        _supersede(session, replaced, now)
         session.flush()
     values: dict[str, Any] = {
         "id": uuid.uuid4(),
@@ -215,20 +219,25 @@ def create_payment(
     }
     # ON CONFLICT DO NOTHING: a payment made earlier with this key (one that ended, or one for
     # other bills, perhaps committed meanwhile) meets the unique key here and is answered as a
-    # replay, or refused if it was another request; a payment for the same bills that came
-    # first meets the links' partial unique index below, and the rows this request wrote are
-    # removed before it is refused, so that a caller that goes on does not keep them.
+    # replay, or refused if it was another request. Other payments for the same bills do not
+    # conflict: they may be in flight together.
     if connection.execute(sql.insert_payment, values).first() is None:
         replay = _replay(session, key, digest)
         if replay is not None:
             return replay, False
         raise BillNotPayable("the bills are being paid by another request")
-    for bill_id, amount_fen in amounts.items():
-        link = {"payment_id": values["id"], "bill_id": bill_id, "amount_fen": amount_fen}
-        if connection.execute(sql.insert_link, link).first() is None:
-            connection.execute(sql.delete_links, {"payment_id": values["id"]})
-            connection.execute(sql.delete_payment, {"payment_id": values["id"]})
-            raise BillNotPayable("the bills are being paid by another request")
+    connection.execute(
+        sql.insert_links,
+        [
+            {
+                "payment_id": values["id"],
+                "bill_id": bill_id,
+                "amount_fen": amount_fen,
+                "active": True,
+            }
+            for bill_id, amount_fen in amounts.items()
+        ],
+    )
     checkout = provider.create_checkout(
         CheckoutRequest(
             trade_no=values["trade_no"],
@@ -278,47 +287,13 @@ def _replay(session: Session, key: str, digest: str) -> Payment | None:
     return session.get(Payment, found.id, populate_existing=True)
 
 
-#: How long past its expiry a payment in flight still keeps its bills: the provider closes the
-#: trade at the expiry it was given, and a notification of a success just before may be late.
-EXPIRY_GRACE = timedelta(minutes=2)
-
-
-def _end_in_flight(
-    session: Session, in_flight: Sequence[Any], now: datetime, *, replaces: frozenset[str]
-) -> None:
-    """Make way for a new payment of the same bills, or refuse it (``BillBeingPaid``).
-
-    A payment in flight is ended only if its own payer started again (its trade number is in
-    ``replaces``) or it is past its expiry and grace; otherwise someone may be completing it at
-    the provider right now, and the new payment is refused, saying when to try again. Nothing
-    is ended before every payment in flight was found endable.
-    """
-    ending: list[tuple[uuid.UUID, PaymentStatus]] = []
-    blocking: list[datetime] = []
-    for row in in_flight:
-        expires_at = _aware(row.expires_at)
-        if row.trade_no in replaces:
-            ending.append((row.payment_id, PaymentStatus.SUPERSEDED))
-        elif expires_at + EXPIRY_GRACE <= now:
-            ending.append((row.payment_id, PaymentStatus.EXPIRED))
-        else:
-            blocking.append(expires_at + EXPIRY_GRACE)
-    if blocking:
-        until = max(blocking)
-        raise BillBeingPaid(
-            "a bill is being paid; try again after it is paid or its payment expires",
-            until=until.isoformat(),
-            retry_after=max(1, int((until - now).total_seconds()) + 1),
-        )
-    for payment_id, status in sorted(ending, key=lambda item: item[0]):
-        old = session.get(Payment, payment_id, with_for_update=True)
+def _supersede(session: Session, replaced: Sequence[Any], now: datetime) -> None:
+    """End the caller's own earlier payments in flight (``superseded``): it starts again over
+    them. A success that still arrives for one is refunded in full automatically."""
+    for payment_id in sorted({row.payment_id for row in replaced}):
+        old = session.get(Payment, payment_id, with_for_update=True, populate_existing=True)
         if old is not None and old.status in IN_FLIGHT:
-            _end_unpaid(session, old, status, now)
-
-
-def _aware(value: datetime) -> datetime:
-    """A stored moment as an aware UTC datetime (SQLite hands them back naive)."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+            _end_unpaid(session, old, PaymentStatus.SUPERSEDED, now)
 
 
 def check_return_url(return_url: str, public_base_url: str, origins: Collection[str] = ()) -> None:
@@ -907,9 +882,7 @@ class _Statements:
     biller_exists: Executable
     in_flight: Executable
     insert_payment: Executable
-    insert_link: Executable
-    delete_links: Executable
-    delete_payment: Executable
+    insert_links: Executable
     payment_pending: Executable
     seen: Executable
     lock_trade_bills: Executable
@@ -943,17 +916,16 @@ def _statements(dialect: str) -> _Statements:
         .order_by(Bill.id)
         .with_for_update(of=Bill),
         biller_exists=select(Biller.id).where(Biller.id == bindparam("biller_id")),
-        in_flight=select(PaymentBill.payment_id, Payment.trade_no, Payment.expires_at)
+        in_flight=select(PaymentBill.payment_id)
         .join(Payment, Payment.id == PaymentBill.payment_id)
-        .where(PaymentBill.bill_id.in_(bill_ids), PaymentBill.active)
+        .where(
+            PaymentBill.bill_id.in_(bill_ids),
+            PaymentBill.active,
+            Payment.trade_no.in_(bindparam("trade_nos", expanding=True)),
+        )
         .distinct(),
         insert_payment=insert_into(Payment).on_conflict_do_nothing().returning(Payment.id),
-        insert_link=insert_into(PaymentBill)
-        .values(active=True)
-        .on_conflict_do_nothing()
-        .returning(PaymentBill.bill_id),
-        delete_links=delete(PaymentBill).where(PaymentBill.payment_id == bindparam("payment_id")),
-        delete_payment=delete(Payment).where(Payment.id == bindparam("payment_id")),
+        insert_links=insert(PaymentBill),
         payment_pending=update(Payment)
         .where(Payment.id == bindparam("p_id"), Payment.version == 1)
         .values(

@@ -1,9 +1,10 @@
 """Whatever order notifications, repeats and jobs come in, no money is lost or taken twice.
 
-Hypothesis draws a history for one bill: payments started (refused while one is in flight,
-which keeps its bill until it ends; a new one starts once the jobs expired it), trades settled at the sandbox as paid or failed, their notifications delivered at once,
-twice, out of order (an older "pending" one after the final one) or again much later, and the
-expiry and recovery jobs run in between. Whatever the history, at the end:
+Hypothesis draws a history for one bill: payments started by several payers, in flight together
+(none ends another; a payer who starts again may end their own earlier one, superseded), trades
+settled at the sandbox as paid or failed, their notifications delivered at once, twice, out of
+order (an older "pending" one after the final one) or again much later, and the expiry and
+recovery jobs run in between. Whatever the history, at the end:
 
 - the bill is paid at most once, and it is paid exactly when one payment succeeded;
 - every trade the provider took money for is either that succeeded payment or refunded in full;
@@ -27,7 +28,7 @@ from tests.factories.pay import make_biller, make_bills
 from civicloud.core.db import utcnow
 from civicloud.core.services import Services
 from civicloud.pay import ledger, payments
-from civicloud.pay.errors import BillBeingPaid, BillNotPayable
+from civicloud.pay.errors import BillNotPayable
 from civicloud.pay.models import (
     Bill,
     Biller,
@@ -42,12 +43,13 @@ from civicloud.pay.providers import SandboxProvider
 from civicloud.pay.providers.sandbox import SandboxNotice
 from civicloud.pay.schemas import PaymentCreate
 
-#: One step of a history: ("pay",), ("settle", which, outcome, duplicate, out_of_order),
-#: ("redeliver", which notice), ("expire",) or ("recover",). Paying is drawn more often, so
-#: that most histories have payments refused while one is in flight, expired and paid late.
+#: One step of a history: ("pay", replaces), ("settle", which, outcome, duplicate,
+#: out_of_order), ("redeliver", which notice), ("expire",) or ("recover",). ``replaces``: the
+#: payer starts again over their latest payment (else another payer starts one). Paying is
+#: drawn more often, so that most histories have several payments in flight, some paid late.
 STEPS = st.one_of(
-    st.just(("pay",)),
-    st.just(("pay",)),
+    st.tuples(st.just("pay"), st.booleans()),
+    st.tuples(st.just("pay"), st.booleans()),
     st.tuples(
         st.just("settle"),
         st.integers(0, 3),
@@ -82,7 +84,7 @@ class History:
     def play(self, step: tuple[object, ...]) -> None:
         kind = step[0]
         if kind == "pay":
-            self.pay()
+            self.pay(replaces=bool(step[1]))
         elif kind == "settle":
             _, which, outcome, duplicate, out_of_order = step
             self.settle(int(str(which)), str(outcome), bool(duplicate), bool(out_of_order))
@@ -113,13 +115,25 @@ class History:
                         session=session, context=self.context, payment_id=payment_id
                     )
 
-    def pay(self) -> None:
+    def statuses(self) -> dict[str, str]:
+        with self.services.db.unit_of_work(write=False) as session:
+            return dict(
+                session.execute(
+                    select(Payment.trade_no, Payment.status).where(
+                        Payment.trade_no.in_(self.trades)
+                    )
+                ).all()
+            )
+
+    def pay(self, *, replaces: bool) -> None:
         data = PaymentCreate(
             biller_id=self.biller_id,
             bill_ids=[self.bill_id],
             provider="sandbox",
             return_url="/pay/done",
         )
+        replaced = self.trades[-1:] if replaces else []
+        before = self.statuses()
         try:
             with self.services.db.unit_of_work() as session:
                 payment, created = payments.create_payment(
@@ -127,18 +141,24 @@ class History:
                     data=data,
                     idempotency_key=uuid.uuid4().hex,
                     context=self.context,
+                    replaces=replaced,
                 )
                 assert created
-                self.trades.append(payment.trade_no)
+                trade_no = payment.trade_no
         except BillNotPayable:
-            pass  # the bill is paid already: refused, as it should be
-        except BillBeingPaid:
-            # another payment of it is in flight: refused, and that payment untouched
+            # the bill is paid already: refused, as it should be, and nothing ended
             with self.services.db.unit_of_work(write=False) as session:
-                in_flight = session.scalars(
-                    select(Payment.status).where(Payment.trade_no.in_(self.trades))
-                ).all()
-            assert sum(status in payments.IN_FLIGHT for status in in_flight) == 1
+                assert session.get_one(Bill, self.bill_id).status == "paid"
+            assert self.statuses() == before
+            return
+        # a payment in flight never ends another, except the payer's own that it replaces
+        after = self.statuses()
+        for trade, status in before.items():
+            if trade in replaced and status in payments.IN_FLIGHT:
+                assert after[trade] == PaymentStatus.SUPERSEDED.value
+            else:
+                assert after[trade] == status
+        self.trades.append(trade_no)
 
     def settle(self, which: int, outcome: str, duplicate: bool, out_of_order: bool) -> None:
         if not self.trades:

@@ -1,33 +1,41 @@
-"""Nobody can take over or cancel someone else's payment, and anonymous payments are limited.
+"""Nobody can take over, cancel or hold up someone else's payment; anonymous payments are limited.
 
-A payment in flight keeps its bills until it succeeds, fails or expires: a second payment for
-them is refused with a clear conflict saying until when (``pay.bill_being_paid``), unless it is
-the same request again (the same idempotency key) or the payer who started the first replaces
-it (holding its trade number). Past its expiry and a short grace, a payment in flight gives way.
-Payments started per client are rate-limited, and ``return_url`` never leads off the site.
+No payment is exclusive and none ends another: payments for the same bills may be in flight
+together, the first success pays the bills, and a later success is refunded in full. Only the
+payer who started a payment (holding its trade number) ends it by starting again; the same
+request again (the same idempotency key) joins it. A payment past its expiry is ended only by
+the expiry job, after asking the provider, so a late notification of a real payment is not
+refunded. While any payment of a bill is in flight, the biller cannot amend or cancel it; the
+expiry job ends those payments, and then it can. Payments started per client are rate-limited,
+and ``return_url`` never leads off the site.
 """
 
 from __future__ import annotations
 
+import itertools
 import uuid
-from datetime import datetime, timedelta
+from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+from tests.factories.core import SYSTEM
 from tests.factories.pay import make_biller, make_bills
 
 from civicloud.app import create_app
+from civicloud.cli.pay import run_jobs
 from civicloud.core.db import utcnow
 from civicloud.core.services import Services
-from civicloud.pay import ledger, payments
+from civicloud.pay import billing, ledger, payments
 from civicloud.pay.errors import BillBeingPaid, InvalidReturnUrl
 from civicloud.pay.models import Bill, BillPayment, Payment
-from civicloud.pay.payments import EXPIRY_GRACE, PayContext, check_return_url
+from civicloud.pay.payments import PayContext, check_return_url
 from civicloud.pay.providers import SandboxProvider
-from civicloud.pay.schemas import PaymentCreate
+from civicloud.pay.schemas import BillAmend, PaymentCreate
 
 PUBLIC = "https://pay.example.gov.cn"
 
@@ -88,7 +96,41 @@ def age(services: Services, trade_no: str, expired_for: timedelta) -> None:
         )
 
 
-def test_a_strangers_payment_for_a_bill_in_flight_is_refused_and_changes_nothing(
+def lost(body: bytes, headers: Mapping[str, str]) -> None:
+    """Where a notification goes that never arrives."""
+
+
+def test_a_strangers_payments_neither_block_nor_end_the_payers(
+    client: TestClient,
+    core_services: Services,
+    sandbox: SandboxProvider,
+    open_bill: tuple[uuid.UUID, uuid.UUID],
+) -> None:
+    biller_id, bill_id = open_bill
+    # given a stranger who looked the account up and started paying its bill, again and again
+    strangers = [start(client, body(biller_id, bill_id, return_url="/x")) for _ in range(3)]
+    assert [s.status_code for s in strangers] == [201, 201, 201], strangers[0].text
+    # when the real payer pays it now
+    mine = start(client, body(biller_id, bill_id))
+    # then their payment starts at once, and the stranger's ones are left as they were
+    assert mine.status_code == 201, mine.text
+    trade_no = mine.json()["trade_no"]
+    stranger_trades = [s.json()["trade_no"] for s in strangers]
+    assert [payment(core_services, t).status for t in stranger_trades] == ["pending"] * 3
+    # and when they complete it, the bill is paid by their payment, nothing of it refunded
+    sandbox.simulate(trade_no, "succeeded")
+    done = payment(core_services, trade_no)
+    assert (done.status, done.refunded_fen) == ("succeeded", 0)
+    assert paid_by(core_services, bill_id) == [done.id]
+    # and should a stranger's payment be paid too, its money goes back in full
+    sandbox.simulate(stranger_trades[0], "succeeded")
+    late = payment(core_services, stranger_trades[0])
+    assert (late.status, late.refunded_fen) == ("superseded", late.amount_fen)
+    assert paid_by(core_services, bill_id) == [done.id]
+    assert ledger_ok(core_services)
+
+
+def test_a_payment_in_flight_is_not_ended_by_a_newer_one(
     client: TestClient,
     core_services: Services,
     sandbox: SandboxProvider,
@@ -96,33 +138,16 @@ def test_a_strangers_payment_for_a_bill_in_flight_is_refused_and_changes_nothing
 ) -> None:
     biller_id, bill_id = open_bill
     # given a citizen is paying a bill at the provider
-    first = start(client, body(biller_id, bill_id))
-    assert first.status_code == 201, first.text
-    trade_no = first.json()["trade_no"]
-    # when a stranger starts paying the same bill, again and again
-    refusals = [start(client, body(biller_id, bill_id, return_url="/x")) for _ in range(3)]
-    # then each is a conflict saying until when, and the citizen's payment is untouched
-    for refused in refusals:
-        assert refused.status_code == 409, refused.text
-        problem = refused.json()
-        assert problem["code"] == "pay.bill_being_paid"
-        until = datetime.fromisoformat(problem["until"])
-        expires_at = datetime.fromisoformat(first.json()["expires_at"])
-        if expires_at.tzinfo is None:
-            expires_at = expires_at.replace(tzinfo=until.tzinfo)
-        assert until == expires_at + EXPIRY_GRACE
-        assert problem["retry_after"] > 0
-    assert payment(core_services, trade_no).status == "pending"
-    # and when the citizen completes it, the bill is paid by it, nothing refunded
-    sandbox.simulate(trade_no, "succeeded")
-    done = payment(core_services, trade_no)
+    first = start(client, body(biller_id, bill_id)).json()["trade_no"]
+    # when someone else starts paying it too
+    other = start(client, body(biller_id, bill_id, return_url="/x"))
+    assert other.status_code == 201, other.text
+    # then the citizen's payment is untouched and, completed first, pays the bill
+    assert payment(core_services, first).status == "pending"
+    sandbox.simulate(first, "succeeded")
+    done = payment(core_services, first)
     assert (done.status, done.refunded_fen) == ("succeeded", 0)
     assert paid_by(core_services, bill_id) == [done.id]
-    with core_services.db.unit_of_work(write=False) as session:
-        made = session.scalar(
-            select(func.count()).select_from(Payment).where(Payment.biller_id == biller_id)
-        )
-    assert made == 1
     assert ledger_ok(core_services)
 
 
@@ -142,7 +167,7 @@ def test_the_same_request_joins_the_payment_in_flight(
     assert (other.status_code, other.json()["code"]) == (409, "pay.idempotency_key_reused")
 
 
-def test_the_payer_who_holds_the_trade_number_may_start_again(
+def test_only_the_payer_who_holds_the_trade_number_ends_it_by_starting_again(
     core_services: Services,
     context: PayContext,
     sandbox: SandboxProvider,
@@ -150,20 +175,24 @@ def test_the_payer_who_holds_the_trade_number_may_start_again(
 ) -> None:
     biller_id, bill_id = open_bill
     data = PaymentCreate.model_validate(body(biller_id, bill_id))
-    # given a payment in flight, and a stranger refused
+    # given a payment in flight
     with core_services.db.unit_of_work() as session:
         first, _ = payments.create_payment(
             session=session, data=data, idempotency_key=uuid.uuid4().hex, context=context
         )
         first_trade = first.trade_no
-    with pytest.raises(BillBeingPaid), core_services.db.unit_of_work() as session:
-        payments.create_payment(
+    # when a stranger names a guessed trade number: their payment starts, the first stays
+    guess = first_trade[:-1] + str((int(first_trade[-1]) + 1) % 10)
+    with core_services.db.unit_of_work() as session:
+        _, created = payments.create_payment(
             session=session,
             data=data,
             idempotency_key=uuid.uuid4().hex,
             context=context,
-            replaces=["CC000000000000000000000000"],  # a guess is not the trade number
+            replaces=["CC000000000000000000000000", guess],
         )
+    assert created
+    assert payment(core_services, first_trade).status == "pending"
     # when its own payer starts again, holding the first one's trade number
     with core_services.db.unit_of_work() as session:
         second, created = payments.create_payment(
@@ -185,33 +214,76 @@ def test_the_payer_who_holds_the_trade_number_may_start_again(
     assert ledger_ok(core_services)
 
 
-def test_a_payment_past_its_expiry_and_grace_gives_way(
+def test_trade_numbers_share_nothing_to_guess_from() -> None:
+    # given many trade numbers made in the same instant
+    now = utcnow()
+    made = [payments.new_trade_no(now) for _ in range(2000)]
+    # then they are all different, and their random part does not follow a sequence
+    assert len(set(made)) == len(made)
+    tails = [int(t[-16:]) for t in made]
+    assert len({b - a for a, b in itertools.pairwise(tails)}) > len(made) // 2
+    assert all(len(t) == 26 and t.startswith(f"CC{now:%Y%m%d}") for t in made)
+
+
+def test_a_payment_past_its_expiry_is_ended_only_after_asking_the_provider(
     client: TestClient,
     core_services: Services,
     sandbox: SandboxProvider,
     open_bill: tuple[uuid.UUID, uuid.UUID],
 ) -> None:
     biller_id, bill_id = open_bill
+    # given a citizen paid at the provider, whose notification has not arrived (yet)
     first = start(client, body(biller_id, bill_id)).json()["trade_no"]
-    # given it expired, but is still within the grace for a late notification: still held
-    age(core_services, first, EXPIRY_GRACE / 2)
-    held = start(client, body(biller_id, bill_id))
-    assert (held.status_code, held.json()["code"]) == (409, "pay.bill_being_paid")
-    # when the grace has passed too (the expiry job has not run)
-    age(core_services, first, EXPIRY_GRACE + timedelta(seconds=1))
-    second = start(client, body(biller_id, bill_id))
-    # then a new payment may start, the old one ended as expired
+    sandbox.simulate(first, "succeeded", deliver=lost)
+    age(core_services, first, timedelta(minutes=5))
+    # when someone starts another payment for the bill
+    second = start(client, body(biller_id, bill_id, return_url="/x"))
+    # then it starts, and the citizen's payment is not ended without asking the provider
     assert second.status_code == 201, second.text
-    assert payment(core_services, first).status == "expired"
-    # and should the old one be paid after all, that money is refunded, the bill paid once
-    sandbox.simulate(second.json()["trade_no"], "succeeded")
-    sandbox.simulate(first, "succeeded")
-    late = payment(core_services, first)
-    assert late.refunded_fen == late.amount_fen
+    assert payment(core_services, first).status == "pending"
+    # and the expiry job asks, and the citizen's payment pays the bill, nothing refunded
+    run_jobs(core_services)
+    done = payment(core_services, first)
+    assert (done.status, done.refunded_fen) == ("succeeded", 0)
     with core_services.db.unit_of_work(write=False) as session:
         assert session.get_one(Bill, bill_id).status == "paid"
-    assert len(paid_by(core_services, bill_id)) == 1
+    assert paid_by(core_services, bill_id) == [done.id]
     assert ledger_ok(core_services)
+
+
+def test_the_biller_changes_a_bill_once_its_payments_in_flight_have_ended(
+    client: TestClient, core_services: Services, open_bill: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    biller_id, bill_id = open_bill
+    # given two payments of a bill in flight (a citizen's and a stranger's)
+    trades = [start(client, body(biller_id, bill_id)).json()["trade_no"] for _ in range(2)]
+
+    # when the biller amends or cancels it: refused, the payments untouched
+    def amend(session: Session) -> object:
+        data = BillAmend(amount_fen=100)
+        return billing.amend_bill(session=session, actor=SYSTEM, bill_id=bill_id, data=data)
+
+    def cancel(session: Session) -> object:
+        return billing.cancel_bill(session=session, actor=SYSTEM, bill_id=bill_id)
+
+    changes: list[Callable[[Session], object]] = [amend, cancel]
+    for change in changes:
+        with pytest.raises(BillBeingPaid), core_services.db.unit_of_work() as session:
+            change(session)
+    assert [payment(core_services, t).status for t in trades] == ["pending", "pending"]
+    # when one has expired and the expiry job ended it: still refused, the other is in flight
+    age(core_services, trades[0], timedelta(minutes=1))
+    run_jobs(core_services)
+    assert [payment(core_services, t).status for t in trades] == ["expired", "pending"]
+    with pytest.raises(BillBeingPaid), core_services.db.unit_of_work() as session:
+        billing.cancel_bill(session=session, actor=SYSTEM, bill_id=bill_id)
+    # then once the job has ended the last, the biller cancels it
+    age(core_services, trades[1], timedelta(minutes=1))
+    run_jobs(core_services)
+    with core_services.db.unit_of_work() as session:
+        assert billing.cancel_bill(session=session, actor=SYSTEM, bill_id=bill_id).status == (
+            "cancelled"
+        )
 
 
 @pytest.fixture
@@ -284,7 +356,7 @@ def test_a_return_url_off_the_site_is_refused(return_url: str) -> None:
 )
 def test_paths_and_urls_at_the_public_address_are_accepted(return_url: str) -> None:
     check_return_url(return_url, PUBLIC)  # then nothing is raised
-    assert check_return_url(return_url, PUBLIC + "/") is None
+    check_return_url(return_url, PUBLIC + "/")
 
 
 def test_the_api_refuses_an_open_redirect_and_creates_nothing(

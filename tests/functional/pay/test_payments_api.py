@@ -191,15 +191,15 @@ def test_a_notification_with_a_bad_signature_changes_nothing(
     assert count == 1
 
 
-def test_a_second_payment_for_a_bill_in_flight_is_refused_and_the_first_completes(
+def test_two_payments_of_a_bill_in_flight_the_first_success_pays_it_the_other_is_refunded(
     client: TestClient,
     core_services: Services,
     sandbox: SandboxProvider,
     open_bill: tuple[uuid.UUID, uuid.UUID, str],
 ) -> None:
     biller_id, bill_id, _ = open_bill
-    # given a citizen is paying a bill (a newer payment used to supersede this one; now a
-    # payment in flight keeps its bills: tests/functional/pay/test_payment_holds.py)
+    # given a citizen is paying a bill (no payment in flight is exclusive, and none ends
+    # another: tests/functional/pay/test_payment_holds.py)
     first = client.post(
         "/api/v1/pay/payments",
         json=pay_body(biller_id, [bill_id]),
@@ -211,13 +211,21 @@ def test_a_second_payment_for_a_bill_in_flight_is_refused_and_the_first_complete
         json=dict(pay_body(biller_id, [bill_id]), return_url="/again"),
         headers={"Idempotency-Key": uuid.uuid4().hex},
     )
-    # then that is refused, and the first payment completes: the bill paid once, nothing refunded
-    assert (second.status_code, second.json()["code"]) == (409, "pay.bill_being_paid")
+    # then both are in flight
+    assert second.status_code == 201, second.text
+    assert second.json()["status"] == "pending"
+    # and the first to succeed pays the bill once, nothing of it refunded
+    sandbox.simulate(second.json()["trade_no"], "succeeded")
     sandbox.simulate(first["trade_no"], "succeeded")
     assert state(core_services, bill_id) == ("paid", 1, 1)
     with core_services.db.unit_of_work(write=False) as session:
-        paid = session.scalars(select(Payment).where(Payment.trade_no == first["trade_no"])).one()
-        assert (paid.status, paid.refunded_fen) == ("succeeded", 0)
+        won, lost = (
+            session.scalars(select(Payment).where(Payment.trade_no == trade)).one()
+            for trade in (second.json()["trade_no"], first["trade_no"])
+        )
+        assert (won.status, won.refunded_fen) == ("succeeded", 0)
+        # and the other's success is refunded in full
+        assert (lost.status, lost.refunded_fen) == ("superseded", lost.amount_fen)
     assert ledger_ok(core_services)
 
 
@@ -274,4 +282,11 @@ def test_fifty_clients_racing_to_pay_one_bill_pay_it_once(
             .where(Payment.biller_id == biller_id, Payment.status == "succeeded")
         )
     assert succeeded == 1
+    # and every other payment the provider took money for is refunded in full
+    with core_services.db.unit_of_work(write=False) as session:
+        taken = session.scalars(select(Payment).where(Payment.trade_no.in_(trades))).all()
+    assert len(taken) == len(set(trades))
+    assert all(p.refunded_fen == (0 if p.status == "succeeded" else p.amount_fen) for p in taken), [
+        (p.status, p.refunded_fen) for p in taken
+    ]
     assert ledger_ok(core_services)
