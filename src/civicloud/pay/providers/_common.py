@@ -23,6 +23,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from civicloud.core.dates import check_datetime
 from civicloud.pay.errors import ProviderError, ProviderMisconfigured
 
 #: China Standard Time, the providers' clock for bills, notifications and request timestamps.
@@ -81,8 +82,12 @@ def fen_to_yuan(amount_fen: int) -> str:
 
 
 def beijing_time(text: str, fmt: str = "%Y-%m-%d %H:%M:%S") -> datetime:
-    """Parse a provider's local timestamp (``2026-11-26 10:00:05``) as Beijing time."""
-    return datetime.strptime(text, fmt).replace(tzinfo=BEIJING)
+    """Parse a provider's local timestamp (``2026-11-26 10:00:05``) as Beijing time.
+
+    ``ValueError`` (as for text that is no time) for a date outside ``core.dates``' range: year
+    1 would overflow when turned into UTC, and no provider's trade is that old or new.
+    """
+    return check_datetime(datetime.strptime(text, fmt).replace(tzinfo=BEIJING))
 
 
 # --- keys ----------------------------------------------------------------------------------

@@ -560,46 +560,61 @@ def parse_sandbox_statement(content: bytes, *, business_date: date) -> list[Stat
                 )
             header_seen = True
             continue
-        if len(row) != len(STATEMENT_HEADER):
-            raise InvalidInput(
-                "sandbox statement line %(line)s: expected %(count)s cells",
-                params={"line": number, "count": len(STATEMENT_HEADER)},
-            )
-        trade_no, provider_no, kind, amount, at, refund_no = row
-        # A refund line, and only a refund line, carries our refund_no.
-        if (
-            kind not in ("payment", "refund")
-            or not trade_no
-            or not provider_no
-            or (kind == "refund") != bool(refund_no)
-        ):
-            raise InvalidInput(
-                "sandbox statement line %(line)s: bad kind, trade numbers or refund_no",
-                params={"line": number},
-            )
-        try:
-            amount_fen = int(amount)
-            occurred_at = datetime.fromisoformat(at)
-        except ValueError as error:
-            raise InvalidInput(
-                "sandbox statement line %(line)s: the amount or the time cannot be read",
-                params={"line": number},
-            ) from error
-        if amount_fen <= 0:
-            raise InvalidInput(
-                "sandbox statement line %(line)s: amount must be positive",
-                params={"line": number},
-            )
-        line = StatementLine(
-            trade_no=trade_no,
-            provider_trade_no=provider_no,
-            kind="payment",
-            amount_fen=amount_fen,
-            occurred_at=occurred_at,
-        )
-        lines.append(
-            line if kind == "payment" else replace(line, kind="refund", refund_no=refund_no)
-        )
+        lines.append(_statement_line(number, row, business_date))
     if not header_seen:
         raise InvalidInput("sandbox statement: no column header found")
     return lines
+
+
+def _statement_line(number: int, row: list[str], business_date: date) -> StatementLine:
+    """One line of the sandbox's statement (``number`` in the file); ``InvalidInput`` if bad."""
+    if len(row) != len(STATEMENT_HEADER):
+        raise InvalidInput(
+            "sandbox statement line %(line)s: expected %(count)s cells",
+            params={"line": number, "count": len(STATEMENT_HEADER)},
+        )
+    trade_no, provider_no, kind, amount, at, refund_no = row
+    # A refund line, and only a refund line, carries our refund_no.
+    if (
+        kind not in ("payment", "refund")
+        or not trade_no
+        or not provider_no
+        or (kind == "refund") != bool(refund_no)
+    ):
+        raise InvalidInput(
+            "sandbox statement line %(line)s: bad kind, trade numbers or refund_no",
+            params={"line": number},
+        )
+    try:
+        amount_fen = int(amount)
+        occurred_at = datetime.fromisoformat(at)
+    except ValueError as error:
+        raise InvalidInput(
+            "sandbox statement line %(line)s: the amount or the time cannot be read",
+            params={"line": number},
+        ) from error
+    if amount_fen <= 0:
+        raise InvalidInput(
+            "sandbox statement line %(line)s: amount must be positive",
+            params={"line": number},
+        )
+    # A moment with its offset, on the statement's own day (China Standard Time, as the
+    # statement's days are): a naive time, or one of another day, is not of this file.
+    try:
+        day = occurred_at.astimezone(BEIJING).date() if occurred_at.tzinfo else None
+    except OverflowError:  # year 1 at +08:00 is before the first day there is
+        day = None
+    if day != business_date:
+        raise InvalidInput(
+            "sandbox statement line %(line)s: the time must carry its UTC offset and fall "
+            "on %(day)s",
+            params={"line": number, "day": business_date.isoformat()},
+        )
+    line = StatementLine(
+        trade_no=trade_no,
+        provider_trade_no=provider_no,
+        kind="payment",
+        amount_fen=amount_fen,
+        occurred_at=occurred_at,
+    )
+    return line if kind == "payment" else replace(line, kind="refund", refund_no=refund_no)

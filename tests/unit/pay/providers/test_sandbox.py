@@ -331,6 +331,19 @@ def test_the_statement_round_trips() -> None:
             "refund_no",
         ),
         (b"", "header"),
+        # a time with no offset, one of another day, and one out of any sensible range
+        (
+            b"trade_no,provider_trade_no,kind,amount_fen,occurred_at,refund_no\nP1,S1,payment,1,2026-11-26T10:00:00,\n",
+            "UTC offset",
+        ),
+        (
+            b"trade_no,provider_trade_no,kind,amount_fen,occurred_at,refund_no\nP1,S1,payment,1,2026-11-25T23:59:00+08:00,\n",
+            "2026-11-26",
+        ),
+        (
+            b"trade_no,provider_trade_no,kind,amount_fen,occurred_at,refund_no\nP1,S1,payment,1,0001-01-01T00:00:00+08:00,\n",
+            "line 2",
+        ),
     ],
 )
 def test_a_bad_statement_is_refused(content: bytes, match: str) -> None:
