@@ -7,14 +7,18 @@ liabilities negative:
 - ``payable:<biller id>`` (liability): what we owe a biller for its paid bills.
 - ``settlement:<biller id>`` (liability): owed to a biller and handed to the bank as a batch.
 - ``refunds_payable`` (liability): money taken for a payment that paid no bill (a success that
-  arrived after the payment expired or was superseded), owed back to the citizen.
+  arrived after the payment expired or was superseded, or that was refused for not matching
+  the payment), owed back to the citizen.
 - ``fees`` (expense): provider fees; ``suspense``: money not yet explained. Both are used by
   operators' adjustments when they resolve reconciliation exceptions.
 
 Entries (``kind``, ``reference``): each is one line, debit → credit:
 
 - ``payment`` (payment id): ``clearing:<provider>`` → ``payable:<biller>``.
-- ``late_payment`` (payment id): ``clearing:<provider>`` → ``refunds_payable``.
+- ``late_payment`` (payment id): ``clearing:<provider>`` → ``refunds_payable``, for what the
+  provider took: ``taken_fen`` when it took another amount than the payment's, else
+  ``amount_fen``. Money taken in another currency than ours is not posted (the ledger is in
+  CNY fen): reconciliation shows it, and an operator refunds it.
 - ``refund`` (refund id): ``payable:<biller>`` → ``clearing:<provider>``.
 - ``late_payment_refund`` (refund id): ``refunds_payable`` → ``clearing:<provider>``.
 - ``settlement`` (settlement id): ``payable:<biller>`` → ``settlement:<biller>``.
@@ -165,7 +169,8 @@ def post_payment(*, session: Session, payment: PaymentFacts, posted_by: str) -> 
 
 
 def post_late_payment(*, session: Session, payment: Payment, posted_by: str) -> JournalEntry:
-    """Post money taken for a payment that paid no bill (clearing → refunds_payable); idempotent."""
+    """Post money taken for a payment that paid no bill (clearing → refunds_payable): what the
+    provider took (``taken_fen``, else the payment's amount); idempotent."""
     if payment.status not in ENDED_UNPAID:
         raise Conflict(
             "payment %(trade_no)s is %(status_label)s: it is not a late payment",
@@ -181,7 +186,7 @@ def post_late_payment(*, session: Session, payment: Payment, posted_by: str) -> 
             posted_by=posted_by,
             debit=clearing_account(payment.provider),
             credit=REFUNDS_PAYABLE,
-            amount_fen=payment.amount_fen,
+            amount_fen=payment.amount_fen if payment.taken_fen is None else payment.taken_fen,
             currency=payment.currency,
         ),
     )
@@ -703,7 +708,8 @@ def _specs() -> list[_Posted]:
         _Posted(
             PAYMENT, Payment, Payment.status == PaymentStatus.SUCCEEDED.value, Payment.amount_fen
         ),
-        # A late payment is posted when its automatic refund is asked for, whatever came of it.
+        # A late payment is posted when its automatic refund is asked for, whatever came of it,
+        # for what the provider took.
         _Posted(
             LATE_PAYMENT,
             Payment,
@@ -711,7 +717,7 @@ def _specs() -> list[_Posted]:
                 Payment.status.in_(ENDED_UNPAID),
                 exists().where(Refund.payment_id == Payment.id, Refund.origin == "automatic"),
             ),
-            Payment.amount_fen,
+            func.coalesce(Payment.taken_fen, Payment.amount_fen),
         ),
         _Posted(REFUND, Refund, and_(succeeded, Refund.origin != "automatic"), Refund.amount_fen),
         _Posted(

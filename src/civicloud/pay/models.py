@@ -9,7 +9,8 @@ not only code:
 - Payments for the same bill may be in flight together (``payment_bill`` is indexed on
   ``bill_id WHERE active``, not uniquely): the first success pays it, by the key above.
 - ``payment.idempotency_key`` and ``refund.idempotency_key`` are unique.
-- ``payment.refunded_fen <= amount_fen`` is a check: refunds never exceed what was paid.
+- ``payment.refunded_fen <= COALESCE(taken_fen, amount_fen)`` is a check: refunds never exceed
+  what was paid (the provider's own take, for a success refused for another amount).
 - A ledger ``journal_line`` moves a positive amount from one account to another, so every line,
   and every entry made of lines, sums to zero by construction; ``journal_entry`` is unique per
   ``(kind, reference)``, so a payment is posted once. Balances are sums, never a stored row
@@ -157,7 +158,13 @@ class Payment(Base):
     __tablename__ = "pay_payment"
     __table_args__ = (
         CheckConstraint("amount_fen > 0", name="amount_positive"),
-        CheckConstraint("refunded_fen >= 0 AND refunded_fen <= amount_fen", name="refund_bound"),
+        CheckConstraint("taken_fen > 0", name="taken_positive"),
+        # What may be refunded: the amount, or what the provider took for a payment that paid
+        # no bill (a success refused for another amount).
+        CheckConstraint(
+            "refunded_fen >= 0 AND refunded_fen <= COALESCE(taken_fen, amount_fen)",
+            name="refund_bound",
+        ),
         CheckConstraint(_in("status", PaymentStatus), name="status"),
         Index("ix_pay_payment_status_expires", "status", "expires_at"),
     )
@@ -171,6 +178,10 @@ class Payment(Base):
     status: Mapped[str] = mapped_column(String(12), default=PaymentStatus.CREATED.value)
     amount_fen: Mapped[int] = mapped_column(BigInteger)
     refunded_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: What the provider says it took, in ``currency``, when that was not ``amount_fen`` and
+    #: the payment therefore paid no bill (``refunds.record_take``): all of it is owed back
+    #: and posted. ``None``: the provider took ``amount_fen``, or none of our currency.
+    taken_fen: Mapped[int | None] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3), default="CNY")
     idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
     #: SHA-256 of the canonical request, to refuse a reused key with a different body.

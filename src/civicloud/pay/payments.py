@@ -587,6 +587,9 @@ def apply_notification(
 REFUSED = refunds.REFUSED
 #: Its outcome when a success was refused and what the provider took is being refunded.
 REFUSED_REFUNDED = "refused_refunded"
+#: Its outcome when the provider took the money in another currency than the payment's: no
+#: adapter refunds in another currency than ours, so an operator refunds it at the provider.
+REFUSED_FOR_OPERATOR = "refused_for_operator"
 
 
 def refused_fields(
@@ -617,8 +620,15 @@ def refuse_success(
     fields: Sequence[str],
 ) -> str:
     """The provider took money for ``payment`` (locked) on terms that are not the payment's
-    (``fields``): pay no bill; end the payment if in flight, and refund what was taken
-    automatically, as a late success is (posted as a late payment, owed back until refunded).
+    (``fields``): pay no bill; end the payment if in flight, and refund all that was taken
+    (``taken_fen``, recorded on the payment) automatically, as a late success is (posted as a
+    late payment, owed back until refunded).
+
+    Money taken in another currency than the payment's (``currency`` among ``fields``) is
+    neither posted (the ledger holds CNY fen) nor refunded here (the adapters refund in CNY
+    only, and a refund in our currency would be the wrong money): the kept notification and its
+    audit record hold the provider's amount and currency, reconciliation shows the trade as an
+    exception, and an operator refunds it at the provider (``REFUSED_FOR_OPERATOR``).
 
     A payment that succeeded already keeps its success (its bills were paid by a success that
     matched; nothing of it is refunded here). Returns the outcome.
@@ -627,12 +637,15 @@ def refuse_success(
         return REFUSED
     if payment.status in IN_FLIGHT:
         _end_unpaid(session, payment, PaymentStatus.FAILED, utcnow())
+    if "currency" in fields:
+        return REFUSED_FOR_OPERATOR
+    if taken_fen is not None:
+        refunds.record_take(session=session, payment=payment, taken_fen=taken_fen)
     refunds.refund_automatically(
         session=session,
         payment=payment,
         provider=context.provider(payment.provider),
         reason=f"the provider's {', '.join(fields)} did not match the payment"[:300],
-        taken_fen=taken_fen,
     )
     return REFUSED_REFUNDED
 

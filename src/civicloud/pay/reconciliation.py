@@ -590,10 +590,10 @@ def _classify_payments(
             classification = DUPLICATE
         elif payment is not None and payment.id in refused:
             # We refused the provider's word that it was paid (another currency, app, amount…):
-            # we hold no success of ours for the money, only its automatic refund.
-            classification = (
-                MISSING_OURS if line.amount_fen == payment.amount_fen else AMOUNT_MISMATCH
-            )
+            # we hold no success of ours for the money, only its automatic refund (of all the
+            # provider said it took: ``taken_fen``, when it took another amount).
+            taken = payment.amount_fen if payment.taken_fen is None else payment.taken_fen
+            classification = MISSING_OURS if line.amount_fen == taken else AMOUNT_MISMATCH
         elif payment is None or not received:
             classification = MISSING_OURS
         elif line.amount_fen != payment.amount_fen:

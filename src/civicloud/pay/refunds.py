@@ -2,8 +2,10 @@
 
 Never more than was paid. A refund first reserves its amount with one conditional statement,
 ``UPDATE pay_payment SET refunded_fen = refunded_fen + :x WHERE id = :id AND refunded_fen <=
-amount_fen - :x AND status = 'succeeded'`` (written so that it cannot overflow a BIGINT), and
-the ``refund_bound`` CHECK stands behind it. PostgreSQL re-evaluates the condition on the row
+COALESCE(taken_fen, amount_fen) - :x AND status = 'succeeded'`` (written so that it cannot
+overflow a BIGINT), and the ``refund_bound`` CHECK stands behind it. What was paid is the
+payment's amount, or, for a success refused for another amount, what the provider says it took
+(``taken_fen``, which :func:`record_take` sets). PostgreSQL re-evaluates the condition on the row
 as the previous writer committed it, SQLite runs one writer at a time: two concurrent refunds
 cannot both pass. ``refunded_fen`` is what the payment's pending and succeeded refunds hold; a
 refund the provider refuses gives its reservation back.
@@ -32,8 +34,10 @@ or the notification, the other finds the refund ended and leaves it; should both
 success, the second posting meets the unique constraint and returns the first entry.
 
 Automatic refunds (:func:`refund_automatically`) give back a success that arrived after its
-payment expired or was superseded: the money taken is posted as a ``late_payment`` (owed back to
-the citizen), and its refund, keyed by the payment and an attempt number, refunds all of it.
+payment expired or was superseded, or that was refused for not matching the payment: the money
+taken (``taken_fen`` when the provider took another amount, else the payment's amount) is posted
+as a ``late_payment`` (owed back to the citizen), and its refund, keyed by the payment and an
+attempt number, refunds all of it; the provider is told the trade's total it stated.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -161,19 +165,44 @@ def request_refund(
     return refund
 
 
+def record_take(*, session: Session, payment: Payment, taken_fen: int) -> bool:
+    """Record that the provider took ``taken_fen`` (in the payment's currency) for ``payment``
+    (locked, ended unpaid), whose success was refused: all of it is to be refunded and posted.
+
+    The provider's first word stands: once the payment has a take, or an automatic refund (its
+    late payment posted for the amount known then), nothing changes. Returns whether recorded.
+    """
+    if type(taken_fen) is not int or not 0 < taken_fen <= ledger.MAX_FEN:
+        return False
+    if payment.taken_fen is not None or payment.status not in ledger.ENDED_UNPAID:
+        return False
+    asked = session.scalar(
+        select(func.count())
+        .select_from(Refund)
+        .where(Refund.payment_id == payment.id, Refund.origin == AUTOMATIC_ORIGIN)
+    )
+    if asked:
+        return False
+    if taken_fen != payment.amount_fen:
+        payment.taken_fen = taken_fen
+    return True
+
+
+def refundable_fen(payment: Payment) -> int:
+    """What may be refunded of ``payment`` in all: what the provider took."""
+    return payment.amount_fen if payment.taken_fen is None else payment.taken_fen
+
+
 def refund_automatically(
     *,
     session: Session,
     payment: Payment,
     provider: PaymentProvider,
     reason: str,
-    taken_fen: int | None = None,
 ) -> Refund:
-    """Refund all of a late success of an expired or superseded payment; idempotent per payment.
-
-    ``taken_fen``: what the provider says the trade took, when a success was refused for not
-    matching the payment; the provider is told that is the trade's total, and no more of it
-    than the payment's amount is refunded (reconciliation shows the rest).
+    """Refund all the provider took for a payment that paid no bill (a late success of an
+    expired or superseded payment, or a success refused for not matching it: ``taken_fen``);
+    idempotent per payment. The provider is told the trade's total it stated.
     """
     reason = _text(reason, "reason", 300)
     attempts = session.scalars(
@@ -185,7 +214,7 @@ def refund_automatically(
     if latest is not None and latest.status == RefundStatus.SUCCEEDED.value:
         return latest
     # The trade's total as the provider knows it (it took another amount than the payment's).
-    total = taken_fen if taken_fen is not None and taken_fen > 0 else None
+    total = payment.taken_fen
     if latest is not None and latest.status == RefundStatus.PENDING.value:
         _ask_provider(
             session, latest, payment, provider, AUTOMATIC, action="pay.refund.resume", total=total
@@ -201,7 +230,7 @@ def refund_automatically(
             "payment %(trade_no)s was paid through %(provider)s",
             params={"trade_no": payment.trade_no, "provider": payment.provider},
         )
-    left = min(payment.amount_fen - payment.refunded_fen, total or payment.amount_fen)
+    left = refundable_fen(payment) - payment.refunded_fen
     if left <= 0:
         raise PaymentNotRefundable(
             "payment %(trade_no)s is refunded already", params={"trade_no": payment.trade_no}
@@ -456,7 +485,7 @@ def _reserve_again(session: Session, refund: Refund, payment: Payment) -> bool:
         .where(
             Payment.id == payment.id,
             Payment.status.in_(statuses),
-            Payment.refunded_fen <= Payment.amount_fen - refund.amount_fen,
+            Payment.refunded_fen <= _bound() - refund.amount_fen,
         )
         .values(refunded_fen=Payment.refunded_fen + refund.amount_fen)
         .returning(Payment.refunded_fen)
@@ -529,9 +558,9 @@ def _reserve(
     statuses: tuple[str, ...],
 ) -> tuple[Refund, bool]:
     """Insert a pending refund and reserve its amount; ``created`` is False for a racing twin."""
-    if amount_fen > payment.amount_fen:
+    if amount_fen > refundable_fen(payment):
         # Checked first so that the arithmetic below stays far from BIGINT's limit.
-        left = payment.amount_fen - payment.refunded_fen
+        left = refundable_fen(payment) - payment.refunded_fen
         raise RefundExceedsPayment(
             "%(asked)s is more than the %(refundable)s that can still be refunded",
             params={"asked_fen": amount_fen, "refundable_fen": left},
@@ -561,7 +590,7 @@ def _reserve(
                 .where(
                     Payment.id == payment.id,
                     Payment.status.in_(statuses),
-                    Payment.refunded_fen <= Payment.amount_fen - amount_fen,
+                    Payment.refunded_fen <= _bound() - amount_fen,
                 )
                 .values(refunded_fen=Payment.refunded_fen + amount_fen)
                 .returning(Payment.refunded_fen)
@@ -575,7 +604,7 @@ def _reserve(
                         "payment %(trade_no)s is %(status_label)s",
                         params={"trade_no": payment.trade_no, "status_label": payment.status},
                     )
-                left = payment.amount_fen - payment.refunded_fen
+                left = refundable_fen(payment) - payment.refunded_fen
                 raise RefundExceedsPayment(
                     "%(asked)s is more than the %(refundable)s that can still be refunded",
                     params={"asked_fen": amount_fen, "refundable_fen": left},
@@ -587,6 +616,11 @@ def _reserve(
             raise
         return winner, False
     return refund, True
+
+
+def _bound() -> ColumnElement[int]:
+    """What may be refunded of a payment in all, in SQL (as ``refund_bound`` says)."""
+    return func.coalesce(Payment.taken_fen, Payment.amount_fen)
 
 
 def _ask_provider(
@@ -645,6 +679,9 @@ def _trade_total(session: Session, refund: Refund, payment: Payment) -> int:
     query answer) says what the provider took."""
     if refund.origin != AUTOMATIC_ORIGIN:
         return payment.amount_fen
+    if payment.taken_fen is not None:
+        return payment.taken_fen
+    # A take refused before taken_fen was recorded: its kept notification says what it was.
     payloads = session.scalars(
         select(ProviderNotification.payload).where(
             ProviderNotification.payment_id == payment.id,

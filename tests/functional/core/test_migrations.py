@@ -24,6 +24,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import CHAR, DateTime, Engine, MetaData, Table, Uuid, event, inspect, text
 from sqlalchemy.engine import Connection, Inspector
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from tests.conftest import PostgresServer
 
@@ -442,3 +443,66 @@ def test_the_audit_log_kept_so_far_is_sealed_when_the_key_is_at_hand(
         else:
             assert list(seals) == [audit.record_seal(key, digest) for digest in hashes]
             assert head == audit.head_seal(key, 3, hashes[-1])
+
+
+# --- 7c4e1a9d2f60: what a provider took bounds a payment's refunds -------------------------
+
+BEFORE_TAKEN = "b328d9ba8c7e"
+
+
+def run(engine: Engine, sql: str, **values: Any) -> None:
+    with engine.begin() as connection:
+        connection.execute(text(sql), values)
+
+
+def test_a_payment_may_refund_what_its_provider_took_and_no_more(empty_engine: Engine) -> None:
+    # given payments, refunds and items made before the take was recorded
+    migrate(empty_engine, command.upgrade, BEFORE_FIXUPS)
+    with empty_engine.begin() as connection:
+        write_old_rows(connection)
+    # when the database is upgraded to head (pay_payment is referenced by their rows)
+    migrate(empty_engine, command.upgrade, "head")
+    # then every payment is kept as it was, with no take
+    with empty_engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT amount_fen, refunded_fen, taken_fen FROM pay_payment ORDER BY trade_no")
+        ).all()
+        refunds = connection.execute(text("SELECT COUNT(*) FROM pay_refund")).scalar_one()
+    assert [tuple(row) for row in rows] == [(10_000, 5_000, None), (10_000, 5_000, None)]
+    assert refunds == 4
+    first = "T" + "1".rjust(31, "0")
+    # and refunds are bound by the amount, or by the take when there is one
+    with pytest.raises(IntegrityError):
+        run(
+            empty_engine, "UPDATE pay_payment SET refunded_fen = 10001 WHERE trade_no = :t", t=first
+        )
+    run(
+        empty_engine,
+        "UPDATE pay_payment SET taken_fen = 99999, refunded_fen = 99999 WHERE trade_no = :t",
+        t=first,
+    )
+    with pytest.raises(IntegrityError):
+        run(
+            empty_engine,
+            "UPDATE pay_payment SET refunded_fen = 100000 WHERE trade_no = :t",
+            t=first,
+        )
+    with pytest.raises(IntegrityError):
+        run(empty_engine, "UPDATE pay_payment SET taken_fen = 0 WHERE trade_no = :t", t=first)
+    # and the revision is not undone while a payment refunded more than its amount
+    with pytest.raises(RuntimeError, match="refunded more than their amount"):
+        migrate(empty_engine, command.downgrade, BEFORE_TAKEN)
+    assert current_revision(empty_engine) == head_revision()
+    # when that is settled, it is undone: the old bound holds again
+    run(empty_engine, "UPDATE pay_payment SET refunded_fen = 5000 WHERE trade_no = :t", t=first)
+    migrate(empty_engine, command.downgrade, BEFORE_TAKEN)
+    assert current_revision(empty_engine) == BEFORE_TAKEN
+    columns = {column["name"] for column in inspect(empty_engine).get_columns("pay_payment")}
+    assert "taken_fen" not in columns
+    with pytest.raises(IntegrityError):
+        run(
+            empty_engine, "UPDATE pay_payment SET refunded_fen = 10001 WHERE trade_no = :t", t=first
+        )
+    # and done again, it goes through
+    migrate(empty_engine, command.upgrade, "head")
+    assert schema_differences(empty_engine) == []

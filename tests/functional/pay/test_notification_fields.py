@@ -2,9 +2,12 @@
 
 A notification (or a query answer of the jobs) that verifies but names another currency,
 amount, app or payer amount than the payment's pays no bill. It is kept and audited as
-refused, the payment ends, and what the provider took is refunded automatically, as a late
-success is; the day's statement then shows the trade as a reconciliation exception (resolved by
-the refund's own posting when it gave everything back). A notification of another merchant's
+refused, the payment ends, and all that the provider took is refunded automatically, as a late
+success is, and posted (more or less than the payment's amount, as the provider took it); the
+day's statement then shows the trade as a reconciliation exception, resolved by the refund's
+own posting. Money taken in another currency is neither posted nor refunded automatically (the
+ledger and the adapters' refunds are in CNY): kept with the provider's amount and currency, it
+stays an open exception of the statement for an operator to refund at the provider. A notification of another merchant's
 trade is kept and audited too, and touches nothing of ours. Every one of them is answered as
 the provider's protocol wants a notification it need not send again, never with a 5XX.
 """
@@ -39,7 +42,16 @@ from civicloud.core.audit import AuditRecord
 from civicloud.core.db import utcnow
 from civicloud.core.services import Services
 from civicloud.pay import ledger, payments
-from civicloud.pay.models import Bill, Payment, PaymentBill, ProviderNotification, Refund
+from civicloud.pay.models import (
+    Bill,
+    JournalEntry,
+    JournalLine,
+    LedgerAccount,
+    Payment,
+    PaymentBill,
+    ProviderNotification,
+    Refund,
+)
 from civicloud.pay.payments import PayContext
 from civicloud.pay.providers import SandboxProvider, WechatPayProvider
 from civicloud.pay.web.views import beijing_now
@@ -118,6 +130,43 @@ def ledger_balances(services: Services) -> None:
     assert result.ok, result.describe()
 
 
+def posted_for(services: Services, trade_no: str) -> dict[str, int]:
+    """What the ledger moved for a payment and its refunds, per account (debits minus credits)."""
+    with services.db.unit_of_work(write=False) as session:
+        payment = session.scalars(select(Payment).where(Payment.trade_no == trade_no)).one()
+        references = [str(payment.id)] + [
+            str(refund_id)
+            for refund_id in session.scalars(
+                select(Refund.id).where(Refund.payment_id == payment.id)
+            )
+        ]
+        moved: dict[str, int] = {}
+        for line in session.scalars(
+            select(JournalLine)
+            .join(JournalEntry, JournalEntry.id == JournalLine.entry_id)
+            .where(JournalEntry.reference.in_(references))
+        ):
+            debit = session.get_one(LedgerAccount, line.debit_account_id).code
+            credit = session.get_one(LedgerAccount, line.credit_account_id).code
+            moved[debit] = moved.get(debit, 0) + line.amount_fen
+            moved[credit] = moved.get(credit, 0) - line.amount_fen
+        return moved
+
+
+def late_payment_posted(services: Services, trade_no: str) -> int | None:
+    """The amount of the payment's ``late_payment`` entry, if it has one."""
+    with services.db.unit_of_work(write=False) as session:
+        payment_id = session.scalars(select(Payment.id).where(Payment.trade_no == trade_no)).one()
+        amount = session.scalar(
+            select(JournalLine.amount_fen)
+            .join(JournalEntry, JournalEntry.id == JournalLine.entry_id)
+            .where(
+                JournalEntry.kind == ledger.LATE_PAYMENT, JournalEntry.reference == str(payment_id)
+            )
+        )
+        return None if amount is None else int(amount)
+
+
 def reconcile(
     client: TestClient, services: Services, sandbox: SandboxProvider, trade_no: str
 ) -> list[tuple[str, str, int | None, bool]]:
@@ -158,14 +207,13 @@ def reconcile(
 
 
 @pytest.mark.parametrize(
-    ("currency", "taken_fen", "refused", "refunded_fen", "payment_item"),
+    ("currency", "taken_fen", "refused", "refunded_fen"),
     [
-        ("USD", None, ["currency"], 12_345, ("payment", "missing_ours", 12_345, True)),
-        ("CNYX", None, ["currency"], 12_345, ("payment", "missing_ours", 12_345, True)),
-        ("CNY", 12_344, ["amount"], 12_344, ("payment", "amount_mismatch", 12_344, False)),
-        ("CNY", 99_999, ["amount"], 12_345, ("payment", "amount_mismatch", 99_999, False)),
+        ("CNY", 12_344, ["amount"], 12_344),
+        ("CNY", 99_999, ["amount"], 99_999),
+        ("CNY", 1, ["amount"], 1),
     ],
-    ids=["another currency", "CNYX", "less", "more"],
+    ids=["less", "more", "one fen"],
 )
 def test_a_genuine_success_that_does_not_match_pays_nothing_and_is_refunded(
     client: TestClient,
@@ -173,12 +221,11 @@ def test_a_genuine_success_that_does_not_match_pays_nothing_and_is_refunded(
     sandbox: SandboxProvider,
     bill: tuple[uuid.UUID, uuid.UUID],
     currency: str,
-    taken_fen: int | None,
+    taken_fen: int,
     refused: list[str],
     refunded_fen: int,
-    payment_item: tuple[str, str, int, bool],
 ) -> None:
-    # given a payment of 123.45 yuan the provider settled in another currency or amount
+    # given a payment of 123.45 yuan the provider settled for another amount
     payment = start_payment(client, bill)
     (notice,) = sandbox.simulate(
         payment["trade_no"],
@@ -190,8 +237,8 @@ def test_a_genuine_success_that_does_not_match_pays_nothing_and_is_refunded(
     sent = {"content": notice.body, "headers": dict(notice.headers)}
     first = client.post("/api/v1/pay/notify/sandbox", **sent)  # type: ignore[arg-type]
     again = client.post("/api/v1/pay/notify/sandbox", **sent)  # type: ignore[arg-type]
-    # then it is acknowledged (nothing to retry), and pays nothing: the payment ended, what was
-    # taken is refunded, the notification kept and audited as refused, once
+    # then it is acknowledged (nothing to retry), and pays nothing: the payment ended, all that
+    # was taken is refunded, the notification kept and audited as refused, once
     assert [(r.status_code, r.text) for r in (first, again)] == [(200, "ok"), (200, "ok")]
     found = outcome(core_services, payment["trade_no"])
     assert (found["bill"], found["status"], found["refunded_fen"]) == (
@@ -202,11 +249,87 @@ def test_a_genuine_success_that_does_not_match_pays_nothing_and_is_refunded(
     assert found["refunds"] == [("automatic", "succeeded", refunded_fen)]
     assert found["kept"] == [("refused", refused)]
     assert found["audited"] == [("pay.payment.notify", "failed", refused)]
+    # and the ledger posted what the provider took, and its refund gave all of it back:
+    # clearing moved as the provider's money did, and nothing is left owed
+    assert late_payment_posted(core_services, payment["trade_no"]) == taken_fen
+    assert posted_for(core_services, payment["trade_no"]) == {
+        "clearing:sandbox": 0,
+        "refunds_payable": 0,
+    }
     ledger_balances(core_services)
-    # and the day's statement shows the trade as an exception: resolved by its refund when that
-    # gave back all the provider took, left to an operator when amounts differ
-    # (its refund's line matches the refund, and is no exception)
-    assert reconcile(client, core_services, sandbox, payment["trade_no"]) == [payment_item]
+    # and the day's statement shows the trade as an exception, resolved by its refund, which
+    # gave back all the provider took (its refund's line matches the refund: no exception)
+    assert reconcile(client, core_services, sandbox, payment["trade_no"]) == [
+        ("payment", "missing_ours", taken_fen, True)
+    ]
+    # and the bill can still be paid
+    retry = start_payment(client, bill)
+    sandbox.simulate(retry["trade_no"])
+    assert outcome(core_services, retry["trade_no"])["bill"] == "paid"
+
+
+def kept_take(services: Services, trade_no: str) -> list[tuple[int | None, str | None]]:
+    """The amount and currency the provider stated in each refused word kept of the trade."""
+    with services.db.unit_of_work(write=False) as session:
+        payloads = session.scalars(
+            select(ProviderNotification.payload)
+            .join(Payment, Payment.id == ProviderNotification.payment_id)
+            .where(Payment.trade_no == trade_no)
+        ).all()
+    return [
+        (p["_refused"].get("amount_fen"), p["_refused"].get("currency"))
+        for p in payloads
+        if "_refused" in p
+    ]
+
+
+@pytest.mark.parametrize("currency", ["USD", "CNYX"])
+def test_a_genuine_success_in_another_currency_is_kept_for_an_operator_and_never_posted(
+    client: TestClient,
+    core_services: Services,
+    sandbox: SandboxProvider,
+    bill: tuple[uuid.UUID, uuid.UUID],
+    currency: str,
+) -> None:
+    # given a payment of 123.45 yuan the provider settled as 12345 minor units of another
+    # currency
+    payment = start_payment(client, bill)
+    trade_no = payment["trade_no"]
+    (notice,) = sandbox.simulate(trade_no, currency=currency, deliver=lambda _body, _headers: None)
+    # when its genuine notification arrives (twice)
+    sent = {"content": notice.body, "headers": dict(notice.headers)}
+    first = client.post("/api/v1/pay/notify/sandbox", **sent)  # type: ignore[arg-type]
+    again = client.post("/api/v1/pay/notify/sandbox", **sent)  # type: ignore[arg-type]
+    # then it is acknowledged and pays nothing; it is kept with the provider's own amount and
+    # currency, and audited as left to an operator
+    assert [(r.status_code, r.text) for r in (first, again)] == [(200, "ok"), (200, "ok")]
+    found = outcome(core_services, trade_no)
+    assert (found["bill"], found["status"], found["refunded_fen"]) == ("open", "failed", 0)
+    assert found["kept"] == [("refused", ["currency"])]
+    assert kept_take(core_services, trade_no) == [(12_345, currency)]
+    assert found["audited"] == [("pay.payment.notify", "failed", ["currency"])]
+    with core_services.db.unit_of_work(write=False) as session:
+        (detail,) = session.scalars(
+            select(AuditRecord.detail).where(
+                AuditRecord.target == f"payment:{trade_no}",
+                AuditRecord.action == "pay.payment.notify",
+            )
+        ).all()
+    assert (detail["outcome"], detail["amount_fen"], detail["currency"]) == (
+        payments.REFUSED_FOR_OPERATOR,
+        12_345,
+        currency,
+    )
+    # and no refund in our currency was sent for it, and the CNY ledger holds none of it
+    assert found["refunds"] == []
+    statement = sandbox.statement(beijing_now().date()).decode().splitlines()
+    assert [line for line in statement if line.startswith(trade_no) and ",refund," in line] == []
+    assert posted_for(core_services, trade_no) == {}
+    ledger_balances(core_services)
+    # and the day's statement shows the trade as an open exception for an operator
+    assert reconcile(client, core_services, sandbox, trade_no) == [
+        ("payment", "missing_ours", 12_345, False)
+    ]
     # and the bill can still be paid
     retry = start_payment(client, bill)
     sandbox.simulate(retry["trade_no"])
@@ -229,8 +352,8 @@ def test_a_notification_of_no_payment_of_ours_is_refused_for_a_retry(
 @pytest.mark.parametrize("job", ["recover", "expire"])
 @pytest.mark.parametrize(
     ("currency", "taken_fen", "refunded_fen"),
-    [("USD", None, 12_345), ("CNY", 100, 100)],
-    ids=["another currency", "another amount"],
+    [("USD", None, 0), ("CNY", 100, 100), ("CNY", 99_999, 99_999)],
+    ids=["another currency", "less", "more"],
 )
 def test_a_query_answer_that_does_not_match_pays_nothing_and_is_refunded(
     client: TestClient,
@@ -261,19 +384,30 @@ def test_a_query_answer_that_does_not_match_pays_nothing_and_is_refunded(
             done = payments.expire_payment(
                 session=session, context=context, payment_id=payment_id, now=later
             )
-    # then the answer pays nothing: the payment ended, the money refunded, the answer kept
-    # and audited as refused
-    assert done == "refused_refunded"
+    # then the answer pays nothing: the payment ended, all the money taken refunded (money in
+    # another currency left to an operator, unposted), the answer kept and audited as refused
     found = outcome(core_services, payment["trade_no"])
     assert (found["bill"], found["status"], found["refunded_fen"]) == (
         "open",
         "failed",
         refunded_fen,
     )
-    assert found["refunds"] == [("automatic", "succeeded", refunded_fen)]
     refused = ["currency"] if taken_fen is None else ["amount"]
     assert found["kept"] == [("refused", refused)]
     assert ("pay.payment.refuse", "failed", refused) in found["audited"]
+    if taken_fen is None:
+        assert done == payments.REFUSED_FOR_OPERATOR
+        assert found["refunds"] == []
+        assert kept_take(core_services, payment["trade_no"]) == [(12_345, currency)]
+        assert posted_for(core_services, payment["trade_no"]) == {}
+    else:
+        assert done == payments.REFUSED_REFUNDED
+        assert found["refunds"] == [("automatic", "succeeded", refunded_fen)]
+        assert late_payment_posted(core_services, payment["trade_no"]) == taken_fen
+        assert posted_for(core_services, payment["trade_no"]) == {
+            "clearing:sandbox": 0,
+            "refunds_payable": 0,
+        }
     ledger_balances(core_services)
 
 
@@ -362,8 +496,9 @@ def wechat_paid(
             ["promotion_detail"],
         ),
         ({"total": 1}, ["amount"]),
+        ({"total": 99_999}, ["amount"]),
     ],
-    ids=["USD", "CNYX", "another appid", "a no-recharge coupon", "another total"],
+    ids=["USD", "CNYX", "another appid", "a no-recharge coupon", "a smaller total", "a larger"],
 )
 def test_a_genuine_wechat_success_that_does_not_match_pays_nothing_and_is_refunded(
     client: TestClient,
@@ -379,7 +514,7 @@ def test_a_genuine_wechat_success_that_does_not_match_pays_nothing_and_is_refund
     payment = start_payment(client, bill, "wechatpay")
     trade_no = payment["trade_no"]
     if "total" in changes:
-        gateway.orders[trade_no]["amount"]["total"] = changes["total"]  # WeChat took 0.01
+        gateway.orders[trade_no]["amount"]["total"] = changes["total"]  # WeChat took that
     headers, body = wechat_paid(keys, gateway, trade_no, **changes)
     # when WeChat's validly signed TRANSACTION.SUCCESS callback says otherwise than the payment
     taken = client.post("/api/v1/pay/notify/wechatpay", content=body, headers=headers)
@@ -389,12 +524,19 @@ def test_a_genuine_wechat_success_that_does_not_match_pays_nothing_and_is_refund
     assert (found["bill"], found["status"]) == ("open", "failed")
     assert found["kept"] == [("refused", refused)]
     assert found["audited"] == [("pay.payment.notify", "failed", refused)]
-    # and the money WeChat took is being refunded (WeChat answers PROCESSING), the trade's
-    # total as WeChat knows it
-    (made,) = (r for r in gateway.refunds.values() if r["out_trade_no"] == trade_no)
-    total = gateway.orders[trade_no]["amount"]["total"]
-    assert made["amount"] == {"refund": min(total, 12_345), "total": total, "currency": "CNY"}
-    assert found["refunds"] == [("automatic", "pending", min(total, 12_345))]
+    made = [r for r in gateway.refunds.values() if r["out_trade_no"] == trade_no]
+    if "currency" in refused:
+        # and money taken in another currency is not refunded in CNY (WeChat's refunds are):
+        # it is left to an operator, and the CNY ledger holds none of it
+        assert (made, found["refunds"]) == ([], [])
+        assert posted_for(core_services, trade_no) == {}
+    else:
+        # and all the money WeChat took is being refunded (WeChat answers PROCESSING), the
+        # trade's total as WeChat knows it, and posted as WeChat took it
+        total = gateway.orders[trade_no]["amount"]["total"]
+        assert [r["amount"] for r in made] == [{"refund": total, "total": total, "currency": "CNY"}]
+        assert found["refunds"] == [("automatic", "pending", total)]
+        assert late_payment_posted(core_services, trade_no) == total
     ledger_balances(core_services)
 
 

@@ -2,12 +2,14 @@
 
 Hypothesis draws a history for one bill: payments started by several payers, in flight together
 (none ends another; a payer who starts again may end their own earlier one, superseded), trades
-settled at the sandbox as paid or failed, their notifications delivered at once, twice, out of
+settled at the sandbox as paid (some for more or less than the payment's amount, as a
+misbehaving provider might) or failed, their notifications delivered at once, twice, out of
 order (an older "pending" one after the final one) or again much later, and the expiry and
 recovery jobs run in between. Whatever the history, at the end:
 
 - the bill is paid at most once, and it is paid exactly when one payment succeeded;
-- every trade the provider took money for is either that succeeded payment or refunded in full;
+- every trade the provider took money for is either that succeeded payment (of its amount) or
+  refunded in full, all the provider took;
 - each succeeded payment has one receipt and one journal entry, and the ledger balances.
 
 This covers both ways a success is applied: the common one (a payment in flight, its bills
@@ -34,6 +36,7 @@ from civicloud.pay.models import (
     Biller,
     BillPayment,
     JournalEntry,
+    JournalLine,
     Payment,
     PaymentStatus,
     Receipt,
@@ -44,7 +47,7 @@ from civicloud.pay.providers.sandbox import SandboxNotice
 from civicloud.pay.schemas import PaymentCreate
 
 #: One step of a history: ("pay", replaces), ("settle", which, outcome, duplicate,
-#: out_of_order), ("redeliver", which notice), ("expire",) or ("recover",). ``replaces``: the
+#: out_of_order) (``more``, ``less``: paid, the provider taking that much more or less), ("redeliver", which notice), ("expire",) or ("recover",). ``replaces``: the
 #: payer starts again over their latest payment (else another payer starts one). Paying is
 #: drawn more often, so that most histories have several payments in flight, some paid late.
 STEPS = st.one_of(
@@ -53,7 +56,7 @@ STEPS = st.one_of(
     st.tuples(
         st.just("settle"),
         st.integers(0, 3),
-        st.sampled_from(["succeeded", "succeeded", "failed"]),
+        st.sampled_from(["succeeded", "succeeded", "failed", "more", "less"]),
         st.booleans(),
         st.booleans(),
     ),
@@ -73,6 +76,8 @@ class History:
         self.biller_id, self.bill_id = biller_id, bill_id
         self.trades: list[str] = []
         self.settled: dict[str, str] = {}
+        #: What the provider took for each trade it settled as paid.
+        self.taken: dict[str, int] = {}
         self.notices: list[SandboxNotice] = []
 
     @property
@@ -167,9 +172,17 @@ class History:
         if trade_no in self.settled:
             return  # a provider settles a trade once
         self.settled[trade_no] = outcome
+        with self.services.db.unit_of_work(write=False) as session:
+            amount = session.scalars(
+                select(Payment.amount_fen).where(Payment.trade_no == trade_no)
+            ).one()
+        taken = {"succeeded": amount, "more": amount * 3 + 7, "less": amount - 1}.get(outcome)
+        if taken is not None:
+            self.taken[trade_no] = taken
         sent = self.sandbox.simulate(
             trade_no,
-            "succeeded" if outcome == "succeeded" else "failed",
+            "failed" if taken is None else "succeeded",
+            amount_fen=None if taken == amount else taken,
             duplicate=duplicate,
             out_of_order=out_of_order,
             deliver=lambda _body, _headers: None,
@@ -243,13 +256,24 @@ def test_no_history_loses_money_or_takes_it_twice(
         assert list(paid_by) == [p.id for p in succeeded]
         assert bill_status == ("paid" if succeeded else "open")
         for payment in rows:
-            took_money = played.settled.get(payment.trade_no) == "succeeded"
+            taken = played.taken.get(payment.trade_no)
             if payment in succeeded:
-                assert took_money
+                # only a take of the payment's amount pays its bill
+                assert taken == payment.amount_fen
                 assert payment.refunded_fen == 0
-            elif took_money:
-                # never lost: money taken for a payment that paid nothing went back
-                assert payment.refunded_fen == payment.amount_fen, payment.status
+            elif taken is not None:
+                # never lost: all the money taken for a payment that paid nothing went back,
+                # and the ledger posted what was taken
+                assert payment.refunded_fen == taken, payment.status
+                posted = session.scalar(
+                    select(JournalLine.amount_fen)
+                    .join(JournalEntry, JournalEntry.id == JournalLine.entry_id)
+                    .where(
+                        JournalEntry.kind == ledger.LATE_PAYMENT,
+                        JournalEntry.reference == str(payment.id),
+                    )
+                )
+                assert posted == taken
             else:
                 assert payment.refunded_fen == 0
                 assert payment.status != PaymentStatus.SUCCEEDED.value

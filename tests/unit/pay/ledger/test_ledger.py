@@ -338,7 +338,60 @@ def test_the_check_finds_a_payment_posted_twice(db_session: Session, biller: Bil
     db_session.flush()
     # when the ledger is checked, then the payment is reported posted twice
     found = problems_about(ledger.check_ledger(session=db_session), [payment.id])
-    assert [(p.problem, p.detail) for p in found] == [("duplicate", "posted CNY 14.00 for CNY 7.00")]
+    assert [(p.problem, p.detail) for p in found] == [
+        ("duplicate", "posted CNY 14.00 for CNY 7.00")
+    ]
+
+
+def _refused_take(db_session: Session, biller: Biller, taken_fen: int) -> tuple[Payment, Refund]:
+    """A payment of 123.45 yuan whose success was refused because the provider took
+    ``taken_fen``, and the automatic refund (succeeded) of all of it; nothing posted."""
+    payment = make_payment(db_session, biller, amount_fen=12_345, status="failed")
+    payment.taken_fen = taken_fen
+    payment.refunded_fen = taken_fen
+    refund = Refund(
+        refund_no="RFTEST" + uuid.uuid4().hex[:20],
+        payment_id=payment.id,
+        amount_fen=taken_fen,
+        idempotency_key=f"automatic:{payment.id}:1",
+        request_hash="0" * 64,
+        reason="the provider's amount did not match the payment",
+        origin="automatic",
+        status="succeeded",
+    )
+    db_session.add(refund)
+    db_session.flush()
+    return payment, refund
+
+
+@pytest.mark.parametrize("taken_fen", [1, 12_344, 99_999], ids=["one fen", "less", "more"])
+def test_a_late_payment_of_what_the_provider_took_checks_clean(
+    db_session: Session, biller: Biller, taken_fen: int
+) -> None:
+    # given a refused take refunded in full, posted by the service
+    payment, refund = _refused_take(db_session, biller, taken_fen)
+    late = ledger.post_late_payment(session=db_session, payment=payment, posted_by="tests")
+    ledger.post_refund(session=db_session, refund=refund, posted_by="tests")
+    # then the late payment is of what the provider took, and the check finds nothing wrong
+    assert [line.amount_fen for line in _lines(db_session, late.id)] == [taken_fen]
+    found = problems_about(ledger.check_ledger(session=db_session), [payment.id, refund.id])
+    assert found == []
+
+
+def test_the_check_finds_a_late_payment_of_the_amount_not_of_the_take(
+    db_session: Session, biller: Biller
+) -> None:
+    # given a refused take of 999.99 yuan posted as a late payment of the payment's 123.45
+    payment, refund = _refused_take(db_session, biller, 99_999)
+    _plant_entry(
+        db_session, "late_payment", str(payment.id), "clearing:sandbox", "refunds_payable", 12_345
+    )
+    ledger.post_refund(session=db_session, refund=refund, posted_by="tests")
+    # when the ledger is checked, then the late payment is reported for the wrong amount
+    found = problems_about(ledger.check_ledger(session=db_session), [payment.id, refund.id])
+    assert [(p.problem, p.kind, p.detail) for p in found] == [
+        ("amount_mismatch", "late_payment", "posted CNY 123.45 for CNY 999.99")
+    ]
 
 
 def test_the_check_finds_money_taken_in_twice(db_session: Session, biller: Biller) -> None:
