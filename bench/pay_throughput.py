@@ -325,7 +325,6 @@ RAW_SQL = {
                r.tenant_id, r.name_zh
         FROM pay_bill b JOIN pay_biller r ON r.id = b.biller_id
         WHERE b.id = %s FOR UPDATE OF b""",
-    "in_flight": "SELECT payment_id FROM pay_payment_bill WHERE bill_id = %s AND active",
     "insert_payment": """
         INSERT INTO pay_payment (id, trade_no, biller_id, tenant_id, provider, status, amount_fen,
             refunded_fen, currency, idempotency_key, request_hash, return_url, provider_trade_no,
@@ -585,9 +584,8 @@ class RawPath:
             biller_id, bill_number, amount, status, due, rule, tenant_id, biller_name = row
             if self._uuid(biller_id) != self.world.biller_id or status != "open":
                 raise RuntimeError(f"bill {bill_number} is not payable ({status})")
-            # Another payment in flight for the bill would refuse this one; none is, here.
-            if self._exec(cursor, "in_flight", self._id(bill_id)).fetchone() is not None:
-                raise RuntimeError(f"bill {bill_number} has a payment in flight")
+            # Other payments in flight for the bill are left alone (the first success pays it),
+            # as civicloud does: nothing to look up.
             now = datetime.now(UTC)
             rule = json.loads(rule) if isinstance(rule, str) else rule
             due = date.fromisoformat(due) if isinstance(due, str) else due

@@ -47,6 +47,14 @@ def invisible_character(text: str) -> str | None:
     return None
 
 
+#: The message of a service that refuses such a character in one of its fields (``what_label``,
+#: a msgid naming the field; ``char``, the character as ``U+XXXX``).
+SPOOFING_CHARACTER = (
+    "%(what_label)s contains %(char)s, an invisible, control or direction-changing character "
+    "that could make a page show something else"
+)
+
+
 def check_display_text(value: str) -> str:
     """``value`` if it holds no invisible, control or direction-changing character (a Pydantic
     validator: raises ``ValueError`` naming the first such character otherwise)."""

@@ -74,6 +74,7 @@ from civicloud.core.db import new_id, utcnow
 from civicloud.core.errors import Conflict, InvalidInput, NotFound
 from civicloud.core.money import format_yuan
 from civicloud.core.tenants import Tenant, in_subtrees, resolve_tenant
+from civicloud.core.text import SPOOFING_CHARACTER, invisible_character
 from civicloud.pay.errors import BillerNotFound
 from civicloud.pay.models import (
     Biller,
@@ -257,6 +258,12 @@ def post_adjustment(
         raise InvalidInput("memo must be 1 to 300 characters", field="memo")
     if not reference or len(reference) > 100:
         raise InvalidInput("reference must be 1 to 100 characters", field="reference")
+    for name, text in (("memo", memo), ("reference", reference)):
+        hidden = invisible_character(text)
+        if hidden is not None:  # the ledger page shows both: nothing that disguises them
+            raise InvalidInput(
+                SPOOFING_CHARACTER, params={"what_label": name, "char": hidden}, field=name
+            )
     if debit_code == credit_code:
         raise InvalidInput("an adjustment moves money between two different accounts")
     for code in (debit_code, credit_code):

@@ -58,6 +58,7 @@ from civicloud.core.actor import Actor, authorize
 from civicloud.core.db import new_id, utcnow
 from civicloud.core.errors import Conflict, InvalidInput
 from civicloud.core.tenants import resolve_tenant
+from civicloud.core.text import SPOOFING_CHARACTER, invisible_character
 from civicloud.pay import ledger, reconciliation, webhooks
 from civicloud.pay.backends import Notification, PaymentProvider, RefundOutcome
 from civicloud.pay.errors import (
@@ -122,7 +123,7 @@ def request_refund(
 ) -> Refund:
     """Refund part or all of a succeeded payment; repeating the key returns the first refund."""
     amount_fen = ledger.check_amount(amount_fen)
-    reason = _text(reason, "reason", 300)
+    reason = check_reason(reason)
     key = _text(idempotency_key, "idempotency_key", 200)
     if key.startswith(AUTOMATIC_KEY):
         raise InvalidInput(
@@ -204,7 +205,7 @@ def refund_automatically(
     expired or superseded payment, or a success refused for not matching it: ``taken_fen``);
     idempotent per payment. The provider is told the trade's total it stated.
     """
-    reason = _text(reason, "reason", 300)
+    reason = check_reason(reason)
     attempts = session.scalars(
         select(Refund)
         .where(Refund.payment_id == payment.id, Refund.origin == AUTOMATIC_ORIGIN)
@@ -510,12 +511,25 @@ def list_refunds(*, session: Session, actor: Actor, payment_id: uuid.UUID) -> li
     )
 
 
+def check_reason(reason: object) -> str:
+    """A refund's reason as it is kept (trimmed), or ``InvalidInput`` saying why it cannot be
+    one: empty, over 300 characters, or with a character that disguises what a page shows."""
+    return _text(reason, "reason", 300)
+
+
 def _text(value: object, what: str, longest: int) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidInput(
             "%(what_label)s must not be empty", params={"what_label": what}, field=what
         )
     value = value.strip()
+    # Shown on the refund's confirmation and in the console: nothing that makes a page show
+    # something else (a direction override, a zero-width or filler character), said as such.
+    hidden = invisible_character(value)
+    if hidden is not None:
+        raise InvalidInput(
+            SPOOFING_CHARACTER, params={"what_label": what, "char": hidden}, field=what
+        )
     if len(value) > longest or not value.isprintable():
         raise InvalidInput(
             "%(what_label)s must be at most %(count)s printable characters",

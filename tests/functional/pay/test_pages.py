@@ -547,6 +547,12 @@ def test_an_operator_refunds_part_of_a_payment(
     # when more than was paid is asked for, it is refused and nothing changes
     too_much = browser.submit(url, {"amount": "300", "reason": "x", "idempotency_key": key})
     assert too_much.status_code == 409
+    # and a reason that would make the confirmation show something else is refused before it
+    disguised = {"amount": "10.00", "reason": "多收\u202e费", "idempotency_key": key}
+    refused = browser.submit(f"{url}?lang=zh", disguised)
+    assert refused.status_code == 422
+    assert "请删除原因中的不可见字符" in refused.text
+    assert 'name="confirm"' not in refused.text  # the form again, never its confirmation
     # when a part is asked for, the form answers with a confirmation that repeats it
     form = {"amount": "10.00", "reason": "charged twice", "idempotency_key": key}
     review = browser.submit(f"{url}?lang=en", form)

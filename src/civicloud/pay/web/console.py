@@ -62,6 +62,10 @@ LIST_LIMIT = 100
 
 _AMOUNT_HINT = N_("Enter an amount in yuan with at most two decimals, such as 12.50.")
 _REASON_HINT = N_("Say in a few words why (at most 300 characters).")
+_REASON_HIDDEN_HINT = N_(
+    "Remove the invisible or direction-changing characters from the reason: they could make "
+    "the page show something else."
+)
 _DATE_HINT = N_("Enter a date between 2000-01-01 and 2100-12-31 as YYYY-MM-DD.")
 _BILLER_HINT = N_("Choose a biller.")
 _PROVIDER_HINT = N_("Choose the provider whose statement this is.")
@@ -303,8 +307,10 @@ def refund(
         fen = parse_amount(amount)
     except InvalidAmount as exc:
         errors["amount"] = exc.message
-    if not reason.strip() or len(reason.strip()) > 300:
-        errors["reason"] = _REASON_HINT
+    try:  # the service's own rule, so that the confirmation never shows what it refuses
+        refunds.check_reason(reason)
+    except InvalidInput as exc:
+        errors["reason"] = _REASON_HIDDEN_HINT if "char" in exc.params else _REASON_HINT
     if not idempotency_key.strip():
         errors["amount"] = errors.get("amount", _ITEM_HINT)
     if errors or fen is None:

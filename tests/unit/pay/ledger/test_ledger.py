@@ -538,7 +538,17 @@ def test_postings_of_the_wrong_state_are_refused(db_session: Session, biller: Bi
 
 
 @pytest.mark.parametrize(
-    ("memo", "reference"), [("", "ref"), ("m" * 301, "ref"), ("memo", ""), ("memo", "r" * 101)]
+    ("memo", "reference"),
+    [
+        ("", "ref"),
+        ("m" * 301, "ref"),
+        ("memo", ""),
+        ("memo", "r" * 101),
+        # what would make the ledger page show something else
+        ("退款\u202e已核对", "ref"),
+        ("memo", "ref\u200b1"),
+        ("\u3164", "ref"),
+    ],
 )
 def test_an_adjustment_needs_a_memo_and_a_reference(
     db_session: Session, memo: str, reference: str

@@ -534,6 +534,9 @@ def test_a_refund_through_another_provider_is_refused(
         ("ok", "k" * 201),
         ("a\nb", "k"),
         ("ok", "automatic:x"),
+        ("多收\u202e费", "k"),
+        ("\u3164", "k"),
+        ("over\u200bcharged", "k"),
     ],
 )
 def test_an_empty_or_oversized_reason_or_key_is_refused(
