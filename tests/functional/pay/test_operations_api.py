@@ -212,7 +212,8 @@ def test_ledger_receipt_and_settlement_after_a_payment(
     listed = client.get(
         f"/api/v1/pay/billers/{desk['biller']}/settlements", headers=desk["headers"]
     )
-    assert listed.status_code == 200 and listed.json() == [], listed.text
+    assert listed.status_code == 200, listed.text
+    assert listed.json() == []
 
 
 def test_a_receipt_verifies_and_a_forged_signature_does_not(
