@@ -178,7 +178,7 @@ def test_two_administrators_revoking_each_other_at_once_leave_one(
             for _ in range(600):
                 if not racer.is_alive() or _waiting_on_a_lock(services):
                     break
-                time.sleep(0.05)
+                time.sleep(0.05)  # polling: the second transaction has not reached the lock yet
     racer.join(timeout=120)
     # then the one that came second is refused, and one administrator is left
     assert isinstance(outcome["second"], LastPlatformAdmin)
