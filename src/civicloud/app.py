@@ -87,14 +87,16 @@ def build_pay(services: Services) -> PayContext:
         # The sandbox stands for a provider's servers calling our notification endpoint: each
         # notification is its own unit of work, as an HTTP request to it would be.
         assert context is not None  # set below, before any trade exists
-        with services.db.unit_of_work() as session:
-            handle_notification(
+        ready = context
+        services.db.run(
+            lambda session: handle_notification(
                 session=session,
-                context=context,
+                context=ready,
                 provider_name="sandbox",
                 headers=headers,
                 body=body,
             )
+        )
 
     settings = services.settings
     context = PayContext(

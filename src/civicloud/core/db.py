@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, Engine, MetaData, TypeDecorator, create_engine, event
 from sqlalchemy.engine import Dialect
@@ -209,6 +209,8 @@ def as_conflict(exc: BaseException) -> BaseException:
     return exc
 
 
+T = TypeVar("T")
+
 #: ``Session.info`` key of the installation's audit key (read by ``core.audit``).
 AUDIT_KEY = "civicloud.audit_key"
 
@@ -265,6 +267,29 @@ class Database:
         finally:
             session.close()
 
+    def run(self, work: Callable[[Session], T], *, attempts: int = 2) -> T:
+        """``work(session)`` in a unit of work of its own; one that lost a race to another
+        transaction (a unique value stored meanwhile, a deadlock, a version moved on) is run
+        again, fresh, and then sees what the other stored: two deliveries of one provider
+        notification both answer as the first did. Any other error is raised at once.
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.unit_of_work() as session:
+                    return work(session)
+            except Conflict as exc:
+                if attempt == attempts or not lost_race(exc):
+                    raise
+        raise AssertionError("attempts must be at least 1")  # pragma: no cover
+
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+
+def lost_race(exc: BaseException) -> bool:
+    """Whether ``exc`` is a ``Conflict`` that :func:`as_conflict` made of a lost race (rather than
+    one a service raised on purpose, which the same work would raise again)."""
+    return isinstance(exc, Conflict) and isinstance(
+        exc.__cause__, StaleDataError | IntegrityError | DBAPIError
+    )

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 from pydantic import BaseModel
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from civicloud.core.dates import BoundedDate
@@ -48,7 +49,7 @@ from civicloud.pay.schemas import (
     StatementImportRead,
     WebhookDeliveryRead,
 )
-from civicloud.web.deps import ActorDep, SessionDep, client_of
+from civicloud.web.deps import ActorDep, ServicesDep, SessionDep, admission_of, client_of
 
 router = APIRouter(prefix="/pay", tags=["pay"])
 
@@ -281,20 +282,23 @@ def payment_status(session: SessionDep, trade_no: str) -> PaymentStatusRead:
 async def notify(
     request: Request,
     raw: Annotated[bytes, Depends(_raw_body)],
-    session: SessionDep,
+    services: ServicesDep,
     context: PayContextDep,
     provider: str,
 ) -> Response:
     """A provider's asynchronous notification; answered only after it is durably recorded."""
-    result = await run_in_threadpool(
-        lambda: payments.handle_notification(
-            session=session,
-            context=context,
-            provider_name=provider,
-            headers=dict(request.headers),
-            body=raw,
+    headers = dict(request.headers)
+
+    def apply(session: Session) -> payments.NotificationResult:
+        return payments.handle_notification(
+            session=session, context=context, provider_name=provider, headers=headers, body=raw
         )
-    )
+
+    # Its own unit of work, run once more if it lost a race to a duplicate delivery of the same
+    # notification (which then reads as recorded): providers deliver at least once, often at
+    # the same moment, and each delivery deserves the acknowledgement.
+    async with admission_of(request).slot(write=True):
+        result = await run_in_threadpool(services.db.run, apply)
     ack = result.acknowledgement
     return Response(content=ack.body, status_code=ack.status_code, media_type=ack.media_type)
 
