@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from tests.fakes.pay_gateways import FakeWechatGateway, loopback_urlopen
+from tests.unit.pay.providers.helpers import (
+    APPID,
+    MCHID,
+    MERCHANT_SERIAL,
+    PLATFORM_SERIAL,
+    Keys,
+    make_keys,
+    wechat_settings,
+)
 
 from civicloud.app import create_app
 from civicloud.core.ratelimit import RateLimiter
 from civicloud.core.services import Services
 from civicloud.pay.payments import PayContext
-from civicloud.pay.providers import SandboxProvider
+from civicloud.pay.providers import SandboxProvider, WechatPayProvider
 
 BASE_URL = "https://testserver"
 
@@ -54,4 +65,39 @@ def sandbox(context: PayContext) -> SandboxProvider:
     """The built-in sandbox provider (it delivers its notifications in-process)."""
     provider = context.providers["sandbox"]
     assert isinstance(provider, SandboxProvider)
+    return provider
+
+
+# --- WeChat Pay against a fake gateway on loopback (the notification and refund tests) -------
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
+    """The merchant's and the platform's test keys, with their PEM files on disk."""
+    return make_keys(tmp_path_factory.mktemp("wechat-keys"))
+
+
+@pytest.fixture
+def gateway(keys: Keys) -> Iterator[FakeWechatGateway]:
+    """WeChat Pay's API v3 gateway, faked on 127.0.0.1 for one test."""
+    fake = FakeWechatGateway(
+        mchid=MCHID,
+        appid=APPID,
+        merchant_serial=MERCHANT_SERIAL,
+        merchant_public=keys.wechat_merchant.public,
+        platform_key=keys.wechat_platform,
+        platform_serial=PLATFORM_SERIAL,
+        clock=lambda: int(time.time()),
+    )
+    with fake.server.running():
+        yield fake
+
+
+@pytest.fixture
+def wechatpay(
+    context: PayContext, keys: Keys, gateway: FakeWechatGateway, monkeypatch: pytest.MonkeyPatch
+) -> WechatPayProvider:
+    """The application's WeChat Pay adapter for this test, pointed at the fake gateway."""
+    provider = WechatPayProvider(wechat_settings(keys, gateway.url), urlopen=loopback_urlopen)
+    monkeypatch.setitem(context.providers, "wechatpay", provider)
     return provider

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -26,16 +25,13 @@ from sqlalchemy import select
 from tests.factories.core import make_member
 from tests.factories.pay import make_biller, make_bills
 from tests.factories.pay_receipts import make_agency
-from tests.fakes.pay_gateways import FakeWechatGateway, loopback_urlopen, wechat_callback
+from tests.fakes.pay_gateways import FakeWechatGateway, wechat_callback
 from tests.unit.pay.providers.helpers import (
     API_V3_KEY,
     APPID,
     MCHID,
-    MERCHANT_SERIAL,
     PLATFORM_SERIAL,
     Keys,
-    make_keys,
-    wechat_settings,
 )
 
 from civicloud.core.audit import AuditRecord
@@ -412,38 +408,6 @@ def test_a_query_answer_that_does_not_match_pays_nothing_and_is_refunded(
 
 
 # --- WeChat Pay, over HTTP -----------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
-    """The merchant's and the platform's test keys, with their PEM files on disk."""
-    return make_keys(tmp_path_factory.mktemp("wechat-keys"))
-
-
-@pytest.fixture
-def gateway(keys: Keys) -> Iterator[FakeWechatGateway]:
-    """WeChat Pay's API v3 gateway, faked on 127.0.0.1 for one test."""
-    fake = FakeWechatGateway(
-        mchid=MCHID,
-        appid=APPID,
-        merchant_serial=MERCHANT_SERIAL,
-        merchant_public=keys.wechat_merchant.public,
-        platform_key=keys.wechat_platform,
-        platform_serial=PLATFORM_SERIAL,
-        clock=lambda: int(time.time()),
-    )
-    with fake.server.running():
-        yield fake
-
-
-@pytest.fixture
-def wechatpay(
-    context: PayContext, keys: Keys, gateway: FakeWechatGateway, monkeypatch: pytest.MonkeyPatch
-) -> WechatPayProvider:
-    """The application's WeChat Pay adapter for this test, pointed at the fake gateway."""
-    provider = WechatPayProvider(wechat_settings(keys, gateway.url), urlopen=loopback_urlopen)
-    monkeypatch.setitem(context.providers, "wechatpay", provider)
-    return provider
 
 
 def wechat_paid(

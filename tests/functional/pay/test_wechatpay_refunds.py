@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,7 +22,6 @@ from tests.factories.pay_receipts import make_agency
 from tests.fakes.pay_gateways import (
     FakeWechatGateway,
     RsaPair,
-    loopback_urlopen,
     wechat_refund_callback,
     wechat_refund_resource,
 )
@@ -31,53 +29,17 @@ from tests.unit.pay.providers.helpers import (
     API_V3_KEY,
     APPID,
     MCHID,
-    MERCHANT_SERIAL,
     PLATFORM_SERIAL,
     Keys,
-    make_keys,
-    wechat_settings,
 )
 
 from civicloud.core.audit import AuditRecord
 from civicloud.core.services import Services
 from civicloud.pay import ledger, refunds
 from civicloud.pay.models import JournalEntry, Payment, ProviderNotification, Refund
-from civicloud.pay.payments import PayContext
 from civicloud.pay.providers import WechatPayProvider
 
 NOTIFY = "/api/v1/pay/notify/wechatpay"
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
-    """The merchant's and the platform's test keys, with their PEM files on disk."""
-    return make_keys(tmp_path_factory.mktemp("wechat-keys"))
-
-
-@pytest.fixture
-def gateway(keys: Keys) -> Iterator[FakeWechatGateway]:
-    """WeChat Pay's API v3 gateway, faked on 127.0.0.1 for one test."""
-    fake = FakeWechatGateway(
-        mchid=MCHID,
-        appid=APPID,
-        merchant_serial=MERCHANT_SERIAL,
-        merchant_public=keys.wechat_merchant.public,
-        platform_key=keys.wechat_platform,
-        platform_serial=PLATFORM_SERIAL,
-        clock=lambda: int(time.time()),
-    )
-    with fake.server.running():
-        yield fake
-
-
-@pytest.fixture
-def wechatpay(
-    context: PayContext, keys: Keys, gateway: FakeWechatGateway, monkeypatch: pytest.MonkeyPatch
-) -> WechatPayProvider:
-    """The application's WeChat Pay adapter for this test, pointed at the fake gateway."""
-    provider = WechatPayProvider(wechat_settings(keys, gateway.url), urlopen=loopback_urlopen)
-    monkeypatch.setitem(context.providers, "wechatpay", provider)
-    return provider
 
 
 @pytest.fixture
