@@ -6,10 +6,12 @@ engines or sockets at import time.
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -121,6 +123,85 @@ class PaySettings(BaseModel):
     wechatpay: WechatPaySettings = WechatPaySettings()
 
 
+def _default_mqtt_client_id() -> str:
+    host = "".join(c if c.isalnum() or c in "-_." else "-" for c in socket.gethostname())
+    return f"civicloud-{host or 'server'}"[:128]
+
+
+class MqttSettings(BaseModel):
+    """The core's one MQTT connection (``core.mqtt``), which the modules subscribe through."""
+
+    #: Empty turns MQTT off; ``mqtt://HOST:1883``, or ``mqtts://HOST:8883`` for TLS.
+    url: str = Field(default="", max_length=500)
+    username: str = Field(default="", max_length=500)
+    password: SecretStr | None = None
+    #: PEM: the CA that signed the broker's certificate (unset: the system's CAs), and this
+    #: server's certificate and key when the broker asks clients for one. ``mqtts://`` only.
+    ca_file: Path | None = None
+    client_cert_file: Path | None = None
+    client_key_file: Path | None = None
+    #: The name the broker keeps this server's session (subscriptions and queued messages)
+    #: under: stable across restarts, and different for every server of the installation.
+    client_id: str = Field(
+        default_factory=_default_mqtt_client_id,
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+    )
+    keepalive: int = Field(default=60, ge=5, le=65535)
+    #: How long the broker keeps the session while this server is away (stopped, restarting,
+    #: cut off): messages published meanwhile wait for it. 0 ends the session at disconnect.
+    session_expiry_seconds: int = Field(default=86_400, ge=0, le=4_294_967_294)
+    #: The wait before reconnecting doubles from the least to the most, in seconds.
+    reconnect_min_seconds: int = Field(default=1, ge=1, le=3600)
+    reconnect_max_seconds: int = Field(default=60, ge=1, le=3600)
+    #: Tries a handler gets at one message before it is acknowledged anyway (and logged as an
+    #: error), so that one message a handler cannot take never holds up those behind it.
+    handler_attempts: int = Field(default=3, ge=1, le=100)
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return value
+        expected = "mqtt://HOST:PORT, or mqtts://HOST:PORT for TLS"
+        parts = urlsplit(value)
+        if parts.scheme not in ("mqtt", "mqtts"):
+            raise ValueError(f"mqtt url must be {expected} (got scheme {parts.scheme!r})")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("mqtt url: give the user name and password as username and password")
+        try:
+            port = parts.port
+        except ValueError as exc:
+            raise ValueError(f"mqtt url must be {expected}: bad port") from exc
+        if not parts.hostname or port == 0:
+            raise ValueError(f"mqtt url must be {expected}: no host")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError(f"mqtt url must be {expected}, without a path or query")
+        return value
+
+    @model_validator(mode="after")
+    def _usable_tls(self) -> MqttSettings:
+        files = {
+            "ca_file": self.ca_file,
+            "client_cert_file": self.client_cert_file,
+            "client_key_file": self.client_key_file,
+        }
+        for name, path in files.items():
+            if path is not None and not path.is_file():
+                raise ValueError(f"mqtt {name} not found: {path}")
+        if any(files.values()) and not self.url.startswith("mqtts://"):
+            raise ValueError("mqtt ca_file and client certificates need an mqtts:// url")
+        if (self.client_cert_file is None) != (self.client_key_file is None):
+            raise ValueError("mqtt client_cert_file and client_key_file go together")
+        if self.password is not None and not self.username:
+            raise ValueError("mqtt password given without a username")
+        if self.reconnect_min_seconds > self.reconnect_max_seconds:
+            raise ValueError("mqtt reconnect_min_seconds is more than reconnect_max_seconds")
+        return self
+
+
 class Settings(BaseSettings):
     """All of civicloud's settings. ``CIVICLOUD_DATA_DIR``, ``CIVICLOUD_DATABASE_URL``, ``CIVICLOUD_WEB__PORT``…"""
 
@@ -143,6 +224,7 @@ class Settings(BaseSettings):
     audit_key: SecretStr | None = None
     web: WebSettings = WebSettings()
     auth: AuthSettings = AuthSettings()
+    mqtt: MqttSettings = MqttSettings()
     pay: PaySettings = PaySettings()
 
     @field_validator("database_url")
