@@ -72,10 +72,11 @@ coverage: venv test-deps ## The test suite with a branch-coverage report
 	$(BIN)/pytest --cov --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
 
 .PHONY: test-deps
-test-deps: # PostgreSQL server binaries, Chromium and poppler; installed with apt-get when we can, else skipped
+test-deps: # PostgreSQL server binaries, Chromium, poppler and Mosquitto; installed with apt-get when we can, else skipped
 	@missing=""; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium fonts-noto-cjk"; \
 	command -v pdftoppm >/dev/null 2>&1 || missing="$$missing poppler-utils"; \
+	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
 	command -v initdb >/dev/null 2>&1 || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null \
 	  || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
