@@ -7,6 +7,9 @@ by registering a handler on the process's :class:`MqttHub` (never by opening a c
 
 ``civicloud serve`` starts the hub beside the web application (``hub_from_settings``; ``None``
 when ``CIVICLOUD_MQTT__URL`` is empty) and shows :meth:`MqttHub.health` in its readiness check.
+Subscribe before ``start()`` to get what the broker kept for the session while the server was
+away: it arrives as soon as the hub connects, and a message no handler is subscribed to is
+acknowledged and dropped, with a warning.
 
 Delivery is **at least once**:
 
