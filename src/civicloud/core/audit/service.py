@@ -1,8 +1,21 @@
-"""The append-only, hash-chained audit log.
+"""The append-only, hash-chained audit log: one chain per root tenant, and the platform chain.
 
-Each record's ``hash`` is SHA-256 over the previous record's hash and the record's canonical JSON,
-so editing, removing or reordering any record breaks the chain from that point on.
-``audit_head`` holds the last sequence number and hash, which exposes a truncated tail.
+Each record's ``hash`` is SHA-256 over the previous record of its chain's hash and the record's
+canonical JSON (its place, ``seq``, ``chain`` and ``chain_seq``, included), so editing, removing
+or reordering any record breaks its chain from that point on.
+
+A record joins the chain of the root tenant its tenant is under when it is written (the chain is
+named by the root's id); a record with no tenant, or whose tenant no longer exists, joins the
+platform chain. Each chain has its head (``audit_head``): the last ``chain_seq`` and hash, which
+exposes a truncated tail, sealed under the audit key together with the chain's name. Appenders
+lock only their chain's head, so writers under different roots never wait for each other.
+Chains are append-only: a tenant moved under another root writes its later records to that
+root's chain, and its earlier ones stay where they were written.
+
+Opening a chain appends a record naming it (``core.audit.chain.open``) to the platform chain, in
+the same transaction as the chain's first record: a chain removed whole, records and head, is
+still named there, and ``verify_chain`` reports it.
+
 Records are written in the caller's session: the change and its record commit together.
 """
 
@@ -13,15 +26,27 @@ import hmac
 import json
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import Insert, bindparam, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Insert,
+    Row,
+    Update,
+    bindparam,
+    exists,
+    func,
+    insert,
+    inspect,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from civicloud.core.audit.models import AuditHead, AuditRecord
+from civicloud.core.audit.models import AUDIT_SEQ, PLATFORM_CHAIN, AuditHead, AuditRecord
 from civicloud.core.context import current_request_id
 from civicloud.core.db import AUDIT_KEY, utcnow
 from civicloud.core.errors import Conflict, Misconfigured
@@ -31,6 +56,10 @@ if TYPE_CHECKING:
 
 GENESIS = "0" * 64
 Outcome = Literal["success", "denied", "failed"]
+#: The platform chain's record of a chain being opened (its ``detail`` names the chain).
+OPEN_ACTION = "core.audit.chain.open"
+#: The hash format of records written since the log has chains (1: kept before; see models).
+HASH_FORMAT = 2
 
 
 def record_hash(prev_hash: str, record: AuditRecord) -> str:
@@ -38,6 +67,10 @@ def record_hash(prev_hash: str, record: AuditRecord) -> str:
     return _chain_hash(
         prev_hash,
         {
+            "seq": record.seq,
+            "chain": record.chain,
+            "chain_seq": record.chain_seq,
+            "hash_format": record.hash_format,
             "at": record.at,
             "actor": record.actor,
             "tenant_id": record.tenant_id,
@@ -62,8 +95,39 @@ def _chain_hash(prev_hash: str, record: Mapping[str, Any]) -> str:
         "outcome": record["outcome"],
         "detail": record["detail"],
     }
+    if record.get("hash_format", HASH_FORMAT) != 1:
+        # Since there are chains, a record's place is covered too: within its chain the links
+        # order it, and ``seq`` (the whole log's order) is bound to it as well.
+        body |= {"seq": record["seq"], "chain": record["chain"], "chain_seq": record["chain_seq"]}
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(f"{prev_hash}\n{canonical}".encode()).hexdigest()
+
+
+def chain_of(*, session: Session, tenant_id: uuid.UUID | None) -> str:
+    """The chain a record about ``tenant_id`` joins: its root tenant's id, or the platform chain
+    (no tenant, or one that does not exist).
+
+    The tenant as this transaction sees it when the session holds it (a move made in it counts),
+    else from the per-process tenant cache (``tenants.resolve_tenant``), else one read by key.
+    """
+    if tenant_id is None:
+        return PLATFORM_CHAIN
+    # Imported here: tenants' service records audit entries, so it imports this module.
+    from civicloud.core.tenants.models import Tenant
+    from civicloud.core.tenants.service import resolve_tenant
+
+    path: str | None = None
+    held = session.identity_map.get(session.identity_key(Tenant, tenant_id))
+    if held is not None:
+        state = inspect(held)
+        if not state.expired and not state.deleted and not state.was_deleted:
+            path = state.dict.get("path")
+    if path is None:
+        ref = resolve_tenant(session=session, tenant_id=tenant_id)
+        if ref is None:
+            return PLATFORM_CHAIN
+        path = ref.path
+    return str(uuid.UUID(hex=path[1:33]))
 
 
 def record(
@@ -79,23 +143,46 @@ def record(
     """Append a record in the caller's transaction (it commits or rolls back with the change).
 
     Written at once, in SQL statements rather than through the ORM: the chain's head stays
-    locked from here to the commit, and every other writer waits for it meanwhile, so the time
-    it is held is kept short. What the caller has pending is flushed first, before the lock.
+    locked from here to the commit, and every other writer to that chain waits for it meanwhile
+    (writers to other chains do not), so the time it is held is kept short. What the caller has
+    pending is flushed first, before the lock.
     """
     session.flush()
+    chain = chain_of(session=session, tenant_id=tenant_id)
     connection = session.connection()
-    # Lock the head: appends are serialised, which is what a chain is. SQLite write transactions
-    # are serialised already (BEGIN IMMEDIATE), PostgreSQL takes the row lock here.
-    head = connection.execute(_LOCK_HEAD).first()
-    if head is None:
-        # The first record ever: make the head (a racing first writer's head is waited for).
-        connection.execute(_insert_head(connection.dialect.name))
-        head = connection.execute(_LOCK_HEAD).one()
     key = audit_key_of(session)
+    # Lock the chain's head: appends to one chain are serialised, which is what a chain is.
+    # SQLite write transactions are serialised already (BEGIN IMMEDIATE); PostgreSQL takes the
+    # row lock here, and draws the record's ``seq`` once it holds it.
+    head = connection.execute(_lock_head(connection), {"of_chain": chain}).first()
+    if head is None:
+        head = _open_chain(connection, key, actor, chain)
+    _append(
+        connection,
+        key,
+        head,
+        chain,
+        {
+            # Microsecond precision: what every database stores, so the hash survives a round trip.
+            "at": utcnow(),
+            "actor": _printable(actor.name)[:160],
+            "tenant_id": tenant_id,
+            "action": _printable(action)[:100],
+            "target": _printable(target)[:300],
+            "request_id": _printable(current_request_id())[:64],
+            "outcome": outcome,
+            "detail": json.loads(json.dumps(detail or {}, default=str)),
+        },
+    )
+
+
+def _append(
+    connection: Connection, key: bytes | None, head: Row[Any], chain: str, fields: dict[str, Any]
+) -> None:
     if (
         key is not None
         and head.seal is not None
-        and not _sealed(head.seal, head_seal(key, int(head.seq), str(head.hash)))
+        and not _sealed(head.seal, head_seal(key, int(head.seq), str(head.hash), chain=chain))
     ):
         # Never extend a head this installation did not seal: the key is not the log's (a lost
         # or mixed-up audit.key), or the head was rewritten.
@@ -104,31 +191,67 @@ def record(
             "key it was sealed with (audit.key, or CIVICLOUD_AUDIT_KEY), or, if that is the "
             "key, the log was tampered with (civicloud audit verify)"
         )
-    seq, prev_hash = int(head.seq) + 1, str(head.hash)
+    chain_seq, prev_hash = int(head.seq) + 1, str(head.hash)
     entry = {
-        "seq": seq,
-        # Microsecond precision: what every database stores, so the hash survives a round trip.
-        "at": utcnow(),
-        "actor": _printable(actor.name)[:160],
-        "tenant_id": tenant_id,
-        "action": _printable(action)[:100],
-        "target": _printable(target)[:300],
-        "request_id": _printable(current_request_id())[:64],
-        "outcome": outcome,
-        "detail": json.loads(json.dumps(detail or {}, default=str)),
+        "seq": int(head.next_seq),
+        "chain": chain,
+        "chain_seq": chain_seq,
+        "hash_format": HASH_FORMAT,
+        **fields,
         "prev_hash": prev_hash,
     }
     entry["hash"] = _chain_hash(prev_hash, entry)
     entry["seal"] = record_seal(key, entry["hash"]) if key else None
-    connection.execute(_INSERT_RECORD, entry)
-    connection.execute(
-        _MOVE_HEAD,
+    moved = {
+        "head_id": head.id,
+        "new_seq": chain_seq,
+        "new_first_seq": entry["seq"],
+        "new_hash": entry["hash"],
+        "new_seal": head_seal(key, chain_seq, entry["hash"], chain=chain) if key else None,
+    }
+    if connection.dialect.name == "postgresql":
+        # One round trip: the record's insert rides along the head's update.
+        connection.execute(_APPEND_POSTGRESQL, {f"r_{k}": v for k, v in entry.items()} | moved)
+    else:
+        connection.execute(_INSERT_RECORD, entry)
+        connection.execute(_MOVE_HEAD, moved)
+
+
+def _open_chain(connection: Connection, key: bytes | None, actor: Actor, chain: str) -> Row[Any]:
+    """Make ``chain``'s head and name the chain on the platform chain; its head, locked.
+
+    Holding the platform head, openers are serialised: one that waited finds the chain made.
+    """
+    lock = _lock_head(connection)
+    platform = connection.execute(lock, {"of_chain": PLATFORM_CHAIN}).first()
+    if platform is None:
+        # The first record ever: make the platform head (a racing first writer's is waited for).
+        connection.execute(_insert_head(connection.dialect.name, 1, PLATFORM_CHAIN, key))
+        platform = connection.execute(lock, {"of_chain": PLATFORM_CHAIN}).one()
+    if chain == PLATFORM_CHAIN:
+        return platform
+    made = connection.execute(lock, {"of_chain": chain}).first()
+    if made is not None:
+        return made
+    _append(
+        connection,
+        key,
+        platform,
+        PLATFORM_CHAIN,
         {
-            "new_seq": seq,
-            "new_hash": entry["hash"],
-            "new_seal": head_seal(key, seq, entry["hash"]) if key else None,
+            "at": utcnow(),
+            "actor": _printable(actor.name)[:160],
+            "tenant_id": None,
+            "action": OPEN_ACTION,
+            "target": f"audit:{chain}",
+            "request_id": _printable(current_request_id())[:64],
+            "outcome": "success",
+            "detail": {"chain": chain},
         },
     )
+    number = connection.execute(select(func.max(AuditHead.id))).scalar_one()
+    connection.execute(_insert_head(connection.dialect.name, int(number) + 1, chain, key))
+    return connection.execute(lock, {"of_chain": chain}).one()
 
 
 def tenant_of_target(
@@ -165,26 +288,60 @@ def record_seal(key: bytes, record_hash_: str) -> str:
     return hmac.new(key, f"civicloud-audit-record\n{record_hash_}".encode(), "sha256").hexdigest()
 
 
-def head_seal(key: bytes, seq: int, last_hash: str) -> str:
-    """The seal of the head naming record ``seq`` with hash ``last_hash``."""
-    return hmac.new(key, f"civicloud-audit-head\n{seq}\n{last_hash}".encode(), "sha256").hexdigest()
+def head_seal(key: bytes, seq: int, last_hash: str, *, chain: str = PLATFORM_CHAIN) -> str:
+    """The seal of ``chain``'s head naming its record ``seq`` with hash ``last_hash``.
+
+    The platform chain's is the message the single head was sealed with before there were
+    chains (which names no chain, and so the platform one); every other chain's names it.
+    """
+    named = "" if chain == PLATFORM_CHAIN else f"{chain}\n"
+    message = f"civicloud-audit-head\n{named}{seq}\n{last_hash}"
+    return hmac.new(key, message.encode(), "sha256").hexdigest()
 
 
-# Built once: run on the session's connection, as Core statements (no ORM objects).
+def _lock_head(connection: Connection) -> Update:
+    return _LOCK_HEAD_POSTGRESQL if connection.dialect.name == "postgresql" else _LOCK_HEAD_SQLITE
+
+
+# Built once: run on the session's connection, as Core statements (no ORM objects). The head is
+# locked by an update that changes nothing, whose RETURNING is computed once the row is held:
+# the ``seq`` drawn there follows every earlier record of the chain.
 _LOCK_HEAD = (
-    select(AuditHead.seq, AuditHead.hash, AuditHead.seal).where(AuditHead.id == 1).with_for_update()
+    update(AuditHead)
+    .where(AuditHead.chain == bindparam("of_chain"))
+    .values(seq=AuditHead.seq)
+    .returning(AuditHead.id, AuditHead.seq, AuditHead.hash, AuditHead.seal)
+)
+_LOCK_HEAD_POSTGRESQL = _LOCK_HEAD.returning(AUDIT_SEQ.next_value().label("next_seq"))
+_LOCK_HEAD_SQLITE = _LOCK_HEAD.returning(
+    select(func.coalesce(func.max(AuditRecord.seq), 0) + 1).scalar_subquery().label("next_seq")
 )
 _INSERT_RECORD = insert(AuditRecord)
 _MOVE_HEAD = (
     update(AuditHead)
-    .where(AuditHead.id == 1)
-    .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"), seal=bindparam("new_seal"))
+    .where(AuditHead.id == bindparam("head_id"))
+    .values(
+        seq=bindparam("new_seq"),
+        hash=bindparam("new_hash"),
+        seal=bindparam("new_seal"),
+        first_seq=func.coalesce(AuditHead.first_seq, bindparam("new_first_seq")),
+    )
+)
+_APPEND_POSTGRESQL = _MOVE_HEAD.add_cte(
+    insert(AuditRecord)
+    .values({c.name: bindparam(f"r_{c.name}", type_=c.type) for c in AuditRecord.__table__.c})
+    .cte("appended")
 )
 
 
-def _insert_head(dialect: str) -> Insert:
+def _insert_head(dialect: str, number: int, chain: str, key: bytes | None) -> Insert:
     insert_into = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert_into(AuditHead).values(id=1, seq=0, hash=GENESIS).on_conflict_do_nothing()
+    seal = head_seal(key, 0, GENESIS, chain=chain) if key else None
+    return (
+        insert_into(AuditHead)
+        .values(id=number, chain=chain, seq=0, hash=GENESIS, seal=seal)
+        .on_conflict_do_nothing()
+    )
 
 
 def _printable(text: str) -> str:
@@ -195,36 +352,83 @@ def _printable(text: str) -> str:
 
 @dataclass(frozen=True)
 class VerifyResult:
-    """Outcome of :func:`verify_chain`: ``ok``, how many records were checked, and the first fault."""
+    """Outcome of :func:`verify_chain`: ``ok``, how many records were checked, and the first fault
+    (``seq``: the first record, in the whole log's order, that no longer fits)."""
 
     ok: bool
     checked: int
     seq: int | None = None
     problem: str | None = None
-    #: The hash of the last record: note it somewhere else, and a later rewrite of the whole log
-    #: from there on can be told apart from the log you saw.
+    #: A digest of every chain's head (its name, last ``chain_seq`` and hash): note it somewhere
+    #: else, and a later rewrite of the log from there on can be told apart from the log you saw.
     head_hash: str | None = None
     #: Whether every record's seal was checked too (the database has the audit key).
     sealed: bool = False
+    #: How many chains were checked.
+    chains: int = 0
 
     def describe(self) -> str:
         """One line for a person."""
         if self.ok:
-            head = f"; head {self.checked}:{self.head_hash}" if self.head_hash else ""
+            chains = (
+                f" in {self.chains} chain{'s' if self.chains != 1 else ''}" if self.chains else ""
+            )
             seals = ", every seal checked" if self.sealed else ""
-            return f"audit chain intact: {self.checked} records{seals}{head}"
+            head = f"; heads {self.head_hash}" if self.head_hash else ""
+            return f"audit chain intact: {self.checked} records{chains}{seals}{head}"
         return f"audit chain broken at record {self.seq}: {self.problem}"
 
 
+@dataclass(frozen=True)
+class _Head:
+    """A chain's head as the walk read it."""
+
+    chain: str
+    seq: int
+    hash: str
+    seal: str | None
+    first_seq: int | None
+
+
+@dataclass
+class _Walk:
+    """Where the walk of one chain stands."""
+
+    expected: int = 1
+    prev_hash: str = GENESIS
+    #: ``seq`` of the chain's last record that fitted (before any: the one before its first).
+    last_seq: int = 0
+    first_seq: int | None = None
+    broken: bool = False
+
+
+@dataclass
+class _Faults:
+    found: list[tuple[int, str]] = field(default_factory=list)
+
+    def add(self, seq: int, problem: str) -> None:
+        self.found.append((seq, problem))
+
+    def first(self) -> tuple[int, str] | None:
+        return min(self.found, key=lambda fault: fault[0]) if self.found else None
+
+
+def _walk_of(head: _Head) -> _Walk:
+    # Before the chain's first record: what is missing from it lies after this.
+    return _Walk(last_seq=head.first_seq - 1 if head.first_seq else 0)
+
+
+def _label(chain: str) -> str:
+    return "the platform chain" if chain == PLATFORM_CHAIN else f"the chain of root tenant {chain}"
+
+
 def _iter_records(session: Session, batch: int) -> Iterator[AuditRecord]:
-    after = 0
+    after: int | None = None
     while True:
-        rows = session.scalars(
-            select(AuditRecord)
-            .where(AuditRecord.seq > after)
-            .order_by(AuditRecord.seq)
-            .limit(batch)
-        ).all()
+        query = select(AuditRecord).order_by(AuditRecord.seq).limit(batch)
+        if after is not None:
+            query = query.where(AuditRecord.seq > after)
+        rows = session.scalars(query).all()
         if not rows:
             return
         yield from rows
@@ -232,60 +436,169 @@ def _iter_records(session: Session, batch: int) -> Iterator[AuditRecord]:
         session.expunge_all()
 
 
-def verify_chain(*, session: Session, batch: int = 2000, check_seals: bool = True) -> VerifyResult:
-    """Walk the log in order and report the first record that was edited, removed or reordered.
+def _first_absent(session: Session, after: int, before: int | None) -> int | None:
+    """The first ``seq`` above ``after`` (and below ``before``) that no record holds: where a
+    record removed from a chain was, as far as the whole log can tell (PostgreSQL leaves
+    numbers unused by transactions that rolled back, so it may name one of those first)."""
+    taken = select(AuditRecord.seq)
+    if session.execute(taken.where(AuditRecord.seq == after + 1)).first() is None:
+        found: int | None = after + 1
+    else:
+        following = AuditRecord.__table__.alias("following")
+        found = session.execute(
+            select(func.min(AuditRecord.seq) + 1).where(
+                AuditRecord.seq > after,
+                ~exists().where(following.c.seq == AuditRecord.seq + 1),
+            )
+        ).scalar_one()
+    if found is None or (before is not None and found >= before):
+        return None
+    return found
 
-    The head is read first and the walk stops at it: records appended while the walk runs (each
-    statement may see newer commits) are not mistaken for a damaged tail. Where the session's
-    database has the installation's audit key, every record's seal and the head's are checked
-    too (``check_seals``), so even a log rewritten consistently from some record on, hashes and
-    head included, is caught by one who cannot read the key.
+
+def verify_chain(*, session: Session, batch: int = 2000, check_seals: bool = True) -> VerifyResult:
+    """Walk every chain of the log and report the first record that was edited, removed or
+    reordered, a chain whose tail was cut off, and a chain removed whole.
+
+    The heads are read first and each chain's walk stops at its head: records appended while the
+    walk runs (each statement may see newer commits) are not mistaken for a damaged tail, nor
+    chains opened meanwhile for stray records. Every chain but the platform one must be named
+    by an opening record on the platform chain, and every chain so named must still be there.
+    Where the session's database has the installation's audit key, every record's seal and
+    every head's are checked too (``check_seals``), so even a chain rewritten consistently from
+    some record on, hashes and head included, is caught by one who cannot read the key.
     """
     key = audit_key_of(session) if check_seals else None
-    # Read as columns, not as an object the session may hold from earlier in the transaction.
-    head = session.execute(
-        select(AuditHead.seq, AuditHead.hash, AuditHead.seal).where(AuditHead.id == 1)
-    ).first()
-    end = int(head.seq) if head is not None else None
-    expected_prev, expected_seq, checked = GENESIS, 1, 0
-    for entry in _iter_records(session, batch):
-        if end is not None and entry.seq > end:
-            break
-        if entry.seq != expected_seq:
-            return VerifyResult(
-                False,
-                checked,
-                expected_seq,
-                f"record {expected_seq} was removed (next is {entry.seq})",
+    # Read as columns, not as objects the session may hold from earlier in the transaction.
+    heads = {
+        row.chain: _Head(row.chain, row.seq, row.hash, row.seal, row.first_seq)
+        for row in session.execute(
+            select(
+                AuditHead.chain, AuditHead.seq, AuditHead.hash, AuditHead.seal, AuditHead.first_seq
             )
-        if entry.prev_hash != expected_prev:
-            return VerifyResult(
-                False, checked, entry.seq, "out of order: it does not follow the record before it"
-            )
-        if record_hash(entry.prev_hash, entry) != entry.hash:
-            return VerifyResult(False, checked, entry.seq, "its contents were edited")
-        if key is not None and not _sealed(entry.seal, record_seal(key, entry.hash)):
-            return VerifyResult(False, checked, entry.seq, _seal_problem("it", entry.seal))
-        expected_prev, expected_seq, checked = entry.hash, expected_seq + 1, checked + 1
-    last_seq = expected_seq - 1
-    if head is None:
-        if checked:
-            return VerifyResult(False, checked, 1, "the chain head is missing")
-        if _has_tenants(session):
-            # Creating a tenant writes a record, so tenants without any means a wiped log.
-            return VerifyResult(
-                False, 0, 1, "the log is empty although tenants exist: it was wiped"
-            )
-        return VerifyResult(True, checked)
-    if head.seq > last_seq:
-        return VerifyResult(
-            False, checked, last_seq + 1, f"records {last_seq + 1}..{head.seq} were removed"
         )
-    if head.hash != expected_prev:
-        return VerifyResult(False, checked, head.seq, "the head does not match the last record")
-    if key is not None and not _sealed(head.seal, head_seal(key, head.seq, head.hash)):
-        return VerifyResult(False, checked, head.seq, _seal_problem("the head", head.seal))
-    return VerifyResult(True, checked, head_hash=head.hash, sealed=key is not None)
+    }
+    walks: dict[str, _Walk] = {}
+    opened: dict[str, int] = {}
+    headless: dict[str, int] = {}
+    faults = _Faults()
+    checked = 0
+    for entry in _iter_records(session, batch):
+        head = heads.get(entry.chain)
+        if head is None:
+            headless.setdefault(entry.chain, entry.seq)
+            continue
+        if entry.chain_seq > head.seq:
+            continue  # appended after the heads were read (or a tail the head check reports)
+        walk = walks.get(entry.chain) or walks.setdefault(entry.chain, _walk_of(head))
+        if walk.broken:
+            continue
+        problem = _misfit(session, key, walk, entry)
+        if problem is not None:
+            walk.broken = True
+            faults.add(*problem)
+            continue
+        if walk.first_seq is None:
+            walk.first_seq = entry.seq
+        walk.expected, walk.prev_hash, walk.last_seq = walk.expected + 1, entry.hash, entry.seq
+        checked += 1
+        if entry.chain == PLATFORM_CHAIN and entry.action == OPEN_ACTION:
+            named = entry.detail.get("chain")
+            if isinstance(named, str):
+                opened.setdefault(named, entry.seq)
+    for chain, head in heads.items():
+        _check_head(session, key, chain, head, walks.get(chain) or _walk_of(head), opened, faults)
+    _check_presence(session, heads, opened, headless, faults)
+    fault = faults.first()
+    if fault is not None:
+        return VerifyResult(False, checked, fault[0], fault[1])
+    if not heads and _has_tenants(session):
+        # Creating a tenant writes a record, so tenants without any means a wiped log.
+        return VerifyResult(False, 0, 1, "the log is empty although tenants exist: it was wiped")
+    return VerifyResult(
+        True,
+        checked,
+        head_hash=_heads_digest(heads) if heads else None,
+        sealed=key is not None,
+        chains=len(heads),
+    )
+
+
+def _check_presence(
+    session: Session,
+    heads: Mapping[str, _Head],
+    opened: Mapping[str, int],
+    headless: Mapping[str, int],
+    faults: _Faults,
+) -> None:
+    """Chains named on the platform chain that are gone, and records whose chain has no head."""
+    for chain, seq in opened.items():
+        if chain not in heads and chain not in headless:
+            at = _first_absent(session, seq, None) or seq + 1
+            faults.add(at, f"{_label(chain)} was removed: its head and records are gone")
+    for chain, seq in headless.items():
+        if chain in opened or chain == PLATFORM_CHAIN:
+            faults.add(seq, f"the head of {_label(chain)} is missing")
+        elif session.execute(select(AuditHead.seq).where(AuditHead.chain == chain)).first() is None:
+            faults.add(seq, f"{_label(chain)} has records but no head, and was never opened")
+        # else: the chain was opened while the walk ran; its head was not read, nor its records
+
+
+def _misfit(
+    session: Session, key: bytes | None, walk: _Walk, entry: AuditRecord
+) -> tuple[int, str] | None:
+    """Where and why ``entry`` does not follow the walk of its chain so far (``None``: it fits)."""
+    if entry.chain_seq != walk.expected:
+        gap = _first_absent(session, walk.last_seq, entry.seq)
+        if entry.chain_seq > walk.expected and gap is not None:
+            return gap, f"record {gap} was removed (next in {_label(entry.chain)} is {entry.seq})"
+        return entry.seq, "out of order: it is not in its place in its chain"
+    if entry.prev_hash != walk.prev_hash:
+        return entry.seq, "out of order: it does not follow the record before it"
+    if record_hash(entry.prev_hash, entry) != entry.hash:
+        return entry.seq, "its contents were edited"
+    if key is not None and not _sealed(entry.seal, record_seal(key, entry.hash)):
+        return entry.seq, _seal_problem("it", entry.seal)
+    return None
+
+
+def _check_head(
+    session: Session,
+    key: bytes | None,
+    chain: str,
+    head: _Head,
+    walk: _Walk,
+    opened: Mapping[str, int],
+    faults: _Faults,
+) -> None:
+    if walk.broken:
+        return
+    label = _label(chain)
+    if chain != PLATFORM_CHAIN and chain not in opened:
+        faults.add(walk.first_seq or 1, f"{label} was never opened on the platform chain")
+        return
+    last = walk.expected - 1
+    if head.seq > last:
+        at = _first_absent(session, walk.last_seq, None) or walk.last_seq + 1
+        faults.add(
+            at,
+            f"records {last + 1}..{head.seq} of {label} were removed (its head names them)"
+            if chain != PLATFORM_CHAIN
+            else f"records {last + 1}..{head.seq} were removed",
+        )
+        return
+    if head.hash != walk.prev_hash:
+        faults.add(walk.last_seq or 1, f"the head of {label} does not match its last record")
+        return
+    if key is not None and not _sealed(head.seal, head_seal(key, head.seq, head.hash, chain=chain)):
+        faults.add(walk.last_seq or 1, _seal_problem(f"the head of {label}", head.seal))
+
+
+def _heads_digest(heads: Mapping[str, _Head]) -> str:
+    lines = "".join(
+        f"{chain}\n{heads[chain].seq}\n{heads[chain].hash}\n" for chain in sorted(heads)
+    )
+    return hashlib.sha256(lines.encode()).hexdigest()
 
 
 def _sealed(stored: str | None, expected: str) -> bool:
@@ -302,20 +615,41 @@ def _seal_problem(what: str, stored: str | None) -> str:
 
 
 def seal_chain(*, session: Session, actor: Actor, batch: int = 2000) -> int:
-    """Seal the records and the head that carry no seal yet (a log kept before the installation
+    """Seal the records and the heads that carry no seal yet (a log kept before the installation
     had its audit key); how many records were sealed. The log must verify first, hashes and any
     seals it has: a damaged log is refused, never blessed. Audited."""
     key = audit_key_of(session)
     if key is None:
         raise Misconfigured("this database has no audit key to seal with")
+    # Read-only checks first, each refusing what sealing would bless: seals removed from
+    # records after sealed ones, heads unsealed although their chains' records are sealed (a cut
+    # tail hidden by moving the head back, say), then the chains themselves.
+    _check_record_seals(session, key, batch)
+    heads = session.execute(
+        select(AuditHead.id, AuditHead.chain, AuditHead.seq, AuditHead.hash, AuditHead.seal)
+    ).all()
+    for head in heads:
+        if head.seal is None and _has_sealed_records(session, head.chain):
+            raise Conflict(
+                "the log is not sealed: its head carries no seal although records do; "
+                "it was removed"
+            )
     found = verify_chain(session=session, batch=batch, check_seals=False)
     if not found.ok:
         raise Conflict(
             "the log is not sealed: the audit chain is broken at record %(seq)s: %(problem)s",
             params={"seq": found.seq, "problem": found.problem},
         )
-    sealed, seen_sealed = _seal_records(session, key, batch)
-    _seal_head(session, key, seen_sealed)
+    sealed = _seal_records(session, key, batch)
+    for head in heads:
+        if head.seal is None:
+            session.execute(
+                update(AuditHead)
+                .where(AuditHead.id == head.id)
+                .values(seal=head_seal(key, head.seq, head.hash, chain=head.chain))
+            )
+        elif not _sealed(head.seal, head_seal(key, head.seq, head.hash, chain=head.chain)):
+            raise Conflict("the log is not sealed: its head has a wrong seal")
     record(
         session=session,
         actor=actor,
@@ -326,10 +660,17 @@ def seal_chain(*, session: Session, actor: Actor, batch: int = 2000) -> int:
     return sealed
 
 
-def _seal_records(session: Session, key: bytes, batch: int) -> tuple[int, bool]:
-    """Seal the unsealed records that precede every sealed one; how many, and whether any
-    record was sealed already. An unsealed record after a sealed one had its seal removed."""
-    sealed, after, seen_sealed = 0, 0, False
+def _has_sealed_records(session: Session, chain: str) -> bool:
+    sealed = select(AuditRecord.seq).where(
+        AuditRecord.chain == chain, AuditRecord.seal.is_not(None)
+    )
+    return session.execute(sealed.limit(1)).first() is not None
+
+
+def _check_record_seals(session: Session, key: bytes, batch: int) -> None:
+    """Refuse a wrong seal, and an unsealed record after a sealed one: its seal was removed (a
+    rewrite), since a log kept before the key has all its earlier records unsealed."""
+    after, seen_sealed = 0, False
     while True:
         rows = session.execute(
             select(AuditRecord.seq, AuditRecord.hash, AuditRecord.seal)
@@ -338,7 +679,7 @@ def _seal_records(session: Session, key: bytes, batch: int) -> tuple[int, bool]:
             .limit(batch)
         ).all()
         if not rows:
-            return sealed, seen_sealed
+            return
         for row in rows:
             if row.seal is not None:
                 if not _sealed(row.seal, record_seal(key, row.hash)):
@@ -348,40 +689,34 @@ def _seal_records(session: Session, key: bytes, batch: int) -> tuple[int, bool]:
                     )
                 seen_sealed = True
             elif seen_sealed:
-                # Unsealed after sealed: seals were removed (a rewrite), not a log kept before
-                # the key, whose records are all unsealed.
                 raise Conflict(
                     "the log is not sealed: record %(seq)s carries no seal although records "
                     "before it do; its seal was removed",
                     params={"seq": row.seq},
                 )
-            else:
-                session.execute(
-                    update(AuditRecord)
-                    .where(AuditRecord.seq == row.seq, AuditRecord.seal.is_(None))
-                    .values(seal=record_seal(key, row.hash))
-                )
-                sealed += 1
         after = rows[-1].seq
 
 
-def _seal_head(session: Session, key: bytes, records_were_sealed: bool) -> None:
-    head = session.execute(
-        select(AuditHead.seq, AuditHead.hash, AuditHead.seal).where(AuditHead.id == 1)
-    ).first()
-    if head is None:
-        return
-    if head.seal is not None:
-        if not _sealed(head.seal, head_seal(key, head.seq, head.hash)):
-            raise Conflict("the log is not sealed: its head has a wrong seal")
-        return
-    if records_were_sealed:
-        raise Conflict(
-            "the log is not sealed: its head carries no seal although records do; it was removed"
-        )
-    session.execute(
-        update(AuditHead).where(AuditHead.id == 1).values(seal=head_seal(key, head.seq, head.hash))
-    )
+def _seal_records(session: Session, key: bytes, batch: int) -> int:
+    """Seal the records that carry no seal (checked: all of them precede every sealed one)."""
+    sealed, after = 0, 0
+    while True:
+        rows = session.execute(
+            select(AuditRecord.seq, AuditRecord.hash)
+            .where(AuditRecord.seq > after, AuditRecord.seal.is_(None))
+            .order_by(AuditRecord.seq)
+            .limit(batch)
+        ).all()
+        if not rows:
+            return sealed
+        for row in rows:
+            session.execute(
+                update(AuditRecord)
+                .where(AuditRecord.seq == row.seq, AuditRecord.seal.is_(None))
+                .values(seal=record_seal(key, row.hash))
+            )
+            sealed += 1
+        after = rows[-1].seq
 
 
 def _has_tenants(session: Session) -> bool:
