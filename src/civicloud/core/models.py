@@ -3,6 +3,7 @@
 from civicloud.core.audit.models import AuditHead, AuditRecord
 from civicloud.core.db import Base
 from civicloud.core.identity.models import ApiKey, User, WebSession
+from civicloud.core.jobs.models import JobRun, JobState
 from civicloud.core.regions.models import Region
 from civicloud.core.roles.models import Role, RoleBinding
 from civicloud.core.tenants.models import Tenant
@@ -12,6 +13,8 @@ __all__ = [
     "AuditHead",
     "AuditRecord",
     "Base",
+    "JobRun",
+    "JobState",
     "Region",
     "Role",
     "RoleBinding",
