@@ -481,6 +481,7 @@ def verify_chain(*, session: Session, batch: int = 2000, check_seals: bool = Tru
     walks: dict[str, _Walk] = {}
     opened: dict[str, int] = {}
     headless: dict[str, int] = {}
+    beyond: dict[str, tuple[int, int]] = {}
     faults = _Faults()
     checked = 0
     for entry in _iter_records(session, batch):
@@ -489,7 +490,9 @@ def verify_chain(*, session: Session, batch: int = 2000, check_seals: bool = Tru
             headless.setdefault(entry.chain, entry.seq)
             continue
         if entry.chain_seq > head.seq:
-            continue  # appended after the heads were read (or a tail the head check reports)
+            # Appended after the heads were read, or not: the head is read again at the end.
+            beyond.setdefault(entry.chain, (entry.seq, entry.chain_seq))
+            continue
         walk = walks.get(entry.chain) or walks.setdefault(entry.chain, _walk_of(head))
         if walk.broken:
             continue
@@ -508,7 +511,7 @@ def verify_chain(*, session: Session, batch: int = 2000, check_seals: bool = Tru
                 opened.setdefault(named, entry.seq)
     for chain, head in heads.items():
         _check_head(session, key, chain, head, walks.get(chain) or _walk_of(head), opened, faults)
-    _check_presence(session, heads, opened, headless, faults)
+    _check_presence(session, heads, opened, headless, beyond, faults)
     fault = faults.first()
     if fault is not None:
         return VerifyResult(False, checked, fault[0], fault[1])
@@ -529,9 +532,15 @@ def _check_presence(
     heads: Mapping[str, _Head],
     opened: Mapping[str, int],
     headless: Mapping[str, int],
+    beyond: Mapping[str, tuple[int, int]],
     faults: _Faults,
 ) -> None:
-    """Chains named on the platform chain that are gone, and records whose chain has no head."""
+    """Chains named on the platform chain that are gone, records whose chain has no head, and
+    records beyond their chain's head (``beyond``: the first one's ``seq`` and ``chain_seq``)."""
+    for chain, (seq, chain_seq) in beyond.items():
+        now = session.execute(select(AuditHead.seq).where(AuditHead.chain == chain)).scalar()
+        if now is None or now < chain_seq:
+            faults.add(seq, f"it lies beyond the head of {_label(chain)}")
     for chain, seq in opened.items():
         if chain not in heads and chain not in headless:
             at = _first_absent(session, seq, None) or seq + 1

@@ -1,0 +1,158 @@
+"""Writers under different roots append side by side; writers under one root take turns.
+
+Only PostgreSQL runs writers at once (SQLite serialises write transactions as they begin), so
+these run there. Waiting is shown with ``lock_timeout``: a transaction that would wait for a
+head another one holds fails at once instead, and one that appends without waiting commits.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+from tests.factories.core import SYSTEM, make_tenant, unique
+
+from civicloud.core import audit
+from civicloud.core.audit import AuditRecord
+from civicloud.core.audit.service import OPEN_ACTION
+from civicloud.core.services import Services
+from civicloud.core.tenants import Tenant
+
+
+@pytest.fixture(scope="module")
+def services(fresh_services: Callable[[], Services]) -> Services:
+    """A PostgreSQL database of the module's own, whose transactions commit for real."""
+    services = fresh_services()
+    if services.db.is_sqlite:
+        pytest.skip("SQLite serialises writing transactions: no writer runs beside another")
+    return services
+
+
+def note(session: Session, tenant_id: uuid.UUID | None) -> None:
+    audit.record(
+        session=session, actor=SYSTEM, action="tests.note", target="x", tenant_id=tenant_id
+    )
+
+
+def roots(services: Services, count: int) -> list[uuid.UUID]:
+    """``count`` root tenants, each with a child; their chains opened (creating them writes)."""
+    with services.db.unit_of_work() as session:
+        made = [make_tenant(session) for _ in range(count)]
+        children = [make_tenant(session, parent=root) for root in made]
+        return [child.id for child in children]
+
+
+def no_waiting(session: Session) -> None:
+    # Fail at once rather than wait for a lock another transaction holds.
+    session.execute(text("SET LOCAL lock_timeout = '100ms'"))
+
+
+def test_an_append_under_another_root_does_not_wait_for_an_open_transaction(
+    services: Services,
+) -> None:
+    first, second = roots(services, 2)
+    db = services.db
+    # given a transaction that appended under one root and is still open
+    with db.unit_of_work() as holder:
+        note(holder, first)
+        # when another appends under another root, refusing to wait for any lock
+        with db.unit_of_work() as other:
+            no_waiting(other)
+            note(other, second)
+        # then it committed while the first still holds its chain's head
+        with db.unit_of_work(write=False) as reader:
+            count = reader.scalar(select(func.count()).where(AuditRecord.tenant_id == second))
+        assert count == 2  # the child's creation, and this one
+    with db.unit_of_work(write=False) as session:
+        assert audit.verify_chain(session=session).ok
+
+
+def test_an_append_under_the_same_root_waits_for_the_open_transaction(
+    services: Services,
+) -> None:
+    (tenant,) = roots(services, 1)
+    db = services.db
+    with db.unit_of_work(write=False) as session:
+        found = session.get(Tenant, tenant)
+        assert found is not None
+        root = uuid.UUID(found.path.strip("/").split("/")[0])
+    # given a transaction that appended under a root and is still open
+    with db.unit_of_work() as holder:
+        note(holder, tenant)
+        # when another appends under the same root (the root itself), refusing to wait
+        with pytest.raises(OperationalError, match="lock timeout"), db.unit_of_work() as other:  # noqa: PT012 - the wait is the statement after SET
+            no_waiting(other)
+            note(other, root)
+    # then it had to wait for the chain's head, and nothing of it was written
+    with db.unit_of_work(write=False) as session:
+        assert session.scalar(select(func.count()).where(AuditRecord.tenant_id == root)) == 1
+        assert audit.verify_chain(session=session).ok
+
+
+def test_threads_appending_under_a_few_roots_keep_every_chain_whole(services: Services) -> None:
+    tenants = roots(services, 3)
+    db = services.db
+    # given roots whose chains are not opened yet (tenants made without their records)
+    with db.unit_of_work() as session:
+        fresh = [
+            Tenant(
+                id=(new := uuid.uuid4()),
+                slug=unique("unopened"),
+                name_zh="未开",
+                name_en="Unopened",
+                kind="country",
+                region_code="cn-beijing",
+                path=f"/{new.hex}/",
+            )
+            for _ in range(2)
+        ]
+        session.add_all(fresh)
+    targets = [*tenants, *(t.id for t in fresh), None]
+    per_thread, errors = 15, list[Exception]()
+    start = threading.Barrier(8)
+
+    def append(index: int) -> None:
+        try:
+            start.wait()
+            for number in range(per_thread):
+                tenant_id = targets[(index + number) % len(targets)]
+
+                def work(session: Session, tenant_id: uuid.UUID | None = tenant_id) -> None:
+                    note(session, tenant_id)
+
+                db.run(work)
+        except Exception as exc:  # the test below reports it
+            errors.append(exc)
+
+    # when eight threads append at once, spread over the roots, the new ones and the platform
+    threads = [threading.Thread(target=append, args=(index,)) for index in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # then every append went in, each chain opened once, and the whole log verifies
+    assert errors == []
+    with db.unit_of_work(write=False) as session:
+        result = audit.verify_chain(session=session)
+        assert result.ok, result.describe()
+        for opened in fresh:
+            named = session.scalar(
+                select(func.count()).where(
+                    AuditRecord.action == OPEN_ACTION,
+                    AuditRecord.target == f"audit:{opened.id}",
+                )
+            )
+            assert named == 1
+        numbers = session.execute(
+            select(AuditRecord.chain, AuditRecord.chain_seq).order_by(AuditRecord.seq)
+        ).all()
+    last: dict[str, int] = {}
+    for chain, chain_seq in numbers:
+        # within each chain, the whole log's order is the chain's order
+        assert chain_seq == last.get(chain, 0) + 1
+        last[chain] = chain_seq
