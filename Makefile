@@ -97,8 +97,8 @@ check: venv ## Format, lint, types, import contracts, and models against migrati
 	$(BIN)/lint-imports
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	export CIVICLOUD_DATA_DIR="$$tmp" CIVICLOUD_DATABASE_URL=""; \
-	echo "+ alembic upgrade head && alembic check  (temporary SQLite database)"; \
-	$(BIN)/alembic upgrade head && $(BIN)/alembic check
+	echo "+ civicloud db check  (every branch upgraded on a temporary SQLite database, then alembic check)"; \
+	$(BIN)/civicloud db check
 
 .PHONY: fmt
 fmt: venv ## Format the code and apply ruff's safe fixes

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import _loadgen
+from civicloud.app import load_settings
 
 if TYPE_CHECKING:
     from civicloud.core.services import Services
@@ -121,10 +122,11 @@ def serve(database_url: str, data_dir: str, announce: bool) -> None:
     import uvicorn
 
     from civicloud.app import build_services, create_app, prepare_database
-    from civicloud.core.config import Settings
     from civicloud.core.logs import configure_logging
 
-    settings = Settings(data_dir=Path(data_dir), database_url=database_url, log_level="WARNING")
+    settings = load_settings(
+        data_dir=Path(data_dir), database_url=database_url, log_level="WARNING"
+    )
     configure_logging(settings.log_level, json_lines=settings.log_json)
     services = build_services(settings)
     prepare_database(services)

@@ -11,7 +11,7 @@ sandbox's signed success notification is applied. Two transactions:
 
 - **service**: civicloud's code. ``payments.create_payment`` in one ``unit_of_work`` (a fresh
   ``Idempotency-Key`` each time), then ``payments.handle_notification`` in another, as
-  ``civicloud.app.build_pay`` delivers the sandbox's notifications.
+  Pay's context (``civicloud.pay.context``) delivers the sandbox's notifications.
 - **raw**: the same rows with the same values written by hand-written SQL through the driver
   (psycopg on PostgreSQL, ``sqlite3`` on SQLite), in the same two transactions, no SQLAlchemy.
   The same sandbox calls (register, sign, verify) and the same hashing and signing.
@@ -61,6 +61,8 @@ from pathlib import Path
 from typing import Any
 
 import _postgres
+from civicloud.app import load_settings
+from civicloud.pay.payments import PayContext
 
 GOAL = 0.5
 # A path of this installation: the checkout never leads elsewhere (payments.check_return_url).
@@ -117,17 +119,16 @@ class World:
 
 def build_world(label: str, url: str, data_dir: Path) -> World:
     """Build, migrate and seed civicloud at ``url``: an agency with a water biller."""
-    from civicloud.app import build_pay, build_services, prepare_database
+    from civicloud.app import build_services, prepare_database
     from civicloud.core import tenants
     from civicloud.core.actor import Actor
-    from civicloud.core.config import Settings
     from civicloud.pay import billing
     from civicloud.pay.schemas import BillerCreate
 
-    settings = Settings(data_dir=data_dir, database_url=url, log_level="WARNING")
+    settings = load_settings(data_dir=data_dir, database_url=url, log_level="WARNING")
     services = build_services(settings)
     prepare_database(services)
-    context = build_pay(services)
+    context = services.context("pay", PayContext)
     system = Actor.system("bench")
     tag = os.urandom(3).hex()  # fresh slugs, so that repeated runs on one database never collide
     with services.db.unit_of_work() as session:

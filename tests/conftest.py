@@ -32,7 +32,7 @@ from pydantic import SecretStr
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from civicloud.app import build_services, prepare_database
+from civicloud.app import build_services, load_settings, prepare_database
 from civicloud.core.config import AuthSettings, Settings
 from civicloud.core.services import Services
 
@@ -160,7 +160,7 @@ TEST_AUDIT_KEY = SecretStr("civicloud-tests-audit-key-0001")
 
 def make_settings(data_dir: Path, database_url: str = "") -> Settings:
     """Settings for a test: its own data directory, cheap password hashing, the tests' key."""
-    return Settings(
+    return load_settings(
         data_dir=data_dir,
         database_url=database_url,
         auth=CHEAP_AUTH,

@@ -6,29 +6,27 @@ when called.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
+from civicloud.core import modules as contract
 from civicloud.core.bootstrap import ensure_reference_data
-from civicloud.core.config import Settings
+from civicloud.core.config import Settings, assemble_settings
 from civicloud.core.db import Database
 from civicloud.core.errors import CivicloudError, Misconfigured
 from civicloud.core.identity import Passwords
 from civicloud.core.identity.signin import SignInGuard
 from civicloud.core.keyfiles import load_or_create_secret
 from civicloud.core.migrate import upgrade
+from civicloud.core.modules import Installed, Module
+from civicloud.core.permissions import register_permissions, register_roles
 from civicloud.core.principals import principal_cache
-from civicloud.core.ratelimit import RateLimiter
 from civicloud.core.services import Services
-from civicloud.pay import api as pay_api
-from civicloud.pay import web as pay_web
-from civicloud.pay.errors import LookupThrottled, PaymentsThrottled
-from civicloud.pay.payments import PayContext, handle_notification
-from civicloud.pay.providers import build_providers
-from civicloud.pay.receipts import signer_from_settings
-from civicloud.web import pages
+from civicloud.pay import MODULE as PAY
+from civicloud.web import i18n, pages
 from civicloud.web.admission import DEFAULT_POSTGRES_WRITERS, Admission
 from civicloud.web.api import api_router
 from civicloud.web.api.health import router as health_router
@@ -36,6 +34,44 @@ from civicloud.web.docs import install_docs
 from civicloud.web.messages import error_text
 from civicloud.web.middleware import Metrics, RequestContextMiddleware
 from civicloud.web.problems import install_problem_handlers
+
+#: The modules of civicloud, in the order the console lists them. Adding a module: its package,
+#: one line here, and its migrations (docs/architecture.md, "Adding a module").
+MODULES: tuple[Module, ...] = (PAY,)
+
+
+def register_modules(modules: tuple[Module, ...]) -> None:
+    """Make the modules' permissions, roles and catalogs known to this process (in memory)."""
+    for module in modules:
+        register_permissions(dict(module.permissions))
+        register_roles(*module.roles)
+        if module.locales is not None:
+            i18n.add_module_catalogs([module.locales])
+
+
+register_modules(MODULES)
+
+#: The installation's settings: core's sections and each module's (``CIVICLOUD_<MODULE>__*``).
+InstallationSettings: type[Settings] = assemble_settings(
+    {module.name: module.settings for module in MODULES if module.settings is not None}
+)
+
+
+def load_settings(**values: Any) -> Settings:
+    """The installation's settings from the environment, ``values`` overriding it (by field
+    name, module sections included: ``load_settings(pay=PaySettings(…))``)."""
+    return InstallationSettings(**values)
+
+
+def installed_modules(settings: Settings, modules: tuple[Module, ...] = MODULES) -> Installed:
+    """The modules this installation runs: the list above less ``CIVICLOUD_DISABLED_MODULES``."""
+    try:
+        return contract.enabled(modules, settings.switched_off)
+    except ValueError as exc:
+        raise Misconfigured(
+            "CIVICLOUD_DISABLED_MODULES: %(reason)s", params={"reason": str(exc)}
+        ) from None
+
 
 API_PREFIX = "/api/v1"
 
@@ -45,9 +81,11 @@ def error_message(exc: CivicloudError, language: str) -> str:
     return error_text(exc, language)
 
 
-def build_services(settings: Settings) -> Services:
-    """Open the database named by ``settings`` and build the shared services."""
+def build_services(settings: Settings, *, modules: tuple[Module, ...] | None = None) -> Services:
+    """Open the database named by ``settings`` and build the shared services, for the installed
+    ``modules`` (by default :data:`MODULES` less those the settings switch off)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    listed = MODULES if modules is None else modules
     db = Database.from_url(
         settings.effective_database_url,
         cache_seconds=settings.cache_seconds,
@@ -58,6 +96,8 @@ def build_services(settings: Settings) -> Services:
         db=db,
         passwords=Passwords(settings.auth),
         principals=principal_cache(db),
+        modules=installed_modules(settings, listed),
+        branches=tuple(m.migrations for m in listed if m.migrations is not None),
     )
 
 
@@ -74,42 +114,9 @@ def audit_key(settings: Settings) -> bytes:
 
 def prepare_database(services: Services) -> None:
     """Apply every migration and make sure the reference data (regions, roles) is there."""
-    upgrade(services.db.engine, audit_key=services.db.audit_key)
+    upgrade(services.db.engine, audit_key=services.db.audit_key, branches=services.branches)
     with services.db.unit_of_work() as session:
         ensure_reference_data(session=session)
-
-
-def build_pay(services: Services) -> PayContext:
-    """Pay's providers and receipt signer; the sandbox delivers its notifications in-process."""
-    context: PayContext | None = None
-
-    def deliver(body: bytes, headers: Mapping[str, str]) -> None:
-        # The sandbox stands for a provider's servers calling our notification endpoint: each
-        # notification is its own unit of work, as an HTTP request to it would be.
-        assert context is not None  # set below, before any trade exists
-        ready = context
-        services.db.run(
-            lambda session: handle_notification(
-                session=session,
-                context=ready,
-                provider_name="sandbox",
-                headers=headers,
-                body=body,
-            )
-        )
-
-    settings = services.settings
-    context = PayContext(
-        providers=build_providers(
-            settings.pay,
-            sandbox_secret_file=settings.data_dir / "keys" / "pay-sandbox.key",
-            sandbox_store=settings.data_dir / "pay-sandbox-trades.jsonl",
-            deliver=deliver,
-        ),
-        signer=signer_from_settings(settings.pay, data_dir=settings.data_dir),
-        settings=settings.pay,
-    )
-    return context
 
 
 def admission_for(services: Services) -> Admission:
@@ -126,7 +133,7 @@ def admission_for(services: Services) -> Admission:
 
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
     """The civicloud web application: the API under ``/api/v1``, pages, health and metrics."""
-    settings = settings or (services.settings if services else Settings())
+    settings = settings or (services.settings if services else load_settings())
     services = services or build_services(settings)
 
     @asynccontextmanager
@@ -149,19 +156,13 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.state.admission = admission_for(services)
     app.include_router(health_router)
     app.include_router(api_router, prefix=API_PREFIX)
-    app.state.pay = build_pay(services)
     app.state.sign_in_guard = SignInGuard(per_client=settings.auth.failed_sign_ins_per_client)
-    app.state.pay_lookup_limiter = RateLimiter(
-        settings.pay.lookups_per_minute, error=LookupThrottled, message="too many look-ups"
-    )
-    app.state.pay_payment_limiter = RateLimiter(
-        settings.pay.payments_per_minute,
-        error=PaymentsThrottled,
-        message="too many payments started from this address",
-    )
-    app.include_router(pay_api.router, prefix=API_PREFIX)
-    app.include_router(pay_web.router)
-    pages.install(app, time_zone=settings.web.time_zone)
+    for module in services.modules:
+        if module.api is not None:
+            app.include_router(_router(module.api), prefix=API_PREFIX)
+        if module.pages is not None:
+            app.include_router(_router(module.pages))
+    pages.install(app, time_zone=settings.web.time_zone, modules=services.modules)
     install_docs(app)
     install_problem_handlers(app, html_renderer=pages.render_error_page)
     app.add_middleware(
@@ -170,3 +171,10 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         metrics=app.state.metrics,
     )
     return app
+
+
+def _router(reference: str) -> APIRouter:
+    found = contract.resolve(reference)
+    if not isinstance(found, APIRouter):
+        raise TypeError(f"{reference} is not an APIRouter")
+    return found

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
+from fastapi import FastAPI
 from sqlalchemy.orm import Session
 from tests.factories.core import SYSTEM, make_tenant, unique
 
 from civicloud.core.db import utcnow
+from civicloud.core.ratelimit import RateLimiter
 from civicloud.core.tenants import Tenant, TenantKind
 from civicloud.pay import billing
 from civicloud.pay.models import Bill, Biller, Payment, WebhookDelivery
+from civicloud.pay.payments import PayContext
 from civicloud.pay.schemas import BillerCreate
 
 ACCOUNT_PATTERN = r"\d{10}"
@@ -118,3 +122,11 @@ def make_dead_delivery(session: Session, biller: Biller) -> WebhookDelivery:
     session.add(delivery)
     session.flush()
     return delivery
+
+
+def unlimited_payments(app: FastAPI) -> None:
+    """Lift the per-client limit on starting payments in ``app``: every test client is one
+    address ("testclient"); the limit is the subject of tests with an application of their own."""
+    services = app.state.services
+    context = services.context("pay", PayContext)
+    services.provide("pay", replace(context, payment_starts=RateLimiter(1_000_000)))

@@ -1,7 +1,8 @@
 """The ``civicloud`` command line: the root Typer app, assembled from this package's modules.
 
 Each module in this package that defines ``register(root)`` adds its commands; the root finds
-them by walking the package, so a new command group needs no edit here.
+them by walking the package, so a new command group needs no edit here. Each listed module's
+own Typer app (``Module.cli``) is added as ``civicloud <module>``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import typer
 # Typer vendors Click; its exceptions are only reachable through this module.
 from typer._click import exceptions as click_errors
 
+from civicloud.app import MODULES
+from civicloud.core.modules import resolve
+
 root = typer.Typer(
     name="civicloud",
     help="civicloud: a self-hostable government cloud.",
@@ -22,6 +26,18 @@ root = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+_ASSEMBLED: list[bool] = []
+
+
+def assembled() -> typer.Typer:
+    """The root app with every command group added (once, on first use: a module's commands
+    import this package's helpers, so they cannot be added while it is being imported)."""
+    if not _ASSEMBLED:
+        _ASSEMBLED.append(True)
+        _discover()
+    return root
 
 
 def _discover() -> None:
@@ -32,15 +48,20 @@ def _discover() -> None:
         register = getattr(module, "register", None)
         if callable(register):
             register(root)
-
-
-_discover()
+    # Each listed module's own commands, as ``civicloud <module> …`` (``Module.cli``).
+    for declared in MODULES:
+        if declared.cli is None:
+            continue
+        sub_app = resolve(declared.cli)
+        if not isinstance(sub_app, typer.Typer):
+            raise TypeError(f"{declared.cli} is not a Typer app")
+        root.add_typer(sub_app, name=declared.name)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``civicloud`` script: bad arguments give one line and exit 2."""
     try:
-        result = root(args=argv, standalone_mode=False)
+        result = assembled()(args=argv, standalone_mode=False)
     except click_errors.NoArgsIsHelpError as exc:
         print(exc.ctx.get_help() if exc.ctx else "", file=sys.stderr)  # noqa: T201
         sys.exit(2)

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from typer._click import globals as click_globals
 
 from civicloud.app import build_services, error_message, prepare_database
+from civicloud.app import load_settings as installation_settings
 from civicloud.core.actor import Actor
 from civicloud.core.config import Settings
 from civicloud.core.context import set_request_id
@@ -117,7 +118,7 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
 def load_settings(data_dir: Path | None) -> Settings:
     """Settings from the environment, with ``--data-dir`` applied."""
     try:
-        settings = Settings()
+        settings = installation_settings()
     except ValidationError as exc:
         first = exc.errors()[0]
         name = "CIVICLOUD_" + "__".join(str(part) for part in first["loc"]).upper()

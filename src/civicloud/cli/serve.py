@@ -7,8 +7,9 @@ from types import FrameType
 
 import typer
 import uvicorn
+from sqlalchemy.orm import Session
 
-from civicloud.app import create_app
+from civicloud.app import MODULES, create_app
 from civicloud.cli.common import (
     DataDirOpt,
     HostOpt,
@@ -21,14 +22,9 @@ from civicloud.cli.common import (
     unit_of_work,
 )
 from civicloud.core.config import Settings
+from civicloud.core.modules import resolve
 from civicloud.core.services import Services
-from civicloud.demo import (
-    DEMO_USERS,
-    DEMO_WATER_ACCOUNT,
-    listening_url,
-    seed_demo_world,
-    seed_pay_demo,
-)
+from civicloud.demo import DEMO_USERS, listening_url, seed_demo_world
 
 
 def _check_port(host: str, port: int) -> None:
@@ -56,19 +52,35 @@ class _Server(uvicorn.Server):
 
 
 def with_public_address(settings: Settings, host: str, port: int) -> Settings:
-    """``settings`` with Pay's public address derived from where the server listens, unless it
-    was set (``CIVICLOUD_PAY__PUBLIC_BASE_URL``): providers send citizens back there and
-    receipts' QR codes open it, so it must be where the site is reached."""
-    if "public_base_url" in settings.pay.model_fields_set:
-        return settings
-    pay = settings.pay.model_copy(update={"public_base_url": listening_url(host, port)})
-    return settings.model_copy(update={"pay": pay})
+    """``settings`` with each module's section adjusted to where the server listens
+    (``Module.listening``: Pay's public address, unless ``CIVICLOUD_PAY__PUBLIC_BASE_URL`` set
+    it, since providers send citizens back there and receipts' QR codes open it)."""
+    url = listening_url(host, port)
+    update: dict[str, object] = {}
+    for module in MODULES:
+        section = settings.section(module.name)
+        if module.listening is None or section is None:
+            continue
+        derive = resolve(module.listening)
+        if callable(derive):
+            update[module.name] = derive(section, url)
+    return settings.model_copy(update=update) if update else settings
+
+
+def _public_base_url(settings: Settings) -> str | None:
+    section = settings.section("pay")
+    value = getattr(section, "public_base_url", None)
+    return value if isinstance(value, str) else None
 
 
 def _say_public_address(settings: Settings, host: str, port: int) -> None:
-    """Print Pay's public address (``settings`` as loaded, before it was derived)."""
-    public = with_public_address(settings, host, port).pay.public_base_url.rstrip("/")
-    if "public_base_url" not in settings.pay.model_fields_set:
+    """Print the public address (``settings`` as loaded, before it was derived)."""
+    section = settings.section("pay")
+    public = _public_base_url(with_public_address(settings, host, port))
+    if section is None or public is None:
+        return
+    public = public.rstrip("/")
+    if "public_base_url" not in section.model_fields_set:
         console.print(
             f"Public address: {public} (CIVICLOUD_PAY__PUBLIC_BASE_URL sets another, "
             "such as the address citizens use behind a proxy)",
@@ -80,6 +92,22 @@ def _say_public_address(settings: Settings, host: str, port: int) -> None:
             "another address say so",
             highlight=False,
         )
+
+
+def seed_modules(session: Session, services: Services) -> list[str]:
+    """Each installed module's part of the demo world (``Module.demo``), in one unit of work
+    with the core's; what each says to print."""
+    said: list[str] = []
+    for module in services.modules:
+        if module.demo is None:
+            continue
+        seed = resolve(module.demo)
+        if not callable(seed):
+            raise TypeError(f"{module.demo} is not callable")
+        context = services.context(module.name, object) if module.context else None
+        lines = seed(session=session, services=services, context=context)
+        said.extend(str(line) for line in lines)
+    return said
 
 
 def _run(services: Services, host: str, port: int) -> None:
@@ -130,17 +158,15 @@ def register(root: typer.Typer) -> None:
         services = open_services(data_dir, settings=with_public_address(settings, host, port))
         with unit_of_work(services) as session:
             summary = seed_demo_world(session=session, services=services)
-            bills = seed_pay_demo(session=session)
+            module_lines = seed_modules(session, services)
         url = listening_url(host, port) + "/"
         console.print(
             f"[bold]civicloud demo[/] — {summary.tenants} tenants, data in {services.settings.data_dir}"
         )
         console.print(f"Open {url}  (console: {url}console, API docs: {url}docs)")
         _say_public_address(settings, host, port)
-        console.print(
-            f"Pay: {bills} bills of Dalian's water, power and traffic-police billers; "
-            f"try water account {DEMO_WATER_ACCOUNT}"
-        )
+        for line in module_lines:
+            console.print(line, highlight=False)
         console.print(f"Demo logins, all with password [bold]{summary.password}[/]:")
         for user in DEMO_USERS:
             roles = ", ".join(f"{r}@{t or 'platform'}" for r, t in user.grants)

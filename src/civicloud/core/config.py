@@ -7,11 +7,20 @@ engines or sockets at import time.
 from __future__ import annotations
 
 import socket
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    create_model,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -75,52 +84,6 @@ class AuthSettings(BaseModel):
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=65_536, ge=8)
     argon2_parallelism: int = Field(default=2, ge=1)
-
-
-class AlipaySettings(BaseModel):
-    """Alipay open platform credentials (RSA2); empty ``app_id`` turns the adapter off."""
-
-    app_id: str = ""
-    seller_id: str = ""
-    gateway: str = "https://openapi.alipay.com/gateway.do"
-    #: PEM files: our application private key and Alipay's public key.
-    private_key_file: Path | None = None
-    alipay_public_key_file: Path | None = None
-
-
-class WechatPaySettings(BaseModel):
-    """WeChat Pay API v3 merchant credentials; empty ``mchid`` turns the adapter off."""
-
-    mchid: str = ""
-    appid: str = ""
-    api_v3_key: str = ""
-    merchant_serial_no: str = ""
-    gateway: str = "https://api.mch.weixin.qq.com"
-    private_key_file: Path | None = None
-    #: Directory of WeChat Pay platform certificates or public keys, named ``<serial>.pem``.
-    platform_keys_dir: Path | None = None
-
-
-class PaySettings(BaseModel):
-    """The Pay module."""
-
-    #: Where citizens' browsers and providers' notifications reach this installation.
-    public_base_url: str = "http://localhost:8000"
-    payment_minutes: int = Field(default=15, ge=1, le=24 * 60)
-    #: Citizen look-ups allowed per client address per minute (account numbers must not be
-    #: enumerable).
-    lookups_per_minute: int = Field(default=30, ge=1)
-    #: Payments an anonymous client may start per minute (each holds its bills until it ends).
-    payments_per_minute: int = Field(default=10, ge=1)
-    #: Ed25519 (default) or SM2 receipt signing key, PEM; made in the data dir when absent.
-    receipt_key_file: Path | None = None
-    receipt_algorithm: str = Field(default="ed25519", pattern="^(ed25519|sm2)$")
-    #: The platform's collection account, the payer of every settlement's bank batch file.
-    settlement_bank: str = "civicloud settlement bank"
-    settlement_account: str = Field(default="0000000000000000", pattern=r"^[0-9]{6,34}$")
-    settlement_account_name: str = "civicloud 代收款专户"
-    alipay: AlipaySettings = AlipaySettings()
-    wechatpay: WechatPaySettings = WechatPaySettings()
 
 
 def _default_mqtt_client_id() -> str:
@@ -225,7 +188,9 @@ class Settings(BaseSettings):
     web: WebSettings = WebSettings()
     auth: AuthSettings = AuthSettings()
     mqtt: MqttSettings = MqttSettings()
-    pay: PaySettings = PaySettings()
+    #: Modules this installation does not run, comma-separated (``CIVICLOUD_DISABLED_MODULES``):
+    #: their routes, pages, commands, jobs and listeners are left out; their tables stay.
+    disabled_modules: str = Field(default="", max_length=500, pattern=r"^[a-z0-9, ]*$")
 
     @field_validator("database_url")
     @classmethod
@@ -235,6 +200,16 @@ class Settings(BaseSettings):
                 "database_url must be sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST/DB"
             )
         return value
+
+    @property
+    def switched_off(self) -> frozenset[str]:
+        """The names in ``disabled_modules``."""
+        return frozenset(part.strip() for part in self.disabled_modules.split(",") if part.strip())
+
+    def section(self, name: str) -> BaseModel | None:
+        """Module ``name``'s settings section (``CIVICLOUD_<NAME>__*``), when it has one."""
+        found = getattr(self, name, None) if name in type(self).model_fields else None
+        return found if isinstance(found, BaseModel) else None
 
     @property
     def effective_database_url(self) -> str:
@@ -248,3 +223,16 @@ class Settings(BaseSettings):
         if data_dir is None:
             return self
         return self.model_copy(update={"data_dir": data_dir})
+
+
+def assemble_settings(sections: Mapping[str, type[BaseModel]]) -> type[Settings]:
+    """The installation's settings class: core's, plus one section per module (``{name: class}``),
+    each read from ``CIVICLOUD_<NAME>__*`` like core's own sections."""
+    clashing = sorted(set(sections) & set(Settings.model_fields))
+    if clashing:
+        raise ValueError(f"module sections clash with core settings: {', '.join(clashing)}")
+    fields: dict[str, Any] = {name: (kind, kind()) for name, kind in sections.items()}
+    assembled: type[Settings] = create_model(
+        "InstallationSettings", __base__=Settings, __module__=__name__, **fields
+    )
+    return assembled

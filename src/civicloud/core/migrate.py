@@ -1,7 +1,14 @@
-"""Applying the Alembic migrations from code (``civicloud db upgrade``, and start-up)."""
+"""Applying the Alembic migrations from code (``civicloud db upgrade``, and start-up).
+
+Core's revisions live in ``migrations/versions``; each module keeps its own branch in its package
+(``Module.migrations``), depending on core's, so an installation's history has one head per
+branch and every operation here works on all of them (``heads``).
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from alembic import command
@@ -19,27 +26,90 @@ def _script_location() -> Path:
     raise FileNotFoundError("civicloud's migrations folder is missing from this installation")
 
 
-def alembic_config(database_url: str) -> Config:
-    """An Alembic configuration for ``database_url`` that needs no ini file."""
+def alembic_config(database_url: str, branches: Iterable[Path] = ()) -> Config:
+    """An Alembic configuration for ``database_url`` that needs no ini file: core's history plus
+    the modules' ``branches`` (their migrations directories)."""
     config = Config()
-    config.set_main_option("script_location", str(_script_location()))
+    location = _script_location()
+    config.set_main_option("script_location", str(location))
+    config.set_main_option("path_separator", "os")
+    places = [location / "versions", *branches]
+    config.set_main_option("version_locations", _joined(places))
     config.attributes["database_url"] = database_url
     return config
 
 
-def upgrade(engine: Engine, *, audit_key: bytes | None = None) -> None:
-    """Bring the database behind ``engine`` to the newest revision; ``audit_key`` is handed to
-    the revisions that need it (the one that seals the audit log kept so far)."""
-    config = alembic_config(engine.url.render_as_string(hide_password=False))
+def _joined(places: Sequence[Path]) -> str:
+    return os.pathsep.join(str(place) for place in places)
+
+
+def upgrade(
+    engine: Engine, *, audit_key: bytes | None = None, branches: Iterable[Path] = ()
+) -> None:
+    """Bring the database behind ``engine`` to the newest revision of every branch; ``audit_key``
+    is handed to the revisions that need it (the one that seals the audit log kept so far)."""
+    config = alembic_config(engine.url.render_as_string(hide_password=False), branches)
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         config.attributes["audit_key"] = audit_key
-        command.upgrade(config, "head")
+        command.upgrade(config, "heads")
 
 
-def pending(engine: Engine) -> bool:
+def heads(branches: Iterable[Path] = ()) -> set[str]:
+    """The head revision of each branch."""
+    return set(ScriptDirectory.from_config(alembic_config("", branches)).get_heads())
+
+
+def pending(engine: Engine, branches: Iterable[Path] = ()) -> bool:
     """Whether migrations remain to be applied (used by ``/readyz``)."""
-    script = ScriptDirectory.from_config(alembic_config(str(engine.url)))
     with engine.connect() as connection:
         current = set(MigrationContext.configure(connection).get_current_heads())
-    return current != set(script.get_heads())
+    return current != heads(branches)
+
+
+def check(engine: Engine, branches: Iterable[Path] = ()) -> None:
+    """``alembic check``: raise unless the database (at every head) matches the models."""
+    config = alembic_config(engine.url.render_as_string(hide_password=False), branches)
+    with engine.connect() as connection:
+        config.attributes["connection"] = connection
+        command.check(config)
+
+
+def revision(
+    engine: Engine,
+    *,
+    message: str,
+    branch: str,
+    version_path: Path | None,
+    branches: Iterable[Path] = (),
+    autogenerate: bool = True,
+) -> Path:
+    """Write a new revision on ``branch`` (``core`` or a module's name), compared against the
+    database behind ``engine`` when ``autogenerate``; returns its file."""
+    config = alembic_config(engine.url.render_as_string(hide_password=False), branches)
+    config.set_main_option("file_template", "%%(year)d-%%(month).2d-%%(day).2d_%%(rev)s")
+    config.set_main_option("timezone", "UTC")
+    script = ScriptDirectory.from_config(config)
+    if branch == "core":
+        core_heads = [
+            head
+            for head in script.get_heads()
+            if Path(script.get_revision(head).path).parent == _script_location() / "versions"
+        ]
+        head = core_heads[0] if core_heads else "base"
+    else:
+        head = f"{branch}@head"
+    with engine.connect() as connection:
+        config.attributes["connection"] = connection
+        written = command.revision(
+            config,
+            message=message,
+            autogenerate=autogenerate,
+            head=head,
+            version_path=str(version_path) if version_path else None,
+        )
+    scripts = written if isinstance(written, list) else [written]
+    found = scripts[0]
+    if found is None:
+        raise RuntimeError("alembic wrote no revision")
+    return Path(found.path)

@@ -49,25 +49,29 @@ from civicloud.pay.schemas import (
     StatementImportRead,
     WebhookDeliveryRead,
 )
-from civicloud.web.deps import ActorDep, ServicesDep, SessionDep, admission_of, client_of
+from civicloud.web.deps import (
+    ActorDep,
+    ServicesDep,
+    SessionDep,
+    admission_of,
+    client_of,
+    services_of,
+)
 
 router = APIRouter(prefix="/pay", tags=["pay"])
 
 
 def _context(request: Request) -> PayContext:
-    context: PayContext = request.app.state.pay
-    return context
+    return services_of(request).context("pay", PayContext)
 
 
 def _limiter(request: Request) -> RateLimiter:
-    limiter: RateLimiter = request.app.state.pay_lookup_limiter
-    return limiter
+    return _context(request).lookups
 
 
 def payment_limiter(request: Request) -> RateLimiter:
     """The per-client limit on starting payments (anonymous, and each holds its bills)."""
-    limiter: RateLimiter = request.app.state.pay_payment_limiter
-    return limiter
+    return _context(request).payment_starts
 
 
 PayContextDep = Annotated[PayContext, Depends(_context)]

@@ -46,9 +46,9 @@ from sqlalchemy.orm.util import identity_key
 
 from civicloud.core import audit
 from civicloud.core.actor import Actor, authorize
-from civicloud.core.config import PaySettings
 from civicloud.core.db import utcnow
 from civicloud.core.errors import InvalidInput
+from civicloud.core.ratelimit import RateLimiter
 from civicloud.core.tenants import Tenant, in_subtrees, resolve_tenant
 from civicloud.pay import ledger, receipts, refunds, webhooks
 from civicloud.pay.backends import (
@@ -80,6 +80,7 @@ from civicloud.pay.models import (
 )
 from civicloud.pay.origins import origin_of
 from civicloud.pay.schemas import PaymentCreate
+from civicloud.pay.settings import PaySettings
 
 PAYMENT_READ = "pay.payment.read"
 IN_FLIGHT = (PaymentStatus.CREATED.value, PaymentStatus.PENDING.value)
@@ -95,11 +96,15 @@ SYSTEM = Actor.system("pay")
 
 @dataclass(frozen=True)
 class PayContext:
-    """What payments need beyond the session: the providers, the receipt signer, settings."""
+    """What payments need beyond the session: the providers, the receipt signer, settings, and
+    the per-process limits on anonymous look-ups and payment starts (``civicloud.pay.context``
+    builds it once per process)."""
 
     providers: Mapping[str, PaymentProvider]
     signer: receipts.ReceiptSigner
     settings: PaySettings
+    lookups: RateLimiter
+    payment_starts: RateLimiter
 
     def provider(self, name: str) -> PaymentProvider:
         """The provider called ``name``; ``InvalidInput`` when it is not configured here."""

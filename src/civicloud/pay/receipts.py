@@ -48,7 +48,6 @@ from sqlalchemy import Executable, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from civicloud.core.config import PaySettings
 from civicloud.core.db import new_id, utcnow
 from civicloud.core.errors import Conflict, InvalidInput, format_message
 from civicloud.core.keyfiles import write_private_once
@@ -63,6 +62,7 @@ from civicloud.pay.models import (
     PaymentStatus,
     Receipt,
 )
+from civicloud.pay.settings import PaySettings
 
 __all__ = [
     "RECEIPT_FORMAT",

@@ -49,7 +49,6 @@ from sqlalchemy.orm import Session
 
 from civicloud.core import audit, csvsafe
 from civicloud.core.actor import Actor, authorize
-from civicloud.core.config import PaySettings
 from civicloud.core.db import new_id, utcnow
 from civicloud.core.errors import InvalidInput, PermissionDenied
 from civicloud.core.tenants import resolve_tenant
@@ -68,6 +67,7 @@ from civicloud.pay.models import (
     RefundStatus,
     Settlement,
 )
+from civicloud.pay.settings import PaySettings
 
 PERMISSION = "pay.settlement"
 #: How far back the settlements page looks for days still to settle.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gettext
 import io
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from babel import negotiate_locale
@@ -26,27 +26,49 @@ LOCALES_DIR = Path(__file__).parent / "locales"
 DOMAIN = "messages"
 
 
-def N_(message: str) -> str:  # noqa: N802 - the conventional name gettext extractors look for
-    """Mark ``message`` for translation without translating it (it is translated when shown)."""
-    return message
-
-
 def po_path(language: str, directory: Path = LOCALES_DIR) -> Path:
     """Where the ``.po`` catalog of ``language`` lives."""
     return directory / language / "LC_MESSAGES" / f"{DOMAIN}.po"
 
 
+#: The modules' catalog directories (``Module.locales``), consulted after the shell's.
+_MODULE_CATALOGS: list[Path] = []
+
+
+def add_module_catalogs(directories: Iterable[Path]) -> None:
+    """Make modules' catalogs part of every translation loaded from now on (the composition root
+    adds the installed modules' before anything is shown)."""
+    for directory in directories:
+        if directory not in _MODULE_CATALOGS:
+            _MODULE_CATALOGS.append(directory)
+
+
+def module_catalogs() -> tuple[Path, ...]:
+    """The modules' catalog directories added so far."""
+    return tuple(_MODULE_CATALOGS)
+
+
 def load_translations(directory: Path = LOCALES_DIR) -> dict[str, gettext.GNUTranslations]:
-    """Read every language's ``.po`` catalog into gettext translations (fuzzy entries are skipped)."""
+    """Read every language's ``.po`` catalog into gettext translations (fuzzy entries are skipped):
+    the shell's from ``directory``, then each module's, consulted in that order."""
     found: dict[str, gettext.GNUTranslations] = {}
     for language in LANGUAGES:
-        with po_path(language, directory).open("rb") as po_file:
-            catalog = read_po(po_file, locale=language, domain=DOMAIN)
-        buffer = io.BytesIO()
-        write_mo(buffer, catalog)
-        buffer.seek(0)
-        found[language] = gettext.GNUTranslations(buffer)
+        for place in (directory, *_MODULE_CATALOGS):
+            translation = _read_catalog(po_path(language, place), language)
+            if language in found:
+                found[language].add_fallback(translation)
+            else:
+                found[language] = translation
     return found
+
+
+def _read_catalog(path: Path, language: str) -> gettext.GNUTranslations:
+    with path.open("rb") as po_file:
+        catalog = read_po(po_file, locale=language, domain=DOMAIN)
+    buffer = io.BytesIO()
+    write_mo(buffer, catalog)
+    buffer.seek(0)
+    return gettext.GNUTranslations(buffer)
 
 
 def parse_accept_language(header: str | None) -> list[str]:

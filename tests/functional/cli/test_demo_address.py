@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from civicloud.app import load_settings
 from civicloud.cli.serve import with_public_address
-from civicloud.core.config import PaySettings, Settings
 from civicloud.demo import listening_url
+from civicloud.pay.settings import PaySettings
 
 CLI = [sys.executable, "-c", "from civicloud.cli import main; main()"]
 REPO = Path(__file__).resolve().parents[3]
@@ -33,13 +34,15 @@ REPO = Path(__file__).resolve().parents[3]
 def test_the_public_address_follows_where_the_server_listens(
     tmp_path: Path, host: str, port: int, url: str
 ) -> None:
-    settings = Settings(data_dir=tmp_path)
+    settings = load_settings(data_dir=tmp_path)
     assert listening_url(host, port) == url
     assert with_public_address(settings, host, port).pay.public_base_url == url
 
 
 def test_a_configured_public_address_is_kept(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, pay=PaySettings(public_base_url="https://pay.gov.cn"))
+    settings = load_settings(
+        data_dir=tmp_path, pay=PaySettings(public_base_url="https://pay.gov.cn")
+    )
     assert with_public_address(settings, "127.0.0.1", 8123).pay.public_base_url == (
         "https://pay.gov.cn"
     )

@@ -36,6 +36,7 @@ from tests.factories.pay import (
     make_pending_payment,
 )
 
+from civicloud.app import MODULES
 from civicloud.core import identity
 from civicloud.core.services import Services
 from civicloud.core.tenants import TenantKind
@@ -87,7 +88,10 @@ PUBLIC: frozenset[tuple[str, str]] = frozenset(
 )
 #: Mounted applications anyone may read (static files).
 #: (Swagger UI's own files, for the API reference at /docs, are public like it.)
-PUBLIC_MOUNTS: frozenset[str] = frozenset({"/static", "/docs/assets"})
+#: Each module's static files (``/static/<module>``) are as public as the shell's.
+PUBLIC_MOUNTS: frozenset[str] = frozenset(
+    {"/static", "/docs/assets", *(f"/static/{m.name}" for m in MODULES if m.static is not None)}
+)
 
 #: Parameter names that carry an id, and which kind of resource each names.
 ID_PARAMETERS: dict[str, str] = {

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from tests.factories.pay import unlimited_payments
 from tests.fakes.pay_gateways import FakeWechatGateway, loopback_urlopen
 from tests.unit.pay.providers.helpers import (
     APPID,
@@ -20,7 +21,6 @@ from tests.unit.pay.providers.helpers import (
 )
 
 from civicloud.app import create_app
-from civicloud.core.ratelimit import RateLimiter
 from civicloud.core.services import Services
 from civicloud.pay.payments import PayContext
 from civicloud.pay.providers import SandboxProvider, WechatPayProvider
@@ -41,7 +41,7 @@ def pay_app(core_services: Services) -> FastAPI:
     app = create_app(services=core_services)
     # Every test's client is one address ("testclient"): the per-client limit on starting
     # payments is the subject of its own tests, with an application of their own.
-    app.state.pay_payment_limiter = RateLimiter(1_000_000)
+    unlimited_payments(app)
     return app
 
 
@@ -56,7 +56,7 @@ def client(pay_app: FastAPI) -> Iterator[TestClient]:
 @pytest.fixture
 def context(pay_app: FastAPI) -> PayContext:
     """Pay's providers, signer and settings as the application built them."""
-    found: PayContext = pay_app.state.pay
+    found: PayContext = pay_app.state.services.context("pay", PayContext)
     return found
 
 

@@ -15,9 +15,9 @@ import sys
 import uuid
 from collections.abc import Mapping
 
-from civicloud.app import build_pay, build_services, prepare_database
-from civicloud.core.config import Settings
+from civicloud.app import build_services, load_settings, prepare_database
 from civicloud.pay import ledger, payments
+from civicloud.pay.payments import PayContext
 from civicloud.pay.providers import SandboxProvider
 from civicloud.pay.schemas import PaymentCreate
 
@@ -27,9 +27,9 @@ KILLED = 9
 def main() -> None:
     biller_id, bill_id, key = sys.argv[1:4]
     crash_at = os.environ["CRASH_AT"]
-    services = build_services(Settings())
+    services = build_services(load_settings())
     prepare_database(services)
-    context = build_pay(services)
+    context = services.context("pay", PayContext)
     with services.db.unit_of_work() as session:
         payment, _ = payments.create_payment(
             session=session,

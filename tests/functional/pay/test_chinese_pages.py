@@ -530,7 +530,7 @@ def test_every_chinese_page_speaks_chinese_and_yuan(
     app: FastAPI, browser: Browser, world: World, services: Services
 ) -> None:
     pages = Pages(world)
-    context: PayContext = app.state.pay
+    context: PayContext = app.state.services.context("pay", PayContext)
     sandbox = context.providers["sandbox"]
     assert isinstance(sandbox, SandboxProvider)
     # given a citizen who pays two of three bills (after a first try that failed)

@@ -96,7 +96,7 @@ def test_the_bills_page_runs_only_its_own_script(browser: Browser, town: Town) -
     policy = page.headers["content-security-policy"]
     assert "script-src 'self'" in policy
     assert "default-src 'self'" in policy
-    script = re.search(r'<script src="(/static/js/pay-total\.js\?v=\w+)" defer>', page.text)
+    script = re.search(r'<script src="(/static/pay/pay-total\.js\?v=\w+)" defer>', page.text)
     assert script, page.text
     served = browser.client.get(script.group(1))
     assert served.status_code == 200

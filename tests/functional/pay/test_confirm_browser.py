@@ -30,12 +30,14 @@ from tests.functional.pay.test_pay_browser import (  # noqa: F401 - the chromium
     sign_in,
 )
 
-from civicloud.app import build_services, create_app, prepare_database
-from civicloud.core.config import AuthSettings, PaySettings, Settings
+from civicloud.app import build_services, create_app, load_settings, prepare_database
+from civicloud.core.config import AuthSettings
 from civicloud.core.services import Services
 from civicloud.pay import web as pay_web
 from civicloud.pay.models import Payment
+from civicloud.pay.payments import PayContext
 from civicloud.pay.providers import SandboxProvider
+from civicloud.pay.settings import PaySettings
 from civicloud.pay.web.views import beijing_now
 
 pytestmark = [pytest.mark.browser]
@@ -54,7 +56,7 @@ def town(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Town]:
     """Dalian's bill payment on a free loopback port, with its services."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    settings = Settings(
+    settings = load_settings(
         data_dir=tmp_path_factory.mktemp("civicloud-confirm-browser"),
         auth=AuthSettings(argon2_time_cost=1, argon2_memory_kib=1024, argon2_parallelism=1),
         pay=PaySettings(public_base_url=url),
@@ -64,7 +66,7 @@ def town(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Town]:
     seed_dalian(services)
     app: FastAPI = create_app(services=services)
     app.include_router(pay_web.router)
-    sandbox = app.state.pay.providers["sandbox"]
+    sandbox = app.state.services.context("pay", PayContext).providers["sandbox"]
     assert isinstance(sandbox, SandboxProvider)
     try:
         with serving(app, port):

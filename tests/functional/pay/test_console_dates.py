@@ -21,13 +21,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 from tests.factories.core import PASSWORD, make_member
-from tests.factories.pay import make_agency, make_biller, make_bills
+from tests.factories.pay import make_agency, make_biller, make_bills, unlimited_payments
 from tests.functional.web.helpers import HTML, Browser, text_of
 
 from civicloud.app import create_app
 from civicloud.core.audit.models import AuditRecord
 from civicloud.core.dates import MAX_DATE, MIN_DATE
-from civicloud.core.ratelimit import RateLimiter
 from civicloud.core.services import Services
 from civicloud.pay import web as pay_web
 from civicloud.pay.models import (
@@ -77,16 +76,9 @@ def app(core_services: Services) -> FastAPI:
             )
         }
     )
-    built = create_app(
-        services=Services(
-            settings=settings,
-            db=core_services.db,
-            passwords=core_services.passwords,
-            principals=core_services.principals,
-        )
-    )
+    built = create_app(services=core_services.with_settings(settings))
     built.include_router(pay_web.router)
-    built.state.pay_payment_limiter = RateLimiter(1_000_000)
+    unlimited_payments(built)
     return built
 
 
@@ -143,7 +135,7 @@ def desk(core_services: Services, app: FastAPI) -> Desk:
 
 
 def sandbox(app: FastAPI) -> SandboxProvider:
-    context: PayContext = app.state.pay
+    context: PayContext = app.state.services.context("pay", PayContext)
     provider = context.providers["sandbox"]
     assert isinstance(provider, SandboxProvider)
     return provider

@@ -14,11 +14,11 @@ from sqlalchemy import func, select
 from tests.conftest import TEST_AUDIT_KEY
 from tests.factories.pay import make_biller, make_bills
 
-from civicloud.app import build_pay
 from civicloud.cli import main as cli_main
 from civicloud.core.services import Services
 from civicloud.pay import ledger, payments
 from civicloud.pay.models import Bill, BillPayment, JournalEntry, Payment, Receipt
+from civicloud.pay.payments import PayContext
 from civicloud.pay.providers import SandboxProvider
 
 CLIENT = Path(__file__).with_name("crash_client.py")
@@ -108,7 +108,7 @@ def test_a_payment_killed_midway_is_completed_once_after_restart(
     with services.db.unit_of_work(write=False) as session:
         assert ledger.check_ledger(session=session).ok
     # and when the provider retries its notification later, nothing is paid twice
-    context = build_pay(services)
+    context = services.context("pay", PayContext)
     sandbox = context.providers["sandbox"]
     assert isinstance(sandbox, SandboxProvider)
     for notice in sandbox.simulate(trade_no, "succeeded", deliver=lambda *_: None):

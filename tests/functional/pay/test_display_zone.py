@@ -24,12 +24,11 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
-from tests.factories.pay import make_biller, make_bills
+from tests.factories.pay import make_biller, make_bills, unlimited_payments
 from tests.functional.pay.test_pages import BASE_URL, hidden, path_of
 from tests.functional.web.helpers import HTML, Browser, text_of
 
 from civicloud.app import create_app
-from civicloud.core.ratelimit import RateLimiter
 from civicloud.core.services import Services
 from civicloud.pay import receipts
 from civicloud.pay import web as pay_web
@@ -70,16 +69,9 @@ def zoned_app(services: Services, zone: str) -> FastAPI:
             ),
         }
     )
-    app = create_app(
-        services=Services(
-            settings=settings,
-            db=services.db,
-            passwords=services.passwords,
-            principals=services.principals,
-        )
-    )
+    app = create_app(services=services.with_settings(settings))
     app.include_router(pay_web.router)
-    app.state.pay_payment_limiter = RateLimiter(1_000_000)
+    unlimited_payments(app)
     return app
 
 

@@ -12,15 +12,15 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
-from tests.factories.pay import bill_row, make_biller, make_bills
+from tests.factories.pay import bill_row, make_biller, make_bills, unlimited_payments
 from tests.functional.web.helpers import HTML, text_of
 
 from civicloud.app import create_app
-from civicloud.core.ratelimit import RateLimiter
 from civicloud.core.services import Services
 from civicloud.pay import receipts
 from civicloud.pay import web as pay_web
 from civicloud.pay.models import Bill, Payment, Receipt
+from civicloud.pay.payments import PayContext
 from civicloud.pay.providers import SandboxProvider
 
 BASE_URL = "https://testserver"
@@ -45,16 +45,9 @@ def app(core_services: Services) -> FastAPI:
             )
         }
     )
-    built = create_app(
-        services=Services(
-            settings=settings,
-            db=core_services.db,
-            passwords=core_services.passwords,
-            principals=core_services.principals,
-        )
-    )
+    built = create_app(services=core_services.with_settings(settings))
     built.include_router(pay_web.router)
-    built.state.pay_payment_limiter = RateLimiter(1_000_000)
+    unlimited_payments(built)
     return built
 
 
@@ -250,7 +243,7 @@ def test_a_paid_fine_s_receipt_signs_and_shows_its_decision(
     fines: tuple[uuid.UUID, uuid.UUID],
 ) -> None:
     biller_id, bill_id = fines
-    sandbox = app.state.pay.providers["sandbox"]
+    sandbox = app.state.services.context("pay", PayContext).providers["sandbox"]
     assert isinstance(sandbox, SandboxProvider)
     # given a paid fine
     created = web.post(

@@ -32,14 +32,15 @@ from tests.functional.pay.test_pay_browser import (
     seed_dalian,
 )
 
-from civicloud.app import build_services, create_app, prepare_database
+from civicloud.app import build_services, create_app, load_settings, prepare_database
 from civicloud.core.actor import Actor
-from civicloud.core.config import AuthSettings, PaySettings, Settings, WebSettings
+from civicloud.core.config import AuthSettings, WebSettings
 from civicloud.core.db import utcnow
 from civicloud.core.services import Services
 from civicloud.pay import billing
 from civicloud.pay import web as pay_web
 from civicloud.pay.models import Biller
+from civicloud.pay.settings import PaySettings
 
 __all__ = ["chromium"]  # the fixture shared with test_pay_browser
 
@@ -117,7 +118,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Dalian's bill payment with the traffic police's fines, on a free loopback port."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    settings = Settings(
+    settings = load_settings(
         data_dir=tmp_path_factory.mktemp("civicloud-fine-browser"),
         auth=AuthSettings(argon2_time_cost=1, argon2_memory_kib=1024, argon2_parallelism=1),
         # the installation's zone, as the default has it: pages show times in it

@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import update
 from tests.factories.pay import make_biller, make_bills
 
-from civicloud.cli.pay import run_jobs
 from civicloud.core.db import utcnow
 from civicloud.core.errors import Conflict
 from civicloud.core.services import Services
 from civicloud.pay import payments
+from civicloud.pay.cli import run_jobs
 from civicloud.pay.models import Payment
 from civicloud.pay.payments import PayContext
 from civicloud.pay.schemas import PaymentCreate

@@ -17,8 +17,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx2
 import pytest
-from babel.messages.extract import extract_from_dir
-from babel.messages.pofile import read_po
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -44,7 +42,6 @@ from civicloud.pay.payments import PayContext
 from civicloud.pay.providers import SandboxProvider
 from civicloud.pay.receipts import receipt_content_security_policy, receipt_verify_url
 from civicloud.pay.web.views import beijing_now
-from civicloud.web.i18n import LANGUAGES, po_path
 
 BASE_URL = "https://testserver"
 ACCOUNT = "0411000001"
@@ -65,14 +62,7 @@ def pages_app(services: Services, **pay: object) -> FastAPI:
             )
         }
     )
-    app = create_app(
-        services=Services(
-            settings=settings,
-            db=services.db,
-            passwords=services.passwords,
-            principals=services.principals,
-        )
-    )
+    app = create_app(services=services.with_settings(settings))
     app.include_router(pay_web.router)
     return app
 
@@ -94,7 +84,7 @@ def browser(app: FastAPI) -> Iterator[Browser]:
 @pytest.fixture
 def sandbox(app: FastAPI) -> SandboxProvider:
     """This application's sandbox provider."""
-    context: PayContext = app.state.pay
+    context: PayContext = app.state.services.context("pay", PayContext)
     provider = context.providers["sandbox"]
     assert isinstance(provider, SandboxProvider)
     return provider
@@ -737,26 +727,3 @@ def test_reconciliation_is_explained_to_operators_below_platform_level(
     page = browser.client.get("/console/pay/reconciliation?lang=en")
     assert page.status_code == 200
     assert "needs the pay.reconcile permission granted at platform level" in text_of(page.text)
-
-
-# --- translations ------------------------------------------------------------------------------
-
-
-def pay_msgids() -> set[str]:
-    """Every msgid of Pay's templates (``_()``) and pages' code (``N_()``)."""
-    methods = [("templates/**.html", "jinja2.ext:babel_extract"), ("web/**.py", "python")]
-    return {
-        message if isinstance(message, str) else message[0]
-        for _file, _line, message, _comments, _context in extract_from_dir(PAY_DIR, methods)
-    }
-
-
-@pytest.mark.parametrize("language", LANGUAGES)
-def test_every_pay_message_is_translated(language: str) -> None:
-    with po_path(language).open("rb") as po_file:
-        catalog = {m.id: m.string for m in read_po(po_file, locale=language) if m.id}
-    msgids = pay_msgids()
-    assert "Pay bills online" in msgids
-    assert "Customer account number" in msgids
-    missing = sorted(m for m in msgids if not catalog.get(m))
-    assert missing == []

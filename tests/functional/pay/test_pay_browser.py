@@ -26,18 +26,20 @@ from playwright.sync_api import Browser as Chromium
 from playwright.sync_api import FilePayload, Locator, Page, ViewportSize, expect, sync_playwright
 from tests.functional.live_server import free_port, serving
 
-from civicloud.app import build_services, create_app, prepare_database
+from civicloud.app import build_services, create_app, load_settings, prepare_database
 from civicloud.core import identity, roles, tenants
 from civicloud.core.actor import Actor
-from civicloud.core.config import AuthSettings, PaySettings, Settings
+from civicloud.core.config import AuthSettings
 from civicloud.core.db import utcnow
 from civicloud.core.services import Services
 from civicloud.core.tenants import TenantCreate, TenantKind
 from civicloud.pay import billing
 from civicloud.pay import web as pay_web
 from civicloud.pay.models import BillerCategory
+from civicloud.pay.payments import PayContext
 from civicloud.pay.providers import SandboxProvider
 from civicloud.pay.schemas import BillerCreate
+from civicloud.pay.settings import PaySettings
 from civicloud.pay.web.views import beijing_now
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -253,7 +255,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     """Dalian's bill payment, served on a free loopback port."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    settings = Settings(
+    settings = load_settings(
         data_dir=tmp_path_factory.mktemp("civicloud-pay-browser"),
         auth=AuthSettings(argon2_time_cost=1, argon2_memory_kib=1024, argon2_parallelism=1),
         pay=PaySettings(public_base_url=url),
@@ -263,7 +265,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     seed_dalian(services)
     app: FastAPI = create_app(services=services)
     app.include_router(pay_web.router)
-    sandbox = app.state.pay.providers["sandbox"]
+    sandbox = app.state.services.context("pay", PayContext).providers["sandbox"]
     assert isinstance(sandbox, SandboxProvider)
     try:
         with serving(app, port):

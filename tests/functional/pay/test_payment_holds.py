@@ -27,10 +27,10 @@ from tests.factories.core import SYSTEM
 from tests.factories.pay import make_biller, make_bills
 
 from civicloud.app import create_app
-from civicloud.cli.pay import run_jobs
 from civicloud.core.db import utcnow
 from civicloud.core.services import Services
 from civicloud.pay import billing, ledger, payments
+from civicloud.pay.cli import run_jobs
 from civicloud.pay.errors import BillBeingPaid, InvalidReturnUrl
 from civicloud.pay.models import Bill, BillPayment, Payment
 from civicloud.pay.payments import PayContext, check_return_url
@@ -296,14 +296,7 @@ def limited_app(core_services: Services) -> FastAPI:
             )
         }
     )
-    return create_app(
-        services=Services(
-            settings=settings,
-            db=core_services.db,
-            passwords=core_services.passwords,
-            principals=core_services.principals,
-        )
-    )
+    return create_app(services=core_services.with_settings(settings))
 
 
 def test_payments_started_per_client_are_rate_limited(

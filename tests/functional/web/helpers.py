@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx2
 from fastapi.testclient import TestClient
 
+from civicloud.app import load_settings
 from civicloud.core import identity, roles, tenants
 from civicloud.core.config import AuthSettings, Settings
 from civicloud.core.roles import Actor
@@ -101,7 +102,7 @@ def seed_world(services: Services) -> World:
 
 def cheap_settings(data_dir: Path, **web: object) -> Settings:
     """Settings with argon2 costs low enough for tests."""
-    return Settings(
+    return load_settings(
         data_dir=data_dir,
         auth=AuthSettings(argon2_time_cost=1, argon2_memory_kib=1024, argon2_parallelism=1),
         web=web,

@@ -182,14 +182,7 @@ def test_any_configured_slots_stay_below_the_worker_threads(services: Services) 
     # given the most slots the settings allow, then the app can still admit them
     web = services.settings.web.model_copy(update={"db_writers": 32, "db_readers": 15})
     settings = services.settings.model_copy(update={"web": web})
-    most = admission_for(
-        Services(
-            settings=settings,
-            db=services.db,
-            passwords=services.passwords,
-            principals=services.principals,
-        )
-    )
+    most = admission_for(services.with_settings(settings))
     assert most.writers + most.readers < THREADS
     # and more than that is refused as a setting, with its name
     with pytest.raises(ValidationError, match="db_readers"):

@@ -197,14 +197,7 @@ def test_chromium_keeps_secure_cookies_on_loopback_http(
     settings = services.settings.model_copy(
         update={"web": services.settings.web.model_copy(update={"cookie_secure": True})}
     )
-    app = create_app(
-        services=Services(
-            settings=settings,
-            db=services.db,
-            passwords=services.passwords,
-            principals=services.principals,
-        )
-    )
+    app = create_app(services=services.with_settings(settings))
     with serving(app) as url:
         context = chromium.new_context(viewport=DESKTOP)
         page = context.new_page()

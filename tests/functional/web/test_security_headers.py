@@ -15,9 +15,15 @@ from starlette.routing import Mount
 from tests.functional.core.test_authorization_matrix import walk_routes
 from tests.functional.web.helpers import HTML, Browser, World
 
+from civicloud.app import MODULES
+
 REQUIRED = ("content-security-policy", "x-frame-options", "x-content-type-options")
 #: A file that each mounted application serves, to ask it for.
-MOUNT_FILES = {"/static": "css/civicloud.css", "/docs/assets": "swagger-ui-bundle.js"}
+MOUNT_FILES = {
+    "/static": "css/civicloud.css",
+    "/docs/assets": "swagger-ui-bundle.js",
+    **{f"/static/{m.name}": m.stylesheets[0] for m in MODULES if m.static and m.stylesheets},
+}
 VALUES = {"provider": "sandbox", "date": "2026-01-01", "number": "R20260101-00000000"}
 
 

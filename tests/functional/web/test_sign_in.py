@@ -214,14 +214,7 @@ def test_cookies_are_secure_by_rule(
     settings = services.settings.model_copy(
         update={"web": services.settings.web.model_copy(update={"cookie_secure": setting})}
     )
-    app = create_app(
-        services=Services(
-            settings=settings,
-            db=services.db,
-            passwords=services.passwords,
-            principals=services.principals,
-        )
-    )
+    app = create_app(services=services.with_settings(settings))
     with TestClient(app, base_url=base_url, headers=HTML) as client:
         # When a browser loads a form and signs in
         form = client.get("/login?lang=en")
@@ -257,14 +250,7 @@ def test_failed_sign_ins_are_limited_per_client_address_over_all_accounts(
     settings = services.settings.model_copy(
         update={"auth": services.settings.auth.model_copy(update={"failed_sign_ins_per_client": 3})}
     )
-    app = create_app(
-        services=Services(
-            settings=settings,
-            db=services.db,
-            passwords=services.passwords,
-            principals=services.principals,
-        )
-    )
+    app = create_app(services=services.with_settings(settings))
     with TestClient(
         app, base_url="https://testserver", headers=HTML, client=("192.0.2.30", 1)
     ) as client:

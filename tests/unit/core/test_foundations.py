@@ -11,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from civicloud.app import load_settings
 from civicloud.core import errors
 from civicloud.core.config import Settings
 from civicloud.core.context import current_request_id, set_request_id
@@ -43,7 +44,7 @@ def test_settings_default_to_sqlite_in_the_data_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("CIVICLOUD_DATABASE_URL", raising=False)
-    settings = Settings(data_dir=tmp_path)
+    settings = load_settings(data_dir=tmp_path)
     assert settings.effective_database_url == f"sqlite:///{tmp_path.resolve()}/civicloud.db"
     moved = settings.with_data_dir(tmp_path / "elsewhere")
     assert moved.data_dir == tmp_path / "elsewhere"
@@ -53,7 +54,7 @@ def test_settings_default_to_sqlite_in_the_data_directory(
 def test_settings_come_from_civicloud_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CIVICLOUD_WEB__PORT", "9001")
     monkeypatch.setenv("CIVICLOUD_DATABASE_URL", "postgresql+psycopg://u:p@db/civicloud")
-    settings = Settings()
+    settings = load_settings()
     assert settings.web.port == 9001
     assert settings.effective_database_url == "postgresql+psycopg://u:p@db/civicloud"
 
@@ -61,13 +62,13 @@ def test_settings_come_from_civicloud_variables(monkeypatch: pytest.MonkeyPatch)
 @pytest.mark.parametrize("url", ["mysql://db/x", "postgresql://db/x", "postgres+psycopg2://x"])
 def test_settings_refuse_unsupported_databases(url: str) -> None:
     with pytest.raises(ValidationError, match="database_url"):
-        Settings(database_url=url)
+        load_settings(database_url=url)
 
 
 def test_pages_show_beijing_time_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert Settings().web.time_zone == "Asia/Shanghai"
+    assert load_settings().web.time_zone == "Asia/Shanghai"
     monkeypatch.setenv("CIVICLOUD_WEB__TIME_ZONE", "Asia/Urumqi")
-    assert Settings().web.time_zone == "Asia/Urumqi"
+    assert load_settings().web.time_zone == "Asia/Urumqi"
 
 
 @pytest.mark.parametrize("zone", ["Beijing", "Asia/Nowhere", "../etc/passwd", ""])

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from civicloud.app import audit_key
-from civicloud.core.config import Settings
+from civicloud.app import audit_key, load_settings
 from civicloud.core.errors import Misconfigured
 from civicloud.core.keyfiles import write_private_once
 
@@ -57,12 +56,12 @@ def test_the_audit_key_is_the_configured_one_else_a_private_file_made_once(
     tmp_path: Path,
 ) -> None:
     # given no configured key, then audit.key is made in the data directory once, privately
-    settings = Settings(data_dir=tmp_path)
+    settings = load_settings(data_dir=tmp_path)
     first = audit_key(settings)
     assert len(first) == 32
     assert stat.S_IMODE((tmp_path / "audit.key").stat().st_mode) == 0o600
     assert audit_key(settings) == first
     # and a configured key wins, but a short one is refused
-    assert audit_key(Settings(data_dir=tmp_path, audit_key=SecretStr("k" * 20))) == b"k" * 20
+    assert audit_key(load_settings(data_dir=tmp_path, audit_key=SecretStr("k" * 20))) == b"k" * 20
     with pytest.raises(Misconfigured, match="at least 16"):
-        audit_key(Settings(data_dir=tmp_path, audit_key=SecretStr("short")))
+        audit_key(load_settings(data_dir=tmp_path, audit_key=SecretStr("short")))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from civicloud.core.config import PaySettings
 from civicloud.pay.backends import PaymentProvider
 from civicloud.pay.providers._common import (
     Clock,
@@ -27,6 +26,7 @@ from civicloud.pay.providers.sandbox import (
     load_or_create_secret,
 )
 from civicloud.pay.providers.wechatpay import WechatPayProvider
+from civicloud.pay.settings import PaySettings
 
 
 def build_providers(

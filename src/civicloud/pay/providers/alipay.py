@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal
 
-from civicloud.core.config import AlipaySettings
 from civicloud.core.errors import InvalidInput
 from civicloud.pay.backends import (
     Acknowledgement,
@@ -63,6 +62,7 @@ from civicloud.pay.providers._common import (
     utc_now,
     yuan_to_fen,
 )
+from civicloud.pay.settings import AlipaySettings
 
 #: Alipay's trade states and what they mean for a payment.
 TRADE_STATES: dict[str, TradeStatus] = {

@@ -41,7 +41,6 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from civicloud.core.config import WechatPaySettings
 from civicloud.core.errors import InvalidInput
 from civicloud.pay.backends import (
     Acknowledgement,
@@ -69,6 +68,7 @@ from civicloud.pay.providers._common import (
     utc_now,
     yuan_to_fen,
 )
+from civicloud.pay.settings import WechatPaySettings
 
 SIGNATURE_SCHEME = "WECHATPAY2-SHA256-RSA2048"
 

@@ -24,8 +24,8 @@ from starlette.concurrency import run_in_threadpool
 
 from civicloud.core.db import utcnow
 from civicloud.core.errors import InvalidInput
+from civicloud.core.i18n import N_
 from civicloud.core.patterns import compile_pattern
-from civicloud.core.ratelimit import RateLimiter
 from civicloud.core.zones import local_time
 from civicloud.pay import billing, payments, receipts
 from civicloud.pay.errors import (
@@ -56,7 +56,6 @@ from civicloud.pay.web.views import (
     pay_context,
 )
 from civicloud.web.deps import SessionDep, admission_of, client_of, read_cookie
-from civicloud.web.i18n import N_
 from civicloud.web.pages.guards import CsrfChecked, FormRejected, PageActorDep, see_other
 from civicloud.web.pages.rendering import SECURITY_HEADERS, page_language, set_cookie
 
@@ -166,7 +165,7 @@ def pay(
     context = pay_context(request)
     mine = _my_trades(request)
     try:
-        request.app.state.pay_payment_limiter.hit(client_of(request))
+        context.payment_starts.hit(client_of(request))
         data = PaymentCreate.model_validate(
             {
                 "biller_id": biller_id,
@@ -289,7 +288,7 @@ def _lookup(
     request: Request, session: Session, biller: Biller, account: str
 ) -> list[PublicBill] | None:
     """The account's open bills (counted against the client's limit); ``None`` if malformed."""
-    limiter: RateLimiter = request.app.state.pay_lookup_limiter
+    limiter = pay_context(request).lookups
     limiter.hit(client_of(request))
     try:
         return billing.lookup_open_bills(
@@ -517,7 +516,7 @@ def find_payment(
     trade_no = "".join(trade_no.split()).upper()
     if not trade_no:
         return page(request, "pay/find.html", {"trade_no": "", "error": None})
-    limiter: RateLimiter = request.app.state.pay_lookup_limiter
+    limiter = pay_context(request).lookups
     try:
         limiter.hit(client_of(request))
     except LookupThrottled as exc:

@@ -22,6 +22,7 @@ from starlette.datastructures import UploadFile
 from civicloud.core import tenants
 from civicloud.core.dates import DateOutOfRange, parse_date
 from civicloud.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from civicloud.core.i18n import N_
 from civicloud.core.money import InvalidAmount
 from civicloud.core.money import parse_yuan as parse_amount
 from civicloud.core.roles import Actor
@@ -52,7 +53,6 @@ from civicloud.pay.web.views import (
     yuan_text,
 )
 from civicloud.web.deps import SAFE_METHODS, SessionDep
-from civicloud.web.i18n import N_
 from civicloud.web.pages.forms import service_error
 from civicloud.web.pages.guards import ConsoleActorDep, FormRejected, see_other
 

@@ -18,13 +18,13 @@ from zoneinfo import ZoneInfo
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
+from civicloud.core.i18n import N_
 from civicloud.core.money import InvalidAmount
 from civicloud.core.money import parse_yuan as money_parse_yuan
 from civicloud.core.zones import local_time
 from civicloud.pay.payments import PayContext
 from civicloud.pay.schemas import MAX_AMOUNT_FEN
 from civicloud.web.deps import services_of
-from civicloud.web.i18n import N_
 from civicloud.web.pages.rendering import page_language, render
 
 #: China Standard Time: the calendar of providers' statements, and so of settlement's business
@@ -221,8 +221,7 @@ def account_format(pattern: str) -> AccountFormat | None:
 
 def pay_context(request: Request) -> PayContext:
     """Pay's providers, signer and settings, as the application built them."""
-    context: PayContext = request.app.state.pay
-    return context
+    return services_of(request).context("pay", PayContext)
 
 
 def offered_providers(context: PayContext) -> list[str]:

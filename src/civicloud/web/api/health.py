@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
+from civicloud.core.listeners import Supervisor
 from civicloud.core.migrate import pending
 from civicloud.web.deps import ServicesDep
 from civicloud.web.problems import problem
@@ -23,19 +24,39 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+def supervisor_of(request: Request) -> Supervisor | None:
+    """The listeners' supervisor ``civicloud serve`` runs beside the app (``None`` without one)."""
+    found = getattr(request.app.state, "supervisor", None)
+    return found if isinstance(found, Supervisor) else None
+
+
 @router.get("/readyz", name="core.readyz", response_model=None)
-def readyz(services: ServicesDep) -> dict[str, str] | Response:
-    """Readiness: the database answers and carries every migration."""
+def readyz(request: Request, services: ServicesDep) -> dict[str, object] | Response:
+    """Readiness: the database answers and carries every migration, and every listener (and the
+    MQTT hub) is well."""
     try:
         with services.db.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
-        if pending(services.db.engine):
+        if pending(services.db.engine, services.branches):
             return problem(503, code="core.not_ready", detail="database migrations are pending")
     except Exception as exc:  # any database failure means "not ready", reported, not raised
         return problem(
             503, code="core.not_ready", detail=f"database unavailable: {type(exc).__name__}"
         )
-    return {"status": "ready"}
+    supervisor = supervisor_of(request)
+    if supervisor is None:
+        return {"status": "ready"}
+    health = supervisor.health()
+    listeners = {name: why or "ok" for name, why in health.items()}
+    unwell = [f"{name}: {why}" for name, why in health.items() if why is not None]
+    if unwell:
+        return problem(
+            503,
+            code="core.not_ready",
+            detail="listeners unwell: " + "; ".join(unwell),
+            listeners=listeners,
+        )
+    return {"status": "ready", "listeners": listeners}
 
 
 @router.get("/metrics", name="core.metrics", include_in_schema=False)

@@ -12,12 +12,12 @@ from sqlalchemy.orm import Session
 
 from civicloud.core import audit, identity, roles, tenants
 from civicloud.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from civicloud.core.i18n import N_
 from civicloud.core.identity import ApiKeyCreate, UserCreate, UserUpdate
 from civicloud.core.roles import Actor, RoleBindingCreate
 from civicloud.core.roles.service import ADMIN as ROLE_ADMIN
 from civicloud.web.api.audit import MAX_SEQ
 from civicloud.web.deps import ServicesDep, SessionDep, read_cookie, services_of
-from civicloud.web.i18n import N_
 from civicloud.web.pages.forms import (
     DONE_MESSAGES,
     FIELD_HINTS,

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from pydantic import ValidationError
 
 from civicloud.core.errors import CivicloudError
-from civicloud.web.i18n import N_
+from civicloud.core.i18n import N_
 
 #: What to tell the user about a field whose value a schema refused.
 FIELD_HINTS: dict[str, str] = {

@@ -5,7 +5,9 @@ Each is a msgid marked with ``N_`` and translated when the page renders.
 
 from __future__ import annotations
 
-from civicloud.web.i18n import N_
+from collections.abc import Mapping
+
+from civicloud.core.i18n import N_
 
 KIND_LABELS: dict[str, str] = {
     "country": N_("Country"),
@@ -34,6 +36,7 @@ PERMISSION_LABELS: dict[str, str] = {
     "core.role.admin": N_("Grant and revoke roles"),
     "core.audit.read": N_("Read the audit log"),
     "core.region.admin": N_("Register regions (platform-wide only)"),
+    "core.job.read": N_("See the background jobs and their runs (platform-wide only)"),
 }
 
 _STATUS_TITLES: dict[int, str] = {
@@ -106,16 +109,10 @@ def status_explanation(status: int) -> str:
 
 #: What a refused value in an address or a query is called, for the message that names it.
 FIELD_LABELS: dict[str, str] = {
-    "biller_id": N_("The biller"),
-    "payment_id": N_("The payment"),
     "tenant_id": N_("The tenant"),
     "user_id": N_("The user"),
     "key_id": N_("The API key"),
     "binding_id": N_("The role binding"),
-    "item_id": N_("The reconciliation item"),
-    "trade_no": N_("The transaction number"),
-    "number": N_("The receipt number"),
-    "account": N_("The account number"),
     "q": N_("The search text"),
     "status": N_("The status"),
     "date": N_("The date"),
@@ -123,12 +120,18 @@ FIELD_LABELS: dict[str, str] = {
     "show": N_("The choice of what to show"),
     "lang": N_("The language"),
     "next": N_("The page to return to"),
-    "provider": N_("The payment provider"),
     "limit": N_("The number of rows"),
     "offset": N_("The starting row"),
-    "return_origins": N_("The list of return origins"),
 }
 _SOME_VALUE = N_("A value")
+
+
+def add_field_labels(more: Mapping[str, str]) -> None:
+    """Add a module's field labels (``Module.labels``); a name core already labels keeps its own."""
+    for name, label in more.items():
+        FIELD_LABELS.setdefault(name, label)
+
+
 _SOME_VALUE_IN_ADDRESS = N_("A value in the address")
 #: Where a value is part of the address (the path, or the query after "?"); a form's or a
 #: document's fields are not.

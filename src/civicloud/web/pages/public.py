@@ -9,12 +9,14 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from civicloud.core import identity
+from civicloud.core.i18n import N_
 from civicloud.core.identity.signin import (
     ACCOUNT_WINDOW,
     FAILURES_PER_ACCOUNT_AND_CLIENT,
     SignInGuard,
     SignInThrottled,
 )
+from civicloud.core.modules import HomeCard
 from civicloud.web.deps import (
     CSRF_COOKIE,
     SESSION_COOKIE,
@@ -23,10 +25,15 @@ from civicloud.web.deps import (
     client_of,
     read_cookie,
 )
-from civicloud.web.i18n import N_
 from civicloud.web.pages.forms import DONE_MESSAGES, safe_next
 from civicloud.web.pages.guards import CsrfChecked, PageActorDep, see_other
-from civicloud.web.pages.rendering import clear_cookie, new_csrf_token, render, set_cookie
+from civicloud.web.pages.rendering import (
+    clear_cookie,
+    get_renderer,
+    new_csrf_token,
+    render,
+    set_cookie,
+)
 
 router = APIRouter(include_in_schema=False)
 
@@ -47,35 +54,35 @@ THROTTLED_MESSAGES = {
 
 
 @dataclass(frozen=True)
-class PublicService:
-    """A service the city offers on the portal."""
+class PlannedService:
+    """A service the platform will offer, shown as "coming soon" until a module of that name is
+    installed (whose own card, ``Module.home``, then takes its place)."""
 
     key: str
     title: str
     summary: str
     items: tuple[str, ...]
 
+    @property
+    def icon(self) -> str:
+        """The card's icon template."""
+        return f"icons/{self.key}.svg"
 
-PUBLIC_SERVICES: tuple[PublicService, ...] = (
-    PublicService(
-        "pay",
-        N_("Bill payment"),
-        N_("Pay water, electricity and gas bills and non-tax fees online, with an e-receipt."),
-        (N_("Utility bills"), N_("Non-tax fees"), N_("Electronic receipts")),
-    ),
-    PublicService(
+
+PLANNED_SERVICES: tuple[PlannedService, ...] = (
+    PlannedService(
         "store",
         N_("Document storage"),
         N_("Keep licences, certificates and case files in secure storage inside your region."),
         (N_("Electronic licences"), N_("Case files"), N_("Data kept in region")),
     ),
-    PublicService(
+    PlannedService(
         "traffic",
         N_("Traffic and transport"),
         N_("Road conditions, signal timing plans and traffic notices for the city."),
         (N_("Road conditions"), N_("Signal timing"), N_("Traffic notices")),
     ),
-    PublicService(
+    PlannedService(
         "emissions",
         N_("Emissions monitoring"),
         N_("Enterprises report their emissions; agencies review and publish the results."),
@@ -84,20 +91,53 @@ PUBLIC_SERVICES: tuple[PublicService, ...] = (
 )
 
 
-#: The services citizens can use today, shown first, each with the page it starts at.
-AVAILABLE_SERVICES = {"pay": "/pay"}
+@dataclass(frozen=True)
+class ServiceCard:
+    """An installed module's card on the home page."""
+
+    key: str
+    title: str
+    summary: str
+    items: tuple[str, ...]
+    href: str | None
+    action: str | None
+    icon: str
+    hero: str | None
+
+
+def home_cards(cards: list[tuple[str, HomeCard]]) -> tuple[list[ServiceCard], list[object]]:
+    """The installed modules' cards open to citizens today, and the cards of what is to come
+    (modules that are not open yet, then the planned services no module provides)."""
+    available: list[ServiceCard] = []
+    coming: list[object] = []
+    for key, card in cards:
+        shown = ServiceCard(
+            key,
+            card.title,
+            card.summary,
+            card.items,
+            card.href,
+            card.action,
+            card.icon or f"{key}/icons/service.svg",
+            card.hero,
+        )
+        (available if card.href else coming).append(shown)
+    installed = {key for key, _card in cards}
+    coming.extend(s for s in PLANNED_SERVICES if s.key not in installed)
+    return available, coming
 
 
 @router.get("/", name="page.home")
 def home(request: Request, actor: PageActorDep) -> HTMLResponse:
     """The public portal: what citizens can do first, the services to come, and (out of the
     citizens' way, at the end) the way in for staff."""
+    available, coming = home_cards(get_renderer(request).home_cards)
     return render(
         request,
         "home.html",
         {
-            "available": [s for s in PUBLIC_SERVICES if s.key in AVAILABLE_SERVICES],
-            "coming": [s for s in PUBLIC_SERVICES if s.key not in AVAILABLE_SERVICES],
+            "available": available,
+            "coming": coming,
             "done": DONE_MESSAGES.get(request.query_params.get("done", "")),
         },
     )

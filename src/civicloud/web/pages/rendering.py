@@ -17,6 +17,10 @@ from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context, select_autoescape
 from jinja2.runtime import Context
 
+from civicloud.core.actor import Actor
+from civicloud.core.i18n import N_
+from civicloud.core.modules import Installed, NavEntry
+from civicloud.core.permissions import matches
 from civicloud.core.zones import local_time
 from civicloud.web import i18n, messages
 from civicloud.web.deps import (
@@ -34,9 +38,16 @@ log = logging.getLogger("civicloud.web")
 
 WEB_DIR = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = WEB_DIR / "templates"
-#: Modules' page templates (``<module>/templates/<module>/…``), searched after the shell's.
-MODULE_TEMPLATE_DIRS = (WEB_DIR.parent / "pay" / "templates",)
 STATIC_DIR = WEB_DIR / "static"
+#: The core's own console links; each module adds its own (``Module.nav``).
+CORE_NAV: tuple[NavEntry, ...] = (
+    NavEntry("overview", "/console", N_("Overview")),
+    NavEntry("tenants", "/console/tenants", N_("Tenants")),
+    NavEntry("users", "/console/users", N_("Users")),
+    NavEntry("roles", "/console/roles", N_("Roles and access")),
+    NavEntry("api_keys", "/console/api-keys", N_("API keys")),
+    NavEntry("audit", "/console/audit", N_("Audit log")),
+)
 LANG_COOKIE = "civicloud_lang"
 LANG_COOKIE_SECONDS = 365 * 24 * 3600
 #: Pages run no script and load nothing from elsewhere; they may not be framed (clickjacking).
@@ -49,6 +60,17 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
 }
+
+
+def holds_somewhere(actor: Actor, pattern: str) -> bool:
+    """Whether some grant of ``actor`` includes a permission that ``pattern`` names (``pay.*``:
+    any of Pay's), wherever the grant reaches."""
+    prefix = pattern[:-1] if pattern.endswith(".*") else None
+    for grant in actor.grants:
+        for held in grant.permissions:
+            if matches(held, pattern) or (prefix is not None and held.startswith(prefix)):
+                return True
+    return False
 
 
 def set_cookie(
@@ -133,10 +155,20 @@ class Renderer:
         translations: Mapping[str, gettext.NullTranslations],
         templates_dir: Path = TEMPLATES_DIR,
         time_zone: tzinfo = UTC,
+        *,
+        modules: Installed | None = None,
     ) -> None:
         self.translations = dict(translations)
+        installed = modules or Installed(())
+        #: Each module's static files, served at ``/static/<module>/``.
+        self.static_dirs = {m.name: m.static for m in installed if m.static is not None}
+        self.stylesheets = [f"{m.name}/{css}" for m in installed for css in m.stylesheets]
+        self.nav = CORE_NAV + tuple(entry for m in installed for entry in m.nav)
+        self.home_cards = [(m.name, m.home) for m in installed if m.home is not None]
+        module_templates = [m.templates for m in installed if m.templates is not None]
         self.env = Environment(
-            loader=FileSystemLoader([templates_dir, *MODULE_TEMPLATE_DIRS]),
+            # The shell's templates first, then each module's (``<module>/templates/<module>/…``).
+            loader=FileSystemLoader([templates_dir, *module_templates]),
             autoescape=select_autoescape(["html"]),
             undefined=StrictUndefined,
             extensions=["jinja2.ext.i18n"],
@@ -179,13 +211,27 @@ class Renderer:
             permission_labels=labels.PERMISSION_LABELS,
             static_url=self._static_url,
             native_names=i18n.NATIVE_NAMES,
+            module_stylesheets=self.stylesheets,
+            console_nav=self._console_nav,
         )
         self._static_versions: dict[str, str] = {}
+
+    def _console_nav(self, actor: Actor | None) -> list[NavEntry]:
+        """The console's links that ``actor`` may follow (each module's, by its permission)."""
+        if actor is None:
+            return []
+        return [e for e in self.nav if e.permission is None or holds_somewhere(actor, e.permission)]
+
+    def static_file(self, path: str) -> Path:
+        """The file behind ``/static/<path>``: a module's (``<module>/…``) or the shell's."""
+        first, _, rest = path.partition("/")
+        module_dir = self.static_dirs.get(first)
+        return module_dir / rest if module_dir is not None and rest else STATIC_DIR / path
 
     def _static_url(self, path: str) -> str:
         version = self._static_versions.get(path)
         if version is None:
-            digest = hashlib.sha256((STATIC_DIR / path).read_bytes()).hexdigest()
+            digest = hashlib.sha256(self.static_file(path).read_bytes()).hexdigest()
             version = self._static_versions[path] = digest[:12]
         return f"/static/{path}?v={version}"
 

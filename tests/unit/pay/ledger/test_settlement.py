@@ -290,7 +290,7 @@ def test_concurrent_settlements_of_one_day_make_one(core_services: Services) -> 
 
 
 def test_the_configured_collection_account_is_the_payer() -> None:
-    from civicloud.core.config import PaySettings
+    from civicloud.pay.settings import PaySettings
     from civicloud.pay.settlement import PayerAccount, payer_from
 
     settings = PaySettings(

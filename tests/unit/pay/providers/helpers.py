@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 from tests.fakes.pay_gateways import RsaPair
 
-from civicloud.core.config import AlipaySettings, WechatPaySettings
 from civicloud.pay.backends import CheckoutRequest
+from civicloud.pay.settings import AlipaySettings, WechatPaySettings
 
 #: 2026-11-26 10:00:06 in Beijing: the tests' "now".
 NOW = datetime(2026, 11, 26, 2, 0, 6, tzinfo=UTC)

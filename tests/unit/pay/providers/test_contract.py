@@ -30,7 +30,6 @@ from tests.unit.pay.providers.helpers import (
 )
 
 import civicloud.pay.providers
-from civicloud.core.config import PaySettings
 from civicloud.pay.backends import PaymentProvider
 from civicloud.pay.errors import InvalidNotification
 from civicloud.pay.providers import (
@@ -39,6 +38,7 @@ from civicloud.pay.providers import (
     WechatPayProvider,
     build_providers,
 )
+from civicloud.pay.settings import PaySettings
 
 
 class Notify(Protocol):

@@ -11,7 +11,6 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from civicloud.core.config import PaySettings
 from civicloud.core.errors import InvalidInput
 from civicloud.pay.receipts import (
     Ed25519Signer,
@@ -23,6 +22,7 @@ from civicloud.pay.receipts import (
     signer_from_settings,
     verify_receipt,
 )
+from civicloud.pay.settings import PaySettings
 
 BODY = canonical_json({"number": "R20261126-ABCD1234", "amount_fen": 19134, "biller": "大连供水"})
 
