@@ -41,6 +41,7 @@ register_permissions(
         "core.role.admin": "Grant and revoke roles",
         "core.audit.read": "Read the audit log",
         "core.region.admin": "Register regions (platform-wide only)",
+        "core.job.read": "See the background jobs and their runs (platform-wide only)",
     }
 )
 

@@ -1,0 +1,114 @@
+"""Listeners a test starts: a thread-based TCP echo server on a free port, and one that dies
+as soon as it starts."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+
+from civicloud.core.listeners import ListenerEnv
+from civicloud.core.modules import Listener, Module
+
+#: Every echo server started, oldest first (the test kills one and finds its successor here).
+STARTED: list[EchoServer] = []
+
+
+class EchoServer:
+    """Answers each line sent to it with the same line, one connection at a time."""
+
+    def __init__(self) -> None:
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.listen()
+        self.port: int = self._socket.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, name="echo", daemon=True)
+        self._thread.start()
+
+    @property
+    def address(self) -> str:
+        """Where it listens."""
+        return f"tcp://127.0.0.1:{self.port}"
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self._socket.accept()
+            except OSError:  # the socket was closed: the server is done
+                return
+            with connection:
+                data = connection.recv(4096)
+                if data:
+                    connection.sendall(data)
+
+    def health(self) -> str | None:
+        """Well while it serves."""
+        return None if self.alive() else "the echo server stopped"
+
+    def alive(self) -> bool:
+        """Whether its thread still serves."""
+        return self._thread.is_alive()
+
+    def _close(self) -> None:
+        # shutdown() wakes the thread blocked in accept(); close() alone would not, on Linux.
+        with contextlib.suppress(OSError):  # closed already
+            self._socket.shutdown(socket.SHUT_RDWR)
+        self._socket.close()
+
+    def kill(self) -> None:
+        """Die, as a crash would: its socket closed, its thread ended."""
+        self._close()
+        self._thread.join(5)
+
+    def stop(self, timeout: float) -> None:
+        """Stop serving."""
+        self._close()
+        self._thread.join(timeout)
+
+
+def start_echo(env: ListenerEnv) -> EchoServer:
+    """Start an echo server."""
+    server = EchoServer()
+    STARTED.append(server)
+    return server
+
+
+class DeadOnArrival:
+    """A listener that never runs."""
+
+    address = "tcp://127.0.0.1:1"
+
+    def health(self) -> str | None:
+        """Never well."""
+        return "it cannot bind its port"
+
+    def alive(self) -> bool:
+        """Never alive."""
+        return False
+
+    def stop(self, timeout: float) -> None:
+        """Nothing to stop."""
+
+
+def start_dead(env: ListenerEnv) -> DeadOnArrival:
+    """Start a listener that is dead at once."""
+    return DeadOnArrival()
+
+
+def module(*listeners: str) -> Module:
+    """A module with the listeners named (``echo``, ``dead``)."""
+    return Module(
+        name="listentest",
+        title="Listener test",
+        listeners=tuple(
+            Listener(f"listentest.{name}", name, f"tests.fakes.listeners:start_{name}")
+            for name in listeners
+        ),
+    )
+
+
+def echo(port: int, text: bytes = b"ping") -> bytes:
+    """What the echo server on ``port`` answers to ``text``."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+        connection.sendall(text)
+        return connection.recv(4096)
