@@ -1,25 +1,16 @@
-"""``civicloud pay``: the Pay module's jobs and operator commands (``Module.cli``).
+"""``civicloud pay``: the Pay module's operator commands (``Module.cli``).
 
-``pay jobs`` runs each background job once (expire payments, recover payments in flight after a
-crash, ask again about pending refunds, deliver billers' webhooks); ``pay worker`` runs them
-every few seconds until SIGTERM. Each payment or refund a job handles is its own unit of work.
+Pay's background jobs (``pay/jobs.py``) run on the core's runner: ``civicloud jobs run`` and
+``civicloud jobs worker``. ``pay jobs`` and ``pay worker`` are aliases of those restricted to
+Pay's jobs, kept for one release.
 """
 
 from __future__ import annotations
 
-import logging
-import signal
-import threading
 import uuid
-from collections import Counter
-from collections.abc import Callable, Iterable
-from datetime import timedelta
 from pathlib import Path
-from types import FrameType
-from typing import TypeVar
 
 import typer
-from sqlalchemy.orm import Session
 
 from civicloud.cli.common import (
     DataDirOpt,
@@ -31,15 +22,12 @@ from civicloud.cli.common import (
     print_rows,
     unit_of_work,
 )
+from civicloud.cli.jobs import chosen_jobs, run_once, run_worker
+from civicloud.core import jobs as core_jobs
 from civicloud.core.dates import parse_date
-from civicloud.core.db import utcnow
-from civicloud.core.errors import Conflict
 from civicloud.core.services import Services
-from civicloud.pay import billing, ledger, payments, refunds, settlement, webhooks
+from civicloud.pay import billing, ledger, settlement
 from civicloud.pay.context import pay_settings
-
-log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 pay_app = typer.Typer(help="Pay: bills, payments, the ledger and its jobs.", no_args_is_help=True)
 ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
@@ -58,104 +46,66 @@ def ledger_check(data_dir: DataDirOpt = None) -> None:
     console.print(result.describe(), highlight=False)
 
 
+def pay_jobs(services: Services) -> list[str]:
+    """The names of Pay's jobs installed here."""
+    return [job.name for job in services.modules.jobs() if job.name.startswith("pay.")]
+
+
 def run_jobs(services: Services) -> dict[str, int]:
-    """Each Pay job once; returns what each did.
-
-    One unit of work per payment or refund, so that a job holds the locks of one item (and the
-    audit chain's head) only while the provider is asked about that item. An item that loses a
-    race (a deadlock or a conflict, answered as ``Conflict``) is left for the next run.
-    """
-    context = services.context("pay", payments.PayContext)
-    now = utcnow()
-    done: Counter[str] = Counter()
-
-    def each(items: Iterable[T], work: Callable[[Session, T], str | None], job: str) -> None:
-        for item in items:
-            try:
-                with unit_of_work(services) as session:
-                    outcome = work(session, item)
-            except Conflict as exc:
-                log.warning("pay %s: %s left for the next run: %s", job, item, exc)
-                done["retry_later"] += 1
-                continue
-            if outcome is not None:
-                done[f"{job}:{outcome}"] += 1
-
-    with unit_of_work(services) as session:
-        due = payments.payments_to_expire(session=session, now=now)
-    each(
-        due,
-        lambda s, pid: payments.expire_payment(session=s, context=context, payment_id=pid, now=now),
-        "expire",
-    )
-    with unit_of_work(services) as session:
-        in_flight = payments.payments_in_flight(session=session)
-    each(
-        in_flight,
-        lambda s, pid: payments.recover_payment(session=s, context=context, payment_id=pid),
-        "recover",
-    )
-    with unit_of_work(services) as session:
-        # A minute's grace: a provider that answered "processing" is not asked again at once.
-        pending = refunds.refunds_to_resume(session=session, older_than=now - timedelta(minutes=1))
-
-    def resume(session: Session, item: tuple[uuid.UUID, str]) -> str:
-        refund_id, provider_name = item
-        provider = context.providers.get(provider_name)
-        if provider is None:
-            return "provider_unavailable"
-        return refunds.resume_refund(session=session, refund_id=refund_id, provider=provider).status
-
-    each(pending, resume, "refund")
-    with unit_of_work(services) as session:
-        report = webhooks.deliver_due(session=session, now=now, send=webhooks.http_send, limit=20)
-    return {
-        "expired": sum(v for k, v in done.items() if k.startswith("expire:")),
-        "recovered": sum(
-            v for k, v in done.items() if k.startswith("recover:") and k != "recover:still_pending"
-        ),
-        "refunds_ended": done["refund:succeeded"] + done["refund:failed"],
-        "retry_later": done["retry_later"],
-        "webhooks_delivered": len(report.delivered),
-        "webhooks_retrying": len(report.retrying),
-        "webhooks_dead": len(report.dead),
+    """Each Pay job once, on the core's runner, summed up as ``civicloud pay jobs`` used to say
+    it (kept, with the command, for one release)."""
+    reports = {
+        r.job: r for r in core_jobs.run_jobs(services, chosen_jobs(services, pay_jobs(services)))
     }
+
+    def outcomes(name: str) -> dict[str, int]:
+        found = reports.get(f"pay.{name}")
+        return found.outcomes if found is not None else {}
+
+    refunded, hooks = outcomes("resume_refunds"), outcomes("deliver_webhooks")
+    return {
+        "expired": sum(outcomes("expire_payments").values()),
+        "recovered": sum(
+            count for word, count in outcomes("recover_payments").items() if word != "still_pending"
+        ),
+        "refunds_ended": refunded.get("succeeded", 0) + refunded.get("failed", 0),
+        "retry_later": sum(report.failures for report in reports.values()),
+        "webhooks_delivered": hooks.get("delivered", 0),
+        "webhooks_retrying": hooks.get("retrying", 0),
+        "webhooks_dead": hooks.get("dead", 0),
+    }
+
+
+def _deprecated(instead: str) -> None:
+    err_console.print(
+        f"deprecated: use civicloud {instead} (this alias goes in the next release)",
+        highlight=False,
+    )
 
 
 @pay_app.command("jobs")
 @handle_errors
 def jobs(data_dir: DataDirOpt = None) -> None:
-    """Run each Pay job once: expiry, crash recovery, pending refunds, webhook delivery."""
-    done = run_jobs(open_services(data_dir))
-    console.print(", ".join(f"{k} {v}" for k, v in done.items()), highlight=False)
+    """Run each Pay job once (deprecated: ``civicloud jobs run``); exit 1 if any item failed."""
+    _deprecated("jobs run")
+    services = open_services(data_dir)
+    reports = run_once(services, pay_jobs(services))
+    if any(report.failures for report in reports):
+        raise typer.Exit(1)
 
 
 @pay_app.command("worker")
 @handle_errors
 def worker(
     data_dir: DataDirOpt = None,
-    every: float = typer.Option(15.0, min=1.0, max=3600.0, help="Seconds between runs."),
+    every: float | None = typer.Option(
+        None, min=1.0, max=3600.0, help="Seconds between runs (default: each job's schedule)."
+    ),
 ) -> None:
-    """Run the Pay jobs every few seconds until SIGINT or SIGTERM."""
+    """Run the Pay jobs until SIGINT or SIGTERM (deprecated: ``civicloud jobs worker``)."""
+    _deprecated("jobs worker")
     services = open_services(data_dir)
-    stop = threading.Event()
-
-    def _stop(_sig: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    console.print(f"pay worker: every {every:g} s; stop with Ctrl-C or SIGTERM")
-    while not stop.is_set():
-        try:
-            done = run_jobs(services)
-        except Exception:  # a worker outlives a failed run (a database restart, say)
-            log.exception("pay worker: this run failed; the next one starts in %g s", every)
-        else:
-            if any(done.values()):
-                console.print(", ".join(f"{k} {v}" for k, v in done.items()), highlight=False)
-        stop.wait(every)
-    console.print("pay worker stopped.")
+    run_worker(services, pay_jobs(services), every)
 
 
 @pay_app.command("import-bills")
