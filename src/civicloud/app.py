@@ -41,7 +41,8 @@ MODULES: tuple[Module, ...] = (PAY,)
 
 
 def register_modules(modules: tuple[Module, ...]) -> None:
-    """Make the modules' permissions, roles and catalogs known to this process (in memory)."""
+    """Make the modules' permissions, roles and catalogs known to this process (in memory;
+    registering one again changes nothing)."""
     for module in modules:
         register_permissions(dict(module.permissions))
         register_roles(*module.roles)
@@ -86,6 +87,7 @@ def build_services(settings: Settings, *, modules: tuple[Module, ...] | None = N
     ``modules`` (by default :data:`MODULES` less those the settings switch off)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     listed = MODULES if modules is None else modules
+    register_modules(listed)
     db = Database.from_url(
         settings.effective_database_url,
         cache_seconds=settings.cache_seconds,

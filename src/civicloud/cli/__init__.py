@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import sys
+from collections.abc import Iterable
 
 import typer
 
@@ -17,7 +18,7 @@ import typer
 from typer._click import exceptions as click_errors
 
 from civicloud.app import MODULES
-from civicloud.core.modules import resolve
+from civicloud.core.modules import Module, resolve
 
 root = typer.Typer(
     name="civicloud",
@@ -48,14 +49,18 @@ def _discover() -> None:
         register = getattr(module, "register", None)
         if callable(register):
             register(root)
-    # Each listed module's own commands, as ``civicloud <module> …`` (``Module.cli``).
-    for declared in MODULES:
+    add_module_commands(root, MODULES)
+
+
+def add_module_commands(app: typer.Typer, modules: Iterable[Module]) -> None:
+    """Add each module's own commands to ``app``, as ``civicloud <module> …`` (``Module.cli``)."""
+    for declared in modules:
         if declared.cli is None:
             continue
         sub_app = resolve(declared.cli)
         if not isinstance(sub_app, typer.Typer):
             raise TypeError(f"{declared.cli} is not a Typer app")
-        root.add_typer(sub_app, name=declared.name)
+        app.add_typer(sub_app, name=declared.name)
 
 
 def main(argv: list[str] | None = None) -> None:
