@@ -47,6 +47,7 @@ CORE_NAV: tuple[NavEntry, ...] = (
     NavEntry("roles", "/console/roles", N_("Roles and access")),
     NavEntry("api_keys", "/console/api-keys", N_("API keys")),
     NavEntry("audit", "/console/audit", N_("Audit log")),
+    NavEntry("jobs", "/console/jobs", N_("Jobs"), permission="core.job.read"),
 )
 LANG_COOKIE = "civicloud_lang"
 LANG_COOKIE_SECONDS = 365 * 24 * 3600
