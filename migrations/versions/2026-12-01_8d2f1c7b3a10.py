@@ -49,7 +49,6 @@ def upgrade() -> None:
         batch_op.alter_column("chain", existing_type=sa.String(length=64), server_default=None)
         batch_op.alter_column("hash_format", existing_type=sa.SmallInteger(), server_default=None)
         batch_op.create_check_constraint("hash_format", "hash_format IN (1, 2)")
-        batch_op.create_index("ix_audit_record_chain_seq", ["chain", "chain_seq"], unique=True)
 
     with op.batch_alter_table("audit_head", schema=None) as batch_op:
         batch_op.drop_constraint(op.f("ck_audit_head_single_row"), type_="check")
@@ -87,7 +86,6 @@ def downgrade() -> None:
         batch_op.drop_column("chain")
         batch_op.create_check_constraint("single_row", "id = 1")
     with op.batch_alter_table("audit_record", schema=None) as batch_op:
-        batch_op.drop_index("ix_audit_record_chain_seq")
         batch_op.drop_constraint(op.f("ck_audit_record_hash_format"), type_="check")
         batch_op.drop_column("hash_format")
         batch_op.drop_column("chain_seq")

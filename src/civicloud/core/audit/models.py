@@ -36,7 +36,6 @@ class AuditRecord(Base):
         CheckConstraint("outcome IN ('success', 'denied', 'failed')", name="outcome"),
         CheckConstraint("hash_format IN (1, 2)", name="hash_format"),
         Index("ix_audit_record_tenant_seq", "tenant_id", "seq"),
-        Index("ix_audit_record_chain_seq", "chain", "chain_seq", unique=True),
     )
 
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)

@@ -28,13 +28,11 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from sqlalchemy import (
     Connection,
     Insert,
-    Row,
-    Update,
     bindparam,
     exists,
     func,
@@ -44,9 +42,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from civicloud.core.audit.models import AUDIT_SEQ, PLATFORM_CHAIN, AuditHead, AuditRecord
+from civicloud.core.audit.models import PLATFORM_CHAIN, AuditHead, AuditRecord
 from civicloud.core.context import current_request_id
 from civicloud.core.db import AUDIT_KEY, utcnow
 from civicloud.core.errors import Conflict, Misconfigured
@@ -154,7 +153,7 @@ def record(
     # Lock the chain's head: appends to one chain are serialised, which is what a chain is.
     # SQLite write transactions are serialised already (BEGIN IMMEDIATE); PostgreSQL takes the
     # row lock here, and draws the record's ``seq`` once it holds it.
-    head = connection.execute(_lock_head(connection), {"of_chain": chain}).first()
+    head = _lock(connection, chain)
     if head is None:
         head = _open_chain(connection, key, actor, chain)
     _append(
@@ -171,13 +170,57 @@ def record(
             "target": _printable(target)[:300],
             "request_id": _printable(current_request_id())[:64],
             "outcome": outcome,
-            "detail": json.loads(json.dumps(detail or {}, default=str)),
+            "detail": _as_stored(detail),
         },
     )
 
 
+def _as_stored(detail: dict[str, Any] | None) -> dict[str, Any]:
+    # As the JSON column gives it back (tuples as lists, keys as text), so the hash survives.
+    if not detail:
+        return {}
+    stored: dict[str, Any] = json.loads(json.dumps(detail, default=str))
+    return stored
+
+
+class _Locked(NamedTuple):
+    """A chain's head as its lock returned it, and the ``seq`` drawn for the next record."""
+
+    id: int
+    seq: int
+    hash: str
+    seal: str | None
+    next_seq: int
+
+
+def _lock(connection: Connection, chain: str) -> _Locked | None:
+    """Lock ``chain``'s head and draw the next ``seq``; ``None`` if the chain has no head yet."""
+    if connection.dialect.name == "postgresql":
+        found = _driver_execute(connection, _LOCK_SQL, (chain,), fetch=True)
+    else:
+        found = connection.execute(_LOCK_HEAD_SQLITE, {"of_chain": chain}).first()
+    return _Locked(*found) if found is not None else None
+
+
+def _driver_execute(
+    connection: Connection, sql: str, params: tuple[Any, ...], *, fetch: bool = False
+) -> Any:
+    """Run ``sql`` on the driver's own cursor: the two statements of every append, kept as cheap
+    as the driver allows (no statement compiled, no result object built). Its errors are
+    SQLAlchemy's, as if SQLAlchemy had run it (a lock timeout, a deadlock broken)."""
+    dbapi = connection.dialect.loaded_dbapi
+    try:
+        with connection.connection.dbapi_connection.cursor() as cursor:  # type: ignore[union-attr]
+            cursor.execute(sql, params)
+            return cursor.fetchone() if fetch else None
+    except dbapi.Error as exc:
+        raise DBAPIError.instance(
+            sql, params, exc, dbapi.Error, dialect=connection.dialect
+        ) from exc
+
+
 def _append(
-    connection: Connection, key: bytes | None, head: Row[Any], chain: str, fields: dict[str, Any]
+    connection: Connection, key: bytes | None, head: _Locked, chain: str, fields: dict[str, Any]
 ) -> None:
     if (
         key is not None
@@ -211,26 +254,44 @@ def _append(
     }
     if connection.dialect.name == "postgresql":
         # One round trip: the record's insert rides along the head's update.
-        connection.execute(_APPEND_POSTGRESQL, {f"r_{k}": v for k, v in entry.items()} | moved)
+        record_values = (
+            entry["seq"],
+            chain,
+            chain_seq,
+            HASH_FORMAT,
+            entry["at"],
+            entry["actor"],
+            entry["tenant_id"],
+            entry["action"],
+            entry["target"],
+            entry["request_id"],
+            entry["outcome"],
+            json.dumps(entry["detail"]),
+            prev_hash,
+            entry["hash"],
+            entry["seal"],
+        )
+        head_values = (chain_seq, entry["hash"], moved["new_seal"], entry["seq"], head.id)
+        _driver_execute(connection, _APPEND_SQL, (*record_values, *head_values))
     else:
         connection.execute(_INSERT_RECORD, entry)
         connection.execute(_MOVE_HEAD, moved)
 
 
-def _open_chain(connection: Connection, key: bytes | None, actor: Actor, chain: str) -> Row[Any]:
+def _open_chain(connection: Connection, key: bytes | None, actor: Actor, chain: str) -> _Locked:
     """Make ``chain``'s head and name the chain on the platform chain; its head, locked.
 
     Holding the platform head, openers are serialised: one that waited finds the chain made.
     """
-    lock = _lock_head(connection)
-    platform = connection.execute(lock, {"of_chain": PLATFORM_CHAIN}).first()
+    platform = _lock(connection, PLATFORM_CHAIN)
     if platform is None:
         # The first record ever: make the platform head (a racing first writer's is waited for).
         connection.execute(_insert_head(connection.dialect.name, 1, PLATFORM_CHAIN, key))
-        platform = connection.execute(lock, {"of_chain": PLATFORM_CHAIN}).one()
+        platform = _lock(connection, PLATFORM_CHAIN)
+        assert platform is not None  # made just above
     if chain == PLATFORM_CHAIN:
         return platform
-    made = connection.execute(lock, {"of_chain": chain}).first()
+    made = _lock(connection, chain)
     if made is not None:
         return made
     _append(
@@ -251,7 +312,9 @@ def _open_chain(connection: Connection, key: bytes | None, actor: Actor, chain: 
     )
     number = connection.execute(select(func.max(AuditHead.id))).scalar_one()
     connection.execute(_insert_head(connection.dialect.name, int(number) + 1, chain, key))
-    return connection.execute(lock, {"of_chain": chain}).one()
+    opened = _lock(connection, chain)
+    assert opened is not None  # made just above
+    return opened
 
 
 def tenant_of_target(
@@ -299,22 +362,32 @@ def head_seal(key: bytes, seq: int, last_hash: str, *, chain: str = PLATFORM_CHA
     return hmac.new(key, message.encode(), "sha256").hexdigest()
 
 
-def _lock_head(connection: Connection) -> Update:
-    return _LOCK_HEAD_POSTGRESQL if connection.dialect.name == "postgresql" else _LOCK_HEAD_SQLITE
-
-
-# Built once: run on the session's connection, as Core statements (no ORM objects). The head is
-# locked by an update that changes nothing, whose RETURNING is computed once the row is held:
-# the ``seq`` drawn there follows every earlier record of the chain.
-_LOCK_HEAD = (
+# Built once. The head is locked by an update that changes nothing, whose RETURNING is computed
+# once the row is held: the ``seq`` drawn there follows every earlier record of the chain. On
+# PostgreSQL, as the driver's SQL (see _driver_execute), the record's insert riding along the
+# head's move; on SQLite, as Core statements on the session's connection.
+_LOCK_SQL = (
+    "UPDATE audit_head SET seq = seq WHERE chain = %s "
+    "RETURNING id, seq, hash, seal, nextval('audit_record_seq')"
+)
+_APPEND_SQL = (
+    "WITH appended AS (INSERT INTO audit_record (seq, chain, chain_seq, hash_format, at, actor, "
+    "tenant_id, action, target, request_id, outcome, detail, prev_hash, hash, seal) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::json, %s, %s, %s)) "
+    "UPDATE audit_head SET seq = %s, hash = %s, seal = %s, first_seq = COALESCE(first_seq, %s) "
+    "WHERE id = %s"
+)
+_LOCK_HEAD_SQLITE = (
     update(AuditHead)
     .where(AuditHead.chain == bindparam("of_chain"))
     .values(seq=AuditHead.seq)
-    .returning(AuditHead.id, AuditHead.seq, AuditHead.hash, AuditHead.seal)
-)
-_LOCK_HEAD_POSTGRESQL = _LOCK_HEAD.returning(AUDIT_SEQ.next_value().label("next_seq"))
-_LOCK_HEAD_SQLITE = _LOCK_HEAD.returning(
-    select(func.coalesce(func.max(AuditRecord.seq), 0) + 1).scalar_subquery().label("next_seq")
+    .returning(
+        AuditHead.id,
+        AuditHead.seq,
+        AuditHead.hash,
+        AuditHead.seal,
+        select(func.coalesce(func.max(AuditRecord.seq), 0) + 1).scalar_subquery(),
+    )
 )
 _INSERT_RECORD = insert(AuditRecord)
 _MOVE_HEAD = (
@@ -326,11 +399,6 @@ _MOVE_HEAD = (
         seal=bindparam("new_seal"),
         first_seq=func.coalesce(AuditHead.first_seq, bindparam("new_first_seq")),
     )
-)
-_APPEND_POSTGRESQL = _MOVE_HEAD.add_cte(
-    insert(AuditRecord)
-    .values({c.name: bindparam(f"r_{c.name}", type_=c.type) for c in AuditRecord.__table__.c})
-    .cte("appended")
 )
 
 
