@@ -8,8 +8,8 @@ import getpass
 import logging
 import os
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
@@ -26,7 +26,6 @@ from civicloud.app import build_services, error_message, prepare_database
 from civicloud.app import load_settings as installation_settings
 from civicloud.core.actor import Actor
 from civicloud.core.config import Settings
-from civicloud.core.context import set_request_id
 from civicloud.core.errors import CivicloudError, Misconfigured
 from civicloud.core.logs import configure_logging
 from civicloud.core.services import Services
@@ -155,15 +154,10 @@ def cli_actor() -> Actor:
     return Actor.system(f"cli:{who}")
 
 
-@contextmanager
-def unit_of_work(services: Services) -> Iterator[Session]:
-    """One transaction for one command."""
-    set_request_id(f"cli-{uuid.uuid4().hex}")
-    try:
-        with services.db.unit_of_work() as session:
-            yield session
-    finally:
-        set_request_id(None)
+def unit_of_work(services: Services) -> AbstractContextManager[Session]:
+    """One transaction for one command (``Database.unit_of_work``), named in the logs and the
+    audit log by a request id of its own."""
+    return services.db.unit_of_work(request_id=f"cli-{uuid.uuid4().hex}")
 
 
 def print_rows(title: str, columns: list[str], rows: list[list[Any]]) -> None:

@@ -17,6 +17,11 @@ def current_request_id() -> str:
     return value
 
 
+def peek_request_id() -> str | None:
+    """The id being handled, ``None`` when there is none (nothing is made up)."""
+    return _request_id.get()
+
+
 def set_request_id(value: str | None) -> None:
     """Set the id of the request, command or job being handled (``None`` clears it)."""
     _request_id.set(value)

@@ -23,6 +23,7 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from civicloud.core.caches import CACHES_KEY, CacheSet
+from civicloud.core.context import peek_request_id, set_request_id
 from civicloud.core.errors import Conflict, InvalidInput, ServiceBusy
 
 # Stable constraint names, so that migrations can name what they alter on every database.
@@ -246,26 +247,37 @@ class Database:
         """A new session; ``write`` sessions take SQLite's write lock when they begin."""
         return (self._writer if write else self._reader)()
 
+    def begin(self, *, write: bool = True) -> UnitOfWork:
+        """A unit of work, opened (its steps for adapters that run them apart: ``web.deps``
+        commits and rolls back off the event loop)."""
+        return UnitOfWork(self.session(write=write), write=write)
+
     @contextmanager
-    def unit_of_work(self, *, write: bool = True) -> Iterator[Session]:
+    def unit_of_work(
+        self, *, write: bool = True, request_id: str | None = None
+    ) -> Iterator[Session]:
         """One transaction: committed when the block ends normally, rolled back on any exception.
 
         A read-only unit (``write=False``) is never committed: whatever it might have changed
-        is discarded when it closes. Safe HTTP methods get read-only units.
+        is discarded when it closes. Safe HTTP methods get read-only units. ``request_id`` names
+        the unit in the logs and the audit log while it runs (a command's, a job's).
         """
-        session = self.session(write=write)
+        unit = self.begin(write=write)
+        previous = peek_request_id()
+        if request_id is not None:
+            set_request_id(request_id)
         try:
-            yield session
-            if write:
-                session.commit()
+            yield unit.session
+            unit.commit()
         except BaseException as exc:
-            session.rollback()
-            converted = as_conflict(exc)
+            converted = unit.failed(exc)
             if converted is exc:
                 raise
             raise converted from exc
         finally:
-            session.close()
+            unit.close()
+            if request_id is not None:
+                set_request_id(previous)
 
     def run(self, work: Callable[[Session], T], *, attempts: int = 2) -> T:
         """``work(session)`` in a unit of work of its own; one that lost a race to another
@@ -285,6 +297,36 @@ class Database:
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+
+class UnitOfWork:
+    """The one implementation of a unit of work's steps: commit (a write unit only), roll back
+    and convert a failure (``as_conflict``), close. ``Database.unit_of_work`` runs them around a
+    block; the web layer runs the same steps around a request."""
+
+    def __init__(self, session: Session, *, write: bool) -> None:
+        self.session = session
+        self.write = write
+
+    def commit(self) -> None:
+        """End a write unit by committing it (a read-only unit is never committed)."""
+        if self.write:
+            self.session.commit()
+
+    def rollback(self) -> None:
+        """Discard what the unit did."""
+        self.session.rollback()
+
+    def failed(self, exc: BaseException, *, rolled_back: bool = False) -> BaseException:
+        """Roll back (unless done already) after ``exc``; the error to raise instead of it: a
+        lost race as a ``Conflict``, anything else as it is."""
+        if not rolled_back:
+            self.session.rollback()
+        return as_conflict(exc)
+
+    def close(self) -> None:
+        """Give the connection back to the pool."""
+        self.session.close()
 
 
 def lost_race(exc: BaseException) -> bool:

@@ -21,7 +21,7 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from civicloud.core.db import as_conflict, utcnow
+from civicloud.core.db import utcnow
 from civicloud.core.errors import NotAuthenticated, PermissionDenied, ServiceBusy
 from civicloud.core.identity import touch_api_key
 from civicloud.core.principals import TOUCH_EVERY, Principal, note_touched
@@ -132,30 +132,29 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 async def _unit_of_work(request: Request) -> AsyncIterator[Session]:
-    # The same contract as Database.unit_of_work (commit on success, roll back on any error;
-    # read-only units end without a commit), spelt out here so that opening a session, which
-    # touches no database, stays on the event loop.
-    # The request first waits for its slot (web.admission), holding no thread or connection.
+    # Database.unit_of_work's steps (core.db.UnitOfWork), run here so that opening a session,
+    # which touches no database, stays on the event loop and committing or rolling back, which
+    # do, run in the thread pool. The request first waits for its slot (web.admission), holding
+    # no thread or connection.
     write = request.method not in SAFE_METHODS
     db = services_of(request).db
     async with admission_of(request).slot(write=write):
-        session = db.session(write=write)
+        unit = db.begin(write=write)
         try:
-            yield session
-            if write:
-                await run_in_threadpool(session.commit)
+            yield unit.session
+            await run_in_threadpool(unit.commit)
         except BaseException as exc:
             if isinstance(exc, Exception):
                 # Off the event loop: a rollback is a round trip to the database.
-                await run_in_threadpool(session.rollback)
+                await run_in_threadpool(unit.rollback)
             else:  # cancelled (the client went away): no awaiting any more
-                session.rollback()
-            converted = as_conflict(exc)
+                unit.rollback()
+            converted = unit.failed(exc, rolled_back=True)
             if converted is exc:
                 raise
             raise converted from exc
         finally:
-            session.close()
+            unit.close()
 
 
 #: The request's one transaction: committed after the route returns, before the response is sent.
