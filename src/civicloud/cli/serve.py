@@ -1,9 +1,18 @@
-"""``civicloud serve`` and ``civicloud demo``: run the web application in the foreground."""
+"""``civicloud serve`` and ``civicloud demo``: run the web application in the foreground, with
+the modules' listeners beside it (``core.listeners``).
+
+Each listener option a module declares (``ListenerOption``, such as ``--s3-port``) is an option
+of both commands; the value given replaces that field of the module's settings section.
+"""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import socket
+from collections.abc import Callable, Mapping
 from types import FrameType
+from typing import Annotated, Any
 
 import typer
 import uvicorn
@@ -22,7 +31,8 @@ from civicloud.cli.common import (
     unit_of_work,
 )
 from civicloud.core.config import Settings
-from civicloud.core.modules import resolve
+from civicloud.core.listeners import Supervisor, core_hub
+from civicloud.core.modules import ListenerOption, Module, resolve
 from civicloud.core.services import Services
 from civicloud.demo import DEMO_USERS, listening_url, seed_demo_world
 
@@ -110,8 +120,77 @@ def seed_modules(session: Session, services: Services) -> list[str]:
     return said
 
 
+#: What the listener options given say: ``{(module name, setting): value}``.
+Listened = Mapping[tuple[str, str], object]
+
+
+def listener_options(modules: tuple[Module, ...] = MODULES) -> list[tuple[Module, ListenerOption]]:
+    """Every listener option the modules declare, with its module."""
+    return [
+        (module, option)
+        for module in modules
+        for listener in module.listeners
+        for option in listener.options
+    ]
+
+
+def _parameter(option: ListenerOption) -> str:
+    return option.flag.lstrip("-").replace("-", "_")
+
+
+def with_listener_options(
+    command: Callable[..., None], options: list[tuple[Module, ListenerOption]]
+) -> Callable[..., None]:
+    """``command`` with one more option per listener option (Typer reads the signature); the
+    values given reach it as ``listened``."""
+    signature = inspect.signature(command, eval_str=True)
+    kept = [p for p in signature.parameters.values() if p.name != "listened"]
+    taken = {p.name for p in kept}
+    added = []
+    for _module, option in options:
+        name = _parameter(option)
+        if name in taken:
+            raise ValueError(f"listener option {option.flag} clashes with an option of its own")
+        taken.add(name)
+        kind: Any = option.kind | None
+        added.append(
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=None,
+                annotation=Annotated[kind, typer.Option(option.flag, help=option.help)],
+            )
+        )
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        listened: dict[tuple[str, str], object] = {}
+        for module, option in options:
+            value = kwargs.pop(_parameter(option), None)
+            if value is not None:
+                listened[(module.name, option.setting)] = value
+        command(*args, listened=listened, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=[*kept, *added])  # type: ignore[attr-defined]
+    return wrapper
+
+
+def with_listened(settings: Settings, listened: Listened | None) -> Settings:
+    """``settings`` with the listener options' values written into their modules' sections."""
+    update: dict[str, Any] = {}
+    for (name, setting), value in (listened or {}).items():
+        section = update.get(name) or settings.section(name)
+        if section is None:
+            raise ValueError(f"module {name!r} has no settings section for {setting!r}")
+        update[name] = section.model_copy(update={setting: value})
+    return settings.model_copy(update=update) if update else settings
+
+
 def _run(services: Services, host: str, port: int) -> None:
+    """Serve until SIGINT or SIGTERM with the listeners beside; exit 1 if one failed for good."""
+    supervisor = Supervisor(services, hub=core_hub(services))
     app = create_app(services=services)
+    app.state.supervisor = supervisor  # /readyz reports each listener's health
     # SIGINT and SIGTERM: stop accepting, finish in-flight requests, run the application's
     # shutdown (which closes the database pool), then return.
     config = uvicorn.Config(
@@ -123,18 +202,42 @@ def _run(services: Services, host: str, port: int) -> None:
         forwarded_allow_ips=services.settings.web.trusted_proxies,
         server_header=False,
     )
-    _Server(config).run()
+    server = _Server(config)
+    failures: list[str] = []
+
+    def failed(name: str, why: str) -> None:
+        # From the supervisor's thread: the server stops as on SIGTERM, then says why.
+        failures.append(f"listener {name} failed for good: {why}")
+        server.should_exit = True
+
+    supervisor.on_failure = failed
+    supervisor.start()
+    try:
+        for name, address in supervisor.addresses().items():
+            console.print(f"{name} on {address}", highlight=False)
+        server.run()
+    finally:
+        # After the web server, so that no request meets a listener already stopped.
+        supervisor.stop(10.0)
     console.print("civicloud stopped.")
+    if failures:
+        raise fail("; ".join(failures))
 
 
 def register(root: typer.Typer) -> None:
-    """Add ``serve`` and ``demo``."""
+    """Add ``serve`` and ``demo``, each with the modules' listener options."""
+    options = listener_options()
 
-    @root.command()
     @handle_errors
-    def serve(data_dir: DataDirOpt = None, host: HostOpt = None, port: PortOpt = None) -> None:
-        """Apply migrations and serve civicloud until interrupted (SIGINT/SIGTERM)."""
-        settings = load_settings(data_dir)
+    def serve(
+        data_dir: DataDirOpt = None,
+        host: HostOpt = None,
+        port: PortOpt = None,
+        listened: Listened | None = None,
+    ) -> None:
+        """Apply migrations and serve civicloud and the modules' listeners until interrupted
+        (SIGINT/SIGTERM); exit 1 if a listener fails for good."""
+        settings = with_listened(load_settings(data_dir), listened)
         host, port = host or settings.web.host, port or settings.web.port
         _check_port(host, port)
         services = open_services(data_dir, settings=with_public_address(settings, host, port))
@@ -142,16 +245,16 @@ def register(root: typer.Typer) -> None:
         _say_public_address(settings, host, port)
         _run(services, host, port)
 
-    @root.command()
     @handle_errors
     def demo(
         data_dir: DataDirOpt = None,
         host: HostOpt = None,
         port: PortOpt = None,
         serve: bool = typer.Option(True, "--serve/--no-serve", help="Serve after seeding."),
+        listened: Listened | None = None,
     ) -> None:
         """Create the demo world (idempotently), print the logins, and serve it."""
-        settings = load_settings(data_dir)
+        settings = with_listened(load_settings(data_dir), listened)
         host, port = host or settings.web.host, port or settings.web.port
         if serve:
             _check_port(host, port)
@@ -173,3 +276,6 @@ def register(root: typer.Typer) -> None:
             console.print(f"  {user.username:<16} {roles}", highlight=False)
         if serve:
             _run(services, host, port)
+
+    root.command(name="serve")(with_listener_options(serve, options))
+    root.command(name="demo")(with_listener_options(demo, options))

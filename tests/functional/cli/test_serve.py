@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -115,3 +117,56 @@ def test_serve_believes_x_forwarded_for_from_the_trusted_proxies_only(
     finally:
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=30)
+
+
+#: ``civicloud`` with an echo listener installed beside the modules (tests.fakes.listeners).
+CLI_WITH_ECHO = [
+    sys.executable,
+    "-c",
+    "from civicloud.cli import common, main\n"
+    "from tests.fakes.jobs import with_modules\n"
+    "from tests.fakes.listeners import module\n"
+    "build = common.build_services\n"
+    "def with_echo(settings):\n"
+    "    services = build(settings)\n"
+    "    return with_modules(services, *services.modules, module('echo'))\n"
+    "common.build_services = with_echo\n"
+    "main()\n",
+]
+
+
+@pytest.mark.slow
+def test_serve_runs_the_listeners_reports_them_ready_and_stops_them_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    # given a server with an echo listener
+    port = free_port()
+    process = subprocess.Popen(
+        [*CLI_WITH_ECHO, "serve", "--data-dir", str(tmp_path / "data"), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[3],
+    )
+    try:
+        _wait_until_healthy(f"http://127.0.0.1:{port}/healthz", process)
+        # then the readiness check names the listener, well
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as answer:
+            ready = json.loads(answer.read())
+        assert ready["listeners"] == {"listentest.echo": "ok"}
+        # when it is sent SIGTERM
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    # then it printed the listener's address, stopped it with the server, and exits 0
+    assert process.returncode == 0, err
+    (address,) = re.findall(r"listentest\.echo on tcp://127\.0\.0\.1:(\d+)", out)
+    assert "civicloud stopped." in out
+    with (
+        pytest.raises(ConnectionRefusedError),
+        socket.create_connection(("127.0.0.1", int(address)), timeout=2),
+    ):
+        pass
