@@ -9,6 +9,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from tests.fakes import jobs as fakes
@@ -318,3 +320,36 @@ def test_the_statuses_show_each_jobs_last_run_to_whom_may_read_them(services: Se
     assert first.last_failure is not None
     assert first.last.failures == 1
     assert (second.last, second.last_failure) == (None, None)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    count=st.integers(min_value=0, max_value=12),
+    failing=st.sets(st.integers(min_value=0, max_value=11)),
+    errors=st.sampled_from([RuntimeError, ValueError, Conflict, KeyError]),
+)
+def test_whatever_fails_stays_due_and_the_rest_is_done(
+    services: Services, count: int, failing: set[int], errors: type[Exception]
+) -> None:
+    # given items due, some of whose handling fails (however it fails)
+    due = set(range(count))
+    failing &= due
+
+    def handle(_session: Session, _env: JobEnv, item: int) -> str:
+        if item in failing:
+            raise errors("the item cannot be handled")
+        due.discard(item)
+        return "done"
+
+    fakes.first.list_due = lambda _s, _e: sorted(due)
+    fakes.first.handle_one = handle
+    # when the job runs
+    report = _first(services)
+    # then every item was tried, the failed ones are still due, and the report counts both
+    assert report.items == count
+    assert report.failures == len(failing)
+    assert report.outcomes == ({"done": count - len(failing)} if count > len(failing) else {})
+    assert due == failing
+    assert (report.error is None) == (not failing)
