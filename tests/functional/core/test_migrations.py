@@ -30,6 +30,7 @@ from tests.conftest import PostgresServer
 
 from civicloud.core import audit
 from civicloud.core.db import UTCDateTime, make_engine
+from civicloud.app import MODULES
 from civicloud.core.migrate import alembic_config, upgrade
 from civicloud.models import Base  # every package's tables, as migrations/env.py imports them
 from civicloud.pay.models import ReconciliationItem, WebhookDelivery
@@ -41,6 +42,8 @@ ATTEMPTS_BEFORE_DEAD = 15
 NOW = datetime(2026, 11, 20, 8, 30, tzinfo=UTC)
 
 Migration = Callable[[Config, str], None]
+#: Every module's branch of the history, beside core's.
+BRANCHES = tuple(m.migrations for m in MODULES if m.migrations is not None)
 
 
 # --- an empty database, and Alembic run on it as civicloud runs it ---------------------------
@@ -66,19 +69,22 @@ def empty_engine(
 
 def migrate(engine: Engine, migration: Migration, revision: str) -> None:
     """``alembic upgrade|downgrade revision``, in one transaction, as ``core.migrate`` does."""
-    config = alembic_config(engine.url.render_as_string(hide_password=False))
+    config = alembic_config(engine.url.render_as_string(hide_password=False), BRANCHES)
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         migration(config, revision)
 
 
-def head_revision() -> str | None:
-    return ScriptDirectory.from_config(alembic_config("")).get_current_head()
+def head_revision() -> set[str]:
+    """The head of core's history and of every module's branch."""
+    return set(ScriptDirectory.from_config(alembic_config("", BRANCHES)).get_heads())
 
 
-def current_revision(engine: Engine) -> str | None:
+def current_revision(engine: Engine) -> set[str] | None:
+    """The revisions the database is at (one per branch), ``None`` at base."""
     with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        found = set(MigrationContext.configure(connection).get_current_heads())
+    return found or None
 
 
 def schema_differences(engine: Engine) -> list[Any]:
@@ -109,8 +115,8 @@ def test_a_database_migrated_to_head_has_exactly_the_models_schema(empty_engine:
     # given an empty database
     assert table_names(empty_engine) == set()
     # when every migration is applied, as civicloud does at start-up
-    upgrade(empty_engine)
-    # then it is at the head revision, with every table of the models ...
+    upgrade(empty_engine, branches=BRANCHES)
+    # then it is at the head revision of every branch, with every table of the models ...
     assert current_revision(empty_engine) == head_revision()
     assert table_names(empty_engine) == set(Base.metadata.tables) | {"alembic_version"}
     # ... and autogenerate finds nothing to add, drop or alter
@@ -125,14 +131,14 @@ def test_every_revision_downgrades_to_an_empty_database_and_upgrades_again(
     empty_engine: Engine,
 ) -> None:
     # given a database at head
-    migrate(empty_engine, command.upgrade, "head")
+    migrate(empty_engine, command.upgrade, "heads")
     # when every revision is undone
     migrate(empty_engine, command.downgrade, "base")
     # then nothing is left but Alembic's own (empty) version table
     assert current_revision(empty_engine) is None
     assert table_names(empty_engine) == {"alembic_version"}
     # when every revision is applied again
-    migrate(empty_engine, command.upgrade, "head")
+    migrate(empty_engine, command.upgrade, "heads")
     # then the database is back at head, and still has exactly the models' schema
     assert current_revision(empty_engine) == head_revision()
     differences = schema_differences(empty_engine)
@@ -382,7 +388,7 @@ def test_the_latest_revision_fixes_up_reconciliation_items_and_webhook_deliverie
     with empty_engine.begin() as connection:
         old = write_old_rows(connection)
     # when it is upgraded to head
-    migrate(empty_engine, command.upgrade, "head")
+    migrate(empty_engine, command.upgrade, "heads")
     # then refund items are told apart and tied to their refund where that is unambiguous, and
     # deliveries that used up their attempts are dead since their last one
     assert current_revision(empty_engine) == head_revision()
@@ -390,8 +396,8 @@ def test_the_latest_revision_fixes_up_reconciliation_items_and_webhook_deliverie
 
     # when the revision is undone and done again
     migrate(empty_engine, command.downgrade, BEFORE_FIXUPS)
-    assert current_revision(empty_engine) == BEFORE_FIXUPS
-    migrate(empty_engine, command.upgrade, "head")
+    assert current_revision(empty_engine) == {BEFORE_FIXUPS}
+    migrate(empty_engine, command.upgrade, "heads")
     # then it goes through, and gives the same result
     assert_fixed_up(empty_engine, old)
 
@@ -429,11 +435,11 @@ def test_the_audit_log_kept_so_far_is_sealed_when_the_key_is_at_hand(
         connection.execute(t["audit_head"].insert().values(id=1, seq=3, hash=hashes[-1]))
     # when the database is upgraded as civicloud upgrades it, with or without the audit key
     key = b"an audit key of the installation" if with_key else None
-    config = alembic_config(empty_engine.url.render_as_string(hide_password=False))
+    config = alembic_config(empty_engine.url.render_as_string(hide_password=False), BRANCHES)
     with empty_engine.begin() as connection:
         config.attributes["connection"] = connection
         config.attributes["audit_key"] = key
-        command.upgrade(config, "head")
+        command.upgrade(config, "heads")
     # then with the key every record and the head carry their seals; without it, none does
     with empty_engine.connect() as connection:
         seals = connection.execute(text("SELECT seal FROM audit_record ORDER BY seq")).scalars()
@@ -461,7 +467,7 @@ def test_a_payment_may_refund_what_its_provider_took_and_no_more(empty_engine: E
     with empty_engine.begin() as connection:
         write_old_rows(connection)
     # when the database is upgraded to head (pay_payment is referenced by their rows)
-    migrate(empty_engine, command.upgrade, "head")
+    migrate(empty_engine, command.upgrade, "heads")
     # then every payment is kept as it was, with no take
     with empty_engine.connect() as connection:
         rows = connection.execute(
@@ -496,7 +502,7 @@ def test_a_payment_may_refund_what_its_provider_took_and_no_more(empty_engine: E
     # when that is settled, it is undone: the old bound holds again
     run(empty_engine, "UPDATE pay_payment SET refunded_fen = 5000 WHERE trade_no = :t", t=first)
     migrate(empty_engine, command.downgrade, BEFORE_TAKEN)
-    assert current_revision(empty_engine) == BEFORE_TAKEN
+    assert current_revision(empty_engine) == {BEFORE_TAKEN}
     columns = {column["name"] for column in inspect(empty_engine).get_columns("pay_payment")}
     assert "taken_fen" not in columns
     with pytest.raises(IntegrityError):
@@ -504,5 +510,70 @@ def test_a_payment_may_refund_what_its_provider_took_and_no_more(empty_engine: E
             empty_engine, "UPDATE pay_payment SET refunded_fen = 10001 WHERE trade_no = :t", t=first
         )
     # and done again, it goes through
-    migrate(empty_engine, command.upgrade, "head")
+    migrate(empty_engine, command.upgrade, "heads")
+    assert schema_differences(empty_engine) == []
+
+
+# --- one branch per module -------------------------------------------------------------------
+
+#: The head of the one history every installation had before modules got branches of their own.
+BEFORE_BRANCHES = "7c4e1a9d2f60"
+
+
+def test_each_module_branch_starts_from_cores_history_and_is_labelled_with_its_name() -> None:
+    script = ScriptDirectory.from_config(alembic_config("", BRANCHES))
+    core_revisions = {
+        r.revision
+        for r in script.walk_revisions()
+        if Path(r.path).parent.name == "versions"
+        and Path(r.path).parent.parent.name == "migrations"
+    }
+    for module in MODULES:
+        assert module.migrations is not None, f"{module.name} declares no migrations"
+        own = [r for r in script.walk_revisions() if Path(r.path).parent == module.migrations]
+        assert own, f"{module.name}'s branch has no revision"
+        first = [r for r in own if r.down_revision not in {o.revision for o in own}]
+        assert len(first) == 1, f"{module.name}'s branch must start once"
+        assert first[0].down_revision in core_revisions
+        assert module.name in first[0].branch_labels
+    # and core's history keeps a single head of its own
+    assert len([h for h in script.get_heads() if h in core_revisions]) == 1
+
+
+def test_a_database_kept_before_the_branches_upgrades_to_every_head(empty_engine: Engine) -> None:
+    # given a database at the head of the one history (an installation of the last release),
+    # holding a tenant
+    migrate(empty_engine, command.upgrade, BEFORE_BRANCHES)
+    tenant_id = uuid.uuid4()
+    with empty_engine.begin() as connection:
+        tables = reflect(connection)
+        connection.execute(
+            tables["region"]
+            .insert()
+            .values(
+                code="cn-kept", name_zh="保留", name_en="Kept", country_code="CN", created_at=NOW
+            )
+        )
+        tenant = tables["tenant"]
+        columns = {c.name for c in tenant.columns}
+        row: dict[str, Any] = {
+            "region_code": "cn-kept",
+            "version": 1,
+            "id": tenant_id,
+            "slug": "kept",
+            "name_zh": "保留",
+            "name_en": "Kept",
+            "kind": "country",
+            "path": f"/{tenant_id.hex}/",
+            "depth": 0,
+            "created_at": NOW,
+            "updated_at": NOW,
+        }
+        connection.execute(tenant.insert().values({k: v for k, v in row.items() if k in columns}))
+    # when it is upgraded as civicloud upgrades it
+    upgrade(empty_engine, branches=BRANCHES)
+    # then it is at every branch's head, its rows are there, and its schema is the models'
+    assert current_revision(empty_engine) == head_revision()
+    with empty_engine.connect() as connection:
+        assert connection.execute(text("SELECT slug FROM tenant")).scalars().all() == ["kept"]
     assert schema_differences(empty_engine) == []
