@@ -28,9 +28,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from tests.conftest import PostgresServer
 
+from civicloud.app import MODULES
 from civicloud.core import audit
 from civicloud.core.db import UTCDateTime, make_engine
-from civicloud.app import MODULES
 from civicloud.core.migrate import alembic_config, upgrade
 from civicloud.models import Base  # every package's tables, as migrations/env.py imports them
 from civicloud.pay.models import ReconciliationItem, WebhookDelivery
