@@ -204,3 +204,59 @@ def test_an_unknown_module_switched_off_is_a_clear_error(
 
     with pytest.raises(Misconfigured, match="unknown modules switched off: nosuch"):
         own_database(disabled_modules="nosuch")
+
+
+def test_the_authorization_matrix_covers_its_route_from_its_spec(services: Services) -> None:
+    from tests.factories.core import make_sibling_world
+    from tests.fakes.throwaway.matrix_spec import SPEC as THROWAWAY_SPEC
+    from tests.functional.core.matrix_spec import SPEC as CORE_SPEC
+    from tests.functional.matrix import (
+        CSRF,
+        Matrix,
+        anonymous_problems,
+        build_world,
+        collect_endpoints,
+        ids_of,
+        isolation_problems,
+        load_specs,
+    )
+
+    from civicloud.web.deps import CSRF_COOKIE, HOST_PREFIX
+
+    app = create_app(services=services)
+    # given the specs of civicloud's modules, and the throwaway module's own
+    specs, missing = load_specs(MODULES)
+    assert not missing
+    every_spec = (CORE_SPEC, *specs, THROWAWAY_SPEC)
+    matrix = Matrix.of(app, every_spec)
+    # when the matrix collects the application's routes
+    endpoints, problems = collect_endpoints(app, matrix)
+    # then the throwaway route is among them, with its tenant id to check, and nothing is left
+    assert not problems, problems
+    listed = [e for e in endpoints if e.name == "throwaway.item.list"]
+    assert [e.label for e in listed] == ["GET /api/v1/throwaway/tenants/{tenant_id}/items"]
+    assert listed[0].id_slots(matrix.id_parameters) == [("path", "tenant_id")]
+    # and the matrix's checks hold on it: anonymous callers are turned away, and another
+    # tenant's items do not exist for a tenant's administrator
+    with services.db.unit_of_work() as session:
+        world = make_sibling_world(session, services.passwords)
+    kinds = build_world(services, world, every_spec)
+    own, theirs = ids_of(matrix, kinds[world.a.tenant.id]), ids_of(matrix, kinds[world.b.tenant.id])
+    anonymous = TestClient(app, base_url=BASE_URL)
+    anonymous.cookies.set(HOST_PREFIX + CSRF_COOKIE, CSRF)
+    assert anonymous_problems(anonymous, matrix, listed, own) == []
+    api = TestClient(app, base_url=BASE_URL)
+    checked, wrong = isolation_problems(
+        api, api, world.a.admin.headers, matrix, listed, own, theirs
+    )
+    assert (checked, wrong) == (1, [])
+    # but without a spec of the module's, its route is reported, and so is the module
+    _, unreported = collect_endpoints(app, Matrix.of(app, (CORE_SPEC, *specs)))
+    assert [p for p in unreported if "throwaway.item.list" in p] == [
+        "route throwaway.item.list (/api/v1/throwaway/tenants/{tenant_id}/items): "
+        "module throwaway has no matrix spec"
+    ]
+    assert load_specs([throwaway.MODULE])[1] == [
+        "module throwaway: no MatrixSpec named 'throwaway' in "
+        "tests.functional.throwaway.matrix_spec"
+    ]
