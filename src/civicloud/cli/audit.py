@@ -23,7 +23,8 @@ audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=Tr
 @audit_app.command("verify")
 @handle_errors
 def verify(data_dir: DataDirOpt = None) -> None:
-    """Check the whole chain; report the first edited, removed or reordered record (exit 1)."""
+    """Check every chain of the log; report the first edited, removed or reordered record, or a
+    chain cut off or removed whole (exit 1)."""
     services = open_services(data_dir)
     with services.db.unit_of_work(write=False) as session:
         result = audit.verify_chain(session=session)
