@@ -41,7 +41,7 @@ WorldBuilder = Callable[[Services, Side], Mapping[str, uuid.UUID]]
 class MatrixSpec:
     """What the matrix needs to know of one module (or of the core) to check its routes."""
 
-    #: ``core`` or the module's name: the routes named ``<name>.…`` (or ``page.<name>…``,
+    #: ``core`` or the module's name: the routes named ``<name>.…`` (and the mount
     #: ``static.<name>``) are this spec's.
     name: str
     #: ``(method, path)`` anyone may call. A new public route is added here on purpose.
@@ -137,11 +137,11 @@ def _merged(specs: tuple[MatrixSpec, ...], attribute: str) -> dict[str, Any]:
 
 
 def owner_of(route_name: str | None, modules: Iterable[str]) -> str:
-    """The module a route's name says it belongs to (``pay.biller.list``, ``page.pay.console``,
+    """The module a route's name says it belongs to (``pay.biller.list``, ``pay.page.console``,
     ``static.pay``); ``core`` for any other."""
     if not route_name:
         return "core"
-    bare = re.sub(r"^(page|static)\.", "", route_name)
+    bare = re.sub(r"^static\.", "", route_name)
     for name in modules:
         if bare == name or bare.startswith(f"{name}."):
             return name

@@ -81,12 +81,13 @@ def _due_deliveries(session: Session, env: JobEnv) -> Sequence[uuid.UUID]:
     ).all()
 
 
-def _deliver(session: Session, env: JobEnv, _delivery_id: uuid.UUID) -> str | None:
-    # ``webhooks.deliver_due`` takes the next due rows itself (FOR UPDATE SKIP LOCKED), in the
-    # order listed above, and names no row: with a limit of one, each item of the listing is one
-    # delivery sent and recorded in a unit of work of its own (usually the listed one; another
-    # worker's rows are skipped, not waited for). ``None`` when none is due any more.
-    report = webhooks.deliver_due(session=session, now=env.now, send=webhooks.http_send, limit=1)
+def _deliver(session: Session, env: JobEnv, delivery_id: uuid.UUID) -> str | None:
+    # The listed delivery, locked (FOR UPDATE SKIP LOCKED: another worker's is skipped, not
+    # waited for), sent and recorded in a unit of work of its own; ``None`` when it is no longer
+    # due (another worker sent it meanwhile).
+    report = webhooks.deliver_due(
+        session=session, now=env.now, send=webhooks.http_send, limit=1, only=delivery_id
+    )
     if report.delivered:
         return "delivered"
     if report.dead:

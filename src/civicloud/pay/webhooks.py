@@ -235,8 +235,10 @@ def deliver_due(
     limit: int = 100,
     max_attempts: int = MAX_ATTEMPTS,
     rng: random.Random = _JITTER,
+    only: uuid.UUID | None = None,
 ) -> DeliveryReport:
-    """Send up to ``limit`` due deliveries and record each outcome (one job run; never commits).
+    """Send up to ``limit`` due deliveries (``only``: that one, if it is still due) and record
+    each outcome (one job run; never commits).
 
     A delivery whose last attempt fails is marked dead (``dead_at``) and not tried again; one
     found with its attempts already used up (``max_attempts`` lowered) is marked dead unsent.
@@ -249,6 +251,7 @@ def deliver_due(
             WebhookDelivery.delivered_at.is_(None),
             WebhookDelivery.dead_at.is_(None),
             WebhookDelivery.next_attempt_at <= now,
+            *(() if only is None else (WebhookDelivery.id == only,)),
         )
         .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
         .limit(limit)

@@ -215,7 +215,7 @@ def test_the_settle_form_refuses_a_date_out_of_range_and_settles_nothing(
         # then the form comes back with the date marked, in the page's language
         assert_date_refused(response, "settle-business_date", language)
     # and nothing was settled or posted (the refusals are audited); yesterday still waits
-    changed_nothing(core_services, before, "page.pay.console_settle")
+    changed_nothing(core_services, before, "pay.page.console_settle")
     yesterday = (beijing_now().date() - timedelta(days=1)).isoformat()
     listed = browser.client.get(f"/console/pay/settlements?biller_id={desk.biller_id}&lang=en")
     assert listed.status_code == 200
@@ -267,7 +267,7 @@ def test_the_statement_form_refuses_a_date_out_of_range_and_imports_nothing(
     )
     # then the form comes back with the date marked, and nothing was imported
     assert_date_refused(response, "statement-business_date", language)
-    changed_nothing(core_services, before, "page.pay.console_statement")
+    changed_nothing(core_services, before, "pay.page.console_statement")
 
 
 def test_a_valid_date_still_goes_through_the_same_forms(
@@ -334,7 +334,7 @@ def test_whatever_is_typed_as_the_day_to_settle_is_never_a_500(
     # to settle, or has not ended), never a 500, and nothing is made
     assert 400 <= response.status_code < 500, response.text
     assert response.headers["content-type"].startswith("text/html")
-    changed_nothing(core_services, before, "page.pay.console_settle")
+    changed_nothing(core_services, before, "pay.page.console_settle")
     # and a day that is no date of the range is refused as such, next to the field
     if not in_range(typed):
         assert field_error(response.text, "settle-business_date").endswith(DATE_ERROR["zh"])

@@ -101,7 +101,7 @@ _FORM_KEY = re.compile(r"[0-9a-f]{32}")
 # --- choosing a biller and finding the bills ---------------------------------------------------
 
 
-@router.get("/pay", name="page.pay")
+@router.get("/pay", name="pay.page.start")
 def choose_biller(
     request: Request,
     session: SessionDep,
@@ -114,7 +114,7 @@ def choose_biller(
     return page(request, "pay/choose.html", {"cities": cities, "chosen": chosen, "step": 1})
 
 
-@router.get("/pay/billers/{biller_id}", name="page.pay.biller")
+@router.get("/pay/billers/{biller_id}", name="pay.page.biller")
 def enter_account(
     request: Request, session: SessionDep, actor: PageActorDep, biller_id: uuid.UUID
 ) -> HTMLResponse:
@@ -123,7 +123,7 @@ def enter_account(
     return _account_page(request, biller)
 
 
-@router.get("/pay/billers/{biller_id}/bills", name="page.pay.bills")
+@router.get("/pay/billers/{biller_id}/bills", name="pay.page.bills")
 def open_bills(
     request: Request,
     session: SessionDep,
@@ -145,7 +145,7 @@ def open_bills(
     return _bills_page(request, biller, account.strip(), bills)
 
 
-@router.post("/pay/billers/{biller_id}/bills", name="page.pay.create")
+@router.post("/pay/billers/{biller_id}/bills", name="pay.page.create")
 def pay(
     request: Request,
     session: SessionDep,
@@ -216,7 +216,7 @@ def _my_trades(request: Request) -> list[str]:
     return [t for t in value.split(".") if _TRADE_NO.fullmatch(t)][-TRADES_KEPT:]
 
 
-@router.get("/pay/billers/{biller_id}/confirm", name="page.pay.confirm")
+@router.get("/pay/billers/{biller_id}/confirm", name="pay.page.confirm")
 def confirm(
     request: Request,
     session: SessionDep,
@@ -414,7 +414,7 @@ def _sandbox(request: Request) -> SandboxProvider:
     return provider
 
 
-@router.get("/pay/sandbox/checkout/{trade_no}", name="page.pay.sandbox")
+@router.get("/pay/sandbox/checkout/{trade_no}", name="pay.page.sandbox")
 def sandbox_checkout(request: Request, actor: PageActorDep, trade_no: str) -> HTMLResponse:
     """The sandbox provider's own checkout page: the amount and merchant, and two buttons."""
     view = _sandbox(request).checkout_view(trade_no)
@@ -428,7 +428,7 @@ def sandbox_checkout(request: Request, actor: PageActorDep, trade_no: str) -> HT
     return response
 
 
-@router.post("/pay/sandbox/checkout/{trade_no}", name="page.pay.sandbox_submit")
+@router.post("/pay/sandbox/checkout/{trade_no}", name="pay.page.sandbox_submit")
 async def sandbox_submit(
     request: Request,
     _csrf: CsrfChecked,
@@ -451,7 +451,7 @@ async def sandbox_submit(
     return see_other(f"{view.return_url}{separator}out_trade_no={trade_no}")
 
 
-@router.get("/pay/return", name="page.pay.return")
+@router.get("/pay/return", name="pay.page.return")
 def back_from_provider(
     out_trade_no: Annotated[str, Query(max_length=64)] = "",
 ) -> Response:
@@ -461,7 +461,7 @@ def back_from_provider(
     return see_other(f"/pay/payments/{out_trade_no}")
 
 
-@router.get("/pay/payments/{trade_no}", name="page.pay.payment")
+@router.get("/pay/payments/{trade_no}", name="pay.page.payment")
 def payment_status(
     request: Request, session: SessionDep, actor: PageActorDep, trade_no: str
 ) -> HTMLResponse:
@@ -505,7 +505,7 @@ def context_minutes(request: Request) -> int:
     return pay_context(request).settings.payment_minutes
 
 
-@router.get("/pay/find", name="page.pay.find")
+@router.get("/pay/find", name="pay.page.find")
 def find_payment(
     request: Request,
     session: SessionDep,
@@ -573,7 +573,7 @@ def _download_headers(filename: str, disposition: str = "inline") -> dict[str, s
     }
 
 
-@router.get("/pay/receipt-key.pem", name="page.pay.receipt_key")
+@router.get("/pay/receipt-key.pem", name="pay.page.receipt_key")
 def receipt_public_key(request: Request) -> Response:
     """The public key receipts are signed with, for verifying them offline."""
     signer = pay_context(request).signer
@@ -584,7 +584,7 @@ def receipt_public_key(request: Request) -> Response:
     )
 
 
-@router.get("/pay/receipts/{number}.pdf", name="page.pay.receipt_pdf")
+@router.get("/pay/receipts/{number}.pdf", name="pay.page.receipt_pdf")
 def receipt_pdf(request: Request, session: SessionDep, number: str) -> Response:
     """The receipt as a printable A5 PDF, its signed document attached."""
     receipt = _receipt_or_404(session, number)
@@ -598,7 +598,7 @@ def receipt_pdf(request: Request, session: SessionDep, number: str) -> Response:
     return Response(body, media_type="application/pdf", headers=_download_headers(f"{number}.pdf"))
 
 
-@router.get("/pay/receipts/{number}.json", name="page.pay.receipt_json")
+@router.get("/pay/receipts/{number}.json", name="pay.page.receipt_json")
 def receipt_json(session: SessionDep, number: str) -> Response:
     """The signed receipt document (``RECEIPT.json``) for offline verification."""
     document = receipts.receipt_document(_receipt_or_404(session, number))
@@ -609,7 +609,7 @@ def receipt_json(session: SessionDep, number: str) -> Response:
     )
 
 
-@router.get("/pay/receipts/{number}/verify", name="page.pay.receipt_verify")
+@router.get("/pay/receipts/{number}/verify", name="pay.page.receipt_verify")
 def verify_receipt(
     request: Request,
     session: SessionDep,
@@ -634,7 +634,7 @@ def verify_receipt(
     )
 
 
-@router.get("/pay/receipts/{number}", name="page.pay.receipt")
+@router.get("/pay/receipts/{number}", name="pay.page.receipt")
 def receipt_page(request: Request, session: SessionDep, number: str) -> Response:
     """The printable receipt, with its QR code, in the page's language."""
     receipt = _receipt_or_404(session, number)

@@ -120,7 +120,7 @@ def _parse_uuid(text: str) -> uuid.UUID | None:
 # --- overview ----------------------------------------------------------------------------------
 
 
-@router.get("", name="page.pay.console")
+@router.get("", name="pay.page.console")
 def overview(request: Request, session: SessionDep, actor: ConsoleActorDep) -> HTMLResponse:
     """Pay at a glance: the billers of your subtree with their bills."""
     billers = billing.list_billers(session=session, actor=actor)
@@ -141,7 +141,7 @@ def overview(request: Request, session: SessionDep, actor: ConsoleActorDep) -> H
 # --- a biller, its bills and CSV imports -------------------------------------------------------
 
 
-@router.get("/billers/{biller_id}", name="page.pay.console_biller")
+@router.get("/billers/{biller_id}", name="pay.page.console_biller")
 def biller_page(
     request: Request,
     session: SessionDep,
@@ -155,7 +155,7 @@ def biller_page(
     return page(request, "pay/console/biller.html", context)
 
 
-@router.post("/billers/{biller_id}/import", name="page.pay.console_import")
+@router.post("/billers/{biller_id}/import", name="pay.page.console_import")
 def import_bills(
     request: Request,
     session: SessionDep,
@@ -246,7 +246,7 @@ def _biller_context(
 # --- payments and refunds ----------------------------------------------------------------------
 
 
-@router.get("/payments", name="page.pay.console_payments")
+@router.get("/payments", name="pay.page.console_payments")
 def payments_page(
     request: Request,
     session: SessionDep,
@@ -276,7 +276,7 @@ def payments_page(
     )
 
 
-@router.get("/payments/{payment_id}", name="page.pay.console_payment")
+@router.get("/payments/{payment_id}", name="pay.page.console_payment")
 def payment_page(
     request: Request, session: SessionDep, actor: ConsoleActorDep, payment_id: uuid.UUID
 ) -> HTMLResponse:
@@ -285,7 +285,7 @@ def payment_page(
     return page(request, "pay/console/payment.html", context)
 
 
-@router.post("/payments/{payment_id}/refunds", name="page.pay.console_refund")
+@router.post("/payments/{payment_id}/refunds", name="pay.page.console_refund")
 def refund(
     request: Request,
     session: SessionDep,
@@ -394,7 +394,7 @@ def _payment_context(
 # --- settlements -------------------------------------------------------------------------------
 
 
-@router.get("/settlements", name="page.pay.console_settlements")
+@router.get("/settlements", name="pay.page.console_settlements")
 def settlements_page(
     request: Request,
     session: SessionDep,
@@ -410,7 +410,7 @@ def settlements_page(
 _NET = re.compile(r"-?[0-9]{1,15}")
 
 
-@router.post("/settlements", name="page.pay.console_settle")
+@router.post("/settlements", name="pay.page.console_settle")
 def settle(
     request: Request,
     session: SessionDep,
@@ -460,7 +460,7 @@ def settle(
     return see_other(f"/console/pay/settlements?biller_id={chosen}&done=settled")
 
 
-@router.get("/billers/{biller_id}/settlement.csv", name="page.pay.console_batch")
+@router.get("/billers/{biller_id}/settlement.csv", name="pay.page.console_batch")
 def batch_file(
     session: SessionDep,
     actor: ConsoleActorDep,
@@ -536,7 +536,7 @@ def _settlements_context(
 # --- reconciliation ----------------------------------------------------------------------------
 
 
-@router.get("/reconciliation", name="page.pay.console_reconciliation")
+@router.get("/reconciliation", name="pay.page.console_reconciliation")
 def reconciliation_page(
     request: Request,
     session: SessionDep,
@@ -548,7 +548,7 @@ def reconciliation_page(
     return page(request, "pay/console/reconciliation.html", context)
 
 
-@router.post("/reconciliation", name="page.pay.console_statement")
+@router.post("/reconciliation", name="pay.page.console_statement")
 def import_statement(
     request: Request,
     session: SessionDep,
@@ -584,7 +584,7 @@ def import_statement(
     return see_other("/console/pay/reconciliation?done=statement_imported")
 
 
-@router.post("/reconciliation/resolve", name="page.pay.console_resolve")
+@router.post("/reconciliation/resolve", name="pay.page.console_resolve")
 def resolve(
     request: Request,
     session: SessionDep,
@@ -710,7 +710,7 @@ def _suggestion(item: ReconciliationItem, imports: Sequence[StatementImport]) ->
 # --- ledger ------------------------------------------------------------------------------------
 
 
-@router.get("/ledger", name="page.pay.console_ledger")
+@router.get("/ledger", name="pay.page.console_ledger")
 def ledger_page(
     request: Request,
     session: SessionDep,

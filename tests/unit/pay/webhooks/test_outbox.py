@@ -278,6 +278,24 @@ def test_a_run_sends_at_most_limit_deliveries_oldest_first(db_session: Session) 
     assert report.delivered == [deliveries[4].event_id, deliveries[3].event_id]
 
 
+def test_a_run_for_one_delivery_sends_that_one_and_no_other(db_session: Session) -> None:
+    # given three due deliveries, the one asked for not the oldest
+    tenant = make_agency(db_session)
+    deliveries = [_enqueue(db_session, make_biller(db_session, tenant=tenant)) for _ in range(3)]
+    for offset, delivery in enumerate(deliveries):
+        delivery.next_attempt_at = T0 - timedelta(seconds=offset)
+    db_session.flush()
+    biller = FakeBiller()
+    # when the job's unit of work for the middle one runs
+    report = deliver_due(session=db_session, now=T0, send=biller, limit=1, only=deliveries[1].id)
+    # then that delivery was sent, and the others are still due
+    assert report.delivered == [deliveries[1].event_id]
+    assert [d.delivered_at is None for d in deliveries] == [True, False, True]
+    # and once delivered it is no longer due: a second run for it sends nothing
+    again = deliver_due(session=db_session, now=T0, send=biller, limit=1, only=deliveries[1].id)
+    assert (again.delivered, again.retrying, again.dead) == ([], [], [])
+
+
 def test_a_biller_whose_webhook_was_removed_is_retried_not_sent(db_session: Session) -> None:
     # given: the biller's URL was removed after the event was owed
     biller = make_biller(db_session)
