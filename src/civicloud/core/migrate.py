@@ -8,6 +8,7 @@ branch and every operation here works on all of them (``heads``).
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -89,6 +90,16 @@ def revision(
     config = alembic_config(engine.url.render_as_string(hide_password=False), branches)
     config.set_main_option("file_template", "%%(year)d-%%(month).2d-%%(day).2d_%%(rev)s")
     config.set_main_option("timezone", "UTC")
+    ruff = Path(sys.executable).parent / "ruff"
+    if ruff.exists():
+        # New revisions are formatted and linted like the rest of the code.
+        config.set_section_option("post_write_hooks", "hooks", "ruff_format, ruff_check")
+        for hook, options in (("ruff_format", "format"), ("ruff_check", "check --fix")):
+            config.set_section_option("post_write_hooks", f"{hook}.type", "exec")
+            config.set_section_option("post_write_hooks", f"{hook}.executable", str(ruff))
+            config.set_section_option(
+                "post_write_hooks", f"{hook}.options", f"{options} REVISION_SCRIPT_FILENAME"
+            )
     script = ScriptDirectory.from_config(config)
     if branch == "core":
         core_heads = [
