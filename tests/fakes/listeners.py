@@ -6,9 +6,13 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import cast
 
 from civicloud.core.listeners import ListenerEnv
 from civicloud.core.modules import Listener, Module
+from civicloud.core.mqtt import Message, MqttHub, MqttScope
 
 #: Every echo server started, oldest first (the test kills one and finds its successor here).
 STARTED: list[EchoServer] = []
@@ -112,3 +116,56 @@ def echo(port: int, text: bytes = b"ping") -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
         connection.sendall(text)
         return connection.recv(4096)
+
+
+#: What the subscribing listeners received, in order.
+RECEIVED: list[bytes] = []
+
+
+def start_subscriber(env: ListenerEnv) -> EchoServer:
+    """An echo server that also takes the counts published on ``test/counts`` from the hub."""
+    if env.mqtt is not None:
+        env.mqtt.subscribe("test/counts", lambda message: RECEIVED.append(message.payload))
+    return start_echo(env)
+
+
+class MemoryHub:
+    """A stand-in for the MQTT hub, in memory: what is subscribed, and delivering to it."""
+
+    address = "mqtt://memory"
+
+    def __init__(self) -> None:
+        self.subscriptions: list[tuple[str, Callable[[Message], None]]] = []
+
+    def start(self) -> None:
+        """Nothing to connect to."""
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Nothing to disconnect."""
+
+    def health(self) -> str | None:
+        """Always connected."""
+        return None
+
+    def subscribe(
+        self, topic_filter: str, handler: Callable[[Message], None], *, qos: int = 1
+    ) -> tuple[str, Callable[[Message], None]]:
+        """Remember the handler."""
+        subscription = (topic_filter, handler)
+        self.subscriptions.append(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: object) -> None:
+        """Forget it."""
+        self.subscriptions = [s for s in self.subscriptions if s is not subscription]
+
+    def scoped(self) -> MqttScope:
+        """A listener's view, as the real hub gives."""
+        return MqttScope(cast("MqttHub", self))
+
+    def deliver(self, topic: str, payload: bytes) -> None:
+        """A message from the broker, to every handler of its topic."""
+        message = Message(topic, payload, 1, False, 1, False, datetime.now(UTC))
+        for topic_filter, handler in list(self.subscriptions):
+            if topic_filter == topic:
+                handler(message)

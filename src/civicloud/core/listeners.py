@@ -21,7 +21,7 @@ from typing import Protocol, runtime_checkable
 from pydantic import BaseModel
 
 from civicloud.core.modules import Listener, Module, resolve
-from civicloud.core.mqtt import MqttHub, hub_from_settings
+from civicloud.core.mqtt import MqttHub, MqttScope, hub_from_settings
 from civicloud.core.services import Services
 
 log = logging.getLogger(__name__)
@@ -67,8 +67,9 @@ class ListenerEnv:
     #: The module's context, ``None`` when it declares none.
     context: object | None
     settings: BaseModel | None
-    #: The core's MQTT hub, ``None`` when the installation has no broker.
-    mqtt: MqttHub | None
+    #: The listener's view of the core's MQTT hub (its subscriptions end when it is restarted
+    #: or stopped), ``None`` when the installation has no broker.
+    mqtt: MqttScope | None
 
 
 def core_hub(services: Services) -> MqttHub | None:
@@ -87,6 +88,8 @@ class _Supervised:
     retry_at: float | None = None
     failed: str | None = None
     last_error: str | None = None
+    #: Its subscriptions through the hub, ended before a restart and when it stops.
+    mqtt: MqttScope | None = None
 
 
 @dataclass
@@ -123,14 +126,18 @@ class Supervisor:
         self._watcher = threading.Thread(target=self._watch, name="listeners", daemon=True)
         self._watcher.start()
 
-    def _env(self, module: Module) -> ListenerEnv:
+    def _env(self, entry: _Supervised) -> ListenerEnv:
+        module = entry.module
         context = self.services.context(module.name, object) if module.context is not None else None
+        if entry.mqtt is not None:
+            entry.mqtt.close()  # what the listener subscribed before it died
+        entry.mqtt = self.hub.scoped() if self.hub is not None else None
         return ListenerEnv(
             services=self.services,
             module=module,
             context=context,
             settings=self.services.section(module.name),
-            mqtt=self.hub,
+            mqtt=entry.mqtt,
         )
 
     def _start(self, entry: _Supervised) -> None:
@@ -139,7 +146,7 @@ class Supervisor:
             start = resolve(entry.listener.start)
             if not callable(start):
                 raise TypeError(f"{entry.listener.start} is not callable")
-            running = start(self._env(entry.module))
+            running = start(self._env(entry))
             if not isinstance(running, RunningListener):
                 raise TypeError(f"{entry.listener.start} returned no RunningListener")
         except Exception as exc:  # any failure to start: the watcher tries again
@@ -250,6 +257,9 @@ class Supervisor:
         for entry in reversed(self._supervised):
             with self._lock:
                 running, entry.running = entry.running, None
+            if entry.mqtt is not None:
+                entry.mqtt.close()
+                entry.mqtt = None
             if running is None:
                 continue
             try:

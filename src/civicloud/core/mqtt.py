@@ -105,6 +105,10 @@ class _Subscription:
     qos: int
 
 
+#: A subscription, as :meth:`MqttHub.subscribe` returns it.
+Subscription = _Subscription
+
+
 @dataclass(frozen=True)
 class _Delivery:
     message: Message
@@ -189,20 +193,41 @@ class MqttHub:
 
     # --- what modules call ---------------------------------------------------------------
 
-    def subscribe(self, topic_filter: str, handler: Handler, *, qos: int = 1) -> None:
+    def subscribe(self, topic_filter: str, handler: Handler, *, qos: int = 1) -> Subscription:
         """Call ``handler`` with every message matching ``topic_filter`` (``+`` one level, ``#``
-        the rest; ``$share/GROUP/…`` to share the messages among an installation's servers).
+        the rest; ``$share/GROUP/…`` to share the messages among an installation's servers);
+        the handle returned ends it (:meth:`unsubscribe`).
 
         QoS 1 (the default) is at least once; QoS 0 is at most once, for data that may be lost.
         """
         if qos not in (0, 1):
             raise ValueError("qos must be 0 (at most once) or 1 (at least once)")
         _check_filter(topic_filter)
+        subscription = _Subscription(topic_filter, handler, qos)
         with self._lock:
-            self._subscriptions.append(_Subscription(topic_filter, handler, qos))
+            self._subscriptions.append(subscription)
             client = self._client if self._connected else None
             if client is not None:
                 self._subscribe_filters(client, [topic_filter])
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        """End ``subscription``: its handler gets nothing more; the broker is told when no
+        other handler wants its filter any more. Ending one twice changes nothing."""
+        with self._lock:
+            kept = [s for s in self._subscriptions if s is not subscription]
+            if len(kept) == len(self._subscriptions):
+                return
+            self._subscriptions = kept
+            still_wanted = any(s.topic_filter == subscription.topic_filter for s in kept)
+            client = self._client if self._connected else None
+            if client is not None and not still_wanted:
+                client.unsubscribe(subscription.topic_filter)
+
+    def scoped(self) -> MqttScope:
+        """A view of this hub whose subscriptions can all be ended at once (a listener's: the
+        supervisor ends them when it restarts or stops the listener)."""
+        return MqttScope(self)
 
     def publish(
         self,
@@ -543,6 +568,52 @@ class MqttHub:
         # packet identifier may already name another message here.
         if client is not None and current:
             client.ack(delivery.message.message_id, delivery.message.qos)
+
+
+class MqttScope:
+    """One listener's use of the hub: subscribing and publishing through it, its subscriptions
+    ended together by :meth:`close`, so that a restarted listener does not get each message
+    twice."""
+
+    def __init__(self, hub: MqttHub) -> None:
+        self.hub = hub
+        self._mine: list[Subscription] = []
+        self._lock = threading.Lock()
+
+    @property
+    def address(self) -> str:
+        """The broker's address."""
+        return self.hub.address
+
+    def subscribe(self, topic_filter: str, handler: Handler, *, qos: int = 1) -> Subscription:
+        """As :meth:`MqttHub.subscribe`, remembered for :meth:`close`."""
+        subscription = self.hub.subscribe(topic_filter, handler, qos=qos)
+        with self._lock:
+            self._mine.append(subscription)
+        return subscription
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes | str,
+        qos: int = 1,
+        *,
+        retain: bool = False,
+        timeout: float | None = None,
+    ) -> bool:
+        """As :meth:`MqttHub.publish`."""
+        return self.hub.publish(topic, payload, qos, retain=retain, timeout=timeout)
+
+    def health(self) -> str | None:
+        """The hub's health."""
+        return self.hub.health()
+
+    def close(self) -> None:
+        """End every subscription made through this scope."""
+        with self._lock:
+            mine, self._mine = self._mine, []
+        for subscription in mine:
+            self.hub.unsubscribe(subscription)
 
 
 def hub_from_settings(settings: MqttSettings) -> MqttHub | None:

@@ -14,7 +14,7 @@ from tests.fakes import listeners as fakes
 
 from civicloud.app import create_app
 from civicloud.core.listeners import Supervisor
-from civicloud.core.mqtt import MqttHub
+from civicloud.core.mqtt import MqttHub, MqttScope
 from civicloud.core.services import Services
 
 
@@ -57,6 +57,36 @@ def test_a_listener_is_started_healthy_and_restarted_when_it_dies(services: Serv
         supervisor.stop(5)
     # and stop() stopped it
     assert not fakes.STARTED[1].alive()
+
+
+def test_a_restarted_listener_subscribes_again_and_gets_each_message_once(
+    services: Services,
+) -> None:
+    # given a listener that subscribes through the hub, under a supervisor
+    hub = fakes.MemoryHub()
+    supervisor = Supervisor(
+        job_fakes.with_modules(services, fakes.module("subscriber")),
+        hub=cast("MqttHub", hub),
+        first_backoff=0.01,
+    )
+    fakes.STARTED.clear()
+    fakes.RECEIVED.clear()
+    supervisor.start()
+    try:
+        assert len(hub.subscriptions) == 1
+        # when it dies and is restarted
+        fakes.STARTED[0].kill()
+        _until(
+            lambda: len(fakes.STARTED) == 2 and supervisor.health()["listentest.subscriber"] is None
+        )
+        # then its first subscription was ended before the new one was made
+        assert len(hub.subscriptions) == 1
+        hub.deliver("test/counts", b"12")
+        assert fakes.RECEIVED == [b"12"]
+    finally:
+        supervisor.stop(5)
+    # and stopping it ends its subscription
+    assert hub.subscriptions == []
 
 
 def test_a_listener_that_keeps_dying_fails_loudly(services: Services) -> None:
@@ -108,6 +138,12 @@ def test_stop_stops_every_listener_and_the_hub(services: Services) -> None:
 
         def subscribe(self, topic: str, handler: object, qos: int = 1) -> None:
             self.events.append(f"subscribe {topic}")
+
+        def unsubscribe(self, subscription: object) -> None:
+            self.events.append("unsubscribe")
+
+        def scoped(self) -> MqttScope:
+            return MqttScope(cast("MqttHub", self))
 
     hub = FakeHub()
     module = fakes.module("echo")

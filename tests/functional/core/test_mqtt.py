@@ -142,6 +142,36 @@ def test_a_handler_subscribed_after_start_and_one_sharing_its_messages_both_rece
     assert emissions == [b"1"]
 
 
+def test_a_scope_closed_ends_its_subscriptions_and_a_new_one_gets_each_message_once(
+    broker: Broker, make_hub: HubFactory, topic: str
+) -> None:
+    # Given a listener's scope subscribed on a running hub, beside another module's handler
+    hub = started(make_hub(broker.url))
+    first: list[bytes] = []
+    other: list[bytes] = []
+    scope = hub.scoped()
+    scope.subscribe(f"{topic}/counts", lambda m: first.append(m.payload))
+    hub.subscribe(f"{topic}/#", lambda m: other.append(m.payload))
+    sender = publisher(make_hub, broker.url)
+    wait_for(lambda: sender.publish(f"{topic}/counts", b"1", timeout=PATIENCE), "publish")
+    wait_for(lambda: first == [b"1"] and other == [b"1"], "the first message")
+
+    # When the listener is restarted: its old scope closed, a new one subscribing the same
+    scope.close()
+    again: list[bytes] = []
+    hub.scoped().subscribe(f"{topic}/counts", lambda m: again.append(m.payload))
+    sender.publish(f"{topic}/counts", b"2", timeout=PATIENCE)
+
+    # Then the new handler gets the message once, the old one nothing more, the other its own
+    wait_for(lambda: again == [b"2"] and other == [b"1", b"2"], "the second message")
+    sender.publish(f"{topic}/end", b"3", timeout=PATIENCE)
+    wait_for(lambda: other == [b"1", b"2", b"3"], "a message after it")
+    assert first == [b"1"]
+    assert again == [b"2"]
+    # and ending a subscription twice changes nothing
+    scope.close()
+
+
 @pytest.mark.parametrize("restart", ["same hub", "new process"])
 def test_messages_published_while_the_hub_is_stopped_arrive_when_it_starts_again(
     broker: Broker, make_hub: HubFactory, topic: str, restart: str
