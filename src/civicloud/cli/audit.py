@@ -22,7 +22,14 @@ audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=Tr
 
 @audit_app.command("verify")
 @handle_errors
-def verify(data_dir: DataDirOpt = None) -> None:
+def verify(
+    data_dir: DataDirOpt = None,
+    heads: bool = typer.Option(
+        False,
+        "--heads",
+        help="Also print each chain's head (chain, last chain_seq, hash), to note elsewhere.",
+    ),
+) -> None:
     """Check every chain of the log; report the first edited, removed or reordered record, or a
     chain cut off or removed whole (exit 1)."""
     services = open_services(data_dir)
@@ -32,6 +39,9 @@ def verify(data_dir: DataDirOpt = None) -> None:
         err_console.print(f"[bold red]FAIL[/] {result.describe()}", highlight=False)
         raise typer.Exit(1)
     console.print(f"[green]OK[/] {result.describe()}", highlight=False)
+    if heads:
+        for chain, chain_seq, last_hash in result.heads:
+            console.print(f"{chain} {chain_seq} {last_hash}", highlight=False, soft_wrap=True)
 
 
 @audit_app.command("seal")

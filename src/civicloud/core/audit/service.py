@@ -427,13 +427,16 @@ class VerifyResult:
     checked: int
     seq: int | None = None
     problem: str | None = None
-    #: A digest of every chain's head (its name, last ``chain_seq`` and hash): note it somewhere
-    #: else, and a later rewrite of the log from there on can be told apart from the log you saw.
+    #: A digest of every chain's head (its name, last ``chain_seq`` and hash), as ``heads``.
     head_hash: str | None = None
     #: Whether every record's seal was checked too (the database has the audit key).
     sealed: bool = False
     #: How many chains were checked.
     chains: int = 0
+    #: Each chain's head, ``(chain, chain_seq, hash)``, the platform chain first: note them
+    #: somewhere else, and a later rewrite of a chain from there on (head, seal and all, by one
+    #: holding an old copy) shows as that chain's record at that place no longer having that hash.
+    heads: tuple[tuple[str, int, str], ...] = ()
 
     def describe(self) -> str:
         """One line for a person."""
@@ -442,8 +445,7 @@ class VerifyResult:
                 f" in {self.chains} chain{'s' if self.chains != 1 else ''}" if self.chains else ""
             )
             seals = ", every seal checked" if self.sealed else ""
-            head = f"; heads {self.head_hash}" if self.head_hash else ""
-            return f"audit chain intact: {self.checked} records{chains}{seals}{head}"
+            return f"audit chain intact: {self.checked} records{chains}{seals}"
         return f"audit chain broken at record {self.seq}: {self.problem}"
 
 
@@ -592,6 +594,10 @@ def verify_chain(*, session: Session, batch: int = 2000, check_seals: bool = Tru
         head_hash=_heads_digest(heads) if heads else None,
         sealed=key is not None,
         chains=len(heads),
+        heads=tuple(
+            (chain, heads[chain].seq, heads[chain].hash)
+            for chain in sorted(heads, key=lambda name: (name != PLATFORM_CHAIN, name))
+        ),
     )
 
 

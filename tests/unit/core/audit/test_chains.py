@@ -120,15 +120,18 @@ def test_each_record_joins_the_chain_of_its_root_and_others_the_platform_chain(
         opened = [r.detail["chain"] for r in platform if r.action == OPEN_ACTION]
         assert opened == [world.chain_a, world.chain_b]
         assert all(r.tenant_id is None for r in platform)
-        heads = {h.chain: h for h in session.scalars(select(AuditHead))}
+        heads = {h.chain: (h.seq, h.hash) for h in session.scalars(select(AuditHead))}
         assert set(heads) == {PLATFORM_CHAIN, world.chain_a, world.chain_b}
-        assert heads[world.chain_a].seq == len(a_records)
+        assert heads[world.chain_a][0] == len(a_records)
         # and the whole log verifies, every seal included
         result = verify(session)
         assert result.ok, result.describe()
         assert result.sealed
         assert result.chains == 3
         assert result.checked == session.query(AuditRecord).count()
+        # and it names each chain's head, the platform's first, to be noted elsewhere
+        assert result.heads[0][0] == PLATFORM_CHAIN
+        assert {chain: (seq, digest) for chain, seq, digest in result.heads} == heads
 
 
 def test_a_moved_tenant_writes_its_later_records_to_its_new_roots_chain(
