@@ -282,6 +282,10 @@ def _open_chain(connection: Connection, key: bytes | None, actor: Actor, chain: 
     """Make ``chain``'s head and name the chain on the platform chain; its head, locked.
 
     Holding the platform head, openers are serialised: one that waited finds the chain made.
+    Only a root's first record takes the platform head besides its own chain's. A transaction
+    that already holds another chain's head and opens one may meet one that holds the platform
+    head and waits for that chain: PostgreSQL breaks the deadlock, and the loser's unit of work
+    ends in a ``Conflict`` (which ``Database.run`` runs once more).
     """
     platform = _lock(connection, PLATFORM_CHAIN)
     if platform is None:
