@@ -382,12 +382,17 @@ RAW_SQL = {
             outcome, payload, received_at)
         VALUES (%s, %s, %s, %s, %s, %s, %s::json, %s)""",
     # -- the audit chain, in both transactions
-    "lock_head": "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
+    # the chain of the tenant's root: its head locked, the record's seq drawn once it is held
+    "lock_head": """
+        UPDATE audit_head SET seq = seq WHERE chain = %s
+        RETURNING id, seq, hash, nextval('audit_record_seq')""",
     "insert_audit": """
-        INSERT INTO audit_record (seq, at, actor, tenant_id, action, target, request_id, outcome,
-            detail, prev_hash, hash, seal)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::json, %s, %s, %s)""",
-    "update_head": "UPDATE audit_head SET seq = %s, hash = %s, seal = %s WHERE id = 1",
+        INSERT INTO audit_record (seq, chain, chain_seq, hash_format, at, actor, tenant_id,
+            action, target, request_id, outcome, detail, prev_hash, hash, seal)
+        VALUES (%s, %s, %s, 2, %s, %s, %s, %s, %s, %s, %s, %s::json, %s, %s, %s)""",
+    "update_head": """
+        UPDATE audit_head SET seq = %s, hash = %s, seal = %s, first_seq = COALESCE(first_seq, %s)
+        WHERE id = %s""",
 }
 
 _RECEIPT_TZ = timezone(timedelta(hours=8))
@@ -414,6 +419,7 @@ class RawPath:
         self.world = world
         self.sqlite = bool(sqlite_file)
         self.sql = {key: self._dialect(text) for key, text in RAW_SQL.items()}
+        self._chain: str | None = None
         # The same receipt key as the service path: the same signatures, on the same sizes.
         self.signer = world.context.signer
         self.counts: Counter[str] | None = None
@@ -453,6 +459,10 @@ class RawPath:
         if not self.sqlite:
             return text
         text = re.sub(r" FOR UPDATE( OF [a-z, ]+)?$", "", text)
+        # SQLite has no sequences; its writers are serial, and a record takes the next number.
+        text = text.replace(
+            "nextval('audit_record_seq')", "(SELECT COALESCE(MAX(seq), 0) + 1 FROM audit_record)"
+        )
         return text.replace("::json", "").replace("%s", "?")
 
     def _id(self, value: uuid.UUID | None) -> Any:
@@ -520,12 +530,18 @@ class RawPath:
         target: str,
         detail: dict[str, Any],
     ) -> None:
-        # The chain's head locked, the record hashed over the previous hash and appended, the
-        # head moved on: what core.audit.record does (verify_chain checks it at the end).
-        seq, prev_hash = self._exec(cursor, "lock_head").fetchone()
+        # The head of the tenant's root's chain locked, the record hashed over the chain's
+        # previous hash and appended, the head moved on: what core.audit.record does
+        # (verify_chain checks it at the end). The tenant is under the world's root.
+        chain = self._chain_of(cursor, tenant_id)
+        head_id, chain_seq, prev_hash, seq = self._exec(cursor, "lock_head", chain).fetchone()
+        chain_seq += 1
         at = datetime.now(UTC)
         request_id = uuid.uuid4().hex
         body = {
+            "seq": seq,
+            "chain": chain,
+            "chain_seq": chain_seq,
             "at": at.isoformat(timespec="microseconds"),
             "actor": actor,
             "tenant_id": str(tenant_id),
@@ -539,11 +555,15 @@ class RawPath:
         # Sealed with the installation's audit key, as core.audit.record seals (HMAC-SHA256).
         key = self.world.services.db.audit_key
         seal = hmac.new(key, f"civicloud-audit-record\n{digest}".encode(), "sha256").hexdigest()
-        head = hmac.new(key, f"civicloud-audit-head\n{seq + 1}\n{digest}".encode(), "sha256")
+        head = hmac.new(
+            key, f"civicloud-audit-head\n{chain}\n{chain_seq}\n{digest}".encode(), "sha256"
+        )
         self._exec(
             cursor,
             "insert_audit",
-            seq + 1,
+            seq,
+            chain,
+            chain_seq,
             self._time(at),
             actor,
             self._id(tenant_id),
@@ -556,7 +576,15 @@ class RawPath:
             digest,
             seal,
         )
-        self._exec(cursor, "update_head", seq + 1, digest, head.hexdigest())
+        self._exec(cursor, "update_head", chain_seq, digest, head.hexdigest(), seq, head_id)
+
+    def _chain_of(self, cursor: Any, tenant_id: uuid.UUID) -> str:
+        # The root's id, read once (the world's tenants never move).
+        if self._chain is None:
+            sql = self._dialect("SELECT path FROM tenant WHERE id = %s")
+            (path,) = self._run(cursor, sql, (self._id(tenant_id),)).fetchone()
+            self._chain = str(uuid.UUID(hex=path[1:33]))
+        return self._chain
 
     # -- one payment
 
