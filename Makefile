@@ -67,6 +67,10 @@ migrate: venv ## Bring the database up to date (civicloud db upgrade)
 test: venv test-deps ## Run the whole test suite: SQLite, PostgreSQL and the browser tests
 	$(BIN)/pytest -n $(WORKERS) $(PYTEST_ARGS)
 
+.PHONY: test-fast
+test-fast: venv test-deps ## The suite without the long scenarios (-m "not slow"); CI runs them all
+	$(BIN)/pytest -n $(WORKERS) -m "not slow" $(PYTEST_ARGS)
+
 .PHONY: coverage
 coverage: venv test-deps ## The test suite with a branch-coverage report
 	$(BIN)/pytest --cov --cov-report=term-missing:skip-covered $(PYTEST_ARGS)

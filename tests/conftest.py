@@ -36,6 +36,9 @@ from civicloud.app import build_services, load_settings, prepare_database
 from civicloud.core.config import AuthSettings, Settings
 from civicloud.core.services import Services
 
+#: Time per module against a budget, printed at the end of the run (tests/timing.py).
+pytest_plugins = ["tests.timing"]
+
 #: argon2id at its cheapest: tests hash many passwords and measure nothing about their cost.
 CHEAP_AUTH = AuthSettings(argon2_time_cost=1, argon2_memory_kib=1024, argon2_parallelism=1)
 PG_DATABASE = "civicloud_test"

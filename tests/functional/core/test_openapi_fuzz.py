@@ -21,6 +21,9 @@ from tests.factories.core import make_member, make_tenant
 from civicloud.app import create_app
 from civicloud.core.services import Services
 
+#: Tens of seconds per run of generated requests: `make test-fast` leaves it out.
+pytestmark = pytest.mark.slow
+
 Headers = dict[str, str]
 
 

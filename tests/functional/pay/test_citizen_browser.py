@@ -40,6 +40,7 @@ CLI = [sys.executable, "-c", "from civicloud.cli import main; main()"]
 
 pytestmark = [
     pytest.mark.browser,
+    pytest.mark.xdist_group("browser"),
     pytest.mark.skipif(
         not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium"
     ),

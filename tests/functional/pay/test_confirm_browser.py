@@ -40,7 +40,7 @@ from civicloud.pay.providers import SandboxProvider
 from civicloud.pay.settings import PaySettings
 from civicloud.pay.web.views import beijing_now
 
-pytestmark = [pytest.mark.browser]
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
 
 @dataclass(frozen=True)

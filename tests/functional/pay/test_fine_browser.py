@@ -46,6 +46,7 @@ __all__ = ["chromium"]  # the fixture shared with test_pay_browser
 
 pytestmark = [
     pytest.mark.browser,
+    pytest.mark.xdist_group("browser"),
     pytest.mark.skipif(
         not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium"
     ),

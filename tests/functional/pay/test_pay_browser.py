@@ -65,6 +65,7 @@ SANDBOX_ZH = "沙箱（演示，不涉及真实资金）"  # noqa: RUF001
 
 pytestmark = [
     pytest.mark.browser,
+    pytest.mark.xdist_group("browser"),
     pytest.mark.skipif(
         not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium"
     ),

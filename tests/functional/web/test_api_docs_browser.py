@@ -20,6 +20,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 
 pytestmark = [
     pytest.mark.browser,
+    pytest.mark.xdist_group("browser"),
     pytest.mark.skipif(
         not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium"
     ),

@@ -36,6 +36,7 @@ MOBILE: ViewportSize = {"width": 375, "height": 812}
 
 pytestmark = [
     pytest.mark.browser,
+    pytest.mark.xdist_group("browser"),
     pytest.mark.skipif(
         not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium"
     ),
