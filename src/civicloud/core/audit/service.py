@@ -152,10 +152,13 @@ def record(
     key = audit_key_of(session)
     # Lock the chain's head: appends to one chain are serialised, which is what a chain is.
     # SQLite write transactions are serialised already (BEGIN IMMEDIATE); PostgreSQL takes the
-    # row lock here, and draws the record's ``seq`` once it holds it.
-    head = _lock(connection, chain)
-    if head is None:
-        head = _open_chain(connection, key, actor, chain)
+    # row lock here, and draws the record's ``seq`` once it holds it. There, a root's records
+    # go to the first of its lanes that no other transaction holds (``lanes_of``).
+    if connection.dialect.name == "postgresql" and chain != PLATFORM_CHAIN:
+        head, chain = _lock_lane(connection, key, actor, chain)
+    else:
+        found = _lock(connection, chain)
+        head = found if found is not None else _open_chain(connection, key, actor, chain)
     _append(
         connection,
         key,
@@ -202,8 +205,45 @@ def _lock(connection: Connection, chain: str) -> _Locked | None:
     return _Locked(*found) if found is not None else None
 
 
+#: How many chains (lanes) a root tenant's records spread over on PostgreSQL, so that as many
+#: transactions under one root append at once without waiting for each other's commit.
+LANES = 4
+
+
+def lanes_of(chain: str) -> list[str]:
+    """The lanes of a root's chain: the root's id itself (its first lane, and its only one on
+    SQLite), then ``<id>/1``, ``<id>/2``, …: each a chain of its own, hash-linked, sealed and
+    opened on the platform chain like any other."""
+    return [chain, *(f"{chain}/{lane}" for lane in range(1, LANES))]
+
+
+def _lock_lane(
+    connection: Connection, key: bytes | None, actor: Actor, chain: str
+) -> tuple[_Locked, str]:
+    """Lock the first lane of ``chain`` that no other transaction holds (one this transaction
+    may hold already is free to it); open the next lane when every
+    lane there is is held, and wait for the first when all of them are."""
+    lanes = lanes_of(chain)
+    found = _driver_execute(connection, _LOCK_FREE_LANE_SQL, (lanes,), fetch=True)
+    if found is not None:
+        lane, *head = found
+        return _Locked(*head), str(lane)
+    existing = {row[0] for row in _driver_execute(connection, _LANES_SQL, (lanes,), fetch_all=True)}
+    missing = [lane for lane in lanes if lane not in existing]
+    if missing:
+        return _open_chain(connection, key, actor, missing[0]), missing[0]
+    waited = _lock(connection, chain)
+    assert waited is not None  # the first lane exists: it was found above
+    return waited, chain
+
+
 def _driver_execute(
-    connection: Connection, sql: str, params: tuple[Any, ...], *, fetch: bool = False
+    connection: Connection,
+    sql: str,
+    params: tuple[Any, ...],
+    *,
+    fetch: bool = False,
+    fetch_all: bool = False,
 ) -> Any:
     """Run ``sql`` on the driver's own cursor: the two statements of every append, kept as cheap
     as the driver allows (no statement compiled, no result object built). Its errors are
@@ -212,6 +252,8 @@ def _driver_execute(
     try:
         with connection.connection.dbapi_connection.cursor() as cursor:  # type: ignore[union-attr]
             cursor.execute(sql, params)
+            if fetch_all:
+                return cursor.fetchall()
             return cursor.fetchone() if fetch else None
     except dbapi.Error as exc:
         raise DBAPIError.instance(
@@ -374,6 +416,14 @@ _LOCK_SQL = (
     "UPDATE audit_head SET seq = seq WHERE chain = %s "
     "RETURNING id, seq, hash, seal, nextval('audit_record_seq')"
 )
+#: The first of a root's lanes not held by another transaction (``SKIP LOCKED``), locked, with
+#: the ``seq`` for its next record; nothing when every lane there is, is held.
+_LOCK_FREE_LANE_SQL = (
+    "UPDATE audit_head SET seq = seq WHERE id = (SELECT id FROM audit_head "
+    "WHERE chain = ANY(%s) ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1) "
+    "RETURNING chain, id, seq, hash, seal, nextval('audit_record_seq')"
+)
+_LANES_SQL = "SELECT chain FROM audit_head WHERE chain = ANY(%s)"
 _APPEND_SQL = (
     "WITH appended AS (INSERT INTO audit_record (seq, chain, chain_seq, hash_format, at, actor, "
     "tenant_id, action, target, request_id, outcome, detail, prev_hash, hash, seal) "
@@ -493,7 +543,10 @@ def _walk_of(head: _Head) -> _Walk:
 
 
 def _label(chain: str) -> str:
-    return "the platform chain" if chain == PLATFORM_CHAIN else f"the chain of root tenant {chain}"
+    if chain == PLATFORM_CHAIN:
+        return "the platform chain"
+    root, _, lane = chain.partition("/")
+    return f"the chain of root tenant {root}" + (f" (lane {lane})" if lane else "")
 
 
 def _iter_records(session: Session, batch: int) -> Iterator[AuditRecord]:

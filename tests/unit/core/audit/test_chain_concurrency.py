@@ -7,6 +7,7 @@ head another one holds fails at once instead, and one that appends without waiti
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import uuid
 from collections.abc import Callable
@@ -18,8 +19,8 @@ from sqlalchemy.orm import Session
 from tests.factories.core import SYSTEM, make_tenant, unique
 
 from civicloud.core import audit
-from civicloud.core.audit import AuditRecord
-from civicloud.core.audit.service import OPEN_ACTION
+from civicloud.core.audit import AuditRecord, service
+from civicloud.core.audit.service import OPEN_ACTION, lanes_of
 from civicloud.core.services import Services
 from civicloud.core.tenants import Tenant
 
@@ -72,7 +73,7 @@ def test_an_append_under_another_root_does_not_wait_for_an_open_transaction(
         assert audit.verify_chain(session=session).ok
 
 
-def test_an_append_under_the_same_root_waits_for_the_open_transaction(
+def test_appends_under_one_root_spread_over_its_lanes_and_wait_only_when_all_are_held(
     services: Services,
 ) -> None:
     (tenant,) = roots(services, 1)
@@ -80,17 +81,31 @@ def test_an_append_under_the_same_root_waits_for_the_open_transaction(
     with db.unit_of_work(write=False) as session:
         found = session.get(Tenant, tenant)
         assert found is not None
-        root = uuid.UUID(found.path.strip("/").split("/")[0])
-    # given a transaction that appended under a root and is still open
-    with db.unit_of_work() as holder:
-        note(holder, tenant)
-        # when another appends under the same root (the root itself), refusing to wait
+        root = str(uuid.UUID(found.path.strip("/").split("/")[0]))
+    # given the root's lanes opened (a lane is opened the first time every other one is held;
+    # opening holds the platform chain's head until it commits, so here each is opened apart)
+    for lane in lanes_of(root):
+        with db.unit_of_work() as session:
+            service._open_chain(session.connection(), audit.audit_key_of(session), SYSTEM, lane)
+    with contextlib.ExitStack() as stack:
+        # when as many transactions as there are lanes append under the root and stay open,
+        # none waiting for another
+        for _ in lanes_of(root):
+            holder = stack.enter_context(db.unit_of_work())
+            no_waiting(holder)
+            note(holder, tenant)
+        # then one more has to wait for a lane's head, and nothing of it is written
         with pytest.raises(OperationalError, match="lock timeout"), db.unit_of_work() as other:  # noqa: PT012 - the wait is the statement after SET
             no_waiting(other)
-            note(other, root)
-    # then it had to wait for the chain's head, and nothing of it was written
+            note(other, tenant)
+    # and the open ones committed, each in a lane of the root, every lane whole
     with db.unit_of_work(write=False) as session:
-        assert session.scalar(select(func.count()).where(AuditRecord.tenant_id == root)) == 1
+        chains = session.scalars(
+            select(AuditRecord.chain).where(
+                AuditRecord.tenant_id == tenant, AuditRecord.action == "tests.note"
+            )
+        ).all()
+        assert sorted(chains) == sorted(lanes_of(root))
         assert audit.verify_chain(session=session).ok
 
 
