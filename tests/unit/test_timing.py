@@ -55,13 +55,22 @@ def test_a_module_over_budget_gets_a_warning_that_says_the_run_does_not_fail() -
     # when the table is formatted
     lines = format_table(rows)
     # then the rows, a total, and one warning for Pay alone
-    assert lines[1].split() == ["core", "10", "179.9", "180"]
-    assert lines[2].split() == ["pay", "4", "180.1", "180", "over", "budget"]
-    assert lines[3].split() == ["total", "14", "360.0"]
+    assert lines[1].split() == ["core", "10", "179.9", "179.9", "180"]
+    assert lines[2].split() == ["pay", "4", "180.1", "180.1", "180", "over", "budget"]
+    assert lines[3].split() == ["total", "14", "360.0", "360.0"]
     warnings = [line for line in lines if line.startswith("WARNING")]
     assert len(warnings) == 1
     assert "module pay is OVER BUDGET" in warnings[0]
     assert "does not fail" in warnings[0]
+
+
+def test_the_budget_is_for_a_modules_share_of_the_run_over_its_workers() -> None:
+    # given 300 worker seconds of Pay's tests over two workers, against a 180 s budget
+    rows = module_times([("tests/functional/pay/test_a.py::t", 300.0)], budget=180.0, workers=2)
+    # then its share of the run is 150 s: within the budget
+    assert rows[0].share == 150.0
+    assert not rows[0].over_budget
+    assert format_table(rows)[1].split() == ["pay", "1", "300.0", "150.0", "180"]
 
 
 def test_a_module_exactly_at_its_budget_is_within_it() -> None:
