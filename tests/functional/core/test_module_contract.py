@@ -30,6 +30,7 @@ from typer.testing import CliRunner
 from civicloud.app import MODULES, build_services, create_app, prepare_database
 from civicloud.cli import add_module_commands
 from civicloud.cli.serve import seed_modules
+from civicloud.core import permissions
 from civicloud.core.jobs.service import run_jobs
 from civicloud.core.listeners import Supervisor
 from civicloud.core.migrate import heads, pending
@@ -37,9 +38,36 @@ from civicloud.core.modules import Installed
 from civicloud.core.services import Services
 from civicloud.core.tenants import TenantKind
 from civicloud.demo import seed_demo_world
+from civicloud.web import i18n
+from civicloud.web.pages import labels
 
 WITH_THROWAWAY = (*MODULES, throwaway.MODULE)
 BASE_URL = "https://testserver"
+
+
+@pytest.fixture(autouse=True)
+def registries_restored() -> Iterator[None]:
+    """Put the process's registries back as they were after each test.
+
+    Building services for the throwaway module registers its permissions, roles, catalogs and
+    labels in this process (as the composition root does for the listed modules); every later
+    test in this worker must see civicloud's own, or a database it prepares would get the
+    throwaway's role too.
+    """
+    saved = (
+        dict(permissions._PERMISSIONS),
+        dict(permissions._MODULE_ROLES),
+        list(i18n._MODULE_CATALOGS),
+        dict(labels.FIELD_LABELS),
+    )
+    yield
+    permissions._PERMISSIONS.clear()
+    permissions._PERMISSIONS.update(saved[0])
+    permissions._MODULE_ROLES.clear()
+    permissions._MODULE_ROLES.update(saved[1])
+    i18n._MODULE_CATALOGS[:] = saved[2]
+    labels.FIELD_LABELS.clear()
+    labels.FIELD_LABELS.update(saved[3])
 
 
 @pytest.fixture
