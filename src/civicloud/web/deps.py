@@ -142,7 +142,8 @@ async def _unit_of_work(request: Request) -> AsyncIterator[Session]:
         unit = db.begin(write=write)
         try:
             yield unit.session
-            await run_in_threadpool(unit.commit)
+            if write:  # a read-only unit is never committed: no trip to the thread pool for it
+                await run_in_threadpool(unit.commit)
         except BaseException as exc:
             if isinstance(exc, Exception):
                 # Off the event loop: a rollback is a round trip to the database.
