@@ -177,13 +177,13 @@ def test_readiness_shows_each_listeners_health(services: Services) -> None:
         answer = client.get("/readyz")
     finally:
         supervisor.stop(5)
-    # then the readiness check answers 503 and names each listener's state
-    assert answer.status_code == 503
-    body = answer.json()
-    assert body["code"] == "core.not_ready"
-    assert body["listeners"] == {
-        "listentest.echo": "ok",
-        "listentest.dead": "failed: it cannot bind its port",
+    # then the web app stays ready (its pages and API do not need the listener), the check says
+    # the installation is degraded and names each listener's state, and what went wrong (which
+    # may name a broker or a file) is for the logs, not for anyone asking
+    assert answer.status_code == 200
+    assert answer.json() == {
+        "status": "degraded",
+        "listeners": {"listentest.echo": "ok", "listentest.dead": "unwell"},
     }
 
 
