@@ -117,7 +117,7 @@ DEMO_USERS: tuple[DemoUser, ...] = (
         "water.operator",
         "张伟 Zhang Wei",
         "dalian-water",
-        (("operator", "dalian-water"), ("pay_operator", "dalian-water")),
+        (("operator", "dalian-water"),),
     ),
     DemoUser("guiyang.admin", "李娜 Li Na", "guiyang", (("tenant_admin", "guiyang"),)),
     DemoUser("sinopec.admin", "刘洋 Liu Yang", "sinopec", (("tenant_admin", "sinopec"),)),
@@ -188,9 +188,6 @@ def seed_demo_world(*, session: Session, services: Services) -> DemoSummary:
         users=tuple(u.username for u in DEMO_USERS),
         password=DEMO_PASSWORD,
     )
-
-
-# --- Pay: Dalian's billers and a few thousand open bills ------------------------------------
 
 
 def listening_url(host: str, port: int) -> str:

@@ -16,9 +16,10 @@ from typing import Annotated, Any
 
 import typer
 import uvicorn
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from civicloud.app import MODULES, create_app
+from civicloud.app import MODULES, create_app, installed_modules
 from civicloud.cli.common import (
     DataDirOpt,
     HostOpt,
@@ -31,6 +32,7 @@ from civicloud.cli.common import (
     unit_of_work,
 )
 from civicloud.core.config import Settings
+from civicloud.core.errors import InvalidInput, Misconfigured
 from civicloud.core.listeners import Supervisor, core_hub
 from civicloud.core.modules import ListenerOption, Module, resolve
 from civicloud.core.services import Services
@@ -61,47 +63,35 @@ class _Server(uvicorn.Server):
         self._captured_signals.clear()
 
 
-def with_public_address(settings: Settings, host: str, port: int) -> Settings:
-    """``settings`` with each module's section adjusted to where the server listens
-    (``Module.listening``: Pay's public address, unless ``CIVICLOUD_PAY__PUBLIC_BASE_URL`` set
-    it, since providers send citizens back there and receipts' QR codes open it)."""
+def listening_at(settings: Settings, host: str, port: int) -> tuple[Settings, list[str]]:
+    """``settings`` with each installed module's section adjusted to where the server listens
+    (``Module.listening``: Pay's public address, unless the installation set it), and what each
+    module has to say about it."""
     url = listening_url(host, port)
     update: dict[str, object] = {}
-    for module in MODULES:
+    notes: list[str] = []
+    for module in installed_modules(settings):
         section = settings.section(module.name)
         if module.listening is None or section is None:
             continue
         derive = resolve(module.listening)
-        if callable(derive):
-            update[module.name] = derive(section, url)
-    return settings.model_copy(update=update) if update else settings
+        if not callable(derive):
+            raise TypeError(f"{module.listening} is not callable")
+        derived, said = derive(section, url)
+        update[module.name] = derived
+        notes.extend(str(line) for line in said)
+    return (settings.model_copy(update=update) if update else settings), notes
 
 
-def _public_base_url(settings: Settings) -> str | None:
-    section = settings.section("pay")
-    value = getattr(section, "public_base_url", None)
-    return value if isinstance(value, str) else None
+def with_public_address(settings: Settings, host: str, port: int) -> Settings:
+    """``settings`` adjusted to where the server listens (see :func:`listening_at`)."""
+    return listening_at(settings, host, port)[0]
 
 
 def _say_public_address(settings: Settings, host: str, port: int) -> None:
-    """Print the public address (``settings`` as loaded, before it was derived)."""
-    section = settings.section("pay")
-    public = _public_base_url(with_public_address(settings, host, port))
-    if section is None or public is None:
-        return
-    public = public.rstrip("/")
-    if "public_base_url" not in section.model_fields_set:
-        console.print(
-            f"Public address: {public} (CIVICLOUD_PAY__PUBLIC_BASE_URL sets another, "
-            "such as the address citizens use behind a proxy)",
-            highlight=False,
-        )
-    elif public != listening_url(host, port):
-        console.print(
-            f"Public address: {public} (CIVICLOUD_PAY__PUBLIC_BASE_URL); pages opened at "
-            "another address say so",
-            highlight=False,
-        )
+    """Print what the modules say about where the server listens (``settings`` as loaded)."""
+    for line in listening_at(settings, host, port)[1]:
+        console.print(line, highlight=False)
 
 
 def seed_modules(session: Session, services: Services) -> list[str]:
@@ -182,7 +172,15 @@ def with_listened(settings: Settings, listened: Listened | None) -> Settings:
         section = update.get(name) or settings.section(name)
         if section is None:
             raise ValueError(f"module {name!r} has no settings section for {setting!r}")
-        update[name] = section.model_copy(update={setting: value})
+        try:
+            # Validated as the section is: an option's value meets the setting's own rules.
+            update[name] = type(section).model_validate({**section.model_dump(), setting: value})
+        except ValidationError as exc:
+            reason = exc.errors()[0]["msg"]
+            raise InvalidInput(
+                "the option for %(setting)s of %(module)s is not valid: %(reason)s",
+                params={"setting": setting, "module": name, "reason": reason},
+            ) from None
     return settings.model_copy(update=update) if update else settings
 
 
@@ -211,8 +209,13 @@ def _run(services: Services, host: str, port: int) -> None:
         server.should_exit = True
 
     supervisor.on_failure = failed
-    supervisor.start()
     try:
+        try:
+            supervisor.start()
+        except ValueError as exc:  # the hub's TLS files or options, refused by the client
+            raise Misconfigured(
+                "the listeners cannot be started: %(reason)s", params={"reason": str(exc)}
+            ) from None
         for name, address in supervisor.addresses().items():
             console.print(f"{name} on {address}", highlight=False)
         server.run()

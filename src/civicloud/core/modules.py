@@ -140,8 +140,9 @@ class Module:
     #: A reference to ``build(services, settings_section) -> context``: the module's typed,
     #: long-lived services (providers, signers, limiters), built once per process.
     context: str | None = None
-    #: A reference to ``derive(section, public_url) -> section``: the section adjusted to where
-    #: ``serve`` listens (Pay's public address), unless the installation set it.
+    #: A reference to ``derive(section, public_url) -> (section, lines)``: the section adjusted
+    #: to where ``serve`` listens (Pay's public address, unless the installation set it), and
+    #: what to print about it.
     listening: str | None = None
     #: References to the module's routers: the API (mounted under ``/api/v1``) and its pages.
     api: str | None = None

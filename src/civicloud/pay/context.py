@@ -65,10 +65,23 @@ def build(services: Services, section: BaseModel | None) -> PayContext:
     return context
 
 
-def listening(section: BaseModel, public_url: str) -> BaseModel:
+def listening(section: BaseModel, public_url: str) -> tuple[BaseModel, list[str]]:
     """Pay's section with its public address derived from where ``serve`` listens, unless the
     installation set it (``CIVICLOUD_PAY__PUBLIC_BASE_URL``): providers send citizens back there
-    and receipts' QR codes open it, so it must be where the site is reached."""
-    if not isinstance(section, PaySettings) or "public_base_url" in section.model_fields_set:
-        return section
-    return section.model_copy(update={"public_base_url": public_url})
+    and receipts' QR codes open it, so it must be where the site is reached. With what to tell
+    the person starting the server about it."""
+    if not isinstance(section, PaySettings):
+        return section, []
+    if "public_base_url" not in section.model_fields_set:
+        said = (
+            f"Public address: {public_url} (CIVICLOUD_PAY__PUBLIC_BASE_URL sets another, "
+            "such as the address citizens use behind a proxy)"
+        )
+        return section.model_copy(update={"public_base_url": public_url}), [said]
+    public = section.public_base_url.rstrip("/")
+    if public != public_url:
+        return section, [
+            f"Public address: {public} (CIVICLOUD_PAY__PUBLIC_BASE_URL); pages opened at "
+            "another address say so"
+        ]
+    return section, []

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from civicloud.core import tenants
+from civicloud.core import identity, roles, tenants
 from civicloud.core.actor import Actor
 from civicloud.core.db import utcnow
 from civicloud.core.services import Services
@@ -217,10 +217,44 @@ def seed_pay_demo(*, session: Session) -> int:
     return total
 
 
+#: The demo's users who work Pay's bills, with the role and the tenant (by slug).
+DEMO_PAY_GRANTS: tuple[tuple[str, str, str], ...] = (
+    ("water.operator", "pay_operator", "dalian-water"),
+)
+
+
+def grant_pay_roles(*, session: Session) -> list[str]:
+    """Give the core demo's users their Pay roles (idempotent); what was granted, as lines."""
+    actor = Actor.system("demo")
+    said: list[str] = []
+    for username, role_name, slug in DEMO_PAY_GRANTS:
+        user = identity.get_user_by_username(session=session, username=username)
+        tenant = tenants.get_tenant_by_slug(session=session, slug=slug)
+        if user is None or tenant is None:
+            continue
+        held = {
+            (b.role_name, b.tenant_id)
+            for b in roles.list_bindings(session=session, actor=actor, user_id=user.id)
+        }
+        if (role_name, tenant.id) not in held:
+            roles.grant_role(
+                session=session,
+                actor=actor,
+                data=roles.RoleBindingCreate(
+                    user_id=user.id, role_name=role_name, tenant_id=tenant.id
+                ),
+            )
+        said.append(f"  {username:<16} {role_name}@{slug}")
+    return said
+
+
 def seed(*, session: Session, services: Services, context: object) -> list[str]:
-    """Pay's demo billers and bills (idempotent), and what to tell the person trying it."""
+    """Pay's demo billers and bills, and its roles for the demo's users (idempotent); what to
+    tell the person trying it."""
     bills = seed_pay_demo(session=session)
+    granted = grant_pay_roles(session=session)
     return [
+        *(["Pay roles:", *granted] if granted else []),
         f"Pay: {bills} bills of Dalian's water, power and traffic-police billers; "
-        f"try water account {DEMO_WATER_ACCOUNT}"
+        f"try water account {DEMO_WATER_ACCOUNT}",
     ]
