@@ -56,6 +56,8 @@ class NavEntry:
     #: Marked with ``N_()``: translated when shown.
     label: str
     permission: str | None = None
+    #: Shown only to those holding ``permission`` platform-wide (for a page that needs it so).
+    platform: bool = False
 
 
 @dataclass(frozen=True)

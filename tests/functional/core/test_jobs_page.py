@@ -12,7 +12,8 @@ from tests.fakes import jobs as fakes
 from tests.functional.web.helpers import HTML, Browser, cheap_settings, seed_world, text_of
 
 from civicloud.app import build_services, create_app, prepare_database
-from civicloud.core import jobs
+from civicloud.core import identity, jobs, roles, tenants
+from civicloud.core.actor import Actor
 from civicloud.core.jobs import JobEnv
 from civicloud.core.services import Services
 
@@ -73,3 +74,40 @@ def test_the_page_is_refused_without_the_permission_platform_wide(browser: Brows
     # when they open the jobs page, then it is refused, and the console does not link it
     assert browser.client.get("/console/jobs").status_code == 403
     assert 'href="/console/jobs"' not in browser.client.get("/console").text
+
+
+def test_a_tenants_grant_of_the_permission_shows_no_link_to_a_platform_page(
+    services: Services, browser: Browser
+) -> None:
+    # given a user holding core.job.read through a role bound at a tenant, not platform-wide
+    system = Actor.system("tests")
+    with services.db.unit_of_work() as session:
+        roles.create_role(
+            session=session,
+            actor=system,
+            data=roles.RoleCreate(
+                name="job_watcher",
+                name_zh="作业观察员",
+                name_en="Job watcher",
+                permissions=["core.job.read", "core.tenant.read"],
+            ),
+        )
+        dalian = tenants.get_tenant_by_slug(session=session, slug="dalian")
+        user = identity.get_user_by_username(session=session, username="dalian.admin")
+        assert dalian is not None and user is not None
+        roles.grant_role(
+            session=session,
+            actor=system,
+            data=roles.RoleBindingCreate(
+                user_id=user.id, role_name="job_watcher", tenant_id=dalian.id
+            ),
+        )
+    browser.sign_in("dalian.admin")
+    # then the page, which needs the permission platform-wide, is refused and not linked
+    assert browser.client.get("/console/jobs").status_code == 403
+    assert 'href="/console/jobs"' not in browser.client.get("/console").text
+    # while the platform's administrator is shown the link
+    browser.client.post("/logout", data={"csrf_token": browser.csrf()})
+    browser.client.cookies.clear()
+    browser.sign_in("admin")
+    assert 'href="/console/jobs"' in browser.client.get("/console").text

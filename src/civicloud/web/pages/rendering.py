@@ -47,7 +47,7 @@ CORE_NAV: tuple[NavEntry, ...] = (
     NavEntry("roles", "/console/roles", N_("Roles and access")),
     NavEntry("api_keys", "/console/api-keys", N_("API keys")),
     NavEntry("audit", "/console/audit", N_("Audit log")),
-    NavEntry("jobs", "/console/jobs", N_("Jobs"), permission="core.job.read"),
+    NavEntry("jobs", "/console/jobs", N_("Jobs"), permission="core.job.read", platform=True),
 )
 LANG_COOKIE = "civicloud_lang"
 LANG_COOKIE_SECONDS = 365 * 24 * 3600
@@ -72,6 +72,18 @@ def holds_somewhere(actor: Actor, pattern: str) -> bool:
             if matches(held, pattern) or (prefix is not None and held.startswith(prefix)):
                 return True
     return False
+
+
+def may_follow(actor: Actor, entry: NavEntry) -> bool:
+    """Whether ``actor`` is shown the console link ``entry``: its permission held somewhere, or
+    platform-wide for a platform page."""
+    if entry.permission is None:
+        return not entry.platform or actor.is_platform_wide
+    if entry.platform:
+        return any(
+            grant.tenant_path is None and grant.allows(entry.permission) for grant in actor.grants
+        )
+    return holds_somewhere(actor, entry.permission)
 
 
 def set_cookie(
@@ -221,7 +233,7 @@ class Renderer:
         """The console's links that ``actor`` may follow (each module's, by its permission)."""
         if actor is None:
             return []
-        return [e for e in self.nav if e.permission is None or holds_somewhere(actor, e.permission)]
+        return [e for e in self.nav if may_follow(actor, e)]
 
     def static_file(self, path: str) -> Path:
         """The file behind ``/static/<path>``: a module's (``<module>/…``) or the shell's."""
