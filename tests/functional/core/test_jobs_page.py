@@ -94,7 +94,8 @@ def test_a_tenants_grant_of_the_permission_shows_no_link_to_a_platform_page(
         )
         dalian = tenants.get_tenant_by_slug(session=session, slug="dalian")
         user = identity.get_user_by_username(session=session, username="dalian.admin")
-        assert dalian is not None and user is not None
+        assert dalian is not None
+        assert user is not None
         roles.grant_role(
             session=session,
             actor=system,
