@@ -13,11 +13,13 @@ import sys
 from collections.abc import Iterable
 
 import typer
+from pydantic import ValidationError
 
 # Typer vendors Click; its exceptions are only reachable through this module.
 from typer._click import exceptions as click_errors
 
-from civicloud.app import MODULES
+from civicloud.app import MODULES, installed_modules, load_settings
+from civicloud.core.errors import CivicloudError
 from civicloud.core.modules import Module, resolve
 
 root = typer.Typer(
@@ -49,7 +51,17 @@ def _discover() -> None:
         register = getattr(module, "register", None)
         if callable(register):
             register(root)
-    add_module_commands(root, MODULES)
+    add_module_commands(root, _installed())
+
+
+def _installed() -> Iterable[Module]:
+    """The modules this installation runs (``CIVICLOUD_DISABLED_MODULES`` left out): a module
+    switched off brings no commands. Unreadable settings leave every module's commands in
+    place, and the command run says what is wrong with them."""
+    try:
+        return installed_modules(load_settings())
+    except (ValidationError, CivicloudError):
+        return MODULES
 
 
 def add_module_commands(app: typer.Typer, modules: Iterable[Module]) -> None:
