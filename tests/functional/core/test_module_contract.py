@@ -221,6 +221,13 @@ def test_a_setting_switches_the_module_off(own_database: Callable[..., Services]
             module.name != "throwaway" for module, _ in services.modules.listeners()
         )
         assert "throwaway_item" in inspect(services.db.engine).get_table_names()
+        # nor its static files, stylesheet, navigation entry or home card
+        assert "static.throwaway" not in names
+        with TestClient(app, base_url=BASE_URL) as client:
+            home = client.get("/?lang=en")
+            assert "Throwaway service" not in home.text
+            assert "throwaway.css" not in home.text
+            assert client.get("/static/throwaway/throwaway.css").status_code == 404
     finally:
         services.db.dispose()
 
