@@ -38,12 +38,28 @@ def run_migrations_online() -> None:
         engine.dispose()
 
 
+#: The tables a new revision may touch (``civicloud db revision --branch``: the branch's own),
+#: ``None`` for all of them (upgrades, ``civicloud db check``).
+_OWNED: set[str] | None = config.attributes.get("tables")
+
+
+def _owned(obj: object, name: str | None, type_: str, _reflected: bool, _other: object) -> bool:
+    """Whether autogenerate compares ``obj``: each branch's revision writes its own tables only."""
+    if _OWNED is None:
+        return True
+    if type_ == "table":
+        return name in _OWNED
+    table = getattr(obj, "table", None)
+    return table is None or getattr(table, "name", None) in _OWNED
+
+
 def _run(connection: object) -> None:
     context.configure(
         connection=connection,  # type: ignore[arg-type]
         target_metadata=target_metadata,
         render_as_batch=True,
         compare_type=True,
+        include_object=_owned,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -68,8 +68,22 @@ def revision(
         version_path=module.migrations if module is not None else None,
         branches=services.branches,
         autogenerate=not empty,
+        tables=tables_of(branch),
     )
     console.print(f"wrote {written}")
+
+
+def tables_of(branch: str) -> set[str]:
+    """The tables a branch owns: a module's, those its ``models`` define; core's, all the rest."""
+    from civicloud.models import Base
+
+    owner: dict[str, str] = {}
+    for mapper in Base.registry.mappers:
+        module_of_class = mapper.class_.__module__
+        for module in MODULES:
+            if module_of_class in module.models:
+                owner[str(getattr(mapper.local_table, "name", ""))] = module.name
+    return {name for name in Base.metadata.tables if owner.get(name, "core") == branch}
 
 
 def register(root: typer.Typer) -> None:

@@ -84,10 +84,13 @@ def revision(
     version_path: Path | None,
     branches: Iterable[Path] = (),
     autogenerate: bool = True,
+    tables: set[str] | None = None,
 ) -> Path:
     """Write a new revision on ``branch`` (``core`` or a module's name), compared against the
-    database behind ``engine`` when ``autogenerate``; returns its file."""
+    database behind ``engine`` when ``autogenerate`` (only ``tables``, the branch's own, when
+    given: a module's revision never writes another's change); returns its file."""
     config = alembic_config(engine.url.render_as_string(hide_password=False), branches)
+    config.attributes["tables"] = tables
     config.set_main_option("file_template", "%%(year)d-%%(month).2d-%%(day).2d_%%(rev)s")
     config.set_main_option("timezone", "UTC")
     ruff = Path(sys.executable).parent / "ruff"
