@@ -96,6 +96,26 @@ def test_a_failed_item_is_left_due_and_the_others_commit(services: Services) -> 
     assert due == set()
 
 
+def test_a_worker_told_to_stop_begins_no_further_item(services: Services) -> None:
+    # given three items due, and a stop asked for while the first is handled
+    due = ["a", "b", "c"]
+    handled: list[str] = []
+    stop = threading.Event()
+
+    def handle(_session: Session, _env: JobEnv, item: str) -> str:
+        handled.append(item)
+        stop.set()
+        return "done"
+
+    fakes.first.list_due = lambda _s, _e: list(due)
+    fakes.first.handle_one = handle
+    # when the job runs with that stop
+    report = jobs.run_job(services, services.modules.jobs()[0], stop=stop)
+    # then the item in hand was finished and no other begun: they wait for the next run
+    assert handled == ["a"]
+    assert (report.items, report.failures, report.outcomes) == (1, 0, {"done": 1})
+
+
 def test_a_lost_race_is_a_failure_for_this_run_only(services: Services) -> None:
     # given an item whose handler keeps meeting a conflict the first time round
     attempts: list[int] = []

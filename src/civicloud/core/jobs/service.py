@@ -253,8 +253,10 @@ def _env(services: Services, module: Module) -> JobEnv:
     )
 
 
-def run_job(services: Services, job: Job) -> JobReport:
-    """Run ``job`` once (under its lock when exclusive) and record the run."""
+def run_job(services: Services, job: Job, *, stop: threading.Event | None = None) -> JobReport:
+    """Run ``job`` once (under its lock when exclusive) and record the run; once ``stop`` is set,
+    no further item is begun (the one in hand is finished), so a worker told to stop lets go of
+    its lock promptly."""
     started, clock = utcnow(), time.monotonic()
     report = JobReport(job=job.name, started_at=started)
     if job.exclusive:
@@ -262,15 +264,21 @@ def run_job(services: Services, job: Job) -> JobReport:
             if not lock.held:
                 report.ran = False
                 return report
-            _run_items(services, job, report, lock)
+            _run_items(services, job, report, lock, stop)
     else:
-        _run_items(services, job, report, _Lock(True))
+        _run_items(services, job, report, _Lock(True), stop)
     report.duration_ms = round((time.monotonic() - clock) * 1000)
     _record(services, report)
     return report
 
 
-def _run_items(services: Services, job: Job, report: JobReport, lock: _Lock) -> None:
+def _run_items(
+    services: Services,
+    job: Job,
+    report: JobReport,
+    lock: _Lock,
+    stop: threading.Event | None = None,
+) -> None:
     outcomes: Counter[str] = Counter()
     try:
         work = _work_of(job)
@@ -282,6 +290,9 @@ def _run_items(services: Services, job: Job, report: JobReport, lock: _Lock) -> 
         report.failures, report.error = 1, _error_text(exc)
         return
     for item in due:
+        if stop is not None and stop.is_set():
+            log.info("job %s: stopping; what is left waits for the next run", job.name)
+            break
         report.items += 1
         set_request_id(f"job-{uuid.uuid4().hex}")
         try:
@@ -382,7 +393,7 @@ def run_worker(
                 continue
             due_at[job.name] = time.monotonic() + (every or job.every_seconds)
             try:
-                on_report(run_job(services, job))
+                on_report(run_job(services, job, stop=stop))
             except Exception:  # a worker outlives a failed run
                 log.exception("job %s: this run failed; the next one is due on schedule", job.name)
         if not chosen:
