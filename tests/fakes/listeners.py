@@ -6,13 +6,13 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import cast
 
 from civicloud.core.listeners import ListenerEnv
 from civicloud.core.modules import Listener, Module
-from civicloud.core.mqtt import Message, MqttHub, MqttScope
+from civicloud.core.mqtt import Message, MqttHub, MqttScope, Subscription
 
 #: Every echo server started, oldest first (the test kills one and finds its successor here).
 STARTED: list[EchoServer] = []
@@ -129,13 +129,39 @@ def start_subscriber(env: ListenerEnv) -> EchoServer:
     return start_echo(env)
 
 
+#: What a restart of the gated subscriber waits for (set by the test).
+GATE = threading.Event()
+
+
+def start_gated(env: ListenerEnv) -> EchoServer:
+    """A subscriber whose restarts (not its first start) wait for :data:`GATE`."""
+    if STARTED:
+        GATE.wait(30)
+    return start_subscriber(env)
+
+
+def start_dead_subscriber(env: ListenerEnv) -> DeadOnArrival:
+    """A listener that subscribes ``test/counts`` and is dead at once."""
+    if env.mqtt is not None:
+        env.mqtt.subscribe("test/counts", lambda message: RECEIVED.append(message.payload))
+    return DeadOnArrival()
+
+
 class MemoryHub:
-    """A stand-in for the MQTT hub, in memory: what is subscribed, and delivering to it."""
+    """A stand-in for the MQTT hub, in memory: what is subscribed, and delivering to it (exact
+    topics only), with the real hub's pauses: a paused filter's messages that no handler takes
+    are held for the next handler subscribing it."""
 
     address = "mqtt://memory"
 
     def __init__(self) -> None:
-        self.subscriptions: list[tuple[str, Callable[[Message], None]]] = []
+        self.subscriptions: list[Subscription] = []
+        #: The pauses not yet released, by filter.
+        self.paused: dict[str, int] = {}
+        #: Messages held for paused filters, in arrival order.
+        self.held: list[Message] = []
+        #: Messages held and then dropped (not acknowledged) when their pause was released.
+        self.dropped: list[Message] = []
 
     def start(self) -> None:
         """Nothing to connect to."""
@@ -149,15 +175,32 @@ class MemoryHub:
 
     def subscribe(
         self, topic_filter: str, handler: Callable[[Message], None], *, qos: int = 1
-    ) -> tuple[str, Callable[[Message], None]]:
-        """Remember the handler."""
-        subscription = (topic_filter, handler)
+    ) -> Subscription:
+        """Remember the handler, and give it what was held for its filter."""
+        subscription = Subscription(topic_filter, handler, qos)
         self.subscriptions.append(subscription)
+        mine = [m for m in self.held if m.topic == topic_filter]
+        self.held = [m for m in self.held if m.topic != topic_filter]
+        for message in mine:
+            handler(message)
         return subscription
 
-    def unsubscribe(self, subscription: object) -> None:
-        """Forget it."""
-        self.subscriptions = [s for s in self.subscriptions if s is not subscription]
+    def unsubscribe(self, subscription: Subscription, *, pause: bool = False) -> None:
+        """Forget it; with ``pause``, hold its filter's messages until released."""
+        kept = [s for s in self.subscriptions if s is not subscription]
+        if pause and len(kept) < len(self.subscriptions):
+            name = subscription.topic_filter
+            self.paused[name] = self.paused.get(name, 0) + 1
+        self.subscriptions = kept
+
+    def release(self, filters: Iterable[str]) -> None:
+        """End one pause of each filter; the last drops what was held for it."""
+        for topic_filter in filters:
+            self.paused[topic_filter] -= 1
+            if not self.paused[topic_filter]:
+                del self.paused[topic_filter]
+                self.dropped += [m for m in self.held if m.topic == topic_filter]
+                self.held = [m for m in self.held if m.topic != topic_filter]
 
     def scoped(self) -> MqttScope:
         """A listener's view, as the real hub gives."""
@@ -166,6 +209,8 @@ class MemoryHub:
     def deliver(self, topic: str, payload: bytes) -> None:
         """A message from the broker, to every handler of its topic."""
         message = Message(topic, payload, 1, False, 1, False, datetime.now(UTC))
-        for topic_filter, handler in list(self.subscriptions):
-            if topic_filter == topic:
-                handler(message)
+        handlers = [s.handler for s in list(self.subscriptions) if s.topic_filter == topic]
+        if not handlers and topic in self.paused:
+            self.held.append(message)
+        for handler in handlers:
+            handler(message)

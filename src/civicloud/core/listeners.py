@@ -7,6 +7,13 @@ A module declares a :class:`civicloud.core.modules.Listener` whose ``start`` is 
 broker; a thread watches them and restarts one that died, a few times with a growing pause,
 after which the listener is failed for good: logged, unhealthy in ``/readyz``, and ``serve``
 exits non-zero. ``stop()`` stops the hub, then the listeners.
+
+A listener's MQTT subscriptions are paused the moment it is found dead (``MqttScope.close`` with
+``pause``): its handlers take nothing more, while the broker keeps the filters and the hub holds
+their messages for the restarted listener, which gets them first when it subscribes again in its
+``start``. The pauses are released once it has started again (what it no longer subscribes is
+unsubscribed), and when it fails for good or the supervisor stops (held messages are then left
+unacknowledged, for the broker to send again on the next connection).
 """
 
 from __future__ import annotations
@@ -88,8 +95,10 @@ class _Supervised:
     retry_at: float | None = None
     failed: str | None = None
     last_error: str | None = None
-    #: Its subscriptions through the hub, ended before a restart and when it stops.
+    #: Its subscriptions through the hub, paused when it dies and ended when it stops.
     mqtt: MqttScope | None = None
+    #: The scopes of its dead runs, paused until it runs again or fails for good.
+    paused: list[MqttScope] = field(default_factory=list)
 
 
 @dataclass
@@ -129,8 +138,6 @@ class Supervisor:
     def _env(self, entry: _Supervised) -> ListenerEnv:
         module = entry.module
         context = self.services.context(module.name, object) if module.context is not None else None
-        if entry.mqtt is not None:
-            entry.mqtt.close()  # what the listener subscribed before it died
         entry.mqtt = self.hub.scoped() if self.hub is not None else None
         return ListenerEnv(
             services=self.services,
@@ -152,10 +159,12 @@ class Supervisor:
         except Exception as exc:  # any failure to start: the watcher tries again
             entry.running, entry.last_error = None, f"{type(exc).__name__}: {exc}"
             log.exception("listener %s did not start", name)
+            _pause(entry)  # what it subscribed before failing waits for the next try
             self._schedule_restart(entry)
             return
         with self._lock:
             entry.running, entry.started_at, entry.retry_at = running, time.monotonic(), None
+        _release(entry)  # it subscribed again what it wants: the rest is let go
         log.info("listener %s on %s", name, running.address)
 
     def _schedule_restart(self, entry: _Supervised) -> None:
@@ -164,6 +173,7 @@ class Supervisor:
             why = entry.last_error or "it kept stopping"
             with self._lock:
                 entry.failed, entry.retry_at = why, None
+            _release(entry)
             log.error(
                 "listener %s failed for good after %d restarts: %s", name, entry.restarts, why
             )
@@ -200,6 +210,7 @@ class Supervisor:
             if entry.restarts and now - entry.started_at > STABLE_SECONDS:
                 entry.restarts = 0
             return
+        _pause(entry)  # at once: the dead one's handlers take nothing more, the rest is held
         entry.last_error = running.health() or "it stopped"
         log.warning(
             "listener %s on %s stopped: %s", entry.listener.name, running.address, entry.last_error
@@ -260,12 +271,31 @@ class Supervisor:
             if entry.mqtt is not None:
                 entry.mqtt.close()
                 entry.mqtt = None
+            _release(entry)
             if running is None:
                 continue
             try:
                 running.stop(timeout)
             except Exception:  # one listener's failure to stop does not keep the others up
                 log.exception("listener %s did not stop cleanly", entry.listener.name)
+
+
+def _pause(entry: _Supervised) -> None:
+    """Pause the subscriptions of ``entry``'s run that ended, until it runs again."""
+    if entry.mqtt is not None:
+        entry.mqtt.close(pause=True)
+        entry.paused.append(entry.mqtt)
+        entry.mqtt = None
+
+
+def _release(entry: _Supervised) -> None:
+    """End the pauses of ``entry``'s earlier runs (held messages stay unacknowledged)."""
+    paused, entry.paused = entry.paused, []
+    for scope in paused:
+        try:
+            scope.close()
+        except Exception:  # a pause that cannot be released must not stop the supervisor
+            log.exception("releasing the MQTT subscriptions of %s failed", entry.listener.name)
 
 
 def _asked(health: Callable[[], str | None]) -> str | None:

@@ -27,6 +27,22 @@ Delivery is **at least once**:
   by something in the payload (a meter's id and reading time), e.g. an insert that a unique
   constraint turns into a no-op.
 
+A listener being restarted does not lose its messages: the supervisor *pauses* its subscriptions
+(``MqttScope.close(pause=True)``) as soon as it dies. Its handlers are gone at once, but the
+broker keeps the subscription, and a message for a paused filter that no live handler takes is
+**held**, not acknowledged, in arrival order; when a handler subscribes that filter again (the
+restarted listener, which subscribes in its ``start``), the held messages go to it first, then
+the newer ones, and are acknowledged as usual. A pause ends with :meth:`MqttHub.release` (the
+supervisor's, when the listener fails for good or the server stops): the broker is told to
+unsubscribe (unless another handler wants the filter) and the held messages are dropped
+*without* acknowledging them, so the broker sends them again to the session on its next
+connection (the next ``serve`` finds their handlers subscribed; on a reconnect in the same
+process a released filter has none, and they are acknowledged and dropped). Two things to know:
+a held message takes one of the ``RECEIVE_MAXIMUM`` unacknowledged messages the broker lets this
+connection have, so a long pause under heavy traffic holds up the other filters too; and a
+filter one live handler still takes is never held, so of two listeners on the same filter, the
+one being restarted misses what the other took meanwhile.
+
 Handlers run on one worker thread of the hub, never on paho's network thread, one message at a
 time in the order they arrived (MQTT keeps a topic's messages in order); so a slow handler delays
 the others and must not block for long. A handler opens its own unit of work. An exception from a
@@ -49,8 +65,9 @@ import ssl
 import threading
 import time
 import zlib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
@@ -118,6 +135,21 @@ class _Delivery:
     subscriptions: tuple[int, ...]
 
 
+@dataclass
+class _Pause:
+    """A filter whose handlers are paused: kept at the broker, its messages held."""
+
+    qos: int
+    #: The pauses not yet released (one per paused subscription).
+    holders: int = 0
+    #: Messages for it that no live handler took, in arrival order, not acknowledged.
+    held: list[_Delivery] = field(default_factory=list)
+
+
+#: Put on the worker's queue to wake it for messages given back to it (held ones).
+_WAKE = object()
+
+
 def subscription_identifier(topic_filter: str) -> int:
     """The MQTT 5 subscription identifier of ``topic_filter``: the same in every process, so
     that messages queued for a session while its server was away still name their filter."""
@@ -166,13 +198,16 @@ class MqttHub:
         self._port = parts.port or _DEFAULT_PORTS[parts.scheme]
         self._lock = threading.Lock()
         self._subscriptions: list[_Subscription] = []
+        self._paused: dict[str, _Pause] = {}
+        #: Held messages whose filter has a handler again: the worker takes them first.
+        self._replay: deque[_Delivery] = deque()
         self._pending_subscribes: dict[int, str] = {}
         #: Whether the broker tags each message with the subscriptions it matched (CONNACK).
         self._identified = True
         self._refused: dict[str, str] = {}
         self._client: paho.Client | None = None
         self._worker: threading.Thread | None = None
-        self._queue: queue.SimpleQueue[_Delivery | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Delivery | object | None] = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._connected = False
         #: Grows with every connection made: tells a delivery's connection from the current one.
@@ -196,7 +231,8 @@ class MqttHub:
     def subscribe(self, topic_filter: str, handler: Handler, *, qos: int = 1) -> Subscription:
         """Call ``handler`` with every message matching ``topic_filter`` (``+`` one level, ``#``
         the rest; ``$share/GROUP/…`` to share the messages among an installation's servers);
-        the handle returned ends it (:meth:`unsubscribe`).
+        the handle returned ends it (:meth:`unsubscribe`). Messages held for the filter while
+        it was paused are given to it first, then the newer ones.
 
         QoS 1 (the default) is at least once; QoS 0 is at most once, for data that may be lost.
         """
@@ -206,23 +242,70 @@ class MqttHub:
         subscription = _Subscription(topic_filter, handler, qos)
         with self._lock:
             self._subscriptions.append(subscription)
+            paused = self._paused.get(topic_filter)
+            if paused is not None and paused.held:
+                self._replay.extend(paused.held)
+                paused.held.clear()
+                self._queue.put(_WAKE)
             client = self._client if self._connected else None
             if client is not None:
                 self._subscribe_filters(client, [topic_filter])
         return subscription
 
-    def unsubscribe(self, subscription: Subscription) -> None:
+    def unsubscribe(self, subscription: Subscription, *, pause: bool = False) -> None:
         """End ``subscription``: its handler gets nothing more; the broker is told when no
-        other handler wants its filter any more. Ending one twice changes nothing."""
+        other handler wants its filter any more. Ending one twice changes nothing.
+
+        With ``pause``, the broker is not told: the filter stays subscribed there, and a message
+        for it that no live handler takes is held (not acknowledged) for the next handler that
+        subscribes it, until :meth:`release` ends the pause.
+        """
         with self._lock:
             kept = [s for s in self._subscriptions if s is not subscription]
             if len(kept) == len(self._subscriptions):
                 return
             self._subscriptions = kept
-            still_wanted = any(s.topic_filter == subscription.topic_filter for s in kept)
-            client = self._client if self._connected else None
-            if client is not None and not still_wanted:
-                client.unsubscribe(subscription.topic_filter)
+            name = subscription.topic_filter
+            if pause:
+                paused = self._paused.setdefault(name, _Pause(subscription.qos))
+                paused.holders += 1
+                paused.qos = max(paused.qos, subscription.qos)
+                return
+            self._forget_if_unwanted(name)
+
+    def release(self, filters: Iterable[str]) -> None:
+        """End one pause of each of ``filters`` (as :meth:`unsubscribe` with ``pause`` made
+        them, once per paused subscription). When a filter's last pause ends, the broker is told
+        to unsubscribe it unless a handler wants it, and the messages held for it are dropped
+        **without** acknowledging them: the broker delivers them again to this session on its
+        next connection (the server's next start, whose handlers are subscribed before it
+        connects), within the session's expiry."""
+        dropped = 0
+        with self._lock:
+            for name in filters:
+                paused = self._paused.get(name)
+                if paused is None:
+                    continue
+                paused.holders -= 1
+                if paused.holders > 0:
+                    continue
+                del self._paused[name]
+                dropped += len(paused.held)
+                self._forget_if_unwanted(name)
+        if dropped:
+            logger.warning(
+                "mqtt: dropping %d held messages unacknowledged; the broker sends them again "
+                "on the next connection",
+                dropped,
+            )
+
+    def _forget_if_unwanted(self, name: str) -> None:
+        """Unsubscribe ``name`` at the broker unless a handler or a pause wants it (locked)."""
+        if name in self._paused or any(s.topic_filter == name for s in self._subscriptions):
+            return
+        client = self._client if self._connected else None
+        if client is not None:
+            client.unsubscribe(name)
 
     def scoped(self) -> MqttScope:
         """A view of this hub whose subscriptions can all be ended at once (a listener's: the
@@ -277,6 +360,11 @@ class MqttHub:
             client = self._make_client()
             self._stopping = threading.Event()
             self._queue = queue.SimpleQueue()
+            # What was held came over the last connection, unacknowledged: the broker sends it
+            # again on the next one.
+            self._replay = deque()
+            for paused in self._paused.values():
+                paused.held.clear()
             self._client = client
             self._connected = False
             self._since = datetime.now(UTC)
@@ -389,7 +477,11 @@ class MqttHub:
         matching two filters once per filter, and the identifier says which handlers it is for.
         """
         for name in filters:
-            qos = max(s.qos for s in self._subscriptions if s.topic_filter == name)
+            paused = self._paused.get(name)
+            qos = max(
+                [s.qos for s in self._subscriptions if s.topic_filter == name]
+                + ([paused.qos] if paused is not None else [])
+            )
             # retainHandling 1: retained messages only for a subscription the broker did not
             # have, so that re-subscribing after a reconnect does not replay them.
             options = SubscribeOptions(
@@ -426,7 +518,8 @@ class MqttHub:
             self._refused.clear()
             available = getattr(properties, "SubscriptionIdentifierAvailable", 1)
             self._identified = available != 0
-            self._subscribe_filters(client, sorted({s.topic_filter for s in self._subscriptions}))
+            wanted = {s.topic_filter for s in self._subscriptions} | set(self._paused)
+            self._subscribe_filters(client, sorted(wanted))
         logger.info(
             "mqtt: connected to %s (session resumed: %s)", self.address, flags.session_present
         )
@@ -503,33 +596,76 @@ class MqttHub:
 
     # --- the worker -------------------------------------------------------------------------
 
-    def _work(self, inbox: queue.SimpleQueue[_Delivery | None], stopping: threading.Event) -> None:
+    def _work(
+        self, inbox: queue.SimpleQueue[_Delivery | object | None], stopping: threading.Event
+    ) -> None:
         while not stopping.is_set():
-            delivery = inbox.get()
-            if delivery is None or stopping.is_set():
+            taken = self._next(inbox)
+            if taken is None or stopping.is_set():
                 return
+            delivery, handlers = taken
             try:
-                if self._deliver(delivery, stopping):
+                if self._deliver(delivery, handlers, stopping):
                     self._acknowledge(delivery)
             except Exception:  # a bug here must not end the worker
                 logger.exception("mqtt: failed to dispatch a message on %s", delivery.message.topic)
 
-    def _deliver(self, delivery: _Delivery, stopping: threading.Event) -> bool:
+    def _next(
+        self, inbox: queue.SimpleQueue[_Delivery | object | None]
+    ) -> tuple[_Delivery, list[Handler]] | None:
+        """The next message to handle and its handlers (held messages given back first);
+        ``None`` when the hub stops. A message for a paused filter is held on the way."""
+        while True:
+            with self._lock:
+                while self._replay:
+                    delivery = self._replay.popleft()
+                    handlers = self._route(delivery)
+                    if handlers is not None:
+                        return delivery, handlers
+            item = inbox.get()
+            if item is None:
+                return None
+            if not isinstance(item, _Delivery):  # _WAKE: held messages were given back
+                continue
+            with self._lock:
+                if self._replay:  # given back meanwhile: older, so they go first
+                    self._replay.append(item)
+                    continue
+                handlers = self._route(item)
+            if handlers is not None:
+                return item, handlers
+
+    def _route(self, delivery: _Delivery) -> list[Handler] | None:
+        """The handlers ``delivery`` is for (locked); ``None`` when none is and a paused filter
+        it matches holds it instead."""
+        message = delivery.message
+        handlers: list[Handler] = []
+        for subscription in self._subscriptions:
+            if (
+                self._named(delivery, subscription.topic_filter)
+                and _matches(subscription.topic_filter, message.topic)
+                and not any(subscription.handler is known for known in handlers)
+            ):
+                handlers.append(subscription.handler)
+        if not handlers:
+            for name, paused in self._paused.items():
+                if self._named(delivery, name) and _matches(name, message.topic):
+                    paused.held.append(delivery)
+                    return None
+        return handlers
+
+    @staticmethod
+    def _named(delivery: _Delivery, topic_filter: str) -> bool:
+        return not delivery.subscriptions or (
+            subscription_identifier(topic_filter) in delivery.subscriptions
+        )
+
+    def _deliver(
+        self, delivery: _Delivery, handlers: list[Handler], stopping: threading.Event
+    ) -> bool:
         """Run every handler the message is for; False when stopping cut the retries short (and
         it is not acknowledged)."""
         message = delivery.message
-        with self._lock:
-            handlers: list[Handler] = []
-            for subscription in self._subscriptions:
-                named = not delivery.subscriptions or (
-                    subscription_identifier(subscription.topic_filter) in delivery.subscriptions
-                )
-                if (
-                    named
-                    and _matches(subscription.topic_filter, message.topic)
-                    and not any(subscription.handler is known for known in handlers)
-                ):
-                    handlers.append(subscription.handler)
         if not handlers:
             logger.warning("mqtt: no handler for %s; acknowledging it", message.topic)
         for handler in handlers:
@@ -573,11 +709,13 @@ class MqttHub:
 class MqttScope:
     """One listener's use of the hub: subscribing and publishing through it, its subscriptions
     ended together by :meth:`close`, so that a restarted listener does not get each message
-    twice."""
+    twice (and paused together while it restarts, so that it misses none)."""
 
     def __init__(self, hub: MqttHub) -> None:
         self.hub = hub
         self._mine: list[Subscription] = []
+        #: The filters of the subscriptions paused by ``close(pause=True)``, one per pause.
+        self._paused: list[str] = []
         self._lock = threading.Lock()
 
     @property
@@ -608,12 +746,29 @@ class MqttScope:
         """The hub's health."""
         return self.hub.health()
 
-    def close(self) -> None:
-        """End every subscription made through this scope."""
+    def close(self, *, pause: bool = False) -> None:
+        """End every subscription made through this scope, and release what it paused.
+
+        With ``pause`` (a listener that died and is to be restarted), pause them instead: the
+        handlers are removed at once, but the broker keeps the filters and the hub holds their
+        messages, unacknowledged, for whoever subscribes them next (:meth:`MqttHub.unsubscribe`).
+        A later ``close()`` releases the pauses (:meth:`MqttHub.release`: held messages are
+        dropped unacknowledged, for the broker to send again on the next connection).
+        """
         with self._lock:
             mine, self._mine = self._mine, []
+            if pause:
+                self._paused.extend(subscription.topic_filter for subscription in mine)
+                paused: list[str] = []
+            else:
+                paused, self._paused = self._paused, []
         for subscription in mine:
-            self.hub.unsubscribe(subscription)
+            if pause:
+                self.hub.unsubscribe(subscription, pause=True)
+            else:
+                self.hub.unsubscribe(subscription)
+        if paused:
+            self.hub.release(paused)
 
 
 def hub_from_settings(settings: MqttSettings) -> MqttHub | None:

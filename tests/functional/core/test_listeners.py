@@ -87,6 +87,75 @@ def test_a_restarted_listener_subscribes_again_and_gets_each_message_once(
         supervisor.stop(5)
     # and stopping it ends its subscription
     assert hub.subscriptions == []
+    assert hub.paused == {}
+
+
+def test_a_dead_subscribers_handlers_go_at_once_and_its_messages_wait_for_the_restarted_one(
+    services: Services,
+) -> None:
+    # given a subscribing listener whose restart waits until the test lets it go
+    hub = fakes.MemoryHub()
+    supervisor = Supervisor(
+        job_fakes.with_modules(services, fakes.module("gated")),
+        hub=cast("MqttHub", hub),
+        first_backoff=0.01,
+    )
+    fakes.STARTED.clear()
+    fakes.RECEIVED.clear()
+    fakes.GATE.clear()
+    supervisor.start()
+    try:
+        hub.deliver("test/counts", b"1")
+        assert fakes.RECEIVED == [b"1"]
+        # when it dies
+        fakes.STARTED[0].kill()
+        # then its handler is removed before it runs again, its filter kept and paused
+        _until(lambda: hub.subscriptions == [])
+        assert hub.paused == {"test/counts": 1}
+        # and a message while it is down is held, not taken by the dead one
+        hub.deliver("test/counts", b"2")
+        assert fakes.RECEIVED == [b"1"]
+        assert [m.payload for m in hub.held] == [b"2"]
+        # when it is restarted, the new one gets it, once, and the newer ones after it
+        fakes.GATE.set()
+        _until(lambda: fakes.RECEIVED == [b"1", b"2"])
+        _until(lambda: supervisor.health()["listentest.gated"] is None)
+        assert hub.held == []
+        assert hub.paused == {}
+        hub.deliver("test/counts", b"3")
+        assert fakes.RECEIVED == [b"1", b"2", b"3"]
+        assert len(hub.subscriptions) == 1
+    finally:
+        fakes.GATE.set()
+        supervisor.stop(5)
+    assert hub.subscriptions == []
+
+
+def test_a_subscriber_that_fails_for_good_lets_its_filter_go_and_acknowledges_nothing_held(
+    services: Services,
+) -> None:
+    # given a listener that subscribes and dies at once, every time
+    hub = fakes.MemoryHub()
+    told = threading.Event()
+    supervisor = Supervisor(
+        job_fakes.with_modules(services, fakes.module("dead_subscriber")),
+        hub=cast("MqttHub", hub),
+        on_failure=lambda _name, _why: told.set(),
+        first_backoff=0.01,
+    )
+    fakes.RECEIVED.clear()
+    supervisor.start()
+    try:
+        # when it has failed for good
+        assert told.wait(30)
+        # then its handlers are gone, its filter no longer paused, and nothing was handled
+        _until(lambda: hub.paused == {})
+        assert hub.subscriptions == []
+        hub.deliver("test/counts", b"late")
+        assert hub.held == []
+        assert fakes.RECEIVED == []
+    finally:
+        supervisor.stop(5)
 
 
 def test_a_listener_that_keeps_dying_fails_loudly(services: Services) -> None:

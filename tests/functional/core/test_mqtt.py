@@ -172,6 +172,72 @@ def test_a_scope_closed_ends_its_subscriptions_and_a_new_one_gets_each_message_o
     scope.close()
 
 
+def test_a_paused_scope_holds_its_messages_for_the_next_handler_of_the_filter(
+    broker: Broker, make_hub: HubFactory, topic: str
+) -> None:
+    # Given a listener's scope subscribed on a running hub, and a marker handler beside it
+    hub = started(make_hub(broker.url))
+    first: list[bytes] = []
+    markers: list[bytes] = []
+    scope = hub.scoped()
+    scope.subscribe(f"{topic}/counts", lambda m: first.append(m.payload))
+    hub.subscribe(f"{topic}/marker", lambda m: markers.append(m.payload))
+    sender = publisher(make_hub, broker.url)
+    wait_for(lambda: sender.publish(f"{topic}/counts", b"1", timeout=PATIENCE), "publish")
+    wait_for(lambda: first == [b"1"], "the first message")
+
+    # When the listener dies (its scope paused) and a message comes before it is back
+    scope.close(pause=True)
+    assert sender.publish(f"{topic}/counts", b"2", timeout=PATIENCE)
+    assert sender.publish(f"{topic}/marker", b"m", timeout=PATIENCE)
+    wait_for(lambda: markers == [b"m"], "the hub to have taken the message in the gap")
+
+    # Then the restarted listener, subscribing the same filter, gets it first, then the next
+    again: list[bytes] = []
+    hub.scoped().subscribe(f"{topic}/counts", lambda m: again.append(m.payload))
+    assert sender.publish(f"{topic}/counts", b"3", timeout=PATIENCE)
+    wait_for(lambda: again == [b"2", b"3"], f"the held and the new message (got {again})")
+    assert first == [b"1"]
+
+
+def test_a_released_pause_leaves_its_held_messages_unacknowledged_for_the_next_connection(
+    broker: Broker, make_hub: HubFactory, topic: str
+) -> None:
+    # Given a listener's scope paused with a message held for it
+    hub = started(make_hub(broker.url))
+    first: list[bytes] = []
+    markers: list[bytes] = []
+    scope = hub.scoped()
+    scope.subscribe(f"{topic}/counts", lambda m: first.append(m.payload))
+    hub.subscribe(f"{topic}/marker", lambda m: markers.append(m.payload))
+    sender = publisher(make_hub, broker.url)
+    wait_for(lambda: sender.publish(f"{topic}/counts", b"1", timeout=PATIENCE), "publish")
+    wait_for(lambda: first == [b"1"], "the first message")
+    scope.close(pause=True)
+    assert sender.publish(f"{topic}/counts", b"2", timeout=PATIENCE)
+    assert sender.publish(f"{topic}/marker", b"m1", timeout=PATIENCE)
+    wait_for(lambda: markers == [b"m1"], "the hub to have taken the held message")
+
+    # When the listener fails for good (the pause released)
+    scope.close()
+
+    # Then nobody got the held message, and later ones on the filter go to no one
+    assert sender.publish(f"{topic}/counts", b"3", timeout=PATIENCE)
+    assert sender.publish(f"{topic}/marker", b"m2", timeout=PATIENCE)
+    wait_for(lambda: markers == [b"m1", b"m2"], "a later marker")
+    assert first == [b"1"]
+
+    # And it was not acknowledged: the next server under the same session name gets it again
+    hub.stop()
+    later: list[Message] = []
+    restarted = make_hub(broker.url, client_id=hub.client_id)
+    restarted.subscribe(f"{topic}/counts", later.append)
+    restarted.start()
+    wait_for(lambda: later, "the held message, again")
+    assert [m.payload for m in later] == [b"2"]
+    assert later[0].duplicate
+
+
 @pytest.mark.parametrize("restart", ["same hub", "new process"])
 def test_messages_published_while_the_hub_is_stopped_arrive_when_it_starts_again(
     broker: Broker, make_hub: HubFactory, topic: str, restart: str
