@@ -150,32 +150,154 @@ def record(
     chain = chain_of(session=session, tenant_id=tenant_id)
     connection = session.connection()
     key = audit_key_of(session)
+    fields = {
+        # Microsecond precision: what every database stores, so the hash survives a round trip.
+        "at": utcnow(),
+        "actor": _printable(actor.name)[:160],
+        "tenant_id": tenant_id,
+        "action": _printable(action)[:100],
+        "target": _printable(target)[:300],
+        "request_id": _printable(current_request_id())[:64],
+        "outcome": outcome,
+        "detail": _as_stored(detail),
+    }
     # Lock the chain's head: appends to one chain are serialised, which is what a chain is.
     # SQLite write transactions are serialised already (BEGIN IMMEDIATE); PostgreSQL takes the
     # row lock here, and draws the record's ``seq`` once it holds it. There, a root's records
-    # go to the first of its lanes that no other transaction holds (``lanes_of``).
+    # go to the first of its lanes that no other transaction holds (``lanes_of``), in one
+    # statement when a lane is free and its head carries this installation's seal.
     if connection.dialect.name == "postgresql" and chain != PLATFORM_CHAIN:
+        if _append_to_free_lane(connection, key, chain, fields):
+            return
         head, chain = _lock_lane(connection, key, actor, chain)
     else:
         found = _lock(connection, chain)
         head = found if found is not None else _open_chain(connection, key, actor, chain)
-    _append(
-        connection,
-        key,
-        head,
-        chain,
-        {
-            # Microsecond precision: what every database stores, so the hash survives a round trip.
-            "at": utcnow(),
-            "actor": _printable(actor.name)[:160],
-            "tenant_id": tenant_id,
-            "action": _printable(action)[:100],
-            "target": _printable(target)[:300],
-            "request_id": _printable(current_request_id())[:64],
-            "outcome": outcome,
-            "detail": _as_stored(detail),
-        },
+    _append(connection, key, head, chain, fields)
+
+
+#: Stand-ins for the values a one-statement append only knows inside the statement (the lane's
+#: name, its next ``chain_seq``, the record's ``seq``): the canonical text is cut around them.
+_CHAIN_MARK, _CHAIN_SEQ_MARK, _SEQ_MARK = "@@civicloud-chain@@", -918273645, -546372819
+_HMAC_BLOCK = 64
+
+
+def _hmac_pads(key: bytes) -> tuple[bytes, bytes]:
+    """HMAC-SHA256's inner and outer keys (RFC 2104), so the database can seal as ``hmac`` does."""
+    padded = (hashlib.sha256(key).digest() if len(key) > _HMAC_BLOCK else key).ljust(
+        _HMAC_BLOCK, b"\0"
     )
+    return bytes(b ^ 0x36 for b in padded), bytes(b ^ 0x5C for b in padded)
+
+
+def _canonical_pieces(fields: Mapping[str, Any]) -> list[str] | None:
+    """The record's canonical text (``_chain_hash``) in four pieces, to be joined around the lane's
+    name, its ``chain_seq`` and the record's ``seq``; ``None`` when a stand-in is not found once
+    each (text that happens to hold one: the append then takes the path of two statements)."""
+    body = {**fields, "seq": _SEQ_MARK, "chain": _CHAIN_MARK, "chain_seq": _CHAIN_SEQ_MARK}
+    tenant_id = body["tenant_id"]
+    canonical = json.dumps(
+        {
+            "at": body["at"].isoformat(timespec="microseconds"),
+            "actor": body["actor"],
+            "tenant_id": str(tenant_id) if tenant_id else None,
+            "action": body["action"],
+            "target": body["target"],
+            "request_id": body["request_id"],
+            "outcome": body["outcome"],
+            "detail": body["detail"],
+            "seq": _SEQ_MARK,
+            "chain": _CHAIN_MARK,
+            "chain_seq": _CHAIN_SEQ_MARK,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    marks = (f'"{_CHAIN_MARK}"', str(_CHAIN_SEQ_MARK), str(_SEQ_MARK))
+    if any(canonical.count(mark) != 1 for mark in marks):
+        return None
+    first, rest = canonical.split(marks[0])
+    second, rest = rest.split(marks[1])
+    third, fourth = rest.split(marks[2])
+    return [first, second, third, fourth]
+
+
+def _append_to_free_lane(
+    connection: Connection, key: bytes | None, chain: str, fields: Mapping[str, Any]
+) -> bool:
+    """Append to the first free lane of ``chain`` in one round trip: the lane locked, the record
+    hashed, sealed and inserted and the head moved by one statement, which computes what
+    ``_chain_hash``, ``record_seal`` and ``head_seal`` compute (and refuses a head without this
+    installation's seal, as ``_append`` does). ``False`` when no lane is free, or the head's seal
+    does not fit: then nothing was written, and the two-statement path takes over (it opens a
+    lane, waits for one, or says why it will not extend the head)."""
+    pieces = _canonical_pieces(fields)
+    if pieces is None:
+        return False
+    ipad, opad = _hmac_pads(key) if key is not None else (None, None)
+    tenant_id = fields["tenant_id"]
+    params = {
+        "lanes": lanes_of(chain),
+        "p0": pieces[0],
+        "p1": pieces[1],
+        "p2": pieces[2],
+        "p3": pieces[3],
+        "ipad": ipad,
+        "opad": opad,
+        "hash_format": HASH_FORMAT,
+        "at": fields["at"],
+        "actor": fields["actor"],
+        "tenant_id": tenant_id,
+        "action": fields["action"],
+        "target": fields["target"],
+        "request_id": fields["request_id"],
+        "outcome": fields["outcome"],
+        "detail": json.dumps(fields["detail"]),
+    }
+    done = _driver_execute(connection, _APPEND_TO_FREE_LANE_SQL, params, fetch=True)
+    return done is not None
+
+
+def _seal_sql(message: str) -> str:
+    """SQL for HMAC-SHA256 of the text ``message`` (an SQL expression) under the pads."""
+    return (
+        "encode(sha256(%(opad)s::bytea || sha256(%(ipad)s::bytea || "
+        f"convert_to({message}, 'UTF8'))), 'hex')"
+    )
+
+
+_APPEND_TO_FREE_LANE_SQL = (
+    # The head's values come from the locking scan itself, which reads the row as it is once
+    # locked: another scan of audit_head would read the statement's snapshot, which a head moved
+    # and committed meanwhile would make stale.
+    "WITH lane AS (SELECT id, chain, seq, hash, seal FROM audit_head "  # noqa: S608 - constant text; every value is a parameter
+    "WHERE chain = ANY(%(lanes)s) ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1), "
+    "old AS (SELECT lane.*, nextval('audit_record_seq') AS next_seq FROM lane), "
+    "rec AS (SELECT old.*, old.seq + 1 AS chain_seq, encode(sha256(convert_to(old.hash || "
+    "E'\\n' || %(p0)s || '\"' || old.chain || '\"' || %(p1)s || (old.seq + 1)::text || "
+    "%(p2)s || old.next_seq::text || %(p3)s, 'UTF8')), 'hex') AS new_hash FROM old "
+    "WHERE %(ipad)s::bytea IS NULL OR old.seal IS NULL OR old.seal = "
+    + _seal_sql(
+        "'civicloud-audit-head' || E'\\n' || old.chain || E'\\n' || old.seq::text "
+        "|| E'\\n' || old.hash"
+    )
+    + "), ins AS (INSERT INTO audit_record (seq, chain, chain_seq, hash_format, at, actor, "
+    "tenant_id, action, target, request_id, outcome, detail, prev_hash, hash, seal) "
+    "SELECT next_seq, chain, chain_seq, %(hash_format)s, %(at)s, %(actor)s, %(tenant_id)s, "
+    "%(action)s, %(target)s, %(request_id)s, %(outcome)s, %(detail)s::json, hash, new_hash, "
+    "CASE WHEN %(ipad)s::bytea IS NULL THEN NULL ELSE "
+    + _seal_sql("'civicloud-audit-record' || E'\\n' || new_hash")
+    + " END FROM rec) "
+    "UPDATE audit_head h SET seq = rec.chain_seq, hash = rec.new_hash, seal = CASE WHEN "
+    "%(ipad)s::bytea IS NULL THEN NULL ELSE "
+    + _seal_sql(
+        "'civicloud-audit-head' || E'\\n' || rec.chain || E'\\n' || rec.chain_seq::text "
+        "|| E'\\n' || rec.new_hash"
+    )
+    + " END, first_seq = COALESCE(h.first_seq, rec.next_seq) FROM rec WHERE h.id = rec.id "
+    "RETURNING h.id"
+)
 
 
 def _as_stored(detail: dict[str, Any] | None) -> dict[str, Any]:
@@ -240,7 +362,7 @@ def _lock_lane(
 def _driver_execute(
     connection: Connection,
     sql: str,
-    params: tuple[Any, ...],
+    params: tuple[Any, ...] | Mapping[str, Any],
     *,
     fetch: bool = False,
     fetch_all: bool = False,

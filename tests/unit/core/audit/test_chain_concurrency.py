@@ -171,3 +171,65 @@ def test_threads_appending_under_a_few_roots_keep_every_chain_whole(services: Se
         # within each chain, the whole log's order is the chain's order
         assert chain_seq == last.get(chain, 0) + 1
         last[chain] = chain_seq
+
+
+def test_many_threads_under_one_root_keep_its_lanes_whole(services: Services) -> None:
+    # given one root, and more threads writing under it than it has lanes
+    (tenant,) = roots(services, 1)
+    db = services.db
+    threads_count, per_thread, errors = 10, 25, list[Exception]()
+    start = threading.Barrier(threads_count)
+
+    def append() -> None:
+        try:
+            start.wait()
+            for _ in range(per_thread):
+                db.run(lambda session: note(session, tenant))
+        except Exception as exc:  # the test below reports it
+            errors.append(exc)
+
+    # when they append at once, each record in a unit of work of its own (the lanes' heads move
+    # and commit while others wait for a free one: a head read from before its last move would
+    # link a record to a stale hash)
+    threads = [threading.Thread(target=append) for _ in range(threads_count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # then every record went in, spread over the root's lanes, and each lane is whole
+    assert errors == []
+    with db.unit_of_work(write=False) as session:
+        result = audit.verify_chain(session=session)
+        assert result.ok, result.describe()
+        written = session.execute(
+            select(AuditRecord.chain, func.count())
+            .where(AuditRecord.tenant_id == tenant, AuditRecord.action == "tests.note")
+            .group_by(AuditRecord.chain)
+        ).all()
+    assert sum(count for _chain, count in written) == threads_count * per_thread
+    assert len(written) > 1
+
+
+def test_a_record_holding_a_stand_in_of_the_one_statement_append_still_verifies(
+    services: Services,
+) -> None:
+    # given a record whose text holds what the one-statement append cuts its canonical text at
+    (tenant,) = roots(services, 1)
+    with services.db.unit_of_work() as session:
+        audit.record(
+            session=session,
+            actor=SYSTEM,
+            action="tests.note",
+            target="@@civicloud-chain@@ -918273645",
+            tenant_id=tenant,
+            detail={"seq": -546372819},
+        )
+    # then it was appended all the same (by the two-statement path) and the log verifies
+    with services.db.unit_of_work(write=False) as session:
+        assert audit.verify_chain(session=session).ok
+        assert (
+            session.scalar(
+                select(func.count()).where(AuditRecord.target == "@@civicloud-chain@@ -918273645")
+            )
+            == 1
+        )
