@@ -235,7 +235,7 @@ class Sm2Signer:
         self._private_hex = private_hex.lower()
         probe = sm2.CryptSM2(public_key="", private_key=self._private_hex)
         self._public_hex: str = probe._kg(int(self._private_hex, 16), sm2.default_ecc_table["g"])
-        self._crypt = sm2.CryptSM2(public_key=self._public_hex, private_key=self._private_hex)
+        self._crypt = _sm2_with_point(self._public_hex, private_hex=self._private_hex)
         self.key_id = hashlib.sha256(_sm2_public_der(self._public_hex)).hexdigest()[:16]
 
     @classmethod
@@ -276,11 +276,21 @@ class Sm2Signer:
         return f"-----BEGIN PUBLIC KEY-----\n{wrapped}\n-----END PUBLIC KEY-----\n".encode()
 
 
+def _sm2_with_point(point_hex: str, *, private_hex: str | None = None) -> sm2.CryptSM2:
+    """gmssl's SM2 over the public point ``point_hex`` (X || Y), set after construction: its
+    constructor ``lstrip``s "04" from a key that starts with it, which also strips every ``0``
+    and ``4`` digit that follows, so that one key in 256 (X beginning ``04``) signed and verified
+    with a wrong point."""
+    crypt = sm2.CryptSM2(public_key="", private_key=private_hex)
+    crypt.public_key = point_hex
+    return crypt
+
+
 def _verify_sm2(point_hex: str, signature: bytes, data: bytes) -> bool:
     if len(signature) != 64:
         return False
     try:
-        verifier = sm2.CryptSM2(public_key=point_hex, private_key=None)
+        verifier = _sm2_with_point(point_hex)
         return bool(verifier.verify_with_sm3(signature.hex(), data))
     except (ValueError, TypeError, ZeroDivisionError):
         return False

@@ -189,3 +189,14 @@ def test_another_key_does_not_verify_and_an_unusable_key_is_an_error() -> None:
 def test_account_numbers_are_masked(account: str, masked: str) -> None:
     # given / when / then
     assert mask_account(account) == masked
+
+
+def test_an_sm2_key_whose_point_begins_with_04_signs_and_verifies() -> None:
+    # given the SM2 key 11, whose public X begins with the digits 04 (one key in 256 does)
+    signer = Sm2Signer(f"{11:064x}")
+    assert signer.public_key_pem()
+    # when it signs a receipt, then the signature verifies, and a changed body does not
+    signature = base64.b64encode(signer.sign(BODY.encode())).decode()
+    public = signer.public_key_pem()
+    assert verify_receipt(body=BODY, signature=signature, public_key_pem=public)
+    assert not verify_receipt(body=BODY + " ", signature=signature, public_key_pem=public)
