@@ -210,6 +210,8 @@ class MqttHub:
         self._queue: queue.SimpleQueue[_Delivery | object | None] = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._connected = False
+        #: Set while connected: what a publish that waits for the connection waits on.
+        self._up = threading.Event()
         #: Grows with every connection made: tells a delivery's connection from the current one.
         self._connection = 0
         self._since = datetime.now(UTC)
@@ -333,8 +335,8 @@ class MqttHub:
         if client is None:
             raise RuntimeError("the MQTT hub is not started")
         deadline = time.monotonic() + (timeout or 0.0)
-        while timeout is not None and not self._connected and time.monotonic() < deadline:
-            time.sleep(0.02)
+        if timeout is not None:
+            self._up.wait(timeout)
         info = client.publish(topic, payload, qos=qos, retain=retain)
         queued = info.rc == paho.MQTT_ERR_SUCCESS or (
             qos > 0 and info.rc == paho.MQTT_ERR_NO_CONN  # paho sends it once connected
@@ -343,11 +345,8 @@ class MqttHub:
             return queued
         if info.rc != paho.MQTT_ERR_SUCCESS:
             return False
-        while not info.is_published():
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.02)
-        return True
+        info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+        return info.is_published()
 
     # --- what the server calls -----------------------------------------------------------
 
@@ -367,6 +366,7 @@ class MqttHub:
                 paused.held.clear()
             self._client = client
             self._connected = False
+            self._up.clear()
             self._since = datetime.now(UTC)
             self._reason = "connecting"
             self._worker = threading.Thread(
@@ -407,6 +407,7 @@ class MqttHub:
         with self._lock:
             self._client, self._worker = None, None
             self._connected = False
+            self._up.clear()
             self._since = datetime.now(UTC)
             self._reason = "stopped"
         client.disconnect()
@@ -512,6 +513,7 @@ class MqttHub:
                 return
             self._connection += 1
             self._connected = True
+            self._up.set()
             self._since = datetime.now(UTC)
             self._reason = ""
             self._pending_subscribes.clear()
@@ -542,6 +544,7 @@ class MqttHub:
             if client is not self._client:
                 return
             was_connected, self._connected = self._connected, False
+            self._up.clear()
             if was_connected:
                 self._since = datetime.now(UTC)
                 self._reason = "connection lost" + (f" ({reason})" if reason.is_failure else "")

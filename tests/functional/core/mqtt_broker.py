@@ -106,7 +106,7 @@ class Broker:
                     f"mosquitto did not start on port {self.port}: "
                     f"{log.read_text() if log.exists() else 'no log'}"
                 )
-            time.sleep(0.05)
+            time.sleep(0.05)  # polling: mosquitto says nothing when it is ready; its port answers
 
     def kill(self) -> None:
         """SIGKILL: no clean shutdown, nothing saved since the last autosave."""
