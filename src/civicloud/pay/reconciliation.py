@@ -201,7 +201,8 @@ def list_items(
     offset: int = 0,
 ) -> Sequence[ReconciliationItem]:
     """Reconciliation items (of one ``kind``, if given), exceptions only unless
-    ``include_matched``, oldest import first."""
+    ``include_matched``, the latest import first (what an operator just
+    imported is what they look at), each import's lines by trade number."""
     actor.require_platform(PERMISSION)
     if classification is not None and classification not in CLASSIFICATIONS:
         raise InvalidInput(
@@ -230,8 +231,8 @@ def list_items(
         query = query.where(ReconciliationItem.resolved_at.is_(None))
     return session.scalars(
         query.order_by(
-            StatementImport.business_date,
-            StatementImport.imported_at,
+            StatementImport.imported_at.desc(),
+            StatementImport.id,
             ReconciliationItem.trade_no,
             ReconciliationItem.id,
         )
