@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from civicloud.core.modules import Installed
 from civicloud.web import i18n
 from civicloud.web.i18n import load_translations
-from civicloud.web.pages import console, jobs, labels, public, tenants
+from civicloud.web.pages import audit, console, jobs, labels, public, tenants
 from civicloud.web.pages.guards import install_handlers
 from civicloud.web.pages.rendering import STATIC_DIR, Renderer, render_error_page
 
@@ -45,6 +45,7 @@ def install(app: FastAPI, *, time_zone: str = "UTC", modules: Installed | None =
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(public.router)
     app.include_router(console.router)
+    app.include_router(audit.router)
     app.include_router(tenants.router)
     app.include_router(jobs.router)
     install_handlers(app)

@@ -1,11 +1,11 @@
-"""Console pages: overview, users, roles and bindings, API keys and the audit log."""
+"""Console pages: overview, users, roles and bindings and API keys (the audit log: ``audit.py``)."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
@@ -16,7 +16,6 @@ from civicloud.core.i18n import N_
 from civicloud.core.identity import ApiKeyCreate, UserCreate, UserUpdate
 from civicloud.core.roles import Actor, RoleBindingCreate
 from civicloud.core.roles.service import ADMIN as ROLE_ADMIN
-from civicloud.web.api.audit import MAX_SEQ
 from civicloud.web.deps import ServicesDep, SessionDep, read_cookie, services_of
 from civicloud.web.pages.forms import (
     DONE_MESSAGES,
@@ -36,7 +35,6 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 #: Holds a just-created API key's token between the form post and the page that shows it once.
 NEW_KEY_COOKIE = "civicloud_new_key"
 NEW_KEY_PATH = "/console/api-keys"
-AUDIT_PAGE_SIZE = 50
 NEW_PASSWORD = N_("Enter the new password.")
 
 
@@ -378,47 +376,3 @@ def _keys_context(request: Request, session: Session, actor: Actor) -> dict[str,
         "form": {"data": {}, "errors": {}, "summary": None},
         "done": _done(request),
     }
-
-
-# --- audit ----------------------------------------------------------------------------------
-
-
-@router.get("/audit", name="page.audit")
-def audit_page(
-    request: Request,
-    session: SessionDep,
-    actor: ConsoleActorDep,
-    action: Annotated[str, Query(max_length=100)] = "",
-    actor_name: Annotated[str, Query(alias="actor", max_length=160)] = "",
-    before: Annotated[int | None, Query(ge=1, le=MAX_SEQ)] = None,
-) -> HTMLResponse:
-    """The audit log of your subtree, newest first, filtered by action and actor."""
-    records = audit.list_records(
-        session=session,
-        actor=actor,
-        action=action.strip() or None,
-        actor_name=actor_name.strip() or None,
-        before=before,
-        limit=AUDIT_PAGE_SIZE,
-    )
-    next_before = records[-1].seq if len(records) == AUDIT_PAGE_SIZE else None
-    older = None
-    if next_before is not None:
-        older = request.url.remove_query_params("lang").include_query_params(before=next_before)
-    return render(
-        request,
-        "console/audit.html",
-        {
-            "section": "audit",
-            "records": records,
-            "filters": {"action": action, "actor": actor_name},
-            "older_url": f"{older.path}?{older.query}" if older else None,
-            "newest_url": _without(request, "before", "lang") if before is not None else None,
-        },
-    )
-
-
-def _without(request: Request, *names: str) -> str:
-    """This page's address without the query parameters ``names``."""
-    url = request.url.remove_query_params(list(names))
-    return f"{url.path}?{url.query}" if url.query else url.path
