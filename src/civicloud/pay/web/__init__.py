@@ -6,10 +6,11 @@ templates live in ``civicloud/pay/templates/pay/`` and extend the shell's ``base
 
 from fastapi import APIRouter
 
-from civicloud.pay.web import citizen, console
+from civicloud.pay.web import books, citizen, console
 
 router = APIRouter(include_in_schema=False)
 router.include_router(citizen.router)
 router.include_router(console.router)
+router.include_router(books.router)
 
 __all__ = ["router"]
