@@ -682,6 +682,8 @@ def _ask_provider(
             "amount_fen": refund.amount_fen,
             "status": refund.status,
             "origin": refund.origin,
+            # What the refund form promises: its reason is shown in the audit log.
+            "reason": refund.reason,
             "provider_detail": outcome.detail[:300],
         },
     )

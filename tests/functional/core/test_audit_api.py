@@ -11,6 +11,10 @@ from tests.factories.core import SiblingWorld
 AUDIT = "/api/v1/audit"
 
 
+def without_via(detail: dict) -> dict:
+    return {key: value for key, value in detail.items() if key != "via"}
+
+
 def records(client: TestClient, headers: dict[str, str], **params: object) -> list[dict]:
     response = client.get(AUDIT, params=params, headers=headers)
     assert response.status_code == 200, response.text
@@ -42,8 +46,46 @@ def test_asking_for_another_subtree_is_not_found(client: TestClient, world: Sibl
     assert response.status_code == 404
 
 
-def test_a_viewer_may_not_read_the_audit(client: TestClient, world: SiblingWorld) -> None:
-    assert records(client, world.a.member.headers) == []
+def test_a_viewer_may_not_read_the_audit_and_is_told_so(
+    client: TestClient, world: SiblingWorld
+) -> None:
+    response = client.get(AUDIT, headers=world.a.member.headers)
+    assert response.status_code == 403
+    assert "core.audit.read" in response.json()["detail"]
+
+
+def test_one_record_with_its_place_in_its_chain_and_an_outcome_filter(
+    client: TestClient, world: SiblingWorld
+) -> None:
+    # given a refused change in A's city (a viewer may not rename it)
+    refused = client.patch(
+        f"/api/v1/tenants/{world.a.child.id}",
+        json={"name_en": "Refused"},
+        headers=world.a.member.headers,
+    )
+    assert refused.status_code == 403
+    # when A's admin asks for the denied records of A's city
+    denied = records(
+        client, world.a.admin.headers, outcome="denied", tenant_id=str(world.a.child.id)
+    )
+    # then it is there, and only denied records are
+    assert denied
+    assert {item["outcome"] for item in denied} == {"denied"}
+    # and one record, asked by number, gives its place in its chain and how its actor came
+    one = client.get(f"{AUDIT}/{denied[0]['seq']}", headers=world.a.admin.headers)
+    assert one.status_code == 200
+    body = one.json()
+    assert (body["chain"], len(body["prev_hash"])) == (str(world.root.id), 64)
+    assert body["detail"]["via"].startswith("api_key:")
+    # while B's admin does not find it at all
+    theirs = client.get(f"{AUDIT}/{denied[0]['seq']}", headers=world.b.admin.headers)
+    assert theirs.status_code == 404
+
+
+def test_an_unknown_outcome_is_invalid_input(client: TestClient, world: SiblingWorld) -> None:
+    response = client.get(AUDIT, params={"outcome": "maybe"}, headers=world.platform.headers)
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"] == ["query", "outcome"]
 
 
 def test_a_change_through_the_api_is_recorded_with_its_request(
@@ -102,7 +144,9 @@ def test_refused_and_failed_changes_are_audited(client: TestClient, world: Sibli
     assert [denied.status_code, conflict.status_code, invalid.status_code] == [404, 409, 422]
     # then each attempt is in the log (platform-wide: it is about no tenant the caller owns)
     mine = records(client, world.platform.headers, actor=admin.user.username, limit=1000)
-    outcomes = {(i["action"], i["target"]): (i["outcome"], i["detail"]) for i in mine}
+    # (each detail also says how the actor came: by its API key)
+    assert all(i["detail"]["via"] == f"api_key:{admin.key.key.prefix}" for i in mine)
+    outcomes = {(i["action"], i["target"]): (i["outcome"], without_via(i["detail"])) for i in mine}
     assert outcomes[("core.tenant.delete", f"/api/v1/tenants/{world.b.tenant.id}")] == (
         "denied",
         {"status": 404, "code": "core.not_found"},

@@ -1,14 +1,38 @@
-"""Audit: the append-only, hash-chained record of every state-changing call."""
+"""Audit: the append-only, hash-chained record of every state-changing call, who may read
+which part of it (``query``), and verifying it on request (``checks``)."""
 
+from civicloud.core.audit.checks import (
+    VERIFY_ACTION,
+    Verification,
+    Verifier,
+    last_verification,
+    may_verify,
+    require_verify,
+)
 from civicloud.core.audit.models import AuditHead, AuditRecord
+from civicloud.core.audit.query import (
+    OUTCOMES,
+    AuditFilter,
+    RecordCheck,
+    audit_select,
+    chain_label,
+    check_filter,
+    check_record,
+    day_range,
+    get_record_or_raise,
+    list_records,
+    may_read,
+    parse_day,
+    reason_of,
+)
 from civicloud.core.audit.schemas import AuditPage, AuditRecordRead
 from civicloud.core.audit.service import (
     GENESIS,
+    VIA_KEY,
     Outcome,
     VerifyResult,
     audit_key_of,
     head_seal,
-    list_records,
     record,
     record_hash,
     record_seal,
@@ -19,18 +43,37 @@ from civicloud.core.audit.service import (
 
 __all__ = [
     "GENESIS",
+    "OUTCOMES",
+    "VERIFY_ACTION",
+    "VIA_KEY",
+    "AuditFilter",
     "AuditHead",
     "AuditPage",
     "AuditRecord",
     "AuditRecordRead",
     "Outcome",
+    "RecordCheck",
+    "Verification",
+    "Verifier",
     "VerifyResult",
     "audit_key_of",
+    "audit_select",
+    "chain_label",
+    "check_filter",
+    "check_record",
+    "day_range",
+    "get_record_or_raise",
     "head_seal",
+    "last_verification",
     "list_records",
+    "may_read",
+    "may_verify",
+    "parse_day",
+    "reason_of",
     "record",
     "record_hash",
     "record_seal",
+    "require_verify",
     "seal_chain",
     "tenant_of_target",
     "verify_chain",

@@ -23,6 +23,11 @@ class AuditRecordRead(BaseModel):
     request_id: str
     outcome: str
     detail: dict[str, Any]
+    #: Its place: the chain it belongs to (``platform``, or a root tenant's id and lane), and
+    #: its number there.
+    chain: str
+    chain_seq: int
+    prev_hash: str
     hash: str
 
 

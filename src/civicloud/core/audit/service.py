@@ -25,9 +25,8 @@ import hashlib
 import hmac
 import json
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from sqlalchemy import (
@@ -57,6 +56,8 @@ GENESIS = "0" * 64
 Outcome = Literal["success", "denied", "failed"]
 #: The platform chain's record of a chain being opened (its ``detail`` names the chain).
 OPEN_ACTION = "core.audit.chain.open"
+#: The detail key under which a record keeps how its actor came (``Actor.via``).
+VIA_KEY = "via"
 #: The hash format of records written since the log has chains (1: kept before; see models).
 HASH_FORMAT = 2
 
@@ -159,7 +160,7 @@ def record(
         "target": _printable(target)[:300],
         "request_id": _printable(current_request_id())[:64],
         "outcome": outcome,
-        "detail": _as_stored(detail),
+        "detail": _as_stored(detail, via=actor.via),
     }
     # Lock the chain's head: appends to one chain are serialised, which is what a chain is.
     # SQLite write transactions are serialised already (BEGIN IMMEDIATE); PostgreSQL takes the
@@ -300,11 +301,13 @@ _APPEND_TO_FREE_LANE_SQL = (
 )
 
 
-def _as_stored(detail: dict[str, Any] | None) -> dict[str, Any]:
+def _as_stored(detail: dict[str, Any] | None, *, via: str | None = None) -> dict[str, Any]:
     # As the JSON column gives it back (tuples as lists, keys as text), so the hash survives.
-    if not detail:
-        return {}
-    stored: dict[str, Any] = json.loads(json.dumps(detail, default=str))
+    stored: dict[str, Any] = json.loads(json.dumps(detail, default=str)) if detail else {}
+    if via:
+        # How the actor came (a web session, an API key by its prefix, the shell): the record
+        # has no column for it, and the detail is covered by the hash as a column would be.
+        stored.setdefault(VIA_KEY, _printable(via)[:80])
     return stored
 
 
@@ -705,9 +708,17 @@ def _first_absent(session: Session, after: int, before: int | None) -> int | Non
     return found
 
 
-def verify_chain(*, session: Session, batch: int = 2000, check_seals: bool = True) -> VerifyResult:
+def verify_chain(
+    *,
+    session: Session,
+    batch: int = 2000,
+    check_seals: bool = True,
+    progress: Callable[[int], None] | None = None,
+) -> VerifyResult:
     """Walk every chain of the log and report the first record that was edited, removed or
     reordered, a chain whose tail was cut off, and a chain removed whole.
+
+    ``progress`` is told how many records were read so far, after each ``batch`` of them.
 
     The heads are read first and each chain's walk stops at its head: records appended while the
     walk runs (each statement may see newer commits) are not mistaken for a damaged tail, nor
@@ -732,8 +743,11 @@ def verify_chain(*, session: Session, batch: int = 2000, check_seals: bool = Tru
     headless: dict[str, int] = {}
     beyond: dict[str, tuple[int, int]] = {}
     faults = _Faults()
-    checked = 0
+    checked = read = 0
     for entry in _iter_records(session, batch):
+        read += 1
+        if progress is not None and read % batch == 0:
+            progress(read)
         head = heads.get(entry.chain)
         if head is None:
             headless.setdefault(entry.chain, entry.seq)
@@ -986,47 +1000,3 @@ def _has_tenants(session: Session) -> bool:
     from civicloud.core.tenants.models import Tenant
 
     return session.scalars(select(Tenant.id).limit(1)).first() is not None
-
-
-def list_records(
-    *,
-    session: Session,
-    actor: Actor,
-    tenant_id: uuid.UUID | None = None,
-    action: str | None = None,
-    actor_name: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    before: int | None = None,
-    limit: int = 100,
-) -> Sequence[AuditRecord]:
-    """Records of tenants in the actor's audit subtree, newest first.
-
-    Platform-wide auditors also see records that belong to no tenant (logins, regions).
-    """
-    # Imported here: tenants' service records audit entries, so it imports this module.
-    from civicloud.core.tenants.models import Tenant
-    from civicloud.core.tenants.service import get_tenant_or_raise, in_subtrees
-
-    roots = actor.roots("core.audit.read")
-    query = select(AuditRecord)
-    if tenant_id is not None:
-        scope = get_tenant_or_raise(
-            session=session, actor=actor, tenant_id=tenant_id, permission="core.audit.read"
-        )
-        roots = [scope.path]
-    if roots is not None:
-        query = query.join(Tenant, Tenant.id == AuditRecord.tenant_id).where(
-            in_subtrees(Tenant.path, roots)
-        )
-    if action:
-        query = query.where(AuditRecord.action.startswith(action, autoescape=True))
-    if actor_name:
-        query = query.where(AuditRecord.actor == actor_name)
-    if since is not None:
-        query = query.where(AuditRecord.at >= since)
-    if until is not None:
-        query = query.where(AuditRecord.at < until)
-    if before is not None:
-        query = query.where(AuditRecord.seq < before)
-    return session.scalars(query.order_by(AuditRecord.seq.desc()).limit(limit)).all()

@@ -6,11 +6,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import AfterValidator, AwareDatetime
 
 from civicloud.core import audit
-from civicloud.core.audit import AuditPage, AuditRecordRead
+from civicloud.core.audit import AuditPage, AuditRecordRead, Outcome
 from civicloud.web.deps import ActorDep, SessionDep
 
 router = APIRouter(prefix="/audit", tags=["audit"])
@@ -36,23 +36,37 @@ def list_audit(
     tenant_id: uuid.UUID | None = None,
     action: Annotated[str | None, Query(max_length=100)] = None,
     actor_name: Annotated[str | None, Query(alias="actor", max_length=160)] = None,
+    outcome: Annotated[Outcome | None, Query()] = None,
     since: Annotated[UtcTime | None, Query()] = None,
     until: Annotated[UtcTime | None, Query()] = None,
     before: Annotated[int | None, Query(ge=1, le=MAX_SEQ)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditPage:
-    """Query the audit log of tenants you audit, newest first."""
-    rows = audit.list_records(
+    """Query the audit log of tenants you audit, newest first (403 if you audit none)."""
+    query = audit.audit_select(
         session=session,
         actor=actor,
-        tenant_id=tenant_id,
-        action=action,
-        actor_name=actor_name,
-        since=since,
-        until=until,
-        before=before,
-        limit=limit,
+        filters=audit.AuditFilter(
+            action=action,
+            actor_name=actor_name,
+            tenant_id=tenant_id,
+            outcome=outcome,
+            since=since,
+            until=until,
+        ),
     )
+    if before is not None:
+        query = query.where(audit.AuditRecord.seq < before)
+    rows = session.scalars(query.limit(limit)).all()
     items = [AuditRecordRead.model_validate(r) for r in rows]
     next_before = items[-1].seq if len(items) == limit else None
     return AuditPage(items=items, next_before=next_before)
+
+
+@router.get("/{seq}", name="core.audit.get")
+def get_audit_record(
+    session: SessionDep, actor: ActorDep, seq: Annotated[int, Path(ge=1, le=MAX_SEQ)]
+) -> AuditRecordRead:
+    """Show one audit record of a tenant you audit, with its place in its chain."""
+    found = audit.get_record_or_raise(session=session, actor=actor, seq=seq)
+    return AuditRecordRead.model_validate(found)

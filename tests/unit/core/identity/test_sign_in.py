@@ -54,8 +54,8 @@ def test_a_wrong_password_or_unknown_user_is_refused_and_audited(
     assert sign_in(db_session, core_services, "nobody-at-all", PASSWORD) is None
     assert user.failed_logins == 1
     assert [r.outcome for r in login_records(db_session, user.username)] == ["denied"]
-    assert [r.detail for r in login_records(db_session, "nobody-at-all")] == [
-        {"reason": "unknown user"}
+    assert [r.detail["reason"] for r in login_records(db_session, "nobody-at-all")] == [
+        "unknown user"
     ]
 
 
@@ -69,7 +69,7 @@ def test_failures_never_lock_the_account_and_the_next_sign_in_reports_them(
     # when the right password comes, then it signs in: a guesser cannot lock the owner out
     assert sign_in(db_session, core_services, user.username, PASSWORD) is user
     # and the sign-in says how many failures came before it; the count starts again
-    assert login_records(db_session, user.username)[-1].detail == {"failures_before": 12}
+    assert login_records(db_session, user.username)[-1].detail["failures_before"] == 12
     assert user.failed_logins == 0
 
 
