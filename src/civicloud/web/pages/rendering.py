@@ -22,7 +22,7 @@ from civicloud.core.i18n import N_
 from civicloud.core.modules import Installed, NavEntry
 from civicloud.core.permissions import matches
 from civicloud.core.zones import local_time
-from civicloud.web import i18n, messages
+from civicloud.web import charts, i18n, messages
 from civicloud.web.deps import (
     CSRF_COOKIE,
     SESSION_COOKIE,
@@ -227,6 +227,8 @@ class Renderer:
             module_stylesheets=self.stylesheets,
             console_nav=self._console_nav,
         )
+        # chart_series, chart_bars and chart_shares (web/charts.py), in the page's language.
+        self.env.globals.update(charts.jinja_globals(self.gettext))
         self._static_versions: dict[str, str] = {}
 
     def _console_nav(self, actor: Actor | None) -> list[NavEntry]:
