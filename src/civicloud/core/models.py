@@ -4,6 +4,7 @@ from civicloud.core.audit.models import AuditHead, AuditRecord
 from civicloud.core.db import Base
 from civicloud.core.identity.models import ApiKey, User, WebSession
 from civicloud.core.jobs.models import JobRun, JobState
+from civicloud.core.once import FormUse
 from civicloud.core.regions.models import Region
 from civicloud.core.roles.models import Role, RoleBinding
 from civicloud.core.tenants.models import Tenant
@@ -13,6 +14,7 @@ __all__ = [
     "AuditHead",
     "AuditRecord",
     "Base",
+    "FormUse",
     "JobRun",
     "JobState",
     "Region",

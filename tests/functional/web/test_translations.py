@@ -38,6 +38,7 @@ SHELL = Sources(
         ("templates/**.html", "jinja2.ext:babel_extract"),
         ("pages/**.py", "python"),
         ("i18n.py", "python"),
+        ("lists.py", "python"),
     ),
     LOCALES_DIR,
 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Annotated, Any
 
@@ -27,6 +28,7 @@ from civicloud.core.money import parse_yuan as parse_amount
 from civicloud.core.roles import Actor
 from civicloud.pay import (
     billing,
+    listings,
     payments,
     receipts,
     refunds,
@@ -39,6 +41,7 @@ from civicloud.pay.models import (
     PaymentStatus,
 )
 from civicloud.pay.schemas import ImportReport, RowError
+from civicloud.pay.web import lists as pay_lists
 from civicloud.pay.web.views import (
     beijing_now,
     new_form_key,
@@ -46,9 +49,11 @@ from civicloud.pay.web.views import (
     pay_context,
     yuan_text,
 )
+from civicloud.web import lists
 from civicloud.web.deps import SAFE_METHODS, SessionDep
 from civicloud.web.pages.forms import service_error
 from civicloud.web.pages.guards import ConsoleActorDep, FormRejected, see_other
+from civicloud.web.pages.rendering import page_language
 
 router = APIRouter(prefix="/console/pay", include_in_schema=False)
 #: The most rows a console list shows at once.
@@ -238,32 +243,56 @@ def _biller_context(
 
 
 @router.get("/payments", name="pay.page.console_payments")
-def payments_page(
+def payments_page(request: Request, session: SessionDep, actor: ConsoleActorDep) -> Response:
+    """Find payments: by transaction number, account, bill, payer, amount and days, with
+    totals, pages and CSV/Excel export."""
+    return _list_page(request, session, actor, "payments", pay_lists.payments_spec)
+
+
+@router.get("/bills", name="pay.page.console_bills")
+def bills_page(request: Request, session: SessionDep, actor: ConsoleActorDep) -> Response:
+    """Find bills of every biller the reader may see."""
+    return _list_page(request, session, actor, "bills", pay_lists.bills_spec)
+
+
+@router.get("/refunds", name="pay.page.console_refunds")
+def refunds_page(request: Request, session: SessionDep, actor: ConsoleActorDep) -> Response:
+    """Find refunds."""
+    return _list_page(request, session, actor, "refunds", pay_lists.refunds_spec)
+
+
+_LIST_TITLES = {
+    "payments": (N_("Payments"), N_("Citizens' payments to the billers you may see.")),
+    "bills": (N_("Bills"), N_("The bills your billers published.")),
+    "refunds": (N_("Refunds"), N_("Refunds of payments you may see.")),
+}
+
+
+def _list_page(
     request: Request,
-    session: SessionDep,
-    actor: ConsoleActorDep,
-    q: Annotated[str, Query(max_length=32)] = "",
-    status: Annotated[str, Query(max_length=20)] = "",
-    biller_id: Annotated[uuid.UUID | None, Query()] = None,
-) -> HTMLResponse:
-    """Search payments by trade number, status and biller."""
-    found = payments.search_payments(
-        session=session, actor=actor, trade_no=q.strip(), status=status, biller_id=biller_id
-    )
-    billers = billing.list_billers(session=session, actor=actor)
-    return page(
+    session: Session,
+    actor: Actor,
+    what: str,
+    build: Callable[[Session, Actor, str], lists.ListSpec],
+) -> Response:
+    title, lead = _LIST_TITLES[what]
+    context: dict[str, Any] = {
+        "section": "pay",
+        "pay_tab": what,
+        "list_title": title,
+        "list_lead": lead,
+        "not_allowed": None,
+        "view": None,
+    }
+    if not listings.may_list(actor, what):
+        context["not_allowed"] = pay_lists.NOT_ALLOWED[what]
+        return page(request, "pay/console/list.html", context)
+    spec = build(session, actor, page_language(request))
+    return lists.respond(
         request,
-        "pay/console/payments.html",
-        {
-            "section": "pay",
-            "pay_tab": "payments",
-            "payments": found,
-            "limit": LIST_LIMIT,
-            "billers": billers,
-            "biller_names": {b.id: b for b in billers},
-            "statuses": [s.value for s in PaymentStatus],
-            "filters": {"q": q, "status": status, "biller_id": str(biller_id or "")},
-        },
+        spec,
+        session,
+        lambda view: page(request, "pay/console/list.html", {**context, "view": view}),
     )
 
 

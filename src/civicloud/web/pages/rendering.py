@@ -20,6 +20,7 @@ from jinja2.runtime import Context
 from civicloud.core.actor import Actor
 from civicloud.core.i18n import N_
 from civicloud.core.modules import Installed, NavEntry
+from civicloud.core.money import format_yuan
 from civicloud.core.permissions import matches
 from civicloud.core.zones import local_time
 from civicloud.web import charts, i18n, messages
@@ -39,6 +40,8 @@ log = logging.getLogger("civicloud.web")
 WEB_DIR = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = WEB_DIR / "templates"
 STATIC_DIR = WEB_DIR / "static"
+#: Page sizes a list offers (``web.lists`` reads them from here: the renderer imports nothing of it).
+PAGE_SIZES = (25, 50, 100, 200)
 #: The core's own console links; each module adds its own (``Module.nav``).
 CORE_NAV: tuple[NavEntry, ...] = (
     NavEntry("overview", "/console", N_("Overview")),
@@ -72,6 +75,17 @@ def holds_somewhere(actor: Actor, pattern: str) -> bool:
             if matches(held, pattern) or (prefix is not None and held.startswith(prefix)):
                 return True
     return False
+
+
+def may(actor: Actor | None, permission: str, tenant_path: str | None = None) -> bool:
+    """Whether ``actor`` holds ``permission`` at ``tenant_path`` (``None``: anywhere) — what a
+    page asks before it offers an action. The service still decides; this only keeps a page
+    from offering what would be refused."""
+    if actor is None:
+        return False
+    if tenant_path is None:
+        return holds_somewhere(actor, permission)
+    return actor.can(permission, tenant_path)
 
 
 def may_follow(actor: Actor, entry: NavEntry) -> bool:
@@ -172,6 +186,8 @@ class Renderer:
         modules: Installed | None = None,
     ) -> None:
         self.translations = dict(translations)
+        #: The installation's zone: the pages' times, and the days of a list's date filters.
+        self.time_zone = time_zone
         installed = modules or Installed(())
         #: Each module's static files, served at ``/static/<module>/``.
         self.static_dirs = {m.name: m.static for m in installed if m.static is not None}
@@ -213,6 +229,15 @@ class Renderer:
                 self.translations,
             )
 
+        @pass_context
+        def _may(context: Context, permission: str, tenant_path: str | None = None) -> bool:
+            # Whether the page's reader may take an action: offer only what they may use.
+            return may(context.get("actor"), permission, tenant_path)
+
+        @pass_context
+        def _yuan(context: Context, amount_fen: int | None) -> str:
+            return "—" if amount_fen is None else format_yuan(int(amount_fen), context["lang"])
+
         self.env.filters["when"] = time_formatter(time_zone)
         self.env.globals.update(
             # ``_()`` formats its result with ``%``; ``tr()`` translates a msgid chosen at run
@@ -226,6 +251,9 @@ class Renderer:
             native_names=i18n.NATIVE_NAMES,
             module_stylesheets=self.stylesheets,
             console_nav=self._console_nav,
+            may=_may,
+            yuan=_yuan,
+            page_sizes=PAGE_SIZES,
         )
         # chart_series, chart_bars and chart_shares (web/charts.py), in the page's language.
         self.env.globals.update(charts.jinja_globals(self.gettext))
