@@ -111,6 +111,8 @@ class Column:
     badge: Callable[[str], str] | None = None
     #: A link for the cell, from the row (``None``: no link).
     href: Callable[[Mapping[str, Any]], str | None] | None = None
+    #: Shown in the cell instead of the value (a msgid): a link's words, such as "Download".
+    text: str | None = None
     #: Shown in the table (a column may be exported only, such as a payer's full name).
     show: bool = True
     export: bool = True

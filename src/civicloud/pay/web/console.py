@@ -420,10 +420,20 @@ def settlements_page(
     session: SessionDep,
     actor: ConsoleActorDep,
     biller_id: Annotated[uuid.UUID | None, Query()] = None,
-) -> HTMLResponse:
-    """Run a biller's daily settlement and download its bank batch files."""
+) -> Response:
+    """Run a biller's daily settlement; find settlements by biller and day, download their
+    bank batch files, and export the list."""
     context = _settlements_context(request, session, actor, biller_id)
-    return page(request, "pay/console/settlements.html", context)
+    if not listings.may_list(actor, "settlements"):
+        context["not_allowed"] = pay_lists.NOT_ALLOWED["settlements"]
+        return page(request, "pay/console/settlements.html", context)
+    spec = pay_lists.settlements_spec(session, actor, page_language(request))
+    return lists.respond(
+        request,
+        spec,
+        session,
+        lambda view: page(request, "pay/console/settlements.html", {**context, "view": view}),
+    )
 
 
 #: A net amount as a settlement's preview writes it into its confirmation: integer fen.
@@ -530,10 +540,11 @@ def _settlements_context(
 ) -> dict[str, Any]:
     billers = billing.list_billers(session=session, actor=actor)
     chosen: Biller | None = None
-    found: list[Any] = []
     if biller_id is not None:
-        found = list(settlement.list_settlements(session=session, actor=actor, biller_id=biller_id))
-        chosen = billing.get_biller(session=session, biller_id=biller_id)
+        # The reader must hold pay.settlement there, as for the list (404/403 otherwise).
+        chosen = billing.get_biller_or_raise(
+            session=session, actor=actor, biller_id=biller_id, permission=settlement.PERMISSION
+        )
     yesterday = (beijing_now() - timedelta(days=1)).date()
     # Days still to settle: of the chosen biller, else of every biller the page lists.
     waiting = settlement.unsettled_days(
@@ -548,6 +559,7 @@ def _settlements_context(
         "biller_names": {b.id: b for b in billers},
         "chosen": chosen,
         "unsettled": waiting,
-        "settlements": found,
+        "view": None,
+        "not_allowed": None,
         "form": _form({"biller_id": str(biller_id or ""), "business_date": yesterday.isoformat()}),
     }

@@ -357,6 +357,17 @@ def settlements_spec(session: Session, actor: Actor, language: str) -> ListSpec:
             Column("refunded", N_("Refunded"), Settlement.refunded_fen, "money"),
             Column("net", N_("Net settled"), Settlement.net_fen, "money", sortable=True),
             Column("created_at", N_("Settled at"), Settlement.created_at, "datetime"),
+            Column(
+                "batch",
+                N_("Batch file"),
+                Settlement.business_date,
+                text=N_("Download CSV"),
+                export=False,
+                href=lambda row: (
+                    f"/console/pay/billers/{row['biller_id']}/settlement.csv"
+                    f"?date={row['business_date'].isoformat()}"
+                ),
+            ),
         ),
         filters=(
             Filter(
