@@ -24,6 +24,10 @@ Entries (``kind``, ``reference``): each is one line, debit → credit:
 - ``settlement`` (settlement id): ``payable:<biller>`` → ``settlement:<biller>``.
 - ``adjustment`` (the operator's reference): whatever the operator resolved.
 
+Each entry keeps its ``memo`` in English, as written, and (since memo codes were kept) what it
+says as a code and values (``memo_code``, ``memo_params``: see :data:`MEMO_CODES`), so that a
+page can say it in the reader's language; an adjustment's memo is the operator's own words.
+
 Every line debits and credits the same positive amount to two different accounts, so every
 entry balances by construction; :func:`check_ledger` proves it and that every business event is
 posted exactly once. ``journal_entry`` is unique per ``(kind, reference)``: a second posting of
@@ -106,6 +110,13 @@ _FIXED_ACCOUNTS = {REFUNDS_PAYABLE: "liability", FEES: "expense", SUSPENSE: "sus
 _PROVIDER = re.compile(r"[a-z][a-z0-9_]{0,19}")
 #: The largest amount a BIGINT column holds.
 MAX_FEN = 2**63 - 1
+#: The memo codes posting writes, with the values each carries (``JournalEntry.memo_params``).
+MEMO_CODES: dict[str, tuple[str, ...]] = {
+    PAYMENT: ("trade_no",),
+    LATE_PAYMENT: ("trade_no",),
+    REFUND: ("refund_no", "trade_no"),
+    SETTLEMENT: ("date",),
+}
 #: Payments that ended without paying a bill; a late success for one is refunded.
 ENDED_UNPAID = (
     PaymentStatus.FAILED.value,
@@ -161,6 +172,8 @@ def post_payment(*, session: Session, payment: PaymentFacts, posted_by: str) -> 
         kind=PAYMENT,
         reference=str(payment.id),
         memo=f"payment {payment.trade_no}",
+        memo_code=PAYMENT,
+        memo_params={"trade_no": payment.trade_no},
         posted_by=posted_by,
         debit=clearing_account(payment.provider),
         credit=payable_account(payment.biller_id),
@@ -184,6 +197,8 @@ def post_late_payment(*, session: Session, payment: Payment, posted_by: str) -> 
             kind=LATE_PAYMENT,
             reference=str(payment.id),
             memo=f"late payment {payment.trade_no}, to be refunded",
+            memo_code=LATE_PAYMENT,
+            memo_params={"trade_no": payment.trade_no},
             posted_by=posted_by,
             debit=clearing_account(payment.provider),
             credit=REFUNDS_PAYABLE,
@@ -211,6 +226,8 @@ def post_refund(*, session: Session, refund: Refund, posted_by: str) -> JournalE
             kind=LATE_PAYMENT_REFUND if automatic else REFUND,
             reference=str(refund.id),
             memo=f"refund {refund.refund_no} of {payment.trade_no}",
+            memo_code=REFUND,
+            memo_params={"refund_no": refund.refund_no, "trade_no": payment.trade_no},
             posted_by=posted_by,
             debit=REFUNDS_PAYABLE if automatic else payable_account(payment.biller_id),
             credit=clearing_account(payment.provider),
@@ -231,6 +248,8 @@ def post_settlement(*, session: Session, settlement: Settlement, posted_by: str)
             kind=SETTLEMENT,
             reference=str(settlement.id),
             memo=f"settlement {settlement.business_date.isoformat()}",
+            memo_code=SETTLEMENT,
+            memo_params={"date": settlement.business_date.isoformat()},
             posted_by=posted_by,
             debit=payable_account(settlement.biller_id),
             credit=settlement_account(settlement.biller_id),
@@ -397,6 +416,8 @@ def _post(
     credit: str,
     amount_fen: int,
     currency: str,
+    memo_code: str | None = None,
+    memo_params: dict[str, str] | None = None,
 ) -> uuid.UUID:
     """Post one line ``debit`` → ``credit`` as the entry (``kind``, ``reference``); its id.
 
@@ -424,6 +445,8 @@ def _post(
             "kind": kind,
             "reference": reference,
             "memo": memo[:300],
+            "memo_code": memo_code,
+            "memo_params": memo_params,
             "posted_at": utcnow(),
             "posted_by": posted_by[:160],
         },
@@ -512,6 +535,9 @@ class JournalEntryView:
     posted_at: datetime
     posted_by: str
     lines: tuple[JournalLineView, ...]
+    #: What ``memo`` says, as a code of :data:`MEMO_CODES` and its values (``None``: as written).
+    memo_code: str | None = None
+    memo_params: dict[str, str] | None = None
 
 
 def _visible_accounts(session: Session, actor: Actor, biller_id: uuid.UUID | None) -> Select[Any]:
@@ -594,6 +620,64 @@ def journal(
     """Entries the actor may read, newest first (touching ``account_code``, when given)."""
     if not 1 <= limit <= 1000:
         raise InvalidInput("limit must be between 1 and 1000", field="limit")
+    touches = _journal_scope(session, actor, account_code)
+    query = select(JournalEntry)
+    if touches is not None:
+        query = query.where(JournalEntry.id.in_(select(JournalLine.entry_id).where(touches)))
+    if before is not None:
+        query = query.where(JournalEntry.posted_at < before)
+    entries = session.scalars(
+        query.order_by(JournalEntry.posted_at.desc(), JournalEntry.id.desc()).limit(limit)
+    ).all()
+    return _entry_views(session, entries)
+
+
+@dataclass(frozen=True)
+class JournalRows:
+    """The journal's lines the actor may read, one row per line, as a query not yet run (for a
+    list to choose its columns, filter, order and page): ``query`` selects from the lines joined
+    to their entry (``JournalEntry``), their two accounts and those accounts' billers (``None``
+    for shared accounts)."""
+
+    query: Select[Any]
+    debit: Any
+    credit: Any
+    debit_biller: Any
+    credit_biller: Any
+
+
+def journal_rows(*, session: Session, actor: Actor, account_code: str | None = None) -> JournalRows:
+    """The authorised journal lines (touching ``account_code``, when given) as :class:`JournalRows`."""
+    touches = _journal_scope(session, actor, account_code)
+    debit, credit = aliased(LedgerAccount), aliased(LedgerAccount)
+    debit_biller, credit_biller = aliased(Biller), aliased(Biller)
+    query = (
+        select(JournalLine.id)
+        .select_from(JournalLine)
+        .join(JournalEntry, JournalEntry.id == JournalLine.entry_id)
+        .join(debit, debit.id == JournalLine.debit_account_id)
+        .join(credit, credit.id == JournalLine.credit_account_id)
+        .outerjoin(debit_biller, debit_biller.id == debit.biller_id)
+        .outerjoin(credit_biller, credit_biller.id == credit.biller_id)
+    )
+    if touches is not None:
+        query = query.where(touches)
+    return JournalRows(query, debit, credit, debit_biller, credit_biller)
+
+
+def account_scope(*, session: Session, actor: Actor, account_code: str) -> ColumnElement[bool]:
+    """The journal lines touching ``account_code``, as a condition; NotFound for no such
+    account, and the refusal when the actor may not read it."""
+    touches = _journal_scope(session, actor, account_code)
+    assert touches is not None  # an account's lines are always a condition
+    return touches
+
+
+def _journal_scope(
+    session: Session, actor: Actor, account_code: str | None
+) -> ColumnElement[bool] | None:
+    """Which lines the actor reads (of ``account_code``, when given): ``None`` for every one."""
+    touches: ColumnElement[bool] | None
     if account_code is not None:
         account = session.scalars(
             select(LedgerAccount).where(LedgerAccount.code == account_code)
@@ -615,15 +699,7 @@ def journal(
         touches = or_(
             JournalLine.debit_account_id.in_(accounts), JournalLine.credit_account_id.in_(accounts)
         )
-    query = select(JournalEntry)
-    if touches is not None:
-        query = query.where(JournalEntry.id.in_(select(JournalLine.entry_id).where(touches)))
-    if before is not None:
-        query = query.where(JournalEntry.posted_at < before)
-    entries = session.scalars(
-        query.order_by(JournalEntry.posted_at.desc(), JournalEntry.id.desc()).limit(limit)
-    ).all()
-    return _entry_views(session, entries)
+    return touches
 
 
 def _entry_views(session: Session, entries: Sequence[JournalEntry]) -> list[JournalEntryView]:
@@ -654,6 +730,8 @@ def _entry_views(session: Session, entries: Sequence[JournalEntry]) -> list[Jour
             posted_at=e.posted_at,
             posted_by=e.posted_by,
             lines=tuple(lines[e.id]),
+            memo_code=e.memo_code,
+            memo_params=e.memo_params,
         )
         for e in entries
     ]

@@ -306,6 +306,10 @@ class JournalEntry(Base):
     #: What was posted (a payment's or refund's id…): unique per kind, so it is posted once.
     reference: Mapped[str] = mapped_column(String(100))
     memo: Mapped[str] = mapped_column(String(300), default="")
+    #: What ``memo`` says as a message pages translate (``pay.ledger.MEMO_CODES``) with its values;
+    #: ``None`` for an operator's own words and for entries posted before codes were kept.
+    memo_code: Mapped[str | None] = mapped_column(String(40))
+    memo_params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     posted_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     posted_by: Mapped[str] = mapped_column(String(160))
 

@@ -35,6 +35,16 @@ items that only waited for it (an adjustment as well would count the money twice
 
 A statement file is imported once: ``content_sha256`` is unique. A corrected statement of the
 same day is a different file; it is classified on its own.
+
+Who does what. Statements are the installation's merchant accounts' (one Alipay or WeChat Pay
+account takes every biller's money), so importing them, reading the imports and resolving an
+exception (an adjustment moves money between the shared clearing and suspense accounts) need
+``pay.reconcile`` platform-wide. A biller's own operators see the exceptions touching their
+billers' payments: whoever may search a biller's payments (``pay.payment.read`` at or above its
+tenant) reads the items tied to one of them (:func:`items_query`), so that a water company's
+operator can answer a citizen whose money the provider shows and we do not; a line tied to no
+payment of ours belongs to no biller and is read platform-wide only. An adjustment debits and
+credits only the accounts that can take it (:func:`adjustment_accounts`).
 """
 
 from __future__ import annotations
@@ -44,14 +54,21 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, datetime
 
-from sqlalchemy import Exists, and_, exists, false, func, or_, select, update
+from sqlalchemy import ColumnElement, Exists, Select, and_, exists, false, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from civicloud.core import audit
 from civicloud.core.actor import Actor
 from civicloud.core.db import new_id, utcnow
-from civicloud.core.errors import CivicloudError, InvalidInput, PayloadTooLarge
+from civicloud.core.errors import (
+    CivicloudError,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+)
+from civicloud.core.tenants import Tenant, in_subtrees
 from civicloud.pay import ledger
 from civicloud.pay.backends import PaymentProvider, StatementLine
 from civicloud.pay.errors import (
@@ -61,6 +78,7 @@ from civicloud.pay.errors import (
     StatementAlreadyImported,
 )
 from civicloud.pay.models import (
+    Biller,
     JournalEntry,
     Payment,
     PaymentStatus,
@@ -71,9 +89,13 @@ from civicloud.pay.models import (
     RefundStatus,
     StatementImport,
 )
+from civicloud.pay.providers.sandbox import SandboxProvider
 from civicloud.pay.settlement import business_day_bounds
 
 PERMISSION = "pay.reconcile"
+#: Below platform level, who may search a biller's payments reads the exceptions touching them
+#: (``payments.PAYMENT_READ``; not imported, since payments imports this module).
+PAYMENT_READ = "pay.payment.read"
 #: The kept outcome of a provider's word on a trade we refused (``payments.refuse_success``).
 REFUSED = "refused"
 #: The origin of automatic refunds (``refunds.AUTOMATIC_ORIGIN``), and who resolves the items
@@ -158,6 +180,18 @@ def import_statement(
     return record
 
 
+def sandbox_statement(
+    *, actor: Actor, provider: PaymentProvider | None, business_date: date | None
+) -> bytes:
+    """The sandbox's own statement of a business day, to try an import with (platform-wide
+    reconcilers only, as importing is); NotFound when ``provider`` is not the sandbox or no
+    day is given."""
+    actor.require_platform(PERMISSION)
+    if not isinstance(provider, SandboxProvider) or business_date is None:
+        raise NotFound("only the sandbox gives its statement here", resource="provider")
+    return provider.statement(business_date)
+
+
 def import_summary(*, session: Session, actor: Actor, import_id: uuid.UUID) -> dict[str, int]:
     """How many items of each classification (and how many still unresolved) an import has."""
     actor.require_platform(PERMISSION)
@@ -188,6 +222,91 @@ def list_imports(*, session: Session, actor: Actor, limit: int = 50) -> Sequence
     ).all()
 
 
+def may_reconcile(actor: Actor) -> bool:
+    """Whether ``actor`` may import statements and resolve exceptions (platform-wide)."""
+    try:
+        actor.require_platform(PERMISSION)
+    except PermissionDenied:
+        return False
+    return True
+
+
+def _item_scope(actor: Actor) -> ColumnElement[bool] | None:
+    """The items ``actor`` may read as a condition (``None``: every one); PermissionDenied when
+    none: platform-wide reconcilers read all, a biller's payment readers its billers' items."""
+    if may_reconcile(actor):
+        return None
+    roots = actor.roots(PAYMENT_READ)
+    if roots == []:
+        raise PermissionDenied(
+            "%(permission)s is needed platform-wide, or pay.payment.read for a biller",
+            params={"permission": PERMISSION},
+        )
+    of_billers = (
+        select(Payment.id)
+        .join(Biller, Biller.id == Payment.biller_id)
+        .join(Tenant, Tenant.id == Biller.tenant_id)
+        .where(in_subtrees(Tenant.path, roots))
+    )
+    return ReconciliationItem.payment_id.in_(of_billers)
+
+
+def items_query(
+    *,
+    actor: Actor,
+    import_id: uuid.UUID | None = None,
+    classification: str | None = None,
+    kind: str | None = None,
+    provider: str | None = None,
+    business_from: date | None = None,
+    business_to: date | None = None,
+    unresolved_only: bool = False,
+    include_matched: bool = False,
+) -> Select[ReconciliationItem, StatementImport]:
+    """The items ``actor`` may read, each with its import, filtered; exceptions only unless
+    ``include_matched``, the latest import first (what an operator just imported is what they
+    look at), each import's lines by trade number. ``business_from``/``business_to`` bound the
+    statements' business day (both included)."""
+    scope = _item_scope(actor)
+    if classification is not None and classification not in CLASSIFICATIONS:
+        raise InvalidInput(
+            "unknown classification %(value)s",
+            params={"value": repr(classification[:40])},
+            field="classification",
+        )
+    if kind is not None and kind not in KINDS:
+        raise InvalidInput(
+            "unknown kind %(value)s", params={"value": repr(kind[:40])}, field="kind"
+        )
+    query = select(ReconciliationItem, StatementImport).join(
+        StatementImport, StatementImport.id == ReconciliationItem.import_id
+    )
+    if scope is not None:
+        query = query.where(scope)
+    if import_id is not None:
+        query = query.where(ReconciliationItem.import_id == import_id)
+    if kind is not None:
+        query = query.where(ReconciliationItem.kind == kind)
+    if provider is not None:
+        query = query.where(StatementImport.provider == provider)
+    if business_from is not None:
+        query = query.where(StatementImport.business_date >= business_from)
+    if business_to is not None:
+        query = query.where(StatementImport.business_date <= business_to)
+    if classification is not None:
+        query = query.where(ReconciliationItem.classification == classification)
+    elif not include_matched:
+        query = query.where(ReconciliationItem.classification != MATCHED)
+    if unresolved_only:
+        query = query.where(ReconciliationItem.resolved_at.is_(None))
+    return query.order_by(
+        StatementImport.imported_at.desc(),
+        StatementImport.id,
+        ReconciliationItem.trade_no,
+        ReconciliationItem.id,
+    )
+
+
 def list_items(
     *,
     session: Session,
@@ -200,45 +319,86 @@ def list_items(
     limit: int = 100,
     offset: int = 0,
 ) -> Sequence[ReconciliationItem]:
-    """Reconciliation items (of one ``kind``, if given), exceptions only unless
-    ``include_matched``, the latest import first (what an operator just
-    imported is what they look at), each import's lines by trade number."""
-    actor.require_platform(PERMISSION)
-    if classification is not None and classification not in CLASSIFICATIONS:
-        raise InvalidInput(
-            "unknown classification %(value)s",
-            params={"value": repr(classification[:40])},
-            field="classification",
-        )
-    if kind is not None and kind not in KINDS:
-        raise InvalidInput(
-            "unknown kind %(value)s", params={"value": repr(kind[:40])}, field="kind"
-        )
+    """Reconciliation items the actor may read (see :func:`items_query`), of one ``kind`` if
+    given, exceptions only unless ``include_matched``, the latest import first."""
+    query = items_query(
+        actor=actor,
+        import_id=import_id,
+        classification=classification,
+        kind=kind,
+        unresolved_only=unresolved_only,
+        include_matched=include_matched,
+    )
     if not 1 <= limit <= 1000 or offset < 0:
         raise InvalidInput("limit must be 1 to 1000 and offset not negative", field="limit")
-    query = select(ReconciliationItem).join(
-        StatementImport, StatementImport.id == ReconciliationItem.import_id
+    return [item for item, _import in session.execute(query.limit(limit).offset(offset))]
+
+
+def adjustment_accounts(*, session: Session, actor: Actor, item_id: uuid.UUID) -> list[str]:
+    """The ledger accounts an adjustment resolving ``item_id`` may debit and credit: the
+    clearing account of its statement's provider, suspense, fees, refunds owed to citizens,
+    and, for an item of a payment of ours, what its biller is owed."""
+    actor.require_platform(PERMISSION)
+    found = session.execute(
+        select(ReconciliationItem, StatementImport.provider, Payment.biller_id)
+        .join(StatementImport, StatementImport.id == ReconciliationItem.import_id)
+        .outerjoin(Payment, Payment.id == ReconciliationItem.payment_id)
+        .where(ReconciliationItem.id == item_id)
+    ).one_or_none()
+    if found is None:
+        raise ReconciliationItemNotFound("no such reconciliation item")
+    _item, provider, biller_id = found
+    return _adjustable(provider, biller_id)
+
+
+def adjustment_accounts_of(
+    *, session: Session, actor: Actor, items: Sequence[ReconciliationItem]
+) -> dict[uuid.UUID, list[str]]:
+    """:func:`adjustment_accounts` of each of ``items`` (open or not), in two queries."""
+    actor.require_platform(PERMISSION)
+    if not items:
+        return {}
+    providers: dict[uuid.UUID, str] = dict(
+        session.execute(
+            select(StatementImport.id, StatementImport.provider).where(
+                StatementImport.id.in_({i.import_id for i in items})
+            )
+        ).all()
     )
-    if import_id is not None:
-        query = query.where(ReconciliationItem.import_id == import_id)
-    if kind is not None:
-        query = query.where(ReconciliationItem.kind == kind)
-    if classification is not None:
-        query = query.where(ReconciliationItem.classification == classification)
-    elif not include_matched:
-        query = query.where(ReconciliationItem.classification != MATCHED)
-    if unresolved_only:
-        query = query.where(ReconciliationItem.resolved_at.is_(None))
-    return session.scalars(
-        query.order_by(
-            StatementImport.imported_at.desc(),
-            StatementImport.id,
-            ReconciliationItem.trade_no,
-            ReconciliationItem.id,
+    paid = {i.payment_id for i in items if i.payment_id is not None}
+    billers: dict[uuid.UUID, uuid.UUID] = {}
+    if paid:
+        billers = dict(
+            session.execute(select(Payment.id, Payment.biller_id).where(Payment.id.in_(paid))).all()
         )
-        .limit(limit)
-        .offset(offset)
-    ).all()
+    return {
+        i.id: _adjustable(
+            providers.get(i.import_id, ""),
+            billers.get(i.payment_id) if i.payment_id is not None else None,
+        )
+        for i in items
+    }
+
+
+def items_by_id(
+    *, session: Session, actor: Actor, item_ids: Sequence[uuid.UUID]
+) -> list[ReconciliationItem]:
+    """The items of ``item_ids`` the actor may read (as :func:`items_query` scopes them)."""
+    if not item_ids:
+        return []
+    query = select(ReconciliationItem).where(ReconciliationItem.id.in_(list(item_ids)))
+    scope = _item_scope(actor)
+    if scope is not None:
+        query = query.where(scope)
+    return list(session.scalars(query))
+
+
+def _adjustable(provider: str, biller_id: uuid.UUID | None) -> list[str]:
+    codes = [ledger.clearing_account(provider), ledger.SUSPENSE, ledger.FEES]
+    codes.append(ledger.REFUNDS_PAYABLE)
+    if biller_id is not None:
+        codes.append(ledger.payable_account(biller_id))
+    return codes
 
 
 def resolve_item(
@@ -263,6 +423,22 @@ def resolve_item(
         raise ReconciliationItemNotFound("no such reconciliation item")
     if item.classification == MATCHED:
         raise ItemAlreadyResolved("a matched line needs no resolution")
+    provider = session.scalar(
+        select(StatementImport.provider).where(StatementImport.id == item.import_id)
+    )
+    biller_id = (
+        session.scalar(select(Payment.biller_id).where(Payment.id == item.payment_id))
+        if item.payment_id is not None
+        else None
+    )
+    allowed = _adjustable(provider or "", biller_id)
+    for field, code in (("debit_code", debit_code), ("credit_code", credit_code)):
+        if code not in allowed:
+            raise InvalidInput(
+                "the account %(account)s cannot take an adjustment of this item",
+                params={"account": repr(code[:120])},
+                field=field,
+            )
     if item.refund_id is not None:
         # Locked, so that its notification cannot end it (and post it) while this adjusts it.
         refund = session.get(Refund, item.refund_id, with_for_update=True, populate_existing=True)

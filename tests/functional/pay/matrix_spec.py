@@ -85,7 +85,11 @@ SPEC = MatrixSpec(
     },
     # Dates, provider names, receipt numbers and the platform-wide reconciliation items.
     values=VALUES,
-    platform_only_lists=frozenset({"/api/v1/pay/reconciliation/items"}),
+    # Below platform level, reconciliation items are read by a biller's payment readers, whom a
+    # tenant's administrator is not; the sandbox's statement is for platform reconcilers only.
+    platform_only_lists=frozenset(
+        {"/api/v1/pay/reconciliation/items", "/console/pay/reconciliation/sandbox-statement.csv"}
+    ),
     bodies={
         "BillerCreate": lambda ids: {
             "tenant_id": ids["tenant_id"],
