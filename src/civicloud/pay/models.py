@@ -124,6 +124,12 @@ class Bill(Base):
     __table_args__ = (
         UniqueConstraint("biller_id", "bill_number"),
         Index("ix_pay_bill_account", "biller_id", "account_number", "status"),
+        # The console finds a citizen's bills and payments by account, bill number or name
+        # across every biller the reader may see (``pay.listings``).
+        Index("ix_pay_bill_account_number", "account_number"),
+        Index("ix_pay_bill_number", "bill_number"),
+        Index("ix_pay_bill_payer", "payer_name"),
+        Index("ix_pay_bill_created", "created_at", "id"),
         CheckConstraint("amount_fen > 0", name="amount_positive"),
         CheckConstraint("currency = 'CNY'", name="currency"),
         CheckConstraint(_in("status", BillStatus), name="status"),
@@ -167,6 +173,8 @@ class Payment(Base):
         ),
         CheckConstraint(_in("status", PaymentStatus), name="status"),
         Index("ix_pay_payment_status_expires", "status", "expires_at"),
+        # The console's payments, newest first, a page at a time (keyset over created_at, id).
+        Index("ix_pay_payment_created", "created_at", "id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -234,6 +242,8 @@ class PaymentBill(Base):
             sqlite_where=text("active"),
             postgresql_where=text("active"),
         ),
+        # Every payment of a bill, in flight or ended: the console's search by account.
+        Index("ix_pay_payment_bill_bill", "bill_id"),
     )
 
     payment_id: Mapped[uuid.UUID] = mapped_column(
@@ -344,6 +354,7 @@ class Refund(Base):
     __table_args__ = (
         CheckConstraint("amount_fen > 0", name="amount_positive"),
         CheckConstraint(_in("status", RefundStatus), name="status"),
+        Index("ix_pay_refund_created", "created_at", "id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
