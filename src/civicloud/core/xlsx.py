@@ -118,7 +118,8 @@ def _sheet_name(title: str) -> str:
 
 
 def _text(value: str) -> str:
-    return escape(_INVALID_XML.sub("", value)[:MAX_CELL_TEXT])
+    # A carriage return as a character reference: XML readers turn a literal one into a newline.
+    return escape(_INVALID_XML.sub("", value)[:MAX_CELL_TEXT], {"\r": "&#13;"})
 
 
 def _serial(moment: datetime) -> str:
