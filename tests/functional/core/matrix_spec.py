@@ -9,17 +9,23 @@ from collections.abc import Mapping
 from tests.factories.core import Side, unique
 from tests.functional.matrix import MatrixSpec
 
+from civicloud.core import identity, once
 from civicloud.core.services import Services
 
 
-def build(_services: Services, side: Side) -> Mapping[str, uuid.UUID]:
-    """The side's own tenant (its city), user, key and role binding, made with the world."""
+def build(services: Services, side: Side) -> Mapping[str, uuid.UUID]:
+    """The side's own tenant (its city), user, key and role binding, made with the world, and a
+    browser sign-in of its user."""
     assert side.member.binding is not None
+    with services.db.unit_of_work() as session:
+        user = session.merge(side.member.user)
+        web_session, _token = identity.start_web_session(session=session, user=user, hours=1)
     return {
         "tenant": side.child.id,
         "user": side.member.user.id,
         "key": side.member.key.key.id,
         "binding": side.member.binding.id,
+        "session": web_session.id,
     }
 
 
@@ -47,6 +53,7 @@ SPEC = MatrixSpec(
         "user_id": "user",
         "key_id": "key",
         "binding_id": "binding",
+        "session_id": "session",
     },
     # An audit record's number: record 1 is the platform chain's first, which a tenant's
     # administrator may not read (that another tenant's records are not found is
@@ -106,6 +113,10 @@ SPEC = MatrixSpec(
         "version": lambda: "",
         "next": lambda: "",
         "partial": lambda: "",
+        # ``confirm`` (a confirmation step's "yes") is filled by Pay's spec, which has it too:
+        # the specs are merged, and a field two specs define must be one definition.
+        "permissions": lambda: "core.tenant.read",
+        "form_token": once.new_token,
     },
     build=build,
 )

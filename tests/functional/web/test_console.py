@@ -271,7 +271,14 @@ def test_roles_page_grants_and_revokes(browser: Browser, world: World) -> None:
     row = next(r for r in rows if "water.viewer" in r and "审计员" in r)
     binding = re.search(r"/console/roles/bindings/([0-9a-f-]+)/revoke", row)
     assert binding
-    revoked = browser.submit(f"/console/roles/bindings/{binding[1]}/revoke")
+    asked = browser.submit(f"/console/roles/bindings/{binding[1]}/revoke")
+    assert asked.status_code == 200
+    assert "water.viewer" in asked.text
+    token = re.search(r'name="form_token" value="([^"]+)"', asked.text)
+    assert token
+    revoked = browser.submit(
+        f"/console/roles/bindings/{binding[1]}/revoke", {"confirm": "yes", "form_token": token[1]}
+    )
     assert revoked.status_code == 303
     assert "角色授权已撤销" in browser.client.get(revoked.headers["location"]).text
 

@@ -3,6 +3,8 @@ sessions; the last platform administrator's role cannot be revoked from the role
 
 from __future__ import annotations
 
+import re
+
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -36,18 +38,21 @@ def test_setting_a_password_from_the_users_page_revokes_keys_and_sessions(
         viewer, admin = Browser(theirs), Browser(admins)
         assert viewer.sign_in("water.viewer").status_code == 303
         assert theirs.get("/api/v1/me", headers=bearer).status_code == 200
-        # when their city's administrator sets a new password on the users page
+        # when their city's administrator sets a new password from the user's page
         assert admin.sign_in("dalian.admin").status_code == 303
-        page = admins.get("/console/users?lang=en")
-        assert "Set a password" in page.text
-        assert "revokes all their API keys" in text_of(page.text)
+        user_id = world.users["water.viewer"]
+        page = admins.get(f"/console/users/{user_id}?lang=en")
+        assert f'href="/console/users/{user_id}/password"' in page.text
+        form = admins.get(f"/console/users/{user_id}/password?lang=en")
+        assert "every API key is revoked" in text_of(form.text)
+        token = re.search(r'name="form_token" value="([^"]+)"', form.text)
+        assert token
         done = admin.submit(
-            "/console/users/password",
-            {"user_id": str(world.users["water.viewer"]), "password": NEW_PASSWORD},
+            f"/console/users/{user_id}/password", {"password": NEW_PASSWORD, "form_token": token[1]}
         )
         # then the page says what happened, in Chinese too
         assert done.status_code == 303
-        assert done.headers["location"] == "/console/users?done=password_set"
+        assert done.headers["location"] == f"/console/users/{user_id}?done=password_set"
         shown = admins.get(done.headers["location"] + "&lang=zh")
         assert "密码已设置" in text_of(shown.text)
         assert "API 密钥已全部吊销" in text_of(shown.text)
@@ -61,32 +66,31 @@ def test_the_password_form_asks_again_for_what_is_missing_or_weak(
     browser: Browser, world: World
 ) -> None:
     browser.sign_in("dalian.admin")
-    user = str(world.users["water.viewer"])
-    empty = browser.submit("/console/users/password", {"user_id": user, "password": ""})
+    url = f"/console/users/{world.users['water.viewer']}/password"
+    empty = browser.submit(url, {"password": ""})
     assert empty.status_code == 422
     assert "请输入新密码" in text_of(empty.text)
-    weak = browser.submit("/console/users/password", {"user_id": user, "password": "short"})
+    weak = browser.submit(url, {"password": "short"})
     assert weak.status_code == 422
     assert 'aria-invalid="true"' in weak.text
-    nobody = browser.submit("/console/users/password", {"user_id": "x", "password": "p" * 12})
+    nobody = browser.submit("/console/users/x/password", {"password": "p" * 12})
     assert nobody.status_code == 422
 
 
 def test_the_password_form_is_offered_only_for_users_one_administers(
     browser: Browser, world: World
 ) -> None:
-    # an operator administers nobody: no form
+    # an operator administers nobody: no link to the form, and no form
     browser.sign_in("lock.test")
-    page = browser.client.get("/console/users?lang=en")
+    user_id = world.users["water.viewer"]
+    page = browser.client.get(f"/console/users/{user_id}?lang=en")
     assert page.status_code == 200
-    assert "Set a password" not in page.text
+    assert "/password" not in page.text
+    assert browser.client.get(f"/console/users/{user_id}/password").status_code == 403
     # and Guiyang's administrator cannot set a Dalian user's password by posting anyway
     browser.client.cookies.clear()
     browser.sign_in("guiyang.admin")
-    refused = browser.submit(
-        "/console/users/password",
-        {"user_id": str(world.users["water.viewer"]), "password": "p" * 12},
-    )
+    refused = browser.submit(f"/console/users/{user_id}/password", {"password": "p" * 12})
     assert refused.status_code == 404
 
 
@@ -107,7 +111,13 @@ def test_the_last_platform_administrator_cannot_revoke_their_role_on_the_roles_p
         ("en", "without a platform administrator"),
     ):
         browser.client.cookies.set("__Host-civicloud_lang", language)
-        refused = browser.submit(f"/console/roles/bindings/{binding.id}/revoke")
+        asked = browser.submit(f"/console/roles/bindings/{binding.id}/revoke")
+        token = re.search(r'name="form_token" value="([^"]+)"', asked.text)
+        assert token
+        refused = browser.submit(
+            f"/console/roles/bindings/{binding.id}/revoke",
+            {"confirm": "yes", "form_token": token[1]},
+        )
         # then the roles page comes back with a conflict, saying why in the page's language
         assert refused.status_code == 409
         assert words in text_of(refused.text)

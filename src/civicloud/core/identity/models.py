@@ -65,3 +65,7 @@ class WebSession(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+    #: Where the sign-in came from, as the web server saw it (shown on "My sign-ins"), and the
+    #: browser's own description of itself, cut to length; ``None`` for sessions from before.
+    client_address: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(300))

@@ -56,6 +56,25 @@ def get_user_or_raise(
     return user
 
 
+def administered_user_or_raise(*, session: Session, actor: Actor, user_id: uuid.UUID) -> User:
+    """The user ``user_id`` if ``actor`` may administer them: change them, deactivate them, set
+    their password, end their sign-ins, issue and revoke their keys (404 unseen, 403 refused)."""
+    user = get_user_or_raise(session=session, actor=actor, user_id=user_id, permission=ADMIN)
+    _require_holds_all_of(session, actor, user)
+    return user
+
+
+def may_administer_user(*, session: Session, actor: Actor, user: User) -> bool:
+    """Whether :func:`administered_user_or_raise` lets ``actor`` administer ``user``: the rule
+    every page asks before it offers an action on a user, so that it offers none the service
+    refuses."""
+    try:
+        administered_user_or_raise(session=session, actor=actor, user_id=user.id)
+    except (NotFound, PermissionDenied):
+        return False
+    return True
+
+
 def _require_holds_all_of(session: Session, actor: Actor, user: User) -> None:
     """Refuse to act as ``user`` (password, keys, account) unless ``actor`` holds all it holds."""
     # Imported here: roles' service imports identity's models, and so this package.
@@ -114,14 +133,19 @@ def create_user(*, session: Session, actor: Actor, data: UserCreate, passwords: 
 def update_user(
     *, session: Session, actor: Actor, user_id: uuid.UUID, data: UserUpdate, passwords: Passwords
 ) -> User:
-    """Change a user's name, e-mail, password or active flag."""
-    user = get_user_or_raise(session=session, actor=actor, user_id=user_id, permission=ADMIN)
-    _require_holds_all_of(session, actor, user)
+    """Change a user's name, e-mail, password or active flag.
+
+    A new password or a deactivation ends every sign-in of the user and revokes every API key
+    (each revocation audited): a reactivated account starts again from fresh credentials.
+    """
+    user = administered_user_or_raise(session=session, actor=actor, user_id=user_id)
     invalidate_principals(session)
-    changed = sorted(k for k, v in data.model_dump(exclude_unset=True).items() if v is not None)
+    given = data.model_dump(exclude_unset=True)
+    # An e-mail given as null clears it; any other field given as null means "unchanged".
+    changed = sorted(k for k, v in given.items() if v is not None or k == "email")
     if data.display_name is not None:
         user.display_name = data.display_name
-    if data.email is not None:
+    if "email" in given:
         user.email = data.email
     if data.is_active is False and user.is_active:
         # Imported here, as above: roles' service imports this module.
@@ -129,31 +153,76 @@ def update_user(
 
         ensure_an_administrator_remains(session=session, user=user)
     revoked: list[str] = []
+    ended = 0
     if data.password is not None:
         user.password_hash = passwords.hash(data.password)
         user.failed_logins = 0
         # A new password is a credential reset: it ends every browser session opened with the
         # old one and revokes every API key, which whoever held the old one could have made.
-        _revoke_all_sessions(session, user)
-        revoked = _revoke_all_api_keys(session, actor, user)
+        ended = _revoke_all_sessions(session, user)
+        revoked = _revoke_all_api_keys(session, actor, user, reason="password_set")
     if data.is_active is not None:
+        if not data.is_active and user.is_active:
+            # Keys are revoked, not only refused while the account is off: reactivating it
+            # must not bring back to life a key copied somewhere meanwhile.
+            ended += _revoke_all_sessions(session, user)
+            revoked += _revoke_all_api_keys(session, actor, user, reason="deactivated")
         user.is_active = data.is_active
-        if not data.is_active:
-            _revoke_all_sessions(session, user)
+    detail: dict[str, object] = {"changed": changed}
+    if revoked:
+        detail["api_keys_revoked"] = revoked
+    if ended:
+        detail["sessions_ended"] = ended
     audit.record(
         session=session,
         actor=actor,
         action="core.user.update",
         tenant_id=user.tenant_id,
         target=f"user:{user.username}",
-        detail={"changed": changed, "api_keys_revoked": revoked}
-        if revoked
-        else {"changed": changed},
+        detail=detail,
     )
     return user
 
 
-def _revoke_all_api_keys(session: Session, actor: Actor, user: User) -> list[str]:
+@dataclass(frozen=True)
+class Credentials:
+    """A user's live sign-ins (browser sessions) and API keys: what a reset would end."""
+
+    sessions: Sequence[WebSession]
+    api_keys: Sequence[ApiKey]
+
+
+def live_credentials(*, session: Session, actor: Actor, user_id: uuid.UUID) -> Credentials:
+    """The live sessions and API keys of ``user_id`` (default: one's own, or one administers)."""
+    user = _credentials_owner(session, actor, user_id)
+    now = utcnow()
+    return Credentials(
+        sessions=session.scalars(
+            select(WebSession)
+            .where(
+                WebSession.user_id == user.id,
+                WebSession.revoked_at.is_(None),
+                WebSession.expires_at > now,
+            )
+            .order_by(WebSession.created_at.desc(), WebSession.id)
+        ).all(),
+        api_keys=session.scalars(
+            select(ApiKey)
+            .where(ApiKey.user_id == user.id, ApiKey.revoked_at.is_(None), ApiKey.expires_at > now)
+            .order_by(ApiKey.created_at.desc(), ApiKey.id)
+        ).all(),
+    )
+
+
+def _credentials_owner(session: Session, actor: Actor, user_id: uuid.UUID) -> User:
+    """``user_id`` if its credentials are ``actor``'s to see and end: their own, or those of a
+    user they administer."""
+    if user_id == actor.user_id:
+        return get_user_or_raise(session=session, actor=actor, user_id=user_id)
+    return administered_user_or_raise(session=session, actor=actor, user_id=user_id)
+
+
+def _revoke_all_api_keys(session: Session, actor: Actor, user: User, *, reason: str) -> list[str]:
     """Revoke every live API key of ``user`` (each audited); their prefixes."""
     now = utcnow()
     prefixes: list[str] = []
@@ -170,17 +239,22 @@ def _revoke_all_api_keys(session: Session, actor: Actor, user: User) -> list[str
             action="core.apikey.revoke",
             tenant_id=user.tenant_id,
             target=f"apikey:{key.prefix}",
-            detail={"user": user.username, "reason": "password_set"},
+            detail={"user": user.username, "reason": reason},
         )
     return prefixes
 
 
-def _revoke_all_sessions(session: Session, user: User) -> None:
+def _revoke_all_sessions(session: Session, user: User) -> int:
+    """End every live browser session of ``user``; how many were live."""
     now = utcnow()
+    live = 0
     for web_session in session.scalars(
         select(WebSession).where(WebSession.user_id == user.id, WebSession.revoked_at.is_(None))
     ):
+        if web_session.expires_at > now:
+            live += 1
         web_session.revoked_at = now
+    return live
 
 
 # --- passwords and browser sessions -------------------------------------------------------
@@ -243,14 +317,24 @@ def _login_audit(
     )
 
 
-def start_web_session(*, session: Session, user: User, hours: int) -> tuple[WebSession, str]:
-    """A new browser session for ``user`` and the token for its cookie (shown once)."""
+def start_web_session(
+    *,
+    session: Session,
+    user: User,
+    hours: int,
+    client_address: str | None = None,
+    user_agent: str | None = None,
+) -> tuple[WebSession, str]:
+    """A new browser session for ``user`` and the token for its cookie (shown once); the
+    client's address and user agent are kept for "My sign-ins"."""
     token = secrets.token_urlsafe(32)
     web_session = WebSession(
         id=uuid.uuid4(),
         token_hash=_sha256(token),
         user_id=user.id,
         expires_at=utcnow() + timedelta(hours=hours),
+        client_address=(client_address or "")[:64] or None,
+        user_agent=" ".join((user_agent or "").split())[:300] or None,
     )
     session.add(web_session)
     return web_session, token
@@ -295,6 +379,79 @@ def end_web_session(*, session: Session, token: str) -> None:
             tenant_id=user.tenant_id if user else None,
             target=f"user:{user.username if user else web_session.user_id}",
         )
+
+
+def get_web_session_or_raise(
+    *, session: Session, actor: Actor, session_id: uuid.UUID
+) -> tuple[WebSession, User]:
+    """A browser session and its user, if ``actor`` may end it: their own, or one of a user
+    they administer (404 otherwise, as for anything one may not see)."""
+    web_session = session.get(WebSession, session_id)
+    if web_session is None:
+        raise NotFound("no such sign-in", resource="web_session")
+    try:
+        user = _credentials_owner(session, actor, web_session.user_id)
+    except NotFound as exc:
+        raise NotFound("no such sign-in", resource="web_session") from exc
+    return web_session, user
+
+
+def end_user_session(*, session: Session, actor: Actor, session_id: uuid.UUID) -> WebSession:
+    """End one sign-in (browser session): one's own, or one of a user one administers; audited.
+    Ending one that has already ended changes nothing."""
+    web_session, user = get_web_session_or_raise(
+        session=session, actor=actor, session_id=session_id
+    )
+    if web_session.revoked_at is None:
+        web_session.revoked_at = utcnow()
+        invalidate_principals(session)
+        audit.record(
+            session=session,
+            actor=actor,
+            action="core.session.end",
+            tenant_id=user.tenant_id,
+            target=f"user:{user.username}",
+            detail={"session": str(web_session.id)},
+        )
+    return web_session
+
+
+def end_user_sessions(
+    *, session: Session, actor: Actor, user_id: uuid.UUID, keep: uuid.UUID | None = None
+) -> int:
+    """End every live sign-in of ``user_id`` (one's own, or a user one administers) but
+    ``keep`` (the caller's own browser, when they end their other sign-ins); audited; how many
+    ended."""
+    user = _credentials_owner(session, actor, user_id)
+    now = utcnow()
+    ended = 0
+    for web_session in session.scalars(
+        select(WebSession).where(
+            WebSession.user_id == user.id,
+            WebSession.revoked_at.is_(None),
+            WebSession.expires_at > now,
+        )
+    ):
+        if web_session.id != keep:
+            web_session.revoked_at = now
+            ended += 1
+    if ended:
+        invalidate_principals(session)
+        audit.record(
+            session=session,
+            actor=actor,
+            action="core.session.end",
+            tenant_id=user.tenant_id,
+            target=f"user:{user.username}",
+            detail={"sessions": ended, "all": True},
+        )
+    return ended
+
+
+def current_web_session(*, session: Session, token: str) -> WebSession | None:
+    """The live browser session behind a cookie's ``token`` (no access check), or ``None``."""
+    found = resolve_web_session_row(session=session, token=token)
+    return found[0] if found else None
 
 
 # --- API keys -----------------------------------------------------------------------------

@@ -18,11 +18,15 @@ from civicloud.core.roles.service import (
     create_role,
     ensure_an_administrator_remains,
     ensure_builtin_roles,
+    get_revocable_binding_or_raise,
     get_role_or_raise,
     grant_role,
     list_bindings,
     list_roles,
     load_actor,
+    may_create_role,
+    may_grant_roles,
+    may_revoke_role,
     revoke_role,
 )
 
@@ -45,6 +49,7 @@ __all__ = [
     "create_role",
     "ensure_an_administrator_remains",
     "ensure_builtin_roles",
+    "get_revocable_binding_or_raise",
     "get_role_or_raise",
     "grant_role",
     "known_permissions",
@@ -52,6 +57,9 @@ __all__ = [
     "list_roles",
     "load_actor",
     "matches",
+    "may_create_role",
+    "may_grant_roles",
+    "may_revoke_role",
     "register_permissions",
     "revoke_role",
 ]

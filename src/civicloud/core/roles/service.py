@@ -62,6 +62,22 @@ def get_role_or_raise(*, session: Session, name: str) -> Role:
     return role
 
 
+def may_create_role(actor: Actor) -> bool:
+    """Whether ``actor`` may define roles (:func:`create_role`'s rule): ``core.role.admin``
+    held platform-wide."""
+    try:
+        actor.require_platform(ADMIN)
+    except PermissionDenied:
+        return False
+    return True
+
+
+def may_grant_roles(actor: Actor) -> bool:
+    """Whether ``actor`` may grant roles anywhere (``core.role.admin`` held somewhere): the
+    grant form is offered then, and :func:`grant_role` decides each grant."""
+    return actor.roots(ADMIN) != []
+
+
 def create_role(*, session: Session, actor: Actor, data: RoleCreate) -> Role:
     """Define a custom role (platform administrators only)."""
     actor.require_platform(ADMIN)
@@ -164,19 +180,9 @@ def grant_role(*, session: Session, actor: Actor, data: RoleBindingCreate) -> Ro
 
 def revoke_role(*, session: Session, actor: Actor, binding_id: uuid.UUID) -> None:
     """Take back a role binding."""
-    binding = session.get(RoleBinding, binding_id)
-    if binding is None:
-        raise NotFound("no such role binding", resource="role_binding")
-    if binding.tenant_id is None:
-        if not actor.is_platform_wide:
-            raise NotFound("no such role binding", resource="role_binding")
-        actor.require_platform(ADMIN)
-    else:
-        tenant = session.get(Tenant, binding.tenant_id)
-        if tenant is None:
-            raise NotFound("no such role binding", resource="role_binding")
-        authorize(actor, ADMIN, path=tenant.path, what="role binding")
-    user = session.get(User, binding.user_id)
+    binding, user = get_revocable_binding_or_raise(
+        session=session, actor=actor, binding_id=binding_id
+    )
     if binding.tenant_id is None and user is not None:
         ensure_an_administrator_remains(session=session, binding=binding)
     session.delete(binding)
@@ -189,6 +195,42 @@ def revoke_role(*, session: Session, actor: Actor, binding_id: uuid.UUID) -> Non
         target=f"user:{user.username if user else binding.user_id}",
         detail={"role": binding.role_name, "binding": str(binding.id)},
     )
+
+
+def _require_may_revoke(session: Session, actor: Actor, binding: RoleBinding) -> None:
+    """Refuse unless ``actor`` holds ``core.role.admin`` where ``binding`` is (platform-wide
+    for a platform-wide one): 404 where they cannot see it, 403 where they only see it."""
+    if binding.tenant_id is None:
+        if not actor.is_platform_wide:
+            raise NotFound("no such role binding", resource="role_binding")
+        actor.require_platform(ADMIN)
+        return
+    tenant = session.get(Tenant, binding.tenant_id)
+    if tenant is None:
+        raise NotFound("no such role binding", resource="role_binding")
+    authorize(actor, ADMIN, path=tenant.path, what="role binding")
+
+
+def get_revocable_binding_or_raise(
+    *, session: Session, actor: Actor, binding_id: uuid.UUID
+) -> tuple[RoleBinding, User | None]:
+    """The binding ``binding_id`` and its holder, if ``actor`` may revoke it (404 where they
+    cannot see it, 403 where they only see it)."""
+    binding = session.get(RoleBinding, binding_id)
+    if binding is None:
+        raise NotFound("no such role binding", resource="role_binding")
+    _require_may_revoke(session, actor, binding)
+    return binding, session.get(User, binding.user_id)
+
+
+def may_revoke_role(*, session: Session, actor: Actor, binding: RoleBinding) -> bool:
+    """Whether :func:`revoke_role` would let ``actor`` take ``binding`` back (its permission
+    rule; the last platform administrator's binding is still refused then, with a reason)."""
+    try:
+        _require_may_revoke(session, actor, binding)
+    except (NotFound, PermissionDenied):
+        return False
+    return True
 
 
 # --- the last platform administrator -----------------------------------------------------

@@ -37,13 +37,33 @@ _FALLBACK_HINT = N_("This value is not valid.")
 SLUG_TAKEN = N_("This identifier is already taken; choose another one.")
 USERNAME_TAKEN = N_("This username is already taken; choose another one.")
 WEAK_PASSWORD = N_("Choose a longer password that is harder to guess.")
+ROLE_TAKEN = N_("A role of this name exists already; choose another one.")
+#: A role's form: its fields' hints where they differ from the other forms'.
+ROLE_HINTS: dict[str, str] = {
+    "name": N_(
+        "Use 2 to 64 lowercase letters, digits and underscores, starting with a letter, for example water_billing."
+    ),
+    "name_zh": N_("Enter a Chinese name of at most 100 characters."),
+    "name_en": N_("Enter an English name of at most 100 characters."),
+    "permissions": N_("Choose at least one permission."),
+}
 
 #: Messages shown after a successful form post (the redirect carries the key as ``?done=``).
 DONE_MESSAGES: dict[str, str] = {
     "tenant_created": N_("The tenant was created."),
     "tenant_renamed": N_("The tenant was renamed."),
-    "user_created": N_("The user was created."),
+    "user_created": N_("The user was created. Grant them a role so that they can work."),
     "role_granted": N_("The role was granted."),
+    "role_created": N_("The role was created. It can be granted now."),
+    "user_updated": N_("The user's details were saved."),
+    "user_deactivated": N_(
+        "The user was deactivated: they were signed out everywhere and their API keys were revoked."
+    ),
+    "user_reactivated": N_(
+        "The user was reactivated. They sign in with their password; their old API keys stay revoked."
+    ),
+    "sign_in_ended": N_("The sign-in was ended. That browser is signed out."),
+    "sign_ins_ended": N_("The sign-ins were ended. Those browsers are signed out."),
     "role_revoked": N_("The role binding was revoked."),
     "password_set": N_(
         "The password was set. The user was signed out everywhere and their API keys were revoked."

@@ -208,7 +208,13 @@ def login(
         )
     guard.succeeded(attempt)
     hours = services.settings.web.session_hours
-    _web_session, token = identity.start_web_session(session=session, user=user, hours=hours)
+    _web_session, token = identity.start_web_session(
+        session=session,
+        user=user,
+        hours=hours,
+        client_address=request.client.host if request.client else None,
+        user_agent=request.headers.get("user-agent"),
+    )
     response = see_other(target)
     set_cookie(response, request, SESSION_COOKIE, token, max_age=hours * 3600)
     # A new CSRF token with every new session, so that one planted before sign-in is useless.
