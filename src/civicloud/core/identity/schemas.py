@@ -78,3 +78,22 @@ class ApiKeyIssued(ApiKeyRead):
     """A freshly created API key: ``token`` is shown this once and never again."""
 
     token: str
+
+
+class WebSessionRead(BaseModel):
+    """A live browser sign-in: when it began and ends, and where it came from (never its token)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    created_at: datetime
+    expires_at: datetime
+    client_address: str | None
+    user_agent: str | None
+
+
+class SessionsEnded(BaseModel):
+    """How many sign-ins were ended."""
+
+    ended: int

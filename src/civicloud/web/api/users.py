@@ -1,15 +1,22 @@
-"""``/api/v1/users`` and ``/api/v1/me``."""
+"""``/api/v1/users``, their sign-ins (``/api/v1/users/{id}/sessions``, ``/api/v1/sessions``) and
+``/api/v1/me``."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel
 
 from civicloud.core import identity
-from civicloud.core.identity import UserCreate, UserRead, UserUpdate
+from civicloud.core.identity import (
+    SessionsEnded,
+    UserCreate,
+    UserRead,
+    UserUpdate,
+    WebSessionRead,
+)
 from civicloud.core.roles import RoleBindingRead, list_bindings
 from civicloud.web.deps import ActorDep, ServicesDep, SessionDep
 
@@ -81,3 +88,26 @@ def update_user(
         session=session, actor=actor, user_id=user_id, data=data, passwords=services.passwords
     )
     return UserRead.model_validate(user)
+
+
+@router.get("/users/{user_id}/sessions", name="core.user.sessions")
+def list_sessions(session: SessionDep, actor: ActorDep, user_id: uuid.UUID) -> list[WebSessionRead]:
+    """List a user's live browser sign-ins: your own, or those of a user you administer."""
+    found = identity.live_credentials(session=session, actor=actor, user_id=user_id)
+    return [WebSessionRead.model_validate(s) for s in found.sessions]
+
+
+@router.delete("/users/{user_id}/sessions", name="core.user.sessions_end")
+def end_sessions(session: SessionDep, actor: ActorDep, user_id: uuid.UUID) -> SessionsEnded:
+    """End every live browser sign-in of a user (yours, or of a user you administer)."""
+    ended = identity.end_user_sessions(session=session, actor=actor, user_id=user_id)
+    return SessionsEnded(ended=ended)
+
+
+@router.delete(
+    "/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT, name="core.session.end"
+)
+def end_session(session: SessionDep, actor: ActorDep, session_id: uuid.UUID) -> Response:
+    """End one browser sign-in (signs that browser out at once)."""
+    identity.end_user_session(session=session, actor=actor, session_id=session_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
