@@ -13,6 +13,8 @@ import httpx2
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import select
 from tests.factories.core import PASSWORD, SiblingWorld, make_member, make_tenant, unique
 from tests.functional.web.helpers import HTML, Browser, text_of
@@ -22,6 +24,7 @@ from civicloud.core import identity, roles
 from civicloud.core.audit import AuditRecord
 from civicloud.core.identity import User
 from civicloud.core.services import Services
+from civicloud.web.pages.console import browser_of
 
 BASE_URL = "https://testserver"
 NEW_PASSWORD = "a brand-new passphrase 2026"
@@ -508,3 +511,37 @@ def test_a_user_created_twice_is_refused_the_second_time(
     assert admin.submit("/console/users", form).status_code == 303
     again = admin.submit("/console/users", form)
     assert again.status_code == 409
+
+
+# --- a sign-in's browser, in a few words ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("user_agent", "named"),
+    [
+        (
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0",
+            "Edge · Windows",
+        ),
+        (
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
+            "(KHTML, like Gecko) Mobile/15E148 MicroMessenger/8.0.49",
+            "WeChat · iOS",
+        ),
+        (
+            "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+            "Firefox · Linux",
+        ),
+        ("curl/8.5.0", "curl"),
+    ],
+)
+def test_a_browser_is_named_as_a_person_would_recognise_it(user_agent: str, named: str) -> None:
+    assert browser_of(user_agent) == named
+
+
+@given(st.text(max_size=400))
+def test_any_user_agent_gives_a_short_name(user_agent: str) -> None:
+    named = browser_of(user_agent)
+    assert len(named) <= 60
+    assert bool(named) == bool(user_agent)
