@@ -371,21 +371,31 @@ def test_audit_page_lists_and_filters_records(browser: Browser, world: World) ->
     assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC\+8", text)
 
 
-def test_audit_page_pages_by_before(browser: Browser, world: World) -> None:
+def test_audit_page_pages_by_cursor(browser: Browser, world: World, services: Services) -> None:
+    with services.db.unit_of_work() as session:  # more records than a page of 25
+        for index in range(30):
+            audit.record(
+                session=session,
+                actor=Actor(kind="user", name="admin", via="session"),
+                action="tests.paging",
+                target=f"thing:{index}",
+            )
     browser.sign_in("admin")
-    page = browser.client.get("/console/audit")
-    numbers = [int(n) for n in re.findall(r"<tr>\s*<td>(\d+)</td>", page.text)]
+    page = browser.client.get("/console/audit?size=25")
+    listed = r'<a href="/console/audit/(\d+)">\d+</a>'
+    numbers = [int(n) for n in re.findall(listed, page.text)]
     assert numbers == sorted(numbers, reverse=True)
-    middle = numbers[len(numbers) // 2]
-    older = browser.client.get(f"/console/audit?before={middle}")
-    shown = [int(n) for n in re.findall(r"<tr>\s*<td>(\d+)</td>", older.text)]
+    following = re.search(r'href="([^"]+)" rel="next"', page.text)
+    assert following is not None
+    older = browser.client.get(following.group(1).replace("&amp;", "&"))
+    shown = [int(n) for n in re.findall(listed, older.text)]
     assert shown
-    assert all(n < middle for n in shown)
+    assert all(n < min(numbers) for n in shown)
 
 
 def test_a_bad_audit_query_is_an_html_page(browser: Browser, world: World) -> None:
     browser.sign_in("admin")
-    response = browser.client.get("/console/audit?before=zero")
+    response = browser.client.get("/console/audit?days_from=zero")
     assert response.status_code == 422
     assert response.headers["content-type"].startswith("text/html")
 

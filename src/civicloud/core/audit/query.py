@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
@@ -31,6 +31,7 @@ from civicloud.core.errors import InvalidInput, NotFound, PermissionDenied
 
 if TYPE_CHECKING:
     from civicloud.core.actor import Actor
+    from civicloud.core.tenants.models import Tenant
 
 READ = "core.audit.read"
 #: What a record's ``outcome`` may be.
@@ -147,16 +148,67 @@ def _filtered(session: Session, actor: Actor, filters: AuditFilter) -> Select[Au
             in_subtrees(Tenant.path, roots)
         )
     if filters.action:
-        query = query.where(AuditRecord.action.startswith(filters.action, autoescape=True))
+        query = by_action(query, filters.action)
     if filters.actor_name:
-        query = query.where(AuditRecord.actor == filters.actor_name)
+        query = by_actor(query, filters.actor_name)
     if filters.outcome:
-        query = query.where(AuditRecord.outcome == filters.outcome)
-    if filters.since is not None:
-        query = query.where(AuditRecord.at >= filters.since)
-    if filters.until is not None:
-        query = query.where(AuditRecord.at < filters.until)
+        query = by_outcome(query, filters.outcome)
+    return within(query, filters.since, filters.until)
+
+
+# --- narrowing a query of records, one filter at a time (the console's list) -----------------
+
+_Q = TypeVar("_Q", bound="Select[Any]")
+
+
+def by_action(query: _Q, prefix: str) -> _Q:
+    """Records whose action code begins with ``prefix`` (``core.tenant``), taken literally."""
+    return query.where(AuditRecord.action.startswith(prefix, autoescape=True))
+
+
+def by_actor(query: _Q, name: str) -> _Q:
+    """Records of the actor ``name``, exactly as recorded (a username, ``system:jobs``)."""
+    return query.where(AuditRecord.actor == name)
+
+
+def by_outcome(query: _Q, outcome: str) -> _Q:
+    """Records of one outcome; ``InvalidInput`` for a word that is none."""
+    check_filter(AuditFilter(outcome=outcome))
+    return query.where(AuditRecord.outcome == outcome)
+
+
+def within(query: _Q, since: datetime | None, until: datetime | None) -> _Q:
+    """Records from ``since`` (included) to ``until`` (not), aware times; ``None``: open."""
+    if since is not None:
+        query = query.where(AuditRecord.at >= since)
+    if until is not None:
+        query = query.where(AuditRecord.at < until)
     return query
+
+
+def in_tenant(query: _Q, *, session: Session, actor: Actor, tenant: str | uuid.UUID) -> _Q:
+    """Records of ``tenant`` and the tenants under it, if ``actor`` audits it: ``NotFound``
+    for a tenant they cannot see (or text that names none), ``PermissionDenied`` for one they
+    see but may not audit."""
+    from civicloud.core.tenants.models import Tenant
+    from civicloud.core.tenants.service import get_tenant_or_raise, in_subtrees
+
+    try:
+        tenant_id = tenant if isinstance(tenant, uuid.UUID) else uuid.UUID(str(tenant).strip())
+    except ValueError:
+        raise NotFound("no such tenant", resource="tenant") from None
+    scope = get_tenant_or_raise(session=session, actor=actor, tenant_id=tenant_id, permission=READ)
+    under = select(Tenant.id).where(in_subtrees(Tenant.path, [scope.path]))
+    return query.where(AuditRecord.tenant_id.in_(under))
+
+
+def audited_tenants(*, session: Session, actor: Actor, limit: int = 500) -> Sequence[Tenant]:
+    """The tenants whose records ``actor`` may read, in tree order (for a choice of tenant)."""
+    from civicloud.core.tenants.models import Tenant
+    from civicloud.core.tenants.service import in_subtrees
+
+    query = select(Tenant).where(in_subtrees(Tenant.path, actor.roots(READ)))
+    return session.scalars(query.order_by(Tenant.path).limit(limit)).all()
 
 
 def list_records(

@@ -1,219 +1,193 @@
-"""The console's audit log: records filtered by action, actor, a range of days (in the
-installation's zone), outcome and tenant, counted and paged by cursor; each record's detail
-view; CSV export of exactly what is filtered; and verifying the chains.
+"""The console's audit log: a list on the console's list component (``web.lists``) over the
+authorised query ``core.audit.audit_select``, filtered by tenant (among those the reader audits),
+outcome, action, actor and a range of days (in the installation's zone), sorted, paged by cursor
+and exported as CSV or Excel; each record's detail view; and verifying the chains.
 
 Verifying walks every record of every chain, which on a large log takes minutes: the button
 starts it in a thread of its own (``core.audit.Verifier``, one at a time per process) and the
 page answers at once. The verification page shows how far it has got, refreshing itself every
-few seconds (a ``<meta http-equiv="refresh">``: no script), and then the result, which is also
-written to the log (``core.audit.verify``), so any server shows the last one. Only those who
-may verify (platform-wide ``core.audit.read``) see the button and the page.
+few seconds (a ``Refresh`` header: no script), and then the result, which is also written to the
+log (``core.audit.verify``), so any server shows the last one. Only those who may verify
+(platform-wide ``core.audit.read``) see the button and the page.
 """
 
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session, aliased
 
 from civicloud.core import audit, tenants
 from civicloud.core.actor import Actor
-from civicloud.core.csvsafe import write_csv
-from civicloud.core.errors import InvalidInput, PermissionDenied
+from civicloud.core.audit.query import (
+    audited_tenants,
+    by_action,
+    by_actor,
+    by_outcome,
+    in_tenant,
+    within,
+)
 from civicloud.core.i18n import N_
-from civicloud.core.zones import local_time
+from civicloud.core.tenants.models import Tenant
+from civicloud.web import lists
 from civicloud.web.api.audit import MAX_SEQ
 from civicloud.web.deps import SessionDep, services_of
-from civicloud.web.messages import error_text
 from civicloud.web.pages.guards import ConsoleActorDep, see_other
+from civicloud.web.pages.labels import OUTCOME_LABELS
 from civicloud.web.pages.rendering import page_language, render
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
-AUDIT_PAGE_SIZE = 50
-#: Records counted at most (a bounded scan); past it the page says "more than".
-COUNT_LIMIT = 10_000
-#: Rows an export holds at most.
-EXPORT_LIMIT = 100_000
 NOT_ALLOWED = N_("You may not read the audit log: it needs the audit read permission.")
-OUTCOME_CHOICES = (
-    ("success", N_("Succeeded")),
-    ("denied", N_("Denied")),
-    ("failed", N_("Failed")),
-)
+NOT_THIS_TENANT = N_("You cannot see the audit records of this tenant.")
 
 
-def _zone(request: Request) -> ZoneInfo:
-    """The installation's zone: the pages' times, and the days of the date filter."""
-    return ZoneInfo(services_of(request).settings.web.time_zone)
+def _outcome_badge(code: str) -> str:
+    return code if code in audit.OUTCOMES else "neutral"
 
 
-def _filters(request: Request, typed: dict[str, str]) -> audit.AuditFilter:
-    """The request's filters, checked: ``InvalidInput`` naming the field that cannot be used."""
-    zone = _zone(request)
-    since, until = audit.day_range(typed["from"], typed["to"], zone=zone)
-    tenant_id = None
-    if typed["tenant"].strip():
-        try:
-            tenant_id = uuid.UUID(typed["tenant"].strip())
-        except ValueError:
-            raise InvalidInput(
-                "no such %(what_label)s", params={"what_label": "tenant"}, field="tenant"
-            ) from None
-    return audit.check_filter(
-        audit.AuditFilter(
-            action=typed["action"].strip() or None,
-            actor_name=typed["actor"].strip() or None,
-            tenant_id=tenant_id,
-            outcome=typed["outcome"].strip() or None,
-            since=since,
-            until=until,
-        )
+def _detail_href(row: Any) -> str:
+    return f"/console/audit/{row['_key']}"
+
+
+def _tenant_name(language: str) -> Any:
+    """The name of a record's tenant in the page's language (``None``: it has none)."""
+    # An alias: the reader's query may join the tenants already, and must not correlate to them.
+    owner = aliased(Tenant)
+    name = owner.name_zh if language == "zh" else owner.name_en
+    return select(name).where(owner.id == audit.AuditRecord.tenant_id).scalar_subquery()
+
+
+def _reason() -> Any:
+    """What ``core.audit.reason_of`` reads, in SQL: the reason given, else the error code."""
+    detail = audit.AuditRecord.detail
+    return func.coalesce(
+        func.nullif(detail["reason"].as_string(), ""), func.nullif(detail["code"].as_string(), "")
     )
 
 
-def _tenant_choices(session: Session, actor: Actor, language: str) -> list[tuple[str, str]]:
-    """The tenants whose records the reader may read, by name."""
-    found = tenants.list_tenants(session=session, actor=actor)
-    return [
+def audit_spec(session: Session, actor: Actor, language: str) -> lists.ListSpec:
+    """The audit log as the list component shows it: newest first (by number, the order of
+    the log), each record linked to its page; exports add its reason and hash."""
+    record = audit.AuditRecord
+    query: Select[Any] = audit.audit_select(session=session, actor=actor).order_by(None)
+    tenant_choices = [
         (str(t.id), t.name_zh if language == "zh" else t.name_en)
-        for t in found
-        if actor.can("core.audit.read", t.path)
+        for t in audited_tenants(session=session, actor=actor)
     ]
+    return lists.ListSpec(
+        name="audit",
+        title=N_("Audit records"),
+        query=query,
+        key=record.seq,
+        default_sort="seq",
+        columns=(
+            lists.Column("seq", N_("No."), record.seq, "text", sortable=True, href=_detail_href),
+            lists.Column("at", N_("Time"), record.at, "datetime", sortable=True),
+            lists.Column("actor", N_("Actor"), record.actor),
+            lists.Column("via", N_("Via"), record.detail[audit.VIA_KEY].as_string(), "code"),
+            lists.Column("action", N_("Action"), record.action, "code", sortable=True),
+            lists.Column("target", N_("Target"), record.target),
+            lists.Column("tenant", N_("Tenant"), _tenant_name(language)),
+            lists.Column(
+                "outcome",
+                N_("Outcome"),
+                record.outcome,
+                "label",
+                labels=OUTCOME_LABELS,
+                badge=_outcome_badge,
+            ),
+            lists.Column("reason", N_("Reason"), _reason(), show=False),
+            lists.Column("hash", N_("Hash"), record.hash, "code", show=False),
+            lists.Column(
+                "detail",
+                N_("Detail"),
+                record.seq,
+                text=N_("Open"),
+                href=_detail_href,
+                export=False,
+            ),
+        ),
+        filters=(
+            lists.Filter(
+                "tenant",
+                N_("Tenant"),
+                "choice",
+                lambda q, value: in_tenant(q, session=session, actor=actor, tenant=value),
+                choices=tenant_choices,
+                translate=False,
+                open=True,
+                refused=NOT_THIS_TENANT,
+            ),
+            lists.Filter(
+                "outcome",
+                N_("Outcome"),
+                "choice",
+                by_outcome,
+                choices=[(code, OUTCOME_LABELS[code]) for code in audit.OUTCOMES],
+            ),
+            lists.Filter("action", N_("Action starts with"), "text", by_action, max_length=100),
+            lists.Filter(
+                "actor",
+                N_("Actor"),
+                "text",
+                by_actor,
+                hint=N_("The whole name, as recorded."),
+                max_length=160,
+            ),
+            lists.Filter(
+                "days",
+                N_("Days"),
+                "date_range",
+                lambda q, days: within(q, days.start, days.end),
+            ),
+        ),
+        empty=N_("No records match."),
+    )
 
 
 @router.get("/audit", name="page.audit", response_model=None)
-def audit_page(
-    request: Request,
-    session: SessionDep,
-    actor: ConsoleActorDep,
-    action: Annotated[str, Query(max_length=100)] = "",
-    actor_name: Annotated[str, Query(alias="actor", max_length=160)] = "",
-    outcome: Annotated[str, Query(max_length=20)] = "",
-    tenant: Annotated[str, Query(max_length=40)] = "",
-    day_from: Annotated[str, Query(alias="from", max_length=40)] = "",
-    day_to: Annotated[str, Query(alias="to", max_length=40)] = "",
-    before: Annotated[int | None, Query(ge=1, le=MAX_SEQ)] = None,
-    format: Annotated[str, Query(max_length=8)] = "",
-) -> Response:
-    """The audit log of your subtree, newest first, filtered; or its CSV export."""
-    typed = {
-        "action": action,
-        "actor": actor_name,
-        "outcome": outcome,
-        "tenant": tenant,
-        "from": day_from,
-        "to": day_to,
-    }
-    language = page_language(request)
+def audit_page(request: Request, session: SessionDep, actor: ConsoleActorDep) -> Response:
+    """The audit log of the tenants you audit, newest first, filtered; or its CSV or Excel
+    export (``format=csv|xlsx``)."""
     context: dict[str, Any] = {
         "section": "audit",
-        "filters": typed,
-        "outcomes": OUTCOME_CHOICES,
-        "records": [],
-        "errors": {},
-        "refused": None,
-        "count": None,
-        "count_capped": False,
+        "not_allowed": None,
+        "view": None,
         "may_verify": audit.may_verify(actor),
-        "tenant_choices": [],
-        "tenant_names": {},
-        "older_url": None,
-        "newest_url": None,
-        "export_url": None,
     }
     if not audit.may_read(actor):
-        context["refused"] = NOT_ALLOWED
+        context["not_allowed"] = NOT_ALLOWED
         return render(request, "console/audit.html", context, status_code=403)
-    context["tenant_choices"] = _tenant_choices(session, actor, language)
-    context["tenant_names"] = dict(context["tenant_choices"])
-    try:
-        filters = _filters(request, typed)
-        query = audit.audit_select(session=session, actor=actor, filters=filters)
-    except InvalidInput as exc:
-        context["errors"] = {str(exc.extra.get("field", "action")): error_text(exc, language)}
-        return render(request, "console/audit.html", context, status_code=422)
-    except PermissionDenied as exc:
-        context["refused"] = error_text(exc, language)
-        return render(request, "console/audit.html", context, status_code=403)
-    if format == "csv":
-        return _export(request, session, query, context["tenant_names"])
-    counted = session.execute(
-        select(func.count()).select_from(query.order_by(None).limit(COUNT_LIMIT + 1).subquery())
-    ).scalar_one()
-    context["count"] = min(counted, COUNT_LIMIT)
-    context["count_capped"] = counted > COUNT_LIMIT
-    page = query.where(audit.AuditRecord.seq < before) if before is not None else query
-    records = session.scalars(page.limit(AUDIT_PAGE_SIZE)).all()
-    context["records"] = records
-    if len(records) == AUDIT_PAGE_SIZE:
-        older = request.url.remove_query_params(["lang", "before"]).include_query_params(
-            before=records[-1].seq
-        )
-        context["older_url"] = f"{older.path}?{older.query}"
-    if before is not None:
-        context["newest_url"] = _without(request, "before", "lang")
-    export = request.url.remove_query_params(["lang", "before"]).include_query_params(format="csv")
-    context["export_url"] = f"{export.path}?{export.query}"
-    return render(request, "console/audit.html", context)
+    spec = audit_spec(session, actor, page_language(request))
 
+    def page(view: lists.ListView) -> Response:
+        # A tenant the reader may not audit is refused plainly, as the API refuses it.
+        status = 403 if view.page.refused else 200
+        return render(request, "console/audit.html", {**context, "view": view}, status_code=status)
 
-def _export(
-    request: Request, session: Session, query: Any, tenant_names: dict[str, str]
-) -> Response:
-    """Exactly the filtered records as CSV, newest first (at most ``EXPORT_LIMIT``)."""
-    zone = _zone(request)
-    rows = (
-        [
-            r.seq,
-            local_time(r.at, zone),
-            r.actor,
-            str(r.detail.get(audit.VIA_KEY, "")),
-            r.action,
-            r.target,
-            tenant_names.get(str(r.tenant_id), "") if r.tenant_id else "",
-            r.outcome,
-            audit.reason_of(r) or "",
-            r.hash,
-        ]
-        for r in session.scalars(query.limit(EXPORT_LIMIT))
-    )
-    header = [
-        "seq",
-        "time",
-        "actor",
-        "via",
-        "action",
-        "target",
-        "tenant",
-        "outcome",
-        "reason",
-        "hash",
-    ]
-    return Response(
-        write_csv(rows, header=header),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": 'attachment; filename="audit.csv"'},
-    )
+    return lists.respond(request, spec, session, page)
 
 
 @router.get("/audit/verify", name="page.audit_verify")
 def verify_page(request: Request, session: SessionDep, actor: ConsoleActorDep) -> HTMLResponse:
     """The verification of the log's chains: how far the one running has got, or the last result."""
-    last = audit.last_verification(session=session, actor=actor)
+    audit.require_verify(actor)
+    # Whether it runs is read before the log: one that ends in between has written its result
+    # already, so the page never shows neither the progress nor the result.
     current = _verifier(request).current
+    running = current is not None and current.running
+    last = audit.last_verification(session=session, actor=actor)
     response = render(
         request,
         "console/audit_verify.html",
-        {"section": "audit", "current": current, "last": last},
+        {"section": "audit", "current": current, "running": running, "last": last},
     )
-    if current is not None and current.running:
+    if running:
         # Shown again in a few seconds until it ends: how far it got, then the result.
         response.headers["Refresh"] = "3"
     return response
@@ -275,9 +249,3 @@ def record_page(
 def _readable(data: dict[str, Any]) -> str:
     """A record's data as indented JSON, Chinese as it is (the template escapes it)."""
     return json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True) if data else ""
-
-
-def _without(request: Request, *names: str) -> str:
-    """This page's address without the query parameters ``names``."""
-    url = request.url.remove_query_params(list(names))
-    return f"{url.path}?{url.query}" if url.query else url.path

@@ -5,7 +5,7 @@ one record checked where it stands, on both databases."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -18,7 +18,7 @@ from tests.factories.core import SYSTEM, make_tenant, unique
 
 from civicloud.core import audit
 from civicloud.core.actor import Actor, Grant
-from civicloud.core.audit import AuditFilter, AuditRecord
+from civicloud.core.audit import AuditFilter, AuditRecord, query
 from civicloud.core.dates import DateOutOfRange
 from civicloud.core.errors import InvalidInput, NotFound, PermissionDenied
 from civicloud.core.tenants.models import Tenant
@@ -221,3 +221,120 @@ def test_chain_names_say_whose_they_are() -> None:
     root = uuid.uuid4()
     assert audit.chain_label("platform")["platform"]
     assert audit.chain_label(f"{root}/2") == {"platform": False, "root_id": root, "lane": 2}
+
+
+def test_one_filter_at_a_time_narrows_as_the_filter_does(db_session: Session, log: Log) -> None:
+    auditor = reader("root-auditor", log.root, "core.audit.read")
+    base = audit.audit_select(session=db_session, actor=auditor)
+    # when the console's list narrows the query filter by filter
+    narrowed = query.in_tenant(
+        query.by_outcome(query.by_actor(base, log.who), "denied"),
+        session=db_session,
+        actor=auditor,
+        tenant=str(log.a.id),
+    )
+    # then it selects what the same filters do at once
+    expected = rows(db_session, auditor, actor_name=log.who, outcome="denied", tenant_id=log.a.id)
+    assert [r.seq for r in db_session.scalars(narrowed)] == [r.seq for r in expected]
+    # a tenant takes its subtree: the root holds both children's records
+    under_root = query.in_tenant(
+        query.by_actor(base, log.who), session=db_session, actor=auditor, tenant=log.root.id
+    )
+    assert {r.tenant_id for r in db_session.scalars(under_root)} == {log.a.id, log.b.id}
+    # an action prefix is taken literally, and a range of times is half-open
+    assert list(db_session.scalars(query.by_action(base, "tests.query_"))) == []
+    newest = expected[0]
+    assert newest.seq in [r.seq for r in db_session.scalars(query.within(base, newest.at, None))]
+    assert newest.seq not in [
+        r.seq for r in db_session.scalars(query.within(base, None, newest.at))
+    ]
+
+
+def test_a_tenant_one_may_not_audit_is_refused_not_emptied(db_session: Session, log: Log) -> None:
+    auditor = reader("a-auditor", log.a, "core.audit.read")
+    base = audit.audit_select(session=db_session, actor=auditor)
+    for tenant in (str(log.b.id), "not-a-tenant", str(uuid.uuid4())):
+        with pytest.raises(NotFound):
+            query.in_tenant(base, session=db_session, actor=auditor, tenant=tenant)
+    # one they see but may not audit is refused as such
+    seer = Actor(
+        kind="user",
+        name="seer",
+        via="session",
+        grants=(
+            Grant("custom", log.a.id, log.a.path, frozenset({"core.audit.read"})),
+            Grant("custom", log.b.id, log.b.path, frozenset({"core.tenant.read"})),
+        ),
+    )
+    with pytest.raises(PermissionDenied):
+        query.in_tenant(
+            audit.audit_select(session=db_session, actor=seer),
+            session=db_session,
+            actor=seer,
+            tenant=log.b.id,
+        )
+    with pytest.raises(InvalidInput):
+        query.by_outcome(base, "maybe")
+
+
+def test_the_tenants_offered_are_those_one_audits(db_session: Session, log: Log) -> None:
+    assert [
+        t.id
+        for t in query.audited_tenants(
+            session=db_session, actor=reader("a", log.a, "core.audit.read")
+        )
+    ] == [log.a.id]
+    offered = {
+        t.id
+        for t in query.audited_tenants(
+            session=db_session, actor=reader("r", log.root, "core.audit.read")
+        )
+    }
+    assert offered == {log.root.id, log.a.id, log.b.id}
+    assert (
+        query.audited_tenants(session=db_session, actor=reader("v", log.a, "core.tenant.read"))
+        == []
+    )
+
+
+def test_the_consoles_list_sorts_pages_and_names_on_both_databases(
+    db_session: Session, log: Log
+) -> None:
+    # given the console's list of the log, as the root's auditor reads it in Chinese
+    from civicloud.web import lists
+    from civicloud.web.pages.audit import audit_spec
+
+    auditor = reader("root-auditor", log.root, "core.audit.read")
+    spec = audit_spec(db_session, auditor, "zh")
+
+    def page(**params: str) -> lists.ListPage:
+        return lists.run(spec, lists.read(spec, {"actor": log.who, **params}, BEIJING), db_session)
+
+    # then the newest come first, each with its tenant's name, how its actor came and its reason
+    newest = page()
+    assert newest.count == 6
+    assert [r["seq"] for r in newest.rows] == sorted((r["seq"] for r in newest.rows), reverse=True)
+    assert {r["tenant"] for r in newest.rows} == {log.a.name_zh, log.b.name_zh}
+    assert {r["via"] for r in newest.rows} == {"api_key:abc123"}
+    assert {r["reason"] for r in newest.rows} == {f"because {o}" for o in audit.OUTCOMES}
+    # sorted by action, and by time oldest first, with the number making the order total
+    by_action = page(sort="action", dir="asc")
+    assert [r["action"] for r in by_action.rows] == sorted(r["action"] for r in by_action.rows)
+    oldest = page(sort="at", dir="asc")
+    assert [r["seq"] for r in oldest.rows] == sorted(r["seq"] for r in newest.rows)
+    # and pages of two follow on by cursor, none twice, all six in three pages
+    seen: list[int] = []
+    small = replace(spec, page_size=2)
+    cursor = None
+    for _ in range(3):
+        state = lists.read(
+            small, {"actor": log.who, **({"cursor": cursor} if cursor else {})}, BEIJING
+        )
+        got = lists.run(small, state, db_session)
+        seen += [r["seq"] for r in got.rows]
+        cursor = got.next_cursor
+    assert seen == [r["seq"] for r in newest.rows]
+    assert cursor is None
+    # a day range and an outcome narrow it, in the installation's zone
+    assert page(outcome="failed").count == 2
+    assert page(days_from="2001-01-01", days_to="2001-01-02").count == 0
