@@ -436,16 +436,30 @@ def test_an_operator_works_in_the_pay_console(chromium: Chromium, site: Site) ->
     expect(page.get_by_role("heading", name="通过 CSV 文件发布账单")).to_be_visible()
     expect(page.get_by_role("cell", name="王建国").first).to_be_visible()
     shot(page, "22-console-biller-zh")
-    # And the payments (the citizens' of the tests above) can be searched and opened
+    # And the payments (the citizens' of the tests above) are listed with their count and totals
     page.get_by_role("navigation", name="缴费服务").get_by_role("link", name="缴费记录").click()
-    expect(page.get_by_role("heading", name="缴费记录", exact=True)).to_be_visible()
+    expect(page.get_by_role("heading", name="缴费记录", level=1)).to_be_visible()
+    expect(page.locator(".list-count")).to_have_text(re.compile(r"共 \d+ 条。"))
+    expect(page.locator(".list-totals")).to_contain_text("¥")
     shot(page, "23-console-payments-zh")
-    page.locator("table a").first.click()
+    # And can be searched by the citizen's account number, and opened
+    search = page.get_by_role("search")
+    search.locator("#payments-account").fill("0411000001")
+    search.get_by_role("button", name="查询").click()
+    rows = page.locator("table tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows).to_contain_text("0411000001")
+    expect(rows).to_contain_text("王建国")
+    rows.get_by_role("link").first.click()
     expect(page.get_by_role("heading", name="为本笔缴费退款")).to_be_visible()
     shot(page, "24-console-payment-zh")
-    # And the ledger shows what the sandbox holds and what is owed to the water company
+    # And the ledger shows, by name, what is owed to the water company (the provider's clearing
+    # account is the installation's, not Dalian's)
     page.goto(f"{site.url}/console/pay/ledger")
-    expect(page.get_by_text("应付大连市供水有限公司")).to_be_visible()
+    balances = page.locator("section[aria-labelledby=balances-title]")
+    expect(
+        balances.get_by_role("link", name="大连市供水有限公司 — 应付款", exact=True)
+    ).to_be_visible()
     shot(page, "25-console-ledger-zh")
     # And on a phone the console's Pay pages fit the screen
     phone = chromium.new_context(viewport=PHONE, locale="zh-CN", device_scale_factor=2)
@@ -477,12 +491,13 @@ def test_an_operator_refunds_part_of_a_payment_and_settles_a_day(
     # And Dalian's Pay operator signs in and opens that payment
     sign_in(page, site)
     page.get_by_role("navigation", name="缴费服务").get_by_role("link", name="缴费记录").click()
-    page.get_by_label("收费单位").select_option(label="国网大连供电公司")
-    page.get_by_role("button", name="查询").click()
+    search = page.get_by_role("search")
+    search.locator("#payments-biller").select_option(label="国网大连供电公司")
+    search.get_by_role("button", name="查询").click()
     rows = page.locator("table tbody tr")
     expect(rows).to_have_count(1)
     expect(rows).to_contain_text("¥128.00")
-    rows.locator("a").click()
+    rows.get_by_role("link").click()
     expect(page.get_by_role("heading", name="为本笔缴费退款")).to_be_visible()
     expect(page.get_by_text("暂无退款")).to_be_visible()
     # When they refund part of it through the refund form
@@ -511,10 +526,18 @@ def test_an_operator_refunds_part_of_a_payment_and_settles_a_day(
     # Then it is refused: there is nothing to settle
     expect(page.get_by_role("alert")).to_contain_text("没有可结算的款项")
     shot(page, "28-console-nothing-to-settle-zh")
-    # And the reconciliation tab tells them reconciliation is done platform-wide
+    # And the reconciliation tab shows them the exceptions touching their billers, and tells
+    # them that statements are imported, and exceptions resolved, platform-wide: with no form
+    # to do either
     page.get_by_role("navigation", name="缴费服务").get_by_role("link", name="对账").click()
-    expect(page.get_by_text("需在平台级别授予 pay.reconcile 权限")).to_be_visible()
+    expect(page.get_by_role("heading", name="对账", level=1)).to_be_visible()
+    expect(page.locator("main .notice[role=status]")).to_contain_text(
+        "由平台对账人员导入并处理差异"
+    )
+    expect(page.get_by_role("heading", name="差错", level=2)).to_be_visible()
     expect(page.get_by_role("heading", name="导入对账单")).to_have_count(0)
+    expect(page.locator("input[type=file]")).to_have_count(0)
+    expect(page.locator("main form[method=post]")).to_have_count(0)
     shot(page, "29-console-reconciliation-denied-zh")
     context.close()
 
@@ -550,14 +573,18 @@ def test_the_platform_administrator_reconciles_the_sandbox_statement(
     sign_in(page, site, ADMIN)
     page.get_by_role("navigation", name="缴费服务").get_by_role("link", name="对账").click()
     expect(page.get_by_text("尚未导入对账单。")).to_be_visible()
-    page.get_by_label("支付渠道").select_option("sandbox")
-    page.get_by_label("业务日期").fill(day.isoformat())
-    page.get_by_label("对账单文件").set_input_files(
+    # (the import form, not the sandbox's download form beside it, nor the exceptions' filters)
+    importing = page.get_by_role("region", name="导入对账单").locator("form[method=post]")
+    importing.get_by_label("支付渠道").select_option("sandbox")
+    importing.get_by_label("业务日期").fill(day.isoformat())
+    importing.get_by_label("对账单文件").set_input_files(
         FilePayload(name="sandbox-statement.csv", mimeType="text/csv", buffer=statement.encode())
     )
-    page.get_by_role("button", name="导入并对账").click()
+    importing.get_by_role("button", name="导入并对账").click()
     # Then every line is classified: ours matched, the two unknown ones exceptions
-    expect(page.get_by_role("status")).to_have_text("对账单已导入，各行均已完成核对分类。")  # noqa: RUF001
+    expect(page.get_by_role("status").first).to_have_text(
+        "对账单已导入，各行均已完成核对分类。"  # noqa: RUF001
+    )
     imported = page.locator("section[aria-labelledby=imports-title] tbody tr")
     expect(imported).to_have_count(1)
     expect(imported.locator("td")).to_have_text(
@@ -570,6 +597,8 @@ def test_the_platform_administrator_reconciles_the_sandbox_statement(
             re.compile(ADMIN),
         ]
     )
+    exceptions = page.locator("section[aria-labelledby=items-title]")
+    expect(exceptions.locator(".list-count")).to_have_text("共 2 条。")
     expect(page.locator(".pay-exception")).to_have_count(2)
     # And each exception says whether it is a payment or a refund; the refund shows its number
     paid = exception(page, "支付", unknown)
@@ -583,22 +612,41 @@ def test_the_platform_administrator_reconciles_the_sandbox_statement(
         re.compile(r"\b(Payment|Refund|Missing|Provider|Resolve)")
     )
     shot(page, "30-console-statement-imported-zh")
-    # When they resolve the unknown payment with the adjustment the form suggests
+    # When they resolve the unknown payment with the adjustment the form suggests, its accounts
+    # chosen by name
     paid.get_by_text("通过调账处理").click()
-    expect(paid.get_by_label("借方科目")).to_have_value("clearing:sandbox")
-    expect(paid.get_by_label("贷方科目")).to_have_value("suspense")
+    debit, credit = paid.get_by_label("借方科目"), paid.get_by_label("贷方科目")
+    expect(debit).to_have_value("clearing:sandbox")
+    expect(debit.locator("option:checked")).to_have_text(f"清算 — {SANDBOX_ZH}")
+    expect(credit).to_have_value("suspense")
+    expect(credit.locator("option:checked")).to_have_text("待查明款项")
     expect(paid.get_by_label("金额（元）")).to_have_value("7.77")  # noqa: RUF001
     paid.get_by_label("说明").fill("渠道多出一笔未知收款，暂挂待查")  # noqa: RUF001
     shot(page, "31-console-resolve-zh")
-    paid.get_by_role("button", name="记账").click()
+    paid.get_by_role("button", name="核对调账").click()
+    # Then a confirmation repeats the amount and both accounts by name, and nothing is posted yet
+    expect(page.get_by_role("heading", level=1)).to_have_text("确认记一笔 ¥7.77 的调账？")  # noqa: RUF001
+    facts = page.locator("dl.facts")
+    expect(facts).to_contain_text("¥7.77")
+    expect(facts).to_contain_text(f"清算 — {SANDBOX_ZH}")
+    expect(facts).to_contain_text("待查明款项")
+    expect(facts).to_contain_text(unknown)
+    expect(facts).to_contain_text("渠道多出一笔未知收款，暂挂待查")  # noqa: RUF001
+    # When they confirm
+    page.get_by_role("button", name=re.compile(r"^将 ¥7\.77 从")).click()
     # Then it is resolved: only the refund is left unresolved, and the resolved one is shown
     # as such among all exceptions
-    expect(page.get_by_role("status")).to_have_text("差错已通过调账处理并记账。")
+    expect(page.get_by_role("status").first).to_have_text("差错已通过调账处理并记账。")
+    expect(imported.locator("td").nth(4)).to_have_text("1")
+    page.get_by_role("link", name="只显示未处理的").click()
+    expect(page.locator("#exceptions-state")).to_have_value("open")
     expect(page.locator(".pay-exception")).to_have_count(1)
     expect(exception(page, "退款", refund_no)).to_have_count(1)
-    expect(imported.locator("td").nth(4)).to_have_text("1")
-    page.get_by_role("link", name="同时显示已处理的").click()
-    expect(page.get_by_role("heading", name=re.compile("^全部差错"))).to_be_visible()
+    expect(exception(page, "支付", unknown)).to_have_count(0)
+    search = exceptions.get_by_role("search")
+    search.get_by_label("处理状态").select_option(label="全部")
+    search.get_by_role("button", name="查询").click()
+    expect(exceptions.locator(".list-count")).to_have_text("共 2 条。")
     expect(page.locator(".pay-exception")).to_have_count(2)
     expect(paid.locator(".pay-resolved")).to_contain_text("已处理")
     expect(paid.get_by_text("通过调账处理")).to_have_count(0)
@@ -608,7 +656,8 @@ def test_the_platform_administrator_reconciles_the_sandbox_statement(
     # Then the same page reads in English
     expect(page.locator("html")).to_have_attribute("lang", "en")
     expect(page.get_by_role("heading", name="Reconciliation", exact=True)).to_be_visible()
-    expect(page.get_by_role("heading", name=re.compile("^All exceptions"))).to_be_visible()
+    expect(page.get_by_role("heading", name="Exceptions", exact=True)).to_be_visible()
+    expect(exceptions.locator(".list-count")).to_have_text("2 match.")
     expect(imported.locator("td").nth(0)).to_have_text("Sandbox (demo, no real money)")
     paid = exception(page, "Payment", unknown)
     expect(paid.locator(".badge")).to_have_text(["Missing on our side", "Payment", "Resolved"])
@@ -620,12 +669,14 @@ def test_the_platform_administrator_reconciles_the_sandbox_statement(
     expect(refunded.get_by_text("Resolve with an adjustment")).to_be_visible()
     shot(page, "33-console-reconciliation-en")
     context.close()
-    # And on a phone the reconciliation page, its resolve form open, fits the screen
+    # And on a phone the reconciliation page (every exception, resolved or not, unless filtered),
+    # its resolve form open, fits the screen
     phone = chromium.new_context(viewport=PHONE, locale="zh-CN", device_scale_factor=2)
     small = phone.new_page()
     sign_in(small, site, ADMIN)
-    small.goto(f"{site.url}/console/pay/reconciliation?show=all")
+    small.goto(f"{site.url}/console/pay/reconciliation")
     expect(small.get_by_role("heading", name="对账", exact=True)).to_be_visible()
+    expect(small.locator(".pay-exception")).to_have_count(2)
     fits(small, PHONE["width"])
     exception(small, "退款", refund_no).get_by_text("通过调账处理").click()
     expect(exception(small, "退款", refund_no).get_by_label("说明")).to_be_visible()
