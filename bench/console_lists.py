@@ -399,13 +399,10 @@ def _moments(days: tuple[date, date]) -> tuple[datetime, datetime]:
 class Component:
     """The console's way: ``payments_spec`` on ``web.lists``."""
 
-    def __init__(self, world: World, *, committed: bool = False) -> None:
+    def __init__(self, world: World) -> None:
         from civicloud.web.i18n import add_module_catalogs, load_translations
 
         self.world = world
-        #: End each search's unit by COMMIT (a write unit) instead of the read-only unit's
-        #: ROLLBACK, which makes psycopg forget its prepared statements: the diagnosis only.
-        self.write = committed
         pay_locales = Path(__file__).resolve().parents[1] / "src/civicloud/pay/locales"
         add_module_catalogs([pay_locales])
         self.translations = load_translations()
@@ -420,7 +417,7 @@ class Component:
             "created_from": first.isoformat(),
             "created_to": last.isoformat(),
         }
-        with self.world.services.db.unit_of_work(write=self.write) as session:
+        with self.world.services.db.unit_of_work(write=False) as session:
             spec = payments_spec(session, self.world.actor, "zh")
             state = lists.read(spec, params, ZONE)
             page = lists.run(spec, state, session)
@@ -444,7 +441,7 @@ class Component:
             query = lists.filtered_query(spec, state)
             header = lists.export_header(spec, text)
             for chunk in lists.csv_lines(
-                header, lists.export_rows(spec, state, query, session, text)
+                header, lists.export_rows(spec, state, query, session, text, "csv")
             ):
                 size += len(chunk)
                 lines += chunk.count(b"\r\n")
@@ -557,7 +554,7 @@ def measure(world: World, plan: Plan, paths: dict[str, Any]) -> list[Round]:
         rounds.append(result)
         print(
             f"round {number + 1}/{plan.rounds}: page component {result.page_ms['component']:.2f} ms"
-            f" (committed {result.page_ms['committed']:.2f} ms), bare "
+            f", bare "
             f"{result.page_ms['bare']:.2f} ms; export component "
             f"{result.export_rate['component']:,.0f} rows/s, bare {result.export_rate['bare']:,.0f}"
             " rows/s"
@@ -657,8 +654,7 @@ def main() -> None:
                 f"({world.export_rows:,} rows, {world.export_days[0]} to "
                 f"{world.export_days[1]}) per path, order alternating"
             )
-            committed = Component(world, committed=True)
-            paths = {"component": component, "committed": committed, "bare": bare}
+            paths = {"component": component, "bare": bare}
             rounds = measure(world, plan, paths)
         finally:
             bare.close()
@@ -678,13 +674,6 @@ def main() -> None:
             f"export {rate:9,.0f} rows/s ({world.export_rows / rate:5.2f} s for "
             f"{world.export_rows:,} rows)"
         )
-    committed_ms = median([r.page_ms["committed"] for r in rounds])
-    committed_ratio = median([r.page_ms["bare"] / r.page_ms["committed"] for r in rounds])
-    print(
-        f"committed  page {committed_ms:6.2f} ms ({1000 / committed_ms:6.0f} searches/s): the "
-        f"component in a unit ended by COMMIT, not ROLLBACK (psycopg keeps its prepared "
-        f"statements): ratio {committed_ratio:.2f}, a diagnosis, not the headline"
-    )
     print(f"page:       ratio {page_ratio:.2f} (component searches/s / bare; goal {GOAL})")
     print(f"export:     ratio {export_ratio:.2f} (component rows/s / bare; goal {GOAL})")
     lower = "page" if page_ratio <= export_ratio else "export"

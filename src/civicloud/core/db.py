@@ -232,7 +232,15 @@ class Database:
         if audit_key is not None:
             info[AUDIT_KEY] = audit_key
         writer = engine.execution_options(sqlite_begin="IMMEDIATE") if self.is_sqlite else engine
-        reader = engine.execution_options(sqlite_begin="AUTOCOMMIT") if self.is_sqlite else engine
+        # A read-only unit on PostgreSQL is a READ ONLY transaction, ended by COMMIT: a write
+        # in it is refused by the server instead of silently dropped, and the driver keeps the
+        # statements it prepared (psycopg forgets them on every ROLLBACK, so each read would
+        # plan its queries afresh).
+        reader = (
+            engine.execution_options(sqlite_begin="AUTOCOMMIT")
+            if self.is_sqlite
+            else engine.execution_options(postgresql_readonly=True)
+        )
         self._reader = sessionmaker(bind=reader, expire_on_commit=False, info=info)
         self._writer = sessionmaker(bind=writer, expire_on_commit=False, info=info)
 
@@ -250,7 +258,7 @@ class Database:
     def begin(self, *, write: bool = True) -> UnitOfWork:
         """A unit of work, opened (its steps for adapters that run them apart: ``web.deps``
         commits and rolls back off the event loop)."""
-        return UnitOfWork(self.session(write=write), write=write)
+        return UnitOfWork(self.session(write=write), write=write, commit_reads=not self.is_sqlite)
 
     @contextmanager
     def unit_of_work(
@@ -258,8 +266,9 @@ class Database:
     ) -> Iterator[Session]:
         """One transaction: committed when the block ends normally, rolled back on any exception.
 
-        A read-only unit (``write=False``) is never committed: whatever it might have changed
-        is discarded when it closes. Safe HTTP methods get read-only units. ``request_id`` names
+        A read-only unit (``write=False``) changes nothing: on PostgreSQL it is a READ ONLY
+        transaction (a write fails), on SQLite it runs outside a write transaction and is
+        rolled back. Safe HTTP methods get read-only units. ``request_id`` names
         the unit in the logs and the audit log while it runs (a command's, a job's).
         """
         unit = self.begin(write=write)
@@ -304,13 +313,17 @@ class UnitOfWork:
     and convert a failure (``as_conflict``), close. ``Database.unit_of_work`` runs them around a
     block; the web layer runs the same steps around a request."""
 
-    def __init__(self, session: Session, *, write: bool) -> None:
+    def __init__(self, session: Session, *, write: bool, commit_reads: bool = False) -> None:
         self.session = session
         self.write = write
+        #: End a read-only unit with COMMIT too (PostgreSQL's READ ONLY transactions, which
+        #: cannot have changed anything; see ``Database``).
+        self.commit_reads = commit_reads
 
     def commit(self) -> None:
-        """End a write unit by committing it (a read-only unit is never committed)."""
-        if self.write:
+        """End a write unit by committing it; a read-only unit by committing its READ ONLY
+        transaction where that keeps the driver's prepared statements, else not at all."""
+        if self.write or self.commit_reads:
             self.session.commit()
 
     def rollback(self) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from civicloud.core import audit
 from civicloud.core.actor import Actor, authorize
+from civicloud.core.caches import invalidate_on_commit
 from civicloud.core.dates import MAX_DATE, MIN_DATE
 from civicloud.core.errors import InvalidInput, format_message
 from civicloud.core.patterns import TenantPattern, compile_pattern
@@ -47,6 +48,8 @@ from civicloud.pay.schemas import (
 BILLER_READ = "pay.biller.read"
 BILLER_ADMIN = "pay.biller.admin"
 BILL_WRITE = "pay.bill.write"
+#: The ``core.caches`` cache of billers' names that lists offer (``pay.listings``).
+BILLER_NAMES = "pay.biller_names"
 CSV_COLUMNS = ("bill_number", "account_number", "payer_name", "amount", "period", "due_date")
 #: Optional CSV columns that make up a bill's ``details`` (a traffic fine's decision).
 DETAIL_COLUMNS = ("decision_number", "offence_time", "place", "offence", "offence_code", "points")
@@ -140,6 +143,7 @@ def create_biller(*, session: Session, actor: Actor, data: BillerCreate) -> Bill
     biller.category = data.category.value
     biller.return_origins = origins
     session.add(biller)
+    invalidate_on_commit(session, BILLER_NAMES)
     audit.record(
         session=session,
         actor=actor,
@@ -176,6 +180,7 @@ def update_biller(
             target=f"biller:{biller.code}",
             detail=changes,
         )
+    invalidate_on_commit(session, BILLER_NAMES)
     return biller
 
 

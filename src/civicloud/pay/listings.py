@@ -27,16 +27,18 @@ from sqlalchemy import ColumnElement, Select, SQLColumnExpression, and_, func, o
 from sqlalchemy.orm import Session
 
 from civicloud.core.actor import Actor
+from civicloud.core.caches import caches_of
 from civicloud.core.tenants.models import Tenant
 from civicloud.core.tenants.service import in_subtrees
 from civicloud.pay import settlement
-from civicloud.pay.billing import BILLER_READ, get_biller_or_raise
+from civicloud.pay.billing import BILLER_NAMES, BILLER_READ, get_biller_or_raise
 from civicloud.pay.errors import BillerNotFound
 from civicloud.pay.models import Bill, Biller, Payment, PaymentBill, Refund, Settlement
 from civicloud.pay.payments import PAYMENT_READ
 
 __all__ = [
     "bill_query",
+    "biller_names",
     "by_account",
     "by_bill_number",
     "by_payer",
@@ -96,6 +98,32 @@ def settlement_query(*, actor: Actor) -> Select[Any]:
         .join(Tenant, Tenant.id == Biller.tenant_id)
         .where(_visible(actor, settlement.PERMISSION))
     )
+
+
+def biller_names(
+    *, session: Session, actor: Actor, permission: str = BILLER_READ
+) -> list[tuple[uuid.UUID, str, str]]:
+    """``(id, name_zh, name_en)`` of the billers where the actor holds ``permission``, by
+    code: what a list's biller filter offers. Kept a few seconds per set of subtrees
+    (``core.caches``; a biller created or renamed clears it on commit), since every search
+    of every list renders the filter."""
+    roots = actor.roots(permission)
+    key = (permission, None if roots is None else tuple(roots))
+    caches = caches_of(session)
+    cache = caches.get(BILLER_NAMES) if caches is not None else None
+    found = cache.get(key) if cache is not None else None
+    if found is not None:
+        return list(found)
+    rows = session.execute(
+        select(Biller.id, Biller.name_zh, Biller.name_en)
+        .join(Tenant, Tenant.id == Biller.tenant_id)
+        .where(in_subtrees(Tenant.path, roots))
+        .order_by(Biller.code)
+    )
+    names = [(row[0], row[1], row[2]) for row in rows]
+    if cache is not None:
+        cache.put(key, tuple(names))
+    return names
 
 
 def may_list(actor: Actor, what: str) -> bool:

@@ -508,7 +508,7 @@ def run(spec: ListSpec, state: ListState, session: Session) -> ListPage:
         page_query = page_query.where(_after(spec, state, state.cursor[0], before))
     fetched = [
         dict(row._mapping)
-        for row in session.execute(
+        for row in session.connection().execute(
             _ordered(spec, state, page_query, reverse=before).limit(state.size + 1)
         )
     ]
@@ -533,18 +533,19 @@ def run(spec: ListSpec, state: ListState, session: Session) -> ListPage:
 
 
 def _count(spec: ListSpec, query: Select[Any], session: Session, page: ListPage) -> None:
+    # One statement: the rows up to the limit (one more tells "more than"), counted and summed;
+    # past the limit the sums would be of a part only, and are not shown.
     limit = spec.count_limit
-    bounded = query.with_only_columns(literal(1)).order_by(None).limit(limit + 1).subquery()
-    count = int(session.execute(select(func.count()).select_from(bounded)).scalar_one())
+    columns: list[Any] = [literal(1).label("_one")]
+    columns += [t.expr.label(t.key) for t in spec.totals]
+    bounded = query.with_only_columns(*columns).order_by(None).limit(limit + 1).subquery()
+    sums = [func.coalesce(func.sum(bounded.c[t.key]), 0) for t in spec.totals]
+    found = session.connection().execute(select(func.count(), *sums).select_from(bounded)).one()
+    count = int(found[0])
     page.count = min(count, limit)
     page.count_capped = count > limit
     if spec.totals and not page.count_capped:
-        totals = session.execute(
-            query.with_only_columns(
-                *(func.coalesce(func.sum(t.expr), 0).label(t.key) for t in spec.totals)
-            ).order_by(None)
-        ).one()
-        page.totals = {t.key: int(totals._mapping[t.key]) for t in spec.totals}
+        page.totals = {t.key: int(found[1 + i]) for i, t in enumerate(spec.totals)}
 
 
 def view(spec: ListSpec, state: ListState, session: Session, path: str) -> ListView:
@@ -564,20 +565,58 @@ class ExportText:
     zone_name: str
 
 
-def _export_value(column: Column, value: Any, text: ExportText) -> object:
-    if value is None:
-        return None
+def _converter(column: Column, text: ExportText, fmt: ExportFormat) -> Callable[[Any], object]:
+    """How one column's stored values are written: chosen once per export, not per cell. For
+    CSV the result is the cell's text, already safe for a spreadsheet; for Excel a typed
+    value (:mod:`civicloud.core.xlsx`)."""
+    zone = text.zone
     if column.kind == "money":
-        return Decimal(int(value)).scaleb(-2)
-    if column.kind == "datetime" and isinstance(value, datetime):
-        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return moment.astimezone(text.zone).replace(tzinfo=None, microsecond=0)
+        if fmt == "xlsx":
+            return lambda fen: None if fen is None else Decimal(int(fen)).scaleb(-2)
+
+        def yuan(fen: Any) -> str:
+            if fen is None:
+                return ""
+            sign, (whole, cents) = ("-" if fen < 0 else ""), divmod(abs(int(fen)), 100)
+            return f"{sign}{whole}.{cents:02d}"
+
+        return yuan
+    if column.kind == "datetime":
+
+        def moment(value: Any) -> object:
+            if not isinstance(value, datetime):
+                return None if fmt == "xlsx" else _text_cell(value)
+            aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+            local = aware.astimezone(zone).replace(tzinfo=None, microsecond=0)
+            return local if fmt == "xlsx" else local.isoformat(" ")
+
+        return moment
     if column.kind == "label":
-        msgid = (column.labels or {}).get(str(value))
-        return text.translate(msgid) if msgid else str(value)
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    return value
+        words = {code: text.translate(msgid) for code, msgid in (column.labels or {}).items()}
+        fallback = _typed if fmt == "xlsx" else _text_cell
+        empty = None if fmt == "xlsx" else ""
+        return lambda value: empty if value is None else words.get(str(value)) or fallback(value)
+    if column.kind == "count" and fmt == "csv":
+        return lambda value: "" if value is None else str(value)
+    if fmt == "xlsx":
+        return _typed
+    return _text_cell
+
+
+def _typed(value: Any) -> object:
+    return str(value) if isinstance(value, uuid.UUID) else value
+
+
+def _text_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    cell = (
+        value
+        if type(value) is str
+        else (value.isoformat() if isinstance(value, date) else str(value))
+    )
+    # Most cells start with a letter or a digit (CJK included): nothing there can be a formula.
+    return cell if cell[:1].isalnum() else neutralise(cell)
 
 
 def export_header(spec: ListSpec, text: ExportText) -> list[str]:
@@ -596,32 +635,32 @@ def export_header(spec: ListSpec, text: ExportText) -> list[str]:
 
 
 def export_rows(
-    spec: ListSpec, state: ListState, query: Select[Any], session: Session, text: ExportText
+    spec: ListSpec,
+    state: ListState,
+    query: Select[Any],
+    session: Session,
+    text: ExportText,
+    fmt: ExportFormat = "xlsx",
 ) -> Iterator[list[object]]:
-    """Every row of the filtered ``query`` in the list's order, as export values, fetched in
-    batches."""
+    """Every row of the filtered ``query`` in the list's order, as export values (typed for
+    Excel, safe text for CSV), fetched in batches through a server-side cursor."""
     ordered = _ordered(spec, state, _selected(spec, query), reverse=False)
-    columns = [c for c in spec.columns if c.export]
-    result = session.execute(ordered.execution_options(yield_per=EXPORT_BATCH))
-    for row in result:
-        mapping = row._mapping
-        yield [_export_value(c, mapping[c.key], text) for c in columns]
+    exported = [(i, _converter(c, text, fmt)) for i, c in enumerate(spec.columns) if c.export]
+    # The Core connection, not the ORM: these are plain columns, and a million rows are many.
+    result = session.connection().execute(ordered.execution_options(yield_per=EXPORT_BATCH))
+    for batch in result.partitions():
+        for row in batch:
+            yield [convert(row[i]) for i, convert in exported]
 
 
 def csv_lines(header: Sequence[str], rows: Iterator[Sequence[object]]) -> Iterator[bytes]:
-    """``core.csvsafe``'s format, streamed: a BOM, quoted and neutralised cells, CRLF."""
+    """``core.csvsafe``'s format, streamed: a BOM, quoted cells, CRLF. The header is
+    neutralised here; the rows come from :func:`export_rows` (``fmt="csv"``), already safe."""
 
     def line(values: Sequence[object]) -> str:
-        cells = []
-        for value in values:
-            if isinstance(value, datetime):
-                cell = value.strftime("%Y-%m-%d %H:%M:%S")
-            else:
-                cell = neutralise(value)
-            cells.append('"' + cell.replace('"', '""') + '"')
-        return ",".join(cells) + "\r\n"
+        return '"' + '","'.join(str(v).replace('"', '""') for v in values) + '"\r\n'
 
-    yield (BOM + line(header)).encode("utf-8")
+    yield (BOM + line([neutralise(name) for name in header])).encode("utf-8")
     pending: list[str] = []
     for values in rows:
         pending.append(line(values))
@@ -651,7 +690,7 @@ def export_response(
     def body() -> Iterator[bytes]:
         with open_session() as session:
             header = export_header(spec, text)
-            rows = export_rows(spec, state, query, session, text)
+            rows = export_rows(spec, state, query, session, text, fmt)
             if fmt == "csv":
                 yield from csv_lines(header, rows)
             else:

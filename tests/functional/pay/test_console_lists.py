@@ -196,6 +196,9 @@ def test_the_csv_export_is_exactly_what_is_filtered_and_safe_in_excel(
     assert {r[0] for r in body} == set(desk.trade_nos)
     # the payer's name is written so that a spreadsheet shows it, never runs it
     assert b"'=HYPERLINK(1)" in response.content
+    # a payment not finished, with no provider's number yet, has empty cells there
+    assert b'"None"' not in response.content
+    assert b'""' in response.content
     amounts = [r[header.index(next(h for h in header if "元" in h))] for r in body]
     assert amounts[0] == "10.00"
 

@@ -270,7 +270,8 @@ def test_the_csv_export_is_every_filtered_row_in_order_safe_for_a_spreadsheet(
     query = lists.filtered_query(spec, state)
     content = b"".join(
         lists.csv_lines(
-            lists.export_header(spec, text), lists.export_rows(spec, state, query, session, text)
+            lists.export_header(spec, text),
+            lists.export_rows(spec, state, query, session, text, "csv"),
         )
     )
     assert content.startswith(BOM.encode())

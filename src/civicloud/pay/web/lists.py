@@ -9,6 +9,7 @@ its biller filter asks the request's session whether the reader may see the bill
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import cache
 from typing import Any
 
 from sqlalchemy import case
@@ -66,8 +67,10 @@ def _biller_filter(
     what: str, session: Session, actor: Actor, language: str, column: Any, permission: str
 ) -> Filter:
     choices = [
-        (str(b.id), b.name_zh if language == "zh" else b.name_en)
-        for b in billing.list_billers(session=session, actor=actor)
+        (str(biller_id), name_zh if language == "zh" else name_en)
+        for biller_id, name_zh, name_en in listings.biller_names(
+            session=session, actor=actor, permission=permission
+        )
     ]
     return Filter(
         "biller",
@@ -96,109 +99,122 @@ def _created(column: Any) -> Filter:
     )
 
 
+@cache
+def _payments_parts(
+    language: str,
+) -> tuple[tuple[Column, ...], tuple[Filter, ...], tuple[Total, ...]]:
+    """What the payments list is made of, but for its query and biller filter (which carry
+    the reader): the same objects for every request in a language, built once."""
+    columns = (
+        Column(
+            "trade_no",
+            N_("Transaction no."),
+            Payment.trade_no,
+            "code",
+            sortable=True,
+            href=lambda row: f"/console/pay/payments/{row['_key']}",
+        ),
+        Column("biller", N_("Biller"), _biller_name(language)),
+        Column("account", N_("Account number"), listings.first_account(), "code"),
+        Column("payer", N_("Payer"), listings.first_payer()),
+        Column("amount", N_("Amount"), Payment.amount_fen, "money", sortable=True),
+        Column("refunded", N_("Refunded"), Payment.refunded_fen, "money"),
+        Column(
+            "status",
+            N_("Status"),
+            Payment.status,
+            "label",
+            labels=LABELS["payment"],
+            badge=badge,
+        ),
+        Column("provider", N_("Provider"), Payment.provider, "label", labels=LABELS["provider"]),
+        Column(
+            "provider_trade_no",
+            N_("Provider's transaction no."),
+            Payment.provider_trade_no,
+            "code",
+            show=False,
+        ),
+        Column("created_at", N_("Created"), Payment.created_at, "datetime", sortable=True),
+        Column("finished_at", N_("Finished"), Payment.finished_at, "datetime", show=False),
+    )
+    filters = (
+        Filter(
+            "q",
+            N_("Transaction no."),
+            "text",
+            listings.by_trade_no,
+            hint=N_("Ours (its start is enough) or the provider's."),
+            max_length=64,
+        ),
+        Filter("account", N_("Account number"), "text", listings.by_account),
+        Filter("bill", N_("Bill number"), "text", listings.by_bill_number),
+        Filter(
+            "payer",
+            N_("Payer"),
+            "text",
+            listings.by_payer,
+            hint=N_("The whole name, as on the bill."),
+            max_length=100,
+        ),
+        Filter(
+            "amount",
+            N_("Amount (yuan)"),
+            "amount",
+            lambda query, fen: query.where(Payment.amount_fen == fen),
+        ),
+        _created(Payment.created_at),
+        Filter(
+            "status",
+            N_("Status"),
+            "choice",
+            lambda query, value: query.where(Payment.status == value),
+            choices=_choices(LABELS["payment"], (s.value for s in PaymentStatus)),
+        ),
+        Filter(
+            "provider",
+            N_("Provider"),
+            "choice",
+            lambda query, value: query.where(Payment.provider == value),
+            choices=_choices(LABELS["provider"], PROVIDER_ORDER),
+        ),
+    )
+    totals = (
+        Total(
+            "paid",
+            N_("Paid"),
+            case(
+                (Payment.status == PaymentStatus.SUCCEEDED.value, Payment.amount_fen),
+                else_=0,
+            ),
+        ),
+        Total("refunded", N_("Refunded"), Payment.refunded_fen),
+        Total(
+            "succeeded",
+            N_("Payments that succeeded"),
+            case((Payment.status == PaymentStatus.SUCCEEDED.value, 1), else_=0),
+            kind="count",
+        ),
+    )
+    return columns, filters, totals
+
+
 def payments_spec(session: Session, actor: Actor, language: str) -> ListSpec:
     """Payments: by transaction number, account, bill, payer, amount, days, status, provider
     and biller; totals of what was paid and refunded."""
+    columns, filters, totals = _payments_parts(language)
     return ListSpec(
         name="payments",
         title=N_("Payments"),
         query=listings.payment_query(actor=actor),
         key=Payment.id,
         default_sort="created_at",
-        columns=(
-            Column(
-                "trade_no",
-                N_("Transaction no."),
-                Payment.trade_no,
-                "code",
-                sortable=True,
-                href=lambda row: f"/console/pay/payments/{row['_key']}",
-            ),
-            Column("biller", N_("Biller"), _biller_name(language)),
-            Column("account", N_("Account number"), listings.first_account(), "code"),
-            Column("payer", N_("Payer"), listings.first_payer()),
-            Column("amount", N_("Amount"), Payment.amount_fen, "money", sortable=True),
-            Column("refunded", N_("Refunded"), Payment.refunded_fen, "money"),
-            Column(
-                "status",
-                N_("Status"),
-                Payment.status,
-                "label",
-                labels=LABELS["payment"],
-                badge=badge,
-            ),
-            Column(
-                "provider", N_("Provider"), Payment.provider, "label", labels=LABELS["provider"]
-            ),
-            Column(
-                "provider_trade_no",
-                N_("Provider's transaction no."),
-                Payment.provider_trade_no,
-                "code",
-                show=False,
-            ),
-            Column("created_at", N_("Created"), Payment.created_at, "datetime", sortable=True),
-            Column("finished_at", N_("Finished"), Payment.finished_at, "datetime", show=False),
-        ),
+        columns=columns,
         filters=(
-            Filter(
-                "q",
-                N_("Transaction no."),
-                "text",
-                listings.by_trade_no,
-                hint=N_("Ours (its start is enough) or the provider's."),
-                max_length=64,
-            ),
-            Filter("account", N_("Account number"), "text", listings.by_account),
-            Filter("bill", N_("Bill number"), "text", listings.by_bill_number),
-            Filter(
-                "payer",
-                N_("Payer"),
-                "text",
-                listings.by_payer,
-                hint=N_("The whole name, as on the bill."),
-                max_length=100,
-            ),
-            Filter(
-                "amount",
-                N_("Amount (yuan)"),
-                "amount",
-                lambda query, fen: query.where(Payment.amount_fen == fen),
-            ),
-            _created(Payment.created_at),
-            Filter(
-                "status",
-                N_("Status"),
-                "choice",
-                lambda query, value: query.where(Payment.status == value),
-                choices=_choices(LABELS["payment"], (s.value for s in PaymentStatus)),
-            ),
-            Filter(
-                "provider",
-                N_("Provider"),
-                "choice",
-                lambda query, value: query.where(Payment.provider == value),
-                choices=_choices(LABELS["provider"], PROVIDER_ORDER),
-            ),
+            *filters,
             _biller_filter("payments", session, actor, language, Payment.biller_id, PAYMENT_READ),
         ),
-        totals=(
-            Total(
-                "paid",
-                N_("Paid"),
-                case(
-                    (Payment.status == PaymentStatus.SUCCEEDED.value, Payment.amount_fen),
-                    else_=0,
-                ),
-            ),
-            Total("refunded", N_("Refunded"), Payment.refunded_fen),
-            Total(
-                "succeeded",
-                N_("Payments that succeeded"),
-                case((Payment.status == PaymentStatus.SUCCEEDED.value, 1), else_=0),
-                kind="count",
-            ),
-        ),
+        totals=totals,
         empty=N_("No payments match."),
     )
 
