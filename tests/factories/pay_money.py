@@ -74,6 +74,10 @@ def make_payment(
     finished_at: datetime | None = None,
     bills: int = 1,
     post: bool = True,
+    account_number: str = "0102030405",
+    payer_name: str = "张三丰",
+    created_at: datetime | None = None,
+    trade_no: str | None = None,
 ) -> Payment:
     """A payment of ``bills`` bills of ``biller`` (succeeded and posted unless told otherwise)."""
     now = utcnow()
@@ -82,7 +86,7 @@ def make_payment(
     shares[0] += amount_fen - sum(shares)
     payment = Payment(
         id=uuid.uuid4(),
-        trade_no=f"T{uuid.uuid4().hex[:30]}",
+        trade_no=trade_no or f"T{uuid.uuid4().hex[:30]}",
         biller_id=biller.id,
         tenant_id=biller.tenant_id,
         provider=provider,
@@ -95,7 +99,7 @@ def make_payment(
         return_url="/",
         provider_trade_no=f"P{uuid.uuid4().hex[:20]}",
         checkout={},
-        created_at=now - timedelta(minutes=5),
+        created_at=created_at or now - timedelta(minutes=5),
         expires_at=now + timedelta(minutes=10),
         finished_at=(finished_at or now) if status not in ("created", "pending") else None,
     )
@@ -105,8 +109,8 @@ def make_payment(
             id=uuid.uuid4(),
             biller_id=biller.id,
             bill_number=f"B{uuid.uuid4().hex[:20]}",
-            account_number="0102030405",
-            payer_name="张三丰",
+            account_number=account_number,
+            payer_name=payer_name,
             amount_fen=share,
             period="2026-10",
             due_date=date(2026, 12, 31),

@@ -43,6 +43,7 @@ __all__ = [
     "by_bill_number",
     "by_payer",
     "by_trade_no",
+    "checked_biller",
     "days_between",
     "first_account",
     "first_payer",
@@ -200,6 +201,17 @@ def by_trade_no(query: Select[Any], text: str) -> Select[Any]:
     )
 
 
+def checked_biller(*, session: Session, actor: Actor, biller: str, permission: str) -> uuid.UUID:
+    """The id of a biller the actor holds ``permission`` at, from a filter's text (refused
+    plainly otherwise: ``BillerNotFound`` for one it cannot see or that does not exist)."""
+    try:
+        biller_id = uuid.UUID(biller)
+    except ValueError:
+        raise BillerNotFound("no such biller", resource="biller") from None
+    get_biller_or_raise(session=session, actor=actor, biller_id=biller_id, permission=permission)
+    return biller_id
+
+
 def of_biller(
     query: Select[Any],
     *,
@@ -209,13 +221,9 @@ def of_biller(
     column: SQLColumnExpression[uuid.UUID],
     permission: str,
 ) -> Select[Any]:
-    """Rows of one biller, which the actor must hold ``permission`` at (refused plainly
-    otherwise: ``BillerNotFound`` for one it cannot see or that does not exist)."""
-    try:
-        biller_id = uuid.UUID(biller)
-    except ValueError:
-        raise BillerNotFound("no such biller", resource="biller") from None
-    get_biller_or_raise(session=session, actor=actor, biller_id=biller_id, permission=permission)
+    """Rows of one biller, which the actor must hold ``permission`` at (see
+    :func:`checked_biller`)."""
+    biller_id = checked_biller(session=session, actor=actor, biller=biller, permission=permission)
     return query.where(column == biller_id)
 
 

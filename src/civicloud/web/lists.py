@@ -42,8 +42,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
@@ -53,7 +55,17 @@ from urllib.parse import urlencode
 
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
-from sqlalchemy import Select, SQLColumnExpression, bindparam, func, literal, select, tuple_
+from sqlalchemy import (
+    DateTime,
+    Select,
+    SQLColumnExpression,
+    bindparam,
+    func,
+    literal,
+    select,
+    tuple_,
+    type_coerce,
+)
 from sqlalchemy.orm import Session
 
 from civicloud.core.csvsafe import BOM, neutralise
@@ -138,8 +150,18 @@ class Filter:
     open: bool = False
     hint: str | None = None
     max_length: int = 64
-    #: What the list says when ``apply`` refuses the value (a biller the reader may not see).
+    #: What the list says when ``apply`` or ``check`` refuses the value (a biller the reader
+    #: may not see).
     refused: str | None = None
+    #: Run on the checked value before ``apply``, every request: the value to filter by (a
+    #: biller's id as a UUID), or the service's ``PermissionDenied``/``NotFound`` when the
+    #: reader may not use it.
+    check: Callable[[Any], Any] | None = None
+    #: ``apply`` only puts the value into SQL as it is (``column == value``, ``column >=
+    #: value``; a date range's ``start``/``end``/``first``/``last``), so that a bound parameter
+    #: may stand for it: a list with a ``shape`` then builds its statements once for every
+    #: value. ``False``: the value is part of the statement's shape.
+    bind: bool = False
 
 
 @dataclass(frozen=True)
@@ -172,6 +194,11 @@ class ListSpec:
     #: What the list says when nothing matches, a msgid.
     empty: str = N_("Nothing matches.")
     count_limit: int = 100_000
+    #: What, besides its filters, sort and page, makes this list's statements what they are
+    #: (its name, the language of its columns, the subtrees the reader's grants reach): when
+    #: given, the statements are built once per shape and kept (:data:`STATEMENTS`), and each
+    #: request only binds its values. ``None``: built every request.
+    shape: Hashable | None = None
 
     def column(self, key: str) -> Column | None:
         return next((c for c in self.columns if c.key == key), None)
@@ -458,8 +485,74 @@ def filtered_query(spec: ListSpec, state: ListState) -> Select[Any]:
     query = spec.query
     for item in spec.filters:
         if item.name in state.values:
-            query = item.apply(query, state.values[item.name])
+            value = state.values[item.name]
+            query = item.apply(query, item.check(value) if item.check else value)
     return query
+
+
+class _Statements:
+    """Built statements by shape, least recently used first out (shared by every request)."""
+
+    def __init__(self, size: int = 512) -> None:
+        self.size = size
+        self._kept: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, build: Callable[[], Any]) -> Any:
+        with self._lock:
+            found = self._kept.get(key)
+            if found is not None:
+                self._kept.move_to_end(key)
+                return found
+        made = build()
+        with self._lock:
+            self._kept[key] = made
+            while len(self._kept) > self.size:
+                self._kept.popitem(last=False)
+        return made
+
+
+#: The statements of lists with a ``shape``: a search binds its values into statements built
+#: (and keyed by SQLAlchemy's compiled cache) once, instead of building and keying them anew.
+STATEMENTS = _Statements()
+
+
+def _bound(spec: ListSpec, state: ListState) -> tuple[Hashable, dict[str, Any], Select[Any]]:
+    """For a list with a shape: the filters' part of the statements' key, the values to bind,
+    and a function that builds the filtered query with bound parameters standing for them.
+    ``check`` runs here, every request."""
+    shape: list[Hashable] = []
+    params: dict[str, Any] = {}
+    placeholders: dict[str, Any] = {}
+    for item in spec.filters:
+        if item.name not in state.values:
+            continue
+        value = state.values[item.name]
+        if item.check is not None:
+            value = item.check(value)
+        if not item.bind:
+            shape.append((item.name, "=", value))
+            placeholders[item.name] = value
+        elif isinstance(value, DayRange):
+            parts: dict[str, Any] = {}
+            for part in ("first", "last", "start", "end"):
+                given = getattr(value, part)
+                if given is not None:
+                    params[f"f_{item.name}_{part}"] = given
+                    parts[part] = bindparam(f"f_{item.name}_{part}")
+            shape.append((item.name, tuple(sorted(parts))))
+            placeholders[item.name] = DayRange(
+                parts.get("first"), parts.get("last"), parts.get("start"), parts.get("end")
+            )
+        else:
+            params[f"f_{item.name}"] = value
+            shape.append(item.name)
+            placeholders[item.name] = bindparam(f"f_{item.name}")
+    query = spec.query
+    for item in spec.filters:
+        if item.name in placeholders:
+            query = item.apply(query, placeholders[item.name])
+    return tuple(shape), params, query
 
 
 def _ordered(spec: ListSpec, state: ListState, query: Select[Any], *, reverse: bool) -> Select[Any]:
@@ -483,8 +576,8 @@ def _after(spec: ListSpec, state: ListState, values: Sequence[Any], before: bool
     sort, key = column.expr, spec.key
     # Row values compare as one: the database walks one index range (PostgreSQL, SQLite 3.15+).
     mark = tuple_(
-        bindparam(None, values[0], type_=getattr(sort, "type", None)),
-        bindparam(None, values[1], type_=getattr(key, "type", None)),
+        bindparam("c_sort", values[0], type_=getattr(sort, "type", None)),
+        bindparam("c_key", values[1], type_=getattr(key, "type", None)),
     )
     forward = state.descending != before
     return tuple_(sort, key) < mark if forward else tuple_(sort, key) > mark
@@ -496,51 +589,83 @@ def run(spec: ListSpec, state: ListState, session: Session) -> ListPage:
     if state.errors:
         return ListPage(rows=[])
     try:
-        query = filtered_query(spec, state)
+        if spec.shape is None:
+            query: Select[Any] | None = filtered_query(spec, state)
+            shape: Hashable = None
+            params: dict[str, Any] = {}
+        else:
+            shape, params, query = _bound(spec, state)
     except (PermissionDenied, NotFound):
         refused = next(
             (f.refused for f in spec.filters if f.name in state.values and f.refused), None
         )
         return ListPage(rows=[], refused=refused or N_("You cannot see what this search names."))
+    assert query is not None
     before = state.cursor is not None and state.cursor[1]
-    page_query = _selected(spec, query)
     if state.cursor is not None:
-        page_query = page_query.where(_after(spec, state, state.cursor[0], before))
-    fetched = [
-        dict(row._mapping)
-        for row in session.connection().execute(
-            _ordered(spec, state, page_query, reverse=before).limit(state.size + 1)
-        )
-    ]
+        params = {**params, "c_sort": state.cursor[0][0], "c_key": state.cursor[0][1]}
+
+    def page_statement() -> Select[Any]:
+        assert query is not None
+        selected = _selected(spec, query)
+        if state.cursor is not None:
+            selected = selected.where(_after(spec, state, state.cursor[0], before))
+        return _ordered(spec, state, selected, reverse=before).limit(state.size + 1)
+
+    if spec.shape is None:
+        statement = page_statement()
+    else:
+        sort = (state.sort, state.descending, state.size, None if state.cursor is None else before)
+        statement = STATEMENTS.get(("page", spec.shape, shape, sort), page_statement)
+    connection = session.connection()
+    fetched = [dict(row._mapping) for row in connection.execute(statement, params)]
     more = len(fetched) > state.size
     rows = fetched[: state.size]
     if before:
         rows.reverse()
     page = ListPage(rows=rows)
-    if rows:
-        first, last = rows[0], rows[-1]
-        # Going forward, a row left over means a next page, and a cursor means we came from a
-        # previous one; coming back, the page we came from is next, and a row left over means
-        # there are more before.
-        has_next = more if not before else True
-        has_previous = state.cursor is not None if not before else more
-        if has_next:
-            page.next_cursor = _encode_cursor(state, [last[state.sort], last["_key"]], False)
-        if has_previous:
-            page.previous_cursor = _encode_cursor(state, [first[state.sort], first["_key"]], True)
-    _count(spec, query, session, page)
+    _cursors(state, page, more=more, before=before)
+    filters = {k: v for k, v in params.items() if not k.startswith("c_")}
+    if spec.shape is None:
+        counting = _count_statement(spec, query)
+    else:
+        counting = STATEMENTS.get(
+            ("count", spec.shape, shape), lambda: _count_statement(spec, query)
+        )
+    _count(spec, connection.execute(counting, filters).one(), page)
     return page
 
 
-def _count(spec: ListSpec, query: Select[Any], session: Session, page: ListPage) -> None:
+def _cursors(state: ListState, page: ListPage, *, more: bool, before: bool) -> None:
+    if not page.rows:
+        return
+    first, last = page.rows[0], page.rows[-1]
+    # Going forward, a row left over means a next page, and a cursor means we came from a
+    # previous one; coming back, the page we came from is next, and a row left over means
+    # there are more before.
+    has_next = more if not before else True
+    has_previous = state.cursor is not None if not before else more
+    if has_next:
+        page.next_cursor = _encode_cursor(state, [last[state.sort], last["_key"]], False)
+    if has_previous:
+        page.previous_cursor = _encode_cursor(state, [first[state.sort], first["_key"]], True)
+
+
+def _count_statement(spec: ListSpec, query: Select[Any] | None) -> Select[Any]:
     # One statement: the rows up to the limit (one more tells "more than"), counted and summed;
     # past the limit the sums would be of a part only, and are not shown.
-    limit = spec.count_limit
+    assert query is not None
     columns: list[Any] = [literal(1).label("_one")]
     columns += [t.expr.label(t.key) for t in spec.totals]
-    bounded = query.with_only_columns(*columns).order_by(None).limit(limit + 1).subquery()
+    bounded = (
+        query.with_only_columns(*columns).order_by(None).limit(spec.count_limit + 1).subquery()
+    )
     sums = [func.coalesce(func.sum(bounded.c[t.key]), 0) for t in spec.totals]
-    found = session.connection().execute(select(func.count(), *sums).select_from(bounded)).one()
+    return select(func.count(), *sums).select_from(bounded)
+
+
+def _count(spec: ListSpec, found: Any, page: ListPage) -> None:
+    limit = spec.count_limit
     count = int(found[0])
     page.count = min(count, limit)
     page.count_capped = count > limit
@@ -592,7 +717,10 @@ def _converter(column: Column, text: ExportText, fmt: ExportFormat) -> Callable[
 
         return moment
     if column.kind == "label":
-        words = {code: text.translate(msgid) for code, msgid in (column.labels or {}).items()}
+        words = {
+            code: text.translate(msgid) if fmt == "xlsx" else _text_cell(text.translate(msgid))
+            for code, msgid in (column.labels or {}).items()
+        }
         fallback = _typed if fmt == "xlsx" else _text_cell
         empty = None if fmt == "xlsx" else ""
         return lambda value: empty if value is None else words.get(str(value)) or fallback(value)
@@ -608,6 +736,8 @@ def _typed(value: Any) -> object:
 
 
 def _text_cell(value: Any) -> str:
+    """A CSV cell's text, safe for a spreadsheet and with its quotes doubled (the writer only
+    puts the cells between quotes)."""
     if value is None:
         return ""
     cell = (
@@ -616,7 +746,9 @@ def _text_cell(value: Any) -> str:
         else (value.isoformat() if isinstance(value, date) else str(value))
     )
     # Most cells start with a letter or a digit (CJK included): nothing there can be a formula.
-    return cell if cell[:1].isalnum() else neutralise(cell)
+    if not cell[:1].isalnum():
+        cell = neutralise(cell)
+    return cell.replace('"', '""') if '"' in cell else cell
 
 
 def export_header(spec: ListSpec, text: ExportText) -> list[str]:
@@ -644,7 +776,17 @@ def export_rows(
 ) -> Iterator[list[object]]:
     """Every row of the filtered ``query`` in the list's order, as export values (typed for
     Excel, safe text for CSV), fetched in batches through a server-side cursor."""
-    ordered = _ordered(spec, state, _selected(spec, query), reverse=False)
+    # Times straight from the driver (the export puts them in the installation's zone itself):
+    # the column type's own conversion to UTC would be a second conversion of every cell.
+    raw = [
+        type_coerce(c.expr, DateTime(timezone=True)) if c.kind == "datetime" else c.expr
+        for c in spec.columns
+    ]
+    selected = query.with_only_columns(
+        *(expr.label(c.key) for expr, c in zip(raw, spec.columns, strict=True)),
+        spec.key.label("_key"),
+    )
+    ordered = _ordered(spec, state, cast("Select[Any]", selected), reverse=False)
     exported = [(i, _converter(c, text, fmt)) for i, c in enumerate(spec.columns) if c.export]
     # The Core connection, not the ORM: these are plain columns, and a million rows are many.
     result = session.connection().execute(ordered.execution_options(yield_per=EXPORT_BATCH))
@@ -654,13 +796,15 @@ def export_rows(
 
 
 def csv_lines(header: Sequence[str], rows: Iterator[Sequence[object]]) -> Iterator[bytes]:
-    """``core.csvsafe``'s format, streamed: a BOM, quoted cells, CRLF. The header is
-    neutralised here; the rows come from :func:`export_rows` (``fmt="csv"``), already safe."""
+    """``core.csvsafe``'s format, streamed: a BOM, quoted cells, CRLF. The rows come from
+    :func:`export_rows` with ``fmt="csv"``: their cells are text already safe for a
+    spreadsheet, quotes doubled."""
 
     def line(values: Sequence[object]) -> str:
-        return '"' + '","'.join(str(v).replace('"', '""') for v in values) + '"\r\n'
+        return '"' + '","'.join(values) + '"\r\n'  # type: ignore[arg-type]
 
-    yield (BOM + line([neutralise(name) for name in header])).encode("utf-8")
+    titles = [neutralise(name).replace('"', '""') for name in header]
+    yield (BOM + line(titles)).encode("utf-8")
     pending: list[str] = []
     for values in rows:
         pending.append(line(values))
@@ -720,13 +864,17 @@ def respond(
     spec: ListSpec,
     session: Session,
     render_page: Callable[[ListView], Response],
+    *,
+    defaults: Mapping[str, str] | None = None,
 ) -> Response:
     """A list page's whole answer: the page (``render_page`` with the list's view), or, when
     the query string asks ``format=csv|xlsx`` and the filters are right and allowed, the
-    export of exactly what the page lists."""
+    export of exactly what the page lists. ``defaults``: filter values the page implies when
+    the query string does not give them (the biller a settlements page was opened for)."""
     renderer = get_renderer(request)
     zone = renderer.time_zone
-    state = read(spec, request.query_params, zone)
+    params = {**(defaults or {}), **request.query_params}
+    state = read(spec, params, zone)
     fmt = requested_format(request)
     if fmt is not None and not state.errors:
         try:

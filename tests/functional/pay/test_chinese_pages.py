@@ -39,6 +39,7 @@ from tests.functional.pay.test_pages import BASE_URL, bill_ids, hidden, pages_ap
 from tests.functional.web.helpers import HTML, Browser
 
 from civicloud.core import identity, roles, tenants
+from civicloud.core.identity.models import User
 from civicloud.core.services import Services
 from civicloud.core.tenants import TenantKind
 from civicloud.pay import billing
@@ -60,6 +61,8 @@ ALLOWED = frozenset(
         "PDF",  # the receipt's printable file
         "JSON",  # the receipt's signed file
         "CSV",  # the files operators import and download
+        "Excel",  # the spreadsheet files lists are downloaded as (the product's name)
+        "testclient",  # the test client's name for itself, shown as a sign-in's browser (data)
         "API",  # what the API keys are for
         "URL",  # where a biller's notifications go
         "ICP",  # the site's ICP filing (备案), a Chinese term
@@ -497,6 +500,12 @@ def walk_reconciliation(
     pages.check("statement refused", refused)
 
 
+def user_id_of(services: Services, username: str) -> object:
+    """The id of the user called ``username``."""
+    with services.db.unit_of_work(write=False) as session:
+        return session.scalars(select(User.id).where(User.username == username)).one()
+
+
 def page_paths(app: FastAPI, values: dict[str, str]) -> list[str]:
     """Every GET page of ``app`` with its parameters filled in (files and APIs left out)."""
     paths = set()
@@ -516,6 +525,10 @@ def page_paths(app: FastAPI, values: dict[str, str]) -> list[str]:
 LEDGER_MEMOS = frozenset({"td.pay-ledger-memo"})
 
 
+#: An audit record's data is shown as it was recorded (its keys are the services' own).
+AUDIT_DATA = frozenset({"pre.audit-data"})
+
+
 def walk_every_page(
     app: FastAPI, browser: Browser, pages: Pages, values: dict[str, str], who: str
 ) -> None:
@@ -523,6 +536,8 @@ def walk_every_page(
         path = route + (f"?account={ACCOUNT}" if route.endswith("/bills") else "")
         response = browser.client.get(zh(path), follow_redirects=True)
         skip = LEDGER_MEMOS if path.startswith("/console/pay/ledger") else frozenset()
+        if path.startswith("/console/audit/"):
+            skip = AUDIT_DATA
         pages.check(f"{who} {path}", response, skip)
 
 
@@ -550,6 +565,9 @@ def test_every_chinese_page_speaks_chinese_and_yuan(
         "trade_no": trade_no,
         "number": number.number,
         "tenant_id": world.city_id,
+        # the operator's own user page, and the first record of the audit log
+        "user_id": str(user_id_of(services, world.operator)),
+        "seq": "1",
     }
     yesterday = beijing_now().date() - timedelta(days=1)
     # when an operator refunds, settles and reconciles, and reads every page

@@ -221,7 +221,7 @@ def test_the_settle_form_refuses_a_date_out_of_range_and_settles_nothing(
     assert listed.status_code == 200
     assert "Days still to settle" in text_of(listed.text)
     assert yesterday in text_of(listed.text)
-    assert "No day of this biller has been settled yet." in text_of(listed.text)
+    assert "No settlements match." in text_of(listed.text)
 
 
 @pytest.mark.parametrize("language", ["zh", "en"])

@@ -17,16 +17,21 @@ import openpyxl
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from tests.factories.core import make_member, make_tenant
-from tests.factories.pay import make_biller, make_bills
+from tests.factories.pay import make_biller
+from tests.factories.pay_money import make_payment
 from tests.functional.pay.test_pages import BASE_URL, pages_app, sign_in
 from tests.functional.web.helpers import HTML, Browser, text_of
 
+from civicloud.core.actor import Actor
 from civicloud.core.csvsafe import BOM, read_csv
 from civicloud.core.db import utcnow
 from civicloud.core.services import Services
 from civicloud.core.tenants import TenantKind
-from civicloud.pay.models import Biller, Payment, PaymentBill, Refund, Settlement
+from civicloud.pay import ledger, settlement
+from civicloud.pay.models import Biller, Payment, Refund
+from civicloud.pay.web.views import beijing_now
 
 ACCOUNT = "0012345678"
 OTHER_ACCOUNT = "0099999999"
@@ -56,29 +61,23 @@ class Desk:
     trade_nos: list[str]
 
 
-def _payment(session, biller: Biller, bills, *, days_ago: int, status: str, amount: int) -> Payment:  # type: ignore[no-untyped-def]
+def _payment(  # type: ignore[no-untyped-def]
+    session, biller: Biller, account: str, payer: str, *, days_ago: int, status: str, amount: int
+) -> Payment:
+    """A payment of one bill of ``account``, made ``days_ago`` days ago, posted to the ledger
+    when it succeeded (so that the books of the shared database stay balanced)."""
     now = utcnow()
-    payment = Payment(
-        id=uuid.uuid4(),
-        trade_no=f"CC{now:%Y%m%d}{uuid.uuid4().int % 10**16:016d}",
-        biller_id=biller.id,
-        tenant_id=biller.tenant_id,
-        provider="sandbox",
-        status=status,
+    return make_payment(
+        session,
+        biller,
         amount_fen=amount,
-        refunded_fen=0,
-        currency="CNY",
-        idempotency_key=uuid.uuid4().hex,
-        request_hash="0" * 64,
-        return_url="/",
-        checkout={},
+        status=status,
+        account_number=account,
+        payer_name=payer,
         created_at=now - timedelta(days=days_ago, minutes=1),
-        expires_at=now + timedelta(minutes=15),
+        finished_at=now - timedelta(days=days_ago),
+        trade_no=f"CC{now:%Y%m%d}{uuid.uuid4().int % 10**16:016d}",
     )
-    session.add(payment)
-    for bill in bills:
-        session.add(PaymentBill(payment_id=payment.id, bill_id=bill.id, amount_fen=amount))
-    return payment
 
 
 @pytest.fixture
@@ -91,20 +90,23 @@ def desk(core_services: Services) -> Desk:
         foreign_agency = make_tenant(session, parent=elsewhere, kind=TenantKind.AGENCY)
         biller = make_biller(session, tenant=agency)
         foreign = make_biller(session, tenant=foreign_agency)
-        ours = make_bills(
-            session, biller, count=1, account_number=ACCOUNT, payer_name="=HYPERLINK(1)"
-        )
-        others = make_bills(session, biller, count=1, account_number=OTHER_ACCOUNT)
-        theirs = make_bills(session, foreign, count=1, account_number=ACCOUNT)
         trade_nos = []
         for day in range(10):
-            # one success and one failure of our citizen each day, another citizen's success
+            # one success and one failure of our citizen each day, another citizen's success,
+            # and a success of the same account number at another city's biller
+            payer = "=HYPERLINK(1)"
             paid = _payment(
-                session, biller, ours, days_ago=day, status="succeeded", amount=1000 + day
+                session, biller, ACCOUNT, payer, days_ago=day, status="succeeded", amount=1000 + day
             )
-            _payment(session, biller, ours, days_ago=day, status="failed", amount=1000 + day)
-            _payment(session, biller, others, days_ago=day, status="succeeded", amount=777)
-            _payment(session, foreign, theirs, days_ago=day, status="succeeded", amount=555)
+            _payment(
+                session, biller, ACCOUNT, payer, days_ago=day, status="failed", amount=1000 + day
+            )
+            _payment(
+                session, biller, OTHER_ACCOUNT, "李四", days_ago=day, status="succeeded", amount=777
+            )
+            _payment(
+                session, foreign, ACCOUNT, "王五", days_ago=day, status="succeeded", amount=555
+            )
             trade_nos.append(paid.trade_no)
         operator = make_member(session, core_services.passwords, home=city, role="pay_operator")
         stranger = make_member(session, core_services.passwords, home=city, role="auditor")
@@ -196,9 +198,7 @@ def test_the_csv_export_is_exactly_what_is_filtered_and_safe_in_excel(
     assert {r[0] for r in body} == set(desk.trade_nos)
     # the payer's name is written so that a spreadsheet shows it, never runs it
     assert b"'=HYPERLINK(1)" in response.content
-    # a payment not finished, with no provider's number yet, has empty cells there
     assert b'"None"' not in response.content
-    assert b'""' in response.content
     amounts = [r[header.index(next(h for h in header if "元" in h))] for r in body]
     assert amounts[0] == "10.00"
 
@@ -279,40 +279,41 @@ def test_bills_refunds_and_settlements_are_listed_and_totalled(
     browser: Browser, desk: Desk, core_services: Services
 ) -> None:
     with core_services.db.unit_of_work() as session:
-        payment = session.query(Payment).filter_by(trade_no=desk.trade_nos[0]).one()
-        session.add(
-            Refund(
-                refund_no=f"RF{uuid.uuid4().hex[:20].upper()}",
-                payment_id=payment.id,
-                amount_fen=300,
-                idempotency_key=uuid.uuid4().hex,
-                request_hash="0" * 64,
-                reason="水表读数错误",
-                status="succeeded",
-            )
+        # a refund of one of the citizen's payments, posted as the refund service posts it
+        payment = session.scalars(select(Payment).filter_by(trade_no=desk.trade_nos[0])).one()
+        refund = Refund(
+            refund_no=f"RF{uuid.uuid4().hex[:20].upper()}",
+            payment_id=payment.id,
+            amount_fen=300,
+            idempotency_key=uuid.uuid4().hex,
+            request_hash="0" * 64,
+            reason="水表读数错误",
+            status="succeeded",
+            finished_at=utcnow(),
         )
-        session.add(
-            Settlement(
-                biller_id=desk.biller.id,
-                business_date=utcnow().date() - timedelta(days=3),
-                paid_fen=100_00,
-                refunded_fen=3_00,
-                net_fen=97_00,
-                payment_count=4,
-                refund_count=1,
-                batch_file="",
-            )
+        session.add(refund)
+        payment.refunded_fen = 300
+        session.flush()
+        ledger.post_refund(session=session, refund=refund, posted_by="tests")
+    with core_services.db.unit_of_work() as session:
+        # and the day three days ago settled by the settlement service
+        settled = settlement.settle_day(
+            session=session,
+            actor=Actor.system(),
+            biller_id=desk.biller.id,
+            business_date=beijing_now().date() - timedelta(days=3),
         )
+        net = settled.net_fen
     sign_in(browser, desk.operator)
     bills = text_of(browser.client.get(f"/console/pay/bills?account={ACCOUNT}&lang=en").text)
-    assert "1 matches." in bills
+    assert "20 match." in bills  # a bill of each of the citizen's payments, none elsewhere
     refunds = browser.client.get(f"/console/pay/refunds?biller={desk.biller.id}&lang=zh")
     assert "水表读数错误" in refunds.text
     assert "¥3.00" in text_of(refunds.text)
-    settled = browser.client.get(
+    settled_page = browser.client.get(
         f"/console/pay/settlements?biller_id={desk.biller.id}&biller={desk.biller.id}&lang=en"
     )
-    assert settled.status_code == 200
-    assert "CNY 97.00" in text_of(settled.text)
+    assert settled_page.status_code == 200
+    assert f"CNY {net // 100:,}.{net % 100:02d}" in text_of(settled_page.text)
     query = parse_qs(urlsplit(f"/x?biller={desk.biller.id}").query)
     assert query["biller"] == [str(desk.biller.id)]

@@ -57,7 +57,6 @@ def paid(town: Town) -> Town:
                 status="failed" if index % 5 == 0 else "succeeded",
                 provider=("alipay", "wechatpay", "sandbox")[index % 3],
                 finished_at=now - timedelta(hours=index * 3),
-                post=False,
             )
     return town
 

@@ -15,7 +15,7 @@ import openpyxl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Select, select
+from sqlalchemy import Select, null, select
 from sqlalchemy.orm import Session
 from tests.factories.core import make_tenant
 
@@ -263,8 +263,11 @@ def test_the_csv_export_is_every_filtered_row_in_order_safe_for_a_spreadsheet(
 ) -> None:
     session, country, cities = town
     cities[0].name_en = "=cmd|' /C calc'!A0"
+    cities[1].name_en = 'The "Old" Town, north'
     session.flush()
-    spec = spec_of(country)
+    base = spec_of(country)
+    # and a column with nothing in it, which stays an empty cell
+    spec = spec_of(country, columns=(*base.columns, Column("none", N_("None"), null())))
     state = lists.read(spec, {"sort": "name", "dir": "asc"}, SHANGHAI)
     text = lists.ExportText(translate=lambda m: m, zone=SHANGHAI, zone_name="Asia/Shanghai")
     query = lists.filtered_query(spec, state)
@@ -276,13 +279,14 @@ def test_the_csv_export_is_every_filtered_row_in_order_safe_for_a_spreadsheet(
     )
     assert content.startswith(BOM.encode())
     rows = read_csv(content)
-    assert rows[0] == ["Code", "Name", "Depth", "Created (Asia/Shanghai)"]
+    assert rows[0] == ["Code", "Name", "Depth", "Created (Asia/Shanghai)", "None"]
+    assert {r[4] for r in rows[1:]} == {""}
     assert [r[1] for r in rows[1:]] == [
         c.name_en for c in sorted(cities, key=lambda c: (c.name_en, c.id))
     ]
     assert b"\"'=cmd|" in content
     created = {r[0]: r[3] for r in rows[1:]}
-    first = cities[1]
+    first = cities[2]
     assert created[first.slug] == (first.created_at.astimezone(SHANGHAI)).strftime(
         "%Y-%m-%d %H:%M:%S"
     )

@@ -433,6 +433,8 @@ def settlements_page(
         spec,
         session,
         lambda view: page(request, "pay/console/settlements.html", {**context, "view": view}),
+        # Opened for one biller (the settle form's choice): its settlements are listed.
+        defaults={"biller": str(biller_id)} if biller_id is not None else None,
     )
 
 

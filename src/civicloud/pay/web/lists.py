@@ -76,13 +76,15 @@ def _biller_filter(
         "biller",
         N_("Biller"),
         "choice",
-        lambda query, value: listings.of_biller(
-            query, session=session, actor=actor, biller=value, column=column, permission=permission
-        ),
+        lambda query, biller_id: query.where(column == biller_id),
         choices=choices,
         translate=False,
         open=True,
         refused=_NOT_THIS_BILLER[what],
+        check=lambda value: listings.checked_biller(
+            session=session, actor=actor, biller=value, permission=permission
+        ),
+        bind=True,
     )
 
 
@@ -90,12 +92,13 @@ def _choices(labels: Mapping[str, str], codes: Any) -> list[tuple[str, str]]:
     return [(code, labels[code]) for code in codes]
 
 
-def _created(column: Any) -> Filter:
+def _created(column: Any, *, bind: bool = False) -> Filter:
     return Filter(
         "created",
         N_("Created"),
         "date_range",
         lambda query, days: query.where(listings.within(column, days.start, days.end)),
+        bind=bind,
     )
 
 
@@ -147,13 +150,14 @@ def _payments_parts(
             hint=N_("Ours (its start is enough) or the provider's."),
             max_length=64,
         ),
-        Filter("account", N_("Account number"), "text", listings.by_account),
-        Filter("bill", N_("Bill number"), "text", listings.by_bill_number),
+        Filter("account", N_("Account number"), "text", listings.by_account, bind=True),
+        Filter("bill", N_("Bill number"), "text", listings.by_bill_number, bind=True),
         Filter(
             "payer",
             N_("Payer"),
             "text",
             listings.by_payer,
+            bind=True,
             hint=N_("The whole name, as on the bill."),
             max_length=100,
         ),
@@ -162,13 +166,15 @@ def _payments_parts(
             N_("Amount (yuan)"),
             "amount",
             lambda query, fen: query.where(Payment.amount_fen == fen),
+            bind=True,
         ),
-        _created(Payment.created_at),
+        _created(Payment.created_at, bind=True),
         Filter(
             "status",
             N_("Status"),
             "choice",
             lambda query, value: query.where(Payment.status == value),
+            bind=True,
             choices=_choices(LABELS["payment"], (s.value for s in PaymentStatus)),
         ),
         Filter(
@@ -176,6 +182,7 @@ def _payments_parts(
             N_("Provider"),
             "choice",
             lambda query, value: query.where(Payment.provider == value),
+            bind=True,
             choices=_choices(LABELS["provider"], PROVIDER_ORDER),
         ),
     )
@@ -203,6 +210,7 @@ def payments_spec(session: Session, actor: Actor, language: str) -> ListSpec:
     """Payments: by transaction number, account, bill, payer, amount, days, status, provider
     and biller; totals of what was paid and refunded."""
     columns, filters, totals = _payments_parts(language)
+    roots = actor.roots(PAYMENT_READ)
     return ListSpec(
         name="payments",
         title=N_("Payments"),
@@ -216,6 +224,8 @@ def payments_spec(session: Session, actor: Actor, language: str) -> ListSpec:
         ),
         totals=totals,
         empty=N_("No payments match."),
+        # The statements are the same for every reader whose grants reach the same subtrees.
+        shape=("pay.payments", language, None if roots is None else tuple(roots)),
     )
 
 
