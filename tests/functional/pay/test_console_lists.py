@@ -317,3 +317,17 @@ def test_bills_refunds_and_settlements_are_listed_and_totalled(
     assert f"CNY {net // 100:,}.{net % 100:02d}" in text_of(settled_page.text)
     query = parse_qs(urlsplit(f"/x?biller={desk.biller.id}").query)
     assert query["biller"] == [str(desk.biller.id)]
+
+
+def test_searches_of_one_shape_each_bind_their_own_values(browser: Browser, desk: Desk) -> None:
+    # the statements are built once for a shape (filters given, sort, page): every search
+    # still gets its own account's payments, and its own page after a cursor
+    sign_in(browser, desk.operator)
+    first = browser.client.get(f"/console/pay/payments?account={ACCOUNT}&size=25&lang=en")
+    other = browser.client.get(f"/console/pay/payments?account={OTHER_ACCOUNT}&size=25&lang=en")
+    again = browser.client.get(f"/console/pay/payments?account={ACCOUNT}&size=25&lang=en")
+    assert "20 match." in text_of(first.text)
+    assert "10 match." in text_of(other.text)
+    assert not set(_rows(first.text)) & set(_rows(other.text))
+    assert _rows(again.text) == _rows(first.text)
+    assert _next(first.text) is None  # twenty fit on a page of 25
