@@ -182,7 +182,9 @@ class ListSpec:
     name: str
     #: The table's caption and the export's sheet title, a msgid.
     title: str
-    query: Select[Any]
+    #: The authorised query, or a function that makes it (called only when a statement is
+    #: built: a list with a ``shape`` skips it when its statements are kept).
+    query: Select[Any] | Callable[[], Select[Any]]
     #: A unique, never-NULL column that makes the order total (a primary key).
     key: SQLColumnExpression[Any]
     columns: Sequence[Column]
@@ -199,6 +201,10 @@ class ListSpec:
     #: given, the statements are built once per shape and kept (:data:`STATEMENTS`), and each
     #: request only binds its values. ``None``: built every request.
     shape: Hashable | None = None
+
+    def base(self) -> Select[Any]:
+        """The authorised query."""
+        return self.query if isinstance(self.query, Select) else self.query()
 
     def column(self, key: str) -> Column | None:
         return next((c for c in self.columns if c.key == key), None)
@@ -482,7 +488,7 @@ def _decode_cursor(text: str, state: ListState) -> tuple[list[Any], bool] | None
 def filtered_query(spec: ListSpec, state: ListState) -> Select[Any]:
     """``spec``'s query narrowed by the request's filters (which may raise the service's
     ``PermissionDenied``/``NotFound``)."""
-    query = spec.query
+    query = spec.base()
     for item in spec.filters:
         if item.name in state.values:
             value = state.values[item.name]
@@ -517,10 +523,12 @@ class _Statements:
 STATEMENTS = _Statements()
 
 
-def _bound(spec: ListSpec, state: ListState) -> tuple[Hashable, dict[str, Any], Select[Any]]:
+def _bound(
+    spec: ListSpec, state: ListState
+) -> tuple[Hashable, dict[str, Any], Callable[[], Select[Any]]]:
     """For a list with a shape: the filters' part of the statements' key, the values to bind,
-    and a function that builds the filtered query with bound parameters standing for them.
-    ``check`` runs here, every request."""
+    and a function that builds the filtered query with bound parameters standing for them
+    (called only when the statements are not kept yet). ``check`` runs here, every request."""
     shape: list[Hashable] = []
     params: dict[str, Any] = {}
     placeholders: dict[str, Any] = {}
@@ -548,11 +556,15 @@ def _bound(spec: ListSpec, state: ListState) -> tuple[Hashable, dict[str, Any], 
             params[f"f_{item.name}"] = value
             shape.append(item.name)
             placeholders[item.name] = bindparam(f"f_{item.name}")
-    query = spec.query
-    for item in spec.filters:
-        if item.name in placeholders:
-            query = item.apply(query, placeholders[item.name])
-    return tuple(shape), params, query
+
+    def build() -> Select[Any]:
+        query = spec.base()
+        for item in spec.filters:
+            if item.name in placeholders:
+                query = item.apply(query, placeholders[item.name])
+        return query
+
+    return tuple(shape), params, build
 
 
 def _ordered(spec: ListSpec, state: ListState, query: Select[Any], *, reverse: bool) -> Select[Any]:
@@ -590,9 +602,10 @@ def run(spec: ListSpec, state: ListState, session: Session) -> ListPage:
         return ListPage(rows=[])
     try:
         if spec.shape is None:
-            query: Select[Any] | None = filtered_query(spec, state)
+            filtered = filtered_query(spec, state)
             shape: Hashable = None
             params: dict[str, Any] = {}
+            query: Callable[[], Select[Any]] = lambda: filtered  # noqa: E731
         else:
             shape, params, query = _bound(spec, state)
     except (PermissionDenied, NotFound):
@@ -600,14 +613,12 @@ def run(spec: ListSpec, state: ListState, session: Session) -> ListPage:
             (f.refused for f in spec.filters if f.name in state.values and f.refused), None
         )
         return ListPage(rows=[], refused=refused or N_("You cannot see what this search names."))
-    assert query is not None
     before = state.cursor is not None and state.cursor[1]
     if state.cursor is not None:
         params = {**params, "c_sort": state.cursor[0][0], "c_key": state.cursor[0][1]}
 
     def page_statement() -> Select[Any]:
-        assert query is not None
-        selected = _selected(spec, query)
+        selected = _selected(spec, query())
         if state.cursor is not None:
             selected = selected.where(_after(spec, state, state.cursor[0], before))
         return _ordered(spec, state, selected, reverse=before).limit(state.size + 1)
@@ -627,10 +638,10 @@ def run(spec: ListSpec, state: ListState, session: Session) -> ListPage:
     _cursors(state, page, more=more, before=before)
     filters = {k: v for k, v in params.items() if not k.startswith("c_")}
     if spec.shape is None:
-        counting = _count_statement(spec, query)
+        counting = _count_statement(spec, query())
     else:
         counting = STATEMENTS.get(
-            ("count", spec.shape, shape), lambda: _count_statement(spec, query)
+            ("count", spec.shape, shape), lambda: _count_statement(spec, query())
         )
     _count(spec, connection.execute(counting, filters).one(), page)
     return page
@@ -651,10 +662,9 @@ def _cursors(state: ListState, page: ListPage, *, more: bool, before: bool) -> N
         page.previous_cursor = _encode_cursor(state, [first[state.sort], first["_key"]], True)
 
 
-def _count_statement(spec: ListSpec, query: Select[Any] | None) -> Select[Any]:
+def _count_statement(spec: ListSpec, query: Select[Any]) -> Select[Any]:
     # One statement: the rows up to the limit (one more tells "more than"), counted and summed;
     # past the limit the sums would be of a part only, and are not shown.
-    assert query is not None
     columns: list[Any] = [literal(1).label("_one")]
     columns += [t.expr.label(t.key) for t in spec.totals]
     bounded = (

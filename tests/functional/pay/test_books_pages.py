@@ -43,8 +43,11 @@ def test_an_operator_reconciles_a_statement_and_resolves_an_exception_after_conf
     sign_in(browser, town.platform)
     # given an imported statement with a line we know nothing about
     unknown = import_with_stranger(browser, sandbox)
+    # (found by its number, as an operator would: other tests' imports fill the same pages)
     text = text_of(
-        browser.client.get("/console/pay/reconciliation?lang=en&done=statement_imported").text
+        browser.client.get(
+            f"/console/pay/reconciliation?lang=en&done=statement_imported&number={unknown}"
+        ).text
     )
     assert "The statement was imported and every line classified." in text
     assert unknown in text
@@ -114,7 +117,9 @@ def test_the_reconciliation_page_shows_refund_exceptions_with_their_refund_numbe
     assert imported.status_code == 303, imported.text
     # when the page is read, then the exception says it is a refund, and which one
     for lang, kind, number in (("en", "Refund", "Refund no."), ("zh", "退款", "退款单号")):
-        text = text_of(browser.client.get(f"/console/pay/reconciliation?lang={lang}").text)
+        text = text_of(
+            browser.client.get(f"/console/pay/reconciliation?lang={lang}&number={refund_no}").text
+        )
         assert refund_no in text
         assert kind in text
         assert number in text
@@ -150,9 +155,13 @@ def test_a_billers_operator_sees_the_exceptions_of_its_payments_only_and_cannot_
     browser.client.cookies.clear()
     # when the biller's operator reads the page
     sign_in(browser, town.operator)
-    page = browser.client.get("/console/pay/reconciliation?lang=en")
+    page = browser.client.get(f"/console/pay/reconciliation?lang=en&number={trade_no}")
     assert page.status_code == 200
     text = text_of(page.text)
+    stranger = text_of(
+        browser.client.get(f"/console/pay/reconciliation?lang=en&number={unknown}").text
+    )
+    assert unknown not in stranger
     # then the mismatch of its payment is there, the stranger is not, and neither the import
     # form nor the adjustment form are offered
     assert trade_no in text

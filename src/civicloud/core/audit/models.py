@@ -36,6 +36,8 @@ class AuditRecord(Base):
         CheckConstraint("outcome IN ('success', 'denied', 'failed')", name="outcome"),
         CheckConstraint("hash_format IN (1, 2)", name="hash_format"),
         Index("ix_audit_record_tenant_seq", "tenant_id", "seq"),
+        # The console's audit log by a range of days, and sorted by time (keyset over at, seq).
+        Index("ix_audit_record_at_seq", "at", "seq"),
     )
 
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)

@@ -331,17 +331,21 @@ def _items_spec(request: Request, actor: Actor) -> lists.ListSpec:
     def by_provider(q: Any, value: str) -> Any:
         return q.where(StatementImport.provider == value)
 
-    zone = get_renderer(request).time_zone
-
-    def by_day(q: Any, bounds: tuple[Any, Any]) -> Any:
-        # The list gives the days as moments in the installation's zone; a statement's business
-        # day is a date: back to the days that were typed.
-        start, end = bounds
-        if start is not None:
-            q = q.where(StatementImport.business_date >= start.astimezone(zone).date())
-        if end is not None:
-            q = q.where(StatementImport.business_date < end.astimezone(zone).date())
+    def by_day(q: Any, days: lists.DayRange) -> Any:
+        # A statement's business day is a date: the days as they were chosen.
+        if days.first is not None:
+            q = q.where(StatementImport.business_date >= days.first)
+        if days.last is not None:
+            q = q.where(StatementImport.business_date <= days.last)
         return q
+
+    def by_number(q: Any, value: str) -> Any:
+        # What an operator has in hand: our transaction number, the provider's, or a refund's.
+        return q.where(
+            (ReconciliationItem.trade_no == value.upper())
+            | (ReconciliationItem.provider_trade_no == value)
+            | (ReconciliationItem.refund_no == value.upper())
+        )
 
     return lists.ListSpec(
         name="exceptions",
@@ -418,6 +422,9 @@ def _items_spec(request: Request, actor: Actor) -> lists.ListSpec:
             ),
             lists.Filter("provider", N_("Provider"), "choice", by_provider, choices=providers),
             lists.Filter("business", N_("Business day"), "date_range", by_day),
+            lists.Filter(
+                "number", N_("Transaction or refund no."), "text", by_number, max_length=64
+            ),
         ],
         page_size=25,
         empty=N_("No exceptions match: every statement line matched."),

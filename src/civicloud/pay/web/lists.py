@@ -214,7 +214,7 @@ def payments_spec(session: Session, actor: Actor, language: str) -> ListSpec:
     return ListSpec(
         name="payments",
         title=N_("Payments"),
-        query=listings.payment_query(actor=actor),
+        query=lambda: listings.payment_query(actor=actor),
         key=Payment.id,
         default_sort="created_at",
         columns=columns,
