@@ -254,6 +254,13 @@ class MqttHub:
                 self._subscribe_filters(client, [topic_filter])
         return subscription
 
+    def subscribing(self) -> int:
+        """How many subscriptions were sent to the broker and not yet acknowledged: until it
+        acknowledges one, a message published elsewhere may reach the broker first and miss
+        it (MQTT orders one connection's packets, not two connections')."""
+        with self._lock:
+            return len(self._pending_subscribes)
+
     def unsubscribe(self, subscription: Subscription, *, pause: bool = False) -> None:
         """End ``subscription``: its handler gets nothing more; the broker is told when no
         other handler wants its filter any more. Ending one twice changes nothing.

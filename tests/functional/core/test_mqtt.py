@@ -160,6 +160,9 @@ def test_a_scope_closed_ends_its_subscriptions_and_a_new_one_gets_each_message_o
     scope.close()
     again: list[bytes] = []
     hub.scoped().subscribe(f"{topic}/counts", lambda m: again.append(m.payload))
+    # (once the broker has the new subscription: the sender's connection is not ordered with
+    # the hub's, so a message sent at once may reach the broker before it)
+    wait_for(lambda: hub.subscribing() == 0, "the new subscription")
     sender.publish(f"{topic}/counts", b"2", timeout=PATIENCE)
 
     # Then the new handler gets the message once, the old one nothing more, the other its own
@@ -205,6 +208,7 @@ def test_a_paused_scope_holds_its_messages_for_the_next_handler_of_the_filter(
     # Then the restarted listener, subscribing the same filter, gets it first, then the next
     again: list[bytes] = []
     hub.scoped().subscribe(f"{topic}/counts", lambda m: again.append(m.payload))
+    wait_for(lambda: hub.subscribing() == 0, "the new subscription")
     assert sender.publish(f"{topic}/counts", b"3", timeout=PATIENCE)
     wait_for(lambda: again == [b"2", b"3"], f"the held and the new message (got {again})")
     assert first == [b"1"]

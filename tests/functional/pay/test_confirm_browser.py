@@ -158,7 +158,7 @@ def test_a_settlement_is_previewed_then_confirmed_on_a_phone_in_english(
     expect(page.get_by_role("status")).to_contain_text("The day was settled.")
     expect(page.locator("section[aria-labelledby=waiting-title] tbody tr")).to_have_count(0)
     # And its bank batch file downloads, in the bank's format
-    settled = page.locator("section[aria-labelledby=list-title] tbody tr")
+    settled = page.locator("section[aria-labelledby=settlements-list-title] tbody tr")
     expect(settled).to_have_count(1)
     with page.expect_download() as download:
         settled.get_by_role("link", name="Download CSV").click()
