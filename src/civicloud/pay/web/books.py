@@ -13,9 +13,8 @@ before memo codes were kept, and an operator's adjustment, shows its memo as wri
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Callable, Mapping, Sequence
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Annotated, Any
 from typing import cast as cast_type
 
@@ -24,7 +23,6 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import ColumnElement, Select, String, case, cast, func, literal, or_
 from sqlalchemy.orm import QueryableAttribute, Session
 
-from civicloud.core.dates import DateOutOfRange, parse_date
 from civicloud.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from civicloud.core.i18n import N_
 from civicloud.core.money import InvalidAmount
@@ -47,6 +45,10 @@ from civicloud.pay.web.views import (
     pay_context,
     yuan_text,
 )
+from civicloud.pay.web.views import form_date as _parse_date
+from civicloud.pay.web.views import form_state as _form
+from civicloud.pay.web.views import form_uuid as _parse_uuid
+from civicloud.pay.web.views import rejected_form as _rejected_form
 from civicloud.web import lists
 from civicloud.web.deps import SessionDep
 from civicloud.web.pages.forms import service_error
@@ -85,31 +87,6 @@ _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 def _e(attr: QueryableAttribute[Any]) -> ColumnElement[Any]:
     """A mapped attribute as the column expression a list selects."""
     return attr.expression
-
-
-def _form(data: dict[str, str] | None = None) -> dict[str, Any]:
-    return {"data": data or {}, "errors": {}, "summary": None}
-
-
-def _rejected_form(
-    data: dict[str, str], errors: dict[str, str], summary: dict[str, str] | None = None
-) -> dict[str, Any]:
-    return {"data": data, "errors": errors, "summary": summary}
-
-
-def _parse_date(text: str) -> date | None:
-    # One range for every date taken (core.dates): a year 1 or 9999 day is refused as malformed.
-    try:
-        return parse_date(text)
-    except DateOutOfRange:
-        return None
-
-
-def _parse_uuid(text: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(text.strip())
-    except ValueError:
-        return None
 
 
 def _translator(request: Request) -> Callable[[str], str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Query, Request
@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
 from civicloud.core import tenants
-from civicloud.core.dates import DateOutOfRange, parse_date
 from civicloud.core.errors import Conflict, InvalidInput, NotFound
 from civicloud.core.i18n import N_
 from civicloud.core.money import InvalidAmount
@@ -49,6 +48,10 @@ from civicloud.pay.web.views import (
     pay_context,
     yuan_text,
 )
+from civicloud.pay.web.views import form_date as _parse_date
+from civicloud.pay.web.views import form_state as _form
+from civicloud.pay.web.views import form_uuid as _parse_uuid
+from civicloud.pay.web.views import rejected_form as _rejected_form
 from civicloud.web import lists
 from civicloud.web.deps import SAFE_METHODS, SessionDep
 from civicloud.web.pages.forms import service_error
@@ -83,34 +86,9 @@ async def uploaded_file(request: Request) -> bytes:
 UploadDep = Annotated[bytes, Depends(uploaded_file)]
 
 
-def _form(data: dict[str, str] | None = None) -> dict[str, Any]:
-    return {"data": data or {}, "errors": {}, "summary": None}
-
-
-def _rejected_form(
-    data: dict[str, str], errors: dict[str, str], summary: dict[str, str] | None = None
-) -> dict[str, Any]:
-    return {"data": data, "errors": errors, "summary": summary}
-
-
 def _tenant_path(session: Session, tenant_id: uuid.UUID) -> str:
     found = tenants.resolve_tenant(session=session, tenant_id=tenant_id)
     return found.path if found else ""
-
-
-def _parse_date(text: str) -> date | None:
-    # One range for every date taken (core.dates): a year 1 or 9999 day is refused as malformed.
-    try:
-        return parse_date(text)
-    except DateOutOfRange:
-        return None
-
-
-def _parse_uuid(text: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(text.strip())
-    except ValueError:
-        return None
 
 
 # --- overview ----------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import date, datetime, timedelta, timezone, tzinfo
 from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
+from civicloud.core.dates import DateOutOfRange, parse_date
 from civicloud.core.i18n import N_
 from civicloud.core.money import InvalidAmount
 from civicloud.core.money import parse_yuan as money_parse_yuan
@@ -321,3 +322,35 @@ def checkout_origins(context: PayContext) -> list[str]:
     if "alipay" in context.providers:
         return [origin_of(context.settings.alipay.gateway)]
     return []
+
+
+# --- what the console's forms share -------------------------------------------------------------
+
+
+def form_state(data: dict[str, str] | None = None) -> dict[str, Any]:
+    """A console form as a template fills it: its values, no errors yet."""
+    return {"data": data or {}, "errors": {}, "summary": None}
+
+
+def rejected_form(
+    data: dict[str, str], errors: dict[str, str], summary: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """A refused console form: its values as sent, each field's error, the service's reason."""
+    return {"data": data, "errors": errors, "summary": summary}
+
+
+def form_date(text: str) -> date | None:
+    """A form's day, or ``None`` when it is not one: one range for every date taken
+    (``core.dates``), so that a year 1 or 9999 day is refused as malformed."""
+    try:
+        return parse_date(text)
+    except DateOutOfRange:
+        return None
+
+
+def form_uuid(text: str) -> uuid.UUID | None:
+    """A form's id, or ``None`` when it is not one."""
+    try:
+        return uuid.UUID(text.strip())
+    except ValueError:
+        return None
