@@ -142,7 +142,9 @@ async def _unit_of_work(request: Request) -> AsyncIterator[Session]:
         unit = db.begin(write=write)
         try:
             yield unit.session
-            if write:  # a read-only unit is never committed: no trip to the thread pool for it
+            # A read-only unit on PostgreSQL ends by COMMIT too (its READ ONLY transaction; the
+            # driver then keeps its prepared statements); on SQLite it needs no trip at all.
+            if write or unit.commit_reads:
                 await run_in_threadpool(unit.commit)
         except BaseException as exc:
             if isinstance(exc, Exception):

@@ -199,7 +199,8 @@ class ListSpec:
     #: What, besides its filters, sort and page, makes this list's statements what they are
     #: (its name, the language of its columns, the subtrees the reader's grants reach): when
     #: given, the statements are built once per shape and kept (:data:`STATEMENTS`), and each
-    #: request only binds its values. ``None``: built every request.
+    #: request only binds its values; its filters then authorise in ``check`` (which runs every
+    #: request), never in ``apply`` (which runs once per shape). ``None``: built every request.
     shape: Hashable | None = None
 
     def base(self) -> Select[Any]:
@@ -418,7 +419,7 @@ def read(spec: ListSpec, params: Mapping[str, str], zone: tzinfo) -> ListState:
     state = ListState(typed, values, errors, sort, descending, size)
     raw_cursor = params.get("cursor", "")
     if raw_cursor:
-        decoded = _decode_cursor(raw_cursor, state)
+        decoded = _decode_cursor(raw_cursor, state, spec)
         if decoded is None:
             state.notice = BAD_CURSOR
         state.cursor = decoded
@@ -466,8 +467,10 @@ def _encode_cursor(state: ListState, values: Sequence[Any], before: bool) -> str
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(text: str, state: ListState) -> tuple[list[Any], bool] | None:
-    """A cursor's row values, if it was made for this sort; ``None`` for anything else."""
+def _decode_cursor(text: str, state: ListState, spec: ListSpec) -> tuple[list[Any], bool] | None:
+    """A cursor's row values, if it was made for this sort and each value is what its column
+    holds; ``None`` for anything else (a cursor is the visitor's to edit: it must never reach
+    the database as a value of the wrong type)."""
     if len(text) > 600:
         return None
     try:
@@ -477,9 +480,40 @@ def _decode_cursor(text: str, state: ListState) -> tuple[list[Any], bool] | None
         values = [_untagged(item) for item in body["v"]]
         if len(values) != 2:
             return None
+        column = spec.column(state.sort)
+        if column is None or not (_fits(column.expr, values[0]) and _fits(spec.key, values[1])):
+            return None
         return values, bool(body["b"])
     except (ValueError, KeyError, TypeError, binascii.Error, json.JSONDecodeError):
         return None
+
+
+#: The widest integer a cursor may carry (a signed 64-bit column's).
+_MAX_INT = 2**63 - 1
+
+
+def _fits(expr: Any, value: Any) -> bool:
+    """Whether ``value`` is of the Python type the column ``expr`` holds."""
+    column_type = getattr(expr, "type", None)
+    # A decorated type (core.db.UTCDateTime) holds what its implementation holds.
+    column_type = getattr(column_type, "impl_instance", column_type)
+    try:
+        expected = column_type.python_type  # type: ignore[union-attr]
+    except (AttributeError, NotImplementedError):
+        expected = object
+    if expected is object:
+        return isinstance(value, str | int) and not isinstance(value, bool)
+    if expected is datetime:
+        return isinstance(value, datetime) and value.tzinfo is not None
+    if expected is date:
+        return isinstance(value, date) and not isinstance(value, datetime)
+    if expected is int:
+        return type(value) is int and -_MAX_INT <= value <= _MAX_INT
+    if expected is bool:
+        return type(value) is bool
+    if expected is str:
+        return isinstance(value, str) and len(value) <= 500
+    return isinstance(value, expected)
 
 
 # --- running ---------------------------------------------------------------------------------
@@ -623,11 +657,21 @@ def run(spec: ListSpec, state: ListState, session: Session) -> ListPage:
             selected = selected.where(_after(spec, state, state.cursor[0], before))
         return _ordered(spec, state, selected, reverse=before).limit(state.size + 1)
 
-    if spec.shape is None:
-        statement = page_statement()
-    else:
-        sort = (state.sort, state.descending, state.size, None if state.cursor is None else before)
-        statement = STATEMENTS.get(("page", spec.shape, shape, sort), page_statement)
+    try:
+        if spec.shape is None:
+            statement = page_statement()
+        else:
+            sort = (
+                state.sort,
+                state.descending,
+                state.size,
+                None if state.cursor is None else before,
+            )
+            statement = STATEMENTS.get(("page", spec.shape, shape, sort), page_statement)
+    except (PermissionDenied, NotFound):
+        # A shaped list authorises in ``check`` (its statements are kept); one that refuses in
+        # ``apply`` is still an answer, not an error.
+        return ListPage(rows=[], refused=N_("You cannot see what this search names."))
     connection = session.connection()
     fetched = [dict(row._mapping) for row in connection.execute(statement, params)]
     more = len(fetched) > state.size

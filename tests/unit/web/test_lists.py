@@ -5,7 +5,9 @@ it."""
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -315,3 +317,27 @@ def test_the_excel_export_has_typed_cells(town: tuple[Session, Tenant, list[Tena
 
 def test_a_state_without_filters_says_so() -> None:
     assert not ListState({}, {}, {}, "x", True, 25).filtered
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [["s", "yesterday"], ["s", "x"]],
+        [["t", "2026-11-02T00:00:00"], ["u", "0" * 32]],  # a time without its zone
+        [["i", 10**30], ["u", "0" * 32]],
+        [["t", "2026-11-02T00:00:00+00:00"], ["s", "not-a-uuid"]],
+        [["b", True], ["u", "0" * 32]],
+    ],
+)
+def test_a_forged_cursor_is_not_a_value_for_the_database(
+    town: tuple[Session, Tenant, list[Tenant]], values: list[list[object]]
+) -> None:
+    session, country, _cities = town
+    spec = spec_of(country)
+    body = {"s": "created_at", "d": 1, "b": 0, "v": values}
+    cursor = base64.urlsafe_b64encode(json.dumps(body).encode()).decode().rstrip("=")
+    state = lists.read(spec, {"cursor": cursor}, SHANGHAI)
+    assert state.cursor is None
+    assert state.notice is not None
+    # and the page is the first one, as if no cursor had been given
+    assert len(lists.run(spec, state, session).rows) == 25
