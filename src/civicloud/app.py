@@ -26,6 +26,7 @@ from civicloud.core.permissions import register_permissions, register_roles
 from civicloud.core.principals import principal_cache
 from civicloud.core.services import Services
 from civicloud.pay import MODULE as PAY
+from civicloud.store import MODULE as STORE
 from civicloud.web import i18n, pages
 from civicloud.web.admission import DEFAULT_POSTGRES_WRITERS, Admission
 from civicloud.web.api import api_router
@@ -37,7 +38,7 @@ from civicloud.web.problems import install_problem_handlers
 
 #: The modules of civicloud, in the order the console lists them. Adding a module: its package,
 #: one line here, and its migrations (docs/architecture.md, "Adding a module").
-MODULES: tuple[Module, ...] = (PAY,)
+MODULES: tuple[Module, ...] = (PAY, STORE)
 
 
 def register_modules(modules: tuple[Module, ...]) -> None:

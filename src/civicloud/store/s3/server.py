@@ -1,0 +1,236 @@
+"""The S3 port's HTTP/1.1 server: one thread per connection (bounded), keep-alive, TLS, and
+bodies streamed straight from the socket.
+
+A small server of its own rather than the web application's stack: S3 clients stream bodies of
+gigabytes with ``Expect: 100-continue`` and ``aws-chunked`` encodings, sign the exact bytes of
+the request line, and send thousands of tiny requests per second, so the port reads the raw
+request and writes each small answer in one ``send`` (with ``TCP_NODELAY``: no 40 ms stall on
+Nagle and delayed ACK).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import socketserver
+import ssl
+import threading
+from collections.abc import Callable, Iterable
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: Longest request line and header block accepted.
+MAX_LINE = 16 * 1024
+REASONS = {
+    100: "Continue",
+    200: "OK",
+    204: "No Content",
+    206: "Partial Content",
+    301: "Moved Permanently",
+    304: "Not Modified",
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    411: "Length Required",
+    412: "Precondition Failed",
+    413: "Request Entity Too Large",
+    416: "Requested Range Not Satisfiable",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    503: "Service Unavailable",
+}
+
+
+class Exchange:
+    """One request as the operations see it, and the way to answer it."""
+
+    def __init__(self, handler: Handler) -> None:
+        self._handler = handler
+        self.method: str = handler.command
+        self.target: str = handler.path
+        raw_path, _, raw_query = self.target.partition("?")
+        self.raw_path = raw_path
+        self.raw_query = raw_query
+        self.headers: dict[str, str] = {}
+        for name, raw in handler.headers.items():
+            lower = name.lower()
+            value = " ".join(raw.split()) if "\n" in raw else raw
+            self.headers[lower] = (
+                f"{self.headers[lower]},{value}" if lower in self.headers else value
+            )
+        self.remote: str = handler.client_address[0] if handler.client_address else ""
+        self.tls = isinstance(handler.connection, ssl.SSLSocket)
+        self.sent_headers = False
+        self.body_read = 0
+        #: A chunked body read to its end.
+        self.body_done = False
+        self.bytes_out = 0
+        self.close_after = False
+        self._continue_sent = False
+
+    # -- the body ------------------------------------------------------------------------
+
+    def read(self, n: int) -> bytes:
+        """Up to ``n`` bytes of the raw body (the caller bounds it by Content-Length)."""
+        self._send_continue()
+        data = self._handler.rfile.read(n)
+        self.body_read += len(data)
+        return data
+
+    def readline(self, limit: int) -> bytes:
+        """One line of the raw body (chunk sizes), at most ``limit`` bytes."""
+        self._send_continue()
+        data = self._handler.rfile.readline(limit)
+        self.body_read += len(data)
+        return data
+
+    def _send_continue(self) -> None:
+        if self._continue_sent:
+            return
+        self._continue_sent = True
+        if self.headers.get("expect", "").lower() == "100-continue":
+            self._handler.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    # -- the answer ----------------------------------------------------------------------
+
+    def respond(self, status: int, headers: Iterable[tuple[str, str]], body: bytes = b"") -> None:
+        """Answer with ``body`` in one send."""
+        lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}"]
+        lines.extend(f"{name}: {value}" for name, value in headers)
+        if status != 304 and not any(n.lower() == "content-length" for n, _ in headers):
+            lines.append(f"Content-Length: {len(body)}")
+        if self.close_after:
+            lines.append("Connection: close")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        self._handler.wfile.write(head + body if self.method != "HEAD" else head)
+        self.sent_headers = True
+        self.bytes_out += len(body) if self.method != "HEAD" else 0
+
+    def start(self, status: int, headers: Iterable[tuple[str, str]]) -> None:
+        """Send the status and headers of a streamed answer (``Content-Length`` given)."""
+        lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}"]
+        lines.extend(f"{name}: {value}" for name, value in headers)
+        if self.close_after:
+            lines.append("Connection: close")
+        self._handler.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        self.sent_headers = True
+
+    def send(self, data: bytes | memoryview) -> None:
+        """A piece of a streamed answer."""
+        self._handler.wfile.write(data)
+        self.bytes_out += len(data)
+
+    def abort_connection(self) -> None:
+        """Cut the connection: a streamed answer that cannot be finished must not look whole."""
+        self.close_after = True
+        self._handler.close_connection = True
+        with contextlib.suppress(OSError):
+            self._handler.connection.shutdown(socket.SHUT_RDWR)
+
+
+Dispatch = Callable[[Exchange], None]
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Parses requests and hands each to the dispatcher."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "civicloud"
+    sys_version = ""
+    #: The socket is wrapped without a write buffer: answers are written whole.
+    wbufsize = 0
+    rbufsize = 64 * 1024
+    timeout = 120
+    server: S3Server
+
+    def setup(self) -> None:
+        super().setup()
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def handle_expect_100(self) -> bool:
+        # Sent when the body is first read, after the request was authenticated and checked
+        # (``Exchange.read``): a refused upload never sends its gigabytes.
+        return True
+
+    def handle_one_request(self) -> None:
+        try:
+            self.raw_requestline = self.rfile.readline(MAX_LINE + 1)
+            if len(self.raw_requestline) > MAX_LINE:
+                self.requestline = ""
+                self.request_version = ""
+                self.command = ""
+                self.send_error(414)
+                return
+            if not self.raw_requestline:
+                self.close_connection = True
+                return
+            if not self.parse_request():
+                return
+            exchange = Exchange(self)
+            self.server.dispatch(exchange)
+            if exchange.close_after:
+                self.close_connection = True
+            self.wfile.flush()
+        except (TimeoutError, ConnectionError, ssl.SSLError) as exc:
+            log.debug("s3: connection ended: %s", exc)
+            self.close_connection = True
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("s3: " + format, *args)
+
+
+class S3Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    """The listening socket; each connection in a thread, at most ``max_connections`` at once
+    (more wait in the listen backlog)."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        dispatch: Dispatch,
+        *,
+        tls: ssl.SSLContext | None = None,
+        max_connections: int = 64,
+    ) -> None:
+        self.dispatch = dispatch
+        self._tls = tls
+        self._slots = threading.BoundedSemaphore(max_connections)
+        super().__init__(address, Handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, address = self.socket.accept()
+        if self._tls is not None:
+            # The handshake happens in the connection's own thread, on its first read.
+            sock = self._tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, address
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self._slots.acquire()
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            if isinstance(request, ssl.SSLSocket):
+                request.settimeout(Handler.timeout)
+                try:
+                    request.do_handshake()
+                except (OSError, ssl.SSLError) as exc:
+                    log.debug("s3: TLS handshake failed: %s", exc)
+                    self.shutdown_request(request)
+                    return
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
