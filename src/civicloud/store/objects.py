@@ -90,12 +90,11 @@ def write_blob(context: StoreContext, key: OpenKey, body: Incoming) -> Written:
         writer.write(sealer.header())
         size = 0
         while True:
-            want = READ_STEP if body.length is None else min(READ_STEP, body.length - size)
-            if want <= 0:
-                break
-            chunk = body.read(want)
+            # Read to the end even once the declared length is in: an aws-chunked body's last
+            # chunk and trailers (its checksum) come after the data.
+            chunk = body.read(READ_STEP)
             if not chunk:
-                if body.length is not None:
+                if body.length is not None and size != body.length:
                     raise IncompleteBody(
                         "You did not provide the number of bytes specified by the "
                         "Content-Length HTTP header.",
@@ -103,6 +102,11 @@ def write_blob(context: StoreContext, key: OpenKey, body: Incoming) -> Written:
                     )
                 break
             size += len(chunk)
+            if body.length is not None and size > body.length:
+                raise IncompleteBody(
+                    "The body is longer than its declared length.",
+                    params={"expected": body.length, "received": size},
+                )
             digests.update(chunk)
             for piece in sealer.update(chunk):
                 writer.write(piece)
@@ -483,10 +487,10 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
         end = int(last) if last else size - 1
     except ValueError:
         return None
-    if start < 0 or end < start:
-        return None
     if start >= size:
         raise InvalidRange("The requested range is not satisfiable", params={"size": size})
+    if start < 0 or end < start:
+        return None
     return start, min(end, size - 1)
 
 

@@ -189,6 +189,21 @@ class _HttpChunked:
         return line[:-2]
 
     def read(self, n: int, /) -> bytes:
+        """Up to ``n`` bytes, fewer only at the end (across HTTP chunks)."""
+        first = self._read_some(n)
+        if len(first) == n or not first:
+            return first
+        pieces = [first]
+        got = len(first)
+        while got < n:
+            more = self._read_some(n - got)
+            if not more:
+                break
+            pieces.append(more)
+            got += len(more)
+        return b"".join(pieces)
+
+    def _read_some(self, n: int) -> bytes:
         if self._done:
             return b""
         if self._left_in_chunk == 0:
