@@ -116,10 +116,6 @@ def _user(session: Session, username: str) -> User:
     return found
 
 
-def _slugs(session: Session) -> dict[object, str]:
-    return dict(session.execute(select(Tenant.id, Tenant.slug)).tuples().all())
-
-
 def _quota(max_bytes: int | None, max_objects: int | None) -> str:
     parts = []
     if max_bytes is not None:
@@ -352,7 +348,7 @@ def usage(
             select(StoreTenant, Tenant)
             .join(Tenant, Tenant.id == StoreTenant.tenant_id)
             .order_by(Tenant.path)
-        ).tuples()
+        ).all()
         buckets: dict[object, list[Bucket]] = {}
         for b in service.list_buckets(session=session, actor=cli_actor()):
             buckets.setdefault(b.tenant_id, []).append(b)

@@ -332,7 +332,7 @@ def _check_usage(session: Session, report: FsckReport, *, repair: bool) -> None:
     )
     if repair:
         accounts = accounts.with_for_update(of=StoreTenant)
-    for account, slug in session.execute(accounts).tuples():
+    for account, slug in session.execute(accounts):
         report.tenants += 1
         size, objects = totals.get(account.tenant_id, (0, 0))
         if (account.used_bytes, account.used_objects) == (size, objects):
