@@ -336,9 +336,11 @@ class _LocalReader:
 
 
 class LocalBackend:
-    """Blobs as files: ``root/blobs/<id[0:2]>/<id[2:4]>/<id>``, written to ``root/tmp/`` (the
-    same file system) and renamed into place on commit, so the final path holds a whole blob or
-    nothing, whenever the machine stops."""
+    """Blobs as files: ``root/blobs/<id[0:2]>/<id>``, written to ``root/tmp/`` (the same file
+    system) and renamed into place on commit, so the final path holds a whole blob or nothing,
+    whenever the machine stops. One level of 256 shard directories: each is made (and
+    fsynced) by the first commit into it, after which a commit costs two fsyncs, the file and
+    its directory."""
 
     name = "local"
 
@@ -353,7 +355,7 @@ class LocalBackend:
     def path_of(self, blob_id: str) -> Path:
         """The final path of blob ``blob_id``."""
         check_blob_id(blob_id)
-        return self._blobs / blob_id[0:2] / blob_id[2:4] / blob_id
+        return self._blobs / blob_id[0:2] / blob_id
 
     def create(self, blob_id: str) -> BlobWriter:
         """Start writing blob ``blob_id`` into a temporary file."""
@@ -384,23 +386,18 @@ class LocalBackend:
     def blobs(self) -> Iterator[tuple[str, int, datetime]]:
         """Every blob file in its right place (anything else under ``blobs/`` is skipped)."""
         for first in _scan_dirs(self._blobs):
-            for second in _scan_dirs(Path(first.path)):
-                with os.scandir(second.path) as entries:
-                    for entry in entries:
-                        name = entry.name
-                        if (
-                            _BLOB_ID.fullmatch(name) is None
-                            or name[0:2] != first.name
-                            or name[2:4] != second.name
-                        ):
+            with os.scandir(first.path) as entries:
+                for entry in entries:
+                    name = entry.name
+                    if _BLOB_ID.fullmatch(name) is None or name[0:2] != first.name:
+                        continue
+                    try:
+                        if not entry.is_file(follow_symlinks=False):
                             continue
-                        try:
-                            if not entry.is_file(follow_symlinks=False):
-                                continue
-                            st = entry.stat(follow_symlinks=False)
-                        except FileNotFoundError:
-                            continue  # deleted while listing
-                        yield name, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC)
+                        st = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue  # deleted while listing
+                    yield name, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC)
 
     def temporaries(self, older_than: datetime) -> list[str]:
         """Files in ``tmp/`` last modified before ``older_than``."""

@@ -43,6 +43,7 @@ class StoreContext:
     log: AccessLog
     #: Unwrapped data keys by id (they never change once made; a rotation rewraps only).
     _keys: dict[uuid.UUID, OpenKey] = field(default_factory=dict, repr=False)
+    _active: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     #: Resolved S3 credentials (see ``civicloud.store.keys``), kept a few seconds.
     credentials: TTLCache[str, object] = field(default_factory=lambda: TTLCache(5.0), repr=False)
@@ -65,11 +66,18 @@ class StoreContext:
         return opened
 
     def active_key(self, session: Session, tenant_id: uuid.UUID) -> OpenKey | None:
-        """The tenant's active data key, unwrapped; ``None`` before its first bucket."""
-        key_id = session.scalar(
-            select(DataKey.id).where(DataKey.tenant_id == tenant_id, DataKey.active.is_(True))
-        )
-        return None if key_id is None else self.data_key(session, key_id)
+        """The tenant's active data key, unwrapped; ``None`` before its first bucket. A
+        tenant's data key is made once and never replaced (a master-key rotation rewraps it,
+        keeping its id), so the answer is kept."""
+        key_id = self._active.get(tenant_id)
+        if key_id is None:
+            key_id = session.scalar(
+                select(DataKey.id).where(DataKey.tenant_id == tenant_id, DataKey.active.is_(True))
+            )
+            if key_id is None:
+                return None
+            self._active[tenant_id] = key_id
+        return self.data_key(session, key_id)
 
     def forget_keys(self) -> None:
         """Forget the unwrapped data keys (after a rotation)."""

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from civicloud.core.actor import Actor, authorize
 from civicloud.core.audit import record as audit
+from civicloud.core.caches import caches_of, invalidate_on_commit
 from civicloud.core.tenants.models import Tenant
 from civicloud.core.tenants.service import in_subtrees
 from civicloud.store import crypto
@@ -77,6 +78,29 @@ def bucket_ref(session: Session, name: str) -> BucketRef:
         bucket.versioning,
         bucket.acl,
     )
+
+
+#: The per-process cache of buckets by name (``core.caches``): the S3 port looks a bucket up on
+#: every request. A change to a bucket clears it when its transaction commits; other processes
+#: see the change within the cache's few seconds.
+BUCKETS = "store.buckets"
+
+
+def cached_bucket_ref(session: Session, name: str) -> BucketRef:
+    """:func:`bucket_ref`, from the cache when fresh."""
+    caches = caches_of(session)
+    cache = caches.get(BUCKETS) if caches is not None else None
+    found = cache.get(name) if cache is not None else None
+    if isinstance(found, BucketRef):
+        return found
+    ref = bucket_ref(session, name)
+    if cache is not None:
+        cache.put(name, ref)
+    return ref
+
+
+def _buckets_changed(session: Session) -> None:
+    invalidate_on_commit(session, BUCKETS)
 
 
 def require(actor: Actor, permission: str, bucket: BucketRef) -> None:
@@ -160,6 +184,7 @@ def create_bucket(
     )
     session.add(bucket)
     session.flush()  # the id, for the audit record
+    _buckets_changed(session)
     audit(
         session=session,
         actor=actor,
@@ -187,6 +212,7 @@ def delete_bucket(*, session: Session, actor: Actor, name: str) -> None:
             params={"bucket": name},
         )
     session.delete(bucket)
+    _buckets_changed(session)
     audit(
         session=session,
         actor=actor,
@@ -211,6 +237,7 @@ def set_bucket_acl(*, session: Session, actor: Actor, name: str, acl: str) -> No
     if ref.acl == acl:
         return
     session.execute(update(Bucket).where(Bucket.id == ref.id).values(acl=acl))
+    _buckets_changed(session)
     audit(
         session=session,
         actor=actor,
@@ -234,6 +261,7 @@ def set_versioning(*, session: Session, actor: Actor, name: str, status: str) ->
     if ref.versioning == wanted:
         return
     session.execute(update(Bucket).where(Bucket.id == ref.id).values(versioning=wanted))
+    _buckets_changed(session)
     audit(
         session=session,
         actor=actor,

@@ -372,7 +372,7 @@ def test_local_layout_and_temporary_files(tmp_path: Path) -> None:
     blob_id = new_id()
     writer = local.create(blob_id)
     writer.write(b"abc" * 1000)
-    final = tmp_path / "store" / "blobs" / blob_id[0:2] / blob_id[2:4] / blob_id
+    final = tmp_path / "store" / "blobs" / blob_id[0:2] / blob_id
 
     # Then its bytes are under tmp/ only
     assert not final.exists()

@@ -28,7 +28,7 @@ from civicloud.core.errors import CivicloudError, Conflict, ServiceBusy
 from civicloud.core.tenants.models import Tenant
 from civicloud.store import checksums, listing, multipart
 from civicloud.store.accesslog import AccessEvent
-from civicloud.store.context import StoreContext
+from civicloud.store.context import OpenKey, StoreContext
 from civicloud.store.errors import (
     AccessDenied,
     Corrupted,
@@ -78,7 +78,7 @@ from civicloud.store.s3.requests import (
 from civicloud.store.s3.server import Exchange
 from civicloud.store.service import (
     BucketRef,
-    bucket_ref,
+    cached_bucket_ref,
     check_acl,
     create_bucket,
     delete_bucket,
@@ -376,7 +376,7 @@ class S3:
     ) -> BucketRef:
         assert request.bucket is not None
         name = request.bucket
-        ref = self.read_unit(lambda s: bucket_ref(s, name))
+        ref = self.read_unit(lambda s: cached_bucket_ref(s, name))
         request.tenant_id = ref.tenant_id
         check_region(request, ref.region_code)
         self.allow(request, ref, permission, object_acl=object_acl)
@@ -775,29 +775,38 @@ class S3:
             if_none_match=request.header("if-none-match"), if_match=request.header("if-match")
         )
 
-    def precheck_quota(self, ref: BucketRef, size: int) -> None:
-        """Refuse at once an upload that cannot fit (the commit checks again, atomically)."""
+    def prepare_write(
+        self,
+        ref: BucketRef,
+        size: int | None,
+        *,
+        key: str | None = None,
+        conditions: Conditions | None = None,
+    ) -> OpenKey:
+        """Before any byte is read, in one read unit: refuse an upload that cannot fit the
+        quotas or whose conditions cannot hold (the commit checks both again, atomically), and
+        open the tenant's data key."""
 
-        def work(session: Session) -> bool:
-            bucket = session.get(Bucket, ref.id)
-            account = session.get(StoreTenant, ref.tenant_id)
-            for row in (bucket, account):
-                if row is None:
-                    continue
-                if row.quota_bytes is not None and row.used_bytes + size > row.quota_bytes:
-                    return False
-                if row.quota_objects is not None and row.used_objects + 1 > row.quota_objects:
-                    return False
-            return True
+        def work(session: Session) -> tuple[bool, OpenKey | None]:
+            fits = True
+            if size is not None:
+                for row in (session.get(Bucket, ref.id), session.get(StoreTenant, ref.tenant_id)):
+                    if row is None:
+                        continue
+                    if row.quota_bytes is not None and row.used_bytes + size > row.quota_bytes:
+                        fits = False
+                    if row.quota_objects is not None and row.used_objects + 1 > row.quota_objects:
+                        fits = False
+            if conditions is not None and conditions.any and key is not None:
+                _early_conditions(session, ref, key, conditions)
+            return fits, self.context.active_key(session, ref.tenant_id)
 
-        if not self.read_unit(work):
+        fits, opened = self.read_unit(work)
+        if not fits:
             raise QuotaExceeded("The quota of the bucket or its tenant would be exceeded.")
-
-    def open_key(self, ref: BucketRef) -> Any:
-        key = self.read_unit(lambda s: self.context.active_key(s, ref.tenant_id))
-        if key is None:
+        if opened is None:
             raise StoreError("The bucket's tenant has no data key.")
-        return key
+        return opened
 
     def put_object(self, request: Request) -> int:
         request.operation = "PutObject"
@@ -807,11 +816,9 @@ class S3:
         headers.setdefault("content-type", "binary/octet-stream")
         conditions = self.conditions(request)
         incoming = body(request, max_bytes=self.settings.max_put_bytes)
-        if incoming.incoming.length is not None:
-            self.precheck_quota(ref, incoming.incoming.length)
-        key = self.open_key(ref)
-        if conditions.any:
-            self.read_unit(lambda s: _early_conditions(s, ref, request.key or "", conditions))
+        key = self.prepare_write(
+            ref, incoming.incoming.length, key=request.key, conditions=conditions
+        )
         written = write_blob(self.context, key, incoming.incoming)
         owner = request.caller.actor.user_id if request.caller else None
         new = NewVersion(
@@ -889,7 +896,7 @@ class S3:
             if name != "versionId" or not value:
                 raise InvalidArgument("The copy source version id is not valid.")
             version_id = unquote(value)
-        src = self.read_unit(lambda s: bucket_ref(s, bucket))
+        src = self.read_unit(lambda s: cached_bucket_ref(s, bucket))
         saved_key = request.key
         request.key = key
         try:
@@ -944,8 +951,7 @@ class S3:
         if algorithm is not None and algorithm not in checksums.ALGORITHMS:
             raise InvalidRequest("Checksum algorithm provided is unsupported.")
         conditions = self.conditions(request)
-        self.precheck_quota(ref, source.size)
-        key = self.open_key(ref)
+        key = self.prepare_write(ref, source.size)
         drain(request)
         written = (
             copy_into_blob(self.context, key, source, 0, source.size - 1, algorithm)
@@ -1001,22 +1007,32 @@ class S3:
         assert request.key is not None
         version_id = request.query.get("versionId") or None
         name = request.bucket
-        ref = self.read_unit(lambda s: bucket_ref(s, name))
+        ref = self.read_unit(lambda s: cached_bucket_ref(s, name))
         request.tenant_id = ref.tenant_id
         check_region(request, ref.region_code)
         key = request.key
         # Authorise before saying whether the key exists: the object's own ACL may be what
         # allows the read, so it is looked up first, and a refusal hides whether it was there.
         try:
-            version = self.read_unit(lambda s: find_version(s, ref, key, version_id))
-        except (NoSuchKey, StoreError) as error:
+            stored = self.read_unit(
+                lambda s: snapshot(s, self.context, ref, find_version(s, ref, key, version_id))
+            )
+        except StoreError:
             self.allow(request, ref, READ)
-            raise error
-        self.allow(request, ref, READ, object_acl=version.acl)
-        refuse_delete_marker(version, by_id=version_id is not None)
-        stored = self.read_unit(
-            lambda s: snapshot(s, self.context, ref, find_version(s, ref, key, version_id))
-        )
+            raise
+        self.allow(request, ref, READ, object_acl=stored.acl)
+        if stored.is_delete_marker:
+            if version_id is not None:
+                raise MethodNotAllowed(
+                    "The specified method is not allowed against this resource.",
+                    delete_marker=True,
+                    version_id=stored.version_id,
+                )
+            raise NoSuchKey(
+                "The specified key does not exist.",
+                delete_marker=True,
+                version_id=stored.version_id,
+            )
         try:
             check_read_conditions(request.headers, stored.etag, stored.last_modified)
         except NotModified as error:
@@ -1061,12 +1077,9 @@ class S3:
             return status
         pieces = read_range(self.context, stored, start, end)
         first = next(pieces, b"")  # the first segment authenticated before the answer starts
-        ex.start(status, headers)
-        sent = 0
+        ex.start(status, headers, first)
+        sent = len(first)
         try:
-            if first:
-                ex.send(first)
-                sent += len(first)
             for piece in pieces:
                 ex.send(piece)
                 sent += len(piece)
@@ -1347,11 +1360,9 @@ class S3:
         number = multipart.check_part_number(request.query.get("partNumber"))
         upload = self._upload(request, ref)
         incoming = body(request, max_bytes=self.settings.max_put_bytes)
-        if incoming.incoming.length is not None:
-            self.precheck_quota(ref, incoming.incoming.length)
+        key = self.prepare_write(ref, incoming.incoming.length)
         if upload.checksum_algorithm and incoming.incoming.algorithm is None:
             incoming.incoming.algorithm = upload.checksum_algorithm
-        key = self.open_key(ref)
         written = write_blob(self.context, key, incoming.incoming)
         upload_id = upload.id
         self.commit_or_discard(
@@ -1397,8 +1408,7 @@ class S3:
                 )
         if end - start + 1 > self.settings.max_put_bytes:
             raise InvalidArgument("The specified copy range is larger than a part may be.")
-        self.precheck_quota(ref, max(0, end - start + 1))
-        key = self.open_key(ref)
+        key = self.prepare_write(ref, max(0, end - start + 1))
         drain(request)
         algorithm = upload.checksum_algorithm
         written = (

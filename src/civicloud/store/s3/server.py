@@ -111,13 +111,18 @@ class Exchange:
         self.sent_headers = True
         self.bytes_out += len(body) if self.method != "HEAD" else 0
 
-    def start(self, status: int, headers: Iterable[tuple[str, str]]) -> None:
-        """Send the status and headers of a streamed answer (``Content-Length`` given)."""
+    def start(self, status: int, headers: Iterable[tuple[str, str]], first: bytes = b"") -> None:
+        """Send the status and headers of a streamed answer (``Content-Length`` given), with
+        its first piece in the same send (a small object goes out in one)."""
         lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}"]
         lines.extend(f"{name}: {value}" for name, value in headers)
         if self.close_after:
             lines.append("Connection: close")
-        self._handler.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        self._handler.wfile.write(head + first if len(first) <= 1 << 16 else head)
+        if len(first) > 1 << 16:
+            self._handler.wfile.write(first)
+        self.bytes_out += len(first)
         self.sent_headers = True
 
     def send(self, data: bytes | memoryview) -> None:
