@@ -169,7 +169,7 @@ class S3:
         status, code = 200, ""
         try:
             request.query = parse_query(ex.raw_query)
-            request.bucket, request.key = address(ex, self.settings.domain)
+            request.bucket, request.key, request.virtual = address(ex, self.settings.domain)
             if request.key is not None:
                 check_key(request.key)
             authenticate(self.context, request)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote, unquote_to_bytes
 
 from civicloud.core.db import utcnow
-from civicloud.store import checksums, sigv4
+from civicloud.store import checksums, sigv2, sigv4
 from civicloud.store.chunked import AwsChunkedReader
 from civicloud.store.context import StoreContext
 from civicloud.store.errors import (
@@ -77,6 +77,8 @@ class Request:
     operation: str = ""
     tenant_id: object = None
     region: str | None = None
+    #: Addressed virtual-hosted-style (``BUCKET.s3.DOMAIN``).
+    virtual: bool = False
     notes: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -93,7 +95,7 @@ class Request:
         return f"/{self.bucket}" + (f"/{self.key}" if self.key is not None else "")
 
 
-def address(ex: Exchange, domain: str) -> tuple[str | None, str | None]:
+def address(ex: Exchange, domain: str) -> tuple[str | None, str | None, bool]:
     """The bucket and key a request names: from the host (``BUCKET.s3.DOMAIN``) or the path."""
     host = ex.headers.get("host", "").lower()
     host = host.split("]")[0] + "]" if host.startswith("[") else host.rsplit(":", 1)[0]
@@ -106,17 +108,33 @@ def address(ex: Exchange, domain: str) -> tuple[str | None, str | None]:
         if host.endswith(suffix) and len(host) > len(suffix):
             bucket = host[: -len(suffix)]
             rest = path[1:]
-            return bucket, rest if rest else None
+            return bucket, rest if rest else None, True
     rest = path[1:]
     if not rest:
-        return None, None
+        return None, None, False
     bucket, slash, key = rest.partition("/")
-    return bucket, key if slash and key else None
+    return bucket, key if slash and key else None, False
 
 
 def authenticate(context: StoreContext, request: Request) -> None:
     """Check the request's signature and set its caller (anonymous: no caller)."""
     ex = request.ex
+    v2 = sigv2.parse_v2(raw_query=ex.raw_query, headers=ex.headers, now=utcnow())
+    if v2 is not None:
+        with context.db.unit_of_work(write=False) as session:
+            caller = resolve_key(session=session, context=context, access_key_id=v2.access_key)
+        text = sigv2.string_to_sign(
+            v2,
+            method=ex.method,
+            raw_path=ex.raw_path,
+            raw_query=ex.raw_query,
+            headers=ex.headers,
+            bucket=request.bucket,
+            virtual_host=request.virtual,
+        )
+        sigv2.verify_v2(v2, secret=caller.secret, text=text)
+        request.caller = caller
+        return
     parsed = sigv4.parse_auth(
         method=ex.method, raw_path=ex.raw_path, raw_query=ex.raw_query, headers=ex.headers
     )
