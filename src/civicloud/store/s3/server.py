@@ -39,7 +39,9 @@ REASONS = {
     411: "Length Required",
     412: "Precondition Failed",
     413: "Request Entity Too Large",
+    414: "URI Too Long",
     416: "Requested Range Not Satisfiable",
+    431: "Request Header Fields Too Large",
     500: "Internal Server Error",
     501: "Not Implemented",
     503: "Service Unavailable",
@@ -185,6 +187,27 @@ class Handler(BaseHTTPRequestHandler):
         except (TimeoutError, ConnectionError, ssl.SSLError) as exc:
             log.debug("s3: connection ended: %s", exc)
             self.close_connection = True
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """A request that could not even be parsed: an S3 error document, and the connection
+        closed (whatever the client wrote cannot be trusted to end where it says)."""
+        del message, explain
+        s3_code = {414: "KeyTooLongError", 431: "RequestHeaderSectionTooLarge"}.get(
+            code, "BadRequest"
+        )
+        status = code if code in REASONS else 400
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>'
+            f"{s3_code}</Code><Message>The request could not be parsed.</Message></Error>"
+        ).encode()
+        head = (
+            f"HTTP/1.1 {status} {REASONS.get(status, 'Bad Request')}\r\n"
+            "Content-Type: application/xml\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode()
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.wfile.write(head + body)
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("s3: " + format, *args)
