@@ -1167,7 +1167,7 @@ class S3:
             max_parts, marker = min(int(raw_max), 1000), int(raw_marker)
             parts = [s for s in stored.segments if s.number > marker]
             shown = parts[:max_parts]
-            doc.open("ObjectParts").leaf("TotalPartsCount", stored.parts_count)
+            doc.open("ObjectParts").leaf("PartsCount", stored.parts_count)
             doc.leaf("PartNumberMarker", marker)
             doc.leaf("NextPartNumberMarker", shown[-1].number if shown else marker)
             doc.leaf("MaxParts", max_parts).leaf("IsTruncated", len(parts) > max_parts)
