@@ -42,6 +42,8 @@ from civicloud.store.service import BucketRef, charge
 #: Plain bytes read from a client per step.
 READ_STEP = 1 << 20
 NULL_VERSION = "null"
+#: Bodies above this size are digested in a thread of their own.
+THREADED_DIGEST_BYTES = 4 << 20
 
 
 # ---- writing bytes ---------------------------------------------------------------------------
@@ -86,7 +88,10 @@ def write_blob(context: StoreContext, key: OpenKey, body: Incoming) -> Written:
         sealer = crypto.SegmentWriter(
             data_key=key.key, cipher=key.cipher, blob_id=bytes.fromhex(blob_id)
         )
-        digests = checksums.BodyDigests([body.algorithm] if body.algorithm else [])
+        # A large body's MD5 runs in a thread of its own beside the encryption and the writes
+        # (hashlib lets go of the GIL), so the two cores share the work.
+        large = body.length is None or body.length > THREADED_DIGEST_BYTES
+        digests = checksums.BodyDigests([body.algorithm] if body.algorithm else [], threaded=large)
         writer.write(sealer.header())
         size = 0
         while True:

@@ -12,6 +12,7 @@ import base64
 import binascii
 import logging
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,7 +21,7 @@ from email.utils import format_datetime
 from typing import Any, TypeVar
 from urllib.parse import quote, unquote
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from civicloud.core.db import utcnow
@@ -47,7 +48,7 @@ from civicloud.store.errors import (
     StoreError,
     StoreNotImplemented,
 )
-from civicloud.store.models import Bucket, ObjectVersion, StoreTenant, UploadPart
+from civicloud.store.models import Bucket, ObjectVersion, UploadPart
 from civicloud.store.names import check_key
 from civicloud.store.objects import (
     Conditions,
@@ -82,6 +83,7 @@ from civicloud.store.service import (
     check_acl,
     create_bucket,
     delete_bucket,
+    has_room,
     list_buckets,
     set_bucket_acl,
     set_versioning,
@@ -140,6 +142,8 @@ OVERRIDES = {
     "response-content-disposition": "Content-Disposition",
     "response-content-encoding": "Content-Encoding",
 }
+#: A bucket's versioning state and ACL as a committing write reads them.
+BUCKET_STATE = select(Bucket.versioning, Bucket.acl).where(Bucket.id == bindparam("bucket"))
 #: S3 keeps at most 2 KB of user metadata (names and values).
 MAX_META_BYTES = 2048
 SMALL_BODY = 1 << 20
@@ -160,6 +164,9 @@ class S3:
     def __init__(self, context: StoreContext) -> None:
         self.context = context
         self.settings = context.settings
+        # SQLite writes one transaction at a time: writers of this process queue here, in
+        # order, rather than in SQLite's busy handler, which sleeps in growing steps.
+        self._writing: threading.Lock | None = threading.Lock() if context.db.is_sqlite else None
 
     # ---- the frame around every operation ------------------------------------------------
 
@@ -281,7 +288,10 @@ class S3:
             return work(session)
 
     def write_unit(self, work: Callable[[Session], T]) -> T:
-        return self.context.db.run(work, attempts=3)
+        if self._writing is None:
+            return self.context.db.run(work, attempts=3)
+        with self._writing:
+            return self.context.db.run(work, attempts=3)
 
     # ---- routing ---------------------------------------------------------------------------
 
@@ -788,15 +798,7 @@ class S3:
         open the tenant's data key."""
 
         def work(session: Session) -> tuple[bool, OpenKey | None]:
-            fits = True
-            if size is not None:
-                for row in (session.get(Bucket, ref.id), session.get(StoreTenant, ref.tenant_id)):
-                    if row is None:
-                        continue
-                    if row.quota_bytes is not None and row.used_bytes + size > row.quota_bytes:
-                        fits = False
-                    if row.quota_objects is not None and row.used_objects + 1 > row.quota_objects:
-                        fits = False
+            fits = size is None or has_room(session, bucket_id=ref.id, size=size)
             if conditions is not None and conditions.any and key is not None:
                 _early_conditions(session, ref, key, conditions)
             return fits, self.context.active_key(session, ref.tenant_id)
@@ -855,7 +857,7 @@ class S3:
 
     def fresh(self, session: Session, ref: BucketRef) -> BucketRef:
         """The bucket as the committing transaction sees it (versioning may have changed)."""
-        bucket = session.get(Bucket, ref.id, with_for_update=False)
+        bucket = session.execute(BUCKET_STATE, {"bucket": ref.id}).first()
         if bucket is None:
             raise NoSuchBucket("The specified bucket does not exist.")
         return BucketRef(
