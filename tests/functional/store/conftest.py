@@ -19,6 +19,7 @@ from botocore.config import Config
 from sqlalchemy.orm import Session
 from tests.factories.core import make_tenant
 from tests.factories.store import S3Member, make_s3_member
+from tests.factories.store_upstream import upstream_endpoint, upstream_server  # noqa: F401
 
 from civicloud.core.services import Services
 from civicloud.core.tenants.models import Tenant
