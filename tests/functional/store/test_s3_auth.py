@@ -321,3 +321,31 @@ def test_every_answer_carries_a_request_id(s3_http: Port, member: S3Member) -> N
         s3.list_objects_v2(Bucket=bucket_name())
     assert code(no_bucket.value) == "NoSuchBucket"
     assert no_bucket.value.response["Error"]["BucketName"]
+
+
+def test_virtual_hosted_style_addresses_the_bucket_by_its_host(
+    s3_http: Port, member: S3Member
+) -> None:
+    s3 = client(s3_http, member)
+    name = bucket_name()
+    s3.create_bucket(Bucket=name)
+    s3.put_object(Bucket=name, Key="dir/file.txt", Body=b"virtual")
+    port = s3_http.endpoint.rsplit(":", 1)[1]
+    host = f"{name}.s3.localhost:{port}"
+    for path, query, expected in (
+        ("/dir/file.txt", [], b"virtual"),
+        ("/", [("list-type", "2")], b"<Key>dir/file.txt</Key>"),
+    ):
+        signed = sigv4.sign_request(
+            method="GET", host=host, path=path, query=query, headers={},
+            payload_sha256=sigv4.EMPTY_SHA256, access_key=member.access_key,
+            secret=member.secret, region="us-east-1", now=utcnow(),
+        )  # fmt: skip
+        connection = http.client.HTTPConnection("127.0.0.1", int(port), timeout=10)
+        target = path + ("?" + "&".join(f"{k}={v}" for k, v in query) if query else "")
+        connection.request("GET", target, headers={"Host": host, **signed})
+        answer = connection.getresponse()
+        body = answer.read()
+        connection.close()
+        assert answer.status == 200
+        assert expected in body
