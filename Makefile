@@ -76,11 +76,13 @@ coverage: venv test-deps ## The test suite with a branch-coverage report
 	$(BIN)/pytest --cov --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
 
 .PHONY: test-deps
-test-deps: # PostgreSQL server binaries, Chromium, poppler and Mosquitto; installed with apt-get when we can, else skipped
+test-deps: # PostgreSQL server binaries, Chromium, poppler, Mosquitto, rclone and awscli v2; installed with apt-get when we can, else skipped
 	@missing=""; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium fonts-noto-cjk"; \
 	command -v pdftoppm >/dev/null 2>&1 || missing="$$missing poppler-utils"; \
 	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
+	[ -x /usr/bin/rclone ] || missing="$$missing rclone"; \
+	[ -x /usr/bin/aws ] || missing="$$missing awscli"; \
 	command -v initdb >/dev/null 2>&1 || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null \
 	  || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
