@@ -12,7 +12,7 @@ and usage. See docs/modules/store.md.
 from pathlib import Path
 
 from civicloud.core.i18n import N_
-from civicloud.core.modules import HomeCard, Job, Listener, ListenerOption, Module
+from civicloud.core.modules import HomeCard, Job, Listener, ListenerOption, Module, NavEntry
 from civicloud.core.permissions import RoleSpec
 from civicloud.store.settings import StoreSettings
 
@@ -56,8 +56,18 @@ MODULE = Module(
     context="civicloud.store.context:build",
     cli="civicloud.store.cli:store_app",
     demo="civicloud.store.demo:seed",
+    api="civicloud.store.api:router",
+    pages="civicloud.store.web:router",
     templates=_HERE / "templates",
     locales=_HERE / "locales",
+    static=_HERE / "static",
+    stylesheets=("store.css",),
+    labels={
+        "bucket": N_("The bucket"),
+        "access_key_id": N_("The access key"),
+        "bucket_name": N_("The bucket's name"),
+    },
+    nav=(NavEntry("store", "/console/store", N_("Store"), permission="store.*"),),
     errors="civicloud.store.errors",
     jobs=(
         Job(

@@ -78,7 +78,7 @@ from civicloud.core.xlsx import stream_workbook
 from civicloud.web.deps import services_of
 from civicloud.web.pages.rendering import PAGE_SIZES, get_renderer, page_language
 
-ColumnKind = Literal["text", "code", "money", "count", "datetime", "date", "label"]
+ColumnKind = Literal["text", "code", "money", "count", "bytes", "datetime", "date", "label"]
 FilterKind = Literal["text", "choice", "date_range", "amount"]
 ExportFormat = Literal["csv", "xlsx"]
 
@@ -287,7 +287,7 @@ class ListView:
         if column.key == self.state.sort:
             descending = not self.state.descending
         else:
-            descending = column.kind in ("datetime", "date", "money", "count")
+            descending = column.kind in ("datetime", "date", "money", "count", "bytes")
         return self.url(
             sort=None if column.key == self.spec.default_sort else column.key,
             dir=None
@@ -778,7 +778,7 @@ def _converter(column: Column, text: ExportText, fmt: ExportFormat) -> Callable[
         fallback = _typed if fmt == "xlsx" else _text_cell
         empty = None if fmt == "xlsx" else ""
         return lambda value: empty if value is None else words.get(str(value)) or fallback(value)
-    if column.kind == "count" and fmt == "csv":
+    if column.kind in ("count", "bytes") and fmt == "csv":
         return lambda value: "" if value is None else str(value)
     if fmt == "xlsx":
         return _typed

@@ -35,6 +35,11 @@ class _TooLarge(StarletteHTTPException):
         super().__init__(413, f"the request body is larger than {limit} bytes")
 
 
+#: The scope key a route sets before it reads its body to take a larger one than
+#: ``web.max_body_bytes`` (a module's uploads, with a limit of their own).
+BODY_LIMIT_KEY = "civicloud.body_limit"
+
+
 class Metrics:
     """The application's Prometheus collectors, in a registry of its own."""
 
@@ -97,9 +102,7 @@ class RequestContextMiddleware:
         declared = _content_length(scope)
         escaped = False
         try:
-            if declared is not None and declared > self.max_body_bytes:
-                raise _TooLarge(self.max_body_bytes)
-            await self.app(scope, self._limited(receive), send_wrapper)
+            await self.app(scope, self._limited(receive, scope, declared), send_wrapper)
         except _TooLarge:
             if not response_started:
                 await self._send_413(send_wrapper, request_id, scope)
@@ -127,12 +130,16 @@ class RequestContextMiddleware:
             if not escaped:
                 set_request_id(None)
 
-    def _limited(self, receive: Receive) -> Receive:
+    def _limited(self, receive: Receive, scope: Scope, declared: int | None) -> Receive:
         seen = 0
-        limit = self.max_body_bytes
 
         async def limited_receive() -> Message:
             nonlocal seen
+            # Read when the body is: a route may have raised its own request's limit by then
+            # (BODY_LIMIT_KEY); a declared length over it is refused before a byte is read.
+            limit = int(scope.get(BODY_LIMIT_KEY, self.max_body_bytes))
+            if declared is not None and declared > limit:
+                raise _TooLarge(limit)
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
