@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -345,3 +346,84 @@ def test_presign(aws: AwsCli, s3_tls: Port, tmp_path: Path) -> None:
     if aws.binary == AWS_V1:
         v4 = aws.with_config("s3 =", "    signature_version = s3v4")
         _check_presigned(v4, s3_tls.ca_file, f"s3://{name}/a b/ü.txt", v4=True)
+
+
+@pytest.mark.slow
+def test_copy_move_between_buckets(aws: AwsCli, tmp_path: Path) -> None:
+    """S3-to-S3 copies: one CopyObject for a small object (its metadata kept), a multipart copy
+    (UploadPartCopy in ranges) above 8 MiB, ``mv`` and a recursive copy; and an upload from
+    standard input of unknown length."""
+    source, target = bucket_name("cpa"), bucket_name("cpb")
+    aws("s3", "mb", f"s3://{source}")
+    aws("s3", "mb", f"s3://{target}")
+    (tmp_path / "small").write_bytes(b"small object")
+    aws("s3", "cp", str(tmp_path / "small"), f"s3://{source}/small", "--content-type", "text/x-s")
+    aws("s3", "cp", str(tmp_path / "small"), f"s3://{source}/meta", "--metadata", "k=v")
+    data = random_file(tmp_path / "big.bin", 12 * MiB, seed=8)
+    aws("s3", "cp", str(tmp_path / "big.bin"), f"s3://{source}/big.bin")
+
+    aws("s3", "cp", f"s3://{source}/small", f"s3://{target}/small")
+    head = _json(aws, "s3api", "head-object", "--bucket", target, "--key", "small")
+    assert head["ContentType"] == "text/x-s"
+    aws("s3", "cp", f"s3://{source}/big.bin", f"s3://{target}/big.bin")
+    head = _json(aws, "s3api", "head-object", "--bucket", target, "--key", "big.bin")
+    assert head["ContentLength"] == 12 * MiB
+    assert head["ETag"].endswith('-2"')
+
+    aws("s3", "mv", f"s3://{target}/big.bin", f"s3://{target}/moved/big.bin")
+    aws("s3", "cp", "--recursive", f"s3://{source}/", f"s3://{target}/all/")
+    listed = aws("s3", "ls", "--recursive", f"s3://{target}").stdout
+    assert sorted(line.split()[-1] for line in listed.splitlines()) == [
+        "all/big.bin",
+        "all/meta",
+        "all/small",
+        "moved/big.bin",
+        "small",
+    ]
+    assert _json(aws, "s3api", "head-object", "--bucket", target, "--key", "all/meta")[
+        "Metadata"
+    ] == {"k": "v"}
+    aws("s3", "cp", f"s3://{target}/moved/big.bin", str(tmp_path / "back.bin"))
+    assert (tmp_path / "back.bin").read_bytes() == data
+
+    streamed = subprocess.run(
+        [aws.binary, "--endpoint-url", aws.port.endpoint, "s3", "cp", "-", f"s3://{source}/in"],
+        input=data[: 9 * MiB],
+        env=aws.env(),
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert streamed.returncode == 0, streamed.stderr
+    head = _json(aws, "s3api", "head-object", "--bucket", source, "--key", "in")
+    assert head["ContentLength"] == 9 * MiB
+    assert head["ETag"].endswith('-2"')
+
+
+def test_public_read_and_checksum_options(aws: AwsCli, s3_tls: Port, tmp_path: Path) -> None:
+    name = bucket_name("cko")
+    aws("s3", "mb", f"s3://{name}")
+    (tmp_path / "pub").write_bytes(b"for everyone")
+    aws("s3", "cp", str(tmp_path / "pub"), f"s3://{name}/pub", "--acl", "public-read")
+    assert _fetch(f"{s3_tls.endpoint}/{name}/pub", s3_tls.ca_file) == (200, b"for everyone")
+    (tmp_path / "priv").write_bytes(b"private")
+    aws("s3", "cp", str(tmp_path / "priv"), f"s3://{name}/priv")
+    assert _fetch(f"{s3_tls.endpoint}/{name}/priv", s3_tls.ca_file)[0] == 403
+    if aws.binary == AWS_V2 and "--checksum-algorithm" not in aws("s3", "cp", "help").stdout:
+        return  # Debian's CLI v2 (2.9) predates the checksum options
+    data = random_file(tmp_path / "big.bin", 10 * MiB, seed=6)
+    aws(
+        "s3",
+        "cp",
+        str(tmp_path / "big.bin"),
+        f"s3://{name}/big",
+        "--checksum-algorithm",
+        "CRC64NVME",
+    )
+    head = _json(
+        aws, "s3api", "head-object", "--bucket", name, "--key", "big", "--checksum-mode", "ENABLED"
+    )
+    assert head["ChecksumType"] == "FULL_OBJECT"
+    assert "ChecksumCRC64NVME" in head
+    aws("s3", "cp", f"s3://{name}/big", str(tmp_path / "back"))
+    assert (tmp_path / "back").read_bytes() == data

@@ -298,6 +298,8 @@ class S3:
     def route(self, request: Request) -> int:
         method, query = request.ex.method, request.query
         unsupported = UNSUPPORTED.intersection(query)
+        if unsupported == {"tagging"} and method == "GET" and request.key is not None:
+            return self.get_object_tagging(request)
         if unsupported:
             request.operation = f"{method}:{sorted(unsupported)[0]}"
             self._bucket_for(request, BUCKET_READ if method in ("GET", "HEAD") else ADMIN)
@@ -1186,6 +1188,19 @@ class S3:
         extra = [("Last-Modified", http_date(stored.last_modified))]
         if stored.version_id != "null":
             extra.append(("x-amz-version-id", stored.version_id))
+        return self.ok_xml(request, doc.bytes(), extra=extra)
+
+    def get_object_tagging(self, request: Request) -> int:
+        """GetObjectTagging: Store keeps no tags, so an object's tag set is empty (the AWS CLI
+        v2 reads it to copy an object's tags in a multipart copy)."""
+        request.operation = "GetObjectTagging"
+        ref = self._bucket_for(request, READ)
+        assert request.key is not None
+        key, version_id = request.key, request.query.get("versionId") or None
+        version = self.read_unit(lambda s: find_version(s, ref, key, version_id))
+        refuse_delete_marker(version, by_id=version_id is not None)
+        doc = xml.Doc("Tagging").open("TagSet").close()
+        extra = [("x-amz-version-id", version.version_id)] if version.version_id != "null" else []
         return self.ok_xml(request, doc.bytes(), extra=extra)
 
     def get_object_acl(self, request: Request) -> int:
