@@ -13,6 +13,8 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from civicloud.core.errors import NotFound
+from civicloud.core.identity.service import get_user_or_raise
+from civicloud.core.tenants.service import get_tenant_or_raise
 from civicloud.store import console, keys, service
 from civicloud.store.context import StoreContext
 from civicloud.store.models import AccessKey, Bucket
@@ -108,6 +110,8 @@ def create_bucket(
     request: Request, body: BucketCreate, session: SessionDep, actor: ActorDep
 ) -> BucketRead:
     """Create a bucket in its tenant's home region."""
+    if body.tenant_id is not None:  # a tenant the caller cannot see does not exist for them
+        get_tenant_or_raise(session=session, actor=actor, tenant_id=body.tenant_id)
     bucket = service.create_bucket(
         session=session,
         actor=actor,
@@ -149,6 +153,8 @@ def create_key(
     request: Request, body: KeyCreate, session: SessionDep, actor: ActorDep
 ) -> KeyIssued:
     """Issue an access key; the answer holds its secret, which is never shown again."""
+    if body.user_id is not None:  # a user the caller cannot see does not exist for them
+        get_user_or_raise(session=session, actor=actor, user_id=body.user_id)
     issued = keys.issue_key(
         session=session,
         actor=actor,
