@@ -133,3 +133,20 @@ def test_over_http(s3_http: Port, member: S3Member, tmp_path: Path) -> None:
     rclone("check", str(tmp_path / "source"), f"s3:{name}")
     rclone("copy", f"s3:{name}", str(tmp_path / "back"))
     assert read_tree(tmp_path / "back") == files
+
+
+def test_versions_moves_and_backend_commands(rclone: Rclone, tmp_path: Path) -> None:
+    name = bucket_name("rcv")
+    rclone("mkdir", f"s3:{name}")
+    files = make_tree(tmp_path / "source")
+    rclone("copy", str(tmp_path / "source"), f"s3:{name}")
+    assert f"Total objects: {len(files)} " in rclone("size", f"s3:{name}").stdout
+    assert name in rclone("lsd", "s3:").stdout
+    rclone("moveto", f"s3:{name}/top.txt", f"s3:{name}/moved.txt")
+    assert rclone("backend", "versioning", f"s3:{name}", "Enabled").stdout.strip() == "Enabled"
+    (tmp_path / "new.txt").write_bytes(b"second version")
+    rclone("copyto", str(tmp_path / "new.txt"), f"s3:{name}/moved.txt")
+    versions = rclone("ls", "--s3-versions", f"s3:{name}").stdout.split()
+    assert "moved.txt" in versions
+    assert any(item.startswith("moved-v") and item.endswith(".txt") for item in versions)
+    assert '"' + name + '": []' in rclone("backend", "list-multipart-uploads", f"s3:{name}").stdout
