@@ -283,6 +283,9 @@ def commit_version(
     """Make ``new`` the key's latest version (or a delete marker), as the bucket's versioning
     state says: enabled keeps the old versions, off and suspended replace the ``null`` one."""
     current = _latest(session, bucket.id, key)
+    if current is None:
+        # PostgreSQL skips a locked row that a concurrent commit replaced; look again, fresh.
+        current = _latest(session, bucket.id, key)
     check_write_conditions(current, conditions)
     versioned = bucket.versioning == "enabled"
     version_id = new_version_id() if versioned else NULL_VERSION
@@ -290,7 +293,7 @@ def commit_version(
         if current is not None and current.version_id == NULL_VERSION:
             _drop_version(session, bucket, current)
             current = None
-        else:
+        elif current is not None:
             old_null = session.scalar(
                 select(ObjectVersion).where(
                     ObjectVersion.bucket_id == bucket.id,

@@ -32,6 +32,7 @@ from civicloud.store.accesslog import AccessEvent
 from civicloud.store.context import OpenKey, StoreContext
 from civicloud.store.errors import (
     AccessDenied,
+    ConditionalRequestConflict,
     Corrupted,
     InvalidArgument,
     InvalidPartNumber,
@@ -184,9 +185,13 @@ class S3:
         except StoreError as error:
             status, code = self.fail(request, error)
         except ServiceBusy as error:
-            status, code = self.fail(request, SlowDown(error.detail))
+            status, code = self.fail(request, SlowDown(error.message, params=error.params))
         except Conflict as error:
-            status, code = self.fail(request, SlowDown(error.detail))
+            # A write that kept losing its race: a conditional one is S3's 409 (the client
+            # decides again), any other is told to slow down and retry.
+            conditional = request.header("if-match") or request.header("if-none-match")
+            kind = ConditionalRequestConflict if conditional else SlowDown
+            status, code = self.fail(request, kind(error.message, params=error.params))
         except CivicloudError as error:
             status, code = self.fail(request, _wrap(error))
         except (ConnectionError, TimeoutError):
@@ -1599,10 +1604,8 @@ class S3:
 def _wrap(error: CivicloudError) -> StoreError:
     """A core error met on the S3 port, as the nearest S3 error."""
     kinds: dict[int, type[StoreError]] = {403: AccessDenied, 404: NoSuchKey, 409: OperationAborted}
-    wrapped: StoreError = kinds.get(error.status, InvalidRequest)(error.detail)
-    if error.status >= 500:
-        wrapped = StoreError(error.detail)
-    return wrapped
+    kind = StoreError if error.status >= 500 else kinds.get(error.status, InvalidRequest)
+    return kind(error.message, params=error.params)
 
 
 def _b64(value: bytes | None) -> str | None:
