@@ -45,7 +45,7 @@ from civicloud.store.models import (
 )
 from civicloud.store.names import check_key
 from civicloud.store.objects import Incoming, NewVersion, StoredObject, commit_version, write_blob
-from civicloud.store.service import BucketRef, Usage, bucket_ref
+from civicloud.store.service import BucketRef, Usage, bucket_ref, has_room
 
 BUCKET_READ = "store.bucket.read"
 BUCKET_ADMIN = "store.bucket.admin"
@@ -217,16 +217,8 @@ def upload(
             params={"max_size": limit},
         )
     with context.db.unit_of_work(write=False) as session:
-        account = session.get(StoreTenant, bucket.tenant_id)
-        row = session.get(Bucket, bucket.id)
-        for found in (row, account):
-            if found is None or length is None:
-                continue
-            if found.quota_bytes is not None and found.used_bytes + length > found.quota_bytes:
-                raise QuotaExceeded(
-                    "The quota of the bucket or its tenant would be exceeded.",
-                    params={"what_label": "bucket"},
-                )
+        if length is not None and not has_room(session, bucket_id=bucket.id, size=length):
+            raise QuotaExceeded("The quota of the bucket or its tenant would be exceeded.")
         data_key = context.active_key(session, bucket.tenant_id)
     if data_key is None:
         raise InvalidArgument("The bucket's tenant has no data key.")
