@@ -336,6 +336,7 @@ def _charge_statement(table: type[Bucket] | type[StoreTenant], *, grows: bool) -
         update(table)
         .where(key == bindparam("key"))
         .values(used_bytes=table.used_bytes + size, used_objects=table.used_objects + objects)
+        .execution_options(synchronize_session=False)
     )
     if grows:
         statement = statement.where(
