@@ -228,6 +228,11 @@ def _md5_executor() -> ThreadPoolExecutor:
     return _executor
 
 
+def background() -> ThreadPoolExecutor:
+    """The process's pool for hashing pieces of bodies beside the thread that reads them."""
+    return _md5_executor()
+
+
 def _immutable(data: Buffer) -> bytes | memoryview:
     """``data``, or a copy of it where the caller could change it while another thread reads."""
     if isinstance(data, bytes):

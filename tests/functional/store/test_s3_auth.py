@@ -113,7 +113,11 @@ def test_a_narrowed_key_stays_in_its_buckets_prefixes_and_reads(
         member_factory(tenant, buckets=[allowed], prefixes=["open/"], read_only=True),
     )
     assert narrow.get_object(Bucket=allowed, Key="open/a")["Body"].read() == b"a"
+    listed = narrow.list_objects_v2(Bucket=allowed, Prefix="open/")
+    assert [o["Key"] for o in listed["Contents"]] == ["open/a"]
     for attempt in (
+        lambda: narrow.list_objects_v2(Bucket=allowed),
+        lambda: narrow.list_objects_v2(Bucket=allowed, Prefix="closed/"),
         lambda: narrow.get_object(Bucket=allowed, Key="closed/b"),
         lambda: narrow.put_object(Bucket=allowed, Key="open/new", Body=b"x"),
         lambda: narrow.list_objects_v2(Bucket=other),

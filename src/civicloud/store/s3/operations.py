@@ -411,7 +411,9 @@ class S3:
                 raise AccessDenied("Access Denied")
             if caller.actor.can(permission, ref.tenant_path):
                 return
-        if (permission in (READ, BUCKET_READ) and permission == READ) or permission == "list":
+        # A bucket's public-read (or authenticated-read) ACL opens its listing and its objects'
+        # reads, as an "open data" bucket needs; an object's own ACL opens that object alone.
+        if permission == READ:
             acls = {ref.acl} | ({object_acl} if object_acl else set())
             if acls & {"public-read", "public-read-write"}:
                 return
@@ -610,6 +612,14 @@ class S3:
     def _list_params(self, request: Request) -> tuple[str, str, int, bool]:
         query = request.query
         prefix = query.get("prefix", "")
+        caller = request.caller
+        if (
+            caller is not None
+            and caller.prefixes is not None
+            and not prefix.startswith(caller.prefixes)
+        ):
+            # A key narrowed to some prefixes lists inside them only.
+            raise AccessDenied("Access Denied")
         delimiter = query.get("delimiter", "")
         raw_max = query.get("max-keys", "1000")
         if not raw_max.lstrip("-").isdigit() or len(raw_max) > 12:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from urllib.parse import unquote, unquote_to_bytes
 
@@ -252,23 +253,34 @@ class _HttpChunked:
 
 
 class _Sha256Checked:
-    """A body whose SHA-256 was signed: checked when it ends."""
+    """A body whose SHA-256 was signed: checked when it ends, before anything is kept. Large
+    pieces are hashed in a worker thread while the next one is read (hashlib lets go of the
+    GIL), one piece in flight at a time, in order."""
 
     def __init__(self, raw: _Bounded | _HttpChunked, expected: str) -> None:
         self._raw = raw
         self._hash = hashlib.sha256()
         self._expected = expected.lower()
+        self._pending: Future[None] | None = None
+
+    def _join(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
 
     def read(self, n: int, /) -> bytes:
         data = self._raw.read(n)
-        if data:
+        self._join()
+        if len(data) >= checksums.THREADED_MIN_CHUNK:
+            self._pending = checksums.background().submit(self._hash.update, data)
+        elif data:
             self._hash.update(data)
-        if (not data or self._raw.left == 0) and not hmac.compare_digest(
-            self._hash.hexdigest(), self._expected
-        ):
-            raise ContentSha256Mismatch(
-                "The provided 'x-amz-content-sha256' header does not match what was computed."
-            )
+        if not data or self._raw.left == 0:
+            self._join()
+            if not hmac.compare_digest(self._hash.hexdigest(), self._expected):
+                raise ContentSha256Mismatch(
+                    "The provided 'x-amz-content-sha256' header does not match what was computed."
+                )
         return data
 
 
