@@ -22,9 +22,11 @@ from typing import Annotated
 from pydantic import AfterValidator, StringConstraints
 
 __all__ = [
+    "BYTE_UNITS",
     "MAX_TYPED_LENGTH",
     "DisplayText",
     "check_display_text",
+    "format_bytes",
     "invisible_character",
     "typed_forms",
 ]
@@ -92,3 +94,20 @@ def typed_forms(text: str) -> list[str]:
             if cased not in forms:
                 forms.append(cased)
     return forms
+
+
+#: Binary units, as sizes of stored data are shown (international symbols: the same in Chinese).
+BYTE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+
+
+def format_bytes(size: int | None) -> str:
+    """A count of bytes as people read it: ``512 B``, ``1.5 KiB``, ``3.2 GiB`` (``—`` for
+    none)."""
+    if size is None:
+        return "—"
+    amount = float(size)
+    for unit in BYTE_UNITS:
+        if abs(amount) < 1024 or unit == BYTE_UNITS[-1]:
+            return f"{int(amount)} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
+        amount /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover - the loop always returns

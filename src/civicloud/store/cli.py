@@ -34,6 +34,7 @@ from civicloud.core.errors import InvalidInput, NotFound
 from civicloud.core.identity.models import User
 from civicloud.core.services import Services
 from civicloud.core.tenants.models import Tenant
+from civicloud.core.text import format_bytes
 from civicloud.store import fsck, keys, service
 from civicloud.store.context import StoreContext
 from civicloud.store.models import CANNED_ACLS, AccessKey, Bucket, DataKey, StoreTenant
@@ -78,14 +79,7 @@ _BAD_VERSIONING = "versioning is enabled or suspended, not %(status)s"
 
 def human_size(size: int) -> str:
     """``size`` bytes in binary units: ``512 B``, ``1.5 KiB``, ``10.0 GiB``."""
-    if size < 1024:
-        return f"{size} B"
-    value = float(size)
-    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB"):
-        value /= 1024
-        if value < 1024 or unit == "PiB":
-            return f"{value:.1f} {unit}"
-    raise AssertionError("unreachable")
+    return format_bytes(size)
 
 
 def parse_size(text: str) -> int:

@@ -12,6 +12,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 
 from civicloud.core.i18n import N_
+from civicloud.core.text import format_bytes
 from civicloud.core.zones import local_time
 from civicloud.store.context import StoreContext
 from civicloud.web.deps import services_of
@@ -19,7 +20,6 @@ from civicloud.web.pages.rendering import render
 
 PREFIX = "/console/store"
 #: Unit steps of sizes as people read them (binary, as S3 consoles count).
-_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 GIB = 1 << 30
 
 LABELS: Mapping[str, Mapping[str, str]] = {
@@ -51,14 +51,7 @@ DONE_MESSAGES: Mapping[str, str] = {
 
 def size_text(value: int | None) -> str:
     """A size in bytes as people read it: ``512 B``, ``1.5 KiB``, ``3.2 GiB``."""
-    if value is None:
-        return "—"
-    amount = float(value)
-    for unit in _UNITS:
-        if abs(amount) < 1024 or unit == _UNITS[-1]:
-            return f"{int(amount)} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
-        amount /= 1024
-    return f"{value} B"  # pragma: no cover - the loop always returns
+    return format_bytes(value)
 
 
 def label(kind: str, code: str) -> str:

@@ -22,6 +22,7 @@ from civicloud.core.i18n import N_
 from civicloud.core.modules import Installed, NavEntry
 from civicloud.core.money import format_yuan
 from civicloud.core.permissions import matches
+from civicloud.core.text import format_bytes
 from civicloud.core.zones import local_time
 from civicloud.web import charts, i18n, messages
 from civicloud.web.deps import (
@@ -239,6 +240,7 @@ class Renderer:
             return "—" if amount_fen is None else format_yuan(int(amount_fen), context["lang"])
 
         self.env.filters["when"] = time_formatter(time_zone)
+        self.env.filters["bytes"] = format_bytes
         self.env.globals.update(
             # ``_()`` formats its result with ``%``; ``tr()`` translates a msgid chosen at run
             # time (a label, a form's error) as it is.
