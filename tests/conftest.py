@@ -39,6 +39,11 @@ from civicloud.core.services import Services
 #: Time per module against a budget, printed at the end of the run (tests/timing.py).
 pytest_plugins = ["tests.timing"]
 
+# Every `civicloud serve` and `demo` a test starts (they inherit this environment) opens Store's
+# S3 port on a free port, not on 9000: tests run side by side, and an installation on the
+# machine may hold 9000.
+os.environ.setdefault("CIVICLOUD_STORE__S3_PORT", "0")
+
 #: argon2id at its cheapest: tests hash many passwords and measure nothing about their cost.
 CHEAP_AUTH = AuthSettings(argon2_time_cost=1, argon2_memory_kib=1024, argon2_parallelism=1)
 PG_DATABASE = "civicloud_test"

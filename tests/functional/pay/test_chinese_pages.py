@@ -39,6 +39,7 @@ from tests.functional.pay.test_pages import BASE_URL, bill_ids, hidden, pages_ap
 from tests.functional.web.helpers import HTML, Browser
 
 from civicloud.core import identity, roles, tenants
+from civicloud.core.actor import Actor
 from civicloud.core.identity.models import User
 from civicloud.core.services import Services
 from civicloud.core.tenants import TenantKind
@@ -49,6 +50,8 @@ from civicloud.pay.providers import SandboxProvider
 from civicloud.pay.receipts import get_receipt_for_payment, receipt_verify_url
 from civicloud.pay.schemas import BillerCreate
 from civicloud.pay.web.views import beijing_now
+from civicloud.store import service as store_service
+from civicloud.store.context import StoreContext
 from civicloud.web.admission import Admission
 
 # --- what a Chinese page may show ----------------------------------------------------------------
@@ -70,6 +73,15 @@ ALLOWED = frozenset(
         "UTF",  # UTF-8, the encoding a CSV file must be in
         "YYYY",  # ISO 8601's notation of a date's format (YYYY-MM-DD), as Chinese forms write it
         "English",  # the language switch names the other language in itself (lang="en")
+        # The S3 clients Store's key page names (products' names), and its binary units.
+        "MinIO",
+        "awscli",
+        "boto",
+        "rclone",
+        "KiB",
+        "MiB",
+        "GiB",
+        "TiB",
     }
 )
 #: A run of ASCII letters as long as a word.
@@ -559,7 +571,19 @@ def test_every_chinese_page_speaks_chinese_and_yuan(
         assert biller is not None
         number = get_receipt_for_payment(session=session, payment_id=payment.id)
         assert number is not None
+    # and a bucket of the city's, with a file, for Store's pages
+    bucket = f"zh-{uuid.uuid4().hex[:12]}"
+    store = app.state.services.context("store", StoreContext)
+    with services.db.unit_of_work() as session:
+        store_service.create_bucket(
+            session=session,
+            actor=Actor.system("tests"),
+            context=store,
+            name=bucket,
+            tenant_id=uuid.UUID(world.city_id),
+        )
     values = {
+        "bucket": bucket,
         "biller_id": world.biller_id,
         "payment_id": payment_id,
         "trade_no": trade_no,

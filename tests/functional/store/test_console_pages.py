@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import time
 from collections.abc import Callable, Iterator
 from urllib.parse import quote
 
@@ -26,7 +27,7 @@ from civicloud.core.services import Services
 from civicloud.core.tenants.models import Tenant
 from civicloud.store import console, service
 from civicloud.store.context import StoreContext
-from civicloud.store.models import Bucket
+from civicloud.store.models import AccessRecord, Bucket
 from civicloud.store.web.views import size_text
 
 BASE_URL = "https://testserver"
@@ -478,10 +479,21 @@ def test_the_access_log_lists_and_exports(
     name = make_bucket(core_services, store_context, member)
     s3 = client(s3_http, member)
     s3.put_object(Bucket=name, Key="logged.txt", Body=b"x")
-    store_context.log.flush()
+    # The S3 port records a request's event just after it answers: wait for it.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        store_context.log.flush()
+        with core_services.db.unit_of_work(write=False) as session:
+            if session.scalar(
+                select(AccessRecord.id).where(
+                    AccessRecord.bucket == name, AccessRecord.key == "logged.txt"
+                )
+            ):
+                break
+        time.sleep(0.05)
     page = admin.client.get(f"/console/store/log?bucket={name}")
     assert page.status_code == 200
-    assert "PutObject" in page.text
+    assert "<code>PutObject</code>" in page.text
     exported = admin.client.get(f"/console/store/log?bucket={name}&format=csv")
     assert exported.status_code == 200
     assert "logged.txt" in exported.text
