@@ -1,6 +1,7 @@
 // Store's upload form, with progress: each chosen file (or each file of a chosen folder, keeping
 // its relative path) is sent on its own with XMLHttpRequest, and its progress and the total are
-// shown. Without script the same form posts every file at once.
+// shown; once all are in, the folder is shown again. Without script the same form posts
+// every file at once.
 (function () {
   "use strict";
   var form = document.querySelector("form[data-store-upload]");
@@ -55,9 +56,13 @@
     var token = form.querySelector("input[name=csrf_token]").value;
     var prefix = form.querySelector("input[name=prefix]").value;
 
+    var answered = 0;
+
     function update() {
+      // 100% only once every file is answered: a small last file must not round the total up.
       var done = sent.reduce(function (a, b) { return a + b; }, 0);
-      total.value = Math.round(done / whole * 100);
+      var percent = Math.floor(done / whole * 100);
+      total.value = answered < files.length ? Math.min(percent, 99) : percent;
       totalText.textContent = total.value + "%";
     }
 
@@ -65,7 +70,12 @@
       if (index >= files.length) {
         button.disabled = false;
         totalText.textContent = failed ? (words.someFailed || "") : (words.finished || "");
-        if (!failed) { window.location.reload(); }
+        if (!failed) {
+          // The folder again, saying the files were uploaded (not what the last page said).
+          var url = new URL(window.location.href);
+          url.searchParams.set("done", "uploaded");
+          window.location.assign(url.toString());
+        }
         return;
       }
       var data = new FormData();
@@ -92,11 +102,13 @@
           rows[index].item.classList.add("failed");
         }
         sent[index] = sizes[index];
+        answered += 1;
         update();
         next(index + 1);
       });
       request.addEventListener("error", function () {
         failed += 1;
+        answered += 1;
         rows[index].state.textContent = words.failed || "";
         rows[index].item.classList.add("failed");
         next(index + 1);
