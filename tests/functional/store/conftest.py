@@ -44,7 +44,9 @@ def store_context(core_services: Services) -> StoreContext:
     return core_services.context("store", StoreContext)
 
 
-def _serve(services: Services, context: StoreContext, tls: bool) -> Iterator[Port]:
+def serve(services: Services, context: StoreContext, tls: bool) -> Iterator[Port]:
+    """Serve the S3 port of ``context`` (over TLS with a self-signed certificate) until the
+    generator is closed."""
     settings = StoreSettings(tls="self-signed" if tls else "off")
     running = RunningS3(
         context, host="127.0.0.1", port=0, tls=tls_context(settings, services.settings.data_dir)
@@ -64,13 +66,13 @@ def _serve(services: Services, context: StoreContext, tls: bool) -> Iterator[Por
 @pytest.fixture(scope="session")
 def s3_http(core_services: Services, store_context: StoreContext) -> Iterator[Port]:
     """The S3 port over plain HTTP."""
-    yield from _serve(core_services, store_context, tls=False)
+    yield from serve(core_services, store_context, tls=False)
 
 
 @pytest.fixture(scope="session")
 def s3_tls(core_services: Services, store_context: StoreContext) -> Iterator[Port]:
     """The S3 port over TLS (botocore sends checksum trailers only over HTTPS)."""
-    yield from _serve(core_services, store_context, tls=True)
+    yield from serve(core_services, store_context, tls=True)
 
 
 @pytest.fixture

@@ -51,6 +51,8 @@ def test_seeding_twice_makes_everything_once_and_the_key_works(
             f"civicloud_store_demo_{uuid.uuid4().hex[:10]}"
         )
         monkeypatch.setenv("CIVICLOUD_DATABASE_URL", url)
+    # (the installation's own S3 port: nothing is served, so nothing binds it)
+    monkeypatch.setenv("CIVICLOUD_STORE__S3_PORT", "9000")
     # when the demo is seeded twice
     first = civicloud("demo", "--no-serve")
     assert first.code == 0, first.err

@@ -21,7 +21,7 @@ from awscrt import checksums as crt
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 from tests.factories.store import S3Member
-from tests.functional.store.clients import md5
+from tests.functional.store.clients.tools import md5
 from tests.functional.store.conftest import Port, bucket_name, client
 
 MiB = 1024 * 1024

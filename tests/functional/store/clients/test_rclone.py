@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from tests.factories.store import S3Member
-from tests.functional.store.clients import RCLONE, Rclone, make_tree, random_file, read_tree
+from tests.functional.store.clients.tools import RCLONE, Rclone, make_tree, random_file, read_tree
 from tests.functional.store.conftest import Port, bucket_name, client
 
 MiB = 1024 * 1024

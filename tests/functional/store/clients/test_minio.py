@@ -21,7 +21,7 @@ from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
 from minio.versioningconfig import SUSPENDED, VersioningConfig
 from tests.factories.store import S3Member
-from tests.functional.store.clients import md5
+from tests.functional.store.clients.tools import md5
 from tests.functional.store.conftest import Port, bucket_name, client
 
 MiB = 1024 * 1024

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from tests.factories.store import S3Member
-from tests.functional.store.clients import (
+from tests.functional.store.clients.tools import (
     AWS_V1,
     AWS_V2,
     AwsCli,
