@@ -16,7 +16,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from civicloud.core.jobs import JobEnv, Work
-from civicloud.store import multipart
+from civicloud.store import multipart, objects
 from civicloud.store.context import StoreContext
 from civicloud.store.models import Bucket, Garbage, StoreTenant, Upload, UsageSample
 from civicloud.store.service import BucketRef
@@ -70,8 +70,10 @@ def _garbage(session: Session, env: JobEnv) -> Sequence[str]:
 
 
 def _collect(session: Session, env: JobEnv, blob_id: str) -> str | None:
-    _store(env).backend.delete(blob_id)
     session.execute(delete(Garbage).where(Garbage.blob_id == blob_id))
+    if objects.still_referenced(session, blob_id):
+        return "kept"  # queued by mistake: never delete bytes something names
+    _store(env).backend.delete(blob_id)
     return "deleted"
 
 

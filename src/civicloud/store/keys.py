@@ -173,15 +173,22 @@ class Caller:
     prefixes: tuple[str, ...] | None
     read_only: bool
 
-    def allows(self, bucket: str | None, key: str | None, *, write: bool) -> bool:
+    def allows(
+        self, bucket: str | None, key: str | None, *, write: bool, per_key: bool = False
+    ) -> bool:
         """Whether the key's own scope admits this request (the user's grants are checked
-        apart)."""
+        apart). A key narrowed to prefixes writes objects under them only, never a bucket
+        (its ACL, versioning, the bucket itself), unless ``per_key``: the operation checks each
+        key it touches."""
         if write and self.read_only:
             return False
         if bucket is not None and self.buckets is not None and bucket not in self.buckets:
             return False
-        if self.prefixes is not None and key is not None:
-            return key.startswith(self.prefixes)
+        if self.prefixes is not None:
+            if key is not None:
+                return key.startswith(self.prefixes)
+            if write and not per_key:
+                return False
         return True
 
 

@@ -104,6 +104,10 @@ def _walk(
             return
         jumped = False
         for row in rows:
+            if latest and row.is_delete_marker:
+                # Hidden by its delete marker, the key is not listed, nor rolled up into a
+                # common prefix (a folder with only deleted keys is not shown).
+                continue
             if delimiter:
                 cut = row.key.find(delimiter, len(prefix))
                 if cut >= 0:
@@ -114,8 +118,6 @@ def _walk(
                         return
                     position, inclusive, jumped = nxt, True, True
                     break
-            if latest and row.is_delete_marker:
-                continue
             yield row
         if not jumped:
             if len(rows) < BATCH:

@@ -142,6 +142,8 @@ class ObjectVersion(Base):
             postgresql_where=text("is_latest"),
         ),
         Index("ix_store_object_versions", "bucket_id", "key", "id"),
+        # garbage collection and fsck ask whether anything names a blob
+        Index("ix_store_object_blob", "blob_id"),
         CheckConstraint("size >= 0", name="size_positive"),
     )
 
@@ -176,6 +178,7 @@ class ObjectPart(Base):
     """A part of a multipart object, in order, with where its bytes start in the object."""
 
     __tablename__ = "store_object_part"
+    __table_args__ = (Index("ix_store_object_part_blob", "blob_id"),)
 
     object_id: Mapped[int] = mapped_column(
         ForeignKey("store_object.id", ondelete="CASCADE"), primary_key=True
@@ -212,6 +215,7 @@ class UploadPart(Base):
     """A part uploaded to a multipart upload (a part number uploaded again replaces it)."""
 
     __tablename__ = "store_upload_part"
+    __table_args__ = (Index("ix_store_upload_part_blob", "blob_id"),)
 
     upload_id: Mapped[str] = mapped_column(
         ForeignKey("store_upload.id", ondelete="CASCADE"), primary_key=True

@@ -84,9 +84,18 @@ def create_upload(
     return upload
 
 
-def find_upload(session: Session, bucket: BucketRef, key: str, upload_id: str) -> Upload:
-    """The upload ``upload_id`` of ``key`` in ``bucket`` (``NoSuchUpload``)."""
-    upload = session.get(Upload, upload_id) if len(upload_id) <= 64 else None
+def find_upload(
+    session: Session, bucket: BucketRef, key: str, upload_id: str, *, lock: bool = False
+) -> Upload:
+    """The upload ``upload_id`` of ``key`` in ``bucket`` (``NoSuchUpload``). A write unit
+    takes it ``lock``ed: completing, aborting and storing a part of one upload then run one
+    after the other, and the second of two completions finds no upload (instead of both
+    making a version of the same parts)."""
+    upload = (
+        session.get(Upload, upload_id, with_for_update=lock, populate_existing=lock)
+        if len(upload_id) <= 64
+        else None
+    )
     if upload is None or upload.bucket_id != bucket.id or upload.key != key:
         raise NoSuchUpload(
             "The specified upload does not exist. The upload ID may be invalid, or the upload "
@@ -342,12 +351,26 @@ def list_uploads(
     query = select(Upload).where(Upload.bucket_id == bucket.id)
     if prefix:
         query = query.where(Upload.key.startswith(prefix, autoescape=True))
-    if key_marker:
+    marker = session.get(Upload, upload_marker) if key_marker and upload_marker else None
+    if marker is not None and marker.key == key_marker:
+        # Within the marker's key, after the marker upload (by initiation, then id).
+        query = query.where(
+            (Upload.key > key_marker)
+            | (
+                (Upload.key == key_marker)
+                & (
+                    (Upload.created_at > marker.created_at)
+                    | ((Upload.created_at == marker.created_at) & (Upload.id > marker.id))
+                )
+            )
+        )
+    elif key_marker:
         query = query.where(Upload.key > key_marker)
     rows = list(
-        session.scalars(query.order_by(Upload.key, Upload.created_at).limit(max_uploads + 1))
+        session.scalars(
+            query.order_by(Upload.key, Upload.created_at, Upload.id).limit(max_uploads + 1)
+        )
     )
-    del upload_marker  # key-granular paging: the marker key's uploads were all on one page
     return rows[:max_uploads], len(rows) > max_uploads
 
 

@@ -672,10 +672,21 @@ def collect_garbage(
         select(Garbage.blob_id).where(Garbage.queued_at < older_than).limit(limit)
     ).all()
     for blob in rows:
-        context.backend.delete(blob)
+        if not still_referenced(session, blob):
+            context.backend.delete(blob)
     if rows:
         session.execute(delete(Garbage).where(Garbage.blob_id.in_(rows)))
     return len(rows)
+
+
+def still_referenced(session: Session, blob_id: str) -> bool:
+    """Whether a version, an object's part or an upload's part names ``blob_id``."""
+    from civicloud.store.models import UploadPart
+
+    for column in (ObjectVersion.blob_id, ObjectPart.blob_id, UploadPart.blob_id):
+        if session.scalar(select(column).where(column == blob_id).limit(1)) is not None:
+            return True
+    return False
 
 
 def b64(value: bytes | None) -> str | None:

@@ -70,8 +70,9 @@ class StoreSettings(BaseModel):
     stale_upload_hours: int = Field(default=72, ge=1, le=24 * 365)
     #: Longest expiry of a presigned link the console makes (S3 allows 7 days).
     max_presign_seconds: int = Field(default=7 * 24 * 3600, ge=60, le=7 * 24 * 3600)
-    #: Worker threads of the S3 port (one per connection being served).
-    s3_threads: int = Field(default=64, ge=2, le=1024)
+    #: Connections the S3 port serves at once (a thread each; more wait in the backlog). An
+    #: idle connection is closed after 15 seconds.
+    s3_threads: int = Field(default=256, ge=2, le=4096)
     #: The access log is written in batches at most this often, and at most this many events.
     access_log_seconds: float = Field(default=1.0, ge=0.05, le=60)
     access_log_batch: int = Field(default=500, ge=1, le=100_000)

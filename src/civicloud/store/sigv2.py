@@ -89,7 +89,7 @@ def parse_v2(*, raw_query: str, headers: Mapping[str, str], now: datetime) -> V2
     params = dict(_params(raw_query))
     if "Signature" in params and "AWSAccessKeyId" in params:
         expires = params.get("Expires", "")
-        if not expires.isdigit() or len(expires) > 12:
+        if not (expires.isascii() and expires.isdigit()) or len(expires) > 12:
             raise AccessDenied("Query-string authentication requires the Expires parameter.")
         moment = datetime.fromtimestamp(int(expires), UTC)
         if moment < now:
@@ -141,7 +141,7 @@ def verify_v2(auth: V2Auth, *, secret: str, text: str) -> None:
     expected = base64.b64encode(
         hmac.new(secret.encode(), text.encode("utf-8"), hashlib.sha1).digest()
     ).decode()
-    if not hmac.compare_digest(expected, auth.signature):
+    if not hmac.compare_digest(expected.encode(), auth.signature.encode("utf-8", "replace")):
         raise SignatureDoesNotMatch(
             "The request signature we calculated does not match the signature you provided. "
             "Check your key and signing method.",

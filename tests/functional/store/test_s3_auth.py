@@ -353,3 +353,60 @@ def test_virtual_hosted_style_addresses_the_bucket_by_its_host(
         connection.close()
         assert answer.status == 200
         assert expected in body
+
+
+def test_a_prefix_narrowed_key_changes_no_bucket_and_sees_no_other_uploads(
+    s3_http: Port, tenant: Tenant, member_factory: Any
+) -> None:
+    admin = client(s3_http, member_factory(tenant))
+    name = bucket_name()
+    admin.create_bucket(Bucket=name)
+    admin.create_multipart_upload(Bucket=name, Key="secret/plan.docx")
+    narrow = client(s3_http, member_factory(tenant, prefixes=["uploads/"]))
+    for attempt in (
+        lambda: narrow.put_bucket_acl(Bucket=name, ACL="public-read"),
+        lambda: narrow.put_bucket_versioning(
+            Bucket=name, VersioningConfiguration={"Status": "Enabled"}
+        ),
+        lambda: narrow.delete_bucket(Bucket=name),
+        lambda: narrow.list_multipart_uploads(Bucket=name),
+        lambda: narrow.copy_object(
+            Bucket=name, Key="uploads/copy", CopySource={"Bucket": name, "Key": "secret/x"}
+        ),
+    ):
+        with pytest.raises(ClientError) as refused:
+            attempt()
+        assert code(refused.value) == "AccessDenied"
+    narrow.put_object(Bucket=name, Key="uploads/mine", Body=b"m")
+    deleted = narrow.delete_objects(
+        Bucket=name, Delete={"Objects": [{"Key": "uploads/mine"}, {"Key": "secret/plan.docx"}]}
+    )
+    assert [d["Key"] for d in deleted["Deleted"]] == ["uploads/mine"]
+    assert [e["Key"] for e in deleted["Errors"]] == ["secret/plan.docx"]
+    assert admin.get_bucket_acl(Bucket=name)["Grants"][0]["Permission"] == "FULL_CONTROL"
+
+
+def test_a_copy_from_another_tenants_bucket_says_nothing_of_its_keys(
+    s3_http: Port, member: S3Member, other_tenant: Tenant, member_factory: Any
+) -> None:
+    mine = client(s3_http, member)
+    private = bucket_name()
+    mine.create_bucket(Bucket=private)
+    mine.put_object(Bucket=private, Key="there", Body=b"x")
+    theirs = client(s3_http, member_factory(other_tenant))
+    target = bucket_name()
+    theirs.create_bucket(Bucket=target)
+    for key in ("there", "absent"):
+        with pytest.raises(ClientError) as refused:
+            theirs.copy_object(Bucket=target, Key="k", CopySource={"Bucket": private, "Key": key})
+        assert code(refused.value) == "AccessDenied"
+
+
+def test_a_public_buckets_location_is_answered_to_other_tenants(
+    s3_http: Port, member: S3Member, other_tenant: Tenant, member_factory: Any
+) -> None:
+    name = bucket_name()
+    client(s3_http, member).create_bucket(Bucket=name, ACL="public-read")
+    theirs = client(s3_http, member_factory(other_tenant))
+    assert theirs.head_bucket(Bucket=name)["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert theirs.list_objects_v2(Bucket=name)["KeyCount"] == 0

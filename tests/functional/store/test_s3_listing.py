@@ -178,3 +178,29 @@ def test_versions_page_within_one_key(s3_http: Port, member: S3Member) -> None:
     assert seen[:7] == [("k", v) for v in reversed(made)]
     assert seen[7][0] == "l"
     assert len(seen) == 8
+
+
+def test_a_folder_of_deleted_keys_is_not_listed(s3_http: Port, member: S3Member) -> None:
+    s3 = client(s3_http, member)
+    name = bucket_name()
+    s3.create_bucket(Bucket=name)
+    s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_object(Bucket=name, Key="gone/a", Body=b"a")
+    s3.put_object(Bucket=name, Key="kept/b", Body=b"b")
+    s3.delete_object(Bucket=name, Key="gone/a")
+    listed = s3.list_objects_v2(Bucket=name, Delimiter="/")
+    assert [p["Prefix"] for p in listed["CommonPrefixes"]] == ["kept/"]
+
+
+def test_uploads_of_one_key_page_one_by_one(s3_http: Port, member: S3Member) -> None:
+    s3 = client(s3_http, member)
+    name = bucket_name()
+    s3.create_bucket(Bucket=name)
+    made = [s3.create_multipart_upload(Bucket=name, Key="k")["UploadId"] for _ in range(3)]
+    seen: list[str] = []
+    for page in s3.get_paginator("list_multipart_uploads").paginate(
+        Bucket=name, PaginationConfig={"PageSize": 1}
+    ):
+        seen.extend(u["UploadId"] for u in page.get("Uploads", []))
+    assert sorted(seen) == sorted(made)
+    assert len(seen) == 3

@@ -12,7 +12,6 @@ import base64
 import binascii
 import logging
 import secrets
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -67,6 +66,7 @@ from civicloud.store.objects import (
     write_blob,
 )
 from civicloud.store.s3 import xml
+from civicloud.store.s3.batching import GroupCommit
 from civicloud.store.s3.requests import (
     Request,
     address,
@@ -165,9 +165,10 @@ class S3:
     def __init__(self, context: StoreContext) -> None:
         self.context = context
         self.settings = context.settings
-        # SQLite writes one transaction at a time: writers of this process queue here, in
-        # order, rather than in SQLite's busy handler, which sleeps in growing steps.
-        self._writing: threading.Lock | None = threading.Lock() if context.db.is_sqlite else None
+        # SQLite writes one transaction at a time: the port's writes are committed in groups
+        # by one thread (one sync for the writes waiting together), rather than each waiting
+        # its turn in SQLite's busy handler.
+        self._group: GroupCommit | None = GroupCommit(context.db) if context.db.is_sqlite else None
 
     # ---- the frame around every operation ------------------------------------------------
 
@@ -293,10 +294,9 @@ class S3:
             return work(session)
 
     def write_unit(self, work: Callable[[Session], T]) -> T:
-        if self._writing is None:
+        if self._group is None:
             return self.context.db.run(work, attempts=3)
-        with self._writing:
-            return self.context.db.run(work, attempts=3)
+        return self._group.run(work)
 
     # ---- routing ---------------------------------------------------------------------------
 
@@ -389,28 +389,53 @@ class S3:
     # ---- authorisation ---------------------------------------------------------------------
 
     def _bucket_for(
-        self, request: Request, permission: str, *, object_acl: str | None = None
+        self,
+        request: Request,
+        permission: str,
+        *,
+        object_acl: str | None = None,
+        per_key: bool = False,
+        public: bool = False,
+        by_acl: bool = True,
     ) -> BucketRef:
         assert request.bucket is not None
         name = request.bucket
         ref = self.read_unit(lambda s: cached_bucket_ref(s, name))
         request.tenant_id = ref.tenant_id
         check_region(request, ref.region_code)
-        self.allow(request, ref, permission, object_acl=object_acl)
+        self.allow(
+            request, ref, permission, object_acl=object_acl, per_key=per_key, public=public,
+            by_acl=by_acl,
+        )  # fmt: skip
         return ref
 
     def allow(
-        self, request: Request, ref: BucketRef, permission: str, *, object_acl: str | None = None
+        self,
+        request: Request,
+        ref: BucketRef,
+        permission: str,
+        *,
+        object_acl: str | None = None,
+        per_key: bool = False,
+        public: bool = False,
+        by_acl: bool = True,
     ) -> None:
         """Raise ``AccessDenied`` unless the caller's grants, or the bucket's or object's ACL,
-        allow ``permission`` here."""
+        allow ``permission`` here. ``per_key``: the operation checks each key it touches
+        itself (DeleteObjects); ``public``: a bucket-level read that a public bucket answers
+        anyone (HeadBucket, GetBucketLocation); ``by_acl=False``: only grants count (changing
+        an ACL is the owner's)."""
         caller = request.caller
         write = permission in (WRITE, ADMIN)
         if caller is not None:
-            if not caller.allows(ref.name, request.key, write=write):
+            if not caller.allows(ref.name, request.key, write=write, per_key=per_key):
                 raise AccessDenied("Access Denied")
             if caller.actor.can(permission, ref.tenant_path):
                 return
+        if not by_acl:
+            raise AccessDenied("Access Denied")
+        if public:
+            permission = READ
         # A bucket's public-read (or authenticated-read) ACL opens its listing and its objects'
         # reads, as an "open data" bucket needs; an object's own ACL opens that object alone.
         if permission == READ:
@@ -462,7 +487,7 @@ class S3:
         caller = request.caller
         if caller is None:
             raise AccessDenied("Access Denied")
-        if caller.read_only or caller.buckets is not None:
+        if caller.read_only or caller.buckets is not None or caller.prefixes is not None:
             raise AccessDenied("Access Denied")
         assert request.bucket is not None
         raw = self.small_body(request)
@@ -494,12 +519,12 @@ class S3:
 
     def head_bucket(self, request: Request) -> int:
         request.operation = "HeadBucket"
-        ref = self._bucket_for(request, BUCKET_READ if request.caller else READ)
+        ref = self._bucket_for(request, BUCKET_READ, public=True)
         return self.ok_empty(request, extra=[("x-amz-bucket-region", ref.region_code)])
 
     def get_location(self, request: Request) -> int:
         request.operation = "GetBucketLocation"
-        ref = self._bucket_for(request, BUCKET_READ)
+        ref = self._bucket_for(request, BUCKET_READ, public=True)
         doc = xml.Doc("LocationConstraint", namespace=True)
         doc.raw(xml.escape(ref.region_code))  # type: ignore[attr-defined]
         return self.ok_xml(request, doc.bytes())
@@ -609,20 +634,23 @@ class S3:
 
     # ---- listing ---------------------------------------------------------------------------
 
-    def _list_params(self, request: Request) -> tuple[str, str, int, bool]:
-        query = request.query
-        prefix = query.get("prefix", "")
+    def _within_prefixes(self, request: Request, prefix: str) -> None:
+        """A key narrowed to some prefixes lists inside them only."""
         caller = request.caller
         if (
             caller is not None
             and caller.prefixes is not None
             and not prefix.startswith(caller.prefixes)
         ):
-            # A key narrowed to some prefixes lists inside them only.
             raise AccessDenied("Access Denied")
+
+    def _list_params(self, request: Request) -> tuple[str, str, int, bool]:
+        query = request.query
+        prefix = query.get("prefix", "")
+        self._within_prefixes(request, prefix)
         delimiter = query.get("delimiter", "")
         raw_max = query.get("max-keys", "1000")
-        if not raw_max.lstrip("-").isdigit() or len(raw_max) > 12:
+        if not (raw_max.isascii() and raw_max.removeprefix("-").isdigit()) or len(raw_max) > 12:
             raise InvalidArgument("Provided max-keys not an integer or within integer range")
         max_keys = int(raw_max)
         if max_keys < 0:
@@ -891,7 +919,10 @@ class S3:
         """Commit ``work``; if it fails, the blobs written for it are deleted (never referenced)."""
         try:
             return self.write_unit(work)
-        except BaseException:
+        except CivicloudError:
+            # A refusal or a lost race: the transaction was rolled back, nothing names the
+            # blobs. (Any other failure, such as a connection lost while committing, leaves
+            # them: the commit may have happened, and fsck removes them if it did not.)
             for blob in blobs:
                 try:
                     self.context.backend.delete(blob)
@@ -919,7 +950,11 @@ class S3:
         saved_key = request.key
         request.key = key
         try:
-            version = self.read_unit(lambda s: find_version(s, src, key, version_id))
+            try:
+                version = self.read_unit(lambda s: find_version(s, src, key, version_id))
+            except StoreError:
+                self.allow(request, src, READ)  # a refusal hides whether the key is there
+                raise
             self.allow(request, src, READ, object_acl=version.acl)
         finally:
             request.key = saved_key
@@ -1181,7 +1216,7 @@ class S3:
         if "ObjectParts" in wanted and stored.parts_count:
             raw_max = request.header("x-amz-max-parts") or "1000"
             raw_marker = request.header("x-amz-part-number-marker") or "0"
-            if not raw_max.isdigit() or not raw_marker.isdigit():
+            if not (_count(raw_max) and _count(raw_marker)):
                 raise InvalidArgument("The part paging headers are not valid.")
             max_parts, marker = min(int(raw_max), 1000), int(raw_marker)
             parts = [s for s in stored.segments if s.number > marker]
@@ -1229,7 +1264,7 @@ class S3:
 
     def put_object_acl(self, request: Request) -> int:
         request.operation = "PutObjectAcl"
-        ref = self._bucket_for(request, WRITE)
+        ref = self._bucket_for(request, WRITE, by_acl=False)
         assert request.key is not None
         acl = self.canned_from_request(request)
         key, version_id = request.key, request.query.get("versionId") or None
@@ -1276,7 +1311,7 @@ class S3:
 
     def delete_objects(self, request: Request) -> int:
         request.operation = "DeleteObjects"
-        ref = self._bucket_for(request, WRITE)
+        ref = self._bucket_for(request, WRITE, per_key=True)
         raw = self.small_body(request)
         root = xml.parse(raw, "Delete")
         quiet = (xml.text_of(root, "Quiet") or "").strip().lower() == "true"
@@ -1402,7 +1437,7 @@ class S3:
             lambda s: multipart.store_part(
                 session=s,
                 bucket=ref,
-                upload=multipart.find_upload(s, ref, upload.key, upload_id),
+                upload=multipart.find_upload(s, ref, upload.key, upload_id, lock=True),
                 number=number,
                 written=written,
             ),
@@ -1426,8 +1461,8 @@ class S3:
             if (
                 not value.startswith("bytes=")
                 or not dash
-                or not first.isdigit()
-                or not last.isdigit()
+                or not (first.isascii() and first.isdigit())
+                or not (last.isascii() and last.isdigit())
             ):
                 raise InvalidArgument(
                     "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy"
@@ -1454,7 +1489,7 @@ class S3:
             lambda s: multipart.store_part(
                 session=s,
                 bucket=ref,
-                upload=multipart.find_upload(s, ref, upload.key, upload_id),
+                upload=multipart.find_upload(s, ref, upload.key, upload_id, lock=True),
                 number=number,
                 written=written,
             ),
@@ -1483,7 +1518,7 @@ class S3:
         for element in xml.children(root, "Part"):
             number_text = xml.text_of(element, "PartNumber") or ""
             etag = xml.text_of(element, "ETag")
-            if not number_text.strip().isdigit() or etag is None:
+            if not _count(number_text.strip(), 5) or etag is None:
                 raise MalformedXML("The XML you provided was not well-formed or did not validate.")
             checksum = xml.text_of(element, f"Checksum{algorithm}") if algorithm else None
             asked.append(multipart.Asked(int(number_text), etag, checksum))
@@ -1498,7 +1533,7 @@ class S3:
             lambda s: multipart.complete_upload(
                 session=s,
                 bucket=self.fresh(s, ref),
-                upload=multipart.find_upload(s, ref, upload.key, upload_id),
+                upload=multipart.find_upload(s, ref, upload.key, upload_id, lock=True),
                 asked=asked,
                 min_part_bytes=self.settings.min_part_bytes,
                 conditions=conditions,
@@ -1525,7 +1560,9 @@ class S3:
         upload_id = upload.id
         self.write_unit(
             lambda s: multipart.abort_upload(
-                session=s, bucket=ref, upload=multipart.find_upload(s, ref, upload.key, upload_id)
+                session=s,
+                bucket=ref,
+                upload=multipart.find_upload(s, ref, upload.key, upload_id, lock=True),
             )
         )
         return self.ok_empty(request, 204)
@@ -1537,8 +1574,8 @@ class S3:
         raw_max = request.query.get("max-parts", "1000")
         raw_marker = request.query.get("part-number-marker", "0")
         if (
-            not raw_max.isdigit()
-            or not raw_marker.isdigit()
+            not (raw_max.isascii() and raw_max.isdigit())
+            or not (raw_marker.isascii() and raw_marker.isdigit())
             or len(raw_max) > 9
             or len(raw_marker) > 9
         ):
@@ -1572,8 +1609,9 @@ class S3:
         ref = self._bucket_for(request, READ)
         query = request.query
         prefix = query.get("prefix", "")
+        self._within_prefixes(request, prefix)
         raw_max = query.get("max-uploads", "1000")
-        if not raw_max.isdigit() or len(raw_max) > 9:
+        if not (raw_max.isascii() and raw_max.isdigit()) or len(raw_max) > 9:
             raise InvalidArgument("The max-uploads parameter is not valid.")
         max_uploads = min(int(raw_max), 1000)
         key_marker = query.get("key-marker") or None
@@ -1616,6 +1654,11 @@ def _wrap(error: CivicloudError) -> StoreError:
     kinds: dict[int, type[StoreError]] = {403: AccessDenied, 404: NoSuchKey, 409: OperationAborted}
     kind = StoreError if error.status >= 500 else kinds.get(error.status, InvalidRequest)
     return kind(error.message, params=error.params)
+
+
+def _count(text: str, digits: int = 9) -> bool:
+    """Whether ``text`` is a count as a query or header carries it: ASCII digits, not too many."""
+    return text.isascii() and text.isdigit() and len(text) <= digits
 
 
 def _b64(value: bytes | None) -> str | None:

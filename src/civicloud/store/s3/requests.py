@@ -289,7 +289,7 @@ def content_length(request: Request) -> int | None:
     value = request.header("content-length")
     if value is None:
         return None
-    if not value.isdigit() or len(value) > 16:
+    if not (value.isascii() and value.isdigit()) or len(value) > 16:
         raise InvalidArgument("The Content-Length header is not valid.")
     return int(value)
 
@@ -333,7 +333,7 @@ def body(request: Request, *, max_bytes: int, required: bool = True) -> Body:
     read: Callable[[int], bytes]
     if chunked:
         decoded = request.header("x-amz-decoded-content-length")
-        if decoded is None or not decoded.isdigit() or len(decoded) > 16:
+        if decoded is None or not (decoded.isascii() and decoded.isdigit()) or len(decoded) > 16:
             raise MissingContentLength(
                 "You must provide the x-amz-decoded-content-length header with aws-chunked."
             )
@@ -425,7 +425,7 @@ def drain(request: Request, reader: Body | None = None, *, limit: int = 1 << 20)
             ex.close_after = True
         return
     declared = request.header("content-length")
-    if declared is None or not declared.isdigit():
+    if declared is None or not (declared.isascii() and declared.isdigit()):
         return
     left = int(declared) - ex.body_read
     if left <= 0:

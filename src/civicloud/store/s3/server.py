@@ -22,6 +22,8 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+#: How long a connection may wait for its next request (or a TLS client for its handshake).
+IDLE_SECONDS = 15.0
 #: Longest request line and header block accepted.
 MAX_LINE = 16 * 1024
 REASONS = {
@@ -167,7 +169,13 @@ class Handler(BaseHTTPRequestHandler):
 
     def handle_one_request(self) -> None:
         try:
+            # An idle connection (between requests, or one that never sends a request) holds
+            # a worker for IDLE_SECONDS at most; a request's body then gets ``timeout``.
+            with contextlib.suppress(OSError):
+                self.connection.settimeout(IDLE_SECONDS)
             self.raw_requestline = self.rfile.readline(MAX_LINE + 1)
+            with contextlib.suppress(OSError):
+                self.connection.settimeout(self.timeout)
             if len(self.raw_requestline) > MAX_LINE:
                 self.requestline = ""
                 self.request_version = ""
@@ -252,7 +260,7 @@ class S3Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             if isinstance(request, ssl.SSLSocket):
-                request.settimeout(Handler.timeout)
+                request.settimeout(IDLE_SECONDS)
                 try:
                     request.do_handshake()
                 except (OSError, ssl.SSLError) as exc:

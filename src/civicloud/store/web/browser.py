@@ -310,7 +310,7 @@ def share(
     context = _object_context(request, session, actor, bucket, object_key, version_id)
     values = {"access_key": access_key, "expires": expires}
     errors: dict[str, str] = {}
-    seconds = int(expires) if expires.isdigit() and len(expires) < 8 else 0
+    seconds = int(expires) if (expires.isascii() and expires.isdigit()) and len(expires) < 8 else 0
     if seconds not in console.SHARE_EXPIRIES:
         errors["expires"] = _EXPIRY_HINT
     if access_key not in {k.access_key_id for k in context["own_keys"]}:

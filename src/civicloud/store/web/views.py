@@ -116,6 +116,6 @@ def parse_count(text: str) -> tuple[int | None, bool]:
     text = text.strip()
     if not text:
         return None, True
-    if not text.isdigit() or len(text) > 15:
+    if not (text.isascii() and text.isdigit()) or len(text) > 15:
         return None, False
     return int(text), True
