@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, BinaryIO
 from urllib.parse import quote, urlsplit
 
@@ -407,10 +407,15 @@ def tenant_usages(*, session: Session, actor: Actor) -> list[TenantUsage]:
 
 
 def usage_series(
-    *, session: Session, tenant_id: uuid.UUID, days: int = 30, now: datetime | None = None
+    *,
+    session: Session,
+    tenant_id: uuid.UUID,
+    zone: tzinfo = UTC,
+    days: int = 30,
+    now: datetime | None = None,
 ) -> list[UsageSample]:
     """A tenant's usage samples of the last ``days`` days, oldest first (at most one a day is
-    kept in the answer: the day's last)."""
+    kept in the answer: the last of each day in the installation's ``zone``)."""
     since = (now or utcnow()) - timedelta(days=days)
     samples = session.scalars(
         select(UsageSample)
@@ -419,7 +424,7 @@ def usage_series(
     ).all()
     by_day: dict[str, UsageSample] = {}
     for sample in samples:
-        by_day[sample.at.date().isoformat()] = sample
+        by_day[sample.at.astimezone(zone).date().isoformat()] = sample
     return list(by_day.values())
 
 

@@ -20,6 +20,16 @@ from civicloud.store.models import ObjectVersion
 
 #: Rows fetched per seek.
 BATCH = 1001
+#: Keys hidden by delete markers one page reads at most before it ends, truncated, where it
+#: stopped (a long run of deleted keys would otherwise be read whole by one request).
+MAX_HIDDEN = 10_000
+
+
+@dataclass(frozen=True)
+class Hidden:
+    """Where a page stopped after reading ``MAX_HIDDEN`` deleted keys."""
+
+    key: str
 
 
 def after_prefix(prefix: str) -> str | None:
@@ -86,10 +96,12 @@ def _walk(
     delimiter: str,
     start: str | None,
     latest: bool,
-) -> Iterator[ObjectVersion | str]:
+) -> Iterator[ObjectVersion | str | Hidden]:
     """Every current object (``latest``) or every version after ``start``, in order, with the
-    keys under a common prefix rolled up into that prefix (yielded as a ``str``)."""
+    keys under a common prefix rolled up into that prefix (yielded as a ``str``); a
+    :class:`Hidden` ends it after ``MAX_HIDDEN`` deleted keys."""
     position, inclusive = start, False
+    hidden = 0
     while True:
         rows = _rows(
             session,
@@ -107,6 +119,10 @@ def _walk(
             if latest and row.is_delete_marker:
                 # Hidden by its delete marker, the key is not listed, nor rolled up into a
                 # common prefix (a folder with only deleted keys is not shown).
+                hidden += 1
+                if hidden >= MAX_HIDDEN:
+                    yield Hidden(row.key)
+                    return
                 continue
             if delimiter:
                 cut = row.key.find(delimiter, len(prefix))
@@ -163,6 +179,9 @@ def list_objects(
     ):
         if taken == max_keys:
             page.truncated = True
+            break
+        if isinstance(item, Hidden):
+            page.truncated, page.next_marker = True, item.key
             break
         if isinstance(item, str):
             if start is not None and item <= start:
@@ -224,6 +243,8 @@ def list_versions(
     def every() -> Iterator[ObjectVersion | str]:
         yield from items
         for item in walker:
+            if isinstance(item, Hidden):  # versions are all listed: nothing is hidden
+                continue
             if isinstance(item, str):
                 if start is not None and item <= start:
                     continue

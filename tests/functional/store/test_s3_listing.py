@@ -204,3 +204,28 @@ def test_uploads_of_one_key_page_one_by_one(s3_http: Port, member: S3Member) -> 
         seen.extend(u["UploadId"] for u in page.get("Uploads", []))
     assert sorted(seen) == sorted(made)
     assert len(seen) == 3
+
+
+def test_a_long_run_of_deleted_keys_is_read_a_page_at_a_time(
+    s3_http: Port, member: S3Member, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from civicloud.store import listing
+
+    monkeypatch.setattr(listing, "MAX_HIDDEN", 5)
+    s3 = client(s3_http, member)
+    name = bucket_name()
+    s3.create_bucket(Bucket=name)
+    s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    for index in range(12):
+        s3.put_object(Bucket=name, Key=f"d/{index:02d}", Body=b"x")
+        s3.delete_object(Bucket=name, Key=f"d/{index:02d}")
+    s3.put_object(Bucket=name, Key="z", Body=b"z")
+    first = s3.list_objects_v2(Bucket=name)
+    assert first["IsTruncated"] is True
+    assert first["KeyCount"] == 0
+    seen = [o["Key"] for p in s3.get_paginator("list_objects_v2").paginate(Bucket=name)
+            for o in p.get("Contents", [])]  # fmt: skip
+    assert seen == ["z"]
+    seen_v1 = [o["Key"] for p in s3.get_paginator("list_objects").paginate(Bucket=name)
+               for o in p.get("Contents", [])]  # fmt: skip
+    assert seen_v1 == ["z"]

@@ -697,7 +697,9 @@ class S3:
         if page.truncated and page.next_marker is not None:
             if v2:
                 doc.leaf("NextContinuationToken", _encode_token(page.next_marker))
-            elif delimiter:
+            else:
+                # Given always (S3 gives it with a delimiter): a page cut short by deleted
+                # keys has no last key of its own to continue from.
                 doc.leaf("NextMarker", xml.encoded(page.next_marker, url))
         owner_id = ref.tenant_id.hex
         for entry in page.entries:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import Response
@@ -28,7 +29,7 @@ from civicloud.store.web.views import (
     store_context,
 )
 from civicloud.web import lists
-from civicloud.web.deps import SessionDep
+from civicloud.web.deps import SessionDep, services_of
 from civicloud.web.pages.guards import ConsoleActorDep, FormRejected, see_other
 from civicloud.web.pages.rendering import holds_somewhere
 
@@ -56,8 +57,9 @@ def _usage_context(
     points: list[tuple[str, int]] = []
     buckets: list[Bucket] = []
     if chosen is not None:
-        samples = console.usage_series(session=session, tenant_id=chosen.tenant.id)
-        points = [(s.at.strftime("%m-%d"), s.bytes) for s in samples]
+        zone = ZoneInfo(services_of(request).settings.web.time_zone)
+        samples = console.usage_series(session=session, tenant_id=chosen.tenant.id, zone=zone)
+        points = [(s.at.astimezone(zone).strftime("%m-%d"), s.bytes) for s in samples]
         buckets = list(
             session.scalars(
                 select(Bucket)
