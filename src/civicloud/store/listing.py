@@ -18,8 +18,9 @@ from sqlalchemy.orm import Session
 
 from civicloud.store.models import ObjectVersion
 
-#: Rows fetched per seek.
+#: Rows fetched per seek at most, and first after a common prefix was skipped.
 BATCH = 1001
+FIRST_BATCH = 8
 #: Keys hidden by delete markers one page reads at most before it ends, truncated, where it
 #: stopped (a long run of deleted keys would otherwise be read whole by one request).
 MAX_HIDDEN = 10_000
@@ -102,6 +103,9 @@ def _walk(
     :class:`Hidden` ends it after ``MAX_HIDDEN`` deleted keys."""
     position, inclusive = start, False
     hidden = 0
+    # With a delimiter, a seek may end at its first row (rolled up into a common prefix): the
+    # batches start small and grow while rows are taken one by one.
+    limit = FIRST_BATCH if delimiter else BATCH
     while True:
         rows = _rows(
             session,
@@ -110,7 +114,7 @@ def _walk(
             inclusive=inclusive,
             prefix=prefix,
             latest=latest,
-            limit=BATCH,
+            limit=limit,
         )
         if not rows:
             return
@@ -133,12 +137,14 @@ def _walk(
                     if nxt is None:
                         return
                     position, inclusive, jumped = nxt, True, True
+                    limit = FIRST_BATCH
                     break
             yield row
         if not jumped:
-            if len(rows) < BATCH:
+            if len(rows) < limit:
                 return
             position, inclusive = rows[-1].key, False
+            limit = min(BATCH, limit * 4)
             if not latest:
                 # Versions of one key may straddle batches: continue inside that key.
                 yield from _versions_of_key_after(session, bucket_id, rows[-1])
