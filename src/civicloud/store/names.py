@@ -61,8 +61,10 @@ def new_blob_id() -> str:
 
 
 def new_version_id() -> str:
-    """A version id: 32 URL-safe characters, never ``null``."""
-    return secrets.token_urlsafe(24)
+    """A version id: 32 random lower-case hex characters, never ``null``. Letters and digits
+    only, as S3's: an id starting with ``-`` would be read as an option by command-line
+    clients (``aws s3api get-object --version-id -5IO…``)."""
+    return secrets.token_hex(16)
 
 
 def new_upload_id() -> str:
