@@ -54,6 +54,7 @@ from civicloud.store.objects import (
     Conditions,
     NewVersion,
     StoredObject,
+    Written,
     check_read_conditions,
     commit_version,
     copy_into_blob,
@@ -869,6 +870,28 @@ class S3:
             ref, incoming.incoming.length, key=request.key, conditions=conditions
         )
         written = write_blob(self.context, key, incoming.incoming)
+        version = self.commit_written(request, ref, written, headers, meta, acl, conditions)
+        extra = [("ETag", quoted(written.etag)), ("x-amz-server-side-encryption", "AES256")]
+        if version.version_id != "null":
+            extra.append(("x-amz-version-id", version.version_id))
+        if written.algorithm and written.checksum is not None:
+            extra.append((checksums.header_name(written.algorithm), _b64(written.checksum) or ""))
+            extra.append(("x-amz-checksum-type", "FULL_OBJECT"))
+        return self.ok_empty(request, extra=extra)
+
+    def commit_written(
+        self,
+        request: Request,
+        ref: BucketRef,
+        written: Written,
+        headers: dict[str, str],
+        meta: dict[str, str],
+        acl: str,
+        conditions: Conditions,
+    ) -> ObjectVersion:
+        """Commit a single-blob object whose bytes are durable (PutObject, CopyObject) as the
+        request's key; its blob is discarded if the commit is refused."""
+        assert request.key is not None
         owner = request.caller.actor.user_id if request.caller else None
         new = NewVersion(
             size=written.size,
@@ -882,25 +905,18 @@ class S3:
             blob_id=written.blob_id,
             data_key_id=written.data_key_id,
         )
-        object_key = request.key
-        version = self.commit_or_discard(
+        key = request.key
+        return self.commit_or_discard(
             [written.blob_id],
             lambda s: commit_version(
                 session=s,
                 bucket=self.fresh(s, ref),
-                key=object_key,
+                key=key,
                 new=new,
                 owner_id=owner,
                 conditions=conditions,
             ),
         )
-        extra = [("ETag", quoted(written.etag)), ("x-amz-server-side-encryption", "AES256")]
-        if version.version_id != "null":
-            extra.append(("x-amz-version-id", version.version_id))
-        if written.algorithm and written.checksum is not None:
-            extra.append((checksums.header_name(written.algorithm), _b64(written.checksum) or ""))
-            extra.append(("x-amz-checksum-type", "FULL_OBJECT"))
-        return self.ok_empty(request, extra=extra)
 
     def fresh(self, session: Session, ref: BucketRef) -> BucketRef:
         """The bucket as the committing transaction sees it (versioning may have changed)."""
@@ -1014,31 +1030,7 @@ class S3:
             if source.size
             else write_blob(self.context, key, _empty(algorithm))
         )
-        owner = request.caller.actor.user_id if request.caller else None
-        new = NewVersion(
-            size=written.size,
-            etag=written.etag,
-            headers=headers,
-            meta=meta,
-            acl=acl,
-            checksum_algorithm=written.algorithm,
-            checksum_value=_b64(written.checksum),
-            checksum_type="FULL_OBJECT" if written.algorithm else None,
-            blob_id=written.blob_id,
-            data_key_id=written.data_key_id,
-        )
-        target = request.key
-        version = self.commit_or_discard(
-            [written.blob_id],
-            lambda s: commit_version(
-                session=s,
-                bucket=self.fresh(s, ref),
-                key=target,
-                new=new,
-                owner_id=owner,
-                conditions=conditions,
-            ),
-        )
+        version = self.commit_written(request, ref, written, headers, meta, acl, conditions)
         doc = (
             xml.Doc("CopyObjectResult")
             .leaf("LastModified", version.created_at)
