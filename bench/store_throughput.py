@@ -27,6 +27,7 @@ and read rates, each server's CPU per operation and its peak memory (``VmHWM``).
     .venv/bin/python bench/store_throughput.py --quick    # under a minute
     .venv/bin/python bench/store_throughput.py --profile  # also py-spy the store's phases
     .venv/bin/python bench/store_throughput.py --postgres # a throwaway PostgreSQL cluster
+    .venv/bin/python bench/store_throughput.py --quick --huge 5  # and one 5 GiB object
 
 The last line printed is ``store_throughput ratio=X goal=1.0``: X is the lowest of the four
 gated ratios, each divided by its goal (1.0 or more: every goal met); the line before says
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import multiprocessing
 import os
@@ -652,6 +654,83 @@ def print_profile(label: str, path: Path) -> None:
         print(f"      {count / total:6.1%}  {frame}")
 
 
+class RepeatedBody(io.RawIOBase):
+    """``size`` bytes made of one random MiB over and over, read as a file (seekable, so
+    botocore can checksum it and rewind), never held in memory."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.block = os.urandom(CHUNK)
+        self.position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self.position, os.SEEK_END: self.size}[whence]
+        self.position = max(0, min(self.size, base + offset))
+        return self.position
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        n = min(len(view), self.size - self.position)
+        done = 0
+        while done < n:
+            at = (self.position + done) % CHUNK
+            piece = min(n - done, CHUNK - at)
+            view[done : done + piece] = self.block[at : at + piece]
+            done += piece
+        self.position += n
+        return n
+
+
+def huge_transfer(server: Server, gib: float) -> None:
+    """PUT one object of ``gib`` GiB in a single request, GET it back streamed, and print the
+    rates with the store's memory while it ran (sampled, and its peak): flat, or it is a bug."""
+    size = int(gib * (1 << 30))
+    client = make_client(server.endpoint, server.key, server.secret)
+    before_peak = server.memory("VmHWM")
+    samples: list[int] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.25):
+            samples.append(server.memory("VmRSS"))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        began = time.perf_counter()
+        client.put_object(Bucket=BUCKET, Key="huge", Body=RepeatedBody(size))
+        put_seconds = time.perf_counter() - began
+        began = time.perf_counter()
+        received = 0
+        answer = client.get_object(Bucket=BUCKET, Key="huge")
+        for chunk in answer["Body"].iter_chunks(CHUNK):
+            received += len(chunk)
+        get_seconds = time.perf_counter() - began
+        client.delete_object(Bucket=BUCKET, Key="huge")
+    finally:
+        stop.set()
+        sampler.join()
+    if received != size:
+        raise SystemExit(f"huge object: {received} bytes came back of {size}")
+    print(
+        f"huge object ({size / (1 << 30):.2f} GiB, one PUT, one streamed GET): "
+        f"PUT {size / MIB / put_seconds:.0f} MiB/s, GET {size / MIB / get_seconds:.0f} MiB/s; "
+        f"store memory while it ran: {min(samples, default=0) / MIB:.0f} to "
+        f"{max(samples, default=0) / MIB:.0f} MiB (VmRSS), peak (VmHWM) "
+        f"{before_peak / MIB:.0f} MiB before it, {server.memory('VmHWM') / MIB:.0f} MiB after",
+        flush=True,
+    )
+
+
 def run_benchmark(args: argparse.Namespace, data_dir: Path, database_url: str) -> None:
     """Set up, measure round after round, print the figures and the headline."""
     rounds = args.rounds or (2 if args.quick else 5)
@@ -743,6 +822,8 @@ def run_benchmark(args: argparse.Namespace, data_dir: Path, database_url: str) -
                         threads=per,
                     )
 
+        if args.huge:
+            huge_transfer(servers[0], args.huge)
         sent = clients.headers()
         memory = {s.name: (started_rss[s.name], s.memory("VmHWM")) for s in servers}
         report(phases, samples, rounds, sent, memory, servers[0].database, disk)
@@ -838,6 +919,13 @@ def main() -> None:
     )
     parser.add_argument("--data-dir", help="where both servers write (default: a temp dir)")
     parser.add_argument("--profile", action="store_true", help="py-spy each store phase")
+    parser.add_argument(
+        "--huge",
+        type=float,
+        metavar="GIB",
+        help="also PUT and GET one object of GIB GiB (5: S3's largest single PUT) and print "
+        "the store's memory while it passes",
+    )
     parser.add_argument("--_child", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
