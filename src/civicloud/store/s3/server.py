@@ -16,6 +16,7 @@ import socket
 import socketserver
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -24,6 +25,13 @@ log = logging.getLogger(__name__)
 
 #: How long a connection may wait for its next request (or a TLS client for its handshake).
 IDLE_SECONDS = 15.0
+#: While every worker is taken and a connection waits for one: a connection that has waited
+#: this long for its next request is closed (a keep-alive close, which clients meet by opening a
+#: new connection) ...
+REAP_IDLE_SECONDS = 1.0
+#: ... else the next answer sent ends its connection with ``Connection: close``; and this long
+#: later, the same again.
+REAP_AFTER_SECONDS = 0.1
 #: Longest request line and header block accepted.
 MAX_LINE = 16 * 1024
 REASONS = {
@@ -104,6 +112,7 @@ class Exchange:
 
     def respond(self, status: int, headers: Iterable[tuple[str, str]], body: bytes = b"") -> None:
         """Answer with ``body`` in one send."""
+        self._make_room()
         lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}"]
         lines.extend(f"{name}: {value}" for name, value in headers)
         if status != 304 and not any(n.lower() == "content-length" for n, _ in headers):
@@ -118,6 +127,7 @@ class Exchange:
     def start(self, status: int, headers: Iterable[tuple[str, str]], first: bytes = b"") -> None:
         """Send the status and headers of a streamed answer (``Content-Length`` given), with
         its first piece in the same send (a small object goes out in one)."""
+        self._make_room()
         lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}"]
         lines.extend(f"{name}: {value}" for name, value in headers)
         if self.close_after:
@@ -128,6 +138,11 @@ class Exchange:
             self._handler.wfile.write(first)
         self.bytes_out += len(first)
         self.sent_headers = True
+
+    def _make_room(self) -> None:
+        """End the connection after this answer when a waiting connection needs the worker."""
+        if not self.close_after and self._handler.server.take_close():
+            self.close_after = True
 
     def send(self, data: bytes | memoryview) -> None:
         """A piece of a streamed answer."""
@@ -173,7 +188,15 @@ class Handler(BaseHTTPRequestHandler):
             # a worker for IDLE_SECONDS at most; a request's body then gets ``timeout``.
             with contextlib.suppress(OSError):
                 self.connection.settimeout(IDLE_SECONDS)
-            self.raw_requestline = self.rfile.readline(MAX_LINE + 1)
+            self.server.idle(self.connection)
+            try:
+                self.raw_requestline = self.rfile.readline(MAX_LINE + 1)
+            finally:
+                still_open = self.server.busy(self.connection)
+            if not still_open:
+                # Closed to make room for a waiting connection while it idled.
+                self.close_connection = True
+                return
             with contextlib.suppress(OSError):
                 self.connection.settimeout(self.timeout)
             if len(self.raw_requestline) > MAX_LINE:
@@ -222,8 +245,15 @@ class Handler(BaseHTTPRequestHandler):
 
 
 class S3Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
-    """The listening socket; each connection in a thread, at most ``max_connections`` at once
-    (more wait in the listen backlog)."""
+    """The listening socket; each connection in a thread, at most ``max_connections`` at once.
+
+    More connections wait in the listen backlog, but not behind other clients' keep-alive
+    connections: while one waits for a worker, a connection idle for ``REAP_IDLE_SECONDS`` is
+    closed, or else the next answer sent says ``Connection: close`` and ends its connection
+    (HTTP lets a server close a keep-alive connection; clients open a new one). So a thousand
+    clients with keep-alive pools share the workers, rather than the first ``max_connections``
+    of them holding every worker until they stop.
+    """
 
     daemon_threads = True
     allow_reuse_address = True
@@ -240,7 +270,69 @@ class S3Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
         self.dispatch = dispatch
         self._tls = tls
         self._slots = threading.BoundedSemaphore(max_connections)
+        #: Connections waiting for their next request, with when they began to wait.
+        self._idle: dict[socket.socket, float] = {}
+        self._idle_lock = threading.Lock()
+        #: Idle connections closed, and answers that closed theirs, to make room for others.
+        self.reaped = 0
+        self.closed_for_room = 0
+        self._close_wanted = False
         super().__init__(address, Handler)
+
+    def idle(self, connection: socket.socket) -> None:
+        """``connection`` waits for its next request: it may be closed to make room."""
+        with self._idle_lock:
+            self._idle[connection] = time.monotonic()
+
+    def busy(self, connection: socket.socket) -> bool:
+        """``connection`` has a request (or ended); False when it was closed to make room."""
+        with self._idle_lock:
+            return self._idle.pop(connection, None) is not None
+
+    def _reap_one(self) -> bool:
+        """Close the connection idle the longest, if it has been for ``REAP_IDLE_SECONDS``."""
+        with self._idle_lock:
+            if not self._idle:
+                return False
+            connection = min(self._idle, key=self._idle.__getitem__)
+            if time.monotonic() - self._idle[connection] < REAP_IDLE_SECONDS:
+                return False
+            del self._idle[connection]
+            self.reaped += 1
+        # The plain socket's shutdown, also under TLS: the worker blocked in its read wakes to
+        # an end of stream and closes the connection itself.
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(connection, socket.SHUT_RDWR)
+        return True
+
+    def take_close(self) -> bool:
+        """True once for the answer that is to end its connection to make room."""
+        if not self._close_wanted:
+            return False
+        with self._idle_lock:
+            if not self._close_wanted:
+                return False
+            self._close_wanted = False
+            self.closed_for_room += 1
+            return True
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # Every worker taken: a connection idle for a while is closed, or else the next answer
+        # closes its connection; again while no worker frees up.
+        if not self._slots.acquire(blocking=False):
+            while True:
+                if self._reap_one():
+                    log.debug("s3: every worker taken; closed an idle connection")
+                else:
+                    self._close_wanted = True
+                if self._slots.acquire(timeout=REAP_AFTER_SECONDS):
+                    break
+            self._close_wanted = False
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
 
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, address = self.socket.accept()
@@ -248,14 +340,6 @@ class S3Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
             # The handshake happens in the connection's own thread, on its first read.
             sock = self._tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         return sock, address
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        self._slots.acquire()
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self._slots.release()
-            raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
