@@ -192,11 +192,18 @@ class Caller:
         return True
 
 
+def cached_caller(context: StoreContext, access_key_id: str) -> Caller | None:
+    """The caller behind ``access_key_id`` when resolved in the last few seconds (no database
+    needed), else None: then :func:`resolve_key`."""
+    cached = context.credentials.get(access_key_id)
+    return cached if isinstance(cached, Caller) else None
+
+
 def resolve_key(*, session: Session, context: StoreContext, access_key_id: str) -> Caller:
     """The caller behind ``access_key_id`` (``InvalidAccessKeyId`` when it is unknown, revoked,
     its user inactive or their password changed since it was issued)."""
-    cached = context.credentials.get(access_key_id)
-    if isinstance(cached, Caller):
+    cached = cached_caller(context, access_key_id)
+    if cached is not None:
         return cached
     refused = InvalidAccessKeyId(
         "The AWS Access Key Id you provided does not exist in our records.",

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from civicloud.core.actor import Actor, authorize
 from civicloud.core.audit import record as audit
 from civicloud.core.caches import caches_of, invalidate_on_commit
+from civicloud.core.db import Database
 from civicloud.core.tenants.models import Tenant
 from civicloud.core.tenants.service import in_subtrees
 from civicloud.store import crypto
@@ -98,6 +99,13 @@ def cached_bucket_ref(session: Session, name: str) -> BucketRef:
     if cache is not None:
         cache.put(name, ref)
     return ref
+
+
+def peek_bucket_ref(db: Database, name: str) -> BucketRef | None:
+    """The bucket ``name`` from the cache of ``db`` when fresh, without a unit of work (the
+    S3 port's hot path); None: ask :func:`cached_bucket_ref` in a unit."""
+    found = db.caches.get(BUCKETS).get(name)
+    return found if isinstance(found, BucketRef) else None
 
 
 def _buckets_changed(session: Session) -> None:

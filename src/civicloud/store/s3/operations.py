@@ -87,6 +87,7 @@ from civicloud.store.service import (
     delete_bucket,
     has_room,
     list_buckets,
+    peek_bucket_ref,
     set_bucket_acl,
     set_versioning,
 )
@@ -294,6 +295,11 @@ class S3:
         with self.context.db.unit_of_work(write=False) as session:
             return work(session)
 
+    def bucket_ref(self, name: str) -> BucketRef:
+        """The bucket ``name``: from the cache without a unit of work when it is fresh there."""
+        ref = peek_bucket_ref(self.context.db, name)
+        return ref if ref is not None else self.read_unit(lambda s: cached_bucket_ref(s, name))
+
     def write_unit(self, work: Callable[[Session], T]) -> T:
         if self._group is None:
             return self.context.db.run(work, attempts=3)
@@ -401,7 +407,7 @@ class S3:
     ) -> BucketRef:
         assert request.bucket is not None
         name = request.bucket
-        ref = self.read_unit(lambda s: cached_bucket_ref(s, name))
+        ref = self.bucket_ref(name)
         request.tenant_id = ref.tenant_id
         check_region(request, ref.region_code)
         self.allow(
@@ -964,7 +970,7 @@ class S3:
             if name != "versionId" or not value:
                 raise InvalidArgument("The copy source version id is not valid.")
             version_id = unquote(value)
-        src = self.read_unit(lambda s: cached_bucket_ref(s, bucket))
+        src = self.bucket_ref(bucket)
         saved_key = request.key
         request.key = key
         try:
@@ -1055,7 +1061,7 @@ class S3:
         assert request.key is not None
         version_id = request.query.get("versionId") or None
         name = request.bucket
-        ref = self.read_unit(lambda s: cached_bucket_ref(s, name))
+        ref = self.bucket_ref(name)
         request.tenant_id = ref.tenant_id
         check_region(request, ref.region_code)
         key = request.key

@@ -25,7 +25,7 @@ from civicloud.store.errors import (
     InvalidURI,
     MissingContentLength,
 )
-from civicloud.store.keys import Caller, resolve_key
+from civicloud.store.keys import Caller, cached_caller, resolve_key
 from civicloud.store.objects import Incoming
 from civicloud.store.s3.server import Exchange
 from civicloud.store.service import REGION_ALIASES
@@ -122,8 +122,7 @@ def authenticate(context: StoreContext, request: Request) -> None:
     ex = request.ex
     v2 = sigv2.parse_v2(raw_query=ex.raw_query, headers=ex.headers, now=utcnow())
     if v2 is not None:
-        with context.db.unit_of_work(write=False) as session:
-            caller = resolve_key(session=session, context=context, access_key_id=v2.access_key)
+        caller = _caller(context, v2.access_key)
         text = sigv2.string_to_sign(
             v2,
             method=ex.method,
@@ -142,10 +141,7 @@ def authenticate(context: StoreContext, request: Request) -> None:
     if parsed is None:
         return
     sigv4.check_time(parsed, utcnow())
-    with context.db.unit_of_work(write=False) as session:
-        caller = resolve_key(
-            session=session, context=context, access_key_id=parsed.credential.access_key
-        )
+    caller = _caller(context, parsed.credential.access_key)
     request.seed = sigv4.verify(
         parsed,
         secret=caller.secret,
@@ -156,6 +152,15 @@ def authenticate(context: StoreContext, request: Request) -> None:
     )
     request.auth = parsed
     request.caller = caller
+
+
+def _caller(context: StoreContext, access_key_id: str) -> Caller:
+    """The key's caller: from the cache of the last seconds, else through a read unit."""
+    cached = cached_caller(context, access_key_id)
+    if cached is not None:
+        return cached
+    with context.db.unit_of_work(write=False) as session:
+        return resolve_key(session=session, context=context, access_key_id=access_key_id)
 
 
 def check_region(request: Request, region: str) -> None:
