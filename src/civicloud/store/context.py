@@ -79,6 +79,12 @@ class StoreContext:
             self._active[tenant_id] = key_id
         return self.data_key(session, key_id)
 
+    def cached_active_key(self, tenant_id: uuid.UUID) -> OpenKey | None:
+        """The tenant's active data key when both it and its id are kept already (no session
+        needed); ``None`` otherwise."""
+        key_id = self._active.get(tenant_id)
+        return None if key_id is None else self._keys.get(key_id)
+
     def forget_keys(self) -> None:
         """Forget the unwrapped data keys (after a rotation)."""
         with self._lock:

@@ -372,11 +372,14 @@ def charge(
     if size == 0 and objects == 0:
         return
     grows = size > 0 or objects > 0
+    # On the connection, not through the ORM's bulk-update path: the statements touch no
+    # loaded entity (synchronize_session=False), and every write runs two of them.
+    connection = session.connection()
     for table, key in ((Bucket, bucket_id), (StoreTenant, tenant_id)):
-        done = session.execute(
+        done = connection.execute(
             _CHARGES[(table, grows)], {"key": key, "size": size, "objects": objects}
         )
-        if done.rowcount != 1:  # type: ignore[attr-defined]
+        if done.rowcount != 1:
             raise QuotaExceeded(
                 "The %(what_label)s's quota would be exceeded.",
                 params={"what_label": "bucket" if table is Bucket else "tenant"},
@@ -403,7 +406,7 @@ ROOM = (
 def has_room(session: Session, *, bucket_id: uuid.UUID, size: int) -> bool:
     """Whether ``size`` more bytes and one more object fit the bucket's and tenant's quotas
     now (the commit's conditional updates decide; this refuses early)."""
-    row = session.execute(ROOM, {"bucket": bucket_id}).first()
+    row = session.connection().execute(ROOM, {"bucket": bucket_id}).first()
     if row is None:
         return True
     for quota_bytes, used_bytes, quota_objects, used_objects in (row[0:4], row[4:8]):

@@ -2,10 +2,11 @@
 
 SQLite writes one transaction at a time and syncs each commit to disk, so sixteen clients
 writing small objects would wait for sixteen syncs in a row. Here the port's writing units go
-to one writer thread, which runs those that are waiting together in one transaction, each in a
-savepoint of its own, and commits them with one sync: a unit that fails rolls back its
-savepoint and reports its error to its caller alone; a commit that fails fails every unit in
-it, none of which was then acknowledged. The bytes of every object in a batch were made durable
+to one writer thread, which runs those that are waiting together in one transaction and commits
+them with one sync. A unit that fails reports its error to its caller alone: the batch is rolled
+back and run again with each unit in a savepoint of its own (a unit's work touches only the
+database, so running it again is safe). A commit that fails fails every unit in it, none of
+which was then acknowledged. The bytes of every object in a batch were made durable
 before its unit was queued, as for a unit committed alone.
 """
 
@@ -71,6 +72,42 @@ class GroupCommit:
                     unit.done.set()
 
     def _commit(self, batch: list[_Unit[Any]]) -> None:
+        if self._commit_whole(batch):
+            return
+        self._commit_each(batch)
+
+    def _commit_whole(self, batch: list[_Unit[Any]]) -> bool:
+        """Run the batch in one transaction without savepoints (a unit's work almost never
+        fails, and a savepoint each cost a tenth of a small write). ``False`` when a unit's work
+        failed: the transaction was rolled back, nothing was committed, and the batch is run
+        again unit by unit; a failed commit fails every unit, as below."""
+        failed: list[BaseException] = []
+        try:
+            with self._db.unit_of_work() as session:
+                results = []
+                for unit in batch:
+                    try:
+                        results.append(unit.work(session))
+                    except Exception as exc:
+                        failed.append(exc)
+                        raise
+        except Exception as exc:
+            if failed:
+                if len(batch) == 1:
+                    batch[0].error = failed[0]
+                    return True
+                return False
+            log.warning("store: a batch of %d writes failed to commit: %s", len(batch), exc)
+            for unit in batch:
+                unit.error = exc
+            return True
+        for unit, result in zip(batch, results, strict=True):
+            unit.result = result
+        return True
+
+    def _commit_each(self, batch: list[_Unit[Any]]) -> None:
+        """Run the batch with each unit in a savepoint of its own: a unit that fails is rolled
+        back alone and reports its error."""
         try:
             with self._db.unit_of_work() as session:
                 for unit in batch:

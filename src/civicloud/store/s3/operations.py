@@ -63,7 +63,7 @@ from civicloud.store.objects import (
     parse_range,
     read_range,
     refuse_delete_marker,
-    snapshot,
+    stored_version,
     write_blob,
 )
 from civicloud.store.s3 import xml
@@ -849,7 +849,12 @@ class S3:
     ) -> OpenKey:
         """Before any byte is read, in one read unit: refuse an upload that cannot fit the
         quotas or whose conditions cannot hold (the commit checks both again, atomically), and
-        open the tenant's data key."""
+        open the tenant's data key. A small body with no conditions skips the unit when the
+        key is kept: refusing it after reading it costs as little, and the commit decides."""
+        if size is not None and size <= SMALL_BODY and (conditions is None or not conditions.any):
+            kept = self.context.cached_active_key(ref.tenant_id)
+            if kept is not None:
+                return kept
 
         def work(session: Session) -> tuple[bool, OpenKey | None]:
             fits = size is None or has_room(session, bucket_id=ref.id, size=size)
@@ -926,7 +931,7 @@ class S3:
 
     def fresh(self, session: Session, ref: BucketRef) -> BucketRef:
         """The bucket as the committing transaction sees it (versioning may have changed)."""
-        bucket = session.execute(BUCKET_STATE, {"bucket": ref.id}).first()
+        bucket = session.connection().execute(BUCKET_STATE, {"bucket": ref.id}).first()
         if bucket is None:
             raise NoSuchBucket("The specified bucket does not exist.")
         return BucketRef(
@@ -988,9 +993,7 @@ class S3:
                     "The source of a copy request may not specifically refer to a delete marker by version id."
                 )
             raise NoSuchKey("The specified key does not exist.")
-        stored = self.read_unit(
-            lambda s: snapshot(s, self.context, src, find_version(s, src, key, version_id))
-        )
+        stored = self.read_unit(lambda s: stored_version(s, self.context, src, key, version_id))
         check_read_conditions(request.headers, stored.etag, stored.last_modified, copy=True)
         return src, stored
 
@@ -1068,9 +1071,7 @@ class S3:
         # Authorise before saying whether the key exists: the object's own ACL may be what
         # allows the read, so it is looked up first, and a refusal hides whether it was there.
         try:
-            stored = self.read_unit(
-                lambda s: snapshot(s, self.context, ref, find_version(s, ref, key, version_id))
-            )
+            stored = self.read_unit(lambda s: stored_version(s, self.context, ref, key, version_id))
         except StoreError:
             self.allow(request, ref, READ)
             raise
@@ -1203,9 +1204,7 @@ class S3:
         known = {"ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectSize"}
         if not wanted or not wanted <= known:
             raise InvalidArgument("Invalid attribute name specified.")
-        stored = self.read_unit(
-            lambda s: snapshot(s, self.context, ref, find_version(s, ref, key, version_id))
-        )
+        stored = self.read_unit(lambda s: stored_version(s, self.context, ref, key, version_id))
         check_read_conditions(request.headers, stored.etag, stored.last_modified)
         doc = xml.Doc("GetObjectAttributesResponse")
         if "ETag" in wanted:
