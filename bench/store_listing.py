@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -88,11 +89,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--database-url", default="")
+    parser.add_argument("--keep", action="store_true", help="keep the data directory (printed)")
     args = parser.parse_args()
     big = 500_000 if args.quick else 10_000_000
     small = 10_000
     rounds = 40 if args.quick else 100
     data = Path(tempfile.mkdtemp(prefix="civicloud-store-listing-"))
+    try:
+        run(args, data, big, small, rounds)
+    finally:
+        if args.keep:
+            print(f"data kept in {data}", file=sys.stderr)
+        else:
+            shutil.rmtree(data, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, data: Path, big: int, small: int, rounds: int) -> None:
+    """Fill both buckets in a database under ``data`` and time their pages."""
     services = build_services(load_settings(data_dir=data, database_url=args.database_url))
     prepare_database(services)
     with services.db.unit_of_work() as session:
@@ -128,6 +141,7 @@ def main() -> None:
         ratios.append(small_page / big_page)
         print(f"{what}: {small:,}-key bucket {small_page * 1000:.2f} ms, "
               f"{big:,}-key bucket {big_page * 1000:.2f} ms, ratio {ratios[-1]:.2f}")  # fmt: skip
+    services.db.dispose()
     print(f"store_listing ratio={min(ratios):.2f} goal={GOAL}")
 
 

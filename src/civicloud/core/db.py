@@ -152,6 +152,10 @@ def _refuse_nul_characters(
             raise InvalidInput("text must not contain NUL (\\x00) characters")
 
 
+#: SQLite's page cache per connection, in MiB (see ``_configure_sqlite``).
+SQLITE_CACHE_MIB = 32
+
+
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -163,6 +167,11 @@ def _configure_sqlite(engine: Engine) -> None:
         # FULL: a committed transaction survives power loss, not only a process crash.
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA busy_timeout=30000")
+        # A page cache of SQLITE_CACHE_MIB per connection (SQLite's default is 2 MiB), filled
+        # only as pages are read: the inner pages of a big index stay in it, so a seek into a
+        # bucket of ten million keys costs what one into a small bucket costs (bench/README.md,
+        # store_listing: 0.65 with the default, 0.96 with this).
+        cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_MIB * 1024}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

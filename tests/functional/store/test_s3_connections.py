@@ -4,9 +4,12 @@ clients' keep-alive connections (an idle one is closed, or an answer ends its co
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import socket
+import ssl
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,21 +17,31 @@ import pytest
 from tests.factories.store import S3Member
 
 from civicloud.store.context import StoreContext
-from civicloud.store.s3.listener import RunningS3
+from civicloud.store.s3.listener import RunningS3, tls_context
+from civicloud.store.settings import StoreSettings
 
 from .conftest import Port, bucket_name, client
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def narrow_port(s3_http: Port) -> Iterator[tuple[Port, RunningS3]]:
-    """The S3 port with only two workers."""
+@pytest.fixture(params=["http", "tls"])
+def narrow_port(request: pytest.FixtureRequest, s3_http: Port) -> Iterator[tuple[Port, RunningS3]]:
+    """The S3 port with only two workers, over plain HTTP and over TLS (where the worker of an
+    idle connection is blocked in the TLS layer's read)."""
     context: StoreContext = dataclasses.replace(
         s3_http.context, settings=s3_http.context.settings.model_copy(update={"s3_threads": 2})
     )
-    running = RunningS3(context, host="127.0.0.1", port=0, tls=None)
-    yield Port(running.address, None, context, s3_http.services), running
+    data_dir = s3_http.services.settings.data_dir
+    if request.param == "tls":
+        tls = tls_context(StoreSettings(tls="self-signed"), data_dir)
+        running = RunningS3(context, host="127.0.0.1", port=0, tls=tls)
+        ca: str | None = str(data_dir / "store" / "tls" / "s3-cert.pem")
+        endpoint = running.address.replace("127.0.0.1", "localhost")
+    else:
+        running = RunningS3(context, host="127.0.0.1", port=0, tls=None)
+        ca, endpoint = None, running.address
+    yield Port(endpoint, ca, context, s3_http.services), running
     running.server.shutdown()
     running.server.server_close()
 
@@ -121,3 +134,47 @@ def test_more_keep_alive_connections_than_the_default_256_workers_are_all_answer
     finally:
         for sock in sockets:
             sock.close()
+
+
+def _connect(port: Port) -> socket.socket:
+    """A raw connection to ``port`` (TLS-wrapped, verified with its CA, when it is TLS)."""
+    host = port.endpoint.split("://", 1)[1]
+    name, number = host.rsplit(":", 1)
+    sock = socket.create_connection((name, int(number)), timeout=30)
+    if port.ca_file is None:
+        return sock
+    return ssl.create_default_context(cafile=port.ca_file).wrap_socket(sock, server_hostname=name)
+
+
+def test_an_idle_connection_is_closed_to_let_a_waiting_client_in(
+    narrow_port: tuple[Port, RunningS3],
+) -> None:
+    """Both workers hold idle keep-alive connections: a third client is answered once the
+    idlest has been idle for a second, and that one is closed (an end of stream, not a hang),
+    over plain HTTP and over TLS alike."""
+    port, running = narrow_port
+    host = port.endpoint.split("://", 1)[1]
+    reaped_before, closed_before = running.server.reaped, running.server.closed_for_room
+    first, second = _connect(port), _connect(port)
+    try:
+        assert _request(first, host).startswith(b"HTTP/1.1 403 ")
+        assert _request(second, host).startswith(b"HTTP/1.1 403 ")
+        # Both answers are out: both workers wait on an idle connection. (Were one still
+        # answering, its answer would say Connection: close instead, the other way to make room.)
+        time.sleep(0.3)
+        third = _connect(port)
+        try:
+            assert _request(third, host).startswith(b"HTTP/1.1 403 ")
+        finally:
+            third.close()
+        reaped = running.server.reaped - reaped_before
+        assert reaped + running.server.closed_for_room - closed_before >= 1
+        if reaped:
+            first.settimeout(10)
+            # A TLS connection cut without close_notify may say so: an end of stream all the
+            # same, not a hang.
+            with contextlib.suppress(ssl.SSLEOFError, ConnectionResetError):
+                assert first.recv(1) == b""
+    finally:
+        first.close()
+        second.close()
