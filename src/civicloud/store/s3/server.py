@@ -160,6 +160,63 @@ class Exchange:
 Dispatch = Callable[[Exchange], None]
 
 
+#: A header line's longest length and the most header lines (``http.client``'s limits).
+MAX_HEADER_LINE = 65536
+MAX_HEADERS = 100
+
+
+class Headers:
+    """A request's header lines in order, looked up by any case (what the handler needs of
+    ``email.message.Message``, which ``http.server`` builds through the e-mail parser at a cost
+    that small requests feel)."""
+
+    __slots__ = ("_pairs",)
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self._pairs = pairs
+
+    def items(self) -> list[tuple[str, str]]:
+        return list(self._pairs)
+
+    def get(self, name: str, default: str = "") -> str:
+        wanted = name.lower()
+        return next((v for n, v in self._pairs if n.lower() == wanted), default)
+
+
+class BadHeaders(Exception):
+    """A header block that cannot be read, with the status that says so."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def read_headers(rfile: Any) -> Headers:
+    """The header block up to its empty line: ``name: value`` lines (an obsolete folded line
+    joins the one before it, as RFC 9112 allows a server to do). ``BadHeaders(431)`` past the
+    limits, ``BadHeaders(400)`` for a line that is no header."""
+    pairs: list[tuple[str, str]] = []
+    while True:
+        line = rfile.readline(MAX_HEADER_LINE + 1)
+        if len(line) > MAX_HEADER_LINE:
+            raise BadHeaders(431)
+        if line in (b"\r\n", b"\n", b""):
+            return Headers(pairs)
+        if len(pairs) >= MAX_HEADERS:
+            raise BadHeaders(431)
+        text = line.decode("iso-8859-1").rstrip("\r\n")
+        if text[:1] in (" ", "\t"):
+            if not pairs:
+                raise BadHeaders(400)
+            name, value = pairs[-1]
+            pairs[-1] = (name, f"{value} {text.strip()}".strip())
+            continue
+        name, colon, value = text.partition(":")
+        if not colon or not name or name != name.strip() or " " in name or "\t" in name:
+            raise BadHeaders(400)
+        pairs.append((name, value.strip(" \t")))
+
+
 class Handler(BaseHTTPRequestHandler):
     """Parses requests and hands each to the dispatcher."""
 
@@ -176,6 +233,55 @@ class Handler(BaseHTTPRequestHandler):
         super().setup()
         with contextlib.suppress(OSError):
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def parse_request(self) -> bool:
+        """The request line and headers, as ``BaseHTTPRequestHandler.parse_request`` reads
+        them (the same answers to a bad request line), with :func:`read_headers` for the
+        header block."""
+        self.command = ""
+        self.request_version = version = self.default_request_version
+        self.close_connection = True
+        requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        self.requestline = requestline
+        words = requestline.split()
+        if not words:
+            return False
+        if len(words) >= 3:
+            version = words[-1]
+            numbers = version[5:].split(".") if version.startswith("HTTP/") else []
+            if len(numbers) != 2 or not all(n.isdigit() and len(n) <= 10 for n in numbers):
+                self.send_error(400)
+                return False
+            major, minor = int(numbers[0]), int(numbers[1])
+            if major >= 2:
+                self.send_error(505)
+                return False
+            if (major, minor) >= (1, 1):
+                self.close_connection = False
+            self.request_version = version
+        if not 2 <= len(words) <= 3:
+            self.send_error(400)
+            return False
+        command, path = words[:2]
+        if len(words) == 2:
+            self.close_connection = True
+            if command != "GET":
+                self.send_error(400)
+                return False
+        self.command, self.path = command, path
+        if self.path.startswith("//"):
+            self.path = "/" + self.path.lstrip("/")
+        try:
+            self.headers = read_headers(self.rfile)  # type: ignore[assignment]
+        except BadHeaders as bad:
+            self.send_error(bad.status)
+            return False
+        connection = self.headers.get("Connection", "").lower()
+        if connection == "close":
+            self.close_connection = True
+        elif connection == "keep-alive":
+            self.close_connection = False
+        return True
 
     def handle_expect_100(self) -> bool:
         # Sent when the body is first read, after the request was authenticated and checked
