@@ -163,6 +163,21 @@ def quoted(etag: str) -> str:
     return f'"{etag}"'
 
 
+def batched(pieces: Iterator[bytes], size: int) -> Iterator[bytes]:
+    """``pieces`` joined into runs of about ``size`` bytes: segments (64 KiB) go out about a
+    mebibyte per send, since one send each cost more than copying them together."""
+    batch: list[bytes] = []
+    held = 0
+    for piece in pieces:
+        batch.append(piece)
+        held += len(piece)
+        if held >= size:
+            yield b"".join(batch)
+            batch, held = [], 0
+    if batch:
+        yield b"".join(batch)
+
+
 class S3:
     """The S3 port's dispatcher: ``S3(context)(exchange)`` answers one request."""
 
@@ -1137,20 +1152,9 @@ class S3:
         ex.start(status, headers, first)
         sent = len(first)
         try:
-            # Segments (64 KiB) go out about a mebibyte at a time: one send each cost more
-            # than copying them together (a 64 MiB GET made a thousand sends).
-            batch: list[bytes] = []
-            batched = 0
-            for piece in pieces:
-                batch.append(piece)
-                batched += len(piece)
-                if batched >= SEND_BYTES:
-                    ex.send(b"".join(batch))
-                    sent += batched
-                    batch, batched = [], 0
-            if batch:
-                ex.send(b"".join(batch))
-                sent += batched
+            for batch in batched(pieces, SEND_BYTES):
+                ex.send(batch)
+                sent += len(batch)
         except Corrupted:
             log.error("s3: %s/%s is damaged; the read was cut", stored.bucket, stored.key)
             ex.abort_connection()
