@@ -21,6 +21,7 @@ from typing import Any, cast
 
 from sqlalchemy import Row, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from civicloud.core.db import utcnow
 from civicloud.store import checksums, crypto
@@ -300,8 +301,9 @@ def _drop_version(session: Session, bucket: BucketRef, version: Version) -> None
     # entity of it is taken out of the session, which would otherwise answer for a new row
     # with the same id).
     session.connection().execute(_DELETE_VERSION, {"version": version.id})
-    if isinstance(version, ObjectVersion) and version in session:
-        session.expunge(version)
+    loaded = session.identity_map.get(identity_key(ObjectVersion, version.id))
+    if loaded is not None:
+        session.expunge(loaded)
 
 
 def commit_version(

@@ -247,3 +247,30 @@ def test_the_server_answers_after_garbage(s3_http: Port, s3: Any) -> None:
             assert answer == b"" or answer.startswith(b"HTTP/1.")
             assert b" 500 " not in answer
     assert "Buckets" in s3.list_buckets()
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [
+        # A version number that Python's isdigit takes for one (a superscript two).
+        b"GET / HTTP/1.\xb2\r\nHost: x\r\n\r\n",
+        # An obsolete folded line, the way headers are smuggled past a proxy.
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-Amz-Meta-A: 1\r\n Transfer-Encoding: chunked\r\n\r\n",
+        # A bare CR inside a field name, and a control character in a value.
+        b"GET / HTTP/1.1\r\nHost: x\r\nx-amz-meta-a\rset-cookie: 1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nx-amz-meta-a: 1\x00\r\n\r\n",
+        # More header lines than the limit: 431 (folded lines count too).
+        b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(120)) + b"\r\n",
+    ],
+)
+def test_a_malformed_request_head_gets_a_4xx_and_the_server_goes_on(
+    s3_http: Port, s3: Any, junk: bytes
+) -> None:
+    host, _, portnumber = s3_http.endpoint.removeprefix("http://").partition(":")
+    with socket.create_connection((host, int(portnumber)), timeout=10) as sock:
+        sock.sendall(junk)
+        sock.shutdown(socket.SHUT_WR)
+        answer = sock.recv(400)
+    assert answer.startswith((b"HTTP/1.1 400 ", b"HTTP/1.1 431 ")), answer[:80]
+    assert b"Connection: close" in answer
+    assert "Buckets" in s3.list_buckets()

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from civicloud.core.db import Database
 from civicloud.store.s3.batching import GroupCommit
@@ -151,3 +151,49 @@ class _failing_commit:  # noqa: N801 - a context manager standing in for a unit 
         error = OSError("disk I/O error")
         self.inner.__exit__(OSError, error, None)
         raise error
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class _Item(_Base):
+    __tablename__ = "item"
+
+    n: Mapped[int] = mapped_column(primary_key=True)
+    v: Mapped[str] = mapped_column(unique=True)
+
+
+def test_what_a_unit_left_pending_is_seen_by_the_next_units_statements(tmp_path: Path) -> None:
+    """A unit that adds an entity without flushing (as promoting a version does) and a later
+    unit of the same batch that reads with a Core statement on the connection: the second sees
+    the first's row, and a unit that breaks a constraint through the ORM fails alone."""
+    db = Database.from_url(f"sqlite:///{tmp_path / 'orm.db'}")
+    try:
+        with db.unit_of_work() as session:
+            _Base.metadata.create_all(session.connection())
+        group = GroupCommit(db)
+
+        def add(n: int, v: str) -> Callable[[Session], int]:
+            def work(session: Session) -> int:
+                session.add(_Item(n=n, v=v))
+                return n
+
+            return work
+
+        def count_a(session: Session) -> int:
+            found = session.connection().execute(text("SELECT count(*) FROM item WHERE v = 'a'"))
+            return int(found.scalar_one())
+
+        outcomes = in_one_batch(group, [add(1, "a"), count_a, add(2, "a"), add(3, "c")])
+        assert outcomes[0] == 1
+        assert outcomes[1] == 1
+        assert isinstance(outcomes[2], Exception)
+        assert outcomes[3] == 3
+        with db.unit_of_work(write=False) as session:
+            assert session.execute(text("SELECT n, v FROM item ORDER BY n")).all() == [
+                (1, "a"),
+                (3, "c"),
+            ]
+    finally:
+        db.dispose()

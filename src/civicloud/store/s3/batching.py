@@ -88,6 +88,10 @@ class GroupCommit:
                 for unit in batch:
                     try:
                         results.append(unit.work(session))
+                        # What the unit left pending goes in now, as a savepoint's end would
+                        # flush it: a later unit's Core statements see it, and an error of
+                        # its flush is its own.
+                        session.flush()
                     except Exception as exc:
                         failed.append(exc)
                         raise
