@@ -4,6 +4,7 @@ unit that fails reports its error alone and leaves nothing, the others are commi
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -74,9 +75,11 @@ def in_one_batch(group: GroupCommit, works: list[Callable[[Session], Any]]) -> l
     callers = [threading.Thread(target=call, args=(i,)) for i in range(len(works))]
     for caller in callers:
         caller.start()
-    deadline = threading.Event()
-    while group._queue.qsize() < len(works) and not deadline.wait(0.01):
-        pass
+    # Every caller's unit waits behind the held one (bounded: a caller that never queued
+    # shows as a wrong outcome below, not as a hung test).
+    deadline = time.monotonic() + 10
+    while group._queue.qsize() < len(works) and time.monotonic() < deadline:
+        time.sleep(0.01)
     release.set()
     first.join(10)
     for caller in callers:
