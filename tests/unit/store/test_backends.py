@@ -246,7 +246,7 @@ def test_many_blobs_are_all_listed(backend: BlobBackend) -> None:
 
 
 def test_a_20_mib_blob(backend: BlobBackend) -> None:
-    # Given 20 MiB written in uneven pieces
+    # Given 20 MiB written in uneven pieces (the local backend starts writeback twice on the way)
     data = os.urandom(20 * MIB)
     blob_id = new_id()
     writer = backend.create(blob_id)
