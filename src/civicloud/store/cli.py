@@ -28,8 +28,6 @@ from civicloud.cli.common import (
     unit_of_work,
 )
 from civicloud.core import identity, tenants
-from civicloud.core.actor import Actor
-from civicloud.core.audit import record as audit
 from civicloud.core.errors import InvalidInput, NotFound
 from civicloud.core.identity.models import User
 from civicloud.core.services import Services
@@ -37,7 +35,7 @@ from civicloud.core.tenants.models import Tenant
 from civicloud.core.text import format_bytes
 from civicloud.store import fsck, keys, service
 from civicloud.store.context import StoreContext
-from civicloud.store.models import CANNED_ACLS, AccessKey, Bucket, DataKey, StoreTenant
+from civicloud.store.models import CANNED_ACLS, Bucket, StoreTenant
 
 store_app = typer.Typer(
     help="Store: buckets, access keys, quotas, usage, the integrity check and key rotation.",
@@ -491,32 +489,6 @@ def check(
         raise typer.Exit(1)
 
 
-def rewrap_keys(*, session: Session, actor: Actor, context: StoreContext) -> tuple[int, int]:
-    """Wrap every data key and access-key secret again under the current master key; how many
-    of each. Objects are not rewritten: their data keys do not change."""
-    current = context.master.current_id
-    data_keys = access_keys = 0
-    for data_key in session.scalars(select(DataKey).where(DataKey.master_key_id != current)):
-        plain = context.master.unwrap(data_key.wrapped, context=data_key.tenant_id.bytes)
-        data_key.wrapped = context.master.wrap(plain, context=data_key.tenant_id.bytes)
-        data_key.master_key_id = current
-        data_keys += 1
-    for key in session.scalars(select(AccessKey).where(AccessKey.master_key_id != current)):
-        bound = key.access_key_id.encode()
-        secret = context.master.unwrap(key.secret_wrapped, context=bound)
-        key.secret_wrapped = context.master.wrap(secret, context=bound)
-        key.master_key_id = current
-        access_keys += 1
-    audit(
-        session=session,
-        actor=actor,
-        action="store.master_key.rotate",
-        target=f"store-master-key:{current}",
-        detail={"data_keys": data_keys, "access_keys": access_keys},
-    )
-    return data_keys, access_keys
-
-
 @store_app.command("rotate-master-key")
 @handle_errors
 def rotate_master_key(data_dir: DataDirOpt = None) -> None:
@@ -524,7 +496,9 @@ def rotate_master_key(data_dir: DataDirOpt = None) -> None:
     services, context = _open(data_dir)
     new_id = context.master.rotate()
     with unit_of_work(services) as session:
-        data_keys, access_keys = rewrap_keys(session=session, actor=cli_actor(), context=context)
+        data_keys, access_keys = keys.rewrap_keys(
+            session=session, actor=cli_actor(), context=context
+        )
     context.forget_keys()
     console.print(
         f"master key {new_id}: rewrapped {data_keys} data keys and {access_keys} access keys",

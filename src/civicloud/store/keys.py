@@ -5,7 +5,8 @@ The secret is shown once, when the key is issued, and kept wrapped by the instal
 key (SigV4 needs the secret itself on the server, so a hash will not do): someone who reads the
 database alone cannot sign with it. A key works while its user is active and keeps the password
 it had when the key was issued (``password_mark``); a new password, a deactivation or a
-revocation stops it, within the few seconds resolved keys are cached.
+revocation stops it, within the few seconds resolved keys are cached. :func:`rewrap_keys`
+wraps the secrets, and the tenants' data keys, again under a new master key.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from civicloud.store.errors import (
     InvalidArgument,
     NoSuchAccessKey,
 )
-from civicloud.store.models import AccessKey
+from civicloud.store.models import AccessKey, DataKey
 
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 
@@ -241,3 +242,30 @@ def touch(session: Session, access_key_id: str) -> None:
         .where(AccessKey.access_key_id == access_key_id)
         .values(last_used_at=utcnow())
     )
+
+
+def rewrap_keys(*, session: Session, actor: Actor, context: StoreContext) -> tuple[int, int]:
+    """Wrap every tenant's data key and every access-key secret again under the current master
+    key (after ``context.master.rotate()``); how many of each, audited as one action. Objects
+    are not rewritten: their data keys do not change."""
+    current = context.master.current_id
+    data_keys = access_keys = 0
+    for data_key in session.scalars(select(DataKey).where(DataKey.master_key_id != current)):
+        plain = context.master.unwrap(data_key.wrapped, context=data_key.tenant_id.bytes)
+        data_key.wrapped = context.master.wrap(plain, context=data_key.tenant_id.bytes)
+        data_key.master_key_id = current
+        data_keys += 1
+    for key in session.scalars(select(AccessKey).where(AccessKey.master_key_id != current)):
+        bound = key.access_key_id.encode()
+        secret = context.master.unwrap(key.secret_wrapped, context=bound)
+        key.secret_wrapped = context.master.wrap(secret, context=bound)
+        key.master_key_id = current
+        access_keys += 1
+    audit(
+        session=session,
+        actor=actor,
+        action="store.master_key.rotate",
+        target=f"store-master-key:{current}",
+        detail={"data_keys": data_keys, "access_keys": access_keys},
+    )
+    return data_keys, access_keys
