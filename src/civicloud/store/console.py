@@ -2,9 +2,10 @@
 a bucket browsed by folder, uploads from a form, share links, usage over time and the access
 log's queries.
 
-Framework-free like the services: keyword arguments, ``session`` first, nothing committed here
-(but :func:`upload`, which is two steps of its own with no transaction held while bytes stream,
-as the S3 port writes). A bucket the reader may not see at all is ``NoSuchBucket`` (404), so that
+Framework-free like the services: keyword arguments, ``session`` first, nothing committed here.
+An upload is three steps, as the S3 port's writes are, so that no transaction is held while
+bytes stream: :func:`prepare_upload` (a read unit), :func:`receive_upload` (no database) and
+:func:`commit_upload` (a write unit); the page runs them. A bucket the reader may not see at all is ``NoSuchBucket`` (404), so that
 the console never says which names another tenant uses; one they see but may not change is
 ``AccessDenied`` (403).
 """
@@ -26,7 +27,7 @@ from civicloud.core.db import utcnow
 from civicloud.core.tenants.models import Tenant
 from civicloud.core.tenants.service import in_subtrees
 from civicloud.store import listing, sigv4
-from civicloud.store.context import StoreContext
+from civicloud.store.context import OpenKey, StoreContext
 from civicloud.store.errors import (
     AccessDenied,
     EntityTooLarge,
@@ -44,7 +45,14 @@ from civicloud.store.models import (
     UsageSample,
 )
 from civicloud.store.names import check_key
-from civicloud.store.objects import Incoming, NewVersion, StoredObject, commit_version, write_blob
+from civicloud.store.objects import (
+    Incoming,
+    NewVersion,
+    StoredObject,
+    Written,
+    commit_version,
+    write_blob,
+)
 from civicloud.store.service import BucketRef, Usage, bucket_ref, has_room
 
 BUCKET_READ = "store.bucket.read"
@@ -194,19 +202,18 @@ class Uploaded:
     version_id: str
 
 
-def upload(
+def prepare_upload(
     *,
+    session: Session,
     context: StoreContext,
     actor: Actor,
     bucket: BucketRef,
     key: str,
-    stream: BinaryIO,
-    content_type: str,
     length: int | None = None,
-) -> Uploaded:
-    """Store the bytes of ``stream`` as ``key``: streamed, encrypted and made durable first, then
-    committed in one unit of work of its own (the quota charged there); nothing is left behind
-    when it fails. The caller has checked that ``actor`` may write to the bucket."""
+) -> OpenKey:
+    """Check an upload of ``key`` before its bytes are read (the actor may write, the key is
+    valid, a declared ``length`` fits the size limit and the quota) and return the tenant's data
+    key to encrypt it with. Reads only."""
     if not actor.can(OBJECT_WRITE, bucket.tenant_path):
         raise AccessDenied("Access Denied", params={"bucket": bucket.name})
     check_key(key)
@@ -216,12 +223,19 @@ def upload(
             "Your proposed upload exceeds the maximum allowed object size.",
             params={"max_size": limit},
         )
-    with context.db.unit_of_work(write=False) as session:
-        if length is not None and not has_room(session, bucket_id=bucket.id, size=length):
-            raise QuotaExceeded("The quota of the bucket or its tenant would be exceeded.")
-        data_key = context.active_key(session, bucket.tenant_id)
+    if length is not None and not has_room(session, bucket_id=bucket.id, size=length):
+        raise QuotaExceeded("The quota of the bucket or its tenant would be exceeded.")
+    data_key = context.active_key(session, bucket.tenant_id)
     if data_key is None:
         raise InvalidArgument("The bucket's tenant has no data key.")
+    return data_key
+
+
+def receive_upload(context: StoreContext, data_key: OpenKey, stream: BinaryIO) -> Written:
+    """Stream ``stream`` into a new blob, encrypted and durable, refusing it past the size limit
+    (nothing is left behind then). No database: the caller commits it with
+    :func:`commit_upload`, outside any transaction while the bytes arrive."""
+    limit = context.settings.max_put_bytes
     seen = 0
 
     def read(n: int) -> bytes:
@@ -235,7 +249,32 @@ def upload(
             )
         return chunk
 
-    written = write_blob(context, data_key, Incoming(read=read, length=None))
+    return write_blob(context, data_key, Incoming(read=read, length=None))
+
+
+def commit_upload(
+    *,
+    session: Session,
+    actor: Actor,
+    bucket: BucketRef,
+    key: str,
+    written: Written,
+    content_type: str,
+) -> Uploaded:
+    """Make the received blob ``written`` the latest version of ``key`` (the quota charged
+    here). If this fails, the caller deletes the blob (``context.backend.delete``)."""
+    current = session.get(Bucket, bucket.id)
+    if current is None:
+        raise NoSuchBucket("The specified bucket does not exist.")
+    ref = BucketRef(
+        bucket.id,
+        bucket.name,
+        bucket.tenant_id,
+        bucket.tenant_path,
+        bucket.region_code,
+        current.versioning,
+        current.acl,
+    )
     new = NewVersion(
         size=written.size,
         etag=written.etag,
@@ -243,27 +282,7 @@ def upload(
         blob_id=written.blob_id,
         data_key_id=written.data_key_id,
     )
-
-    def commit(session: Session) -> ObjectVersion:
-        current = session.get(Bucket, bucket.id)
-        if current is None:
-            raise NoSuchBucket("The specified bucket does not exist.")
-        ref = BucketRef(
-            bucket.id,
-            bucket.name,
-            bucket.tenant_id,
-            bucket.tenant_path,
-            bucket.region_code,
-            current.versioning,
-            current.acl,
-        )
-        return commit_version(session=session, bucket=ref, key=key, new=new, owner_id=actor.user_id)
-
-    try:
-        version = context.db.run(commit, attempts=3)
-    except BaseException:
-        context.backend.delete(written.blob_id)
-        raise
+    version = commit_version(session=session, bucket=ref, key=key, new=new, owner_id=actor.user_id)
     return Uploaded(key, written.size, written.etag, version.version_id)
 
 

@@ -27,6 +27,7 @@ from civicloud.core.services import Services
 from civicloud.core.tenants.models import Tenant
 from civicloud.store import console, service
 from civicloud.store.context import StoreContext
+from civicloud.store.errors import QuotaExceeded
 from civicloud.store.models import AccessRecord, Bucket
 from civicloud.store.web.views import size_text
 
@@ -208,6 +209,34 @@ def test_an_upload_larger_than_web_forms_may_be_is_taken(
     assert sent.status_code == 303, sent.text[:500]
     got = admin.client.get(f"/console/store/buckets/{name}/download?key=big.bin")
     assert got.content == big
+
+
+def test_an_upload_whose_commit_fails_leaves_no_blob_behind(
+    admin: Browser,
+    member: S3Member,
+    core_services: Services,
+    store_context: StoreContext,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a bucket, and a commit that fails after the bytes were stored (a quota taken by a
+    # racing writer meanwhile)
+    name = make_bucket(core_services, store_context, member)
+    before = {blob_id for blob_id, *_ in store_context.backend.blobs()}
+
+    def refused(**_: object) -> console.Uploaded:
+        raise QuotaExceeded("The quota of the bucket or its tenant would be exceeded.")
+
+    monkeypatch.setattr(console, "commit_upload", refused)
+
+    # When a file is uploaded
+    sent = upload(admin, name, [("late.txt", b"refused at the commit")])
+
+    # Then the upload is refused, the blob written for it is gone and no version was made
+    assert sent.status_code == 403, sent.text[:500]
+    assert {blob_id for blob_id, *_ in store_context.backend.blobs()} - before == set()
+    monkeypatch.undo()
+    got = admin.client.get(f"/console/store/buckets/{name}/download?key=late.txt")
+    assert got.status_code == 404
 
 
 def test_a_file_name_cannot_climb_out_of_its_folder() -> None:

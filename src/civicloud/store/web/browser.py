@@ -11,7 +11,7 @@ stream: each file is written durably and then committed in a unit of work of its
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Form, Query, Request
@@ -25,10 +25,12 @@ from civicloud.core.errors import CivicloudError, InvalidInput, NotFound
 from civicloud.core.i18n import N_
 from civicloud.core.roles import authenticate_session
 from civicloud.store import console
+from civicloud.store.context import StoreContext
 from civicloud.store.errors import NoSuchKey, StoreError
 from civicloud.store.models import Bucket
 from civicloud.store.names import check_key
 from civicloud.store.objects import delete_object, find_version, snapshot
+from civicloud.store.service import BucketRef
 from civicloud.store.web.buckets import bucket_url, settings_context
 from civicloud.store.web.views import PREFIX, form_state, page, rejected_form, store_context
 from civicloud.web.deps import SESSION_COOKIE, SessionDep, read_cookie, services_of
@@ -398,6 +400,39 @@ async def upload(
         await form.close()  # the spooled files, now stored or refused
 
 
+def _upload_one(
+    context: StoreContext,
+    actor: Actor,
+    ref: BucketRef,
+    key: str,
+    stream: BinaryIO,
+    content_type: str,
+    length: int | None,
+) -> console.Uploaded:
+    """One file: checked in a read unit, streamed into a durable blob with no transaction open,
+    then committed in a write unit of its own; the blob goes again if the commit fails."""
+    with context.db.unit_of_work(write=False) as session:
+        data_key = console.prepare_upload(
+            session=session, context=context, actor=actor, bucket=ref, key=key, length=length
+        )
+    written = console.receive_upload(context, data_key, stream)
+    try:
+        return context.db.run(
+            lambda session: console.commit_upload(
+                session=session,
+                actor=actor,
+                bucket=ref,
+                key=key,
+                written=written,
+                content_type=content_type,
+            ),
+            attempts=3,
+        )
+    except BaseException:
+        context.backend.delete(written.blob_id)
+        raise
+
+
 async def _store_files(
     request: Request, actor: Actor, bucket: str, ref: Any, form: Any
 ) -> Response:
@@ -419,14 +454,14 @@ async def _store_files(
             key = console.upload_key(prefix, relative or "")
             done.append(
                 await run_in_threadpool(
-                    console.upload,
-                    context=context,
-                    actor=actor,
-                    bucket=ref,
-                    key=key,
-                    stream=upload_file.file,
-                    content_type=upload_file.content_type or "",
-                    length=upload_file.size,
+                    _upload_one,
+                    context,
+                    actor,
+                    ref,
+                    key,
+                    upload_file.file,
+                    upload_file.content_type or "",
+                    upload_file.size,
                 )
             )
         except CivicloudError as exc:
