@@ -67,12 +67,6 @@ class ChunkSigner(Protocol):
         ...
 
 
-def _malformed(what: str) -> errors.InvalidRequest:
-    return errors.InvalidRequest(
-        "The aws-chunked body is malformed: %(what)s.", params={"what": what}
-    )
-
-
 def _incomplete() -> errors.IncompleteBody:
     return errors.IncompleteBody(
         "The request body terminated unexpectedly: its aws-chunked encoding did not end."
@@ -246,13 +240,19 @@ class AwsChunkedReader:
                 if line.endswith(b"\r"):
                     line = line[:-1]
                 elif not bare_lf:
-                    raise _malformed("a line does not end with CRLF")
+                    raise errors.InvalidRequest(
+                        "The aws-chunked body is malformed: a line does not end with CRLF."
+                    )
                 if len(line) > MAX_LINE:
-                    raise _malformed("a line is too long")
+                    raise errors.InvalidRequest(
+                        "The aws-chunked body is malformed: a line is too long."
+                    )
                 return line
             scanned = len(self._buf) - self._pos
             if scanned > MAX_LINE + 1:
-                raise _malformed("a line is too long")
+                raise errors.InvalidRequest(
+                    "The aws-chunked body is malformed: a line is too long."
+                )
             if not self._fill():
                 if not scanned:
                     return None
@@ -264,7 +264,9 @@ class AwsChunkedReader:
             if not self._fill():
                 raise _incomplete()
         if self._buf[self._pos : self._pos + 2] != b"\r\n":
-            raise _malformed("a chunk's data is not followed by CRLF")
+            raise errors.InvalidRequest(
+                "The aws-chunked body is malformed: a chunk's data is not followed by CRLF."
+            )
         self._pos += 2
 
     # ---- framing -----------------------------------------------------------------------------
@@ -276,7 +278,9 @@ class AwsChunkedReader:
             raise _incomplete()
         size_text, _, extensions = line.partition(b";")
         if not _HEX.fullmatch(size_text):
-            raise _malformed("a chunk size is not a hexadecimal number")
+            raise errors.InvalidRequest(
+                "The aws-chunked body is malformed: a chunk size is not a hexadecimal number."
+            )
         size = int(size_text, 16)
         if self._signer is not None:
             self._chunk_signature = _chunk_signature(extensions)
@@ -329,7 +333,9 @@ class AwsChunkedReader:
                 break
             budget -= 1
             if budget < 0:
-                raise _malformed("the trailer has too many lines")
+                raise errors.InvalidRequest(
+                    "The aws-chunked body is malformed: the trailer has too many lines."
+                )
             if not line:
                 if complete():
                     break
@@ -337,7 +343,9 @@ class AwsChunkedReader:
             name, value = _trailer_line(line)
             if name == TRAILER_SIGNATURE and self._signer is not None:
                 if signature is not None:
-                    raise _malformed("the trailer signature comes twice")
+                    raise errors.InvalidRequest(
+                        "The aws-chunked body is malformed: the trailer signature comes twice."
+                    )
                 signature = value
                 continue
             if name not in names:
@@ -346,7 +354,9 @@ class AwsChunkedReader:
                     params={"name": name[:128]},
                 )
             if name in trailers:
-                raise _malformed("a trailer comes twice")
+                raise errors.InvalidRequest(
+                    "The aws-chunked body is malformed: a trailer comes twice."
+                )
             trailers[name] = value
             canonical.append(f"{name}:{value}\n".encode("ascii"))
         missing = [name for name in names if name not in trailers]
@@ -382,7 +392,9 @@ def _trailer_line(line: bytes) -> tuple[str, str]:
     name, colon, value = line.partition(b":")
     name, value = name.strip(b" \t"), value.strip(b" \t")
     if not colon or not _TOKEN.fullmatch(name) or not _VALUE.fullmatch(value):
-        raise _malformed("a trailer line is not name:value")
+        raise errors.InvalidRequest(
+            "The aws-chunked body is malformed: a trailer line is not name:value."
+        )
     return name.decode("ascii").lower(), value.decode("ascii")
 
 

@@ -364,7 +364,7 @@ class _Client:
             return response
 
     def fail(self, response: _Response, what: str) -> StoreError | ServiceBusy | Misconfigured:
-        """The error for an unexpected answer (reads and releases its body)."""
+        """The error for an unexpected answer to S3 operation ``what`` (reads and releases its body)."""
         try:
             body = response.read_body(64 * 1024)
         except ServiceBusy:
@@ -479,7 +479,7 @@ class _UpstreamWriter:
             "PUT", key, body=(fd, 0, self._size), payload_sha256=self._part_hash(1) or _UNSIGNED
         )
         if response.status != 200:
-            raise client.fail(response, "a PUT")
+            raise client.fail(response, "PutObject")
         response.read_body()
 
     def _multipart(self, fd: int, key: str) -> None:
@@ -491,8 +491,8 @@ class _UpstreamWriter:
         # Not retried: each attempt would start another upload (fsck's temporaries find any).
         response = client.request("POST", key, query={"uploads": ""}, idempotent=False)
         if response.status != 200:
-            raise client.fail(response, "a multipart upload's start")
-        upload_id = _child_text(client.xml(response, "a multipart upload's start"), "UploadId")
+            raise client.fail(response, "CreateMultipartUpload")
+        upload_id = _child_text(client.xml(response, "CreateMultipartUpload"), "UploadId")
         if not upload_id:
             raise ServiceBusy("the upstream store started an upload without an id", retry_after=5)
         try:
@@ -508,7 +508,7 @@ class _UpstreamWriter:
                     payload_sha256=self._part_hash(number) or _UNSIGNED,
                 )
                 if response.status != 200:
-                    raise client.fail(response, "a part's upload")
+                    raise client.fail(response, "UploadPart")
                 etags.append(response.headers.get("etag", ""))
                 response.read_body()
             document = "".join(
@@ -519,9 +519,9 @@ class _UpstreamWriter:
             # Completing twice is harmless to S3 (the second finds the upload done or gone).
             response = client.request("POST", key, query={"uploadId": upload_id}, body=body)
             if response.status != 200:
-                raise client.fail(response, "a multipart upload's completion")
+                raise client.fail(response, "CompleteMultipartUpload")
             # S3 may answer 200 and report a failure in the body.
-            root = client.xml(response, "a multipart upload's completion")
+            root = client.xml(response, "CompleteMultipartUpload")
             if _local(root.tag) == "Error":
                 raise ServiceBusy(
                     "the upstream store could not complete an upload: %(code)s",
@@ -613,7 +613,7 @@ class _UpstreamReader:
             self._size = at
             return False
         if response.status not in {200, 206}:
-            raise client.fail(response, "a GET")
+            raise client.fail(response, "GetObject")
         if response.status == 200:
             # The whole blob (a server that ignores Range): skip to the offset.
             skipped = 0
@@ -726,7 +726,7 @@ class UpstreamBackend:
         if response.status == 404:
             return None
         if response.status != 200:
-            raise self.client.fail(response, "a HEAD")
+            raise self.client.fail(response, "HeadObject")
         try:
             return int(response.headers.get("content-length", ""))
         except ValueError:
@@ -738,12 +738,12 @@ class UpstreamBackend:
         """Remove blob ``blob_id`` (S3's DELETE succeeds on a missing key too)."""
         response = self.client.request("DELETE", self.key(blob_id))
         if response.status == 404:
-            error = self.client.fail(response, "a DELETE")
+            error = self.client.fail(response, "DeleteObject")
             if isinstance(error, Misconfigured):  # no such bucket, rather than no such key
                 raise error
             return
         if response.status not in {200, 204}:
-            raise self.client.fail(response, "a DELETE")
+            raise self.client.fail(response, "DeleteObject")
         response.read_body()
 
     def blobs(self) -> Iterator[tuple[str, int, datetime]]:
@@ -756,8 +756,8 @@ class UpstreamBackend:
                 query["continuation-token"] = token
             response = self.client.request("GET", query=query)
             if response.status != 200:
-                raise self.client.fail(response, "a listing")
-            root = self.client.xml(response, "a listing")
+                raise self.client.fail(response, "ListObjectsV2")
+            root = self.client.xml(response, "ListObjectsV2")
             for element in root:
                 if _local(element.tag) != "Contents":
                     continue
@@ -802,8 +802,8 @@ class UpstreamBackend:
                 _drain(response)
                 return
             if response.status != 200:
-                raise self.client.fail(response, "a listing of uploads")
-            root = self.client.xml(response, "a listing of uploads")
+                raise self.client.fail(response, "ListMultipartUploads")
+            root = self.client.xml(response, "ListMultipartUploads")
             for element in root:
                 if _local(element.tag) != "Upload":
                     continue
