@@ -27,6 +27,7 @@ from civicloud.core.principals import principal_cache
 from civicloud.core.services import Services
 from civicloud.pay import MODULE as PAY
 from civicloud.store import MODULE as STORE
+from civicloud.traffic import MODULE as TRAFFIC
 from civicloud.web import i18n, pages
 from civicloud.web.admission import DEFAULT_POSTGRES_WRITERS, Admission
 from civicloud.web.api import api_router
@@ -38,7 +39,7 @@ from civicloud.web.problems import install_problem_handlers
 
 #: The modules of civicloud, in the order the console lists them. Adding a module: its package,
 #: one line here, and its migrations (docs/architecture.md, "Adding a module").
-MODULES: tuple[Module, ...] = (PAY, STORE)
+MODULES: tuple[Module, ...] = (PAY, STORE, TRAFFIC)
 
 
 def register_modules(modules: tuple[Module, ...]) -> None:

@@ -42,6 +42,7 @@ EVERY_MODULE: tuple[Module, ...] = tuple(module for module, _ in CASES)
 EXPORTED: dict[str, set[str] | None] = {
     "pay": {"MODULE"},
     "store": {"MODULE"},
+    "traffic": {"MODULE"},
     "throwaway": None,
 }
 

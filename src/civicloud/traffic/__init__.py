@@ -1,0 +1,62 @@
+"""Traffic: detector counts crunched into signal timing plans, proven in microsimulation.
+
+A traffic bureau loads its road network (a SUMO network file, which netconvert makes from
+OpenStreetMap, OpenDRIVE and other formats) and its turning-movement counts, and gets fixed-time
+plans that keep the network's phase structure and least HCM control delay, in SUMO's format and
+as timing sheets. See docs/modules/traffic.md.
+
+``MODULE`` is Traffic's one declaration of everything it brings to an installation.
+"""
+
+from pathlib import Path
+
+from civicloud.core.i18n import N_
+from civicloud.core.modules import HomeCard, Module, NavEntry
+from civicloud.core.permissions import RoleSpec
+
+_HERE = Path(__file__).resolve().parent
+
+MODULE = Module(
+    name="traffic",
+    title=N_("Traffic"),
+    permissions={
+        "traffic.network.read": N_("See road networks, counts and signal plans"),
+        "traffic.network.admin": N_("Load road networks and counts"),
+        "traffic.plan.approve": N_("Approve and issue signal plans"),
+    },
+    roles=(
+        RoleSpec(
+            "traffic_viewer",
+            "交通只读用户",
+            "Traffic viewer",
+            ("core.tenant.read", "traffic.network.read"),
+        ),
+        RoleSpec(
+            "traffic_engineer",
+            "交通信号工程师",
+            "Traffic signal engineer",
+            ("core.tenant.read", "traffic.*"),
+        ),
+    ),
+    models=("civicloud.traffic.models",),
+    cli="civicloud.traffic.cli:traffic_app",
+    api="civicloud.traffic.api:router",
+    pages="civicloud.traffic.web:router",
+    templates=_HERE / "templates",
+    locales=_HERE / "locales",
+    static=_HERE / "static",
+    stylesheets=("traffic.css",),
+    labels={"network_id": N_("The road network")},
+    nav=(NavEntry("traffic", "/console/traffic", N_("Traffic"), permission="traffic.*"),),
+    errors="civicloud.traffic.errors",
+    home=HomeCard(
+        title=N_("Traffic signals"),
+        summary=N_(
+            "Signal timing plans from detector counts, kept to each junction's phase structure."
+        ),
+        items=(N_("Webster and HCM delay"), N_("SUMO networks and plans")),
+    ),
+    migrations=_HERE / "migrations",
+)
+
+__all__ = ["MODULE"]

@@ -1,0 +1,153 @@
+"""``civicloud traffic``: signal plans from a network file and counts (``Module.cli``).
+
+``optimize`` needs no installation: it reads a SUMO network and a counts CSV, and writes a SUMO
+additional file with one ``<tlLogic type="static">`` per signal, beside timing sheets as JSON
+and CSV (``PLAN.add.xml`` → ``PLAN.timing.json``, ``PLAN.timing.csv``). Every file is written to
+a temporary name and renamed, so a failed run leaves no half-written plan.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from civicloud.cli.common import (
+    DataDirOpt,
+    cli_actor,
+    console,
+    err_console,
+    handle_errors,
+    open_services,
+    print_rows,
+    unit_of_work,
+)
+from civicloud.core import tenants
+from civicloud.core.errors import NotFound
+from civicloud.traffic import export, networks, service
+from civicloud.traffic.optimize import Limits
+
+traffic_app = typer.Typer(
+    help="Traffic: signal timing plans from a road network and turning-movement counts.",
+    no_args_is_help=True,
+)
+
+
+def _write(path: Path, data: bytes) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def _sheet_path(out: Path, suffix: str) -> Path:
+    name = out.name
+    for ending in (".add.xml", ".xml"):
+        if name.endswith(ending):
+            name = name[: -len(ending)]
+            break
+    return out.with_name(f"{name}.timing.{suffix}")
+
+
+@traffic_app.command("optimize")
+@handle_errors
+def optimize(
+    net: Annotated[Path, typer.Option("--net", help="The SUMO network (.net.xml[.gz]).")],
+    counts: Annotated[Path, typer.Option("--counts", help="Turning-movement counts (CSV).")],
+    out: Annotated[Path, typer.Option("--out", help="The SUMO additional file to write.")],
+    min_cycle: Annotated[float, typer.Option("--min-cycle", help="Shortest cycle, s.")] = 60.0,
+    max_cycle: Annotated[float, typer.Option("--max-cycle", help="Longest cycle, s.")] = 150.0,
+    min_green: Annotated[float, typer.Option("--min-green", help="Shortest green, s.")] = 5.0,
+    no_all_red: Annotated[
+        bool, typer.Option("--no-all-red", help="Keep the program's clearance as it is.")
+    ] = False,
+) -> None:
+    """Plan every signal of NET for the busiest hour of COUNTS; write OUT and timing sheets."""
+    limits = Limits(
+        min_cycle=min_cycle, max_cycle=max_cycle, min_green=min_green, all_red=not no_all_red
+    )
+    result = service.optimize_files(net, counts, limits)
+    _write(out, export.sumo_additional(result.plans).encode())
+    _write(_sheet_path(out, "json"), export.timing_json(result.plans).encode())
+    _write(_sheet_path(out, "csv"), export.timing_csv(result.plans))
+    summary = result.report.summary()
+    if result.report.duplicates or result.report.gaps:
+        err_console.print(
+            f"counts: {summary['duplicates']} duplicate rows counted once, {summary['gaps']} gaps",
+            highlight=False,
+        )
+    rows = [
+        [
+            plan.signal_id,
+            f"{old.cycle:g}",
+            f"{plan.cycle:g}",
+            " ".join(f"{s:g}" for s in plan.splits),
+            f"{old.delay_s:.1f} {old.los}",
+            f"{plan.delay_s:.1f} {plan.los}",
+            " ".join(plan.flags),
+        ]
+        for plan, old in zip(result.plans, result.before, strict=True)
+    ]
+    print_rows(
+        "Signal plans (HCM control delay, s/veh)",
+        ["signal", "cycle before", "cycle", "greens", "delay before", "delay", "flags"],
+        rows,
+    )
+    console.print(f"wrote {out} and its timing sheets", highlight=False)
+
+
+network_app = typer.Typer(help="Road networks stored for tenants.", no_args_is_help=True)
+traffic_app.add_typer(network_app, name="network")
+
+
+@network_app.command("import")
+@handle_errors
+def network_import(
+    file: Annotated[Path, typer.Argument(help="The SUMO network (.net.xml[.gz]).")],
+    tenant: Annotated[str, typer.Option("--tenant", help="The tenant's slug.")],
+    name: Annotated[str, typer.Option("--name", help="The network's name in the tenant.")],
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Store a network for a tenant (read in full first: a broken file stores nothing)."""
+    content = file.read_bytes()
+    services = open_services(data_dir)
+    with unit_of_work(services) as session:
+        found = tenants.get_tenant_by_slug(session=session, slug=tenant)
+        if found is None:
+            raise NotFound("no tenant with slug %(slug)s", params={"slug": repr(tenant)})
+        row = networks.import_network(
+            session=session,
+            actor=cli_actor(),
+            tenant_id=found.id,
+            name=name,
+            content=content,
+            source_name=file.name,
+        )
+        console.print(
+            f"imported {row.name} for {tenant}: {row.signals} signals, {row.edges} roads",
+            highlight=False,
+        )
+
+
+@network_app.command("list")
+@handle_errors
+def network_list(
+    tenant: Annotated[str, typer.Option("--tenant", help="The tenant's slug.")],
+    data_dir: DataDirOpt = None,
+) -> None:
+    """A tenant's networks."""
+    services = open_services(data_dir)
+    with unit_of_work(services) as session:
+        found = tenants.get_tenant_by_slug(session=session, slug=tenant)
+        if found is None:
+            raise NotFound("no tenant with slug %(slug)s", params={"slug": repr(tenant)})
+        rows = networks.list_networks(session=session, actor=cli_actor(), tenant_id=found.id)
+        print_rows(
+            f"Road networks of {tenant}",
+            ["name", "signals", "roads", "file", "sha256"],
+            [[r.name, r.signals, r.edges, r.source_name, r.sha256[:12]] for r in rows],
+        )

@@ -1,0 +1,153 @@
+"""Tenants' stored road networks: import (validated by reading it), list, read back.
+
+A network is imported from a SUMO network file: it is read in full first (a file that is not a
+network, or has no signal, is refused and nothing is stored), then kept compressed with the
+counts of what it holds. Names are unique within a tenant; importing under a taken name is a
+:class:`NetworkNameTaken`. Every import is audited.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from civicloud.core import audit, tenants
+from civicloud.core.actor import Actor, authorize
+from civicloud.core.tenants.models import Tenant
+from civicloud.traffic.errors import NetworkNameTaken, NetworkNotFound, TrafficInvalidInput
+from civicloud.traffic.models import TrafficNetwork
+from civicloud.traffic.network import Network, read_network
+
+#: The largest network file accepted (uncompressed): a city of thousands of signals is ~200 MB.
+MAX_NETWORK_BYTES = 512 * 1024 * 1024
+MAX_NAME = 120
+
+
+@dataclass(frozen=True)
+class MapData:
+    """What the console draws: every edge as a polyline and every signal as a point."""
+
+    bounds: tuple[float, float, float, float]
+    edges: list[list[tuple[float, float]]]
+    signals: list[tuple[str, float, float]]
+
+
+def _read_bytes(content: bytes, source_name: str) -> Network:
+    suffix = ".net.xml.gz" if content[:2] == b"\x1f\x8b" else ".net.xml"
+    with tempfile.TemporaryDirectory(prefix="civicloud-net-") as folder:
+        path = Path(folder) / (Path(source_name).name or "network")
+        path = path.with_name(path.name if path.name.endswith(suffix) else path.name + suffix)
+        path.write_bytes(content)
+        return read_network(path)
+
+
+def import_network(
+    *,
+    session: Session,
+    actor: Actor,
+    tenant_id: uuid.UUID,
+    name: str,
+    content: bytes,
+    source_name: str = "network.net.xml",
+) -> TrafficNetwork:
+    tenant = tenants.get_tenant_or_raise(session=session, actor=actor, tenant_id=tenant_id)
+    authorize(actor, "traffic.network.admin", path=tenant.path, what="tenant")
+    clean = name.strip()
+    if not clean or len(clean) > MAX_NAME or not clean.isprintable():
+        raise TrafficInvalidInput(
+            "A network's name has 1 to %(limit)s printable characters.", params={"limit": MAX_NAME}
+        )
+    if len(content) > MAX_NETWORK_BYTES:
+        raise TrafficInvalidInput(
+            "The network file is larger than %(limit)s MiB.",
+            params={"limit": MAX_NETWORK_BYTES >> 20},
+        )
+    network = _read_bytes(content, source_name)
+    raw = gzip.decompress(content) if content[:2] == b"\x1f\x8b" else content
+    row = TrafficNetwork(
+        tenant_id=tenant.id,
+        name=clean,
+        source_name=Path(source_name).name[:255] or "network.net.xml",
+        signals=len(network.signals),
+        edges=len(network.edges),
+        content=gzip.compress(raw, compresslevel=6, mtime=0),
+        sha256=hashlib.sha256(raw).hexdigest(),
+    )
+    if session.scalar(
+        select(TrafficNetwork.id).where(
+            TrafficNetwork.tenant_id == tenant.id, TrafficNetwork.name == clean
+        )
+    ):
+        raise NetworkNameTaken(
+            "The tenant already has a network named %(name)s.", params={"name": clean}
+        )
+    # Two imports of one name at once: the unique constraint refuses the second, and the unit
+    # of work turns that into one Conflict (core.db.as_conflict).
+    session.add(row)
+    session.flush()  # the row's id, for the audit record
+    audit.record(
+        session=session,
+        actor=actor,
+        action="traffic.network.import",
+        target=f"traffic_network:{row.id}",
+        tenant_id=tenant.id,
+        detail={"name": clean, "signals": row.signals, "edges": row.edges, "sha256": row.sha256},
+    )
+    return row
+
+
+def list_networks(*, session: Session, actor: Actor, tenant_id: uuid.UUID) -> list[TrafficNetwork]:
+    tenant = tenants.get_tenant_or_raise(session=session, actor=actor, tenant_id=tenant_id)
+    authorize(actor, "traffic.network.read", path=tenant.path, what="tenant")
+    return list(
+        session.scalars(
+            select(TrafficNetwork)
+            .where(TrafficNetwork.tenant_id == tenant.id)
+            .order_by(TrafficNetwork.name)
+        )
+    )
+
+
+def visible_networks(*, session: Session, actor: Actor) -> list[tuple[Tenant, TrafficNetwork]]:
+    """(tenant, network) of every network the actor may read, by tenant and name."""
+    rows = session.execute(
+        select(Tenant, TrafficNetwork)
+        .join(TrafficNetwork, TrafficNetwork.tenant_id == Tenant.id)
+        .order_by(Tenant.path, TrafficNetwork.name)
+    ).all()
+    return [
+        (tenant, network)
+        for tenant, network in rows
+        if actor.can("traffic.network.read", tenant.path)
+    ]
+
+
+def get_network(*, session: Session, actor: Actor, network_id: uuid.UUID) -> TrafficNetwork:
+    row = session.get(TrafficNetwork, network_id)
+    missing = NetworkNotFound("No such network.")
+    if row is None:
+        raise missing
+    tenant = tenants.get_tenant_or_raise(session=session, actor=actor, tenant_id=row.tenant_id)
+    if not actor.can("traffic.network.read", tenant.path):
+        raise missing  # a network the actor may not read does not exist for them
+    return row
+
+
+def load(row: TrafficNetwork) -> Network:
+    """The stored network, read again."""
+    return _read_bytes(row.content, row.source_name)
+
+
+def map_data(network: Network) -> MapData:
+    return MapData(
+        bounds=network.bounds,
+        edges=[list(edge.shape) for edge in network.edges.values()],
+        signals=[(s.id, s.x, s.y) for s in network.signals.values()],
+    )

@@ -1,0 +1,184 @@
+"""``civicloud traffic optimize`` end to end: a generated network and counts in, a plan SUMO
+loads (and SUMO's own ``tls_check.py`` accepts) and timing sheets out; bad input gets one line
+and a non-zero exit."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from civicloud import cli
+from civicloud.cli import common
+from civicloud.traffic import sumo
+from civicloud.traffic.network import Network, read_network
+
+HEADER = "interval_begin,interval_end,tls_id,from_edge,to_edge,dir,count\n"
+
+
+@pytest.fixture(scope="module")
+def corridor(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Network]:
+    path = sumo.generate("corridor", tmp_path_factory.mktemp("net") / "corridor.net.xml")
+    return path, read_network(path)
+
+
+def _counts(net: Network, main: int = 120, side: int = 30) -> str:
+    """Two hours of 15-minute counts: the arterial (east-west) busy, the side streets quiet."""
+    rows = []
+    for signal in net.signals.values():
+        for (f, t), links in signal.movements().items():
+            arterial = net.edges[f].shape[0][1] == net.edges[f].shape[-1][1]
+            base = main if arterial else side
+            count = base if links[0].dir == "s" else base // 5
+            rows += [
+                f"{b},{b + 900},{signal.id},{f},{t},{links[0].dir},{count}"
+                for b in range(0, 7200, 900)
+            ]
+    return HEADER + "\n".join(rows) + "\n"
+
+
+Run = Callable[..., tuple[int, str]]
+
+
+@pytest.fixture
+def civicloud_traffic(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Run:
+    """``civicloud_traffic("optimize", ...)``: the exit code and everything printed (stdout and stderr)."""
+    monkeypatch.setattr(common.console, "width", 200)
+    monkeypatch.setattr(common.err_console, "width", 200)
+    monkeypatch.setenv("LANG", "en_US.UTF-8")
+
+    def run(*args: str) -> tuple[int, str]:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as stopped:
+            cli.main(["traffic", *args])
+        captured = capsys.readouterr()
+        code = stopped.value.code
+        return (code if isinstance(code, int) else 1), captured.out + captured.err
+
+    return run
+
+
+def test_optimize_writes_a_plan_sumo_loads(
+    corridor: tuple[Path, Network], tmp_path: Path, civicloud_traffic: Run
+) -> None:
+    net_path, net = corridor
+    counts = tmp_path / "counts.csv"
+    counts.write_text(_counts(net))
+    out = tmp_path / "plan.add.xml"
+    code, output = civicloud_traffic(
+        "optimize",
+        "--net",
+        str(net_path),
+        "--counts",
+        str(counts),
+        "--out",
+        str(out),
+        "--min-cycle",
+        "60",
+        "--max-cycle",
+        "120",
+    )
+    assert code == 0, output
+    assert "A0" in output
+    assert "B0" in output
+    assert "C0" in output
+    sheet = json.loads((tmp_path / "plan.timing.json").read_text())
+    assert [s["tls_id"] for s in sheet["signals"]] == ["A0", "B0", "C0"]
+    for signal in sheet["signals"]:
+        assert 60 <= signal["cycle_s"] <= 120
+        assert sum(p["duration_s"] for p in signal["phases"]) == pytest.approx(signal["cycle_s"])
+        assert signal["los"] in "ABCDEF"
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "plan.timing.csv").read_text("utf-8-sig"))))
+    assert {r["tls_id"] for r in rows} == {"A0", "B0", "C0"}
+    # SUMO loads the plan beside the network and runs it without a warning about the signals.
+    log = tmp_path / "sumo.log"
+    sumo.run(
+        [
+            sumo.binary("sumo"),
+            "-n",
+            net_path,
+            "-a",
+            out,
+            "--end",
+            "300",
+            "--no-step-log",
+            "--log",
+            log,
+        ]
+    )
+    assert "error" not in log.read_text().lower()
+    # SUMO's own checker of signal programs (it reads programs from a network, so netconvert
+    # puts the plan into a copy of it first) finds nothing wrong with them.
+    merged = tmp_path / "merged.net.xml"
+    sumo.run(
+        [sumo.binary("netconvert"), "-s", net_path, "--tllogic-files", out, "-o", merged],
+        what="netconvert",
+    )
+    assert {p.id for s in read_network(merged).signals.values() for p in s.programs.values()} >= {
+        "civicloud"
+    }
+    report = sumo.run([sumo.tool("tls/tls_check.py"), merged], what="tls_check")
+    assert "Checking program 'civicloud'" in report
+    assert "error" not in report.lower()
+    plan = read_network(net_path)  # the network itself is left as it was
+    assert plan.signals.keys() == net.signals.keys()
+
+
+def test_bad_counts_get_one_line_and_exit_2(
+    corridor: tuple[Path, Network], tmp_path: Path, civicloud_traffic: Run
+) -> None:
+    net_path, _net = corridor
+    counts = tmp_path / "counts.csv"
+    counts.write_text(HEADER + "0,900,A0,nowhere,elsewhere,s,10\n")
+    out = tmp_path / "plan.add.xml"
+    code, output = civicloud_traffic(
+        "optimize", "--net", str(net_path), "--counts", str(counts), "--out", str(out)
+    )
+    assert code == 2
+    assert "1 of 1 count rows were rejected" in output
+    assert "unknown movement" in output
+    assert "Traceback" not in output
+    assert not out.exists()
+
+
+def test_a_truncated_network_gets_one_line(
+    corridor: tuple[Path, Network], tmp_path: Path, civicloud_traffic: Run
+) -> None:
+    net_path, net = corridor
+    broken = tmp_path / "broken.net.xml"
+    broken.write_bytes(net_path.read_bytes()[:5000])
+    counts = tmp_path / "counts.csv"
+    counts.write_text(_counts(net))
+    code, output = civicloud_traffic(
+        "optimize", "--net", str(broken), "--counts", str(counts), "--out", str(tmp_path / "p.xml")
+    )
+    assert code == 2
+    assert "cannot be read" in output
+    assert "Traceback" not in output
+
+
+def test_bad_limits_get_one_line(
+    corridor: tuple[Path, Network], tmp_path: Path, civicloud_traffic: Run
+) -> None:
+    net_path, net = corridor
+    counts = tmp_path / "counts.csv"
+    counts.write_text(_counts(net))
+    code, output = civicloud_traffic(
+        "optimize",
+        "--net",
+        str(net_path),
+        "--counts",
+        str(counts),
+        "--out",
+        str(tmp_path / "p.xml"),
+        "--min-cycle",
+        "120",
+        "--max-cycle",
+        "60",
+    )
+    assert code == 2
+    assert "exceeds the maximum cycle" in output
