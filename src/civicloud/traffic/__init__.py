@@ -50,7 +50,7 @@ MODULE = Module(
     nav=(NavEntry("traffic", "/console/traffic", N_("Traffic"), permission="traffic.*"),),
     errors="civicloud.traffic.errors",
     home=HomeCard(
-        title=N_("Traffic signals"),
+        title=N_("Traffic and transport"),
         summary=N_(
             "Signal timing plans from detector counts, kept to each junction's phase structure."
         ),

@@ -46,7 +46,18 @@ def optimize(network: Network, report: CountsReport, limits: Limits) -> Optimize
     return Optimized(network, report, tuple(plans), tuple(before))
 
 
-def optimize_files(net: Path, counts: Path, limits: Limits) -> Optimized:
+def read_inputs(net: Path, counts: Path) -> tuple[Network, CountsReport]:
+    """The network and its counts, validated (a rejected row refuses the whole file)."""
     network = read_network(net)
-    report = read_counts(counts.read_bytes(), network)
+    report = require_clean(read_counts(counts.read_bytes(), network))
+    return network, report
+
+
+def demand_of(report: CountsReport) -> dict[str, dict[tuple[str, str], float]]:
+    """Each signal's design-hour demand, veh/h per movement."""
+    return design_demand(report.accepted)
+
+
+def optimize_files(net: Path, counts: Path, limits: Limits) -> Optimized:
+    network, report = read_inputs(net, counts)
     return optimize(network, report, limits)

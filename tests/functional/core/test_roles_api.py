@@ -192,7 +192,7 @@ def test_listing_bindings_by_tenant_and_by_user(client: TestClient, world: Sibli
 def test_roles_and_permissions_are_listed(client: TestClient, world: SiblingWorld) -> None:
     listed = client.get("/api/v1/roles", headers=world.a.member.headers).json()
     builtin = {r["name"]: r for r in listed if r["builtin"]}
-    # core's roles, and those Pay and Store register
+    # core's roles, and those Pay, Store and Traffic register
     assert set(builtin) == {
         "platform_admin",
         "tenant_admin",
@@ -204,6 +204,8 @@ def test_roles_and_permissions_are_listed(client: TestClient, world: SiblingWorl
         "store_reader",
         "store_writer",
         "store_admin",
+        "traffic_viewer",
+        "traffic_engineer",
     }
     assert builtin["platform_admin"]["permissions"] == ["*"]
     assert builtin["pay_admin"]["permissions"] == ["core.tenant.read", "pay.*"]

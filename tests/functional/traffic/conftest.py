@@ -3,12 +3,16 @@ sibling provinces, and a generated network file."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from tests.factories.core import SiblingWorld, make_sibling_world
 
+from civicloud import cli
 from civicloud.app import create_app
+from civicloud.cli import common
 from civicloud.core.services import Services
 from civicloud.traffic import sumo
 
@@ -34,3 +38,24 @@ def world(core_services: Services) -> SiblingWorld:
 def junction_file(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     path = tmp_path_factory.mktemp("net") / "junction.net.xml"
     return sumo.generate("junction", path).read_bytes()
+
+
+Run = Callable[..., tuple[int, str]]
+
+
+@pytest.fixture
+def civicloud_traffic(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Run:
+    """``civicloud_traffic("optimize", ...)``: the exit code and everything printed (stdout and stderr)."""
+    monkeypatch.setattr(common.console, "width", 200)
+    monkeypatch.setattr(common.err_console, "width", 200)
+    monkeypatch.setenv("LANG", "en_US.UTF-8")
+
+    def run(*args: str) -> tuple[int, str]:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as stopped:
+            cli.main(["traffic", *args])
+        captured = capsys.readouterr()
+        code = stopped.value.code
+        return (code if isinstance(code, int) else 1), captured.out + captured.err
+
+    return run

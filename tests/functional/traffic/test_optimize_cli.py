@@ -7,14 +7,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tests.functional.traffic.conftest import Run
 
-from civicloud import cli
-from civicloud.cli import common
-from civicloud.traffic import sumo
+from civicloud.traffic import simulate, sumo
 from civicloud.traffic.network import Network, read_network
 
 HEADER = "interval_begin,interval_end,tls_id,from_edge,to_edge,dir,count\n"
@@ -39,27 +37,6 @@ def _counts(net: Network, main: int = 120, side: int = 30) -> str:
                 for b in range(0, 7200, 900)
             ]
     return HEADER + "\n".join(rows) + "\n"
-
-
-Run = Callable[..., tuple[int, str]]
-
-
-@pytest.fixture
-def civicloud_traffic(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Run:
-    """``civicloud_traffic("optimize", ...)``: the exit code and everything printed (stdout and stderr)."""
-    monkeypatch.setattr(common.console, "width", 200)
-    monkeypatch.setattr(common.err_console, "width", 200)
-    monkeypatch.setenv("LANG", "en_US.UTF-8")
-
-    def run(*args: str) -> tuple[int, str]:
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as stopped:
-            cli.main(["traffic", *args])
-        captured = capsys.readouterr()
-        code = stopped.value.code
-        return (code if isinstance(code, int) else 1), captured.out + captured.err
-
-    return run
 
 
 def test_optimize_writes_a_plan_sumo_loads(
@@ -182,3 +159,63 @@ def test_bad_limits_get_one_line(
     )
     assert code == 2
     assert "exceeds the maximum cycle" in output
+
+
+@pytest.mark.slow
+def test_the_plan_cuts_total_delay_in_sumo(
+    corridor: tuple[Path, Network], tmp_path: Path, civicloud_traffic: Run
+) -> None:
+    net_path, net = corridor
+    counts = tmp_path / "counts.csv"
+    counts.write_text(_counts(net, main=110, side=35))
+    out = tmp_path / "plan.add.xml"
+    code, output = civicloud_traffic(
+        "optimize", "--net", str(net_path), "--counts", str(counts), "--out", str(out)
+    )
+    assert code == 0, output
+    code, output = civicloud_traffic(
+        "evaluate",
+        "--net",
+        str(net_path),
+        "--counts",
+        str(counts),
+        "--plan",
+        str(out),
+        "--seeds",
+        "2",
+    )
+    assert code == 0, output
+    # Progress on the way: one line per SUMO run (3 controls x 2 seeds).
+    assert "[6/6]" in output
+    rows = {
+        line.split()[1]: line
+        for line in output.splitlines()
+        if line.strip().startswith("│") and line.split()[1] in {"network", "plan", "actuated"}
+    }
+    assert set(rows) == {"network", "plan", "actuated"}
+
+    def total(name: str) -> float:
+        return float(rows[name].split()[3])
+
+    assert total("plan") < total("network")
+
+
+def test_plans_that_do_not_fit_the_network_are_refused(
+    corridor: tuple[Path, Network], tmp_path: Path
+) -> None:
+    from civicloud.traffic.errors import PlanUnreadable
+
+    _, net = corridor
+    cases = {
+        "truncated": "<additional><tlLogic id=",
+        "empty": "<additional/>",
+        "stranger": '<additional><tlLogic id="Z9" type="static" programID="x" offset="0">'
+        '<phase duration="30" state="GGrr"/></tlLogic></additional>',
+        "short": '<additional><tlLogic id="A0" type="static" programID="x" offset="0">'
+        '<phase duration="30" state="GGrr"/></tlLogic></additional>',
+    }
+    for name, text in cases.items():
+        path = tmp_path / f"{name}.add.xml"
+        path.write_text(text)
+        with pytest.raises(PlanUnreadable):
+            simulate.check_plan(path, net)

@@ -1,7 +1,7 @@
 """traffic: tenants' road networks, on a branch of its own that depends on core's
 
 Revision ID: 5b8e2d7a4c19
-Revises: e2b7c9d4f1a3
+Revises: 7c4e1a9d2f60
 Create Date: 2026-12-03 11:40:00+00:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import civicloud.core.db
 
 revision: str = "5b8e2d7a4c19"
-down_revision: str | None = "e2b7c9d4f1a3"
+down_revision: str | None = "7c4e1a9d2f60"
 branch_labels: str | Sequence[str] | None = ("traffic",)
 depends_on: str | Sequence[str] | None = None
 
