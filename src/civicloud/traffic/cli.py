@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy.orm import Session
 
 from civicloud.cli.common import (
     DataDirOpt,
@@ -26,6 +27,7 @@ from civicloud.cli.common import (
 )
 from civicloud.core import tenants
 from civicloud.core.errors import NotFound
+from civicloud.core.tenants.models import Tenant
 from civicloud.traffic import export, networks, service, simulate
 from civicloud.traffic.optimize import Limits
 
@@ -104,6 +106,13 @@ network_app = typer.Typer(help="Road networks stored for tenants.", no_args_is_h
 traffic_app.add_typer(network_app, name="network")
 
 
+def _tenant(session: Session, slug: str) -> Tenant:
+    found = tenants.get_tenant_by_slug(session=session, slug=slug)
+    if found is None:
+        raise NotFound("no tenant with slug %(slug)s", params={"slug": repr(slug)})
+    return found
+
+
 @network_app.command("import")
 @handle_errors
 def network_import(
@@ -116,9 +125,7 @@ def network_import(
     content = file.read_bytes()
     services = open_services(data_dir)
     with unit_of_work(services) as session:
-        found = tenants.get_tenant_by_slug(session=session, slug=tenant)
-        if found is None:
-            raise NotFound("no tenant with slug %(slug)s", params={"slug": repr(tenant)})
+        found = _tenant(session, tenant)
         row = networks.import_network(
             session=session,
             actor=cli_actor(),
@@ -142,9 +149,7 @@ def network_list(
     """A tenant's networks."""
     services = open_services(data_dir)
     with unit_of_work(services) as session:
-        found = tenants.get_tenant_by_slug(session=session, slug=tenant)
-        if found is None:
-            raise NotFound("no tenant with slug %(slug)s", params={"slug": repr(tenant)})
+        found = _tenant(session, tenant)
         rows = networks.list_networks(session=session, actor=cli_actor(), tenant_id=found.id)
         print_rows(
             f"Road networks of {tenant}",
