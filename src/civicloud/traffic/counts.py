@@ -196,7 +196,7 @@ def validate(rows: Iterable[tuple[int, Mapping[str, str]]], network: Network) ->
     if len(kinds) > 1:
         report.rejected.append(Finding(0, "mixed_times", "seconds and ISO timestamps mixed"))
     report.absolute_times = kinds == {True}
-    _check_sequences(report, {v[0]: k for k, v in seen.items()})
+    _check_sequences(report, {identity: line for identity, (line, _) in seen.items()})
     return report
 
 
@@ -226,13 +226,12 @@ def _row_finding(
 
 
 def _check_sequences(
-    report: CountsReport, lines: Mapping[int, tuple[str, str, str, float, float]]
+    report: CountsReport, line_of: Mapping[tuple[str, str, str, float, float], int]
 ) -> None:
     """Overlaps (rejected: the count would be taken twice) and gaps (reported) per movement."""
     by_movement: dict[tuple[str, str, str], list[Count]] = {}
     for c in report.accepted:
         by_movement.setdefault((c.tls_id, c.from_edge, c.to_edge), []).append(c)
-    line_of = {v: k for k, v in lines.items()}
     overlapping: set[int] = set()
     for key, counts in by_movement.items():
         counts.sort(key=lambda c: (c.begin, c.end))
