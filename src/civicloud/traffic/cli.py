@@ -64,14 +64,13 @@ def optimize(
     min_cycle: Annotated[float, typer.Option("--min-cycle", help="Shortest cycle, s.")] = 60.0,
     max_cycle: Annotated[float, typer.Option("--max-cycle", help="Longest cycle, s.")] = 150.0,
     min_green: Annotated[float, typer.Option("--min-green", help="Shortest green, s.")] = 5.0,
-    no_all_red: Annotated[
-        bool, typer.Option("--no-all-red", help="Keep the program's clearance as it is.")
+    all_red: Annotated[
+        bool,
+        typer.Option("--all-red", help="Insert an all-red phase after each yellow that has none."),
     ] = False,
 ) -> None:
     """Plan every signal of NET for the busiest hour of COUNTS; write OUT and timing sheets."""
-    limits = Limits(
-        min_cycle=min_cycle, max_cycle=max_cycle, min_green=min_green, all_red=not no_all_red
-    )
+    limits = Limits(min_cycle=min_cycle, max_cycle=max_cycle, min_green=min_green, all_red=all_red)
     result = service.optimize_files(net, counts, limits)
     _write(out, export.sumo_additional(result.plans).encode())
     _write(_sheet_path(out, "json"), export.timing_json(result.plans).encode())

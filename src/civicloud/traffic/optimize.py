@@ -10,9 +10,9 @@ The model of a junction:
   the rate gap acceptance allows through the opposing ``G`` streams where one shows a
   permissive ``g``, and not at all where one is red (the first vehicle blocks the lane);
 - the *green phases* (no yellow, at least one green) are the decision variables; yellow phases
-  take ITE's change interval from the approach speed, and an all-red phase with ITE's red
-  clearance from the junction's width follows each yellow (one is inserted where the program
-  has none). Their sum is the lost time; the effective green of a phase is its displayed green
+  take ITE's change interval from the approach speed, and the program's all-red phases ITE's
+  red clearance from the junction's width (with ``Limits.all_red``, one is also inserted after
+  each yellow that has none). Their sum is the lost time; the effective green of a phase is its displayed green
   (start-up loss and the used yellow cancel, as in HCM's defaults).
 
 The search: Webster's cycle as the start; for each cycle between the limits (a coarse pass,
@@ -49,8 +49,9 @@ class Limits:
     min_cycle: float = 60.0
     max_cycle: float = 150.0
     min_green: float = 5.0
-    #: Insert (or re-time) an all-red phase after each yellow, with ITE's red clearance.
-    all_red: bool = True
+    #: Insert an all-red phase after each yellow that has none. Off by default: the network's
+    #: phase structure is kept, and the all-red phases it has are re-timed to ITE's clearance.
+    all_red: bool = False
     #: HCM's analysis period for the incremental delay, hours.
     period_h: float = timing.ANALYSIS_PERIOD_H
 
@@ -236,9 +237,8 @@ def transition_states(signal: Signal, limits: Limits) -> tuple[list[str], list[f
             if any(c in YELLOW for c in phases[i - 1].state):
                 ending = [j for j, c in enumerate(phases[i - 1].state) if c in YELLOW]
                 v = min((speed.get(j, 13.89) for j in ending), default=13.89)
-                red = timing.all_red_time(signal.width, v) if limits.all_red else phase.duration
                 states.append(phase.state)
-                fixed.append(max(red, 1.0))
+                fixed.append(max(timing.all_red_time(signal.width, v), 1.0))
             else:  # an all-red phase of its own (a pedestrian scramble's clearance, say)
                 states.append(phase.state)
                 fixed.append(phase.duration)

@@ -78,12 +78,12 @@ def test_the_plan_cuts_delay_under_uneven_demand(networks: dict[str, Network]) -
     signal = networks["junction"].signals["A0"]
     demand = _demand(signal, 700, 200)
     before = evaluate_program(signal, demand)
-    # Without all-red phases, as the network has it (ITE yellows of 3.5 s):
-    plan = plan_signal(signal, demand, Limits(all_red=False))
+    # The network's structure, without all-red phases (ITE yellows of 3.5 s):
+    plan = plan_signal(signal, demand)
     assert plan.delay_s < 0.8 * before.delay_s
     # With ITE's clearance (3.5 s yellow and 3 s all-red after each of four yellows) the lost
     # time doubles, and the plan still beats the program.
-    safe = plan_signal(signal, demand)
+    safe = plan_signal(signal, demand, Limits(all_red=True))
     assert (plan.lost_time_s, safe.lost_time_s) == (4 * 3.5, 4 * (3.5 + 3.0))
     assert safe.delay_s < before.delay_s
     # The main street gets the longer green.
@@ -137,7 +137,7 @@ def test_a_movement_no_phase_serves_is_flagged(networks: dict[str, Network]) -> 
 
 def test_transitions_get_yellow_and_all_red(networks: dict[str, Network]) -> None:
     signal = networks["junction"].signals["A0"]
-    states, fixed = transition_states(signal, Limits())
+    states, fixed = transition_states(signal, Limits(all_red=True))
     yellows = [d for s, d in zip(states, fixed, strict=True) if any(c in YELLOW for c in s)]
     assert yellows == [3.5] * 4
     # Each yellow is followed by an all-red phase that starts no green.
@@ -145,8 +145,10 @@ def test_transitions_get_yellow_and_all_red(networks: dict[str, Network]) -> Non
         if any(c in YELLOW for c in s):
             red = states[i + 1]
             assert all(c not in GREEN for c, y in zip(red, s, strict=True) if y in YELLOW)
-    off_states, _off_fixed = transition_states(signal, Limits(all_red=False))
-    assert len(off_states) == len(signal.program.phases)
+    # By default the program's structure is kept: no phase is inserted.
+    kept, kept_fixed = transition_states(signal, Limits())
+    assert kept == [p.state for p in signal.program.phases]
+    assert [d for d in kept_fixed if d is not None] == [3.5] * 4
 
 
 @pytest.mark.parametrize(
