@@ -6,7 +6,7 @@ SUMO's routeSampler draws a demand matching the scenario's turn counts, and SUMO
 (and 15 minutes to drain) with:
 
 - ``default``: the network's own programs (netconvert's);
-- ``civicloud``: ``plan_signal`` from the counts only, as a bureau would have them (one plan per
+- ``civicloud``: ``plan_network`` (each signal's plan, neighbours coordinated) from the counts only, as a bureau would have them (one plan per
   scenario, whatever the seed);
 - ``sumo-tools``: ``tlsCycleAdaptation.py`` (Webster) then ``tlsCoordinator.py`` (offsets),
   both reading that seed's routes, under the same minimum cycle (60 s) and minimum green (5 s);
@@ -35,7 +35,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from civicloud.traffic import export, simulate, sumo  # noqa: E402
 from civicloud.traffic.network import Network, read_network  # noqa: E402
-from civicloud.traffic.optimize import Limits, plan_signal  # noqa: E402
+from civicloud.traffic.optimize import Limits  # noqa: E402
+from civicloud.traffic.service import plan_network  # noqa: E402
 
 GOAL = 1.11
 #: veh/h on each through movement of the main (east-west) and the side streets; turns a fifth.
@@ -87,10 +88,7 @@ def scenario(layout: str, level: str, seeds: int, work: Path) -> dict[str, list[
     net_path = sumo.generate(layout, work / f"{layout}.net.xml")
     net = read_network(net_path)
     demand = demand_of(net, *LEVELS[level])
-    plans = [
-        plan_signal(s, demand[s.id], Limits(min_cycle=60, min_green=5))
-        for s in net.signals.values()
-    ]
+    plans = plan_network(net, demand, Limits(min_cycle=60, min_green=5))
     ours = work / "civicloud.add.xml"
     ours.write_text(export.sumo_additional(plans))
     actuated = work / "actuated.add.xml"

@@ -8,9 +8,11 @@ after figures.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from civicloud.traffic.coordinate import coordinate
 from civicloud.traffic.counts import CountsReport, design_demand, read_counts, require_clean
 from civicloud.traffic.network import Network, read_network
 from civicloud.traffic.optimize import (
@@ -31,18 +33,29 @@ class Optimized:
     before: tuple[SignalPlan, ...]
 
 
+def plan_network(
+    network: Network, demand: Mapping[str, Mapping[tuple[str, str], float]], limits: Limits
+) -> list[SignalPlan]:
+    """Every signal's plan for the demand (veh/h per movement), neighbours coordinated."""
+    plans = [
+        plan_signal(signal, demand.get(signal_id, {}), limits)
+        for signal_id, signal in network.signals.items()
+    ]
+    plans = coordinate(network, plans, demand, limits)
+    for plan in plans:
+        if conflicting_greens(network.signals[plan.signal_id], plan.phases):  # never: kept
+            raise AssertionError(f"plan of {plan.signal_id} has conflicting greens")
+    return plans
+
+
 def optimize(network: Network, report: CountsReport, limits: Limits) -> Optimized:
     require_clean(report)
     demand = design_demand(report.accepted)
-    plans: list[SignalPlan] = []
-    before: list[SignalPlan] = []
-    for signal_id, signal in network.signals.items():
-        movement_demand = demand.get(signal_id, {})
-        plan = plan_signal(signal, movement_demand, limits)
-        if conflicting_greens(signal, plan.phases):  # the phase structure is kept: never
-            raise AssertionError(f"plan of {signal_id} has conflicting greens")
-        plans.append(plan)
-        before.append(evaluate_program(signal, movement_demand))
+    plans = plan_network(network, demand, limits)
+    before = [
+        evaluate_program(signal, demand.get(signal_id, {}))
+        for signal_id, signal in network.signals.items()
+    ]
     return Optimized(network, report, tuple(plans), tuple(before))
 
 
