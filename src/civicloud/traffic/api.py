@@ -1,15 +1,18 @@
-"""Traffic's API (``/api/v1/traffic``): a tenant's road networks and their signals."""
+"""Traffic's API (``/api/v1/traffic``): a tenant's road networks and their signals, and the signal
+plans drafted, reviewed, issued and rolled back on them (thin adapters over ``plans``)."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter
-from pydantic import BaseModel
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, Field
 
-from civicloud.traffic import networks
-from civicloud.traffic.models import TrafficNetwork
+from civicloud.traffic import networks, plans
+from civicloud.traffic.models import TrafficNetwork, TrafficPlan
+from civicloud.traffic.optimize import Limits
 from civicloud.web.deps import ActorDep, SessionDep
 
 router = APIRouter(prefix="/traffic", tags=["traffic"])
@@ -77,4 +80,184 @@ def get_network(session: SessionDep, actor: ActorDep, network_id: uuid.UUID) -> 
             )
             for s in network.signals.values()
         ],
+    )
+
+
+# --- plans ----------------------------------------------------------------------------------
+
+
+class PlanDraftIn(BaseModel):
+    """A draft: a name, the counts (the CSV's text) and the engineer's limits."""
+
+    name: str = Field(min_length=1, max_length=plans.MAX_NAME)
+    counts_csv: str = Field(min_length=1, max_length=plans.MAX_COUNTS_BYTES)
+    min_cycle_s: float = 60.0
+    max_cycle_s: float = 150.0
+    min_green_s: float = 5.0
+    all_red: bool = False
+
+
+class PlanReviewIn(BaseModel):
+    approve: bool
+    note: str = Field(default="", max_length=plans.MAX_NOTE)
+
+
+class PlanIssueIn(BaseModel):
+    """The signals to issue the plan to; all of the plan's when empty."""
+
+    tls_ids: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        default_factory=list, max_length=10_000
+    )
+
+
+class PlanOut(BaseModel):
+    id: uuid.UUID
+    network_id: uuid.UUID
+    name: str
+    status: str
+    limits: dict[str, Any]
+    counts_sha256: str
+    created_by: str
+    created_at: datetime
+    reviewed_by: str | None
+    reviewed_at: datetime | None
+    review_note: str | None
+
+
+class PlanDetail(PlanOut):
+    #: Per signal: cycle, offset, greens, expected delay and LOS, and the same before.
+    figures: dict[str, Any]
+    sheet: dict[str, Any]
+
+
+class ActiveOut(BaseModel):
+    tls_id: str
+    plan_id: uuid.UUID | None
+    plan_name: str | None
+    effective_at: datetime | None
+    issued_by: str | None
+
+
+def _plan_out(plan: TrafficPlan) -> PlanOut:
+    return PlanOut.model_validate(plan, from_attributes=True)
+
+
+def _plan_detail(plan: TrafficPlan) -> PlanDetail:
+    return PlanDetail.model_validate(plan, from_attributes=True)
+
+
+@router.post("/networks/{network_id}/plans", name="traffic.plan.draft", status_code=201)
+def draft_plan(
+    session: SessionDep, actor: ActorDep, network_id: uuid.UUID, body: PlanDraftIn
+) -> PlanDetail:
+    """Draft a plan for every signal of the network from the counts' busiest hour."""
+    limits = Limits(
+        min_cycle=body.min_cycle_s,
+        max_cycle=body.max_cycle_s,
+        min_green=body.min_green_s,
+        all_red=body.all_red,
+    )
+    plan = plans.draft_plan(
+        session=session,
+        actor=actor,
+        network_id=network_id,
+        name=body.name,
+        counts=body.counts_csv.encode(),
+        limits=limits,
+    )
+    return _plan_detail(plan)
+
+
+@router.get("/networks/{network_id}/plans", name="traffic.plan.list")
+def list_plans(session: SessionDep, actor: ActorDep, network_id: uuid.UUID) -> list[PlanOut]:
+    """The network's plans, newest first."""
+    return [
+        _plan_out(p) for p in plans.list_plans(session=session, actor=actor, network_id=network_id)
+    ]
+
+
+@router.get("/plans/{plan_id}", name="traffic.plan.get")
+def get_plan(session: SessionDep, actor: ActorDep, plan_id: uuid.UUID) -> PlanDetail:
+    """A plan with its timing sheet and its figures per signal."""
+    return _plan_detail(plans.get_plan(session=session, actor=actor, plan_id=plan_id))
+
+
+@router.get("/plans/{plan_id}/sumo", name="traffic.plan.sumo")
+def plan_sumo(session: SessionDep, actor: ActorDep, plan_id: uuid.UUID) -> Response:
+    """The plan as a SUMO additional file (one ``tlLogic`` per signal)."""
+    plan = plans.get_plan(session=session, actor=actor, plan_id=plan_id)
+    return Response(
+        plan.additional,
+        media_type="application/xml",
+        headers={"Content-Disposition": f'attachment; filename="plan-{plan.id}.add.xml"'},
+    )
+
+
+@router.post("/plans/{plan_id}/review", name="traffic.plan.review")
+def review_plan(
+    session: SessionDep, actor: ActorDep, plan_id: uuid.UUID, body: PlanReviewIn
+) -> PlanOut:
+    """Approve or reject a draft (by someone other than its author)."""
+    plan = plans.review_plan(
+        session=session, actor=actor, plan_id=plan_id, approve=body.approve, note=body.note
+    )
+    return _plan_out(plan)
+
+
+@router.post("/plans/{plan_id}/issue", name="traffic.plan.issue")
+def issue_plan(
+    session: SessionDep, actor: ActorDep, plan_id: uuid.UUID, body: PlanIssueIn
+) -> list[ActiveOut]:
+    """Make an approved plan the active plan of its signals, now."""
+    plans.issue_plan(session=session, actor=actor, plan_id=plan_id, tls_ids=body.tls_ids)
+    network_id = plans.get_plan(session=session, actor=actor, plan_id=plan_id).network_id
+    return [
+        _active_out(a)
+        for a in plans.active_plans(session=session, actor=actor, network_id=network_id)
+    ]
+
+
+def _active_out(active: plans.Active) -> ActiveOut:
+    return ActiveOut(
+        tls_id=active.tls_id,
+        plan_id=active.plan_id,
+        plan_name=active.plan_name,
+        effective_at=active.effective_at,
+        issued_by=active.issued_by,
+    )
+
+
+@router.get("/networks/{network_id}/active", name="traffic.plan.active")
+def active_plans(session: SessionDep, actor: ActorDep, network_id: uuid.UUID) -> list[ActiveOut]:
+    """What every signal runs now: a plan since its effective time, or the network's program."""
+    found = {
+        a.tls_id: a for a in plans.active_plans(session=session, actor=actor, network_id=network_id)
+    }
+    row = networks.get_network(session=session, actor=actor, network_id=network_id)
+    ids = sorted(set(found) | set(networks.signal_ids(row)))
+    return [
+        _active_out(found[s])
+        if s in found
+        else ActiveOut(tls_id=s, plan_id=None, plan_name=None, effective_at=None, issued_by=None)
+        for s in ids
+    ]
+
+
+@router.post("/networks/{network_id}/signals/{tls_id}/rollback", name="traffic.plan.rollback")
+def roll_back(
+    session: SessionDep, actor: ActorDep, network_id: uuid.UUID, tls_id: str
+) -> ActiveOut:
+    """The signal returns to the plan it ran before (or the network's own program)."""
+    row = plans.roll_back(session=session, actor=actor, network_id=network_id, tls_id=tls_id)
+    name = (
+        plans.get_plan(session=session, actor=actor, plan_id=row.plan_id).name
+        if row.plan_id
+        else None
+    )
+    return ActiveOut(
+        tls_id=row.tls_id,
+        plan_id=row.plan_id,
+        plan_name=name,
+        effective_at=row.effective_at,
+        issued_by=row.issued_by,
     )

@@ -74,6 +74,10 @@ class Finding:
     detail: str
 
 
+#: How many rejected rows a refusal lists (the report itself keeps them all).
+MAX_FINDINGS_SHOWN = 100
+
+
 @dataclass
 class CountsReport:
     rows: int = 0
@@ -262,6 +266,11 @@ def require_clean(report: CountsReport) -> CountsReport:
                 "kind_label": KIND_LABELS[first.kind],
             },
             report=report,
+            # Over HTTP, the problem document lists the findings (the first hundred).
+            findings=[
+                {"line": f.line, "kind": f.kind, "detail": f.detail}
+                for f in report.rejected[:MAX_FINDINGS_SHOWN]
+            ],
         )
     return report
 

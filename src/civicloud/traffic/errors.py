@@ -12,7 +12,11 @@ serves every edge (a problem+json on the API, a line and an exit code on the CLI
     │   ├── InvalidTimingLimits: a minimum cycle over the maximum, a non-positive green, ...
     │   └── PlanUnreadable: a plan file (SUMO additional) that cannot be read or does not fit
     ├── NetworkNotFound (404, exit 4)
+    ├── PlanNotFound (404, exit 4)
     ├── NetworkNameTaken (409, exit 5): a tenant's networks have unique names
+    ├── PlanStateConflict (409, exit 5): reviewing a plan already reviewed, issuing one not
+    │   approved, rolling back a signal that runs the network's own program
+    ├── OwnPlanReview (403, exit 3): the engineer who drafted a plan does not approve it
     └── SimulationFailed (500, exit 1): SUMO or one of its tools stopped with an error
 
 The messages are English templates (also their msgids); the console and the CLI translate them.
@@ -22,7 +26,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from civicloud.core.errors import CivicloudError, Conflict, InvalidInput, NotFound
+from civicloud.core.errors import (
+    CivicloudError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+)
 
 
 class TrafficError(CivicloudError):
@@ -71,6 +81,18 @@ class NetworkNotFound(TrafficError, NotFound):
 
 class NetworkNameTaken(TrafficError, Conflict):
     code = "traffic.network_name_taken"
+
+
+class PlanNotFound(TrafficError, NotFound):
+    code = "traffic.plan_not_found"
+
+
+class PlanStateConflict(TrafficError, Conflict):
+    code = "traffic.plan_state_conflict"
+
+
+class OwnPlanReview(TrafficError, PermissionDenied):
+    code = "traffic.own_plan_review"
 
 
 class SimulationFailed(TrafficError):

@@ -1,4 +1,5 @@
-"""Traffic's tables: each tenant's road networks, as imported from SUMO network files.
+"""Traffic's tables: each tenant's road networks (as imported from SUMO network files), the
+signal plans drafted for them, and the append-only log of which plan each signal runs.
 
 The file itself is kept (gzip-compressed) beside the summary the importer read from it, so that
 plans, evaluations and the console's map all read the same network a bureau loaded, and a later
@@ -9,8 +10,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, LargeBinary, String, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from civicloud.core.db import Base, new_id, utcnow
@@ -38,3 +40,78 @@ class TrafficNetwork(Base):
     content: Mapped[bytes] = mapped_column(LargeBinary)
     sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+#: A plan's review: drafted, then approved or rejected once.
+PLAN_STATUSES = ("draft", "approved", "rejected")
+
+
+class TrafficPlan(Base):
+    """Signal plans for a network's signals, drafted from counts and reviewed before issue."""
+
+    __tablename__ = "traffic_plan"
+    __table_args__ = (
+        UniqueConstraint("network_id", "name", name="uq_traffic_plan_name"),
+        CheckConstraint("status IN ('draft', 'approved', 'rejected')", name="status_known"),
+        # A reviewed plan names its reviewer and time; a draft has neither.
+        CheckConstraint(
+            "(status = 'draft') = (reviewed_at IS NULL)", name="reviewed_when_not_draft"
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenant.id", ondelete="RESTRICT"), index=True
+    )
+    network_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("traffic_network.id", ondelete="RESTRICT"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(120))
+    status: Mapped[str] = mapped_column(String(16), default="draft")
+    #: The limits the plan was drafted under, and the sha-256 of the counts it was drafted from.
+    limits: Mapped[dict[str, Any]] = mapped_column(JSON)
+    counts_sha256: Mapped[str] = mapped_column(String(64))
+    #: The SUMO additional file (one ``tlLogic`` per signal) and the timing sheet (JSON).
+    additional: Mapped[bytes] = mapped_column(LargeBinary)
+    sheet: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: Per signal, the expected figures before (the network's program) and after.
+    figures: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_by_user: Mapped[uuid.UUID | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    reviewed_by: Mapped[str | None] = mapped_column(String(200))
+    reviewed_at: Mapped[datetime | None]
+    review_note: Mapped[str | None] = mapped_column(String(500))
+
+
+class TrafficPlanIssue(Base):
+    """One change of the plan a signal runs: issued, or rolled back. Append-only.
+
+    The signal's active plan is its latest row (``seq`` counts per network and signal; two
+    changes at once collide on the unique key). ``plan_id`` is NULL where the signal runs the
+    network's own program again. ``prior_id`` is the row whose state a rollback returns to.
+    """
+
+    __tablename__ = "traffic_plan_issue"
+    __table_args__ = (
+        UniqueConstraint("network_id", "tls_id", "seq", name="uq_traffic_plan_issue_seq"),
+        CheckConstraint("seq > 0", name="seq_positive"),
+        CheckConstraint("action IN ('issue', 'rollback')", name="action_known"),
+        CheckConstraint("action = 'rollback' OR plan_id IS NOT NULL", name="issue_has_plan"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    network_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("traffic_network.id", ondelete="RESTRICT"), index=True
+    )
+    tls_id: Mapped[str] = mapped_column(String(200))
+    seq: Mapped[int]
+    action: Mapped[str] = mapped_column(String(16))
+    plan_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("traffic_plan.id", ondelete="RESTRICT")
+    )
+    prior_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("traffic_plan_issue.id", ondelete="RESTRICT")
+    )
+    effective_at: Mapped[datetime] = mapped_column(default=utcnow)
+    issued_by: Mapped[str] = mapped_column(String(200))

@@ -151,3 +151,8 @@ def map_data(network: Network) -> MapData:
         edges=[list(edge.shape) for edge in network.edges.values()],
         signals=[(s.id, s.x, s.y) for s in network.signals.values()],
     )
+
+
+def signal_ids(row: TrafficNetwork) -> list[str]:
+    """The ids of the network's signals, sorted."""
+    return sorted(load(row).signals)

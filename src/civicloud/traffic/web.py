@@ -1,16 +1,30 @@
-"""Traffic's console pages: the networks one may see, and a network's map drawn from the network
-itself (an SVG of its roads and signals; no map tiles are fetched from anywhere)."""
+"""Traffic's console pages: the networks one may see; a network's map drawn from the network
+itself (an SVG of its roads and signals; no map tiles are fetched from anywhere), its plans and
+what each signal runs; a plan's figures before and after, with its review, issue and rollback.
+
+The forms are thin adapters over ``plans``: each post is one unit of work, a refusal re-renders
+the page with the service's message (and rolls back), a success redirects (303)."""
 
 from __future__ import annotations
 
 import uuid
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.orm import Session
+from starlette.datastructures import UploadFile
 
-from civicloud.traffic import networks
-from civicloud.web.deps import SessionDep
-from civicloud.web.pages.guards import ConsoleActorDep
+from civicloud.core.actor import Actor
+from civicloud.core.errors import CivicloudError
+from civicloud.core.i18n import N_
+from civicloud.core.tenants.models import Tenant
+from civicloud.traffic import networks, plans
+from civicloud.traffic.models import TrafficPlan
+from civicloud.traffic.optimize import Limits
+from civicloud.web.deps import SAFE_METHODS, SessionDep
+from civicloud.web.pages.forms import service_error
+from civicloud.web.pages.guards import ConsoleActorDep, FormRejected, see_other
 from civicloud.web.pages.rendering import render
 
 router = APIRouter(include_in_schema=False)
@@ -26,11 +40,67 @@ def networks_page(request: Request, session: SessionDep, actor: ConsoleActorDep)
     return render(request, "traffic/networks.html", {"section": "traffic", "rows": rows})
 
 
+#: A plan's review status, as people read it.
+STATUS_LABELS = {
+    "draft": N_("Awaiting review"),
+    "approved": N_("Approved"),
+    "rejected": N_("Rejected"),
+}
+#: What the redirect after a successful form says (``?done=``).
+DONE = {
+    "drafted": N_("The plan was drafted. Another engineer reviews it before it is issued."),
+    "approved": N_("The plan was approved. It can be issued now."),
+    "rejected": N_("The plan was rejected."),
+    "issued": N_("The plan was issued: its signals run it from now on."),
+    "rolled_back": N_("The signal went back to the plan it ran before."),
+}
+
+
+async def _counts_file(request: Request) -> bytes:
+    """The bytes of the form's ``counts`` file; empty when none was sent."""
+    if request.method in SAFE_METHODS:
+        return b""
+    upload = (await request.form()).get("counts")
+    return await upload.read() if isinstance(upload, UploadFile) else b""
+
+
+CountsFileDep = Annotated[bytes, Depends(_counts_file)]
+
+
+def _form(
+    data: dict[str, str], errors: dict[str, str], summary: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A form as the page shows it: the values sent, each field's error, the service's reason."""
+    return {"data": data, "errors": errors, "summary": summary}
+
+
+def _may(session: Session, actor: Actor, permission: str, tenant_id: uuid.UUID) -> bool:
+    tenant = session.get(Tenant, tenant_id)
+    return tenant is not None and actor.can(permission, tenant.path)
+
+
 @router.get("/console/traffic/networks/{network_id}", name="traffic.page.network")
 def network_page(
-    request: Request, session: SessionDep, actor: ConsoleActorDep, network_id: uuid.UUID
+    request: Request,
+    session: SessionDep,
+    actor: ConsoleActorDep,
+    network_id: uuid.UUID,
+    done: str = "",
 ) -> HTMLResponse:
-    """A network's map and its signals with their current programs."""
+    """A network's map, its signals with what they run, and its plans."""
+    return _network_page(request, session, actor, network_id, done=done)
+
+
+def _network_page(
+    request: Request,
+    session: Session,
+    actor: Actor,
+    network_id: uuid.UUID,
+    *,
+    done: str = "",
+    form: dict[str, Any] | None = None,
+    status: int = 200,
+) -> HTMLResponse:
     row = networks.get_network(session=session, actor=actor, network_id=network_id)
     network = networks.load(row)
     xmin, ymin, xmax, ymax = network.bounds
@@ -58,6 +128,9 @@ def network_page(
     ]
     width = round((xmax - xmin) * scale, 1) or MAP_SIZE
     height = round((ymax - ymin) * scale, 1) or MAP_SIZE
+    active = {
+        a.tls_id: a for a in plans.active_plans(session=session, actor=actor, network_id=row.id)
+    }
     return render(
         request,
         "traffic/network.html",
@@ -67,5 +140,180 @@ def network_page(
             "lines": lines,
             "signals": signals,
             "view_box": f"-20 -20 {width + 40} {height + 40}",
+            "active": active,
+            "plans": plans.list_plans(session=session, actor=actor, network_id=row.id),
+            "status_labels": STATUS_LABELS,
+            "may_draft": _may(session, actor, "traffic.network.admin", row.tenant_id),
+            "may_approve": _may(session, actor, "traffic.plan.approve", row.tenant_id),
+            "done": DONE.get(done),
+            "form": form or _form({"name": "", "min_cycle": "60", "max_cycle": "150"}, {}),
         },
+        status_code=status,
     )
+
+
+def _refused(exc: CivicloudError) -> int:
+    return exc.status if exc.status in (403, 404, 409) else 422
+
+
+@router.post("/console/traffic/networks/{network_id}/plans", name="traffic.page.plan_draft")
+def draft_plan(
+    request: Request,
+    session: SessionDep,
+    actor: ConsoleActorDep,
+    network_id: uuid.UUID,
+    counts: CountsFileDep,
+    name: Annotated[str, Form(max_length=200)] = "",
+    min_cycle: Annotated[str, Form(max_length=10)] = "60",
+    max_cycle: Annotated[str, Form(max_length=10)] = "150",
+) -> Response:
+    """Draft a plan for the network from an uploaded counts file."""
+    values = {"name": name, "min_cycle": min_cycle, "max_cycle": max_cycle}
+    errors: dict[str, str] = {}
+    if not counts:
+        errors["counts"] = N_("Choose a counts file (CSV).")
+    cycles: list[float] = []
+    for key in ("min_cycle", "max_cycle"):
+        try:
+            cycles.append(float(values[key]))
+        except ValueError:
+            errors[key] = N_("Enter a cycle in seconds, such as 90.")
+    summary = None
+    if not errors:
+        try:
+            plan = plans.draft_plan(
+                session=session,
+                actor=actor,
+                network_id=network_id,
+                name=name,
+                counts=counts,
+                limits=Limits(min_cycle=cycles[0], max_cycle=cycles[1]),
+            )
+        except CivicloudError as exc:
+            summary = service_error(exc)
+            form = _form(values, errors, summary)
+            page = _network_page(
+                request, session, actor, network_id, form=form, status=_refused(exc)
+            )
+            raise FormRejected(page) from exc
+        return see_other(f"/console/traffic/plans/{plan.id}?done=drafted")
+    page = _network_page(
+        request, session, actor, network_id, form=_form(values, errors, summary), status=422
+    )
+    raise FormRejected(page)
+
+
+@router.get("/console/traffic/plans/{plan_id}", name="traffic.page.plan")
+def plan_page(
+    request: Request,
+    session: SessionDep,
+    actor: ConsoleActorDep,
+    plan_id: uuid.UUID,
+    done: str = "",
+) -> HTMLResponse:
+    """A plan: its figures per signal before and after, and its review and issue."""
+    return _plan_page(request, session, actor, plan_id, done=done)
+
+
+#: The bar chart's scale: the longest bar is this wide (SVG units).
+CHART_WIDTH = 600.0
+
+
+def _plan_page(
+    request: Request,
+    session: Session,
+    actor: Actor,
+    plan_id: uuid.UUID,
+    *,
+    done: str = "",
+    error: dict[str, Any] | None = None,
+    status: int = 200,
+) -> HTMLResponse:
+    plan: TrafficPlan = plans.get_plan(session=session, actor=actor, plan_id=plan_id)
+    row = networks.get_network(session=session, actor=actor, network_id=plan.network_id)
+    figures = [dict(signal=s, **f) for s, f in sorted(plan.figures.items())]
+    longest = max([f["before_delay_s"] for f in figures] + [f["delay_s"] for f in figures] + [1.0])
+    for f in figures:
+        f["before_bar"] = round(f["before_delay_s"] / longest * CHART_WIDTH, 1)
+        f["after_bar"] = round(f["delay_s"] / longest * CHART_WIDTH, 1)
+    approver = _may(session, actor, "traffic.plan.approve", plan.tenant_id)
+    own = actor.user_id is not None and actor.user_id == plan.created_by_user
+    return render(
+        request,
+        "traffic/plan.html",
+        {
+            "section": "traffic",
+            "plan": plan,
+            "row": row,
+            "figures": figures,
+            "status_label": STATUS_LABELS[plan.status],
+            "may_review": approver and plan.status == "draft" and not own,
+            "own_draft": own and plan.status == "draft",
+            "may_issue": approver and plan.status == "approved",
+            "done": DONE.get(done),
+            "form": _form({}, {}, error),
+        },
+        status_code=status,
+    )
+
+
+@router.post("/console/traffic/plans/{plan_id}/review", name="traffic.page.plan_review")
+def review_plan(
+    request: Request,
+    session: SessionDep,
+    actor: ConsoleActorDep,
+    plan_id: uuid.UUID,
+    decision: Annotated[str, Form(max_length=10)] = "",
+    note: Annotated[str, Form(max_length=plans.MAX_NOTE)] = "",
+) -> Response:
+    """Approve or reject a draft."""
+    if decision not in ("approve", "reject"):
+        return see_other(f"/console/traffic/plans/{plan_id}")
+    try:
+        plans.review_plan(
+            session=session, actor=actor, plan_id=plan_id, approve=decision == "approve", note=note
+        )
+    except CivicloudError as exc:
+        page = _plan_page(
+            request, session, actor, plan_id, error=service_error(exc), status=_refused(exc)
+        )
+        raise FormRejected(page) from exc
+    done = "approved" if decision == "approve" else "rejected"
+    return see_other(f"/console/traffic/plans/{plan_id}?done={done}")
+
+
+@router.post("/console/traffic/plans/{plan_id}/issue", name="traffic.page.plan_issue")
+def issue_plan(
+    request: Request, session: SessionDep, actor: ConsoleActorDep, plan_id: uuid.UUID
+) -> Response:
+    """Issue an approved plan to all its signals."""
+    try:
+        plans.issue_plan(session=session, actor=actor, plan_id=plan_id)
+        network_id = plans.get_plan(session=session, actor=actor, plan_id=plan_id).network_id
+    except CivicloudError as exc:
+        page = _plan_page(
+            request, session, actor, plan_id, error=service_error(exc), status=_refused(exc)
+        )
+        raise FormRejected(page) from exc
+    return see_other(f"/console/traffic/networks/{network_id}?done=issued")
+
+
+@router.post(
+    "/console/traffic/networks/{network_id}/signals/{tls_id}/rollback",
+    name="traffic.page.rollback",
+)
+def roll_back(
+    request: Request,
+    session: SessionDep,
+    actor: ConsoleActorDep,
+    network_id: uuid.UUID,
+    tls_id: str,
+) -> Response:
+    """Return a signal to the plan it ran before."""
+    try:
+        plans.roll_back(session=session, actor=actor, network_id=network_id, tls_id=tls_id)
+    except CivicloudError as exc:
+        form = _form({}, {}, service_error(exc))
+        page = _network_page(request, session, actor, network_id, form=form, status=_refused(exc))
+        raise FormRejected(page) from exc
+    return see_other(f"/console/traffic/networks/{network_id}?done=rolled_back")

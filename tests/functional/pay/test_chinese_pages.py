@@ -36,6 +36,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from tests.factories.core import PASSWORD, SYSTEM
+from tests.factories.traffic import counts_csv
 from tests.functional.core.test_authorization_matrix import walk_routes
 from tests.functional.pay.test_pages import BASE_URL, bill_ids, hidden, pages_app, path_of
 from tests.functional.web.helpers import HTML, Browser
@@ -55,7 +56,10 @@ from civicloud.pay.web.views import beijing_now
 from civicloud.store import service as store_service
 from civicloud.store.context import StoreContext
 from civicloud.traffic import networks as traffic_networks
+from civicloud.traffic import plans as traffic_plans
 from civicloud.traffic import sumo
+from civicloud.traffic.network import read_network
+from civicloud.traffic.optimize import Limits
 from civicloud.web.admission import Admission
 
 # --- what a Chinese page may show ----------------------------------------------------------------
@@ -602,8 +606,22 @@ def test_every_chinese_page_speaks_chinese_and_yuan(
             content=_junction_network(),
         )
         network_id = str(network.id)
+        with tempfile.TemporaryDirectory() as folder:
+            net_path = Path(folder) / "junction.net.xml"
+            net_path.write_bytes(_junction_network())
+            counts = counts_csv(read_network(net_path)).encode()
+        plan = traffic_plans.draft_plan(
+            session=session,
+            actor=Actor.system("tests"),
+            network_id=network.id,
+            name="早高峰方案",
+            counts=counts,
+            limits=Limits(),
+        )
+        plan_id = str(plan.id)
     values = {
         "network_id": network_id,
+        "plan_id": plan_id,
         "bucket": bucket,
         "biller_id": world.biller_id,
         "payment_id": payment_id,

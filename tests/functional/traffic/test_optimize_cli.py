@@ -10,12 +10,11 @@ import json
 from pathlib import Path
 
 import pytest
+from tests.factories.traffic import HEADER, counts_csv
 from tests.functional.traffic.conftest import Run
 
 from civicloud.traffic import simulate, sumo
 from civicloud.traffic.network import Network, read_network
-
-HEADER = "interval_begin,interval_end,tls_id,from_edge,to_edge,dir,count\n"
 
 
 @pytest.fixture(scope="module")
@@ -24,27 +23,12 @@ def corridor(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Network]:
     return path, read_network(path)
 
 
-def _counts(net: Network, main: int = 120, side: int = 30) -> str:
-    """Two hours of 15-minute counts: the arterial (east-west) busy, the side streets quiet."""
-    rows = []
-    for signal in net.signals.values():
-        for (f, t), links in signal.movements().items():
-            arterial = net.edges[f].shape[0][1] == net.edges[f].shape[-1][1]
-            base = main if arterial else side
-            count = base if links[0].dir == "s" else base // 5
-            rows += [
-                f"{b},{b + 900},{signal.id},{f},{t},{links[0].dir},{count}"
-                for b in range(0, 7200, 900)
-            ]
-    return HEADER + "\n".join(rows) + "\n"
-
-
 def test_optimize_writes_a_plan_sumo_loads(
     corridor: tuple[Path, Network], tmp_path: Path, civicloud_traffic: Run
 ) -> None:
     net_path, net = corridor
     counts = tmp_path / "counts.csv"
-    counts.write_text(_counts(net))
+    counts.write_text(counts_csv(net))
     out = tmp_path / "plan.add.xml"
     code, output = civicloud_traffic(
         "optimize",
@@ -129,7 +113,7 @@ def test_a_truncated_network_gets_one_line(
     broken = tmp_path / "broken.net.xml"
     broken.write_bytes(net_path.read_bytes()[:5000])
     counts = tmp_path / "counts.csv"
-    counts.write_text(_counts(net))
+    counts.write_text(counts_csv(net))
     code, output = civicloud_traffic(
         "optimize", "--net", str(broken), "--counts", str(counts), "--out", str(tmp_path / "p.xml")
     )
@@ -143,7 +127,7 @@ def test_bad_limits_get_one_line(
 ) -> None:
     net_path, net = corridor
     counts = tmp_path / "counts.csv"
-    counts.write_text(_counts(net))
+    counts.write_text(counts_csv(net))
     code, output = civicloud_traffic(
         "optimize",
         "--net",
@@ -167,7 +151,7 @@ def test_the_plan_cuts_total_delay_in_sumo(
 ) -> None:
     net_path, net = corridor
     counts = tmp_path / "counts.csv"
-    counts.write_text(_counts(net, main=110, side=35))
+    counts.write_text(counts_csv(net, main=110, side=35))
     out = tmp_path / "plan.add.xml"
     code, output = civicloud_traffic(
         "optimize", "--net", str(net_path), "--counts", str(counts), "--out", str(out)
