@@ -13,6 +13,7 @@ from pathlib import Path
 from civicloud.core.i18n import N_
 from civicloud.core.modules import HomeCard, Module, NavEntry
 from civicloud.core.permissions import RoleSpec
+from civicloud.traffic.settings import TrafficSettings
 
 _HERE = Path(__file__).resolve().parent
 
@@ -39,6 +40,8 @@ MODULE = Module(
         ),
     ),
     models=("civicloud.traffic.models",),
+    settings=TrafficSettings,
+    context="civicloud.traffic.context:build",
     cli="civicloud.traffic.cli:traffic_app",
     api="civicloud.traffic.api:router",
     pages="civicloud.traffic.web:router",

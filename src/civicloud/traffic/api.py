@@ -4,18 +4,24 @@ plans drafted, reviewed, issued and rolled back on them (thin adapters over ``pl
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from civicloud.traffic import networks, plans
+from civicloud.traffic import countstore, networks, plans
+from civicloud.traffic.context import TrafficContext
 from civicloud.traffic.models import TrafficNetwork, TrafficPlan
 from civicloud.traffic.optimize import Limits
-from civicloud.web.deps import ActorDep, SessionDep
+from civicloud.web.deps import ActorDep, SessionDep, services_of
 
 router = APIRouter(prefix="/traffic", tags=["traffic"])
+
+
+def traffic_context(request: Request) -> TrafficContext:
+    """Traffic's context, as the application built it."""
+    return services_of(request).context("traffic", TrafficContext)
 
 
 class NetworkOut(BaseModel):
@@ -87,10 +93,13 @@ def get_network(session: SessionDep, actor: ActorDep, network_id: uuid.UUID) -> 
 
 
 class PlanDraftIn(BaseModel):
-    """A draft: a name, the counts (the CSV's text) and the engineer's limits."""
+    """A draft: a name, the counts (the CSV's text, or the days of the counts kept) and the
+    engineer's limits."""
 
     name: str = Field(min_length=1, max_length=plans.MAX_NAME)
-    counts_csv: str = Field(min_length=1, max_length=plans.MAX_COUNTS_BYTES)
+    counts_csv: str | None = Field(default=None, min_length=1, max_length=plans.MAX_COUNTS_BYTES)
+    first_day: date | None = None
+    last_day: date | None = None
     min_cycle_s: float = 60.0
     max_cycle_s: float = 150.0
     min_green_s: float = 5.0
@@ -148,7 +157,7 @@ def _plan_detail(plan: TrafficPlan) -> PlanDetail:
 
 @router.post("/networks/{network_id}/plans", name="traffic.plan.draft", status_code=201)
 def draft_plan(
-    session: SessionDep, actor: ActorDep, network_id: uuid.UUID, body: PlanDraftIn
+    request: Request, session: SessionDep, actor: ActorDep, network_id: uuid.UUID, body: PlanDraftIn
 ) -> PlanDetail:
     """Draft a plan for every signal of the network from the counts' busiest hour."""
     limits = Limits(
@@ -157,12 +166,16 @@ def draft_plan(
         min_green=body.min_green_s,
         all_red=body.all_red,
     )
+    days = [d for d in (body.first_day, body.last_day) if d is not None]
+    stored = (days[0], days[-1]) if days else None
     plan = plans.draft_plan(
         session=session,
         actor=actor,
         network_id=network_id,
         name=body.name,
-        counts=body.counts_csv.encode(),
+        counts=body.counts_csv.encode() if body.counts_csv is not None else None,
+        stored=stored,
+        context=traffic_context(request),
         limits=limits,
     )
     return _plan_detail(plan)
@@ -261,3 +274,154 @@ def roll_back(
         effective_at=row.effective_at,
         issued_by=row.issued_by,
     )
+
+
+# --- counts ---------------------------------------------------------------------------------
+
+
+class CountRowIn(BaseModel):
+    interval_begin: str | float = Field(union_mode="left_to_right")
+    interval_end: str | float = Field(union_mode="left_to_right")
+    tls_id: str = Field(max_length=200)
+    from_edge: str = Field(max_length=200)
+    to_edge: str = Field(max_length=200)
+    dir: str | None = Field(default=None, max_length=4)
+    count: float
+
+
+class CountsBatchIn(BaseModel):
+    """A batch of counts: its rows, the day seconds count from (when times are seconds), and a
+    key that makes a re-sent batch a replay."""
+
+    rows: list[CountRowIn] = Field(min_length=1, max_length=countstore.MAX_JSON_ROWS)
+    day: date | None = None
+    key: str | None = Field(default=None, min_length=1, max_length=countstore.MAX_KEY)
+
+
+class BatchOut(BaseModel):
+    id: uuid.UUID
+    network_id: uuid.UUID
+    key: str
+    source: str
+    rows: int
+    duplicates: int
+    first_begin: datetime | None
+    last_end: datetime | None
+    days: list[str]
+    created_by: str
+    created_at: datetime
+
+
+class IngestOut(BatchOut):
+    #: The key was seen before with the same counts: nothing new was kept.
+    replay: bool
+    gaps: int
+
+
+class ProfileOut(BaseModel):
+    tls_id: str
+    from_edge: str
+    to_edge: str
+    #: Seconds from local midnight to the slot's beginning (slots of 15 minutes).
+    slot_s: int
+    vehicles: int
+    days: int
+    flow_vph: float
+
+
+def _ingested(result: countstore.Ingested) -> IngestOut:
+    base = BatchOut.model_validate(result.batch, from_attributes=True)
+    return IngestOut(**base.model_dump(), replay=result.replay, gaps=len(result.report.gaps))
+
+
+@router.post("/networks/{network_id}/counts", name="traffic.counts.ingest", status_code=201)
+def ingest_counts(
+    request: Request,
+    session: SessionDep,
+    actor: ActorDep,
+    network_id: uuid.UUID,
+    body: CountsBatchIn,
+) -> IngestOut:
+    """Keep a batch of counts (validated whole; rows already kept are counted once)."""
+    result = countstore.ingest(
+        session=session,
+        actor=actor,
+        context=traffic_context(request),
+        network_id=network_id,
+        source="json",
+        rows=[row.model_dump() for row in body.rows],
+        key=body.key,
+        day=body.day,
+    )
+    return _ingested(result)
+
+
+async def _body(request: Request) -> bytes:
+    """The request's body (read before the unit of work waits for its database slot)."""
+    return await request.body()
+
+
+BodyDep = Annotated[bytes, Depends(_body)]
+
+
+@router.post("/networks/{network_id}/counts/csv", name="traffic.counts.ingest_csv", status_code=201)
+def ingest_counts_csv(
+    request: Request,
+    content: BodyDep,
+    session: SessionDep,
+    actor: ActorDep,
+    network_id: uuid.UUID,
+    day: Annotated[date | None, Query()] = None,
+    key: Annotated[str | None, Query(min_length=1, max_length=countstore.MAX_KEY)] = None,
+) -> IngestOut:
+    """Keep a counts CSV sent as the request's body (``text/csv``)."""
+    result = countstore.ingest(
+        session=session,
+        actor=actor,
+        context=traffic_context(request),
+        network_id=network_id,
+        source="csv",
+        content=content,
+        key=key,
+        day=day,
+    )
+    return _ingested(result)
+
+
+@router.get("/networks/{network_id}/counts", name="traffic.counts.list")
+def list_batches(session: SessionDep, actor: ActorDep, network_id: uuid.UUID) -> list[BatchOut]:
+    """The network's kept count batches, newest first (at most 200)."""
+    rows = countstore.summary(session=session, actor=actor, network_id=network_id)
+    return [BatchOut.model_validate(r, from_attributes=True) for r in rows]
+
+
+@router.get("/networks/{network_id}/profile", name="traffic.counts.profile")
+def counts_profile(
+    request: Request,
+    session: SessionDep,
+    actor: ActorDep,
+    network_id: uuid.UUID,
+    first_day: date,
+    last_day: date,
+) -> list[ProfileOut]:
+    """The mean flow of each movement per 15 minutes of the day over the days given."""
+    rows = countstore.stored_profile(
+        session=session,
+        actor=actor,
+        context=traffic_context(request),
+        network_id=network_id,
+        first=first_day,
+        last=last_day,
+    )
+    return [
+        ProfileOut(
+            tls_id=r.tls_id,
+            from_edge=r.from_edge,
+            to_edge=r.to_edge,
+            slot_s=r.slot_s,
+            vehicles=r.vehicles,
+            days=r.days,
+            flow_vph=round(r.flow_vph, 2),
+        )
+        for r in rows
+    ]

@@ -115,3 +115,40 @@ class TrafficPlanIssue(Base):
     )
     effective_at: Mapped[datetime] = mapped_column(default=utcnow)
     issued_by: Mapped[str] = mapped_column(String(200))
+
+
+class TrafficCountBatch(Base):
+    """One batch of counts kept in Parquet (a file, a JSON batch, a run of MQTT messages).
+
+    The Parquet files are written and renamed before this row commits, and readers take the
+    files of committed batches only, so a batch is visible whole or not at all. ``key`` makes
+    a re-sent batch a replay: the same key again changes nothing.
+    """
+
+    __tablename__ = "traffic_count_batch"
+    __table_args__ = (
+        UniqueConstraint("network_id", "key", name="uq_traffic_count_batch_key"),
+        CheckConstraint("rows >= 0 AND duplicates >= 0", name="counts_positive"),
+        CheckConstraint("source IN ('csv', 'json', 'mqtt')", name="source_known"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenant.id", ondelete="RESTRICT"), index=True
+    )
+    network_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("traffic_network.id", ondelete="RESTRICT"), index=True
+    )
+    key: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(8))
+    sha256: Mapped[str] = mapped_column(String(64))
+    #: Rows kept (new), and rows dropped as already kept (by this batch or an earlier one).
+    rows: Mapped[int]
+    duplicates: Mapped[int]
+    first_begin: Mapped[datetime | None]
+    last_end: Mapped[datetime | None]
+    #: The local days the batch covers, and its files relative to the counts directory.
+    days: Mapped[list[str]] = mapped_column(JSON)
+    files: Mapped[list[str]] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

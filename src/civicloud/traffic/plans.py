@@ -24,7 +24,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -34,7 +34,8 @@ from civicloud.core import audit, tenants
 from civicloud.core.actor import Actor, authorize
 from civicloud.core.db import utcnow
 from civicloud.core.tenants.models import Tenant
-from civicloud.traffic import export, networks
+from civicloud.traffic import countstore, export, networks
+from civicloud.traffic.context import TrafficContext
 from civicloud.traffic.counts import read_counts
 from civicloud.traffic.errors import (
     OwnPlanReview,
@@ -43,8 +44,8 @@ from civicloud.traffic.errors import (
     TrafficInvalidInput,
 )
 from civicloud.traffic.models import TrafficNetwork, TrafficPlan, TrafficPlanIssue
-from civicloud.traffic.optimize import Limits
-from civicloud.traffic.service import Optimized, optimize
+from civicloud.traffic.optimize import Limits, SignalPlan, evaluate_program
+from civicloud.traffic.service import optimize, plan_network
 
 MAX_NAME = 120
 MAX_NOTE = 500
@@ -65,9 +66,9 @@ class Active:
     can_roll_back: bool
 
 
-def _figures(result: Optimized) -> dict[str, Any]:
+def _figures(planned: Sequence[SignalPlan], before: Sequence[SignalPlan]) -> dict[str, Any]:
     figures: dict[str, Any] = {}
-    for plan, old in zip(result.plans, result.before, strict=True):
+    for plan, old in zip(planned, before, strict=True):
         figures[plan.signal_id] = {
             "cycle_s": plan.cycle,
             "offset_s": plan.offset,
@@ -98,15 +99,20 @@ def draft_plan(
     actor: Actor,
     network_id: uuid.UUID,
     name: str,
-    counts: bytes,
     limits: Limits,
+    counts: bytes | None = None,
+    stored: tuple[date, date] | None = None,
+    context: TrafficContext | None = None,
 ) -> TrafficPlan:
-    """A new draft plan for every signal of the network, from the counts' busiest hour."""
+    """A new draft plan for every signal of the network, from the busiest hour of a counts
+    file (``counts``) or of the counts kept for the days ``stored`` (first, last)."""
     row = networks.get_network(session=session, actor=actor, network_id=network_id)
     tenant = session.get_one(Tenant, row.tenant_id)
     authorize(actor, "traffic.network.admin", path=tenant.path, what="tenant")
     clean = _name(name)
-    if len(counts) > MAX_COUNTS_BYTES:
+    if (counts is None) == (stored is None) or (stored is not None and context is None):
+        raise TrafficInvalidInput("Give either a counts file or the days of kept counts.")
+    if counts is not None and len(counts) > MAX_COUNTS_BYTES:
         raise TrafficInvalidInput(
             "The counts file is larger than %(limit)s MiB.",
             params={"limit": MAX_COUNTS_BYTES >> 20},
@@ -118,17 +124,46 @@ def draft_plan(
             "The network already has a plan named %(name)s.", params={"name": clean}
         )
     network = networks.load(row)
-    result = optimize(network, read_counts(counts, network), limits)
+    if counts is not None:
+        result = optimize(network, read_counts(counts, network), limits)
+        planned, before = list(result.plans), list(result.before)
+        source = hashlib.sha256(counts).hexdigest()
+    elif stored is not None and context is not None:
+        first, last = stored
+        profile = countstore.stored_profile(
+            session=session,
+            actor=actor,
+            context=context,
+            network_id=row.id,
+            first=first,
+            last=last,
+        )
+        if not profile:
+            raise TrafficInvalidInput(
+                "No counts are kept for this network from %(first)s to %(last)s.",
+                params={"first": first.isoformat(), "last": last.isoformat()},
+            )
+        demand = countstore.design_demand(profile)
+        planned = plan_network(network, demand, limits)
+        before = [
+            evaluate_program(signal, demand.get(signal_id, {}))
+            for signal_id, signal in network.signals.items()
+        ]
+        source = hashlib.sha256(
+            f"kept:{first.isoformat()}..{last.isoformat()}".encode()
+        ).hexdigest()
+    else:  # refused above
+        raise TrafficInvalidInput("Give either a counts file or the days of kept counts.")
     plan = TrafficPlan(
         tenant_id=row.tenant_id,
         network_id=row.id,
         name=clean,
         status="draft",
         limits=asdict(limits),
-        counts_sha256=hashlib.sha256(counts).hexdigest(),
-        additional=export.sumo_additional(result.plans).encode(),
-        sheet=json.loads(export.timing_json(result.plans)),
-        figures=_figures(result),
+        counts_sha256=source,
+        additional=export.sumo_additional(planned).encode(),
+        sheet=json.loads(export.timing_json(planned)),
+        figures=_figures(planned, before),
         created_by=actor.name,
         created_by_user=actor.user_id,
     )

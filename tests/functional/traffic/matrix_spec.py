@@ -59,11 +59,23 @@ def build(services: Services, side: Side) -> Mapping[str, uuid.UUID]:
 SPEC = MatrixSpec(
     name="traffic",
     id_parameters={"network_id": "traffic_network", "plan_id": "traffic_plan"},
-    values={"tls_id": "A0"},
+    values={"tls_id": "A0", "first_day": "2026-11-02", "last_day": "2026-11-02"},
     bodies={
         "PlanDraftIn": lambda ids: {"name": unique("matrix"), "counts_csv": _counts()},
         "PlanReviewIn": lambda ids: {"approve": True},
         "PlanIssueIn": lambda ids: {"tls_ids": []},
+        "CountsBatchIn": lambda ids: {
+            "rows": [
+                {
+                    "interval_begin": "2026-11-02T08:00:00+08:00",
+                    "interval_end": "2026-11-02T08:15:00+08:00",
+                    "tls_id": "A0",
+                    "from_edge": "left0A0",
+                    "to_edge": "A0right0",
+                    "count": 10,
+                }
+            ]
+        },
     },
     form_values={
         "min_cycle": lambda: "60",

@@ -1,4 +1,4 @@
-"""traffic: signal plans and the append-only log of the plan each signal runs
+"""traffic: signal plans, the append-only log of the plan each signal runs, and count batches
 
 Revision ID: 9d3f6b1e8a27
 Revises: 5b8e2d7a4c19
@@ -102,6 +102,47 @@ def upgrade() -> None:
         sa.UniqueConstraint("network_id", "tls_id", "seq", name="uq_traffic_plan_issue_seq"),
     )
     op.create_index(op.f("ix_traffic_plan_issue_network_id"), "traffic_plan_issue", ["network_id"])
+    op.create_table(
+        "traffic_count_batch",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("tenant_id", sa.Uuid(), nullable=False),
+        sa.Column("network_id", sa.Uuid(), nullable=False),
+        sa.Column("key", sa.String(length=200), nullable=False),
+        sa.Column("source", sa.String(length=8), nullable=False),
+        sa.Column("sha256", sa.String(length=64), nullable=False),
+        sa.Column("rows", sa.Integer(), nullable=False),
+        sa.Column("duplicates", sa.Integer(), nullable=False),
+        sa.Column("first_begin", civicloud.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("last_end", civicloud.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("days", sa.JSON(), nullable=False),
+        sa.Column("files", sa.JSON(), nullable=False),
+        sa.Column("created_by", sa.String(length=200), nullable=False),
+        sa.Column("created_at", civicloud.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.CheckConstraint(
+            "rows >= 0 AND duplicates >= 0", name=op.f("ck_traffic_count_batch_counts_positive")
+        ),
+        sa.CheckConstraint(
+            "source IN ('csv', 'json', 'mqtt')", name=op.f("ck_traffic_count_batch_source_known")
+        ),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"],
+            ["tenant.id"],
+            name=op.f("fk_traffic_count_batch_tenant_id_tenant"),
+            ondelete="RESTRICT",
+        ),
+        sa.ForeignKeyConstraint(
+            ["network_id"],
+            ["traffic_network.id"],
+            name=op.f("fk_traffic_count_batch_network_id_traffic_network"),
+            ondelete="RESTRICT",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_traffic_count_batch")),
+        sa.UniqueConstraint("network_id", "key", name="uq_traffic_count_batch_key"),
+    )
+    op.create_index(op.f("ix_traffic_count_batch_tenant_id"), "traffic_count_batch", ["tenant_id"])
+    op.create_index(
+        op.f("ix_traffic_count_batch_network_id"), "traffic_count_batch", ["network_id"]
+    )
     # The log is append-only: the database refuses to change or remove a row.
     if op.get_bind().dialect.name == "postgresql":
         op.execute(
@@ -128,6 +169,9 @@ def downgrade() -> None:
     else:
         for event in ("update", "delete"):
             op.execute(f"DROP TRIGGER IF EXISTS traffic_plan_issue_no_{event}")
+    op.drop_index(op.f("ix_traffic_count_batch_network_id"), table_name="traffic_count_batch")
+    op.drop_index(op.f("ix_traffic_count_batch_tenant_id"), table_name="traffic_count_batch")
+    op.drop_table("traffic_count_batch")
     op.drop_index(op.f("ix_traffic_plan_issue_network_id"), table_name="traffic_plan_issue")
     op.drop_table("traffic_plan_issue")
     op.drop_index(op.f("ix_traffic_plan_network_id"), table_name="traffic_plan")

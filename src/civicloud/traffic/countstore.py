@@ -1,0 +1,518 @@
+"""Raw counts kept in Parquet, partitioned by tenant and day, and crunched with DuckDB or Spark.
+
+**Ingest.** A batch (a CSV file, a JSON batch, a run of MQTT messages) is validated against the
+network first; any rejected row refuses the whole batch. Rows already kept (the same movement
+and interval, by this batch or an earlier one) are dropped and counted as duplicates, so a
+re-sent message is counted once; the same interval again with another count refuses the batch.
+The new rows are written per local day to ``tenant=<id>/day=<YYYY-MM-DD>/<batch>.parquet``:
+each file to a temporary name, fsynced, renamed, its directory fsynced, before the batch's row
+commits. Readers take the files of committed batches only, so a batch is visible whole or not at
+all; a crash before the commit leaves files no batch names, which are ignored. A batch's key
+(the client's, or the SHA-256 of its content) makes a re-sent batch a replay.
+
+**Crunch.** The *profile* of a network is, per movement and time-of-day slot (15 minutes), the
+vehicles counted and the number of days they were counted on: the mean flow of a slot over the
+days. It is one SQL aggregation, the same text on both engines:
+
+- DuckDB (the default), in this process, over the batch files;
+- Apache Spark (``counts_engine = "spark"``; PySpark in its own dependency group), for a city
+  that outgrows one machine.
+
+The design demand of a signal is its busiest hour in the profile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from civicloud.core import audit
+from civicloud.core.actor import Actor, authorize
+from civicloud.core.tenants.models import Tenant
+from civicloud.traffic import networks
+from civicloud.traffic.context import TrafficContext
+from civicloud.traffic.counts import (
+    COLUMNS,
+    MAX_FINDINGS_SHOWN,
+    Count,
+    CountsReport,
+    Finding,
+    read_counts,
+    require_clean,
+    validate,
+)
+from civicloud.traffic.errors import CountsRejected, PlanStateConflict, TrafficInvalidInput
+from civicloud.traffic.models import TrafficCountBatch, TrafficNetwork
+from civicloud.traffic.network import Network
+
+#: The profile's time-of-day slot, seconds.
+SLOT_S = 900
+#: The most rows one JSON batch carries.
+MAX_JSON_ROWS = 100_000
+MAX_KEY = 200
+
+SCHEMA = pa.schema(
+    [
+        ("network_id", pa.string()),
+        ("tls_id", pa.string()),
+        ("from_edge", pa.string()),
+        ("to_edge", pa.string()),
+        ("begin_s", pa.int64()),
+        ("end_s", pa.int64()),
+        #: Seconds from the local midnight of the count's day to its beginning.
+        ("local_s", pa.int32()),
+        ("day", pa.string()),
+        ("vehicles", pa.int32()),
+    ]
+)
+
+#: The profile, per movement and slot: vehicles counted and on how many days (both engines).
+PROFILE_SQL = """
+SELECT tls_id, from_edge, to_edge, slot_s, SUM(vehicles) AS vehicles,
+       COUNT(DISTINCT day) AS days
+FROM (
+    SELECT tls_id, from_edge, to_edge, day, vehicles,
+           CAST(FLOOR(local_s / {slot}) * {slot} AS BIGINT) AS slot_s
+    FROM counts
+    WHERE network_id = '{network}' AND day >= '{first}' AND day <= '{last}'
+) AS slotted
+GROUP BY tls_id, from_edge, to_edge, slot_s
+ORDER BY tls_id, from_edge, to_edge, slot_s
+"""
+
+#: The kept rows of some intervals: what a new batch is checked against.
+KEPT_SQL = """
+SELECT tls_id, from_edge, to_edge, begin_s, vehicles
+FROM counts
+WHERE network_id = '{network}' AND begin_s >= {first} AND begin_s <= {last}
+"""
+
+
+@dataclass(frozen=True)
+class ProfileRow:
+    tls_id: str
+    from_edge: str
+    to_edge: str
+    #: Seconds from local midnight to the slot's beginning.
+    slot_s: int
+    vehicles: int
+    days: int
+
+    @property
+    def flow_vph(self) -> float:
+        """The mean flow of the slot over the days it was counted, veh/h."""
+        return self.vehicles / max(self.days, 1) * 3600.0 / SLOT_S
+
+
+class CountsEngine(Protocol):
+    """Runs the crunching SQL over Parquet files (``counts`` is the files' table)."""
+
+    name: str
+
+    def query(self, files: Sequence[Path], sql: str) -> list[tuple[Any, ...]]: ...
+
+
+class DuckDBEngine:
+    name = "duckdb"
+
+    def __init__(self, memory_mib: int = 2048) -> None:
+        self.memory_mib = memory_mib
+
+    def query(self, files: Sequence[Path], sql: str) -> list[tuple[Any, ...]]:
+        import duckdb
+
+        if not files:
+            return []
+        listed = ", ".join(f"'{_quoted(str(f))}'" for f in files)
+        with duckdb.connect(config={"memory_limit": f"{self.memory_mib}MB"}) as con:
+            # The paths are the counts directory's own files (quoted); DuckDB cannot take a
+            # view's file list as a parameter.
+            con.execute(
+                f"CREATE VIEW counts AS SELECT * FROM read_parquet([{listed}], "  # noqa: S608
+                "hive_partitioning = false)"
+            )
+            return [tuple(row) for row in con.execute(sql).fetchall()]
+
+
+class SparkEngine:
+    """Spark SQL over the same files; one session per process, made on first use."""
+
+    name = "spark"
+
+    def __init__(self, master: str = "local[2]") -> None:
+        self.master = master
+
+    def query(self, files: Sequence[Path], sql: str) -> list[tuple[Any, ...]]:
+        if not files:
+            return []
+        try:
+            from pyspark.sql import SparkSession
+        except ImportError as exc:
+            raise TrafficInvalidInput(
+                "The counts engine is Spark, but PySpark is not installed here."
+            ) from exc
+        spark = (
+            SparkSession.builder.master(self.master)
+            .appName("civicloud-traffic")
+            .config("spark.ui.enabled", "false")
+            .config("spark.sql.shuffle.partitions", "8")
+            .getOrCreate()
+        )
+        frame = spark.read.schema(_spark_schema()).parquet(*[str(f) for f in files])
+        frame.createOrReplaceTempView("counts")
+        return [tuple(row) for row in spark.sql(sql).collect()]
+
+
+def _spark_schema() -> str:
+    return (
+        "network_id STRING, tls_id STRING, from_edge STRING, to_edge STRING, begin_s BIGINT, "
+        "end_s BIGINT, local_s INT, day STRING, vehicles INT"
+    )
+
+
+def engine_of(context: TrafficContext) -> CountsEngine:
+    settings = context.settings
+    if settings.counts_engine == "spark":
+        return SparkEngine(settings.spark_master)
+    return DuckDBEngine(settings.duckdb_memory_mib)
+
+
+# --- ingest -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ingested:
+    batch: TrafficCountBatch
+    #: The batch's key was seen before with the same content: nothing was written.
+    replay: bool
+    report: CountsReport
+
+
+def _quoted(text: str) -> str:
+    """A value for the SQL above (ids are UUIDs and days ISO dates; quotes doubled anyway)."""
+    return text.replace("'", "''")
+
+
+def batch_files(
+    session: Session, context: TrafficContext, network_id: uuid.UUID, first: date, last: date
+) -> list[Path]:
+    """The files of the network's committed batches that cover days from ``first`` to ``last``."""
+    zone = context.zone
+    start = datetime.combine(first, time(0), zone)
+    end = datetime.combine(last + timedelta(days=1), time(0), zone)
+    rows = session.scalars(
+        select(TrafficCountBatch).where(
+            TrafficCountBatch.network_id == network_id,
+            TrafficCountBatch.first_begin < end,
+            TrafficCountBatch.last_end > start,
+        )
+    ).all()
+    found: list[Path] = []
+    for row in rows:
+        for name in row.files:
+            path = context.counts_dir / name
+            if path.exists():
+                found.append(path)
+    return sorted(found)
+
+
+def _rows_of(payload: Sequence[Mapping[str, Any]]) -> Iterable[tuple[int, Mapping[str, str]]]:
+    for number, item in enumerate(payload, start=1):
+        yield number, {c: "" if item.get(c) is None else str(item.get(c)) for c in COLUMNS}
+
+
+def _absolute(
+    report: CountsReport, day: date | None, zone: ZoneInfo
+) -> list[tuple[Count, int, int]]:
+    """Each accepted count with its POSIX begin and end."""
+    if report.absolute_times:
+        return [(c, round(c.begin), round(c.end)) for c in report.accepted]
+    if day is None:
+        raise TrafficInvalidInput(
+            "Counts timed in seconds need the day they were counted on (YYYY-MM-DD)."
+        )
+    base = datetime.combine(day, time(0), zone).timestamp()
+    return [(c, round(base + c.begin), round(base + c.end)) for c in report.accepted]
+
+
+def ingest(
+    *,
+    session: Session,
+    actor: Actor,
+    context: TrafficContext,
+    network_id: uuid.UUID,
+    source: str,
+    content: bytes | None = None,
+    rows: Sequence[Mapping[str, Any]] | None = None,
+    key: str | None = None,
+    day: date | None = None,
+    audited: bool = True,
+) -> Ingested:
+    """Validate a batch of counts against the network and keep its new rows in Parquet."""
+    row = networks.get_network(session=session, actor=actor, network_id=network_id)
+    tenant = session.get_one(Tenant, row.tenant_id)
+    authorize(actor, "traffic.network.admin", path=tenant.path, what="tenant")
+    if key is not None and (not key.strip() or len(key) > MAX_KEY or not key.isprintable()):
+        raise TrafficInvalidInput(
+            "A batch key has 1 to %(limit)s printable characters.", params={"limit": MAX_KEY}
+        )
+    if rows is not None and len(rows) > MAX_JSON_ROWS:
+        raise TrafficInvalidInput(
+            "A batch has at most %(limit)s rows.", params={"limit": MAX_JSON_ROWS}
+        )
+    network = networks.load(row)
+    if content is not None:
+        report = read_counts(content, network)
+        digest = hashlib.sha256(content).hexdigest()
+    else:
+        payload = list(rows or [])
+        report = validate(_rows_of(payload), network)
+        digest = hashlib.sha256(
+            json.dumps(payload, sort_keys=True, default=str).encode()
+        ).hexdigest()
+    batch_key = key.strip() if key else digest
+    # One ingest of a network at a time: what is kept is read, then added to (PostgreSQL locks
+    # the row; SQLite writes one transaction at a time anyway).
+    session.execute(select(TrafficNetwork.id).where(TrafficNetwork.id == row.id).with_for_update())
+    seen = session.scalars(
+        select(TrafficCountBatch).where(
+            TrafficCountBatch.network_id == row.id, TrafficCountBatch.key == batch_key
+        )
+    ).first()
+    if seen is not None:
+        if seen.sha256 != digest:
+            raise PlanStateConflict(
+                "The batch key %(key)s was used before for other counts.",
+                params={"key": batch_key[:MAX_KEY]},
+            )
+        return Ingested(seen, replay=True, report=report)
+    require_clean(report)
+    timed = _absolute(report, day, context.zone)
+    kept = _kept(session, context, row, timed)
+    fresh: list[tuple[Count, int, int]] = []
+    duplicates = 0
+    conflicts: list[Finding] = []
+    for count, begin, end in timed:
+        previous = kept.get((count.tls_id, count.from_edge, count.to_edge, begin))
+        if previous is None:
+            fresh.append((count, begin, end))
+        elif previous == round(count.count):
+            duplicates += 1
+        else:
+            conflicts.append(
+                Finding(
+                    0,
+                    "conflicting_duplicate",
+                    f"{count.tls_id} {count.from_edge}>{count.to_edge} at {begin}: "
+                    f"{round(count.count)} (kept: {previous})",
+                )
+            )
+    if conflicts:
+        raise CountsRejected(
+            "%(rejected)s count rows give another count for an interval already kept.",
+            params={"rejected": len(conflicts)},
+            report=report,
+            findings=[
+                {"line": f.line, "kind": f.kind, "detail": f.detail}
+                for f in conflicts[:MAX_FINDINGS_SHOWN]
+            ],
+        )
+    batch_id = uuid.uuid4()
+    files = _write(context, row, batch_id, fresh)
+    batch = TrafficCountBatch(
+        id=batch_id,
+        tenant_id=row.tenant_id,
+        network_id=row.id,
+        key=batch_key,
+        source=source,
+        sha256=digest,
+        rows=len(fresh),
+        duplicates=duplicates + len(report.duplicates),
+        first_begin=_utc(min((b for _, b, _ in fresh), default=None)),
+        last_end=_utc(max((e for _, _, e in fresh), default=None)),
+        days=sorted({_local_day(b, context.zone).isoformat() for _, b, _ in fresh}),
+        files=files,
+        created_by=actor.name,
+    )
+    session.add(batch)
+    session.flush()
+    if audited:
+        audit.record(
+            session=session,
+            actor=actor,
+            action="traffic.counts.ingest",
+            target=f"traffic_network:{row.id}",
+            tenant_id=row.tenant_id,
+            detail={
+                "batch": str(batch.id),
+                "source": source,
+                "rows": batch.rows,
+                "duplicates": batch.duplicates,
+            },
+        )
+    return Ingested(batch, replay=False, report=report)
+
+
+def _utc(seconds: int | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+
+
+def _local_day(seconds: int, zone: ZoneInfo) -> date:
+    return datetime.fromtimestamp(seconds, zone).date()
+
+
+def _kept(
+    session: Session,
+    context: TrafficContext,
+    row: TrafficNetwork,
+    timed: Sequence[tuple[Count, int, int]],
+) -> dict[tuple[str, str, str, int], int]:
+    if not timed:
+        return {}
+    first = min(b for _, b, _ in timed)
+    last = max(b for _, b, _ in timed)
+    files = batch_files(
+        session, context, row.id, _local_day(first, context.zone), _local_day(last, context.zone)
+    )
+    sql = KEPT_SQL.format(network=_quoted(str(row.id)), first=first, last=last)
+    return {
+        (tls, f, t, int(begin)): int(vehicles)
+        for tls, f, t, begin, vehicles in DuckDBEngine().query(files, sql)
+    }
+
+
+def _write(
+    context: TrafficContext,
+    row: TrafficNetwork,
+    batch_id: uuid.UUID,
+    fresh: Sequence[tuple[Count, int, int]],
+) -> list[str]:
+    """One Parquet file per local day, each durable before the function returns."""
+    by_day: dict[date, list[tuple[Count, int, int]]] = {}
+    for item in fresh:
+        by_day.setdefault(_local_day(item[1], context.zone), []).append(item)
+    names: list[str] = []
+    for day, items in sorted(by_day.items()):
+        folder = context.counts_dir / f"tenant={row.tenant_id}" / f"day={day.isoformat()}"
+        folder.mkdir(parents=True, exist_ok=True)
+        midnight = datetime.combine(day, time(0), context.zone).timestamp()
+        table = pa.table(
+            {
+                "network_id": [str(row.id)] * len(items),
+                "tls_id": [c.tls_id for c, _, _ in items],
+                "from_edge": [c.from_edge for c, _, _ in items],
+                "to_edge": [c.to_edge for c, _, _ in items],
+                "begin_s": [b for _, b, _ in items],
+                "end_s": [e for _, _, e in items],
+                "local_s": [int(b - midnight) for _, b, _ in items],
+                "day": [day.isoformat()] * len(items),
+                "vehicles": [round(c.count) for c, _, _ in items],
+            },
+            schema=SCHEMA,
+        )
+        final = folder / f"{batch_id}.parquet"
+        temporary = folder / f".{batch_id}.parquet.tmp"
+        pq.write_table(table, temporary, compression="zstd")
+        with open(temporary, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, final)
+        directory = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+        names.append(str(final.relative_to(context.counts_dir)))
+    return names
+
+
+# --- crunch -------------------------------------------------------------------------------------
+
+
+def profile(
+    engine: CountsEngine, files: Sequence[Path], network_id: uuid.UUID, first: date, last: date
+) -> list[ProfileRow]:
+    """The network's profile over the days from ``first`` to ``last``, by the engine."""
+    sql = PROFILE_SQL.format(
+        slot=SLOT_S,
+        network=_quoted(str(network_id)),
+        first=first.isoformat(),
+        last=last.isoformat(),
+    )
+    return [
+        ProfileRow(str(tls), str(f), str(t), int(slot), int(vehicles), int(days))
+        for tls, f, t, slot, vehicles, days in engine.query(files, sql)
+    ]
+
+
+def stored_profile(
+    *,
+    session: Session,
+    actor: Actor,
+    context: TrafficContext,
+    network_id: uuid.UUID,
+    first: date,
+    last: date,
+) -> list[ProfileRow]:
+    """The profile of a stored network's kept counts, by the configured engine."""
+    row = networks.get_network(session=session, actor=actor, network_id=network_id)
+    if last < first:
+        raise TrafficInvalidInput("The last day comes before the first.")
+    files = batch_files(session, context, row.id, first, last)
+    return profile(engine_of(context), files, row.id, first, last)
+
+
+def design_demand(rows: Iterable[ProfileRow]) -> dict[str, dict[tuple[str, str], float]]:
+    """Per signal, veh/h per movement in its busiest hour of the profile (four slots in a row
+    with the most vehicles over all its movements)."""
+    by_signal: dict[str, dict[tuple[str, str], dict[int, float]]] = {}
+    for r in rows:
+        movements = by_signal.setdefault(r.tls_id, {})
+        movements.setdefault((r.from_edge, r.to_edge), {})[r.slot_s] = r.flow_vph
+    per_hour = 3600 // SLOT_S
+    demand: dict[str, dict[tuple[str, str], float]] = {}
+    for signal, movements in by_signal.items():
+        slots = sorted({s for flows in movements.values() for s in flows})
+        totals = {s: sum(flows.get(s, 0.0) for flows in movements.values()) for s in slots}
+        best_start, best_total = slots[0], -1.0
+        for start in slots:
+            hour = [start + k * SLOT_S for k in range(per_hour)]
+            total = sum(totals.get(s, 0.0) for s in hour)
+            if total > best_total:
+                best_start, best_total = start, total
+        hour = [best_start + k * SLOT_S for k in range(per_hour)]
+        demand[signal] = {
+            movement: sum(flows.get(s, 0.0) for s in hour) / per_hour
+            for movement, flows in movements.items()
+        }
+    return demand
+
+
+def summary(*, session: Session, actor: Actor, network_id: uuid.UUID) -> list[TrafficCountBatch]:
+    """The network's count batches, newest first."""
+    row = networks.get_network(session=session, actor=actor, network_id=network_id)
+    return list(
+        session.scalars(
+            select(TrafficCountBatch)
+            .where(TrafficCountBatch.network_id == row.id)
+            .order_by(TrafficCountBatch.created_at.desc())
+            .limit(200)
+        )
+    )
+
+
+def movements_of(network: Network) -> set[tuple[str, str, str]]:
+    """Every (signal, from edge, to edge) of the network."""
+    return {(s.id, f, t) for s in network.signals.values() for (f, t) in s.movements()}

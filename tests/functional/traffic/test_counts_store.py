@@ -1,0 +1,402 @@
+"""Counts kept in Parquet per tenant and day: a batch is validated whole, kept whole or not at
+all, a re-sent row is counted once (in any order), a re-sent batch is a replay; the profile and
+the plans drafted from kept days read them; DuckDB and Spark give the same figures."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+from tests.factories.core import Member, SiblingWorld, make_member, unique
+
+from civicloud.core.actor import Actor
+from civicloud.core.services import Services
+from civicloud.traffic import countstore, networks, sumo
+from civicloud.traffic.context import TrafficContext
+from civicloud.traffic.countstore import DuckDBEngine, SparkEngine
+from civicloud.traffic.models import TrafficCountBatch
+from civicloud.traffic.network import Network, read_network
+
+API = "/api/v1/traffic"
+ZONE = ZoneInfo("Asia/Shanghai")
+DAY = date(2026, 11, 2)
+
+
+class Junction(tuple[bytes, Network]):
+    """The generated file and its network, with a short repr (hypothesis prints arguments)."""
+
+    def __repr__(self) -> str:
+        return "<junction network>"
+
+
+@pytest.fixture(scope="module")
+def junction(tmp_path_factory: pytest.TempPathFactory) -> Junction:
+    path = sumo.generate("junction", tmp_path_factory.mktemp("net") / "junction.net.xml")
+    return Junction((path.read_bytes(), read_network(Path(path))))
+
+
+class Site:
+    def __init__(self, services: Services, world: SiblingWorld, content: bytes) -> None:
+        with services.db.unit_of_work() as session:
+            city = session.merge(world.a.child)
+            self.engineer: Member = make_member(
+                session, services.passwords, home=city, role="traffic_engineer"
+            )
+            self.viewer: Member = make_member(
+                session, services.passwords, home=city, role="traffic_viewer"
+            )
+            self.network_id = networks.import_network(
+                session=session,
+                actor=Actor.system("test"),
+                tenant_id=city.id,
+                name=unique("junction"),
+                content=content,
+            ).id
+            self.tenant_id = city.id
+        self.outsider = world.b.admin
+
+
+@pytest.fixture
+def site(core_services: Services, world: SiblingWorld, junction: tuple[bytes, Network]) -> Site:
+    return Site(core_services, world, junction[0])
+
+
+@pytest.fixture
+def context(core_services: Services) -> TrafficContext:
+    return core_services.context("traffic", TrafficContext)
+
+
+def _rows(net: Network, day: date, hours: range, per_slot: int = 20) -> list[dict[str, object]]:
+    """15-minute counts of every movement of the junction, ISO times in the installation's zone."""
+    rows: list[dict[str, object]] = []
+    signal = net.signals["A0"]
+    for hour in hours:
+        for quarter in range(4):
+            begin = datetime(day.year, day.month, day.day, hour, quarter * 15, tzinfo=ZONE)
+            end = begin + timedelta(minutes=15)
+            for (f, t), links in sorted(signal.movements().items()):
+                rows.append(
+                    {
+                        "interval_begin": begin.isoformat(),
+                        "interval_end": end.isoformat(),
+                        "tls_id": "A0",
+                        "from_edge": f,
+                        "to_edge": t,
+                        "dir": links[0].dir,
+                        "count": per_slot if links[0].dir == "s" else per_slot // 5,
+                    }
+                )
+    return rows
+
+
+def _csv(rows: list[dict[str, object]]) -> str:
+    header = "interval_begin,interval_end,tls_id,from_edge,to_edge,dir,count"
+    lines = [",".join(str(r[c]) for c in header.split(",")) for r in rows]
+    return "\n".join([header, *lines]) + "\n"
+
+
+def _post(client: TestClient, site: Site, rows: list[dict[str, object]], **extra: object):  # type: ignore[no-untyped-def]
+    return client.post(
+        f"{API}/networks/{site.network_id}/counts",
+        json={"rows": rows, **extra},
+        headers=site.engineer.headers,
+    )
+
+
+def _total(client: TestClient, site: Site, first: date, last: date) -> int:
+    reply = client.get(
+        f"{API}/networks/{site.network_id}/profile",
+        params={"first_day": first.isoformat(), "last_day": last.isoformat()},
+        headers=site.viewer.headers,
+    )
+    assert reply.status_code == 200, reply.text
+    return sum(r["vehicles"] for r in reply.json())
+
+
+def test_a_batch_is_kept_per_day_and_a_resent_one_counts_once(
+    client: TestClient,
+    core_services: Services,
+    context: TrafficContext,
+    site: Site,
+    junction: tuple[bytes, Network],
+) -> None:
+    net = junction[1]
+    rows = _rows(net, DAY, range(7, 9)) + _rows(net, DAY + timedelta(days=1), range(7, 9))
+    reply = _post(client, site, rows, key="detector-sweep-1")
+    assert reply.status_code == 201, reply.text
+    batch = reply.json()
+    assert (batch["rows"], batch["duplicates"], batch["replay"]) == (len(rows), 0, False)
+    assert batch["days"] == [DAY.isoformat(), (DAY + timedelta(days=1)).isoformat()]
+    # Partitioned by tenant and day: one Parquet file per day.
+    with core_services.db.unit_of_work(write=False) as session:
+        stored = session.get_one(TrafficCountBatch, uuid.UUID(batch["id"]))
+        assert [Path(f).parts[:2] for f in stored.files] == [
+            (f"tenant={site.tenant_id}", f"day={DAY.isoformat()}"),
+            (f"tenant={site.tenant_id}", f"day={(DAY + timedelta(days=1)).isoformat()}"),
+        ]
+        assert all((context.counts_dir / f).is_file() for f in stored.files)
+    expected = sum(int(str(r["count"])) for r in rows)
+    assert _total(client, site, DAY, DAY + timedelta(days=1)) == expected
+    # The same batch again is a replay; the same key with other counts is refused.
+    again = _post(client, site, rows, key="detector-sweep-1")
+    assert again.json()["replay"] is True
+    assert again.json()["id"] == batch["id"]
+    other = _post(client, site, rows[:3], key="detector-sweep-1")
+    assert (other.status_code, other.json()["code"]) == (409, "traffic.plan_state_conflict")
+    # Half of it re-sent with a new hour: the old half is counted once, the new hour kept.
+    resent = rows[: len(rows) // 4] + _rows(net, DAY, range(9, 10))
+    mixed = _post(client, site, resent)
+    assert mixed.status_code == 201, mixed.text
+    assert mixed.json()["duplicates"] == len(rows) // 4
+    assert mixed.json()["rows"] == len(resent) - len(rows) // 4
+    added = sum(int(str(r["count"])) for r in _rows(net, DAY, range(9, 10)))
+    assert _total(client, site, DAY, DAY + timedelta(days=1)) == expected + added
+    # Only the first day.
+    assert _total(client, site, DAY, DAY) == expected // 2 + added
+    listed = client.get(f"{API}/networks/{site.network_id}/counts", headers=site.viewer.headers)
+    assert len(listed.json()) == 2
+
+
+def test_csv_counts_timed_in_seconds_need_their_day(
+    client: TestClient, site: Site, junction: tuple[bytes, Network]
+) -> None:
+    rows = _rows(junction[1], DAY, range(8, 9))
+    midnight = datetime(DAY.year, DAY.month, DAY.day, tzinfo=ZONE)
+    for row in rows:
+        for column in ("interval_begin", "interval_end"):
+            at = datetime.fromisoformat(str(row[column]))
+            row[column] = int((at - midnight).total_seconds())
+    url = f"{API}/networks/{site.network_id}/counts/csv"
+    headers = {**site.engineer.headers, "Content-Type": "text/csv"}
+    missing = client.post(url, content=_csv(rows), headers=headers)
+    assert missing.status_code == 422
+    assert missing.json()["code"] == "traffic.invalid_input"
+    kept = client.post(url, params={"day": DAY.isoformat()}, content=_csv(rows), headers=headers)
+    assert kept.status_code == 201, kept.text
+    assert kept.json()["days"] == [DAY.isoformat()]
+    assert _total(client, site, DAY, DAY) == sum(int(str(r["count"])) for r in rows)
+
+
+def test_another_count_for_a_kept_interval_refuses_the_batch_and_keeps_nothing(
+    client: TestClient, core_services: Services, site: Site, junction: tuple[bytes, Network]
+) -> None:
+    rows = _rows(junction[1], DAY, range(8, 9))
+    assert _post(client, site, rows).status_code == 201
+    changed = [
+        dict(rows[0], count=int(str(rows[0]["count"])) + 7),
+        *_rows(junction[1], DAY, range(9, 10)),
+    ]
+    reply = _post(client, site, changed)
+    assert reply.status_code == 422
+    assert reply.json()["code"] == "traffic.counts_rejected"
+    assert reply.json()["findings"][0]["kind"] == "conflicting_duplicate"
+    with core_services.db.unit_of_work(write=False) as session:
+        batches = session.scalar(
+            select(func.count())
+            .select_from(TrafficCountBatch)
+            .where(TrafficCountBatch.network_id == site.network_id)
+        )
+        assert batches == 1
+    # Bad rows of any kind refuse the batch too.
+    for bad in (
+        dict(rows[0], count=-3),
+        dict(rows[0], from_edge="nowhere"),
+        dict(rows[0], interval_end=rows[0]["interval_begin"]),
+    ):
+        refused = _post(client, site, [bad])
+        assert refused.status_code == 422, bad
+    assert _total(client, site, DAY, DAY) == sum(int(str(r["count"])) for r in rows)
+
+
+def test_readers_and_other_tenants_cannot_keep_counts(
+    client: TestClient, site: Site, junction: tuple[bytes, Network]
+) -> None:
+    rows = _rows(junction[1], DAY, range(8, 9))
+    viewer = client.post(
+        f"{API}/networks/{site.network_id}/counts",
+        json={"rows": rows},
+        headers=site.viewer.headers,
+    )
+    assert viewer.status_code == 403
+    outsider = client.post(
+        f"{API}/networks/{site.network_id}/counts",
+        json={"rows": rows},
+        headers=site.outsider.headers,
+    )
+    assert outsider.status_code == 404
+
+
+def test_a_batch_whose_commit_fails_stays_invisible(
+    core_services: Services,
+    context: TrafficContext,
+    site: Site,
+    junction: tuple[bytes, Network],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Killed between the files' rename and the commit: the files are there, no batch names
+    them, and nothing reads them."""
+    rows = _rows(junction[1], DAY, range(8, 9))
+
+    def crash(**_: object) -> None:
+        raise RuntimeError("the process died here")
+
+    monkeypatch.setattr(countstore.audit, "record", crash)
+    with pytest.raises(RuntimeError), core_services.db.unit_of_work() as session:
+        countstore.ingest(
+            session=session,
+            actor=Actor.system("test"),
+            context=context,
+            network_id=site.network_id,
+            source="json",
+            rows=rows,
+        )
+    monkeypatch.undo()
+    written = list((context.counts_dir / f"tenant={site.tenant_id}").rglob("*.parquet"))
+    assert written  # the orphan file
+    with core_services.db.unit_of_work(write=False) as session:
+        assert countstore.batch_files(session, context, site.network_id, DAY, DAY) == []
+        profile = countstore.stored_profile(
+            session=session,
+            actor=Actor.system("test"),
+            context=context,
+            network_id=site.network_id,
+            first=DAY,
+            last=DAY,
+        )
+        assert profile == []
+    # Sent again, it is kept once.
+    with core_services.db.unit_of_work() as session:
+        result = countstore.ingest(
+            session=session,
+            actor=Actor.system("test"),
+            context=context,
+            network_id=site.network_id,
+            source="json",
+            rows=rows,
+        )
+        assert result.batch.rows == len(rows)
+
+
+@settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(seed=st.integers(0, 2**31 - 1), pieces=st.integers(1, 5))
+def test_resent_messages_in_any_order_are_counted_once(
+    core_services: Services,
+    context: TrafficContext,
+    world: SiblingWorld,
+    junction: tuple[bytes, Network],
+    seed: int,
+    pieces: int,
+) -> None:
+    """Messages cut from two hours of counts arrive shuffled, some twice: the kept total is the
+    counts' own, whatever the order."""
+    site = Site(core_services, world, junction[0])
+    rows = _rows(junction[1], DAY, range(7, 9))
+    rng = random.Random(seed)
+    messages = [rows[i::pieces] for i in range(pieces)]
+    messages += rng.sample(messages, k=rng.randint(0, pieces))  # re-sent
+    rng.shuffle(messages)
+    for message in messages:
+        with core_services.db.unit_of_work() as session:
+            countstore.ingest(
+                session=session,
+                actor=Actor.system("test"),
+                context=context,
+                network_id=site.network_id,
+                source="mqtt",
+                rows=message,
+                audited=False,
+            )
+    with core_services.db.unit_of_work(write=False) as session:
+        profile = countstore.stored_profile(
+            session=session,
+            actor=Actor.system("test"),
+            context=context,
+            network_id=site.network_id,
+            first=DAY,
+            last=DAY,
+        )
+    assert sum(r.vehicles for r in profile) == sum(int(str(r["count"])) for r in rows)
+
+
+def test_a_plan_is_drafted_from_kept_days(
+    client: TestClient, site: Site, junction: tuple[bytes, Network]
+) -> None:
+    rows = _rows(junction[1], DAY, range(6, 10), per_slot=60)
+    assert _post(client, site, rows).status_code == 201
+    reply = client.post(
+        f"{API}/networks/{site.network_id}/plans",
+        json={"name": "kept", "first_day": DAY.isoformat(), "last_day": DAY.isoformat()},
+        headers=site.engineer.headers,
+    )
+    assert reply.status_code == 201, reply.text
+    figures = reply.json()["figures"]["A0"]
+    # 60 vehicles per 15 minutes on each through movement: 240 veh/h.
+    assert figures["flow_vph"] == pytest.approx(4 * 240 * 1.4)
+    empty = client.post(
+        f"{API}/networks/{site.network_id}/plans",
+        json={"name": "none", "first_day": "2020-01-01", "last_day": "2020-01-02"},
+        headers=site.engineer.headers,
+    )
+    assert empty.status_code == 422
+    both = client.post(
+        f"{API}/networks/{site.network_id}/plans",
+        json={"name": "both", "counts_csv": "x", "first_day": DAY.isoformat()},
+        headers=site.engineer.headers,
+    )
+    assert both.status_code == 422
+
+
+@pytest.fixture(scope="module")
+def spark() -> Iterator[SparkEngine]:
+    engine = SparkEngine("local[1]")
+    yield engine
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        active.stop()
+
+
+def test_duckdb_and_spark_give_the_same_figures(
+    core_services: Services,
+    context: TrafficContext,
+    site: Site,
+    junction: tuple[bytes, Network],
+    spark: SparkEngine,
+) -> None:
+    rng = random.Random(7)
+    days = [DAY + timedelta(days=k) for k in range(3)]
+    for day in days:
+        rows = _rows(junction[1], day, range(6, 20))
+        for row in rows:
+            row["count"] = rng.randint(0, 40)
+        with core_services.db.unit_of_work() as session:
+            countstore.ingest(
+                session=session,
+                actor=Actor.system("test"),
+                context=context,
+                network_id=site.network_id,
+                source="json",
+                rows=rows,
+            )
+    with core_services.db.unit_of_work(write=False) as session:
+        files = countstore.batch_files(session, context, site.network_id, days[0], days[-1])
+    assert len(files) == 3
+    by_duckdb = countstore.profile(DuckDBEngine(), files, site.network_id, days[0], days[-1])
+    by_spark = countstore.profile(spark, files, site.network_id, days[0], days[-1])
+    assert len(by_duckdb) == 12 * 14 * 4
+    assert by_spark == by_duckdb
+    assert countstore.design_demand(by_spark) == countstore.design_demand(by_duckdb)
