@@ -3,7 +3,9 @@
 ``optimize`` needs no installation: it reads a SUMO network and a counts CSV, and writes a SUMO
 additional file with one ``<tlLogic type="static">`` per signal, beside timing sheets as JSON
 and CSV (``PLAN.add.xml`` → ``PLAN.timing.json``, ``PLAN.timing.csv``). Every file is written to
-a temporary name and renamed, so a failed run leaves no half-written plan.
+a temporary name and renamed, so a failed run leaves no half-written plan. With
+``--time-of-day`` (or ``--periods N``) the day is cut into periods of similar demand, each
+signal gets a program per period and a WAUT that switches between them.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from civicloud.cli.common import (
 from civicloud.core import tenants
 from civicloud.core.errors import NotFound
 from civicloud.core.tenants.models import Tenant
-from civicloud.traffic import export, networks, service, simulate
+from civicloud.traffic import export, networks, service, simulate, timeofday
+from civicloud.traffic.counts import CountsReport
 from civicloud.traffic.optimize import Limits
 
 traffic_app = typer.Typer(
@@ -68,19 +71,36 @@ def optimize(
         bool,
         typer.Option("--all-red", help="Insert an all-red phase after each yellow that has none."),
     ] = False,
+    time_of_day: Annotated[
+        bool,
+        typer.Option(
+            "--time-of-day",
+            help="A plan per period of similar demand, switched by the time of day (WAUT).",
+        ),
+    ] = False,
+    periods: Annotated[
+        int | None,
+        typer.Option(
+            "--periods",
+            help=f"At most this many periods (1..{timeofday.MAX_PERIODS}; implies "
+            f"--time-of-day; default {timeofday.DEFAULT_PERIODS}).",
+        ),
+    ] = None,
 ) -> None:
-    """Plan every signal of NET for the busiest hour of COUNTS; write OUT and timing sheets."""
+    """Plan every signal of NET for the busiest hour of COUNTS; write OUT and timing sheets.
+
+    With --time-of-day, the day is cut into periods of similar demand, each planned for its own
+    busiest hour, and OUT switches between their programs at each period's start."""
     limits = Limits(min_cycle=min_cycle, max_cycle=max_cycle, min_green=min_green, all_red=all_red)
+    if time_of_day or periods is not None:
+        chosen = timeofday.DEFAULT_PERIODS if periods is None else periods
+        _optimize_time_of_day(net, counts, out, limits, chosen)
+        return
     result = service.optimize_files(net, counts, limits)
     _write(out, export.sumo_additional(result.plans).encode())
     _write(_sheet_path(out, "json"), export.timing_json(result.plans).encode())
     _write(_sheet_path(out, "csv"), export.timing_csv(result.plans))
-    summary = result.report.summary()
-    if result.report.duplicates or result.report.gaps:
-        err_console.print(
-            f"counts: {summary['duplicates']} duplicate rows counted once, {summary['gaps']} gaps",
-            highlight=False,
-        )
+    _print_counts_findings(result.report)
     rows = [
         [
             plan.signal_id,
@@ -98,6 +118,60 @@ def optimize(
         ["signal", "cycle before", "cycle", "greens", "delay before", "delay", "flags"],
         rows,
     )
+    console.print(f"wrote {out} and its timing sheets", highlight=False)
+
+
+def _print_counts_findings(report: CountsReport) -> None:
+    summary = report.summary()
+    if report.duplicates or report.gaps:
+        err_console.print(
+            f"counts: {summary['duplicates']} duplicate rows counted once, {summary['gaps']} gaps",
+            highlight=False,
+        )
+
+
+def _optimize_time_of_day(
+    net: Path, counts: Path, out: Path, limits: Limits, max_periods: int
+) -> None:
+    result = timeofday.plan_files(net, counts, limits, max_periods=max_periods)
+    _write(out, export.sumo_time_of_day(result).encode())
+    _write(_sheet_path(out, "json"), export.time_of_day_json(result).encode())
+    _write(_sheet_path(out, "csv"), export.time_of_day_csv(result))
+    _print_counts_findings(result.report)
+    rows = [
+        [
+            f"{each.period.name} {each.period.start}-{each.period.end}",
+            plan.signal_id,
+            f"{old.cycle:g}",
+            f"{plan.cycle:g}",
+            f"{plan.offset:g}",
+            " ".join(f"{s:g}" for s in plan.splits),
+            f"{old.delay_s:.1f} {old.los}",
+            f"{plan.delay_s:.1f} {plan.los}",
+            " ".join(plan.flags),
+        ]
+        for each in result.periods
+        for plan, old in zip(each.plans, each.before, strict=True)
+    ]
+    print_rows(
+        "Time-of-day signal plans (each period's busiest hour; HCM control delay, s/veh)",
+        [
+            "period",
+            "signal",
+            "cycle before",
+            "cycle",
+            "offset",
+            "greens",
+            "delay before",
+            "delay",
+            "flags",
+        ],
+        rows,
+    )
+    schedule = ", ".join(
+        f"{each.period.start} {export.period_program_id(each.period)}" for each in result.periods
+    )
+    console.print(f"switches (every day): {schedule}", highlight=False)
     console.print(f"wrote {out} and its timing sheets", highlight=False)
 
 

@@ -311,3 +311,23 @@ def design_demand(counts: Iterable[Count]) -> dict[str, dict[tuple[str, str], fl
             flows[(c.from_edge, c.to_edge)] = flows.get((c.from_edge, c.to_edge), 0.0) + c.count
         demand[tls_id] = {k: v * scale for k, v in flows.items()}
     return demand
+
+
+def zone_offset_s(content: bytes | str) -> float:
+    """The UTC offset, in seconds, of the first ISO timestamp in a counts CSV (0 without one).
+
+    Validation turns timestamps into POSIX seconds; a time of day needs the zone they were
+    written in, and a bureau's file is written in its own. Only the first data row is read."""
+    text = content.decode("utf-8-sig", errors="replace") if isinstance(content, bytes) else content
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = [h.strip().lower() for h in next(reader)]
+        column = header.index("interval_begin")
+        for row in reader:
+            if column < len(row) and row[column].strip():
+                value = row[column].strip().replace("Z", "+00:00")
+                offset = datetime.fromisoformat(value).utcoffset()
+                return offset.total_seconds() if offset is not None else 0.0
+    except (StopIteration, ValueError, csv.Error):
+        pass
+    return 0.0

@@ -203,3 +203,162 @@ def test_plans_that_do_not_fit_the_network_are_refused(
         path.write_text(text)
         with pytest.raises(PlanUnreadable):
             simulate.check_plan(path, net)
+
+
+def _two_peaks(net: Network) -> str:
+    """A day of 15-minute counts: quiet, busy from 07:00 to 09:00 and from 17:00 to 19:00."""
+    rows = []
+    for signal in net.signals.values():
+        for (f, t), links in signal.movements().items():
+            arterial = net.edges[f].shape[0][1] == net.edges[f].shape[-1][1]
+            for begin in range(0, 86400, 900):
+                busy = 7 <= begin // 3600 < 9 or 17 <= begin // 3600 < 19
+                base = (120 if busy else 30) if arterial else (30 if busy else 10)
+                count = base if links[0].dir == "s" else base // 5
+                rows.append(f"{begin},{begin + 900},{signal.id},{f},{t},{links[0].dir},{count}")
+    return HEADER + "\n".join(rows) + "\n"
+
+
+def test_time_of_day_plans_switch_in_sumo(
+    corridor: tuple[Path, Network], tmp_path: Path, civicloud_traffic: Run
+) -> None:
+    from civicloud.traffic.network import Phase
+    from civicloud.traffic.optimize import conflicting_greens
+
+    # Given a corridor counted over a day with a morning and an evening peak
+    net_path, net = corridor
+    counts = tmp_path / "counts.csv"
+    counts.write_text(_two_peaks(net))
+    out = tmp_path / "plan.add.xml"
+    # When time-of-day plans are made
+    code, output = civicloud_traffic(
+        "optimize",
+        "--net",
+        str(net_path),
+        "--counts",
+        str(counts),
+        "--out",
+        str(out),
+        "--time-of-day",
+        "--periods",
+        "4",
+    )
+    # Then the day has four periods, cut at the peaks, and the table shows each period's plans
+    assert code == 0, output
+    sheet = json.loads((tmp_path / "plan.timing.json").read_text())
+    periods = sheet["periods"]
+    assert [(p["name"], p["start"], p["end"]) for p in periods] == [
+        ("p1", "07:00", "09:00"),
+        ("p2", "09:00", "17:00"),
+        ("p3", "17:00", "19:00"),
+        ("p4", "19:00", "07:00"),
+    ]
+    assert "p3 17:00-19:00" in output
+    assert "switches (every day): 07:00 civicloud-p1" in output
+    # and each period has one set of rows per signal in both sheets
+    for period in periods:
+        assert [s["tls_id"] for s in period["signals"]] == ["A0", "B0", "C0"]
+        assert period["program_id"] == f"civicloud-{period['name']}"
+    assert periods[0]["signals"][1]["cycle_s"] >= periods[3]["signals"][1]["cycle_s"]
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "plan.timing.csv").read_text("utf-8-sig"))))
+    assert [r["period"] for r in rows] == sorted(r["period"] for r in rows)
+    for period in periods:
+        mine = [r for r in rows if r["period"] == period["name"]]
+        assert {(r["period_start"], r["period_end"]) for r in mine} == {
+            (period["start"], period["end"])
+        }
+        assert len(mine) == sum(len(s["phases"]) for s in period["signals"])
+    # and no period's program shows a green to two conflicting streams
+    import xml.etree.ElementTree as ET
+
+    logics = ET.parse(out).getroot().findall("tlLogic")  # noqa: S314 - our own output
+    assert len(logics) == 3 * 4
+    for logic in logics:
+        phases = [Phase(float(p.get("duration", "0")), p.get("state", "")) for p in logic]
+        assert conflicting_greens(net.signals[logic.get("id", "")], phases) == []
+    # When SUMO runs the plan with traffic for five minutes across the evening switch (17:00)
+    switch = 17 * 3600
+    routes = tmp_path / "flows.rou.xml"
+    # The generated corridor's fringe edges, west and east of it.
+    routes.write_text(
+        "<routes>\n"
+        f'    <flow id="east" from="left0A0" to="C0right0" begin="{switch - 150}" '
+        f'end="{switch + 150}" vehsPerHour="900"/>\n'
+        f'    <flow id="west" from="right0C0" to="A0left0" begin="{switch - 150}" '
+        f'end="{switch + 150}" vehsPerHour="900"/>\n'
+        "</routes>\n"
+    )
+    recorder = tmp_path / "record.add.xml"
+    switches = tmp_path / "switches.xml"
+    recorder.write_text(
+        '<additional><timedEvent type="SaveTLSSwitchTimes" source="B0" '
+        f'dest="{switches}"/></additional>\n'
+    )
+    log = tmp_path / "sumo.log"
+    sumo.run(
+        [
+            sumo.binary("sumo"),
+            "-n",
+            net_path,
+            "-a",
+            f"{out},{recorder}",
+            "-r",
+            routes,
+            "--begin",
+            str(switch - 150),
+            "--end",
+            str(switch + 150),
+            "--no-step-log",
+            "--log",
+            log,
+        ]
+    )
+    # Then it runs without an error, the midday program before the switch, the evening's after
+    assert "error" not in log.read_text().lower()
+    # (SUMO records each green when it ends, under the program that runs then.)
+    greens = [
+        (float(s.get("begin", "0")), float(s.get("end", "0")), s.get("programID"))
+        for s in ET.parse(switches).getroot().findall("tlsSwitch")  # noqa: S314
+    ]
+    assert {p for _, end, p in greens if end <= switch} == {"civicloud-p2"}
+    assert {p for begin, _, p in greens if begin >= switch} == {"civicloud-p3"}
+    assert "Inserted: " in log.read_text()
+
+
+def test_time_of_day_refuses_bad_periods_and_a_single_interval(
+    corridor: tuple[Path, Network], tmp_path: Path, civicloud_traffic: Run
+) -> None:
+    net_path, net = corridor
+    counts = tmp_path / "counts.csv"
+    counts.write_text(_two_peaks(net))
+    out = tmp_path / "plan.add.xml"
+    for periods in ("0", "9"):
+        code, output = civicloud_traffic(
+            "optimize",
+            "--net",
+            str(net_path),
+            "--counts",
+            str(counts),
+            "--out",
+            str(out),
+            "--periods",
+            periods,
+        )
+        assert code == 2
+        assert f"The number of periods must be from 1 to 8 (given {periods})." in output
+    one = [line for line in _two_peaks(net).splitlines() if line.startswith(("interval", "0,900,"))]
+    counts.write_text("\n".join(one) + "\n")
+    code, output = civicloud_traffic(
+        "optimize",
+        "--net",
+        str(net_path),
+        "--counts",
+        str(counts),
+        "--out",
+        str(out),
+        "--time-of-day",
+    )
+    assert code == 2
+    assert "at least two intervals of the day" in output
+    assert "Traceback" not in output
+    assert not out.exists()
