@@ -11,7 +11,7 @@ as timing sheets. See docs/modules/traffic.md.
 from pathlib import Path
 
 from civicloud.core.i18n import N_
-from civicloud.core.modules import HomeCard, Module, NavEntry
+from civicloud.core.modules import HomeCard, Job, Listener, Module, NavEntry
 from civicloud.core.permissions import RoleSpec
 from civicloud.traffic.settings import TrafficSettings
 
@@ -60,6 +60,21 @@ MODULE = Module(
         items=(N_("Webster and HCM delay"), N_("SUMO networks and plans")),
     ),
     migrations=_HERE / "migrations",
+    listeners=(
+        Listener(
+            "traffic.counts",
+            N_("Detector counts over MQTT"),
+            "civicloud.traffic.listener:start",
+        ),
+    ),
+    jobs=(
+        Job(
+            "traffic.flush_counts",
+            N_("Keep the counts received over MQTT"),
+            "civicloud.traffic.jobs:flush_counts",
+            every_seconds=60.0,
+        ),
+    ),
 )
 
 __all__ = ["MODULE"]

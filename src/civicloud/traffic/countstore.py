@@ -229,12 +229,12 @@ def batch_files(
     return sorted(found)
 
 
-def _rows_of(payload: Sequence[Mapping[str, Any]]) -> Iterable[tuple[int, Mapping[str, str]]]:
+def rows_of(payload: Sequence[Mapping[str, Any]]) -> Iterable[tuple[int, Mapping[str, str]]]:
     for number, item in enumerate(payload, start=1):
         yield number, {c: "" if item.get(c) is None else str(item.get(c)) for c in COLUMNS}
 
 
-def _absolute(
+def absolute(
     report: CountsReport, day: date | None, zone: ZoneInfo
 ) -> list[tuple[Count, int, int]]:
     """Each accepted count with its POSIX begin and end."""
@@ -279,7 +279,7 @@ def ingest(
         digest = hashlib.sha256(content).hexdigest()
     else:
         payload = list(rows or [])
-        report = validate(_rows_of(payload), network)
+        report = validate(rows_of(payload), network)
         digest = hashlib.sha256(
             json.dumps(payload, sort_keys=True, default=str).encode()
         ).hexdigest()
@@ -300,8 +300,8 @@ def ingest(
             )
         return Ingested(seen, replay=True, report=report)
     require_clean(report)
-    timed = _absolute(report, day, context.zone)
-    kept = _kept(session, context, row, timed)
+    timed = absolute(report, day, context.zone)
+    kept = kept_counts(session, context, row, timed)
     fresh: list[tuple[Count, int, int]] = []
     duplicates = 0
     conflicts: list[Finding] = []
@@ -331,7 +331,7 @@ def ingest(
             ],
         )
     batch_id = uuid.uuid4()
-    files = _write(context, row, batch_id, fresh)
+    files = write_files(context, row, batch_id, fresh)
     batch = TrafficCountBatch(
         id=batch_id,
         tenant_id=row.tenant_id,
@@ -341,9 +341,9 @@ def ingest(
         sha256=digest,
         rows=len(fresh),
         duplicates=duplicates + len(report.duplicates),
-        first_begin=_utc(min((b for _, b, _ in fresh), default=None)),
-        last_end=_utc(max((e for _, _, e in fresh), default=None)),
-        days=sorted({_local_day(b, context.zone).isoformat() for _, b, _ in fresh}),
+        first_begin=utc_of(min((b for _, b, _ in fresh), default=None)),
+        last_end=utc_of(max((e for _, _, e in fresh), default=None)),
+        days=sorted({local_day(b, context.zone).isoformat() for _, b, _ in fresh}),
         files=files,
         created_by=actor.name,
     )
@@ -366,15 +366,15 @@ def ingest(
     return Ingested(batch, replay=False, report=report)
 
 
-def _utc(seconds: int | None) -> datetime | None:
+def utc_of(seconds: int | None) -> datetime | None:
     return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
 
 
-def _local_day(seconds: int, zone: ZoneInfo) -> date:
+def local_day(seconds: int, zone: ZoneInfo) -> date:
     return datetime.fromtimestamp(seconds, zone).date()
 
 
-def _kept(
+def kept_counts(
     session: Session,
     context: TrafficContext,
     row: TrafficNetwork,
@@ -385,7 +385,7 @@ def _kept(
     first = min(b for _, b, _ in timed)
     last = max(b for _, b, _ in timed)
     files = batch_files(
-        session, context, row.id, _local_day(first, context.zone), _local_day(last, context.zone)
+        session, context, row.id, local_day(first, context.zone), local_day(last, context.zone)
     )
     sql = KEPT_SQL.format(network=_quoted(str(row.id)), first=first, last=last)
     return {
@@ -394,7 +394,7 @@ def _kept(
     }
 
 
-def _write(
+def write_files(
     context: TrafficContext,
     row: TrafficNetwork,
     batch_id: uuid.UUID,
@@ -403,7 +403,7 @@ def _write(
     """One Parquet file per local day, each durable before the function returns."""
     by_day: dict[date, list[tuple[Count, int, int]]] = {}
     for item in fresh:
-        by_day.setdefault(_local_day(item[1], context.zone), []).append(item)
+        by_day.setdefault(local_day(item[1], context.zone), []).append(item)
     names: list[str] = []
     for day, items in sorted(by_day.items()):
         folder = context.counts_dir / f"tenant={row.tenant_id}" / f"day={day.isoformat()}"

@@ -12,7 +12,15 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, LargeBinary, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from civicloud.core.db import Base, new_id, utcnow
@@ -37,7 +45,7 @@ class TrafficNetwork(Base):
     signals: Mapped[int]
     edges: Mapped[int]
     #: The network file, gzip-compressed.
-    content: Mapped[bytes] = mapped_column(LargeBinary)
+    content: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -152,3 +160,25 @@ class TrafficCountBatch(Base):
     files: Mapped[list[str]] = mapped_column(JSON)
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TrafficCountInbox(Base):
+    """Counts received over MQTT, validated, waiting to be kept in Parquet by the flush job.
+
+    One row per movement and interval: a re-sent message's rows collide on the primary key and
+    are dropped, so each is counted once however often the broker delivers it.
+    """
+
+    __tablename__ = "traffic_count_inbox"
+    __table_args__ = (CheckConstraint("vehicles >= 0 AND end_s > begin_s", name="count_sane"),)
+
+    network_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("traffic_network.id", ondelete="CASCADE"), primary_key=True
+    )
+    tls_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    from_edge: Mapped[str] = mapped_column(String(200), primary_key=True)
+    to_edge: Mapped[str] = mapped_column(String(200), primary_key=True)
+    begin_s: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    end_s: Mapped[int] = mapped_column(BigInteger)
+    vehicles: Mapped[int]
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

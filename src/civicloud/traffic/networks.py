@@ -11,7 +11,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import tempfile
+import threading
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,9 +142,26 @@ def get_network(*, session: Session, actor: Actor, network_id: uuid.UUID) -> Tra
     return row
 
 
+#: Networks read, by their file's SHA-256 (a stored network never changes): the pages, the API
+#: and every MQTT message read the same few networks again and again.
+_PARSED: OrderedDict[str, Network] = OrderedDict()
+_PARSED_LOCK = threading.Lock()
+PARSED_KEPT = 8
+
+
 def load(row: TrafficNetwork) -> Network:
-    """The stored network, read again."""
-    return _read_bytes(row.content, row.source_name)
+    """The stored network, as read from its file (kept for the next call)."""
+    with _PARSED_LOCK:
+        found = _PARSED.get(row.sha256)
+        if found is not None:
+            _PARSED.move_to_end(row.sha256)
+            return found
+    network = _read_bytes(row.content, row.source_name)
+    with _PARSED_LOCK:
+        _PARSED[row.sha256] = network
+        while len(_PARSED) > PARSED_KEPT:
+            _PARSED.popitem(last=False)
+    return network
 
 
 def map_data(network: Network) -> MapData:

@@ -143,6 +143,37 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_traffic_count_batch_network_id"), "traffic_count_batch", ["network_id"]
     )
+    op.create_table(
+        "traffic_count_inbox",
+        sa.Column("network_id", sa.Uuid(), nullable=False),
+        sa.Column("tls_id", sa.String(length=200), nullable=False),
+        sa.Column("from_edge", sa.String(length=200), nullable=False),
+        sa.Column("to_edge", sa.String(length=200), nullable=False),
+        sa.Column("begin_s", sa.BigInteger(), nullable=False),
+        sa.Column("end_s", sa.BigInteger(), nullable=False),
+        sa.Column("vehicles", sa.Integer(), nullable=False),
+        sa.Column("received_at", civicloud.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.CheckConstraint(
+            "vehicles >= 0 AND end_s > begin_s", name=op.f("ck_traffic_count_inbox_count_sane")
+        ),
+        sa.ForeignKeyConstraint(
+            ["network_id"],
+            ["traffic_network.id"],
+            name=op.f("fk_traffic_count_inbox_network_id_traffic_network"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint(
+            "network_id",
+            "tls_id",
+            "from_edge",
+            "to_edge",
+            "begin_s",
+            name=op.f("pk_traffic_count_inbox"),
+        ),
+    )
+    op.create_index(
+        op.f("ix_traffic_count_inbox_received_at"), "traffic_count_inbox", ["received_at"]
+    )
     # The log is append-only: the database refuses to change or remove a row.
     if op.get_bind().dialect.name == "postgresql":
         op.execute(
@@ -169,6 +200,8 @@ def downgrade() -> None:
     else:
         for event in ("update", "delete"):
             op.execute(f"DROP TRIGGER IF EXISTS traffic_plan_issue_no_{event}")
+    op.drop_index(op.f("ix_traffic_count_inbox_received_at"), table_name="traffic_count_inbox")
+    op.drop_table("traffic_count_inbox")
     op.drop_index(op.f("ix_traffic_count_batch_network_id"), table_name="traffic_count_batch")
     op.drop_index(op.f("ix_traffic_count_batch_tenant_id"), table_name="traffic_count_batch")
     op.drop_table("traffic_count_batch")

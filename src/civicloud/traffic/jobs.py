@@ -1,0 +1,35 @@
+"""Traffic's background job, run by the core's job runner, one network per unit of work:
+
+- ``traffic.flush_counts``: each network's counts received over MQTT become a Parquet batch.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy.orm import Session
+
+from civicloud.core.jobs import JobEnv, Work
+from civicloud.traffic import inbox
+from civicloud.traffic.context import TrafficContext
+
+__all__ = ["flush_counts"]
+
+
+def _context(env: JobEnv) -> TrafficContext:
+    if not isinstance(env.context, TrafficContext):
+        raise TypeError(f"Traffic's jobs need a TrafficContext, not {type(env.context).__name__}")
+    return env.context
+
+
+def _waiting(session: Session, env: JobEnv) -> Sequence[uuid.UUID]:
+    return inbox.waiting_networks(session)
+
+
+def _flush(session: Session, env: JobEnv, network_id: uuid.UUID) -> str | None:
+    batch = inbox.flush(session=session, context=_context(env), network_id=network_id)
+    return None if batch is None else f"{batch.rows} rows kept, {batch.duplicates} duplicates"
+
+
+flush_counts = Work(_waiting, _flush)
