@@ -6,6 +6,10 @@ and CSV (``PLAN.add.xml`` → ``PLAN.timing.json``, ``PLAN.timing.csv``). Every 
 a temporary name and renamed, so a failed run leaves no half-written plan. With
 ``--time-of-day`` (or ``--periods N``) the day is cut into periods of similar demand, each
 signal gets a program per period and a WAUT that switches between them.
+
+With ``--detectors MAP.csv`` (a detector-to-movement mapping), ``--counts`` is a file of counts
+per detector, turned into movement counts first; ``counts convert`` writes those movement counts
+out.
 """
 
 from __future__ import annotations
@@ -30,9 +34,18 @@ from civicloud.cli.common import (
 from civicloud.core import tenants
 from civicloud.core.errors import NotFound
 from civicloud.core.tenants.models import Tenant
+from civicloud.traffic import detectors as detector_counts
 from civicloud.traffic import export, networks, service, simulate, timeofday
-from civicloud.traffic.counts import CountsReport
+from civicloud.traffic.counts import CountsReport, zone_offset_s
 from civicloud.traffic.optimize import Limits
+
+DetectorsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--detectors",
+        help="A detector-to-movement mapping (CSV); COUNTS are then counts per detector.",
+    ),
+]
 
 traffic_app = typer.Typer(
     help="Traffic: signal timing plans from a road network and turning-movement counts.",
@@ -86,6 +99,7 @@ def optimize(
             f"--time-of-day; default {timeofday.DEFAULT_PERIODS}).",
         ),
     ] = None,
+    detectors: DetectorsOpt = None,
 ) -> None:
     """Plan every signal of NET for the busiest hour of COUNTS; write OUT and timing sheets.
 
@@ -94,9 +108,9 @@ def optimize(
     limits = Limits(min_cycle=min_cycle, max_cycle=max_cycle, min_green=min_green, all_red=all_red)
     if time_of_day or periods is not None:
         chosen = timeofday.DEFAULT_PERIODS if periods is None else periods
-        _optimize_time_of_day(net, counts, out, limits, chosen)
+        _optimize_time_of_day(net, counts, out, limits, chosen, detectors)
         return
-    result = service.optimize_files(net, counts, limits)
+    result = service.optimize_files(net, counts, limits, detectors)
     _write(out, export.sumo_additional(result.plans).encode())
     _write(_sheet_path(out, "json"), export.timing_json(result.plans).encode())
     _write(_sheet_path(out, "csv"), export.timing_csv(result.plans))
@@ -131,9 +145,18 @@ def _print_counts_findings(report: CountsReport) -> None:
 
 
 def _optimize_time_of_day(
-    net: Path, counts: Path, out: Path, limits: Limits, max_periods: int
+    net: Path, counts: Path, out: Path, limits: Limits, max_periods: int, detectors: Path | None
 ) -> None:
-    result = timeofday.plan_files(net, counts, limits, max_periods=max_periods)
+    if detectors is None:
+        result = timeofday.plan_files(net, counts, limits, max_periods=max_periods)
+    else:
+        # plan_files reads movement counts; detector counts are read here the same way.
+        timeofday.check_settings(max_periods, timeofday.MIN_PERIOD_S)
+        network, report = service.read_inputs(net, counts, detectors)
+        zone = zone_offset_s(counts.read_bytes()) if report.absolute_times else 0.0
+        result = timeofday.plan_time_of_day(
+            network, report, limits, max_periods=max_periods, zone_offset_s=zone
+        )
     _write(out, export.sumo_time_of_day(result).encode())
     _write(_sheet_path(out, "json"), export.time_of_day_json(result).encode())
     _write(_sheet_path(out, "csv"), export.time_of_day_csv(result))
@@ -173,6 +196,31 @@ def _optimize_time_of_day(
     )
     console.print(f"switches (every day): {schedule}", highlight=False)
     console.print(f"wrote {out} and its timing sheets", highlight=False)
+
+
+counts_app = typer.Typer(help="Counts files.", no_args_is_help=True)
+traffic_app.add_typer(counts_app, name="counts")
+
+
+@counts_app.command("convert")
+@handle_errors
+def counts_convert(
+    net: Annotated[Path, typer.Option("--net", help="The SUMO network (.net.xml[.gz]).")],
+    detectors: Annotated[
+        Path, typer.Option("--detectors", help="The detector-to-movement mapping (CSV).")
+    ],
+    counts: Annotated[Path, typer.Option("--counts", help="Counts per detector (CSV).")],
+    out: Annotated[Path, typer.Option("--out", help="The movement counts CSV to write.")],
+) -> None:
+    """Turn counts per detector into turning-movement counts with a detector mapping; write OUT."""
+    conversion = service.convert_files(net, detectors, counts)
+    _write(out, detector_counts.movement_csv(conversion))
+    _print_counts_findings(conversion.report)
+    console.print(
+        f"wrote {out}: {len(conversion.rows)} movement counts from "
+        f"{conversion.report.rows} detector counts",
+        highlight=False,
+    )
 
 
 network_app = typer.Typer(help="Road networks stored for tenants.", no_args_is_help=True)
@@ -238,10 +286,11 @@ def evaluate(
     counts: Annotated[Path, typer.Option("--counts", help="Turning-movement counts (CSV).")],
     plan: Annotated[Path, typer.Option("--plan", help="The plan to prove (SUMO additional).")],
     seeds: Annotated[int, typer.Option("--seeds", help="Demand samples (1..50).")] = 3,
+    detectors: DetectorsOpt = None,
 ) -> None:
     """Run SUMO on the counts' busiest hour with the network's programs, the plan and SUMO's
     actuated control; print each one's figures over the seeds (mean, and min..max)."""
-    network, report = service.read_inputs(net, counts)
+    network, report = service.read_inputs(net, counts, detectors)
     demand = service.demand_of(report)
 
     def progress(done: int, total: int, name: str) -> None:

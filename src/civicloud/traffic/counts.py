@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from civicloud.core import csvsafe
 from civicloud.core.i18n import N_
 from civicloud.traffic.errors import CountsRejected, CountsUnreadable
 from civicloud.traffic.network import Network
@@ -54,6 +55,7 @@ KIND_LABELS = {
     "overlap": N_("overlapping intervals"),
     "duplicate": N_("duplicate, counted once"),
     "gap": N_("gap between intervals"),
+    "unknown_detector": N_("unknown detector"),
 }
 
 
@@ -118,6 +120,17 @@ def _time(text: str) -> tuple[float, bool]:
     return stamp.timestamp(), True
 
 
+def unquote_cell(cell: str) -> str:
+    """A cell as it was before :func:`civicloud.core.csvsafe.neutralise` made it safe for a
+    spreadsheet (``'-E0`` back to ``-E0``), so that a file written for people reads back.
+
+    Only the prefix ``neutralise`` adds is taken off; SUMO's ids never start with a quote."""
+    rest = cell.removeprefix(csvsafe.TEXT_PREFIX)
+    if rest != cell and (csvsafe.is_dangerous(rest) or rest.startswith(csvsafe.TEXT_PREFIX)):
+        return rest
+    return cell
+
+
 def read_counts(content: bytes | str, network: Network) -> CountsReport:
     """Every row of a counts CSV, validated against ``network``."""
     try:
@@ -150,7 +163,13 @@ def read_counts(content: bytes | str, network: Network) -> CountsReport:
                     "The counts file has more than %(limit)s rows.", params={"limit": MAX_ROWS}
                 )
             rows.append(
-                (number, {k: (row[i] if i < len(row) else "") for k, i in position.items()})
+                (
+                    number,
+                    {
+                        k: (unquote_cell(row[i]) if i < len(row) else "")
+                        for k, i in position.items()
+                    },
+                )
             )
     except csv.Error as exc:
         raise CountsUnreadable(

@@ -9,6 +9,8 @@ serves every edge (a problem+json on the API, a line and an exit code on the CLI
     │   ├── NoSignals: a network without a traffic signal to time
     │   ├── CountsUnreadable: a counts file whose header or rows cannot be read at all
     │   ├── CountsRejected: counts that fail validation (the report lists every finding)
+    │   ├── MappingRejected: a detector-to-movement mapping that cannot be read or does not fit
+    │   │   the network (``findings`` lists each finding with its line)
     │   ├── InvalidTimingLimits: a minimum cycle over the maximum, a non-positive green, ...
     │   └── PlanUnreadable: a plan file (SUMO additional) that cannot be read or does not fit
     ├── NetworkNotFound (404, exit 4)
@@ -65,6 +67,12 @@ class CountsRejected(TrafficInvalidInput):
     def __init__(self, message: str, /, *, report: Any = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.report = report
+
+
+class MappingRejected(TrafficInvalidInput):
+    """A detector-to-movement mapping refused whole; ``findings`` lists what is wrong, by line."""
+
+    code = "traffic.mapping_rejected"
 
 
 class InvalidTimingLimits(TrafficInvalidInput):

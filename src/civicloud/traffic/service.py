@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from civicloud.traffic.coordinate import coordinate
-from civicloud.traffic.counts import CountsReport, design_demand, read_counts, require_clean
+from civicloud.traffic.counts import CountsReport, design_demand, require_clean
+from civicloud.traffic.detectors import Conversion, convert, read_any_counts, read_mapping
 from civicloud.traffic.network import Network, read_network
 from civicloud.traffic.optimize import (
     Limits,
@@ -59,10 +60,16 @@ def optimize(network: Network, report: CountsReport, limits: Limits) -> Optimize
     return Optimized(network, report, tuple(plans), tuple(before))
 
 
-def read_inputs(net: Path, counts: Path) -> tuple[Network, CountsReport]:
-    """The network and its counts, validated (a rejected row refuses the whole file)."""
+def read_inputs(
+    net: Path, counts: Path, detectors: Path | None = None
+) -> tuple[Network, CountsReport]:
+    """The network and its counts, validated (a rejected row refuses the whole file).
+
+    With ``detectors`` (a detector-to-movement mapping), ``counts`` is a detector counts file,
+    turned into movement counts first."""
     network = read_network(net)
-    report = require_clean(read_counts(counts.read_bytes(), network))
+    mapping = detectors.read_bytes() if detectors is not None else None
+    report = require_clean(read_any_counts(counts.read_bytes(), network, mapping))
     return network, report
 
 
@@ -71,6 +78,18 @@ def demand_of(report: CountsReport) -> dict[str, dict[tuple[str, str], float]]:
     return design_demand(report.accepted)
 
 
-def optimize_files(net: Path, counts: Path, limits: Limits) -> Optimized:
-    network, report = read_inputs(net, counts)
+def optimize_files(
+    net: Path, counts: Path, limits: Limits, detectors: Path | None = None
+) -> Optimized:
+    network, report = read_inputs(net, counts, detectors)
     return optimize(network, report, limits)
+
+
+def convert_files(net: Path, detectors: Path, counts: Path) -> Conversion:
+    """Detector counts turned into movement counts with a mapping, validated whole (a rejected
+    row refuses the file, as it would refuse the movement counts)."""
+    network = read_network(net)
+    mapping = read_mapping(detectors.read_bytes(), network)
+    conversion = convert(counts.read_bytes(), mapping, network)
+    require_clean(conversion.report)
+    return conversion

@@ -362,3 +362,174 @@ def test_time_of_day_refuses_bad_periods_and_a_single_interval(
     assert "at least two intervals of the day" in output
     assert "Traceback" not in output
     assert not out.exists()
+
+
+def _detector_files(net: Network) -> tuple[str, str]:
+    """A detector mapping and detector counts that make exactly ``counts_csv(net)``'s movement
+    counts, with each kind of mapping row:
+
+    - signal A0: one stop-line zone per approach, its count shared over the approach's movements
+      in proportion to their counts (``to_edge`` and ``share``);
+    - the other signals: a loop per lane. A movement is counted on the lane of it that serves the
+      fewest movements; a lane that counts exactly the one movement it serves is mapped by its
+      lane alone, any other by lane and movement with shares.
+    """
+    movement_counts: dict[tuple[str, str, str], int] = {}
+    for row in csv.DictReader(io.StringIO(counts_csv(net))):
+        if row["interval_begin"] == "0":
+            movement_counts[(row["tls_id"], row["from_edge"], row["to_edge"])] = int(row["count"])
+    mapping = ["detector_id,tls_id,from_edge,to_edge,lane,share"]
+    detector_counts: dict[str, int] = {}
+    for signal in net.signals.values():
+        served: dict[tuple[str, int], list[str]] = {}
+        for link in signal.links:
+            targets = served.setdefault((link.from_edge, link.from_lane), [])
+            if link.to_edge not in targets:
+                targets.append(link.to_edge)
+        if signal.id == "A0":
+            for approach in sorted({f for f, _ in signal.movements()}):
+                mine = {
+                    t: c for (s, f, t), c in movement_counts.items() if (s, f) == ("A0", approach)
+                }
+                total = sum(mine.values())
+                detector = f"zone-{approach}"
+                detector_counts[detector] = total
+                mapping += [f"{detector},A0,{approach},{t},,{c / total!r}" for t, c in mine.items()]
+            continue
+        counted_on: dict[tuple[str, int], list[str]] = {}
+        for f, t in signal.movements():
+            lanes = [key for key, targets in served.items() if key[0] == f and t in targets]
+            lane = min(lanes, key=lambda key: (len(served[key]), -key[1]))
+            counted_on.setdefault(lane, []).append(t)
+        for (f, lane), targets in counted_on.items():
+            detector = f"loop-{f}_{lane}"
+            mine = {t: movement_counts[(signal.id, f, t)] for t in targets}
+            detector_counts[detector] = sum(mine.values())
+            if targets == served[(f, lane)] and len(targets) == 1:
+                mapping.append(f"{detector},{signal.id},{f},,{lane},")
+            else:
+                total = sum(mine.values())
+                mapping += [
+                    f"{detector},{signal.id},{f},{t},{lane},{c / total!r}" for t, c in mine.items()
+                ]
+    counts = ["interval_begin,interval_end,detector_id,count"]
+    counts += [
+        f"{b},{b + 900},{d},{c}" for b in range(0, 7200, 900) for d, c in detector_counts.items()
+    ]
+    return "\n".join(mapping) + "\n", "\n".join(counts) + "\n"
+
+
+def test_detector_counts_give_the_plan_of_their_movement_counts(
+    corridor: tuple[Path, Network], tmp_path: Path, civicloud_traffic: Run
+) -> None:
+    from civicloud.core.csvsafe import read_csv
+    from civicloud.traffic.counts import read_counts, require_clean
+
+    # Given a corridor's movement counts, and the same traffic as counted by its detectors
+    net_path, net = corridor
+    movements = tmp_path / "movements.csv"
+    movements.write_text(counts_csv(net))
+    mapping_text, detector_text = _detector_files(net)
+    assert ",,0," in mapping_text or ",,1," in mapping_text  # a lane alone
+    mapping, detector_counts = tmp_path / "map.csv", tmp_path / "detectors.csv"
+    mapping.write_text(mapping_text)
+    detector_counts.write_text(detector_text)
+    # When a plan is made from each
+    plans = {}
+    for name, extra in (
+        ("movements", ["--counts", str(movements)]),
+        ("detectors", ["--counts", str(detector_counts), "--detectors", str(mapping)]),
+    ):
+        out = tmp_path / f"{name}.add.xml"
+        code, output = civicloud_traffic(
+            "optimize", "--net", str(net_path), *extra, "--out", str(out)
+        )
+        assert code == 0, output
+        plans[name] = (out.read_text(), (tmp_path / f"{name}.timing.json").read_text())
+    # Then the plans are the same
+    assert plans["detectors"] == plans["movements"]
+    # When the detector counts are converted to movement counts
+    converted = tmp_path / "converted.csv"
+    code, output = civicloud_traffic(
+        "counts",
+        "convert",
+        "--net",
+        str(net_path),
+        "--detectors",
+        str(mapping),
+        "--counts",
+        str(detector_counts),
+        "--out",
+        str(converted),
+    )
+    assert code == 0, output
+    lines = detector_text.count("\n") - 1
+    assert f"movement counts from {lines} detector counts" in output
+    # Then the file holds the movement counts (a spreadsheet-safe CSV) and plans the same
+    content = converted.read_bytes()
+    assert read_csv(content)[0] == [
+        "interval_begin",
+        "interval_end",
+        "tls_id",
+        "from_edge",
+        "to_edge",
+        "dir",
+        "count",
+    ]
+    again = require_clean(read_counts(content, net)).accepted
+    assert set(again) == set(require_clean(read_counts(counts_csv(net), net)).accepted)
+    out = tmp_path / "converted.add.xml"
+    code, output = civicloud_traffic(
+        "optimize", "--net", str(net_path), "--counts", str(converted), "--out", str(out)
+    )
+    assert code == 0, output
+    assert out.read_text() == plans["movements"][0]
+    # and time-of-day plans read detector counts too
+    code, output = civicloud_traffic(
+        "optimize",
+        "--net",
+        str(net_path),
+        "--counts",
+        str(detector_counts),
+        "--detectors",
+        str(mapping),
+        "--out",
+        str(tmp_path / "tod.add.xml"),
+        "--periods",
+        "2",
+    )
+    assert code == 0, output
+    assert "switches (every day)" in output
+
+
+def test_a_bad_mapping_gets_one_line_and_exit_2(
+    corridor: tuple[Path, Network], tmp_path: Path, civicloud_traffic: Run
+) -> None:
+    net_path, net = corridor
+    mapping_text, detector_text = _detector_files(net)
+    mapping, detector_counts = tmp_path / "map.csv", tmp_path / "detectors.csv"
+    mapping.write_text(mapping_text + "ghost,A0,nowhere,elsewhere,,1\n")
+    detector_counts.write_text(detector_text)
+    out = tmp_path / "plan.add.xml"
+    common = ["--net", str(net_path), "--counts", str(detector_counts), "--detectors", str(mapping)]
+    for command in (
+        ["optimize", *common, "--out", str(out)],
+        ["evaluate", *common, "--plan", str(out)],
+        ["counts", "convert", *common, "--out", str(tmp_path / "converted.csv")],
+    ):
+        code, output = civicloud_traffic(*command)
+        assert code == 2, output
+        assert "detector mapping rows were refused" in output
+        assert "unknown road" in output
+        assert "Traceback" not in output
+    assert not out.exists()
+    assert not (tmp_path / "converted.csv").exists()
+    # An unknown detector in the counts refuses them, with the detector file's line
+    mapping.write_text(mapping_text)
+    detector_counts.write_text(detector_text + "0,900,ghost,5\n")
+    code, output = civicloud_traffic("optimize", *common, "--out", str(out))
+    assert code == 2
+    line = detector_text.count("\n") + 1
+    assert f"1 of {line - 1} count rows were rejected (first: line {line}, unknown detector)" in (
+        output
+    )
