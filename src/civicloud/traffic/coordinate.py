@@ -24,6 +24,7 @@ Offsets are whole seconds within the cycle; the first signal of a group keeps of
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -309,27 +310,37 @@ def _tree_offsets(
     cycle: int,
 ) -> dict[str, int]:
     """Exact offsets on the spanning tree of the links that matter most (Prim's, by weight)."""
-    root = group[0]
+    neighbours: dict[str, list[tuple[float, str]]] = {s: [] for s in group}
+    for (a, b), w in weight.items():
+        neighbours[a].append((w, b))
+        neighbours[b].append((w, a))
     parent: dict[str, str] = {}
-    order = [root]
-    seen = {root}
-    while len(seen) < len(group):
-        best: tuple[float, str, str] | None = None
-        for (a, b), w in weight.items():
-            for inside, outside in ((a, b), (b, a)):
-                if inside in seen and outside not in seen and (best is None or w > best[0]):
-                    best = (w, inside, outside)
-        if best is None:  # not connected through tables: the rest start at offset 0
-            break
-        _, inside, outside = best
-        parent[outside] = inside
-        seen.add(outside)
-        order.append(outside)
+    order: list[str] = []
+    seen: set[str] = set()
+    for root in group:  # a group is connected; each further root starts an unlinked part
+        if root in seen:
+            continue
+        seen.add(root)
+        order.append(root)
+        frontier = [(-w, other, root) for w, other in neighbours[root]]
+        heapq.heapify(frontier)
+        while frontier:
+            _, outside, inside = heapq.heappop(frontier)
+            if outside in seen:
+                continue
+            parent[outside] = inside
+            seen.add(outside)
+            order.append(outside)
+            for w, other in neighbours[outside]:
+                if other not in seen:
+                    heapq.heappush(frontier, (-w, other, outside))
     # cost[s][o]: the least delay of s's subtree when s has offset o.
     cost = {s: np.zeros(cycle) for s in order}
     choice: dict[str, NDArray[np.int64]] = {}
     shifts = np.arange(cycle)
-    for s in reversed(order[1:]):
+    for s in reversed(order):
+        if s not in parent:
+            continue
         p = parent[s]
         table = _pair(tables, p, s, cycle)
         assert table is not None
@@ -338,8 +349,9 @@ def _tree_offsets(
         choice[s] = np.argmin(matrix, axis=1)
         cost[p] = cost[p] + matrix.min(axis=1)
     offsets = dict.fromkeys(group, 0)
-    for s in order[1:]:
-        offsets[s] = int(choice[s][offsets[parent[s]]])
+    for s in order:
+        if s in parent:
+            offsets[s] = int(choice[s][offsets[parent[s]]])
     return offsets
 
 
@@ -351,12 +363,16 @@ def _descend(
 ) -> dict[str, int]:
     """Coordinate descent over every link's table: each signal in turn takes its best offset."""
     shifts = np.arange(cycle)
+    linked: dict[str, list[str]] = {s: [] for s in group}
+    for a, b in tables:
+        linked[a].append(b)
+        linked[b].append(a)
     for _ in range(MAX_PASSES):
         moved = False
         for s in group[1:]:
             total = np.zeros(cycle)
-            for other in group:
-                table = _pair(tables, s, other, cycle) if other != s else None
+            for other in linked[s]:
+                table = _pair(tables, s, other, cycle)
                 if table is not None:
                     total += table[(shifts - offsets[other]) % cycle]
             best = int(np.argmin(total))

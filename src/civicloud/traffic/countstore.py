@@ -45,6 +45,7 @@ from civicloud.core.tenants.models import Tenant
 from civicloud.traffic import networks
 from civicloud.traffic.context import TrafficContext
 from civicloud.traffic.counts import (
+    ABSURD_PER_LANE_HOUR,
     COLUMNS,
     MAX_FINDINGS_SHOWN,
     Count,
@@ -101,6 +102,39 @@ WHERE network_id = '{network}' AND begin_s >= {first} AND begin_s <= {last}
 """
 
 
+#: What the kept counts of a network hold that they should not, by kind (both engines): rows
+#: of movements the network lacks, negative or absurd counts (more vehicles than the lanes
+#: carry), the same movement and interval twice, and intervals that overlap the one before.
+CHECK_SQL = """
+WITH mine AS (
+    SELECT c.*, m.lanes AS lanes,
+           LAG(c.end_s) OVER (
+               PARTITION BY c.tls_id, c.from_edge, c.to_edge ORDER BY c.begin_s, c.end_s
+           ) AS previous_end
+    FROM counts AS c
+    LEFT JOIN movements AS m
+      ON m.tls_id = c.tls_id AND m.from_edge = c.from_edge AND m.to_edge = c.to_edge
+    WHERE c.network_id = '{network}' AND c.day >= '{first}' AND c.day <= '{last}'
+),
+twice AS (
+    SELECT COUNT(*) AS n FROM (
+        SELECT tls_id, from_edge, to_edge, begin_s FROM mine
+        GROUP BY tls_id, from_edge, to_edge, begin_s HAVING COUNT(*) > 1
+    ) AS repeated
+)
+SELECT COUNT(*) AS rows_checked,
+       SUM(CASE WHEN lanes IS NULL THEN 1 ELSE 0 END) AS unknown_movement,
+       SUM(CASE WHEN vehicles < 0 THEN 1 ELSE 0 END) AS negative,
+       SUM(CASE WHEN lanes IS NOT NULL AND vehicles * 3600.0 / (end_s - begin_s)
+                > {absurd} * lanes THEN 1 ELSE 0 END) AS absurd,
+       MAX(twice.n) AS duplicate,
+       SUM(CASE WHEN previous_end > begin_s THEN 1 ELSE 0 END) AS overlap
+FROM mine CROSS JOIN twice
+"""
+
+CHECK_KINDS = ("unknown_movement", "negative", "absurd", "duplicate", "overlap")
+
+
 @dataclass(frozen=True)
 class ProfileRow:
     tls_id: str
@@ -122,7 +156,13 @@ class CountsEngine(Protocol):
 
     name: str
 
-    def query(self, files: Sequence[Path], sql: str) -> list[tuple[Any, ...]]: ...
+    def query(
+        self, files: Sequence[Path], sql: str, movements: Sequence[Movement] = ()
+    ) -> list[tuple[Any, ...]]: ...
+
+
+#: A row of the ``movements`` table the checks join: signal, from edge, to edge, lanes.
+Movement = tuple[str, str, str, int]
 
 
 class DuckDBEngine:
@@ -131,7 +171,9 @@ class DuckDBEngine:
     def __init__(self, memory_mib: int = 2048) -> None:
         self.memory_mib = memory_mib
 
-    def query(self, files: Sequence[Path], sql: str) -> list[tuple[Any, ...]]:
+    def query(
+        self, files: Sequence[Path], sql: str, movements: Sequence[Movement] = ()
+    ) -> list[tuple[Any, ...]]:
         import duckdb
 
         if not files:
@@ -144,6 +186,15 @@ class DuckDBEngine:
                 f"CREATE VIEW counts AS SELECT * FROM read_parquet([{listed}], "  # noqa: S608
                 "hive_partitioning = false)"
             )
+            table = pa.table(
+                {
+                    "tls_id": [m[0] for m in movements],
+                    "from_edge": [m[1] for m in movements],
+                    "to_edge": [m[2] for m in movements],
+                    "lanes": pa.array([m[3] for m in movements], pa.int32()),
+                }
+            )
+            con.register("movements", table)
             return [tuple(row) for row in con.execute(sql).fetchall()]
 
 
@@ -155,7 +206,9 @@ class SparkEngine:
     def __init__(self, master: str = "local[2]") -> None:
         self.master = master
 
-    def query(self, files: Sequence[Path], sql: str) -> list[tuple[Any, ...]]:
+    def query(
+        self, files: Sequence[Path], sql: str, movements: Sequence[Movement] = ()
+    ) -> list[tuple[Any, ...]]:
         if not files:
             return []
         try:
@@ -173,6 +226,10 @@ class SparkEngine:
         )
         frame = spark.read.schema(_spark_schema()).parquet(*[str(f) for f in files])
         frame.createOrReplaceTempView("counts")
+        spark.createDataFrame(
+            list(movements) or [("", "", "", 0)],
+            "tls_id STRING, from_edge STRING, to_edge STRING, lanes INT",
+        ).createOrReplaceTempView("movements")
         return [tuple(row) for row in spark.sql(sql).collect()]
 
 
@@ -472,6 +529,33 @@ def stored_profile(
         raise TrafficInvalidInput("The last day comes before the first.")
     files = batch_files(session, context, row.id, first, last)
     return profile(engine_of(context), files, row.id, first, last)
+
+
+def check(
+    engine: CountsEngine,
+    files: Sequence[Path],
+    network: Network,
+    network_id: uuid.UUID,
+    first: date,
+    last: date,
+) -> dict[str, int]:
+    """The kept counts' findings by kind (see ``CHECK_SQL``), and ``rows_checked``."""
+    lanes: dict[tuple[str, str, str], set[int]] = {}
+    for signal in network.signals.values():
+        for link in signal.links:
+            lanes.setdefault((signal.id, link.from_edge, link.to_edge), set()).add(link.from_lane)
+    movements = [(s, f, t, len(used)) for (s, f, t), used in sorted(lanes.items())]
+    sql = CHECK_SQL.format(
+        network=_quoted(str(network_id)),
+        first=first.isoformat(),
+        last=last.isoformat(),
+        absurd=ABSURD_PER_LANE_HOUR,
+    )
+    rows = engine.query(files, sql, movements)
+    if not rows:
+        return {"rows_checked": 0, **dict.fromkeys(CHECK_KINDS, 0)}
+    names = ("rows_checked", *CHECK_KINDS)
+    return {name: int(value or 0) for name, value in zip(names, rows[0], strict=True)}
 
 
 def design_demand(rows: Iterable[ProfileRow]) -> dict[str, dict[tuple[str, str], float]]:

@@ -67,9 +67,12 @@ def run(args: Sequence[str | Path], *, timeout: float = 600.0, what: str = "SUMO
     return done.stdout
 
 
-def generate(layout: str, out: Path, *, arm_m: float = 300.0) -> Path:
-    """A synthetic signal network made by netgenerate (no map data is needed)."""
-    x, y = LAYOUTS[layout]
+def generate(
+    layout: str, out: Path, *, arm_m: float = 300.0, size: tuple[int, int] | None = None
+) -> Path:
+    """A synthetic signal network made by netgenerate (no map data is needed): one of
+    ``LAYOUTS``, or a grid of ``size`` junctions (a synthetic city)."""
+    x, y = (str(n) for n in size) if size else LAYOUTS[layout]
     run(
         [
             binary("netgenerate"),
@@ -98,6 +101,6 @@ def generate(layout: str, out: Path, *, arm_m: float = 300.0) -> Path:
             out,
         ],
         what="netgenerate",
-        timeout=120.0,
+        timeout=600.0,
     )
     return out

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from civicloud.traffic import service
+from civicloud.traffic import countstore, service
 from civicloud.traffic.counts import (
     Count,
     CountsReport,
@@ -373,3 +373,48 @@ def plan_files(
     report = require_clean(read_counts(content, network))
     zone = zone_offset_s(content) if report.absolute_times else 0.0
     return plan_time_of_day(network, report, limits, max_periods=max_periods, zone_offset_s=zone)
+
+
+def profile_of_slots(rows: Iterable[countstore.ProfileRow]) -> DayProfile:
+    """The day's profile from a kept-counts profile (``countstore.profile``: per movement and
+    15-minute slot, the vehicles and the days counted), as ``day_profile`` makes it from rows."""
+    items = sorted(rows, key=lambda r: (r.tls_id, r.from_edge, r.to_edge, r.slot_s))
+    if not items:
+        raise TrafficInvalidInput("There are no counts to make time-of-day plans from.")
+    step = countstore.SLOT_S
+    keys = tuple(sorted({(r.tls_id, r.from_edge, r.to_edge) for r in items}))
+    where = {key: k for k, key in enumerate(keys)}
+    flows = np.full((DAY_S // step, len(keys)), np.nan)
+    observed = np.zeros((DAY_S // step, len(keys)))
+    for r in items:
+        k = where[(r.tls_id, r.from_edge, r.to_edge)]
+        slot = (r.slot_s % DAY_S) // step
+        flows[slot, k] = r.flow_vph
+        observed[slot, k] = r.days * step
+    return DayProfile(step, keys, flows, observed)
+
+
+def plan_kept(
+    network: Network,
+    rows: Sequence[countstore.ProfileRow],
+    limits: Limits,
+    *,
+    max_periods: int = DEFAULT_PERIODS,
+    min_period_s: int = MIN_PERIOD_S,
+) -> tuple[PeriodPlan, ...]:
+    """Time-of-day plans from the kept counts' profile: the same cut and plans as
+    ``plan_time_of_day``, each period timed for its busiest hour of the profile."""
+    check_settings(max_periods, min_period_s)
+    periods = choose_periods(
+        profile_of_slots(rows), max_periods=max_periods, min_period_s=min_period_s
+    )
+    planned: list[PeriodPlan] = []
+    for period in periods:
+        demand = countstore.design_demand([r for r in rows if r.slot_s in period])
+        plans = service.plan_network(network, demand, limits)
+        before = [
+            evaluate_program(signal, demand.get(signal_id, {}))
+            for signal_id, signal in network.signals.items()
+        ]
+        planned.append(PeriodPlan(period, demand, tuple(plans), tuple(before)))
+    return tuple(planned)

@@ -400,3 +400,6 @@ def test_duckdb_and_spark_give_the_same_figures(
     assert len(by_duckdb) == 12 * 14 * 4
     assert by_spark == by_duckdb
     assert countstore.design_demand(by_spark) == countstore.design_demand(by_duckdb)
+    checked = countstore.check(DuckDBEngine(), files, junction[1], site.network_id, *days[::2])
+    assert checked == countstore.check(spark, files, junction[1], site.network_id, *days[::2])
+    assert checked["rows_checked"] == 3 * 12 * 14 * 4
