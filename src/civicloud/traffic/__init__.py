@@ -60,6 +60,7 @@ MODULE = Module(
         items=(N_("Webster and HCM delay"), N_("SUMO networks and plans")),
     ),
     migrations=_HERE / "migrations",
+    demo="civicloud.traffic.demo:seed",
     listeners=(
         Listener(
             "traffic.counts",

@@ -330,16 +330,12 @@ def ingest(
         raise TrafficInvalidInput(
             "A batch has at most %(limit)s rows.", params={"limit": MAX_JSON_ROWS}
         )
-    network = networks.load(row)
-    if content is not None:
-        report = read_counts(content, network)
-        digest = hashlib.sha256(content).hexdigest()
-    else:
-        payload = list(rows or [])
-        report = validate(rows_of(payload), network)
-        digest = hashlib.sha256(
-            json.dumps(payload, sort_keys=True, default=str).encode()
-        ).hexdigest()
+    payload = list(rows or []) if content is None else []
+    digest = hashlib.sha256(
+        content
+        if content is not None
+        else json.dumps(payload, sort_keys=True, default=str).encode()
+    ).hexdigest()
     batch_key = key.strip() if key else digest
     # One ingest of a network at a time: what is kept is read, then added to (PostgreSQL locks
     # the row; SQLite writes one transaction at a time anyway).
@@ -349,13 +345,18 @@ def ingest(
             TrafficCountBatch.network_id == row.id, TrafficCountBatch.key == batch_key
         )
     ).first()
-    if seen is not None:
+    if seen is not None:  # a replay: nothing is read again
         if seen.sha256 != digest:
             raise PlanStateConflict(
                 "The batch key %(key)s was used before for other counts.",
                 params={"key": batch_key[:MAX_KEY]},
             )
-        return Ingested(seen, replay=True, report=report)
+        return Ingested(seen, replay=True, report=CountsReport())
+    network = networks.load(row)
+    if content is not None:
+        report = read_counts(content, network)
+    else:
+        report = validate(rows_of(payload), network)
     require_clean(report)
     timed = absolute(report, day, context.zone)
     kept = kept_counts(session, context, row, timed)
