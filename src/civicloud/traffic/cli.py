@@ -115,6 +115,14 @@ def optimize(
     _write(_sheet_path(out, "json"), export.timing_json(result.plans).encode())
     _write(_sheet_path(out, "csv"), export.timing_csv(result.plans))
     _print_counts_findings(result.report)
+    if result.saturated:
+        signals = sorted({s.tls_id for s in result.saturated})
+        err_console.print(
+            f"counts: {len(result.saturated)} movement intervals counted at capacity "
+            f"(spill-back likely) at {', '.join(signals[:10])}"
+            f"{' …' if len(signals) > 10 else ''}: their figures are lower bounds",
+            highlight=False,
+        )
     rows = [
         [
             plan.signal_id,

@@ -36,7 +36,7 @@ from civicloud.core.db import utcnow
 from civicloud.core.tenants.models import Tenant
 from civicloud.traffic import countstore, export, networks
 from civicloud.traffic.context import TrafficContext
-from civicloud.traffic.counts import read_counts
+from civicloud.traffic.counts import Count, read_counts
 from civicloud.traffic.errors import (
     OwnPlanReview,
     PlanNotFound,
@@ -45,7 +45,8 @@ from civicloud.traffic.errors import (
 )
 from civicloud.traffic.models import TrafficNetwork, TrafficPlan, TrafficPlanIssue
 from civicloud.traffic.optimize import Limits, SignalPlan, evaluate_program
-from civicloud.traffic.service import optimize, plan_network
+from civicloud.traffic.service import flag_spillback, optimize, plan_network
+from civicloud.traffic.spillback import saturated_intervals
 
 MAX_NAME = 120
 MAX_NOTE = 500
@@ -144,11 +145,21 @@ def draft_plan(
                 params={"first": first.isoformat(), "last": last.isoformat()},
             )
         demand = countstore.design_demand(profile)
-        planned = plan_network(network, demand, limits)
-        before = [
-            evaluate_program(signal, demand.get(signal_id, {}))
-            for signal_id, signal in network.signals.items()
-        ]
+        # Each slot's mean over the days, as counts: the slots counted at capacity.
+        slots = [
+            Count(r.slot_s, r.slot_s + countstore.SLOT_S, r.tls_id, r.from_edge, r.to_edge,
+                  r.vehicles / max(r.days, 1))
+            for r in profile
+        ]  # fmt: skip
+        saturated = saturated_intervals(network, slots, demand)
+        planned = flag_spillback(plan_network(network, demand, limits), saturated)
+        before = flag_spillback(
+            [
+                evaluate_program(signal, demand.get(signal_id, {}))
+                for signal_id, signal in network.signals.items()
+            ],
+            saturated,
+        )
         source = hashlib.sha256(
             f"kept:{first.isoformat()}..{last.isoformat()}".encode()
         ).hexdigest()

@@ -8,8 +8,8 @@ after figures.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from civicloud.traffic.coordinate import coordinate
@@ -23,6 +23,7 @@ from civicloud.traffic.optimize import (
     evaluate_program,
     plan_signal,
 )
+from civicloud.traffic.spillback import Saturated, saturated_intervals
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,9 @@ class Optimized:
     plans: tuple[SignalPlan, ...]
     #: The network's own programs under the same demand, by signal.
     before: tuple[SignalPlan, ...]
+    #: Movements and intervals counted at capacity (spill-back): those signals' figures are
+    #: lower bounds.
+    saturated: tuple[Saturated, ...] = ()
 
 
 def plan_network(
@@ -49,15 +53,26 @@ def plan_network(
     return plans
 
 
+def flag_spillback(plans: Sequence[SignalPlan], saturated: Sequence[Saturated]) -> list[SignalPlan]:
+    """The plans, those of signals counted at capacity flagged ``spillback``."""
+    signals = {s.tls_id for s in saturated}
+    return [
+        replace(p, flags=(*p.flags, "spillback")) if p.signal_id in signals else p for p in plans
+    ]
+
+
 def optimize(network: Network, report: CountsReport, limits: Limits) -> Optimized:
     require_clean(report)
     demand = design_demand(report.accepted)
-    plans = plan_network(network, demand, limits)
+    saturated = saturated_intervals(network, report.accepted, demand)
+    plans = flag_spillback(plan_network(network, demand, limits), saturated)
     before = [
         evaluate_program(signal, demand.get(signal_id, {}))
         for signal_id, signal in network.signals.items()
     ]
-    return Optimized(network, report, tuple(plans), tuple(before))
+    return Optimized(
+        network, report, tuple(plans), tuple(flag_spillback(before, saturated)), tuple(saturated)
+    )
 
 
 def read_inputs(
