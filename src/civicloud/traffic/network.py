@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,15 @@ class Link:
     approach_speed: float
     #: The approach lane's width, metres.
     lane_width: float
+
+
+@dataclass(frozen=True)
+class Crossing:
+    """A signalised pedestrian crossing: its link index in the signal's states and its length."""
+
+    index: int
+    edge: str
+    length: float
 
 
 @dataclass(frozen=True)
@@ -93,6 +102,8 @@ class Signal:
     #: The widest junction outline of the signal, metres: the distance a vehicle that enters at
     #: the end of its green has to clear (ITE's intersection width).
     width: float = 0.0
+    #: Its signalised pedestrian crossings (netconvert's ``--crossings.guess``, or OSM's).
+    crossings: tuple[Crossing, ...] = ()
 
     @property
     def program(self) -> Program:
@@ -159,6 +170,10 @@ def read_network(path: Path | str) -> Network:
             params={"file": name, "reason": f"inconsistent signal data ({type(exc).__name__})"},
         ) from exc
     signals = {key: value for key, value in found.items() if value is not None}
+    crossings = _crossings(Path(path), net)
+    signals = {
+        key: replace(value, crossings=crossings.get(key, ())) for key, value in signals.items()
+    }
     if not signals:
         raise NoSignals(
             "The network file %(file)s has no traffic signals to time.", params={"file": name}
@@ -182,6 +197,35 @@ def read_network(path: Path | str) -> Network:
         bounds=(xmin, ymin, xmax, ymax),
         source=name,
     )
+
+
+def _crossings(path: Path, net: Any) -> dict[str, tuple[Crossing, ...]]:
+    """Each signal's pedestrian crossings: the connections into crossing edges it controls
+    (sumolib keeps vehicles' connections only, so the file's are read again)."""
+    import gzip
+    import xml.etree.ElementTree as ET
+
+    found: dict[str, list[Crossing]] = {}
+    with open(path, "rb") as probe:
+        packed = probe.read(2) == b"\x1f\x8b"
+    opener = gzip.open if packed else open
+    with opener(path, "rb") as handle:
+        for _, element in ET.iterparse(handle):  # noqa: S314
+            if element.tag != "connection":
+                if element.tag not in ("edge", "lane", "junction", "request"):
+                    continue
+                element.clear()
+                continue
+            target = element.get("to", "")
+            tl = element.get("tl")
+            index = element.get("linkIndex")
+            if tl and index is not None and target.startswith(":"):
+                edge = net.getEdge(target) if net.hasEdge(target) else None
+                if edge is not None and edge.getFunction() == "crossing":
+                    length = float(edge.getLanes()[0].getLength())
+                    found.setdefault(tl, []).append(Crossing(int(index), target, length))
+            element.clear()
+    return {tl: tuple(sorted(items, key=lambda c: c.index)) for tl, items in found.items()}
 
 
 def _bounds(net: Any) -> tuple[float, float, float, float]:

@@ -266,6 +266,69 @@ def _is_all_red_after(yellow: str, candidate: str) -> bool:
     return True
 
 
+#: A pedestrian's walk interval and walking speed (HCM: 7 s of walk, 1.2 m/s, i.e. 4 ft/s).
+WALK_S = 7.0
+PEDESTRIAN_SPEED = 1.2
+
+
+def _runs(members: Sequence[int], n: int) -> list[list[int]]:
+    """The runs of consecutive phase indices among ``members`` (the cycle wraps round)."""
+    chosen = set(members)
+    if len(chosen) == n:
+        return [list(range(n))]
+    runs: list[list[int]] = []
+    for start in sorted(chosen):
+        if (start - 1) % n in chosen:
+            continue
+        run = [start]
+        while (run[-1] + 1) % n in chosen:
+            run.append((run[-1] + 1) % n)
+        runs.append(run)
+    return runs
+
+
+def pedestrian_minimums(
+    signal: Signal, states: Sequence[str], fixed: Sequence[float | None], min_green: float
+) -> list[float]:
+    """Each green phase's least duration: the engineer's minimum, and what the signal's
+    crossings need: ``WALK_S`` of walk in the last green phase that shows the crossing green,
+    and, before any link starts (turns green, or from permissive to priority green), the
+    crossing's length at ``PEDESTRIAN_SPEED`` to clear it (the yellow and all-red after the walk count; a vehicle green that goes on after
+    the crossing turned red takes the rest, or else the walk phase does)."""
+    n = len(states)
+    least = {i: float(math.ceil(min_green)) for i, d in enumerate(fixed) if d is None}
+    for crossing in signal.crossings:
+        walking = [i for i in range(n) if states[i][crossing.index] in GREEN]
+        for run in _runs(walking, n) if walking else []:
+            last = run[-1]
+            window: list[int] = []
+            j = (last + 1) % n
+            while j not in run and len(window) < n:
+                state = states[j]
+                # A link starts where it turns green, or from permissive to priority green
+                # (a protected turn no longer yields to the crossing).
+                starts = any(
+                    (c in GREEN and states[last][k] not in GREEN)
+                    or (c == "G" and states[last][k] == "g")
+                    for k, c in enumerate(state)
+                )
+                if state[crossing.index] in GREEN or starts:
+                    break
+                window.append(j)
+                j = (j + 1) % n
+            clearance = crossing.length / PEDESTRIAN_SPEED
+            clearance -= sum(fixed[i] or 0.0 for i in window if fixed[i] is not None)
+            later = [i for i in window if fixed[i] is None]
+            if later and clearance > 0:
+                least[later[0]] = max(least[later[0]], float(math.ceil(clearance)))
+                clearance = 0.0
+            walk = [i for i in run if fixed[i] is None]
+            if walk:
+                need = WALK_S + max(clearance, 0.0)
+                least[walk[-1]] = max(least[walk[-1]], float(math.ceil(need)))
+    return [least[i] for i in sorted(least)]
+
+
 def build_model(signal: Signal, demand: Mapping[Movement, float], limits: Limits) -> _Model:
     states, fixed = transition_states(signal, limits)
     movements = signal.movements()
@@ -328,7 +391,8 @@ def plan_signal(
     lost = model.lost_time
     ratios = model.critical_ratios()
     webster = timing.webster_cycle(lost, ratios)
-    min_cycle = max(limits.min_cycle, lost + n * limits.min_green)
+    least = pedestrian_minimums(signal, model.states, model.fixed, limits.min_green)
+    min_cycle = max(limits.min_cycle, lost + sum(least))
     max_cycle = max(limits.max_cycle, min_cycle)
     flow = sum(lane.flow for lane in model.lanes)
     if n == 0:
@@ -336,15 +400,15 @@ def plan_signal(
         return _result(model, durations, webster, ratios, flags=("no_green_phase",))
     if flow <= 0:
         cycle = math.ceil(min_cycle)
-        greens = _spread(cycle - lost, [1.0] * n, limits.min_green)
+        greens = _spread(cycle - lost, [1.0] * n, least)
         return _result(model, model.durations(greens), webster, ratios, flags=("no_demand",))
 
     cache: dict[int, tuple[float, list[float]]] = {}
 
     def best_at(cycle: int) -> tuple[float, list[float]]:
         if cycle not in cache:
-            start = _spread(cycle - lost, ratios, limits.min_green)
-            greens = _descend(model, start, limits.min_green)
+            start = _spread(cycle - lost, ratios, least)
+            greens = _descend(model, start, least)
             cache[cycle] = (model.total_delay(greens), greens)
         return cache[cycle]
 
@@ -390,34 +454,34 @@ def evaluate_program(
     return _result(model, model.durations(greens), webster, ratios)
 
 
-def _spread(available: float, weights: Sequence[float], min_green: float) -> list[float]:
-    """Whole-second greens, each at least ``min_green``, the rest in proportion to ``weights``."""
+def _spread(available: float, weights: Sequence[float], least: Sequence[float]) -> list[float]:
+    """Whole-second greens, each at least its ``least``, the rest in proportion to ``weights``."""
     n = len(weights)
-    base = math.ceil(min_green)
-    spare = max(round(available) - base * n, 0)
+    base = [math.ceil(m) for m in least]
+    spare = max(round(available) - sum(base), 0)
     total = sum(weights)
     shares = [w / total for w in weights] if total > 0 else [1.0 / n] * n
-    greens = [base + math.floor(spare * s) for s in shares]
-    leftover = spare - sum(g - base for g in greens)
+    greens = [b + math.floor(spare * s) for b, s in zip(base, shares, strict=True)]
+    leftover = spare - sum(g - b for g, b in zip(greens, base, strict=True))
     order = sorted(range(n), key=lambda k: -(spare * shares[k] - math.floor(spare * shares[k])))
     for k in order[:leftover]:
         greens[k] += 1
     return [float(g) for g in greens]
 
 
-def _descend(model: _Model, greens: list[float], min_green: float) -> list[float]:
+def _descend(model: _Model, greens: list[float], least: Sequence[float]) -> list[float]:
     """Move whole seconds between greens while the total delay falls (steps 8, 4, 2, 1 s)."""
     current = list(greens)
     value = model.total_delay(current)
     n = len(current)
     if n < 2:
         return current
-    floor = math.ceil(min_green)
+    floor = [math.ceil(m) for m in least]
     for step in (8.0, 4.0, 2.0, 1.0):
         for _ in range(200):  # bounded: each pass lowers the delay or stops
             best_value, best_move = value, None
             for a in range(n):
-                if current[a] - step < floor:
+                if current[a] - step < floor[a]:
                     continue
                 for b in range(n):
                     if a == b:

@@ -68,11 +68,18 @@ def run(args: Sequence[str | Path], *, timeout: float = 600.0, what: str = "SUMO
 
 
 def generate(
-    layout: str, out: Path, *, arm_m: float = 300.0, size: tuple[int, int] | None = None
+    layout: str,
+    out: Path,
+    *,
+    arm_m: float = 300.0,
+    size: tuple[int, int] | None = None,
+    pedestrians: bool = False,
 ) -> Path:
     """A synthetic signal network made by netgenerate (no map data is needed): one of
-    ``LAYOUTS``, or a grid of ``size`` junctions (a synthetic city)."""
+    ``LAYOUTS``, or a grid of ``size`` junctions (a synthetic city); with ``pedestrians``,
+    sidewalks and signalised crossings at every junction."""
     x, y = (str(n) for n in size) if size else LAYOUTS[layout]
+    walking = ["--sidewalks.guess", "--crossings.guess"] if pedestrians else []
     run(
         [
             binary("netgenerate"),
@@ -95,6 +102,7 @@ def generate(
             "--tls.guess.threshold",
             "0",
             "--no-turnarounds",
+            *walking,
             "--seed",
             "1",
             "--output-file",

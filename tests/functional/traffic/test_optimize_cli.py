@@ -89,6 +89,53 @@ def test_optimize_writes_a_plan_sumo_loads(
     assert plan.signals.keys() == net.signals.keys()
 
 
+def test_a_plan_for_a_junction_with_crossings_loads_and_checks_clean(
+    tmp_path: Path, civicloud_traffic: Run
+) -> None:
+    """Pedestrian crossings (netconvert's guess): the plan keeps their walk and clearance, and
+    SUMO and its checker take it."""
+    net_path = sumo.generate("junction", tmp_path / "walk.net.xml", pedestrians=True)
+    net = read_network(net_path)
+    counts = tmp_path / "counts.csv"
+    counts.write_text(counts_csv(net))
+    out = tmp_path / "plan.add.xml"
+    code, output = civicloud_traffic(
+        "optimize", "--net", str(net_path), "--counts", str(counts), "--out", str(out)
+    )
+    assert code == 0, output
+    log = tmp_path / "sumo.log"
+    sumo.run(
+        [sumo.binary("sumo"), "-n", net_path, "-a", out, "--end", "300", "--no-step-log",
+         "--log", log]
+    )  # fmt: skip
+    assert "error" not in log.read_text().lower()
+    merged = tmp_path / "merged.net.xml"
+    sumo.run(
+        [sumo.binary("netconvert"), "-s", net_path, "--tllogic-files", out, "-o", merged],
+        what="netconvert",
+    )
+    report = sumo.run([sumo.tool("tls/tls_check.py"), merged], what="tls_check")
+    # tls_check counts vehicles' links only, so it says of netconvert's own program too that
+    # its states are longer than the links (the crossings' letters): nothing else is wrong.
+    sections = {part.split("'")[1]: part for part in report.split("Checking program ")[1:]}
+
+    def _errors(text: str) -> set[str]:
+        return {
+            line.strip()
+            for line in text.splitlines()
+            if "error" in line.lower() and "signals instead of" not in line
+        }
+
+    assert "civicloud" in sections
+    assert _errors(sections["civicloud"]) == set()
+    assert "signals instead of" in sections["0"]  # the tool's own limit, not the plan's
+    sheet = json.loads((tmp_path / "plan.timing.json").read_text())
+    (signal,) = sheet["signals"]
+    crossings = net.signals["A0"].crossings
+    walk = [p for p in signal["phases"] if any(p["state"][c.index] in "Gg" for c in crossings)]
+    assert min(p["duration_s"] for p in walk) >= 7
+
+
 def test_bad_counts_get_one_line_and_exit_2(
     corridor: tuple[Path, Network], tmp_path: Path, civicloud_traffic: Run
 ) -> None:
