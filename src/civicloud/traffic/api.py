@@ -145,6 +145,8 @@ class ActiveOut(BaseModel):
     plan_name: str | None
     effective_at: datetime | None
     issued_by: str | None
+    #: The signal's latest change (0: none); pass it to a rollback as ``seq``.
+    seq: int = 0
 
 
 def _plan_out(plan: TrafficPlan) -> PlanOut:
@@ -237,6 +239,7 @@ def _active_out(active: plans.Active) -> ActiveOut:
         plan_name=active.plan_name,
         effective_at=active.effective_at,
         issued_by=active.issued_by,
+        seq=active.seq,
     )
 
 
@@ -258,10 +261,17 @@ def active_plans(session: SessionDep, actor: ActorDep, network_id: uuid.UUID) ->
 
 @router.post("/networks/{network_id}/signals/{tls_id}/rollback", name="traffic.plan.rollback")
 def roll_back(
-    session: SessionDep, actor: ActorDep, network_id: uuid.UUID, tls_id: str
+    session: SessionDep,
+    actor: ActorDep,
+    network_id: uuid.UUID,
+    tls_id: str,
+    seq: Annotated[int | None, Query(ge=0)] = None,
 ) -> ActiveOut:
-    """The signal returns to the plan it ran before (or the network's own program)."""
-    row = plans.roll_back(session=session, actor=actor, network_id=network_id, tls_id=tls_id)
+    """The signal returns to the plan it ran before (or the network's own program); with
+    ``seq``, only if its latest change is still that one (a retry rolls back once)."""
+    row = plans.roll_back(
+        session=session, actor=actor, network_id=network_id, tls_id=tls_id, expected_seq=seq
+    )
     name = (
         plans.get_plan(session=session, actor=actor, plan_id=row.plan_id).name
         if row.plan_id
@@ -273,6 +283,7 @@ def roll_back(
         plan_name=name,
         effective_at=row.effective_at,
         issued_by=row.issued_by,
+        seq=row.seq,
     )
 
 

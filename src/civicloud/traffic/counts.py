@@ -37,6 +37,9 @@ REQUIRED = tuple(c for c in COLUMNS if c != "dir")
 ABSURD_PER_LANE_HOUR = 3000.0
 #: The longest interval a count may cover.
 MAX_INTERVAL_S = 86400.0
+#: No count begins at or after this (2100-12-31, as POSIX seconds; seconds of a day or of a
+#: simulation are far below it): a later time is a typing error, and no clock handles it.
+LATEST_TIME_S = 4_133_894_400.0
 #: The most rows one file may carry.
 MAX_ROWS = 5_000_000
 
@@ -241,7 +244,7 @@ def _row_finding(
         return "negative", str(count)
     if count != int(count):
         return "fractional", str(count)
-    if not end > begin or end - begin > MAX_INTERVAL_S:
+    if not end > begin or end - begin > MAX_INTERVAL_S or not 0 <= begin < LATEST_TIME_S:
         return "bad_interval", f"{begin}..{end}"
     if count / ((end - begin) / 3600.0) > ABSURD_PER_LANE_HOUR * lanes[key]:
         return "absurd", f"{int(count)} in {end - begin:g} s"

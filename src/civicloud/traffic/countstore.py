@@ -41,6 +41,7 @@ from sqlalchemy.orm import Session
 
 from civicloud.core import audit
 from civicloud.core.actor import Actor, authorize
+from civicloud.core.dates import MAX_DATE, MIN_DATE
 from civicloud.core.tenants.models import Tenant
 from civicloud.traffic import networks
 from civicloud.traffic.context import TrafficContext
@@ -96,7 +97,7 @@ ORDER BY tls_id, from_edge, to_edge, slot_s
 
 #: The kept rows of some intervals: what a new batch is checked against.
 KEPT_SQL = """
-SELECT tls_id, from_edge, to_edge, begin_s, vehicles
+SELECT tls_id, from_edge, to_edge, begin_s, end_s, vehicles
 FROM counts
 WHERE network_id = '{network}' AND begin_s >= {first} AND begin_s <= {last}
 """
@@ -301,6 +302,7 @@ def absolute(
         raise TrafficInvalidInput(
             "Counts timed in seconds need the day they were counted on (YYYY-MM-DD)."
         )
+    check_days(day, day)
     base = datetime.combine(day, time(0), zone).timestamp()
     return [(c, round(base + c.begin), round(base + c.end)) for c in report.accepted]
 
@@ -331,15 +333,20 @@ def ingest(
             "A batch has at most %(limit)s rows.", params={"limit": MAX_JSON_ROWS}
         )
     payload = list(rows or []) if content is None else []
+    # The day seconds count from is part of what a batch says, and so of its default key.
+    header = f"{source}\n{day.isoformat() if day else ''}\n".encode()
     digest = hashlib.sha256(
-        content
-        if content is not None
-        else json.dumps(payload, sort_keys=True, default=str).encode()
+        header
+        + (
+            content
+            if content is not None
+            else json.dumps(payload, sort_keys=True, default=str).encode()
+        )
     ).hexdigest()
     batch_key = key.strip() if key else digest
     # One ingest of a network at a time: what is kept is read, then added to (PostgreSQL locks
     # the row; SQLite writes one transaction at a time anyway).
-    session.execute(select(TrafficNetwork.id).where(TrafficNetwork.id == row.id).with_for_update())
+    lock_network(session, row.id)
     seen = session.scalars(
         select(TrafficCountBatch).where(
             TrafficCountBatch.network_id == row.id, TrafficCountBatch.key == batch_key
@@ -359,25 +366,19 @@ def ingest(
         report = validate(rows_of(payload), network)
     require_clean(report)
     timed = absolute(report, day, context.zone)
+    check_quarters(timed)
     kept = kept_counts(session, context, row, timed)
     fresh: list[tuple[Count, int, int]] = []
     duplicates = 0
     conflicts: list[Finding] = []
     for count, begin, end in timed:
-        previous = kept.get((count.tls_id, count.from_edge, count.to_edge, begin))
-        if previous is None:
+        verdict, detail = classify(kept, count, begin, end)
+        if verdict == "fresh":
             fresh.append((count, begin, end))
-        elif previous == round(count.count):
+        elif verdict == "duplicate":
             duplicates += 1
         else:
-            conflicts.append(
-                Finding(
-                    0,
-                    "conflicting_duplicate",
-                    f"{count.tls_id} {count.from_edge}>{count.to_edge} at {begin}: "
-                    f"{round(count.count)} (kept: {previous})",
-                )
-            )
+            conflicts.append(Finding(0, verdict, detail))
     if conflicts:
         raise CountsRejected(
             "%(rejected)s count rows give another count for an interval already kept.",
@@ -432,12 +433,59 @@ def local_day(seconds: int, zone: ZoneInfo) -> date:
     return datetime.fromtimestamp(seconds, zone).date()
 
 
+#: A movement's quarter hour: (signal, from edge, to edge, the quarter's POSIX start).
+Quarter = tuple[str, str, str, int]
+
+
+def lock_network(session: Session, network_id: uuid.UUID) -> None:
+    """One writer of a network's kept counts at a time: what is kept is read, then added to.
+    PostgreSQL locks the row (``FOR NO KEY UPDATE``: the inserts that refer to it go on);
+    SQLite writes one transaction at a time anyway."""
+    session.execute(
+        select(TrafficNetwork.id)
+        .where(TrafficNetwork.id == network_id)
+        .with_for_update(key_share=True)
+    )
+
+
+def check_quarters(timed: Sequence[tuple[Count, int, int]]) -> None:
+    """Kept counts lie within one quarter hour each (the profile's slot), so that no interval
+    is put in a slot it only begins in, and overlaps with what is kept are found by slot."""
+    long = [c for c, b, e in timed if e - b > SLOT_S or b // SLOT_S != (e - 1) // SLOT_S]
+    if long:
+        raise CountsRejected(
+            "%(rejected)s count rows cover more than one quarter hour: kept counts are at most "
+            "15 minutes long, within a quarter hour (00, 15, 30 or 45).",
+            params={"rejected": len(long)},
+        )
+
+
+def classify(
+    kept: Mapping[Quarter, Sequence[tuple[int, int, int]]], count: Count, begin: int, end: int
+) -> tuple[str, str]:
+    """``fresh``, ``duplicate`` (the same interval and count kept), ``conflicting_duplicate``
+    (the same interval with another count) or ``overlap`` (an interval overlapping a kept one
+    of the movement), with a detail for people."""
+    quarter = (count.tls_id, count.from_edge, count.to_edge, begin - begin % SLOT_S)
+    vehicles = round(count.count)
+    where = f"{count.tls_id} {count.from_edge}>{count.to_edge} at {begin}"
+    for kept_begin, kept_end, kept_vehicles in kept.get(quarter, ()):
+        if (kept_begin, kept_end) == (begin, end):
+            if kept_vehicles == vehicles:
+                return "duplicate", where
+            return "conflicting_duplicate", f"{where}: {vehicles} (kept: {kept_vehicles})"
+        if kept_begin < end and begin < kept_end:
+            return "overlap", f"{where}..{end} over {kept_begin}..{kept_end}"
+    return "fresh", where
+
+
 def kept_counts(
     session: Session,
     context: TrafficContext,
     row: TrafficNetwork,
     timed: Sequence[tuple[Count, int, int]],
-) -> dict[tuple[str, str, str, int], int]:
+) -> dict[Quarter, list[tuple[int, int, int]]]:
+    """What is kept of the network in the quarters ``timed`` begins in: (begin, end, vehicles)."""
     if not timed:
         return {}
     first = min(b for _, b, _ in timed)
@@ -445,11 +493,13 @@ def kept_counts(
     files = batch_files(
         session, context, row.id, local_day(first, context.zone), local_day(last, context.zone)
     )
+    first -= first % SLOT_S
     sql = KEPT_SQL.format(network=_quoted(str(row.id)), first=first, last=last)
-    return {
-        (tls, f, t, int(begin)): int(vehicles)
-        for tls, f, t, begin, vehicles in DuckDBEngine().query(files, sql)
-    }
+    found: dict[Quarter, list[tuple[int, int, int]]] = {}
+    for tls, f, t, begin, end, vehicles in DuckDBEngine().query(files, sql):
+        quarter = (str(tls), str(f), str(t), int(begin) - int(begin) % SLOT_S)
+        found.setdefault(quarter, []).append((int(begin), int(end), int(vehicles)))
+    return found
 
 
 def write_files(
@@ -515,6 +565,17 @@ def profile(
     ]
 
 
+def check_days(first: date, last: date) -> None:
+    """A range of days to read: in order, within the dates the installation takes."""
+    if last < first:
+        raise TrafficInvalidInput("The last day comes before the first.")
+    if first < MIN_DATE or last > MAX_DATE:
+        raise TrafficInvalidInput(
+            "Days are between %(first)s and %(last)s.",
+            params={"first": MIN_DATE.isoformat(), "last": MAX_DATE.isoformat()},
+        )
+
+
 def stored_profile(
     *,
     session: Session,
@@ -526,8 +587,7 @@ def stored_profile(
 ) -> list[ProfileRow]:
     """The profile of a stored network's kept counts, by the configured engine."""
     row = networks.get_network(session=session, actor=actor, network_id=network_id)
-    if last < first:
-        raise TrafficInvalidInput("The last day comes before the first.")
+    check_days(first, last)
     files = batch_files(session, context, row.id, first, last)
     return profile(engine_of(context), files, row.id, first, last)
 

@@ -105,6 +105,7 @@ def receive(*, session: Session, context: TrafficContext, topic: str, payload: b
     except ValueError as exc:
         raise TrafficInvalidInput("The message needs a network and its rows.") from exc
     timed = countstore.absolute(report, day, context.zone)
+    countstore.check_quarters(timed)
     duplicates = 0
     fresh: list[TrafficCountInbox] = []
     conflicts = 0
@@ -157,6 +158,7 @@ def flush(
     ).all()
     if not waiting:
         return None
+    countstore.lock_network(session, row.id)
     timed = [
         (
             Count(w.begin_s, w.end_s, w.tls_id, w.from_edge, w.to_edge, w.vehicles),
@@ -169,22 +171,14 @@ def flush(
     fresh = []
     duplicates = 0
     for count, begin, end in timed:
-        previous = kept.get((count.tls_id, count.from_edge, count.to_edge, begin))
-        if previous is None:
+        verdict, detail = countstore.classify(kept, count, begin, end)
+        if verdict == "fresh":
             fresh.append((count, begin, end))
-        else:
-            duplicates += 1
-            if previous != round(count.count):
-                log.warning(
-                    "traffic: an MQTT count for %s %s>%s at %s (%s) differs from the one kept "
-                    "(%s); the kept one stays",
-                    count.tls_id,
-                    count.from_edge,
-                    count.to_edge,
-                    begin,
-                    round(count.count),
-                    previous,
-                )
+            continue
+        duplicates += 1
+        if verdict != "duplicate":
+            # Received after the same interval was kept another way: the kept count stays.
+            log.warning("traffic: an MQTT count is dropped (%s): %s", verdict, detail)
     batch_id = uuid.uuid4()
     files = countstore.write_files(context, row, batch_id, fresh)
     batch = TrafficCountBatch(

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import logging
 
-from civicloud.core.errors import Conflict
+from civicloud.core.errors import CivicloudError, Conflict
 from civicloud.core.listeners import ListenerEnv
 from civicloud.core.mqtt import Message, MqttScope
 from civicloud.traffic import inbox
 from civicloud.traffic.context import TrafficContext
-from civicloud.traffic.errors import TrafficError
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +46,7 @@ class CountsListener:
                 )
         except Conflict:
             raise  # another server kept the same rows meanwhile: the hub delivers it again
-        except TrafficError as exc:
+        except CivicloudError as exc:  # refused: sent again, it would be refused again
             self.refused += 1
             log.warning("traffic: refused counts on %s: %s", message.topic, exc.detail)
             return

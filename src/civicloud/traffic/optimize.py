@@ -455,10 +455,15 @@ def evaluate_program(
 
 
 def _spread(available: float, weights: Sequence[float], least: Sequence[float]) -> list[float]:
-    """Whole-second greens, each at least its ``least``, the rest in proportion to ``weights``."""
+    """Greens that add up to ``available`` exactly, each at least its ``least``, the rest in
+    proportion to ``weights``: whole seconds, and the fraction ``available`` has (a lost time
+    of 10.5 s leaves 79.5 s in a 90 s cycle) on the biggest share, so that every plan's cycle is
+    the cycle it was timed for and coordinated signals keep one cycle."""
     n = len(weights)
     base = [math.ceil(m) for m in least]
-    spare = max(round(available) - sum(base), 0)
+    whole = math.floor(available + 1e-9)
+    fraction = max(available - whole, 0.0) if whole >= sum(base) else 0.0
+    spare = max(whole - sum(base), 0)
     total = sum(weights)
     shares = [w / total for w in weights] if total > 0 else [1.0 / n] * n
     greens = [b + math.floor(spare * s) for b, s in zip(base, shares, strict=True)]
@@ -466,7 +471,10 @@ def _spread(available: float, weights: Sequence[float], least: Sequence[float]) 
     order = sorted(range(n), key=lambda k: -(spare * shares[k] - math.floor(spare * shares[k])))
     for k in order[:leftover]:
         greens[k] += 1
-    return [float(g) for g in greens]
+    result = [float(g) for g in greens]
+    if fraction > 0:
+        result[max(range(n), key=lambda k: shares[k])] += fraction
+    return result
 
 
 def _descend(model: _Model, greens: list[float], least: Sequence[float]) -> list[float]:

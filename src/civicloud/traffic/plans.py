@@ -65,6 +65,9 @@ class Active:
     issued_by: str | None
     #: Whether a rollback has somewhere to go (the signal runs one of the stored plans).
     can_roll_back: bool
+    #: The signal's latest change (0: none): a rollback names it, so that a form sent twice
+    #: rolls back once.
+    seq: int = 0
 
 
 def _figures(planned: Sequence[SignalPlan], before: Sequence[SignalPlan]) -> dict[str, Any]:
@@ -229,6 +232,8 @@ def review_plan(
     """Approve or reject a draft, once."""
     plan = get_plan(session=session, actor=actor, plan_id=plan_id)
     _approver(session, actor, plan.tenant_id)
+    # Two reviews at once: the second waits for the first and then finds it reviewed.
+    session.refresh(plan, with_for_update=True)
     if len(note) > MAX_NOTE:
         raise TrafficInvalidInput(
             "A review note has at most %(limit)s characters.", params={"limit": MAX_NOTE}
@@ -271,6 +276,7 @@ def issue_plan(
     """Make an approved plan the active plan of its signals (or of those named), now."""
     plan = get_plan(session=session, actor=actor, plan_id=plan_id)
     _approver(session, actor, plan.tenant_id)
+    session.refresh(plan, with_for_update=True)  # not issued while a review changes it
     if plan.status != "approved":
         raise PlanStateConflict("Only an approved plan is issued.")
     signals = list(plan.figures)
@@ -311,12 +317,24 @@ def issue_plan(
 
 
 def roll_back(
-    *, session: Session, actor: Actor, network_id: uuid.UUID, tls_id: str
+    *,
+    session: Session,
+    actor: Actor,
+    network_id: uuid.UUID,
+    tls_id: str,
+    expected_seq: int | None = None,
 ) -> TrafficPlanIssue:
-    """The signal returns to what it ran before its current plan was issued."""
+    """The signal returns to what it ran before its current plan was issued. With
+    ``expected_seq`` (the change the person saw), only if nothing changed since: a form sent
+    twice, or a client's retry, rolls back once."""
     network = networks.get_network(session=session, actor=actor, network_id=network_id)
     _approver(session, actor, network.tenant_id)
     current = _latest(session, network.id, tls_id)
+    if expected_seq is not None and (current.seq if current else 0) != expected_seq:
+        raise PlanStateConflict(
+            "The plan of signal %(signal)s changed meanwhile: reload to see what it runs now.",
+            params={"signal": tls_id[:200]},
+        )
     if current is None or current.plan_id is None:
         raise PlanStateConflict(
             "The signal %(signal)s runs the network's own program: there is nothing to roll back.",
@@ -378,6 +396,7 @@ def active_plans(*, session: Session, actor: Actor, network_id: uuid.UUID) -> li
             effective_at=issue.effective_at,
             issued_by=issue.issued_by,
             can_roll_back=issue.plan_id is not None,
+            seq=issue.seq,
         )
         for issue, name in rows
     }

@@ -308,10 +308,17 @@ def roll_back(
     actor: ConsoleActorDep,
     network_id: uuid.UUID,
     tls_id: str,
+    seq: Annotated[str, Form(max_length=12)] = "",
 ) -> Response:
-    """Return a signal to the plan it ran before."""
+    """Return a signal to the plan it ran before (once, however often the form is sent)."""
     try:
-        plans.roll_back(session=session, actor=actor, network_id=network_id, tls_id=tls_id)
+        plans.roll_back(
+            session=session,
+            actor=actor,
+            network_id=network_id,
+            tls_id=tls_id,
+            expected_seq=int(seq) if seq.isdigit() else 0,
+        )
     except CivicloudError as exc:
         form = _form({}, {}, service_error(exc))
         page = _network_page(request, session, actor, network_id, form=form, status=_refused(exc))

@@ -82,6 +82,7 @@ SPEC = MatrixSpec(
         "max_cycle": lambda: "150",
         "decision": lambda: "approve",
         "note": lambda: "matrix",
+        "seq": lambda: "0",
     },
     build=build,
 )

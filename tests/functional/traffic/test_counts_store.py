@@ -403,3 +403,56 @@ def test_duckdb_and_spark_give_the_same_figures(
     checked = countstore.check(DuckDBEngine(), files, junction[1], site.network_id, *days[::2])
     assert checked == countstore.check(spark, files, junction[1], site.network_id, *days[::2])
     assert checked["rows_checked"] == 3 * 12 * 14 * 4
+
+
+def test_a_resent_file_for_another_day_is_kept_and_bad_times_are_refused(
+    client: TestClient, site: Site, junction: tuple[bytes, Network]
+) -> None:
+    rows = _rows(junction[1], DAY, range(8, 9))
+    midnight = datetime(DAY.year, DAY.month, DAY.day, tzinfo=ZONE)
+    for row in rows:
+        for column in ("interval_begin", "interval_end"):
+            at = datetime.fromisoformat(str(row[column]))
+            row[column] = int((at - midnight).total_seconds())
+    url = f"{API}/networks/{site.network_id}/counts/csv"
+    headers = {**site.engineer.headers, "Content-Type": "text/csv"}
+    first = client.post(url, params={"day": DAY.isoformat()}, content=_csv(rows), headers=headers)
+    nextday = (DAY + timedelta(days=1)).isoformat()
+    second = client.post(url, params={"day": nextday}, content=_csv(rows), headers=headers)
+    assert first.status_code == second.status_code == 201
+    assert second.json()["replay"] is False
+    assert second.json()["days"] == [nextday]
+    # An interval inside one kept (5 minutes of a kept quarter hour) overlaps it; one over
+    # more than a quarter hour is refused; times no clock takes are refused, not a 500.
+    inside = dict(
+        _rows(junction[1], DAY, range(8, 9))[0],
+        interval_end=datetime(DAY.year, DAY.month, DAY.day, 8, 5, tzinfo=ZONE).isoformat(),
+    )
+    hourly = dict(
+        _rows(junction[1], DAY, range(10, 11))[0],
+        interval_end=datetime(DAY.year, DAY.month, DAY.day, 11, 0, tzinfo=ZONE).isoformat(),
+    )
+    far = dict(
+        rows[0],
+        interval_begin="9999-12-31T23:00:00+00:00",
+        interval_end="9999-12-31T23:15:00+00:00",
+    )
+    for bad, kind in ((inside, "overlap"), (hourly, None), (far, "bad_interval")):
+        reply = _post(client, site, [bad])
+        assert reply.status_code == 422, reply.text
+        if kind:
+            assert reply.json()["findings"][0]["kind"] == kind
+    huge = client.post(
+        url,
+        params={"day": DAY.isoformat()},
+        content=_csv([dict(rows[0], interval_begin=1e15, interval_end=1e15 + 900)]),
+        headers=headers,
+    )
+    assert huge.status_code == 422
+    for first_day, last_day in (("2026-01-01", "9999-12-31"), ("2026-02-02", "2026-02-01")):
+        profile = client.get(
+            f"{API}/networks/{site.network_id}/profile",
+            params={"first_day": first_day, "last_day": last_day},
+            headers=site.viewer.headers,
+        )
+        assert profile.status_code == 422, profile.text

@@ -164,7 +164,9 @@ def test_a_plan_is_drafted_reviewed_by_another_engineer_issued_and_rolled_back(
     assert one.status_code == 200, one.text
     assert _active(client, bureau) == {"A0": plan_id, "B0": second, "C0": plan_id}
     rollback = f"{API}/networks/{bureau.network_id}/signals/B0/rollback"
-    back = client.post(rollback, headers=bureau.checker.headers)
+    stale = client.post(rollback, params={"seq": 1}, headers=bureau.checker.headers)
+    assert (stale.status_code, stale.json()["code"]) == (409, "traffic.plan_state_conflict")
+    back = client.post(rollback, params={"seq": 2}, headers=bureau.checker.headers)
     assert back.status_code == 200, back.text
     assert back.json()["plan_id"] == plan_id
     assert client.post(rollback, headers=bureau.checker.headers).json()["plan_id"] is None
@@ -387,10 +389,16 @@ def test_the_console_drafts_reviews_issues_and_rolls_back(
     assert issued.status_code == 303
     after = text_of(checker.client.get(network_url).text)
     assert after.count("Weekday peak") >= 3
-    back = checker.submit(f"{network_url}/signals/A0/rollback")
+    # The form names the change it rolls back (the issue, seq 1): sent twice, it acts once.
+    assert 'name="seq" value="1"' in checker.client.get(network_url).text
+    back = checker.submit(f"{network_url}/signals/A0/rollback", {"seq": "1"})
     assert back.status_code == 303
-    again = checker.submit(f"{network_url}/signals/A0/rollback")
+    again = checker.submit(f"{network_url}/signals/A0/rollback", {"seq": "1"})
     assert again.status_code == 409
-    assert "nothing to roll back" in again.text
+    assert "changed meanwhile" in again.text
+    # Rolled back to the network's own program, there is nothing more to roll back.
+    last = checker.submit(f"{network_url}/signals/A0/rollback", {"seq": "2"})
+    assert last.status_code == 409
+    assert "nothing to roll back" in last.text
     # The viewer cannot post the forms either.
     assert viewer.submit(f"/console/traffic/plans/{plan_id}/issue").status_code == 403
