@@ -150,6 +150,10 @@ def ingest_rates(net_path: Path, net: Network, signals: int) -> tuple[float, flo
             )
             network_id, slug = row.id, tenant.slug
         context = services.context("traffic", TrafficContext)
+        # A running server has read the stored network once and keeps it (by its file's hash):
+        # read it here, before the clock starts.
+        with services.db.unit_of_work(write=False) as session:
+            networks.load(networks.get_network(session=session, actor=actor, network_id=network_id))
         chosen = list(net.signals.values())[:signals]
         base = demand_shape()
         day = FIRST_DAY

@@ -20,6 +20,7 @@ import csv
 import io
 import itertools
 import math
+import weakref
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -181,12 +182,30 @@ def read_counts(content: bytes | str, network: Network) -> CountsReport:
     return validate(rows, network)
 
 
-def validate(rows: Iterable[tuple[int, Mapping[str, str]]], network: Network) -> CountsReport:
-    report = CountsReport()
+#: Each network's movements and their lane counts, by the network object (a stored network is
+#: read once and kept; an MQTT message of a city's 2,000 signals then costs its own rows only).
+_LANES: dict[int, tuple[weakref.ref[Network], dict[tuple[str, str, str], int]]] = {}
+_LANES_KEPT = 8
+
+
+def movement_lanes(network: Network) -> dict[tuple[str, str, str], int]:
+    """(signal, from edge, to edge) -> the number of approach lanes the movement uses."""
+    found = _LANES.get(id(network))
+    if found is not None and found[0]() is network:
+        return found[1]
     lanes: dict[tuple[str, str, str], int] = {}
     for signal in network.signals.values():
         for (f, t), links in signal.movements().items():
             lanes[(signal.id, f, t)] = len({link.from_lane for link in links})
+    if len(_LANES) >= _LANES_KEPT:
+        _LANES.pop(next(iter(_LANES)))
+    _LANES[id(network)] = (weakref.ref(network), lanes)
+    return lanes
+
+
+def validate(rows: Iterable[tuple[int, Mapping[str, str]]], network: Network) -> CountsReport:
+    report = CountsReport()
+    lanes = movement_lanes(network)
     seen: dict[tuple[str, str, str, float, float], tuple[int, float]] = {}
     kinds: set[bool] = set()
     for line, row in rows:
