@@ -58,9 +58,10 @@ def test_the_demo_world_is_created_once_however_often_it_runs(
     second = civicloud("demo", "--no-serve")
     assert second.code == 0, second.err
     assert counts(data_dir) == after_first
-    # seven users, one of them (water.operator) also a Pay operator and another (dalian.admin)
-    # also Dalian's Store administrator
-    assert after_first == {"Tenant": 15, "User": 7, "RoleBinding": 9}
+    # seven users of the core's world, one of them (water.operator) also a Pay operator,
+    # another (dalian.admin) also Dalian's Store administrator, and a third (guiyang.admin)
+    # also a traffic engineer of Guiyang's bureau; and Traffic's own engineer (guiyang.engineer)
+    assert after_first == {"Tenant": 15, "User": 8, "RoleBinding": 11}
 
 
 def test_managing_the_tenant_tree(civicloud: Run) -> None:
