@@ -98,6 +98,15 @@ def _rows(net: Network, day: date, hours: range, per_slot: int = 20) -> list[dic
     return rows
 
 
+def _in_seconds(rows: list[dict[str, object]]) -> None:
+    """The rows' ISO times as seconds from the local midnight of ``DAY``, in place."""
+    midnight = datetime(DAY.year, DAY.month, DAY.day, tzinfo=ZONE)
+    for row in rows:
+        for column in ("interval_begin", "interval_end"):
+            at = datetime.fromisoformat(str(row[column]))
+            row[column] = int((at - midnight).total_seconds())
+
+
 def _csv(rows: list[dict[str, object]]) -> str:
     header = "interval_begin,interval_end,tls_id,from_edge,to_edge,dir,count"
     lines = [",".join(str(r[c]) for c in header.split(",")) for r in rows]
@@ -170,11 +179,7 @@ def test_csv_counts_timed_in_seconds_need_their_day(
     client: TestClient, site: Site, junction: tuple[bytes, Network]
 ) -> None:
     rows = _rows(junction[1], DAY, range(8, 9))
-    midnight = datetime(DAY.year, DAY.month, DAY.day, tzinfo=ZONE)
-    for row in rows:
-        for column in ("interval_begin", "interval_end"):
-            at = datetime.fromisoformat(str(row[column]))
-            row[column] = int((at - midnight).total_seconds())
+    _in_seconds(rows)
     url = f"{API}/networks/{site.network_id}/counts/csv"
     headers = {**site.engineer.headers, "Content-Type": "text/csv"}
     missing = client.post(url, content=_csv(rows), headers=headers)
@@ -409,11 +414,7 @@ def test_a_resent_file_for_another_day_is_kept_and_bad_times_are_refused(
     client: TestClient, site: Site, junction: tuple[bytes, Network]
 ) -> None:
     rows = _rows(junction[1], DAY, range(8, 9))
-    midnight = datetime(DAY.year, DAY.month, DAY.day, tzinfo=ZONE)
-    for row in rows:
-        for column in ("interval_begin", "interval_end"):
-            at = datetime.fromisoformat(str(row[column]))
-            row[column] = int((at - midnight).total_seconds())
+    _in_seconds(rows)
     url = f"{API}/networks/{site.network_id}/counts/csv"
     headers = {**site.engineer.headers, "Content-Type": "text/csv"}
     first = client.post(url, params={"day": DAY.isoformat()}, content=_csv(rows), headers=headers)

@@ -23,6 +23,24 @@ def corridor(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Network]:
     return path, read_network(path)
 
 
+def _run_and_check(net_path: Path, out: Path, tmp_path: Path) -> tuple[Path, str]:
+    """SUMO loads the plan ``out`` beside the network and runs it without a warning about the
+    signals; then netconvert puts the plan into a copy of the network (SUMO's checker of signal
+    programs reads them from a network): that copy, and what ``tls_check.py`` says of it."""
+    log = tmp_path / "sumo.log"
+    sumo.run(
+        [sumo.binary("sumo"), "-n", net_path, "-a", out, "--end", "300", "--no-step-log",
+         "--log", log]
+    )  # fmt: skip
+    assert "error" not in log.read_text().lower()
+    merged = tmp_path / "merged.net.xml"
+    sumo.run(
+        [sumo.binary("netconvert"), "-s", net_path, "--tllogic-files", out, "-o", merged],
+        what="netconvert",
+    )
+    return merged, sumo.run([sumo.tool("tls/tls_check.py"), merged], what="tls_check")
+
+
 def test_optimize_writes_a_plan_sumo_loads(
     corridor: tuple[Path, Network], tmp_path: Path, civicloud_traffic: Run
 ) -> None:
@@ -55,34 +73,11 @@ def test_optimize_writes_a_plan_sumo_loads(
         assert signal["los"] in "ABCDEF"
     rows = list(csv.DictReader(io.StringIO((tmp_path / "plan.timing.csv").read_text("utf-8-sig"))))
     assert {r["tls_id"] for r in rows} == {"A0", "B0", "C0"}
-    # SUMO loads the plan beside the network and runs it without a warning about the signals.
-    log = tmp_path / "sumo.log"
-    sumo.run(
-        [
-            sumo.binary("sumo"),
-            "-n",
-            net_path,
-            "-a",
-            out,
-            "--end",
-            "300",
-            "--no-step-log",
-            "--log",
-            log,
-        ]
-    )
-    assert "error" not in log.read_text().lower()
-    # SUMO's own checker of signal programs (it reads programs from a network, so netconvert
-    # puts the plan into a copy of it first) finds nothing wrong with them.
-    merged = tmp_path / "merged.net.xml"
-    sumo.run(
-        [sumo.binary("netconvert"), "-s", net_path, "--tllogic-files", out, "-o", merged],
-        what="netconvert",
-    )
+    merged, report = _run_and_check(net_path, out, tmp_path)
     assert {p.id for s in read_network(merged).signals.values() for p in s.programs.values()} >= {
         "civicloud"
     }
-    report = sumo.run([sumo.tool("tls/tls_check.py"), merged], what="tls_check")
+    # SUMO's own checker of signal programs finds nothing wrong with them.
     assert "Checking program 'civicloud'" in report
     assert "error" not in report.lower()
     plan = read_network(net_path)  # the network itself is left as it was
@@ -103,18 +98,7 @@ def test_a_plan_for_a_junction_with_crossings_loads_and_checks_clean(
         "optimize", "--net", str(net_path), "--counts", str(counts), "--out", str(out)
     )
     assert code == 0, output
-    log = tmp_path / "sumo.log"
-    sumo.run(
-        [sumo.binary("sumo"), "-n", net_path, "-a", out, "--end", "300", "--no-step-log",
-         "--log", log]
-    )  # fmt: skip
-    assert "error" not in log.read_text().lower()
-    merged = tmp_path / "merged.net.xml"
-    sumo.run(
-        [sumo.binary("netconvert"), "-s", net_path, "--tllogic-files", out, "-o", merged],
-        what="netconvert",
-    )
-    report = sumo.run([sumo.tool("tls/tls_check.py"), merged], what="tls_check")
+    _merged, report = _run_and_check(net_path, out, tmp_path)
     # tls_check counts vehicles' links only, so it says of netconvert's own program too that
     # its states are longer than the links (the crossings' letters): nothing else is wrong.
     sections = {part.split("'")[1]: part for part in report.split("Checking program ")[1:]}
