@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from civicloud.traffic import countstore, networks, plans
+from civicloud.traffic import countstore, networks, plans, timespace
 from civicloud.traffic.context import TrafficContext
 from civicloud.traffic.models import TrafficNetwork, TrafficPlan
 from civicloud.traffic.optimize import Limits
@@ -206,6 +206,77 @@ def plan_sumo(session: SessionDep, actor: ActorDep, plan_id: uuid.UUID) -> Respo
         media_type="application/xml",
         headers={"Content-Disposition": f'attachment; filename="plan-{plan.id}.add.xml"'},
     )
+
+
+class BandOut(BaseModel):
+    start_s: int
+    width_s: int
+
+
+class DirectionOut(BaseModel):
+    #: Per signal of the corridor, in its order: green intervals of the through movement, s.
+    greens: list[list[tuple[float, float]]]
+    #: Per signal: seconds after leaving the direction's first signal.
+    arrival_s: list[int]
+    band: BandOut | None
+
+
+class DiagramOut(BaseModel):
+    horizon_s: int
+    cycle_s: float | None
+    forward: DirectionOut
+    backward: DirectionOut | None
+
+
+class StopOut(BaseModel):
+    tls_id: str
+    distance_m: float
+    travel_s: int
+
+
+class CorridorOut(BaseModel):
+    index: int
+    signals: list[StopOut]
+    length_m: float
+    two_way: bool
+    before: DiagramOut
+    after: DiagramOut
+
+
+def _diagram_out(d: timespace.Diagram) -> DiagramOut:
+    def direction(x: timespace.Direction) -> DirectionOut:
+        band = None if x.band is None else BandOut(start_s=x.band.start_s, width_s=x.band.width_s)
+        return DirectionOut(
+            greens=[list(g) for g in x.greens], arrival_s=list(x.arrival_s), band=band
+        )
+
+    return DiagramOut(
+        horizon_s=d.horizon_s,
+        cycle_s=d.cycle_s,
+        forward=direction(d.forward),
+        backward=direction(d.backward) if d.backward is not None else None,
+    )
+
+
+@router.get("/plans/{plan_id}/corridors", name="traffic.plan.corridors")
+def plan_corridors(session: SessionDep, actor: ActorDep, plan_id: uuid.UUID) -> list[CorridorOut]:
+    """The plan's corridors, longest first, each with its time-space diagram and progression
+    bands under the network's own programs (before) and under the plan (after)."""
+    found = timespace.plan_corridors(session=session, actor=actor, plan_id=plan_id)
+    return [
+        CorridorOut(
+            index=c.index,
+            signals=[
+                StopOut(tls_id=s.signal_id, distance_m=s.distance_m, travel_s=s.travel_s)
+                for s in c.corridor.stops
+            ],
+            length_m=c.corridor.length_m,
+            two_way=c.corridor.two_way,
+            before=_diagram_out(c.before),
+            after=_diagram_out(c.after),
+        )
+        for c in found.corridors
+    ]
 
 
 @router.post("/plans/{plan_id}/review", name="traffic.plan.review")

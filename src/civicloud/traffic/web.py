@@ -7,10 +7,11 @@ the page with the service's message (and rolls back), a success redirects (303).
 
 from __future__ import annotations
 
+import math
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
@@ -19,7 +20,7 @@ from civicloud.core.actor import Actor
 from civicloud.core.errors import CivicloudError
 from civicloud.core.i18n import N_
 from civicloud.core.tenants.models import Tenant
-from civicloud.traffic import networks, plans
+from civicloud.traffic import networks, plans, timespace
 from civicloud.traffic.models import TrafficPlan
 from civicloud.traffic.optimize import Limits
 from civicloud.web.deps import SAFE_METHODS, SessionDep
@@ -210,9 +211,12 @@ def plan_page(
     actor: ConsoleActorDep,
     plan_id: uuid.UUID,
     done: str = "",
+    corridor: Annotated[str, Query(max_length=4)] = "",
 ) -> HTMLResponse:
-    """A plan: its figures per signal before and after, and its review and issue."""
-    return _plan_page(request, session, actor, plan_id, done=done)
+    """A plan: its figures per signal before and after, a time-space diagram of a corridor,
+    and its review and issue."""
+    chosen = int(corridor) if corridor.isdigit() else 0  # an unknown one shows the longest
+    return _plan_page(request, session, actor, plan_id, done=done, corridor=chosen)
 
 
 #: The bar chart's scale: the longest bar is this wide (SVG units).
@@ -228,8 +232,10 @@ def _plan_page(
     done: str = "",
     error: dict[str, Any] | None = None,
     status: int = 200,
+    corridor: int = 0,
 ) -> HTMLResponse:
     plan: TrafficPlan = plans.get_plan(session=session, actor=actor, plan_id=plan_id)
+    found = timespace.plan_corridors(session=session, actor=actor, plan_id=plan_id, chosen=corridor)
     row = networks.get_network(session=session, actor=actor, network_id=plan.network_id)
     figures = [dict(signal=s, **f) for s, f in sorted(plan.figures.items())]
     longest = max([f["before_delay_s"] for f in figures] + [f["delay_s"] for f in figures] + [1.0])
@@ -252,9 +258,89 @@ def _plan_page(
             "may_issue": approver and plan.status == "approved",
             "done": DONE.get(done),
             "form": _form({}, {}, error),
+            "corridors": found.corridors,
+            "chosen": found.chosen,
+            "drawings": _drawings(found),
         },
         status_code=status,
     )
+
+
+#: The time-space diagram's drawing box: a margin for the signals' names, then the time axis.
+TS_LEFT = 120.0
+TS_WIDTH = 700.0
+TS_TOP = 16.0
+TS_HEIGHT = 260.0
+#: How far a direction's green bar sits from its signal's line (forward below, backward above).
+TS_BAR = 5.0
+
+
+def _drawings(found: timespace.PlanCorridors) -> list[dict[str, Any]]:
+    """The chosen corridor's diagrams (the network's programs, then the plan) in SVG units."""
+    if found.chosen is None:
+        return []
+    chosen = found.corridors[found.chosen]
+    return [
+        _drawing(chosen.before, "before", found.chosen),
+        _drawing(chosen.after, "after", found.chosen),
+    ]
+
+
+def _drawing(d: timespace.Diagram, which: str, index: int) -> dict[str, Any]:
+    length = max(d.corridor.length_m, 1.0)
+    horizon = max(d.horizon_s, 1)
+
+    def x(t: float) -> float:
+        return round(TS_LEFT + t / horizon * TS_WIDTH, 1)
+
+    def y(metres: float) -> float:
+        return round(TS_TOP + TS_HEIGHT - metres / length * TS_HEIGHT, 1)
+
+    ys = [y(s.distance_m) for s in d.corridor.stops]
+    stops = [{"id": s.signal_id, "y": at} for s, at in zip(d.corridor.stops, ys, strict=True)]
+    bars: list[dict[str, Any]] = []
+    bands: list[str] = []
+    reds: list[float] = []
+    for direction, shift in ((d.forward, TS_BAR), (d.backward, -TS_BAR)):
+        if direction is None:
+            continue
+        reds += [at + shift for at in ys]
+        for k, greens in enumerate(direction.greens):
+            for lo, hi in greens:
+                bars.append({"x": x(lo), "w": round(x(hi) - x(lo), 1), "y": ys[k] + shift})
+        band = direction.band
+        if band is None or band.width_s <= 0 or d.cycle_s is None:
+            continue
+        # The band leaves the direction's first signal and reaches each later one after its
+        # travel time; it repeats every cycle (drawn over the horizon, clipped to it).
+        order = list(range(len(ys))) if shift > 0 else list(range(len(ys) - 1, -1, -1))
+        reach = direction.arrival_s[order[-1]]
+        cycle = d.cycle_s
+        repeat = -math.ceil(reach / cycle) - 1
+        while band.start_s + repeat * cycle < horizon:
+            t0 = band.start_s + repeat * cycle
+            # Its earliest vehicle's path through every signal, then its last one's back.
+            early = [(x(t0 + direction.arrival_s[k]), ys[k]) for k in order]
+            late = [(x(t0 + band.width_s + direction.arrival_s[k]), ys[k]) for k in order]
+            bands.append(" ".join(f"{px},{py}" for px, py in early + late[::-1]))
+            repeat += 1
+    step = 30 if horizon <= 300 else 60 if horizon <= 600 else 120
+    ticks = [{"x": x(t), "t": t} for t in range(0, horizon + 1, step)]
+    return {
+        "which": which,
+        "id": f"ts-{which}-{index}",
+        "stops": stops,
+        "bars": bars,
+        "reds": reds,
+        "bands": bands,
+        "ticks": ticks,
+        "right": TS_LEFT + TS_WIDTH,
+        "bottom": TS_TOP + TS_HEIGHT,
+        "height": TS_TOP + TS_HEIGHT + 30,
+        "cycle_s": d.cycle_s,
+        "forward": d.forward.band,
+        "backward": d.backward.band if d.backward else None,
+    }
 
 
 @router.post("/console/traffic/plans/{plan_id}/review", name="traffic.page.plan_review")

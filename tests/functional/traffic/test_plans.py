@@ -402,3 +402,57 @@ def test_the_console_drafts_reviews_issues_and_rolls_back(
     assert "nothing to roll back" in last.text
     # The viewer cannot post the forms either.
     assert viewer.submit(f"/console/traffic/plans/{plan_id}/issue").status_code == 403
+
+
+# --- corridors: time-space diagrams -------------------------------------------------------------
+
+
+def test_a_plans_corridors_come_with_their_bands_before_and_after(
+    client: TestClient, bureau: Bureau, corridor: tuple[bytes, Network]
+) -> None:
+    drafted = _draft(client, bureau, counts_csv(corridor[1]), min_cycle_s=60, max_cycle_s=120)
+    assert drafted.status_code == 201, drafted.text
+    plan = drafted.json()
+    reply = client.get(f"{API}/plans/{plan['id']}/corridors", headers=bureau.viewer.headers)
+    assert reply.status_code == 200, reply.text
+    (found,) = reply.json()
+    assert [s["tls_id"] for s in found["signals"]] == ["A0", "B0", "C0"]
+    assert found["two_way"]
+    assert found["length_m"] == 600.0
+    cycle = plan["figures"]["A0"]["cycle_s"]
+    # The plan's signals share one cycle; the band is a run of seconds within it.
+    assert found["after"]["cycle_s"] == cycle
+    for direction in ("forward", "backward"):
+        band = found["after"][direction]["band"]
+        assert 0 <= band["start_s"] < cycle
+        assert 0 <= band["width_s"] <= cycle
+        greens = found["after"][direction]["greens"]
+        assert len(greens) == 3
+        assert all(0 <= a < b <= found["after"]["horizon_s"] for per in greens for a, b in per)
+    # Another tenant sees nothing of it.
+    other = client.get(f"{API}/plans/{plan['id']}/corridors", headers=bureau.outsider.headers)
+    assert other.status_code == 404
+
+
+def test_the_plan_page_draws_a_corridors_time_space_diagram(
+    client: TestClient,
+    signed_in: Callable[[Member], Browser],
+    bureau: Bureau,
+    corridor: tuple[bytes, Network],
+) -> None:
+    drafted = _draft(client, bureau, counts_csv(corridor[1]), min_cycle_s=60, max_cycle_s=120)
+    plan_url = f"/console/traffic/plans/{drafted.json()['id']}"
+    viewer = signed_in(bureau.viewer)
+    page = viewer.client.get(plan_url).text
+    assert "Corridors: time-space diagram" in page
+    # Two diagrams (the network's own program, then the plan): red lines per signal and
+    # direction, green where the through movement may go.
+    assert page.count('class="traffic-timespace"') == 2
+    assert page.count('class="traffic-red"') == 2 * 3 * 2
+    assert 'class="traffic-green"' in page
+    assert "A0 → B0 → C0" in text_of(page)
+    # A corridor that does not exist shows the longest one, never an error.
+    for chosen in ("7", "abc", "-1"):
+        assert viewer.client.get(f"{plan_url}?corridor={chosen}").status_code == 200
+    chinese = viewer.client.get(plan_url, headers={"Accept-Language": "zh"}).text
+    assert "时距图" in chinese
