@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from civicloud.traffic import countstore, networks, plans, timespace
+from civicloud.traffic import countstore, networks, plans, timeofday, timespace
 from civicloud.traffic.context import TrafficContext
 from civicloud.traffic.models import TrafficNetwork, TrafficPlan
 from civicloud.traffic.optimize import Limits
@@ -94,7 +94,8 @@ def get_network(session: SessionDep, actor: ActorDep, network_id: uuid.UUID) -> 
 
 class PlanDraftIn(BaseModel):
     """A draft: a name, the counts (the CSV's text, or the days of the counts kept) and the
-    engineer's limits."""
+    engineer's limits; ``periods`` above 1 asks for a time-of-day plan of at most that many
+    periods (its sheet then lists the periods, their switch times and each one's figures)."""
 
     name: str = Field(min_length=1, max_length=plans.MAX_NAME)
     counts_csv: str | None = Field(default=None, min_length=1, max_length=plans.MAX_COUNTS_BYTES)
@@ -104,6 +105,7 @@ class PlanDraftIn(BaseModel):
     max_cycle_s: float = 150.0
     min_green_s: float = 5.0
     all_red: bool = False
+    periods: int = Field(default=1, ge=1, le=timeofday.MAX_PERIODS)
 
 
 class PlanReviewIn(BaseModel):
@@ -161,7 +163,8 @@ def _plan_detail(plan: TrafficPlan) -> PlanDetail:
 def draft_plan(
     request: Request, session: SessionDep, actor: ActorDep, network_id: uuid.UUID, body: PlanDraftIn
 ) -> PlanDetail:
-    """Draft a plan for every signal of the network from the counts' busiest hour."""
+    """Draft a plan for every signal of the network from the counts' busiest hour, or a
+    time-of-day plan (``periods`` > 1) with a program per period."""
     limits = Limits(
         min_cycle=body.min_cycle_s,
         max_cycle=body.max_cycle_s,
@@ -179,6 +182,7 @@ def draft_plan(
         stored=stored,
         context=traffic_context(request),
         limits=limits,
+        periods=body.periods,
     )
     return _plan_detail(plan)
 

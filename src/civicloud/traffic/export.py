@@ -21,7 +21,7 @@ from xml.sax.saxutils import quoteattr
 
 from civicloud.core.csvsafe import write_csv
 from civicloud.traffic.optimize import SignalPlan
-from civicloud.traffic.timeofday import DAY_S, Period, TimeOfDay
+from civicloud.traffic.timeofday import DAY_S, Period, PeriodPlan, TimeOfDay
 
 PROGRAM_ID = "civicloud"
 
@@ -64,30 +64,35 @@ def waut_id(signal_id: str) -> str:
 def sumo_time_of_day(plan: TimeOfDay) -> str:
     """Every signal's program per period, and per signal a WAUT switching at each period's
     start (seconds of the day, repeated daily), starting with the program of midnight's period."""
+    return sumo_periods(list(plan.network.signals), plan.periods)
+
+
+def sumo_periods(signal_ids: Sequence[str], periods: Sequence[PeriodPlan]) -> str:
+    """:func:`sumo_time_of_day` for the periods' plans of the signals ``signal_ids``."""
     lines = [
         *_HEAD,
         "<!-- Time-of-day signal plans made by civicloud Traffic: "
-        + ", ".join(f"{p.period.name} {p.period.start}-{p.period.end}" for p in plan.periods)
+        + ", ".join(f"{p.period.name} {p.period.start}-{p.period.end}" for p in periods)
         + ". -->",
         "<additional>",
     ]
-    for each in plan.periods:
+    for each in periods:
         for signal_plan in each.plans:
             lines += _tl_logic(signal_plan, period_program_id(each.period))
     # The program that runs at midnight: SUMO starts there, then switches in time order.
-    first = period_program_id(next(p.period for p in plan.periods if 0 in p.period))
-    for signal_id in plan.network.signals:
+    first = period_program_id(next(p.period for p in periods if 0 in p.period))
+    for signal_id in signal_ids:
         lines.append(
             f'    <WAUT id={quoteattr(waut_id(signal_id))} refTime="0" period="{DAY_S}" '
             f"startProg={quoteattr(first)}>"
         )
-        for each in plan.periods:
+        for each in periods:
             lines.append(
                 f'        <wautSwitch time="{each.period.start_s}" '
                 f"to={quoteattr(period_program_id(each.period))}/>"
             )
         lines.append("    </WAUT>")
-    for signal_id in plan.network.signals:
+    for signal_id in signal_ids:
         lines.append(
             f"    <wautJunction wautID={quoteattr(waut_id(signal_id))} "
             f"junctionID={quoteattr(signal_id)}/>"
@@ -155,12 +160,17 @@ def _period_sheet(period: Period) -> dict[str, Any]:
 
 def time_of_day_sheet(plan: TimeOfDay) -> dict[str, Any]:
     """The periods in order, each with its programID and every signal's timing."""
+    return periods_sheet(plan.periods)
+
+
+def periods_sheet(periods: Sequence[PeriodPlan]) -> dict[str, Any]:
+    """:func:`time_of_day_sheet` of the periods' plans."""
     return {
         "program_id": PROGRAM_ID,
         "time_of_day": True,
         "periods": [
             {**_period_sheet(each.period), "signals": _signal_sheets(each.plans)}
-            for each in plan.periods
+            for each in periods
         ],
         "switches": [
             {
@@ -168,7 +178,7 @@ def time_of_day_sheet(plan: TimeOfDay) -> dict[str, Any]:
                 "at": each.period.start,
                 "to": period_program_id(each.period),
             }
-            for each in plan.periods
+            for each in periods
         ],
     }
 

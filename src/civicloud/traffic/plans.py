@@ -23,7 +23,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -34,9 +34,15 @@ from civicloud.core import audit, tenants
 from civicloud.core.actor import Actor, authorize
 from civicloud.core.db import utcnow
 from civicloud.core.tenants.models import Tenant
-from civicloud.traffic import countstore, export, networks
+from civicloud.traffic import countstore, export, networks, timeofday
 from civicloud.traffic.context import TrafficContext
-from civicloud.traffic.counts import Count, read_counts
+from civicloud.traffic.counts import (
+    Count,
+    design_demand,
+    read_counts,
+    require_clean,
+    zone_offset_s,
+)
 from civicloud.traffic.errors import (
     OwnPlanReview,
     PlanNotFound,
@@ -44,9 +50,10 @@ from civicloud.traffic.errors import (
     TrafficInvalidInput,
 )
 from civicloud.traffic.models import TrafficNetwork, TrafficPlan, TrafficPlanIssue
+from civicloud.traffic.network import Network
 from civicloud.traffic.optimize import Limits, SignalPlan, evaluate_program
 from civicloud.traffic.service import flag_spillback, optimize, plan_network
-from civicloud.traffic.spillback import saturated_intervals
+from civicloud.traffic.spillback import Saturated, saturated_intervals
 
 MAX_NAME = 120
 MAX_NOTE = 500
@@ -107,13 +114,19 @@ def draft_plan(
     counts: bytes | None = None,
     stored: tuple[date, date] | None = None,
     context: TrafficContext | None = None,
+    periods: int = 1,
 ) -> TrafficPlan:
     """A new draft plan for every signal of the network, from the busiest hour of a counts
-    file (``counts``) or of the counts kept for the days ``stored`` (first, last)."""
+    file (``counts``) or of the counts kept for the days ``stored`` (first, last).
+
+    With ``periods`` above 1, a time-of-day plan: the day cut into at most that many periods
+    of similar demand, a program each and a daily switch schedule (``timeofday``); the plan's
+    figures are those of its busiest period, each period's are in its sheet."""
     row = networks.get_network(session=session, actor=actor, network_id=network_id)
     tenant = session.get_one(Tenant, row.tenant_id)
     authorize(actor, "traffic.network.admin", path=tenant.path, what="tenant")
     clean = _name(name)
+    timeofday.check_settings(periods, timeofday.MIN_PERIOD_S)
     if (counts is None) == (stored is None) or (stored is not None and context is None):
         raise TrafficInvalidInput("Give either a counts file or the days of kept counts.")
     if counts is not None and len(counts) > MAX_COUNTS_BYTES:
@@ -129,43 +142,9 @@ def draft_plan(
         )
     network = networks.load(row)
     if counts is not None:
-        result = optimize(network, read_counts(counts, network), limits)
-        planned, before = list(result.plans), list(result.before)
-        source = hashlib.sha256(counts).hexdigest()
+        drafted = _from_counts(network, counts, limits, periods)
     elif stored is not None and context is not None:
-        first, last = stored
-        profile = countstore.stored_profile(
-            session=session,
-            actor=actor,
-            context=context,
-            network_id=row.id,
-            first=first,
-            last=last,
-        )
-        if not profile:
-            raise TrafficInvalidInput(
-                "No counts are kept for this network from %(first)s to %(last)s.",
-                params={"first": first.isoformat(), "last": last.isoformat()},
-            )
-        demand = countstore.design_demand(profile)
-        # Each slot's mean over the days, as counts: the slots counted at capacity.
-        slots = [
-            Count(r.slot_s, r.slot_s + countstore.SLOT_S, r.tls_id, r.from_edge, r.to_edge,
-                  r.vehicles / max(r.days, 1))
-            for r in profile
-        ]  # fmt: skip
-        saturated = saturated_intervals(network, slots, demand)
-        planned = flag_spillback(plan_network(network, demand, limits), saturated)
-        before = flag_spillback(
-            [
-                evaluate_program(signal, demand.get(signal_id, {}))
-                for signal_id, signal in network.signals.items()
-            ],
-            saturated,
-        )
-        source = hashlib.sha256(
-            f"kept:{first.isoformat()}..{last.isoformat()}".encode()
-        ).hexdigest()
+        drafted = _from_kept(session, actor, context, row, network, stored, limits, periods)
     else:  # refused above
         raise TrafficInvalidInput("Give either a counts file or the days of kept counts.")
     plan = TrafficPlan(
@@ -174,10 +153,10 @@ def draft_plan(
         name=clean,
         status="draft",
         limits=asdict(limits),
-        counts_sha256=source,
-        additional=export.sumo_additional(planned).encode(),
-        sheet=json.loads(export.timing_json(planned)),
-        figures=_figures(planned, before),
+        counts_sha256=drafted.source,
+        additional=drafted.additional.encode(),
+        sheet=drafted.sheet,
+        figures=_figures(drafted.plans, drafted.before),
         created_by=actor.name,
         created_by_user=actor.user_id,
     )
@@ -192,6 +171,123 @@ def draft_plan(
         detail={"network_id": str(row.id), "name": clean, "signals": len(plan.figures)},
     )
     return plan
+
+
+@dataclass(frozen=True)
+class _Drafted:
+    """What a draft keeps: the plans of its busiest hour (or period) with the network's
+    programs under the same demand, the SUMO file and the sheet, and its source's digest."""
+
+    plans: Sequence[SignalPlan]
+    before: Sequence[SignalPlan]
+    additional: str
+    sheet: dict[str, Any]
+    source: str
+
+
+def _one_period(plans: Sequence[SignalPlan], before: Sequence[SignalPlan], source: str) -> _Drafted:
+    return _Drafted(
+        plans, before, export.sumo_additional(plans), json.loads(export.timing_json(plans)), source
+    )
+
+
+def _by_period(
+    network: Network, by_period: Sequence[timeofday.PeriodPlan], source: str
+) -> _Drafted:
+    design = _busiest(by_period)
+    sheet = export.periods_sheet(by_period)
+    sheet["design_period"] = design.period.name
+    for each, period_sheet in zip(by_period, sheet["periods"], strict=True):
+        period_sheet["figures"] = _figures(each.plans, each.before)
+    return _Drafted(
+        design.plans,
+        design.before,
+        export.sumo_periods(list(network.signals), by_period),
+        sheet,
+        source,
+    )
+
+
+def _from_counts(network: Network, counts: bytes, limits: Limits, periods: int) -> _Drafted:
+    source = hashlib.sha256(counts).hexdigest()
+    if periods == 1:
+        result = optimize(network, read_counts(counts, network), limits)
+        return _one_period(result.plans, result.before, source)
+    # Time of day: ISO times are read in the zone they were written in.
+    report = require_clean(read_counts(counts, network))
+    zone = zone_offset_s(counts) if report.absolute_times else 0.0
+    planned = timeofday.plan_time_of_day(
+        network, report, limits, max_periods=periods, zone_offset_s=zone
+    )
+    saturated = saturated_intervals(network, report.accepted, design_demand(report.accepted))
+    return _by_period(network, _flagged(planned.periods, saturated, zone), source)
+
+
+def _from_kept(
+    session: Session,
+    actor: Actor,
+    context: TrafficContext,
+    row: TrafficNetwork,
+    network: Network,
+    stored: tuple[date, date],
+    limits: Limits,
+    periods: int,
+) -> _Drafted:
+    first, last = stored
+    profile = countstore.stored_profile(
+        session=session, actor=actor, context=context, network_id=row.id, first=first, last=last
+    )
+    if not profile:
+        raise TrafficInvalidInput(
+            "No counts are kept for this network from %(first)s to %(last)s.",
+            params={"first": first.isoformat(), "last": last.isoformat()},
+        )
+    source = hashlib.sha256(f"kept:{first.isoformat()}..{last.isoformat()}".encode()).hexdigest()
+    demand = countstore.design_demand(profile)
+    # Each slot's mean over the days, as counts: the slots counted at capacity.
+    slots = [
+        Count(r.slot_s, r.slot_s + countstore.SLOT_S, r.tls_id, r.from_edge, r.to_edge,
+              r.vehicles / max(r.days, 1))
+        for r in profile
+    ]  # fmt: skip
+    saturated = saturated_intervals(network, slots, demand)
+    if periods > 1:
+        kept = timeofday.plan_kept(network, profile, limits, max_periods=periods)
+        return _by_period(network, _flagged(kept, saturated), source)
+    planned = flag_spillback(plan_network(network, demand, limits), saturated)
+    before = flag_spillback(
+        [
+            evaluate_program(signal, demand.get(signal_id, {}))
+            for signal_id, signal in network.signals.items()
+        ],
+        saturated,
+    )
+    return _one_period(planned, before, source)
+
+
+def _busiest(by_period: Sequence[timeofday.PeriodPlan]) -> timeofday.PeriodPlan:
+    """The period whose design hour carries the most vehicles (the first of equals)."""
+    return max(
+        by_period,
+        key=lambda p: sum(sum(flows.values()) for flows in p.demand.values()),
+    )
+
+
+def _flagged(
+    by_period: Sequence[timeofday.PeriodPlan], saturated: Sequence[Saturated], zone_s: float = 0.0
+) -> tuple[timeofday.PeriodPlan, ...]:
+    """Each period's plans flagged where a movement was counted at capacity in that period."""
+    found = []
+    for each in by_period:
+        inside = [s for s in saturated if (s.begin + zone_s) % timeofday.DAY_S in each.period]
+        found.append(
+            replace(
+                each,
+                plans=tuple(flag_spillback(each.plans, inside)),
+                before=tuple(flag_spillback(each.before, inside)),
+            )
+        )
+    return tuple(found)
 
 
 def list_plans(*, session: Session, actor: Actor, network_id: uuid.UUID) -> list[TrafficPlan]:

@@ -20,7 +20,7 @@ from civicloud.core.actor import Actor
 from civicloud.core.errors import CivicloudError
 from civicloud.core.i18n import N_
 from civicloud.core.tenants.models import Tenant
-from civicloud.traffic import networks, plans, timespace
+from civicloud.traffic import networks, plans, timeofday, timespace
 from civicloud.traffic.models import TrafficPlan
 from civicloud.traffic.optimize import Limits
 from civicloud.web.deps import SAFE_METHODS, SessionDep
@@ -147,7 +147,8 @@ def _network_page(
             "may_draft": _may(session, actor, "traffic.network.admin", row.tenant_id),
             "may_approve": _may(session, actor, "traffic.plan.approve", row.tenant_id),
             "done": DONE.get(done),
-            "form": form or _form({"name": "", "min_cycle": "60", "max_cycle": "150"}, {}),
+            "form": form
+            or _form({"name": "", "min_cycle": "60", "max_cycle": "150", "periods": "1"}, {}),
         },
         status_code=status,
     )
@@ -167,12 +168,16 @@ def draft_plan(
     name: Annotated[str, Form(max_length=200)] = "",
     min_cycle: Annotated[str, Form(max_length=10)] = "60",
     max_cycle: Annotated[str, Form(max_length=10)] = "150",
+    periods: Annotated[str, Form(max_length=10)] = "1",
 ) -> Response:
-    """Draft a plan for the network from an uploaded counts file."""
-    values = {"name": name, "min_cycle": min_cycle, "max_cycle": max_cycle}
+    """Draft a plan for the network from an uploaded counts file: one for the busiest hour,
+    or a time-of-day plan of at most ``periods`` periods."""
+    values = {"name": name, "min_cycle": min_cycle, "max_cycle": max_cycle, "periods": periods}
     errors: dict[str, str] = {}
     if not counts:
         errors["counts"] = N_("Choose a counts file (CSV).")
+    if not periods.isdigit() or not 1 <= int(periods) <= timeofday.MAX_PERIODS:
+        errors["periods"] = N_("Choose how many plans the day has.")
     cycles: list[float] = []
     for key in ("min_cycle", "max_cycle"):
         try:
@@ -189,6 +194,7 @@ def draft_plan(
                 name=name,
                 counts=counts,
                 limits=Limits(min_cycle=cycles[0], max_cycle=cycles[1]),
+                periods=int(periods),
             )
         except CivicloudError as exc:
             summary = service_error(exc)
@@ -243,6 +249,7 @@ def _plan_page(
         f["before_bar"] = round(f["before_delay_s"] / longest * CHART_WIDTH, 1)
         f["after_bar"] = round(f["delay_s"] / longest * CHART_WIDTH, 1)
     approver = _may(session, actor, "traffic.plan.approve", plan.tenant_id)
+    design = timespace.design_sheet(plan.sheet)
     own = actor.user_id is not None and actor.user_id == plan.created_by_user
     return render(
         request,
@@ -258,12 +265,42 @@ def _plan_page(
             "may_issue": approver and plan.status == "approved",
             "done": DONE.get(done),
             "form": _form({}, {}, error),
+            "periods": _periods(plan.sheet),
+            "design_period": design.get("name"),
             "corridors": found.corridors,
             "chosen": found.chosen,
             "drawings": _drawings(found),
         },
         status_code=status,
     )
+
+
+def _periods(sheet: dict[str, Any]) -> list[dict[str, Any]]:
+    """A time-of-day plan's periods with each one's flow-weighted mean delay before and after
+    (none for a plan of one period)."""
+    found = []
+    for each in sheet.get("periods", []):
+        figures = list(each.get("figures", {}).values())
+        flow = sum(f["flow_vph"] for f in figures)
+
+        def mean(key: str, figures: list[dict[str, Any]] = figures, flow: float = flow) -> float:
+            if flow <= 0:
+                return 0.0
+            return float(sum(f[key] * f["flow_vph"] for f in figures)) / flow
+
+        found.append(
+            {
+                "name": each["name"],
+                "start": each["start"],
+                "end": each["end"],
+                "program_id": each["program_id"],
+                "flow_vph": flow,
+                "before_delay_s": mean("before_delay_s"),
+                "delay_s": mean("delay_s"),
+                "design": each["name"] == sheet.get("design_period"),
+            }
+        )
+    return found
 
 
 #: The time-space diagram's drawing box: a margin for the signals' names, then the time axis.
