@@ -14,9 +14,14 @@ from civicloud.traffic import countstore, networks, plans, timeofday, timespace
 from civicloud.traffic.context import TrafficContext
 from civicloud.traffic.models import TrafficNetwork, TrafficPlan
 from civicloud.traffic.optimize import Limits
+from civicloud.web.bodies import BodyLimitRoute, takes_bodies_up_to
 from civicloud.web.deps import ActorDep, SessionDep, services_of
 
-router = APIRouter(prefix="/traffic", tags=["traffic"])
+router = APIRouter(prefix="/traffic", tags=["traffic"], route_class=BodyLimitRoute)
+#: A plan drafted from a counts file sends the file inside JSON (escaped: a little larger).
+DRAFT_BODY_BYTES = plans.MAX_COUNTS_BYTES + (plans.MAX_COUNTS_BYTES >> 3)
+#: A JSON batch of counts: its most rows, each a few hundred bytes at most.
+BATCH_BODY_BYTES = countstore.MAX_JSON_ROWS * 320
 
 
 def traffic_context(request: Request) -> TrafficContext:
@@ -160,6 +165,7 @@ def _plan_detail(plan: TrafficPlan) -> PlanDetail:
 
 
 @router.post("/networks/{network_id}/plans", name="traffic.plan.draft", status_code=201)
+@takes_bodies_up_to(DRAFT_BODY_BYTES)
 def draft_plan(
     request: Request, session: SessionDep, actor: ActorDep, network_id: uuid.UUID, body: PlanDraftIn
 ) -> PlanDetail:
@@ -421,6 +427,7 @@ def _ingested(result: countstore.Ingested) -> IngestOut:
 
 
 @router.post("/networks/{network_id}/counts", name="traffic.counts.ingest", status_code=201)
+@takes_bodies_up_to(BATCH_BODY_BYTES)
 def ingest_counts(
     request: Request,
     session: SessionDep,
@@ -451,6 +458,7 @@ BodyDep = Annotated[bytes, Depends(_body)]
 
 
 @router.post("/networks/{network_id}/counts/csv", name="traffic.counts.ingest_csv", status_code=201)
+@takes_bodies_up_to(plans.MAX_COUNTS_BYTES)
 def ingest_counts_csv(
     request: Request,
     content: BodyDep,
@@ -511,3 +519,26 @@ def counts_profile(
         )
         for r in rows
     ]
+
+
+@router.post("/tenants/{tenant_id}/networks", name="traffic.network.import", status_code=201)
+@takes_bodies_up_to(networks.MAX_NETWORK_BYTES)
+def import_network(
+    content: BodyDep,
+    session: SessionDep,
+    actor: ActorDep,
+    tenant_id: uuid.UUID,
+    name: Annotated[str, Query(min_length=1, max_length=networks.MAX_NAME)],
+    file_name: Annotated[str, Query(min_length=1, max_length=255)] = "network.net.xml",
+) -> NetworkOut:
+    """Import a SUMO network (the ``.net.xml`` file, gzipped or not, as the request's body)
+    into a tenant, under a name unique in the tenant."""
+    row = networks.import_network(
+        session=session,
+        actor=actor,
+        tenant_id=tenant_id,
+        name=name,
+        content=content,
+        source_name=file_name,
+    )
+    return _out(row)

@@ -50,6 +50,13 @@ def _read_bytes(content: bytes, source_name: str) -> Network:
         return read_network(path)
 
 
+def require_importer(*, session: Session, actor: Actor, tenant_id: uuid.UUID) -> Tenant:
+    """The tenant, if the actor may import networks into it (else NotFound or PermissionDenied)."""
+    tenant = tenants.get_tenant_or_raise(session=session, actor=actor, tenant_id=tenant_id)
+    authorize(actor, "traffic.network.admin", path=tenant.path, what="tenant")
+    return tenant
+
+
 def import_network(
     *,
     session: Session,
@@ -59,8 +66,7 @@ def import_network(
     content: bytes,
     source_name: str = "network.net.xml",
 ) -> TrafficNetwork:
-    tenant = tenants.get_tenant_or_raise(session=session, actor=actor, tenant_id=tenant_id)
-    authorize(actor, "traffic.network.admin", path=tenant.path, what="tenant")
+    tenant = require_importer(session=session, actor=actor, tenant_id=tenant_id)
     clean = name.strip()
     if not clean or len(clean) > MAX_NAME or not clean.isprintable():
         raise TrafficInvalidInput(
@@ -129,6 +135,13 @@ def visible_networks(*, session: Session, actor: Actor) -> list[tuple[Tenant, Tr
         for tenant, network in rows
         if actor.can("traffic.network.read", tenant.path)
     ]
+
+
+def importing_tenants(*, session: Session, actor: Actor, limit: int = 500) -> list[Tenant]:
+    """The tenants the actor may import networks into, in tree order (for a choice of tenant)."""
+    roots = actor.roots("traffic.network.admin")
+    query = select(Tenant).where(tenants.in_subtrees(Tenant.path, roots))
+    return list(session.scalars(query.order_by(Tenant.path).limit(limit)))
 
 
 def get_network(*, session: Session, actor: Actor, network_id: uuid.UUID) -> TrafficNetwork:

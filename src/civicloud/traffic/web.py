@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Query, Request
@@ -23,12 +24,15 @@ from civicloud.core.tenants.models import Tenant
 from civicloud.traffic import networks, plans, timeofday, timespace
 from civicloud.traffic.models import TrafficPlan
 from civicloud.traffic.optimize import Limits
+from civicloud.web.bodies import BodyLimitRoute, takes_bodies_up_to
 from civicloud.web.deps import SAFE_METHODS, SessionDep
 from civicloud.web.pages.forms import service_error
 from civicloud.web.pages.guards import ConsoleActorDep, FormRejected, see_other
-from civicloud.web.pages.rendering import render
+from civicloud.web.pages.rendering import page_language, render
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=BodyLimitRoute)
+#: A form's body: its file and a little more for the fields and the multipart framing.
+FORM_SLACK_BYTES = 1 << 20
 
 #: The map's drawing box (the SVG's viewBox is scaled to it, keeping the network's aspect).
 MAP_SIZE = 1000.0
@@ -36,9 +40,35 @@ MAP_SIZE = 1000.0
 
 @router.get("/console/traffic", name="traffic.page.networks")
 def networks_page(request: Request, session: SessionDep, actor: ConsoleActorDep) -> HTMLResponse:
-    """The road networks of the tenants one may see."""
+    """The road networks of the tenants one may see, and an import form for those who may."""
+    return _networks_page(request, session, actor)
+
+
+def _networks_page(
+    request: Request,
+    session: Session,
+    actor: Actor,
+    *,
+    form: dict[str, Any] | None = None,
+    status: int = 200,
+) -> HTMLResponse:
     rows = networks.visible_networks(session=session, actor=actor)
-    return render(request, "traffic/networks.html", {"section": "traffic", "rows": rows})
+    language = page_language(request)
+    choices = [
+        (str(t.id), t.name_zh if language == "zh" else t.name_en)
+        for t in networks.importing_tenants(session=session, actor=actor)
+    ]
+    return render(
+        request,
+        "traffic/networks.html",
+        {
+            "section": "traffic",
+            "rows": rows,
+            "tenant_choices": choices,
+            "form": form or _form({"tenant_id": choices[0][0] if choices else "", "name": ""}, {}),
+        },
+        status_code=status,
+    )
 
 
 #: A plan's review status, as people read it.
@@ -54,18 +84,76 @@ DONE = {
     "rejected": N_("The plan was rejected."),
     "issued": N_("The plan was issued: its signals run it from now on."),
     "rolled_back": N_("The signal went back to the plan it ran before."),
+    "imported": N_("The network was imported. Draft a plan for it from its counts."),
 }
 
 
-async def _counts_file(request: Request) -> bytes:
-    """The bytes of the form's ``counts`` file; empty when none was sent."""
-    if request.method in SAFE_METHODS:
-        return b""
-    upload = (await request.form()).get("counts")
-    return await upload.read() if isinstance(upload, UploadFile) else b""
+def _file_field(field: str) -> Callable[[Request], Awaitable[tuple[bytes, str]]]:
+    """A dependency: the bytes and name of the form's file ``field``; empty when none was sent."""
+
+    async def uploaded(request: Request) -> tuple[bytes, str]:
+        if request.method in SAFE_METHODS:
+            return b"", ""
+        upload = (await request.form()).get(field)
+        if not isinstance(upload, UploadFile):
+            return b"", ""
+        return await upload.read(), upload.filename or ""
+
+    return uploaded
 
 
-CountsFileDep = Annotated[bytes, Depends(_counts_file)]
+CountsFileDep = Annotated[tuple[bytes, str], Depends(_file_field("counts"))]
+NetworkFileDep = Annotated[tuple[bytes, str], Depends(_file_field("network"))]
+
+
+@router.post("/console/traffic/networks", name="traffic.page.network_import")
+@takes_bodies_up_to(networks.MAX_NETWORK_BYTES + FORM_SLACK_BYTES)
+def import_network(
+    request: Request,
+    session: SessionDep,
+    actor: ConsoleActorDep,
+    upload: NetworkFileDep,
+    tenant_id: Annotated[str, Form(max_length=40)] = "",
+    name: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    """Import a SUMO network file into one of the tenants one may import into."""
+    values = {"tenant_id": tenant_id, "name": name}
+    errors: dict[str, str] = {}
+    content, file_name = upload
+    if not content:
+        errors["network"] = N_("Choose a SUMO network file (.net.xml or .net.xml.gz).")
+    try:
+        chosen = uuid.UUID(tenant_id)
+    except ValueError:
+        errors["tenant_id"] = N_("Choose a tenant.")
+    else:
+        try:  # a tenant one may not import into is refused as such, whatever else is missing
+            networks.require_importer(session=session, actor=actor, tenant_id=chosen)
+        except CivicloudError as exc:
+            form = _form(values, errors, service_error(exc))
+            page = _networks_page(request, session, actor, form=form, status=_refused(exc))
+            raise FormRejected(page) from exc
+    if not name.strip():
+        errors["name"] = N_("Enter a name for the network.")
+    summary = None
+    if not errors:
+        try:
+            row = networks.import_network(
+                session=session,
+                actor=actor,
+                tenant_id=chosen,
+                name=name,
+                content=content,
+                source_name=file_name or "network.net.xml",
+            )
+        except CivicloudError as exc:
+            summary = service_error(exc)
+            form = _form(values, errors, summary)
+            page = _networks_page(request, session, actor, form=form, status=_refused(exc))
+            raise FormRejected(page) from exc
+        return see_other(f"/console/traffic/networks/{row.id}?done=imported")
+    page = _networks_page(request, session, actor, form=_form(values, errors), status=422)
+    raise FormRejected(page)
 
 
 def _form(
@@ -159,12 +247,13 @@ def _refused(exc: CivicloudError) -> int:
 
 
 @router.post("/console/traffic/networks/{network_id}/plans", name="traffic.page.plan_draft")
+@takes_bodies_up_to(plans.MAX_COUNTS_BYTES + FORM_SLACK_BYTES)
 def draft_plan(
     request: Request,
     session: SessionDep,
     actor: ConsoleActorDep,
     network_id: uuid.UUID,
-    counts: CountsFileDep,
+    upload: CountsFileDep,
     name: Annotated[str, Form(max_length=200)] = "",
     min_cycle: Annotated[str, Form(max_length=10)] = "60",
     max_cycle: Annotated[str, Form(max_length=10)] = "150",
@@ -172,6 +261,7 @@ def draft_plan(
 ) -> Response:
     """Draft a plan for the network from an uploaded counts file: one for the busiest hour,
     or a time-of-day plan of at most ``periods`` periods."""
+    counts = upload[0]
     values = {"name": name, "min_cycle": min_cycle, "max_cycle": max_cycle, "periods": periods}
     errors: dict[str, str] = {}
     if not counts:

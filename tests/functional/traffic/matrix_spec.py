@@ -59,7 +59,12 @@ def build(services: Services, side: Side) -> Mapping[str, uuid.UUID]:
 SPEC = MatrixSpec(
     name="traffic",
     id_parameters={"network_id": "traffic_network", "plan_id": "traffic_plan"},
-    values={"tls_id": "A0", "first_day": "2026-11-02", "last_day": "2026-11-02"},
+    values={
+        "tls_id": "A0",
+        "first_day": "2026-11-02",
+        "last_day": "2026-11-02",
+        "name": "matrix",
+    },
     bodies={
         "PlanDraftIn": lambda ids: {"name": unique("matrix"), "counts_csv": _counts()},
         "PlanReviewIn": lambda ids: {"approve": True},
@@ -83,6 +88,7 @@ SPEC = MatrixSpec(
         "decision": lambda: "approve",
         "note": lambda: "matrix",
         "seq": lambda: "0",
+        "periods": lambda: "1",
     },
     build=build,
 )

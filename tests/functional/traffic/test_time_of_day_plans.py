@@ -228,3 +228,16 @@ def test_the_console_drafts_a_time_of_day_plan_and_shows_its_periods(
     for start in ("07:00", "09:00", "17:00", "19:00"):
         assert start in plan_page
     assert "busiest" in plan_page
+
+
+def test_a_counts_file_larger_than_other_requests_may_be_is_taken(
+    client: TestClient, core_services: Services, bureau: Bureau, corridor: tuple[Path, Network]
+) -> None:
+    counts = day_counts_csv(corridor[1], PEAKS, days=8)
+    assert len(counts) > core_services.settings.web.max_body_bytes
+    reply = client.post(
+        f"{API}/networks/{bureau.network_id}/plans",
+        json={"name": unique("week"), "counts_csv": counts},
+        headers=bureau.engineer.headers,
+    )
+    assert reply.status_code == 201, reply.text[:300]
