@@ -10,9 +10,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from civicloud.traffic import countstore, networks, plans, timeofday, timespace
+from civicloud.traffic import countstore, mappings, networks, plans, timeofday, timespace
 from civicloud.traffic.context import TrafficContext
-from civicloud.traffic.models import TrafficNetwork, TrafficPlan
+from civicloud.traffic.models import TrafficDetectorMapping, TrafficNetwork, TrafficPlan
 from civicloud.traffic.optimize import Limits
 from civicloud.web.bodies import BodyLimitRoute, takes_bodies_up_to
 from civicloud.web.deps import ActorDep, SessionDep, services_of
@@ -542,3 +542,80 @@ def import_network(
         source_name=file_name,
     )
     return _out(row)
+
+
+# --- detector mapping ------------------------------------------------------------------------
+
+
+class MappingOut(BaseModel):
+    network_id: uuid.UUID
+    version: int
+    detectors: int
+    rows: int
+    sha256: str
+    created_by: str
+    created_at: datetime
+
+
+def _mapping_out(row: TrafficDetectorMapping) -> MappingOut:
+    return MappingOut.model_validate(row, from_attributes=True)
+
+
+@router.put("/networks/{network_id}/detectors", name="traffic.detectors.put")
+@takes_bodies_up_to(mappings.MAX_MAPPING_BYTES)
+def put_detector_mapping(
+    content: BodyDep, session: SessionDep, actor: ActorDep, network_id: uuid.UUID
+) -> MappingOut:
+    """Keep a new version of the network's detector-to-movement mapping (the CSV
+    ``detector_id,tls_id,from_edge,to_edge,lane,share`` as the request's body), validated
+    whole; the same file again answers the version it made."""
+    row = mappings.put_mapping(session=session, actor=actor, network_id=network_id, content=content)
+    return _mapping_out(row)
+
+
+@router.get("/networks/{network_id}/detectors", name="traffic.detectors.get")
+def get_detector_mapping(session: SessionDep, actor: ActorDep, network_id: uuid.UUID) -> MappingOut:
+    """The network's latest detector mapping (404 when it has none)."""
+    return _mapping_out(
+        mappings.current_mapping(session=session, actor=actor, network_id=network_id)
+    )
+
+
+@router.get("/networks/{network_id}/detectors/csv", name="traffic.detectors.csv")
+def detector_mapping_csv(session: SessionDep, actor: ActorDep, network_id: uuid.UUID) -> Response:
+    """The network's latest detector mapping as it was uploaded."""
+    row = mappings.current_mapping(session=session, actor=actor, network_id=network_id)
+    return Response(
+        row.content,
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="detectors-v{row.version}.csv"'},
+    )
+
+
+@router.post(
+    "/networks/{network_id}/counts/detectors",
+    name="traffic.counts.ingest_detectors",
+    status_code=201,
+)
+@takes_bodies_up_to(plans.MAX_COUNTS_BYTES)
+def ingest_detector_counts(
+    request: Request,
+    content: BodyDep,
+    session: SessionDep,
+    actor: ActorDep,
+    network_id: uuid.UUID,
+    day: Annotated[date | None, Query()] = None,
+    key: Annotated[str | None, Query(min_length=1, max_length=countstore.MAX_KEY)] = None,
+) -> IngestOut:
+    """Keep detector counts (``interval_begin,interval_end,detector_id,count`` as the
+    request's body) as the movement counts the network's detector mapping makes of them."""
+    result = mappings.ingest_detector_counts(
+        session=session,
+        actor=actor,
+        context=traffic_context(request),
+        network_id=network_id,
+        content=content,
+        key=key,
+        day=day,
+    )
+    return _ingested(result)

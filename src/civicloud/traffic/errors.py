@@ -15,6 +15,7 @@ serves every edge (a problem+json on the API, a line and an exit code on the CLI
     │   └── PlanUnreadable: a plan file (SUMO additional) that cannot be read or does not fit
     ├── NetworkNotFound (404, exit 4)
     ├── PlanNotFound (404, exit 4)
+    ├── MappingNotFound (404, exit 4): a network without a detector mapping yet
     ├── NetworkNameTaken (409, exit 5): a tenant's networks have unique names
     ├── PlanStateConflict (409, exit 5): reviewing a plan already reviewed, issuing one not
     │   approved, rolling back a signal that runs the network's own program
@@ -93,6 +94,10 @@ class NetworkNameTaken(TrafficError, Conflict):
 
 class PlanNotFound(TrafficError, NotFound):
     code = "traffic.plan_not_found"
+
+
+class MappingNotFound(TrafficError, NotFound):
+    code = "traffic.mapping_not_found"
 
 
 class PlanStateConflict(TrafficError, Conflict):

@@ -182,3 +182,33 @@ class TrafficCountInbox(Base):
     end_s: Mapped[int] = mapped_column(BigInteger)
     vehicles: Mapped[int]
     received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class TrafficDetectorMapping(Base):
+    """A version of a network's detector-to-movement mapping (``civicloud.traffic.detectors``).
+
+    Versions are kept, never changed: the latest is the one detector counts are turned into
+    movement counts with; two uploads at once collide on (network, version).
+    """
+
+    __tablename__ = "traffic_detector_mapping"
+    __table_args__ = (
+        UniqueConstraint("network_id", "version", name="uq_traffic_detector_mapping_version"),
+        CheckConstraint("version >= 1 AND detectors >= 1 AND rows >= 1", name="counts_positive"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenant.id", ondelete="RESTRICT"), index=True
+    )
+    network_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("traffic_network.id", ondelete="RESTRICT"), index=True
+    )
+    version: Mapped[int]
+    #: The mapping CSV as uploaded, and its SHA-256.
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256: Mapped[str] = mapped_column(String(64))
+    detectors: Mapped[int]
+    rows: Mapped[int]
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
