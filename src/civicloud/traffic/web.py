@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
-from starlette.datastructures import UploadFile
 
 from civicloud.core.actor import Actor
 from civicloud.core.errors import CivicloudError
@@ -25,8 +23,8 @@ from civicloud.traffic import networks, plans, timeofday, timespace
 from civicloud.traffic.models import TrafficPlan
 from civicloud.traffic.optimize import Limits
 from civicloud.web.bodies import BodyLimitRoute, takes_bodies_up_to
-from civicloud.web.deps import SAFE_METHODS, SessionDep
-from civicloud.web.pages.forms import service_error
+from civicloud.web.deps import SessionDep
+from civicloud.web.pages.forms import Upload, rejected_form, service_error, uploaded
 from civicloud.web.pages.guards import ConsoleActorDep, FormRejected, see_other
 from civicloud.web.pages.rendering import page_language, render
 
@@ -65,7 +63,8 @@ def _networks_page(
             "section": "traffic",
             "rows": rows,
             "tenant_choices": choices,
-            "form": form or _form({"tenant_id": choices[0][0] if choices else "", "name": ""}, {}),
+            "form": form
+            or rejected_form({"tenant_id": choices[0][0] if choices else "", "name": ""}, {}),
         },
         status_code=status,
     )
@@ -88,22 +87,8 @@ DONE = {
 }
 
 
-def _file_field(field: str) -> Callable[[Request], Awaitable[tuple[bytes, str]]]:
-    """A dependency: the bytes and name of the form's file ``field``; empty when none was sent."""
-
-    async def uploaded(request: Request) -> tuple[bytes, str]:
-        if request.method in SAFE_METHODS:
-            return b"", ""
-        upload = (await request.form()).get(field)
-        if not isinstance(upload, UploadFile):
-            return b"", ""
-        return await upload.read(), upload.filename or ""
-
-    return uploaded
-
-
-CountsFileDep = Annotated[tuple[bytes, str], Depends(_file_field("counts"))]
-NetworkFileDep = Annotated[tuple[bytes, str], Depends(_file_field("network"))]
+CountsFileDep = Annotated[Upload, Depends(uploaded("counts"))]
+NetworkFileDep = Annotated[Upload, Depends(uploaded("network"))]
 
 
 @router.post("/console/traffic/networks", name="traffic.page.network_import")
@@ -119,7 +104,7 @@ def import_network(
     """Import a SUMO network file into one of the tenants one may import into."""
     values = {"tenant_id": tenant_id, "name": name}
     errors: dict[str, str] = {}
-    content, file_name = upload
+    content, file_name = upload.content, upload.name
     if not content:
         errors["network"] = N_("Choose a SUMO network file (.net.xml or .net.xml.gz).")
     try:
@@ -130,7 +115,7 @@ def import_network(
         try:  # a tenant one may not import into is refused as such, whatever else is missing
             networks.require_importer(session=session, actor=actor, tenant_id=chosen)
         except CivicloudError as exc:
-            form = _form(values, errors, service_error(exc))
+            form = rejected_form(values, errors, service_error(exc))
             page = _networks_page(request, session, actor, form=form, status=_refused(exc))
             raise FormRejected(page) from exc
     if not name.strip():
@@ -148,19 +133,12 @@ def import_network(
             )
         except CivicloudError as exc:
             summary = service_error(exc)
-            form = _form(values, errors, summary)
+            form = rejected_form(values, errors, summary)
             page = _networks_page(request, session, actor, form=form, status=_refused(exc))
             raise FormRejected(page) from exc
         return see_other(f"/console/traffic/networks/{row.id}?done=imported")
-    page = _networks_page(request, session, actor, form=_form(values, errors), status=422)
+    page = _networks_page(request, session, actor, form=rejected_form(values, errors), status=422)
     raise FormRejected(page)
-
-
-def _form(
-    data: dict[str, str], errors: dict[str, str], summary: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """A form as the page shows it: the values sent, each field's error, the service's reason."""
-    return {"data": data, "errors": errors, "summary": summary}
 
 
 def _may(session: Session, actor: Actor, permission: str, tenant_id: uuid.UUID) -> bool:
@@ -236,7 +214,9 @@ def _network_page(
             "may_approve": _may(session, actor, "traffic.plan.approve", row.tenant_id),
             "done": DONE.get(done),
             "form": form
-            or _form({"name": "", "min_cycle": "60", "max_cycle": "150", "periods": "1"}, {}),
+            or rejected_form(
+                {"name": "", "min_cycle": "60", "max_cycle": "150", "periods": "1"}, {}
+            ),
         },
         status_code=status,
     )
@@ -261,7 +241,7 @@ def draft_plan(
 ) -> Response:
     """Draft a plan for the network from an uploaded counts file: one for the busiest hour,
     or a time-of-day plan of at most ``periods`` periods."""
-    counts = upload[0]
+    counts = upload.content
     values = {"name": name, "min_cycle": min_cycle, "max_cycle": max_cycle, "periods": periods}
     errors: dict[str, str] = {}
     if not counts:
@@ -288,14 +268,14 @@ def draft_plan(
             )
         except CivicloudError as exc:
             summary = service_error(exc)
-            form = _form(values, errors, summary)
+            form = rejected_form(values, errors, summary)
             page = _network_page(
                 request, session, actor, network_id, form=form, status=_refused(exc)
             )
             raise FormRejected(page) from exc
         return see_other(f"/console/traffic/plans/{plan.id}?done=drafted")
     page = _network_page(
-        request, session, actor, network_id, form=_form(values, errors, summary), status=422
+        request, session, actor, network_id, form=rejected_form(values, errors, summary), status=422
     )
     raise FormRejected(page)
 
@@ -354,7 +334,7 @@ def _plan_page(
             "own_draft": own and plan.status == "draft",
             "may_issue": approver and plan.status == "approved",
             "done": DONE.get(done),
-            "form": _form({}, {}, error),
+            "form": rejected_form({}, {}, error),
             "periods": _periods(plan.sheet),
             "design_period": design.get("name"),
             "corridors": found.corridors,
@@ -533,7 +513,7 @@ def roll_back(
             expected_seq=int(seq) if seq.isdigit() else 0,
         )
     except CivicloudError as exc:
-        form = _form({}, {}, service_error(exc))
+        form = rejected_form({}, {}, service_error(exc))
         page = _network_page(request, session, actor, network_id, form=form, status=_refused(exc))
         raise FormRejected(page) from exc
     return see_other(f"/console/traffic/networks/{network_id}?done=rolled_back")

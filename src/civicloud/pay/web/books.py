@@ -48,9 +48,9 @@ from civicloud.pay.web.views import (
 from civicloud.pay.web.views import form_date as _parse_date
 from civicloud.pay.web.views import form_state as _form
 from civicloud.pay.web.views import form_uuid as _parse_uuid
-from civicloud.pay.web.views import rejected_form as _rejected_form
 from civicloud.web import lists
 from civicloud.web.deps import SessionDep
+from civicloud.web.pages.forms import rejected_form as _rejected_form
 from civicloud.web.pages.forms import service_error
 from civicloud.web.pages.guards import ConsoleActorDep, FormRejected, see_other
 from civicloud.web.pages.rendering import get_renderer, page_language
@@ -515,11 +515,12 @@ def import_statement(
     request: Request,
     session: SessionDep,
     actor: ConsoleActorDep,
-    content: UploadDep,
+    upload: UploadDep,
     provider: Annotated[str, Form(max_length=20)] = "",
     business_date: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
     """Import a provider's statement of one day and classify every line; moves no money."""
+    content = upload.content
     values = {"provider": provider, "business_date": business_date}
     day = _parse_date(business_date)
     errors = {}

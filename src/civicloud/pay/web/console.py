@@ -17,7 +17,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
-from starlette.datastructures import UploadFile
 
 from civicloud.core import tenants
 from civicloud.core.errors import Conflict, InvalidInput, NotFound
@@ -51,10 +50,10 @@ from civicloud.pay.web.views import (
 from civicloud.pay.web.views import form_date as _parse_date
 from civicloud.pay.web.views import form_state as _form
 from civicloud.pay.web.views import form_uuid as _parse_uuid
-from civicloud.pay.web.views import rejected_form as _rejected_form
 from civicloud.web import lists
-from civicloud.web.deps import SAFE_METHODS, SessionDep
-from civicloud.web.pages.forms import service_error
+from civicloud.web.deps import SessionDep
+from civicloud.web.pages.forms import Upload, service_error, uploaded
+from civicloud.web.pages.forms import rejected_form as _rejected_form
 from civicloud.web.pages.guards import ConsoleActorDep, FormRejected, see_other
 from civicloud.web.pages.rendering import page_language
 
@@ -73,17 +72,8 @@ _BILLER_HINT = N_("Choose a biller.")
 _ITEM_HINT = N_("Reload the page and try again.")
 
 
-async def uploaded_file(request: Request) -> bytes:
-    """The bytes of the form's ``file`` field; empty when none was sent."""
-    if request.method in SAFE_METHODS:
-        return b""
-    upload = (await request.form()).get("file")
-    if isinstance(upload, UploadFile):
-        return await upload.read()
-    return b""
-
-
-UploadDep = Annotated[bytes, Depends(uploaded_file)]
+#: The form's ``file`` field (empty when none was sent).
+UploadDep = Annotated[Upload, Depends(uploaded("file"))]
 
 
 def _tenant_path(session: Session, tenant_id: uuid.UUID) -> str:
@@ -134,11 +124,12 @@ def import_bills(
     request: Request,
     session: SessionDep,
     actor: ConsoleActorDep,
-    content: UploadDep,
+    upload: UploadDep,
     biller_id: uuid.UUID,
     partial: Annotated[str, Form(max_length=10)] = "",
 ) -> Response:
     """Publish the bills of a CSV file; with errors nothing is published unless ``partial``."""
+    content = upload.content
     try:
         report = billing.import_bills_csv(
             session=session,

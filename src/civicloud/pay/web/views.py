@@ -332,13 +332,6 @@ def form_state(data: dict[str, str] | None = None) -> dict[str, Any]:
     return {"data": data or {}, "errors": {}, "summary": None}
 
 
-def rejected_form(
-    data: dict[str, str], errors: dict[str, str], summary: dict[str, str] | None = None
-) -> dict[str, Any]:
-    """A refused console form: its values as sent, each field's error, the service's reason."""
-    return {"data": data, "errors": errors, "summary": summary}
-
-
 def form_date(text: str) -> date | None:
     """A form's day, or ``None`` when it is not one: one range for every date taken
     (``core.dates``), so that a year 1 or 9999 day is refused as malformed."""

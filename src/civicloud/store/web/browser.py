@@ -32,10 +32,10 @@ from civicloud.store.names import check_key
 from civicloud.store.objects import delete_object, find_version, snapshot
 from civicloud.store.service import BucketRef
 from civicloud.store.web.buckets import bucket_url, settings_context
-from civicloud.store.web.views import PREFIX, form_state, page, rejected_form, store_context
+from civicloud.store.web.views import PREFIX, form_state, page, store_context
 from civicloud.web.deps import SESSION_COOKIE, SessionDep, read_cookie, services_of
 from civicloud.web.middleware import BODY_LIMIT_KEY
-from civicloud.web.pages.forms import service_error
+from civicloud.web.pages.forms import rejected_form, service_error
 from civicloud.web.pages.guards import (
     ConsoleActorDep,
     FormRejected,

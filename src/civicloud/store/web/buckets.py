@@ -28,12 +28,11 @@ from civicloud.store.web.views import (
     page,
     parse_count,
     parse_quota_gib,
-    rejected_form,
     store_context,
 )
 from civicloud.web import lists
 from civicloud.web.deps import SessionDep
-from civicloud.web.pages.forms import service_error
+from civicloud.web.pages.forms import rejected_form, service_error
 from civicloud.web.pages.guards import ConsoleActorDep, FormRejected, see_other
 from civicloud.web.pages.once import spend_form_token
 from civicloud.web.pages.rendering import holds_somewhere, page_language

@@ -16,9 +16,9 @@ from civicloud.core.i18n import N_
 from civicloud.core.identity.models import User
 from civicloud.core.identity.service import administered_user_or_raise
 from civicloud.store import keys
-from civicloud.store.web.views import PREFIX, form_state, page, rejected_form, store_context
+from civicloud.store.web.views import PREFIX, form_state, page, store_context
 from civicloud.web.deps import SessionDep
-from civicloud.web.pages.forms import service_error
+from civicloud.web.pages.forms import rejected_form, service_error
 from civicloud.web.pages.guards import ConsoleActorDep, FormRejected, see_other
 from civicloud.web.pages.once import form_token as new_form_token
 from civicloud.web.pages.once import spend_form_token

@@ -24,12 +24,12 @@ from civicloud.store.web.views import (
     page,
     parse_count,
     parse_quota_gib,
-    rejected_form,
     size_text,
     store_context,
 )
 from civicloud.web import lists
 from civicloud.web.deps import SessionDep, services_of
+from civicloud.web.pages.forms import rejected_form
 from civicloud.web.pages.guards import ConsoleActorDep, FormRejected, see_other
 from civicloud.web.pages.rendering import holds_somewhere
 

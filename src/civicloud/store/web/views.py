@@ -90,13 +90,6 @@ def form_state(data: dict[str, str] | None = None) -> dict[str, Any]:
     return {"data": data or {}, "errors": {}, "summary": None}
 
 
-def rejected_form(
-    data: dict[str, str], errors: dict[str, str], summary: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """A refused form: its values as sent, each field's error, the service's reason."""
-    return {"data": data, "errors": errors, "summary": summary}
-
-
 def parse_quota_gib(text: str) -> tuple[int | None, bool]:
     """A quota typed in GiB (decimals allowed; empty: none) as bytes, and whether it was valid."""
     text = text.strip()

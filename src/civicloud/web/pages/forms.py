@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from fastapi import Request
 from pydantic import ValidationError
+from starlette.datastructures import UploadFile
 
 from civicloud.core.errors import CivicloudError
 from civicloud.core.i18n import N_
+from civicloud.web.deps import SAFE_METHODS
 
 #: What to tell the user about a field whose value a schema refused.
 FIELD_HINTS: dict[str, str] = {
@@ -121,3 +126,33 @@ def safe_next(value: str | None, default: str = "/console") -> str:
     if parts.scheme or parts.netloc:
         return default
     return value
+
+
+def rejected_form(
+    data: Mapping[str, str], errors: Mapping[str, str], summary: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """A form as a page shows it again: its values as sent, each field's error, and the
+    service's reason for refusing it (``service_error``), if it gave one."""
+    return {"data": dict(data), "errors": dict(errors), "summary": summary}
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A form's file: its bytes (empty when none was sent) and the name it was sent under."""
+
+    content: bytes
+    name: str
+
+
+def uploaded(field: str) -> Callable[[Request], Awaitable[Upload]]:
+    """A dependency that reads the form's file ``field`` (nothing on a GET or HEAD)."""
+
+    async def read(request: Request) -> Upload:
+        if request.method in SAFE_METHODS:
+            return Upload(b"", "")
+        upload = (await request.form()).get(field)
+        if not isinstance(upload, UploadFile):
+            return Upload(b"", "")
+        return Upload(await upload.read(), upload.filename or "")
+
+    return read
