@@ -86,6 +86,14 @@ def put_mapping(
     return kept
 
 
+def find_mapping(
+    *, session: Session, actor: Actor, network_id: uuid.UUID
+) -> TrafficDetectorMapping | None:
+    """The network's latest detector mapping, or ``None`` when it has none."""
+    row = networks.get_network(session=session, actor=actor, network_id=network_id)
+    return _latest(session, row.id)
+
+
 def current_mapping(
     *, session: Session, actor: Actor, network_id: uuid.UUID
 ) -> TrafficDetectorMapping:

@@ -19,7 +19,7 @@ from civicloud.core.actor import Actor
 from civicloud.core.errors import CivicloudError
 from civicloud.core.i18n import N_
 from civicloud.core.tenants.models import Tenant
-from civicloud.traffic import networks, plans, timeofday, timespace
+from civicloud.traffic import mappings, networks, plans, timeofday, timespace
 from civicloud.traffic.models import TrafficPlan
 from civicloud.traffic.optimize import Limits
 from civicloud.web.bodies import BodyLimitRoute, takes_bodies_up_to
@@ -84,6 +84,7 @@ DONE = {
     "issued": N_("The plan was issued: its signals run it from now on."),
     "rolled_back": N_("The signal went back to the plan it ran before."),
     "imported": N_("The network was imported. Draft a plan for it from its counts."),
+    "mapped": N_("The detector mapping was kept as the network's current one."),
 }
 
 
@@ -212,6 +213,7 @@ def _network_page(
             "status_labels": STATUS_LABELS,
             "may_draft": _may(session, actor, "traffic.network.admin", row.tenant_id),
             "may_approve": _may(session, actor, "traffic.plan.approve", row.tenant_id),
+            "mapping": mappings.find_mapping(session=session, actor=actor, network_id=row.id),
             "done": DONE.get(done),
             "form": form
             or rejected_form(
@@ -219,6 +221,57 @@ def _network_page(
             ),
         },
         status_code=status,
+    )
+
+
+MappingFileDep = Annotated[Upload, Depends(uploaded("mapping"))]
+
+
+@router.post("/console/traffic/networks/{network_id}/detectors", name="traffic.page.detectors_put")
+@takes_bodies_up_to(mappings.MAX_MAPPING_BYTES + FORM_SLACK_BYTES)
+def put_detector_mapping(
+    request: Request,
+    session: SessionDep,
+    actor: ConsoleActorDep,
+    network_id: uuid.UUID,
+    upload: MappingFileDep,
+) -> Response:
+    """Keep a new version of the network's detector mapping from an uploaded CSV file."""
+    errors: dict[str, str] = {}
+    if not upload.content:
+        errors["mapping"] = N_("Choose a detector mapping file (CSV).")
+    summary = None
+    if not errors:
+        try:
+            mappings.put_mapping(
+                session=session, actor=actor, network_id=network_id, content=upload.content
+            )
+        except CivicloudError as exc:
+            summary = service_error(exc)
+            form = rejected_form({}, errors, summary)
+            page = _network_page(
+                request, session, actor, network_id, form=form, status=_refused(exc)
+            )
+            raise FormRejected(page) from exc
+        return see_other(f"/console/traffic/networks/{network_id}?done=mapped")
+    page = _network_page(
+        request, session, actor, network_id, form=rejected_form({}, errors), status=422
+    )
+    raise FormRejected(page)
+
+
+@router.get(
+    "/console/traffic/networks/{network_id}/detectors.csv", name="traffic.page.detectors_csv"
+)
+def detector_mapping_csv(
+    session: SessionDep, actor: ConsoleActorDep, network_id: uuid.UUID
+) -> Response:
+    """The network's current detector mapping, as it was uploaded."""
+    row = mappings.current_mapping(session=session, actor=actor, network_id=network_id)
+    return Response(
+        row.content,
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="detectors-v{row.version}.csv"'},
     )
 
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
-from tests.factories.core import SiblingWorld, make_member, unique
+from tests.factories.core import PASSWORD, Member, SiblingWorld, make_member, unique
+from tests.functional.web.helpers import HTML, Browser, text_of
 
 from civicloud.core.actor import Actor
 from civicloud.core.audit.models import AuditRecord
@@ -192,3 +194,53 @@ def test_readers_read_only_engineers_write_and_other_tenants_see_nothing(
         assert client.get(url, headers=site.outsider.headers).status_code == 404
     assert _put(client, site, MAPPING, site.outsider.headers).status_code == 404
     assert _versions(core_services, site) == 1
+
+
+def test_the_console_shows_the_mapping_and_takes_a_new_version(
+    api_app: FastAPI, core_services: Services, site: Site
+) -> None:
+    def browser(member: Member) -> Browser:
+        test_client = TestClient(
+            api_app, base_url="https://testserver", headers={**HTML, "Accept-Language": "en"}
+        )
+        opened = Browser(test_client)
+        assert opened.sign_in(member.user.username, PASSWORD).status_code == 303
+        return opened
+
+    url = f"/console/traffic/networks/{site.network_id}"
+    viewer, engineer = browser(site.viewer), browser(site.engineer)
+    seen = viewer.client.get(url).text
+    assert "No detector mapping yet." in text_of(seen)
+    assert "Upload the mapping" not in seen
+
+    def post(content: bytes | None):  # type: ignore[no-untyped-def]
+        files = {"mapping": ("detectors.csv", content, "text/csv")} if content else None
+        return engineer.client.post(
+            f"{url}/detectors",
+            data={"csrf_token": engineer.csrf()},
+            files=files,
+            follow_redirects=False,
+        )
+
+    missing = post(None)
+    assert missing.status_code == 422
+    assert "Choose a detector mapping file (CSV)." in missing.text
+    bad = post((MAP_HEADER + "d1,NOPE,x,y,,1\n").encode())
+    assert bad.status_code == 422
+    assert "detector mapping rows were refused" in text_of(bad.text)
+    assert _versions(core_services, site) == 0
+    done = post(MAPPING.encode())
+    assert done.status_code == 303, done.text[:300]
+    shown = text_of(viewer.client.get(url).text)
+    assert "Version 1: 2 detectors on 3 rows" in shown
+    download = viewer.client.get(f"{url}/detectors.csv")
+    assert download.status_code == 200
+    assert download.text == MAPPING
+    # A viewer cannot post the form either.
+    refused = viewer.client.post(
+        f"{url}/detectors",
+        data={"csrf_token": viewer.csrf()},
+        files={"mapping": ("detectors.csv", MAPPING.encode(), "text/csv")},
+        follow_redirects=False,
+    )
+    assert refused.status_code == 403

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -144,15 +144,23 @@ class Upload:
     name: str
 
 
-def uploaded(field: str) -> Callable[[Request], Awaitable[Upload]]:
-    """A dependency that reads the form's file ``field`` (nothing on a GET or HEAD)."""
+def uploaded(field: str) -> Callable[[Request], AsyncIterator[Upload]]:
+    """A dependency that reads the form's file ``field`` (nothing on a GET or HEAD), and
+    closes the form's files when the request is done (a route without form fields of its own
+    has nobody else to)."""
 
-    async def read(request: Request) -> Upload:
+    async def read(request: Request) -> AsyncIterator[Upload]:
         if request.method in SAFE_METHODS:
-            return Upload(b"", "")
-        upload = (await request.form()).get(field)
-        if not isinstance(upload, UploadFile):
-            return Upload(b"", "")
-        return Upload(await upload.read(), upload.filename or "")
+            yield Upload(b"", "")
+            return
+        form = await request.form()
+        try:
+            upload = form.get(field)
+            if isinstance(upload, UploadFile):
+                yield Upload(await upload.read(), upload.filename or "")
+            else:
+                yield Upload(b"", "")
+        finally:
+            await form.close()
 
     return read
