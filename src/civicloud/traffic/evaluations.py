@@ -454,21 +454,23 @@ class Figures:
 
 
 def summaries(row: TrafficEvaluation) -> list[simulate.Summary]:
-    """A done evaluation's figures as the simulator gave them, control by control."""
+    """A done evaluation's figures as the simulator gave them, in :data:`CONTROLS` order."""
     if not row.results:
         return []
-    return [
+    found = [
         simulate.Summary(
             str(control["name"]),
             tuple(simulate.RunFigures(**run) for run in control["runs"]),
         )
         for control in row.results.get("controls", [])
     ]
+    order = {name: i for i, name in enumerate(CONTROLS)}
+    return sorted(found, key=lambda s: order.get(s.name, len(order)))
 
 
 def figures(row: TrafficEvaluation) -> list[Figures]:
     """Each control's figures of a done evaluation (none before), in :data:`CONTROLS` order."""
-    found = []
+    found: list[Figures] = []
     for s in summaries(row):
         low, high = s.spread("total_delay_vehh")
         found.append(
@@ -486,5 +488,4 @@ def figures(row: TrafficEvaluation) -> list[Figures]:
                 not_inserted=s.mean("not_inserted"),
             )
         )
-    order = {name: i for i, name in enumerate(CONTROLS)}
-    return sorted(found, key=lambda f: order.get(f.name, len(order)))
+    return found

@@ -388,7 +388,7 @@ def _charts(
     def label(name: str) -> str:
         return translate(CONTROL_LABELS.get(name, name)) if name in CONTROL_LABELS else name
 
-    charts = [
+    charts: list[tuple[str, str, Callable[[Any], str], list[tuple[str, float]]]] = [
         (
             "delay",
             N_("Total delay (vehicle-hours, min..max over the seeds)"),
@@ -421,9 +421,12 @@ def _charts(
         for f in found
     ]
     return {
+        # A figure that is zero for every control (no vehicle left waiting to enter) is not
+        # drawn: the table shows it.
         "charts": [
             {"key": key, "title": title, "value": value, "items": items}
             for key, title, value, items in charts
+            if any(float(v) for _, v in items)
         ],
         "rows": rows,
     }
