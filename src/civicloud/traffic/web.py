@@ -339,7 +339,7 @@ def roll_back(
 EVALUATION_LABELS = {
     "queued": N_("Waiting to run"),
     "running": N_("Running"),
-    "done": N_("Finished"),
+    "done": N_("Evaluated"),
     "failed": N_("Failed"),
 }
 #: The controls, as the charts and the table name them.

@@ -142,6 +142,7 @@ def signed_in(api_app: FastAPI) -> Iterator[Callable[[Member, str], Browser]]:
         test_client.close()
 
 
+@pytest.mark.slow
 def test_a_stored_plan_is_evaluated_by_the_job_with_its_progress_seen_as_it_goes(
     client: TestClient,
     core_services: Services,
@@ -224,6 +225,7 @@ def test_a_stored_plan_is_evaluated_by_the_job_with_its_progress_seen_as_it_goes
     assert f"/console/traffic/evaluations/{evaluation_id}" in plan_page
 
 
+@pytest.mark.slow
 def test_the_cli_evaluates_a_stored_plan_with_its_design_hour_kept(
     client: TestClient,
     core_services: Services,
