@@ -75,6 +75,12 @@ MODULE = Module(
             "civicloud.traffic.jobs:flush_counts",
             every_seconds=60.0,
         ),
+        Job(
+            "traffic.evaluate_plans",
+            N_("Evaluate stored signal plans in SUMO"),
+            "civicloud.traffic.jobs:evaluate_plans",
+            every_seconds=10.0,
+        ),
     ),
 )
 

@@ -4,15 +4,29 @@ plans drafted, reviewed, issued and rolled back on them (thin adapters over ``pl
 from __future__ import annotations
 
 import uuid
+from dataclasses import asdict
 from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from civicloud.traffic import countstore, mappings, networks, plans, timeofday, timespace
+from civicloud.traffic import (
+    countstore,
+    evaluations,
+    mappings,
+    networks,
+    plans,
+    timeofday,
+    timespace,
+)
 from civicloud.traffic.context import TrafficContext
-from civicloud.traffic.models import TrafficDetectorMapping, TrafficNetwork, TrafficPlan
+from civicloud.traffic.models import (
+    TrafficDetectorMapping,
+    TrafficEvaluation,
+    TrafficNetwork,
+    TrafficPlan,
+)
 from civicloud.traffic.optimize import Limits
 from civicloud.web.bodies import BodyLimitRoute, takes_bodies_up_to
 from civicloud.web.deps import ActorDep, SessionDep, services_of
@@ -619,3 +633,133 @@ def ingest_detector_counts(
         day=day,
     )
     return _ingested(result)
+
+
+# --- evaluations in SUMO --------------------------------------------------------------------
+
+
+class EvaluationIn(BaseModel):
+    """An evaluation of a stored plan: the number of demand samples (1..10) and, the first time
+    a plan is evaluated, the counts it was drafted from (the CSV's text, or the days kept)."""
+
+    seeds: int = 3
+    counts_csv: str | None = Field(default=None, min_length=1, max_length=plans.MAX_COUNTS_BYTES)
+    first_day: date | None = None
+    last_day: date | None = None
+
+
+class EvaluationRunOut(BaseModel):
+    vehicles: int
+    mean_travel_time_s: float
+    mean_waiting_s: float
+    mean_time_loss_s: float
+    total_delay_vehh: float
+    stops: int
+    not_inserted: int
+
+
+class EvaluationControlOut(BaseModel):
+    #: ``network`` (the network's own programs), ``plan`` or ``actuated`` (SUMO's, a reference).
+    name: str
+    runs: list[EvaluationRunOut]
+    #: Means over the runs; total delay also with its min..max.
+    total_delay_vehh: float
+    total_delay_min_vehh: float
+    total_delay_max_vehh: float
+    mean_travel_time_s: float
+    mean_waiting_s: float
+    mean_time_loss_s: float
+    vehicles: float
+    stops: float
+    not_inserted: float
+
+
+class EvaluationOut(BaseModel):
+    id: uuid.UUID
+    plan_id: uuid.UUID
+    network_id: uuid.UUID
+    seeds: int
+    #: ``queued``, ``running``, ``done`` or ``failed``.
+    status: str
+    steps_done: int
+    steps_total: int
+    error: str | None
+    error_code: str | None
+    requested_by: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    #: Per control, once done: its runs and their means.
+    controls: list[EvaluationControlOut]
+
+
+def _evaluation_out(row: TrafficEvaluation) -> EvaluationOut:
+    runs = {s.name: s.runs for s in evaluations.summaries(row)}
+    return EvaluationOut(
+        id=row.id,
+        plan_id=row.plan_id,
+        network_id=row.network_id,
+        seeds=row.seeds,
+        status=row.status,
+        steps_done=row.steps_done,
+        steps_total=row.steps_total,
+        error=row.error,
+        error_code=(row.error_detail or {}).get("code"),
+        requested_by=row.requested_by,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        controls=[
+            EvaluationControlOut(
+                name=f.name,
+                runs=[EvaluationRunOut(**asdict(r)) for r in runs[f.name]],
+                total_delay_vehh=f.total_delay_vehh,
+                total_delay_min_vehh=f.total_delay_low,
+                total_delay_max_vehh=f.total_delay_high,
+                mean_travel_time_s=f.mean_travel_time_s,
+                mean_waiting_s=f.mean_waiting_s,
+                mean_time_loss_s=f.mean_time_loss_s,
+                vehicles=f.vehicles,
+                stops=f.stops,
+                not_inserted=f.not_inserted,
+            )
+            for f in evaluations.figures(row)
+        ],
+    )
+
+
+@router.post("/plans/{plan_id}/evaluations", name="traffic.evaluation.request", status_code=202)
+@takes_bodies_up_to(DRAFT_BODY_BYTES)
+def request_evaluation(
+    request: Request, session: SessionDep, actor: ActorDep, plan_id: uuid.UUID, body: EvaluationIn
+) -> EvaluationOut:
+    """Queue an evaluation of the plan in SUMO: the network's programs, the plan and SUMO's
+    actuated control under the plan's design hour; follow it with its ``GET``."""
+    days = [d for d in (body.first_day, body.last_day) if d is not None]
+    row = evaluations.request_evaluation(
+        session=session,
+        actor=actor,
+        plan_id=plan_id,
+        seeds=body.seeds,
+        counts=body.counts_csv.encode() if body.counts_csv is not None else None,
+        stored=(days[0], days[-1]) if days else None,
+        context=traffic_context(request),
+    )
+    return _evaluation_out(row)
+
+
+@router.get("/evaluations/{evaluation_id}", name="traffic.evaluation.get")
+def get_evaluation(session: SessionDep, actor: ActorDep, evaluation_id: uuid.UUID) -> EvaluationOut:
+    """An evaluation: its progress (steps done of the total), then its figures or its error."""
+    return _evaluation_out(
+        evaluations.get_evaluation(session=session, actor=actor, evaluation_id=evaluation_id)
+    )
+
+
+@router.get("/plans/{plan_id}/evaluations", name="traffic.evaluation.list")
+def list_evaluations(
+    session: SessionDep, actor: ActorDep, plan_id: uuid.UUID
+) -> list[EvaluationOut]:
+    """The plan's evaluations, newest first."""
+    rows = evaluations.list_evaluations(session=session, actor=actor, plan_id=plan_id)
+    return [_evaluation_out(row) for row in rows]

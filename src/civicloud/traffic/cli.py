@@ -15,6 +15,8 @@ out.
 from __future__ import annotations
 
 import os
+import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -32,11 +34,14 @@ from civicloud.cli.common import (
     unit_of_work,
 )
 from civicloud.core import tenants
+from civicloud.core.db import utcnow
 from civicloud.core.errors import NotFound
 from civicloud.core.tenants.models import Tenant
 from civicloud.traffic import detectors as detector_counts
-from civicloud.traffic import export, networks, service, simulate, timeofday
+from civicloud.traffic import evaluations, export, networks, service, simulate, timeofday
+from civicloud.traffic.context import TrafficContext
 from civicloud.traffic.counts import CountsReport, zone_offset_s
+from civicloud.traffic.errors import EvaluationFailed
 from civicloud.traffic.optimize import Limits
 
 DetectorsOpt = Annotated[
@@ -321,3 +326,82 @@ def evaluate(
         ],
         simulate.summary_rows(results),
     )
+
+
+#: The columns of an evaluation's table, the same for files and stored plans.
+EVALUATION_COLUMNS = [
+    "control",
+    "total delay veh-h (min..max)",
+    "travel time s",
+    "waiting s",
+    "time loss s",
+    "vehicles",
+    "stops",
+    "not inserted",
+]
+
+
+@traffic_app.command("evaluate-stored")
+@handle_errors
+def evaluate_stored(
+    plan_id: Annotated[uuid.UUID, typer.Option("--plan-id", help="The stored plan's id.")],
+    seeds: Annotated[
+        int,
+        typer.Option(
+            "--seeds",
+            help=f"Demand samples ({evaluations.MIN_SEEDS}..{evaluations.MAX_SEEDS}).",
+        ),
+    ] = 3,
+    counts: Annotated[
+        Path | None,
+        typer.Option(
+            "--counts",
+            help="The counts CSV the plan was drafted from (needed the first time a plan is "
+            "evaluated; later ones reuse its design hour).",
+        ),
+    ] = None,
+    first_day: Annotated[
+        datetime | None,
+        typer.Option("--first-day", formats=["%Y-%m-%d"], help="Or: the kept counts' first day."),
+    ] = None,
+    last_day: Annotated[
+        datetime | None,
+        typer.Option("--last-day", formats=["%Y-%m-%d"], help="And their last day."),
+    ] = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Evaluate a stored plan in SUMO here and now (as the job would): the network's programs,
+    the plan and SUMO's actuated control under the plan's design hour; store and print the
+    figures over the seeds (mean, and min..max)."""
+    content = counts.read_bytes() if counts is not None else None
+    days = [d.date() for d in (first_day, last_day) if d is not None]
+    services = open_services(data_dir)
+    with unit_of_work(services) as session:
+        row = evaluations.request_evaluation(
+            session=session,
+            actor=cli_actor(),
+            plan_id=plan_id,
+            seeds=seeds,
+            counts=content,
+            stored=(days[0], days[-1]) if days else None,
+            context=services.context("traffic", TrafficContext),
+        )
+        # Claimed in the same transaction: no worker of a server takes it meanwhile.
+        evaluations.claim(session=session, evaluation_id=row.id, now=utcnow())
+        evaluation_id = row.id
+    err_console.print(f"evaluation {evaluation_id}: {seeds} seeds", highlight=False)
+
+    def progress(done: int, total: int, name: str) -> None:
+        err_console.print(f"[{done}/{total}] {name}", highlight=False)
+
+    ended = evaluations.run_claimed(services.db, evaluation_id, progress=progress)
+    if ended.status != "done":
+        raise EvaluationFailed(
+            "The evaluation failed: %(reason)s", params={"reason": ended.error or ended.status}
+        )
+    print_rows(
+        f"SUMO over {seeds} seeds: the design hour of the plan",
+        EVALUATION_COLUMNS,
+        simulate.summary_rows(evaluations.summaries(ended)),
+    )
+    console.print(f"stored as evaluation {evaluation_id}", highlight=False)

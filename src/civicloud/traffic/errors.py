@@ -12,15 +12,21 @@ serves every edge (a problem+json on the API, a line and an exit code on the CLI
     │   ├── MappingRejected: a detector-to-movement mapping that cannot be read or does not fit
     │   │   the network (``findings`` lists each finding with its line)
     │   ├── InvalidTimingLimits: a minimum cycle over the maximum, a non-positive green, ...
-    │   └── PlanUnreadable: a plan file (SUMO additional) that cannot be read or does not fit
+    │   ├── PlanUnreadable: a plan file (SUMO additional) that cannot be read or does not fit
+    │   ├── InvalidSeeds: a stored plan's evaluation takes 1 to 10 seeds
+    │   ├── DemandNeeded: a plan evaluated for the first time needs the counts it was drafted from
+    │   └── CountsNotThePlans: counts other than those the plan was drafted from
     ├── NetworkNotFound (404, exit 4)
     ├── PlanNotFound (404, exit 4)
     ├── MappingNotFound (404, exit 4): a network without a detector mapping yet
+    ├── EvaluationNotFound (404, exit 4)
     ├── NetworkNameTaken (409, exit 5): a tenant's networks have unique names
     ├── PlanStateConflict (409, exit 5): reviewing a plan already reviewed, issuing one not
     │   approved, rolling back a signal that runs the network's own program
     ├── OwnPlanReview (403, exit 3): the engineer who drafted a plan does not approve it
-    └── SimulationFailed (500, exit 1): SUMO or one of its tools stopped with an error
+    ├── SimulationFailed (500, exit 1): SUMO or one of its tools stopped with an error
+    └── EvaluationFailed (500, exit 1): a stored evaluation ended failed (``civicloud traffic
+        evaluate-stored`` says why)
 
 The messages are English templates (also their msgids); the console and the CLI translate them.
 """
@@ -111,3 +117,32 @@ class OwnPlanReview(TrafficError, PermissionDenied):
 class SimulationFailed(TrafficError):
     code = "traffic.simulation_failed"
     title = "Simulation failed"
+
+
+class EvaluationNotFound(TrafficError, NotFound):
+    code = "traffic.evaluation_not_found"
+
+
+class InvalidSeeds(TrafficInvalidInput):
+    """A stored plan's evaluation takes 1 to 10 seeds."""
+
+    code = "traffic.invalid_seeds"
+
+
+class DemandNeeded(TrafficInvalidInput):
+    """A plan evaluated for the first time needs the counts it was drafted from."""
+
+    code = "traffic.demand_needed"
+
+
+class CountsNotThePlans(TrafficInvalidInput):
+    """Counts other than those the plan was drafted from (their SHA-256 differs)."""
+
+    code = "traffic.counts_not_the_plans"
+
+
+class EvaluationFailed(TrafficError):
+    """A stored evaluation ended failed (the command that ran it says why)."""
+
+    code = "traffic.evaluation_failed"
+    title = "Evaluation failed"

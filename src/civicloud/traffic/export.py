@@ -15,7 +15,7 @@ SUMO's time 0 is midnight). Their timing sheets carry each row's period (name, s
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
@@ -48,6 +48,35 @@ def sumo_additional(plans: Sequence[SignalPlan], program_id: str = PROGRAM_ID) -
     lines = [*_HEAD, "<!-- Fixed-time signal plans made by civicloud Traffic. -->", "<additional>"]
     for plan in plans:
         lines += _tl_logic(plan, program_id)
+    lines.append("</additional>")
+    return "\n".join(lines) + "\n"
+
+
+def design_sheet(sheet: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A stored plan's sheet of one period: the sheet itself, or a time-of-day plan's busiest
+    period's (``design_period``)."""
+    if "periods" not in sheet:
+        return sheet
+    periods = list(sheet["periods"])
+    chosen = sheet.get("design_period")
+    return next((p for p in periods if p.get("name") == chosen), periods[0] if periods else {})
+
+
+def sumo_of_sheet(sheet: Mapping[str, Any], program_id: str = PROGRAM_ID) -> str:
+    """The SUMO file of one period's timing sheet (``timing_sheet``, or a period of
+    ``time_of_day_sheet``): a fixed-time program per signal, as ``sumo_additional`` writes it."""
+    lines = [*_HEAD, "<!-- Fixed-time signal plans made by civicloud Traffic. -->", "<additional>"]
+    for signal in sheet.get("signals", []):
+        lines.append(
+            f'    <tlLogic id={quoteattr(str(signal["tls_id"]))} type="static" '
+            f'programID={quoteattr(program_id)} offset="{_number(float(signal["offset_s"]))}">'
+        )
+        for phase in signal["phases"]:
+            lines.append(
+                f'        <phase duration="{_number(float(phase["duration_s"]))}" '
+                f"state={quoteattr(str(phase['state']))}/>"
+            )
+        lines.append("    </tlLogic>")
     lines.append("</additional>")
     return "\n".join(lines) + "\n"
 

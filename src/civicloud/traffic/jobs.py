@@ -1,6 +1,8 @@
 """Traffic's background job, run by the core's job runner, one network per unit of work:
 
 - ``traffic.flush_counts``: each network's counts received over MQTT become a Parquet batch.
+- ``traffic.evaluate_plans``: queued evaluations of stored plans run in SUMO, one by one (and
+  one a dead worker left running is taken again; see ``traffic.evaluations``).
 """
 
 from __future__ import annotations
@@ -11,10 +13,10 @@ from collections.abc import Sequence
 from sqlalchemy.orm import Session
 
 from civicloud.core.jobs import JobEnv, Work
-from civicloud.traffic import inbox
+from civicloud.traffic import evaluations, inbox
 from civicloud.traffic.context import TrafficContext
 
-__all__ = ["flush_counts"]
+__all__ = ["evaluate_plans", "flush_counts"]
 
 
 def _context(env: JobEnv) -> TrafficContext:
@@ -33,3 +35,17 @@ def _flush(session: Session, env: JobEnv, network_id: uuid.UUID) -> str | None:
 
 
 flush_counts = Work(_waiting, _flush)
+
+
+def _due_evaluations(session: Session, env: JobEnv) -> Sequence[uuid.UUID]:
+    return evaluations.due(session=session, now=env.now)
+
+
+def _evaluate(session: Session, env: JobEnv, evaluation_id: uuid.UUID) -> str | None:
+    # The runner's unit of work is left unused: a run lasts minutes, and its claim, each step
+    # and its figures are committed in short units of their own so that progress is seen.
+    ended = evaluations.run_evaluation(env.services.db, evaluation_id)
+    return None if ended is None else ended.status
+
+
+evaluate_plans = Work(_due_evaluations, _evaluate)

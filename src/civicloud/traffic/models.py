@@ -212,3 +212,57 @@ class TrafficDetectorMapping(Base):
     rows: Mapped[int]
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+#: An evaluation's course: queued, running (with its steps), then done or failed.
+EVALUATION_STATUSES = ("queued", "running", "done", "failed")
+
+
+class TrafficEvaluation(Base):
+    """A stored plan proven in SUMO: the network's programs, the plan and SUMO's actuated
+    control, each run under the plan's design demand over ``seeds`` demand samples.
+
+    ``demand`` is the design hour the plan was timed for, per movement (veh/h): a plan keeps its
+    timing and the SHA-256 of its counts, not the counts, so the evaluation keeps the demand it
+    ran under. ``progress_at`` moves with every step: a running evaluation whose progress
+    stopped long ago was left by a worker that died (``traffic.evaluations``).
+    """
+
+    __tablename__ = "traffic_evaluation"
+    __table_args__ = (
+        CheckConstraint("status IN ('queued', 'running', 'done', 'failed')", name="status_known"),
+        CheckConstraint("seeds >= 1 AND seeds <= 10", name="seeds_range"),
+        CheckConstraint("steps_done >= 0 AND steps_done <= steps_total", name="steps_within_total"),
+        CheckConstraint("attempts >= 0", name="attempts_positive"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenant.id", ondelete="RESTRICT"), index=True
+    )
+    network_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("traffic_network.id", ondelete="RESTRICT"), index=True
+    )
+    plan_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("traffic_plan.id", ondelete="RESTRICT"), index=True
+    )
+    seeds: Mapped[int]
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    #: The design hour, ``[[tls_id, from_edge, to_edge, veh/h], ...]``, and its counts' SHA-256.
+    demand: Mapped[list[Any]] = mapped_column(JSON)
+    counts_sha256: Mapped[str] = mapped_column(String(64))
+    steps_done: Mapped[int] = mapped_column(default=0)
+    steps_total: Mapped[int]
+    #: How often a worker took it (a second time only after the first stopped midway).
+    attempts: Mapped[int] = mapped_column(default=0)
+    #: ``{"controls": [{"name": ..., "runs": [{figure: value, ...}, ...]}, ...]}`` when done.
+    results: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: Why it failed (English), and the message's template and parameters for translation.
+    error: Mapped[str | None] = mapped_column(String(1000))
+    error_detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    requested_by: Mapped[str] = mapped_column(String(200))
+    requested_by_user: Mapped[uuid.UUID | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    progress_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]

@@ -290,6 +290,15 @@ def _flagged(
     return tuple(found)
 
 
+def design_additional(plan: TrafficPlan) -> bytes:
+    """The plan's SUMO file for its design hour: its own file, or, for a time-of-day plan,
+    the programs of its busiest period alone (its switch schedule would run midnight's
+    period from a simulation's time 0)."""
+    if "periods" not in plan.sheet:
+        return plan.additional
+    return export.sumo_of_sheet(export.design_sheet(plan.sheet)).encode()
+
+
 def list_plans(*, session: Session, actor: Actor, network_id: uuid.UUID) -> list[TrafficPlan]:
     row = networks.get_network(session=session, actor=actor, network_id=network_id)
     return list(

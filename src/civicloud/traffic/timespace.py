@@ -31,7 +31,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from civicloud.core.actor import Actor
-from civicloud.traffic import networks, plans
+from civicloud.traffic import export, networks, plans
 from civicloud.traffic.coordinate import _Link, neighbours
 from civicloud.traffic.network import GREEN, Network, Phase, Signal
 
@@ -70,20 +70,11 @@ def network_timings(network: Network) -> dict[str, Timing]:
     }
 
 
-def design_sheet(sheet: Mapping[str, Any]) -> Mapping[str, Any]:
-    """A plan's sheet of one period: the sheet itself, or a time-of-day plan's busiest period."""
-    if "periods" not in sheet:
-        return sheet
-    periods = list(sheet["periods"])
-    chosen = sheet.get("design_period")
-    return next((p for p in periods if p.get("name") == chosen), periods[0] if periods else {})
-
-
 def sheet_timings(sheet: Mapping[str, Any]) -> dict[str, Timing]:
     """The programs of a timing sheet (a stored plan's ``sheet``; of a time-of-day plan, its
     busiest period's)."""
     found: dict[str, Timing] = {}
-    for each in design_sheet(sheet).get("signals", []):
+    for each in export.design_sheet(sheet).get("signals", []):
         phases = tuple(
             Phase(duration=float(p["duration_s"]), state=str(p["state"]))
             for p in each.get("phases", [])

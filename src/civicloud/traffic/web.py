@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Callable
 from typing import Annotated, Any
 
+from babel.numbers import format_decimal
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
@@ -19,14 +21,22 @@ from civicloud.core.actor import Actor
 from civicloud.core.errors import CivicloudError
 from civicloud.core.i18n import N_
 from civicloud.core.tenants.models import Tenant
-from civicloud.traffic import mappings, networks, plans, timeofday, timespace
+from civicloud.traffic import (
+    evaluations,
+    export,
+    mappings,
+    networks,
+    plans,
+    timeofday,
+    timespace,
+)
 from civicloud.traffic.models import TrafficPlan
 from civicloud.traffic.optimize import Limits
 from civicloud.web.bodies import BodyLimitRoute, takes_bodies_up_to
 from civicloud.web.deps import SessionDep
 from civicloud.web.pages.forms import Upload, rejected_form, service_error, uploaded
 from civicloud.web.pages.guards import ConsoleActorDep, FormRejected, see_other
-from civicloud.web.pages.rendering import page_language, render
+from civicloud.web.pages.rendering import get_renderer, page_language, render
 
 router = APIRouter(include_in_schema=False, route_class=BodyLimitRoute)
 #: A form's body: its file and a little more for the fields and the multipart framing.
@@ -372,7 +382,7 @@ def _plan_page(
         f["before_bar"] = round(f["before_delay_s"] / longest * CHART_WIDTH, 1)
         f["after_bar"] = round(f["delay_s"] / longest * CHART_WIDTH, 1)
     approver = _may(session, actor, "traffic.plan.approve", plan.tenant_id)
-    design = timespace.design_sheet(plan.sheet)
+    design = export.design_sheet(plan.sheet)
     own = actor.user_id is not None and actor.user_id == plan.created_by_user
     return render(
         request,
@@ -393,6 +403,11 @@ def _plan_page(
             "corridors": found.corridors,
             "chosen": found.chosen,
             "drawings": _drawings(found),
+            "evaluations": evaluations.list_evaluations(
+                session=session, actor=actor, plan_id=plan.id
+            ),
+            "may_evaluate": evaluations.may_request(session=session, actor=actor, plan=plan),
+            "evaluation_labels": EVALUATION_LABELS,
         },
         status_code=status,
     )
@@ -570,3 +585,172 @@ def roll_back(
         page = _network_page(request, session, actor, network_id, form=form, status=_refused(exc))
         raise FormRejected(page) from exc
     return see_other(f"/console/traffic/networks/{network_id}?done=rolled_back")
+
+
+# --- evaluations in SUMO ------------------------------------------------------------------------
+
+#: An evaluation's status, as people read it.
+EVALUATION_LABELS = {
+    "queued": N_("Waiting to run"),
+    "running": N_("Running"),
+    "done": N_("Evaluated"),
+    "failed": N_("Failed"),
+}
+#: The controls, as the charts and the table name them.
+CONTROL_LABELS = {
+    "network": N_("The network's own program"),
+    "plan": N_("This plan"),
+    "actuated": N_("SUMO's actuated control (reference)"),
+}
+#: While an evaluation waits or runs, its page is shown again this often (seconds).
+REFRESH_SECONDS = 5
+
+
+def _decimal(language: str, digits: int) -> Callable[[Any], str]:
+    pattern = "#,##0" + ("." + "0" * digits if digits else "")
+    locale = "zh_Hans_CN" if language == "zh" else "en"
+
+    def text(value: Any) -> str:
+        return format_decimal(float(value), format=pattern, locale=locale)
+
+    return text
+
+
+class _Spread(float):
+    """A mean that carries its min..max over the seeds, for the total delay chart."""
+
+    low: float
+    high: float
+
+    def __new__(cls, mean: float, low: float, high: float) -> _Spread:
+        made = super().__new__(cls, mean)
+        made.low, made.high = low, high
+        return made
+
+
+def _charts(
+    language: str, found: list[evaluations.Figures], translate: Callable[[str], str]
+) -> dict[str, Any]:
+    """What the evaluation page draws and lists, in the page's language."""
+    one, none = _decimal(language, 1), _decimal(language, 0)
+
+    def spread(value: Any) -> str:
+        if isinstance(value, _Spread):
+            return f"{one(value)} ({one(value.low)}..{one(value.high)})"
+        return one(value)
+
+    def label(name: str) -> str:
+        return translate(CONTROL_LABELS.get(name, name)) if name in CONTROL_LABELS else name
+
+    charts: list[tuple[str, str, Callable[[Any], str], list[tuple[str, float]]]] = [
+        (
+            "delay",
+            N_("Total delay (vehicle-hours, min..max over the seeds)"),
+            spread,
+            [(label(f.name), _Spread(f.total_delay_vehh, f.total_delay_low, f.total_delay_high))
+             for f in found],
+        ),
+        ("travel", N_("Mean travel time (s)"), one,
+         [(label(f.name), f.mean_travel_time_s) for f in found]),
+        ("waiting", N_("Mean waiting time (s)"), one,
+         [(label(f.name), f.mean_waiting_s) for f in found]),
+        ("loss", N_("Mean time loss (s)"), one,
+         [(label(f.name), f.mean_time_loss_s) for f in found]),
+        ("stops", N_("Stops"), none, [(label(f.name), f.stops) for f in found]),
+        ("through", N_("Vehicles through"), none, [(label(f.name), f.vehicles) for f in found]),
+        ("waiting_to_enter", N_("Vehicles not inserted"), none,
+         [(label(f.name), f.not_inserted) for f in found]),
+    ]  # fmt: skip
+    rows = [
+        {
+            "name": label(f.name),
+            "delay": spread(_Spread(f.total_delay_vehh, f.total_delay_low, f.total_delay_high)),
+            "travel": one(f.mean_travel_time_s),
+            "waiting": one(f.mean_waiting_s),
+            "loss": one(f.mean_time_loss_s),
+            "through": none(f.vehicles),
+            "stops": none(f.stops),
+            "not_inserted": none(f.not_inserted),
+        }
+        for f in found
+    ]
+    return {
+        # A figure that is zero for every control (no vehicle left waiting to enter) is not
+        # drawn: the table shows it.
+        "charts": [
+            {"key": key, "title": title, "value": value, "items": items}
+            for key, title, value, items in charts
+            if any(float(v) for _, v in items)
+        ],
+        "rows": rows,
+    }
+
+
+@router.post("/console/traffic/plans/{plan_id}/evaluations", name="traffic.page.evaluation_request")
+@takes_bodies_up_to(plans.MAX_COUNTS_BYTES + FORM_SLACK_BYTES)
+def request_evaluation(
+    request: Request,
+    session: SessionDep,
+    actor: ConsoleActorDep,
+    plan_id: uuid.UUID,
+    upload: CountsFileDep,
+    seeds: Annotated[str, Form(max_length=10)] = "3",
+) -> Response:
+    """Queue an evaluation of the plan in SUMO."""
+    counts = upload.content
+    try:
+        count = int(seeds.strip())
+    except ValueError:
+        count = 0  # refused by the service with its own message
+    try:
+        row = evaluations.request_evaluation(
+            session=session,
+            actor=actor,
+            plan_id=plan_id,
+            seeds=count,
+            counts=counts or None,
+        )
+    except CivicloudError as exc:
+        page = _plan_page(
+            request, session, actor, plan_id, error=service_error(exc), status=_refused(exc)
+        )
+        raise FormRejected(page) from exc
+    return see_other(f"/console/traffic/evaluations/{row.id}")
+
+
+@router.get("/console/traffic/evaluations/{evaluation_id}", name="traffic.page.evaluation")
+def evaluation_page(
+    request: Request, session: SessionDep, actor: ConsoleActorDep, evaluation_id: uuid.UUID
+) -> HTMLResponse:
+    """An evaluation in SUMO: its progress while it runs, then its figures before and after."""
+    row = evaluations.get_evaluation(session=session, actor=actor, evaluation_id=evaluation_id)
+    plan = plans.get_plan(session=session, actor=actor, plan_id=row.plan_id)
+    network = networks.get_network(session=session, actor=actor, network_id=row.network_id)
+    language = page_language(request)
+    renderer = get_renderer(request)
+
+    def translate(message: str) -> str:
+        return renderer.gettext(language, message)
+
+    detail = row.error_detail or {}
+    response = render(
+        request,
+        "traffic/evaluation.html",
+        {
+            "section": "traffic",
+            "evaluation": row,
+            "plan": plan,
+            "row": network,
+            "status_label": EVALUATION_LABELS[row.status],
+            "percent": round(100 * row.steps_done / max(row.steps_total, 1)),
+            "failure": {
+                "template": detail.get("template") or row.error or "",
+                "params": detail.get("params") or {},
+            },
+            **_charts(language, evaluations.figures(row), translate),
+        },
+    )
+    if row.status in ("queued", "running"):
+        # Shown again until it ends: how far it got, then its figures (no script needed).
+        response.headers["Refresh"] = str(REFRESH_SECONDS)
+    return response

@@ -55,6 +55,7 @@ from civicloud.pay.schemas import BillerCreate
 from civicloud.pay.web.views import beijing_now
 from civicloud.store import service as store_service
 from civicloud.store.context import StoreContext
+from civicloud.traffic import evaluations as traffic_evaluations
 from civicloud.traffic import networks as traffic_networks
 from civicloud.traffic import plans as traffic_plans
 from civicloud.traffic import sumo
@@ -619,9 +620,14 @@ def test_every_chinese_page_speaks_chinese_and_yuan(
             limits=Limits(),
         )
         plan_id = str(plan.id)
+        evaluation = traffic_evaluations.request_evaluation(
+            session=session, actor=Actor.system("tests"), plan_id=plan.id, seeds=1, counts=counts
+        )
+        evaluation_id = str(evaluation.id)
     values = {
         "network_id": network_id,
         "plan_id": plan_id,
+        "evaluation_id": evaluation_id,
         "bucket": bucket,
         "biller_id": world.biller_id,
         "payment_id": payment_id,

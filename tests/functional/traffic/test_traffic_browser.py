@@ -294,11 +294,14 @@ def test_engineers_draft_approve_issue_and_roll_back_a_plan(
         # When the engineer opens the corridor
         drafter.get_by_role("link", name=network_name, exact=True).click()
         expect(drafter).to_have_url(network_url)
-        # (a page of its own name and class, with one draft form, inside the main content)
+        # (a page of its own name and class, with one draft form and one detector mapping
+        # form, inside the main content)
         assert drafter.title().startswith(f"{network_name} · ")
         expect(drafter.locator("body")).to_have_attribute("class", "console traffic")
-        expect(drafter.locator("form[enctype='multipart/form-data']")).to_have_count(1)
-        expect(drafter.locator("main form[enctype='multipart/form-data']")).to_have_count(1)
+        draft_form = "form[enctype='multipart/form-data'][action$='/plans']"
+        expect(drafter.locator(draft_form)).to_have_count(1)
+        expect(drafter.locator(f"main {draft_form}")).to_have_count(1)
+        expect(drafter.locator("main form[action$='/detectors']")).to_have_count(1)
         # Then its map is drawn to the screen's width, from the network itself
         expect(section(drafter, ZH["map"])).to_have_count(1)
         scales(drafter, drafter.locator("svg.traffic-map"))
