@@ -19,7 +19,7 @@ from tests.functional.web.helpers import HTML, Browser, text_of
 
 from civicloud.core.actor import Actor
 from civicloud.core.services import Services
-from civicloud.traffic import networks, sumo
+from civicloud.traffic import networks, plans, sumo
 from civicloud.traffic.models import TrafficPlan
 from civicloud.traffic.network import Network, read_network
 
@@ -241,3 +241,32 @@ def test_a_counts_file_larger_than_other_requests_may_be_is_taken(
         headers=bureau.engineer.headers,
     )
     assert reply.status_code == 201, reply.text[:300]
+
+
+def test_a_time_of_day_plan_is_proven_with_its_busiest_periods_programs(
+    client: TestClient, core_services: Services, bureau: Bureau, corridor: tuple[Path, Network]
+) -> None:
+    reply = client.post(
+        f"{API}/networks/{bureau.network_id}/plans",
+        json={
+            "name": unique("day"),
+            "counts_csv": day_counts_csv(corridor[1], PEAKS),
+            "periods": 4,
+        },
+        headers=bureau.engineer.headers,
+    )
+    assert reply.status_code == 201, reply.text
+    with core_services.db.unit_of_work(write=False) as session:
+        plan = session.get_one(TrafficPlan, uuid.UUID(reply.json()["id"]))
+        design = plans.design_additional(plan)
+    root = ET.fromstring(design)  # noqa: S314 - the server's own output
+    # One program per signal and no switch schedule: the busiest period's (07:00-09:00).
+    assert root.findall("WAUT") == []
+    logics = {logic.get("id"): logic for logic in root.findall("tlLogic")}
+    assert sorted(logics) == sorted(corridor[1].signals)
+    busiest = next(p for p in reply.json()["sheet"]["periods"] if p["name"] == "p1")
+    for signal in busiest["signals"]:
+        phases = logics[signal["tls_id"]].findall("phase")
+        assert [float(p.get("duration", "0")) for p in phases] == [
+            p["duration_s"] for p in signal["phases"]
+        ]

@@ -227,3 +227,16 @@ def test_a_plans_sheet_reads_back_as_its_programs(networks: dict[str, Network]) 
         d = timespace.diagram(corridor, timings)
         assert d.cycle_s == planned[0].cycle
         assert d.forward.band is not None
+
+
+def test_a_sheet_writes_the_same_sumo_file_as_its_plans(networks: dict[str, Network]) -> None:
+    net = networks["grid"]
+    demand = {
+        sid: {m: 300.0 if links[0].dir == "s" else 60.0 for m, links in s.movements().items()}
+        for sid, s in net.signals.items()
+    }
+    planned = plan_network(net, demand, Limits(min_cycle=60))
+    assert export.sumo_of_sheet(export.timing_sheet(planned)) == export.sumo_additional(planned)
+    # A one-period sheet is its own design sheet.
+    sheet = export.timing_sheet(planned)
+    assert export.design_sheet(sheet) is sheet
