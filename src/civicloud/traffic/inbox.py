@@ -4,6 +4,10 @@ Detectors (or the bureau's collector) publish to ``civicloud/traffic/<tenant slu
 JSON message ``{"network": "<name or id>", "day": "YYYY-MM-DD"?, "rows": [...]}``, each row with
 the CSV's fields (``interval_begin``, ``interval_end``, ``tls_id``, ``from_edge``, ``to_edge``,
 ``dir``, ``count``). The broker's access control decides who may publish to a tenant's topic.
+Detectors that count per detector publish to ``civicloud/traffic/<tenant slug>/detectors`` rows
+of ``interval_begin``, ``interval_end``, ``detector_id`` and ``count``: the network's current
+detector mapping (``mappings``) turns them into movement counts first, and those are received as
+above (a network without a mapping refuses them).
 
 - **Receive** (one unit of work per message): the message is validated whole against the
   tenant's network, as a file is; any bad row refuses the message (logged, acknowledged, never
@@ -19,6 +23,8 @@ the CSV's fields (``interval_begin``, ``interval_end``, ``tls_id``, ``from_edge`
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 import uuid
@@ -31,15 +37,25 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from civicloud.core.tenants.models import Tenant
-from civicloud.traffic import countstore, networks
+from civicloud.traffic import countstore, mappings, networks
 from civicloud.traffic.context import TrafficContext
-from civicloud.traffic.counts import Count, require_clean, validate
-from civicloud.traffic.errors import CountsRejected, NetworkNotFound, TrafficInvalidInput
+from civicloud.traffic.counts import Count, CountsReport, require_clean, validate
+from civicloud.traffic.detectors import DETECTOR_COLUMNS, convert
+from civicloud.traffic.errors import (
+    CountsRejected,
+    MappingNotFound,
+    NetworkNotFound,
+    TrafficInvalidInput,
+)
 from civicloud.traffic.models import TrafficCountBatch, TrafficCountInbox, TrafficNetwork
+from civicloud.traffic.network import Network
 
 log = logging.getLogger(__name__)
 
 TOPIC_FILTER = "civicloud/traffic/+/counts"
+DETECTOR_TOPIC_FILTER = "civicloud/traffic/+/detectors"
+#: What a topic's last level says its messages hold.
+KINDS = ("counts", "detectors")
 #: The largest message taken (a junction's day of 5-minute counts is ~100 KiB).
 MAX_MESSAGE_BYTES = 1 << 20
 #: Rows one flush keeps per network (the rest wait for the next run).
@@ -54,10 +70,30 @@ class Received:
 
 
 def tenant_of_topic(topic: str) -> str | None:
+    """The tenant's slug of a counts or detector counts topic (``None`` for any other)."""
     parts = topic.split("/")
-    if len(parts) != 4 or parts[:2] != ["civicloud", "traffic"] or parts[3] != "counts":
+    if len(parts) != 4 or parts[:2] != ["civicloud", "traffic"] or parts[3] not in KINDS:
         return None
     return parts[2] or None
+
+
+def _detector_rows(
+    session: Session, row: TrafficNetwork, network: Network, items: Sequence[Mapping[str, Any]]
+) -> CountsReport:
+    """Detector counts as the movement counts the network's current mapping makes of them."""
+    kept = mappings.latest_mapping(session, row.id)
+    if kept is None:
+        raise MappingNotFound("The network has no detector mapping yet.")
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(DETECTOR_COLUMNS)
+    for item in items:
+        cells = [item.get(column, "") for column in DETECTOR_COLUMNS]
+        if not all(isinstance(c, str | int | float) and not isinstance(c, bool) for c in cells):
+            raise TrafficInvalidInput("The message needs a network and its rows.")
+        writer.writerow(cells)
+    conversion = convert(text.getvalue(), mappings.parsed(kept, row, network), network)
+    return require_clean(conversion.report)
 
 
 def _network(session: Session, tenant: Tenant, name: str) -> TrafficNetwork:
@@ -75,11 +111,8 @@ def _network(session: Session, tenant: Tenant, name: str) -> TrafficNetwork:
     return found
 
 
-def receive(*, session: Session, context: TrafficContext, topic: str, payload: bytes) -> Received:
-    """Validate one message and put its new rows in the inbox."""
-    slug = tenant_of_topic(topic)
-    if slug is None:
-        raise TrafficInvalidInput("The topic is not a tenant's counts topic.")
+def _message(payload: bytes) -> dict[str, Any]:
+    """A message's JSON object, with its rows (refused otherwise)."""
     if len(payload) > MAX_MESSAGE_BYTES:
         raise TrafficInvalidInput(
             "The message is larger than %(limit)s KiB.", params={"limit": MAX_MESSAGE_BYTES >> 10}
@@ -90,6 +123,15 @@ def receive(*, session: Session, context: TrafficContext, topic: str, payload: b
         raise TrafficInvalidInput("The message is not JSON.") from exc
     if not isinstance(message, dict) or not isinstance(message.get("rows"), list):
         raise TrafficInvalidInput("The message needs a network and its rows.")
+    return message
+
+
+def receive(*, session: Session, context: TrafficContext, topic: str, payload: bytes) -> Received:
+    """Validate one message and put its new rows in the inbox."""
+    slug = tenant_of_topic(topic)
+    if slug is None:
+        raise TrafficInvalidInput("The topic is not a tenant's counts topic.")
+    message = _message(payload)
     tenant = session.scalars(select(Tenant).where(Tenant.slug == slug)).first()
     if tenant is None:
         raise NetworkNotFound("No such network.")
@@ -98,7 +140,10 @@ def receive(*, session: Session, context: TrafficContext, topic: str, payload: b
     items: list[Mapping[str, Any]] = [r for r in message["rows"] if isinstance(r, dict)]
     if len(items) != len(message["rows"]) or len(items) > countstore.MAX_JSON_ROWS:
         raise TrafficInvalidInput("The message needs a network and its rows.")
-    report = require_clean(validate(countstore.rows_of(items), network))
+    if topic.endswith("/detectors"):
+        report = _detector_rows(session, row, network, items)
+    else:
+        report = require_clean(validate(countstore.rows_of(items), network))
     day_text = message.get("day")
     try:
         day = date.fromisoformat(day_text) if isinstance(day_text, str) else None

@@ -1,7 +1,7 @@
 """Traffic's listener: the MQTT subscription detectors publish counts to (``Module.listeners``).
 
 Started by ``civicloud serve`` when the installation has a broker (``CIVICLOUD_MQTT__URL``). It
-subscribes ``civicloud/traffic/+/counts`` on the core's hub; each message is received in a unit
+subscribes ``civicloud/traffic/+/counts`` and ``civicloud/traffic/+/detectors`` on the core's hub; each message is received in a unit
 of work of its own (see ``inbox``). A message that is refused is logged and acknowledged: sent
 again, it would be refused again. A lost race (the same rows from another server) raises, and
 the hub delivers the message again, when its rows are duplicates.
@@ -33,7 +33,9 @@ class CountsListener:
 
     @property
     def address(self) -> str:
-        return f"mqtt {inbox.TOPIC_FILTER}" if self.scope else "mqtt (no broker configured)"
+        if self.scope is None:
+            return "mqtt (no broker configured)"
+        return f"mqtt {inbox.TOPIC_FILTER} {inbox.DETECTOR_TOPIC_FILTER}"
 
     def handle(self, message: Message) -> None:
         try:
@@ -73,4 +75,5 @@ def start(env: ListenerEnv) -> CountsListener:
     listener = CountsListener(env, env.mqtt)
     if env.mqtt is not None:
         env.mqtt.subscribe(inbox.TOPIC_FILTER, listener.handle)
+        env.mqtt.subscribe(inbox.DETECTOR_TOPIC_FILTER, listener.handle)
     return listener

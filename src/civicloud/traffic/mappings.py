@@ -11,7 +11,9 @@ re-sent rows counted once, a re-sent batch a replay.
 from __future__ import annotations
 
 import hashlib
+import threading
 import uuid
+from collections import OrderedDict
 from datetime import date
 
 from sqlalchemy import select
@@ -24,13 +26,15 @@ from civicloud.traffic import countstore, detectors, networks
 from civicloud.traffic.context import TrafficContext
 from civicloud.traffic.counts import require_clean
 from civicloud.traffic.errors import MappingNotFound, TrafficInvalidInput
-from civicloud.traffic.models import TrafficDetectorMapping
+from civicloud.traffic.models import TrafficDetectorMapping, TrafficNetwork
+from civicloud.traffic.network import Network
 
 #: The largest mapping file taken (some 500,000 rows).
 MAX_MAPPING_BYTES = 64 * 1024 * 1024
 
 
-def _latest(session: Session, network_id: uuid.UUID) -> TrafficDetectorMapping | None:
+def latest_mapping(session: Session, network_id: uuid.UUID) -> TrafficDetectorMapping | None:
+    """The network's current mapping (for a caller that checked the network itself)."""
     return session.scalars(
         select(TrafficDetectorMapping)
         .where(TrafficDetectorMapping.network_id == network_id)
@@ -53,7 +57,7 @@ def put_mapping(
         )
     mapping = detectors.read_mapping(content, networks.load(row))
     digest = hashlib.sha256(content).hexdigest()
-    latest = _latest(session, row.id)
+    latest = latest_mapping(session, row.id)
     if latest is not None and latest.sha256 == digest:
         return latest  # the same file again: the version it made is still the latest
     # Two uploads at once: both take the same next version, and the unique key refuses the
@@ -86,12 +90,37 @@ def put_mapping(
     return kept
 
 
+#: Parsed mappings by (mapping sha256, network sha256): a city's mapping is read once, not
+#: for every message its detectors send.
+_PARSED: OrderedDict[tuple[str, str], detectors.DetectorMapping] = OrderedDict()
+_PARSED_KEPT = 8
+_parsed_lock = threading.Lock()
+
+
+def parsed(
+    kept: TrafficDetectorMapping, row: TrafficNetwork, network: Network
+) -> detectors.DetectorMapping:
+    """The kept mapping read against the network (``row``'s, parsed: validated when kept)."""
+    key = (kept.sha256, row.sha256)
+    with _parsed_lock:
+        found = _PARSED.get(key)
+        if found is not None:
+            _PARSED.move_to_end(key)
+            return found
+    found = detectors.read_mapping(kept.content, network)
+    with _parsed_lock:
+        _PARSED[key] = found
+        while len(_PARSED) > _PARSED_KEPT:
+            _PARSED.popitem(last=False)
+    return found
+
+
 def find_mapping(
     *, session: Session, actor: Actor, network_id: uuid.UUID
 ) -> TrafficDetectorMapping | None:
     """The network's latest detector mapping, or ``None`` when it has none."""
     row = networks.get_network(session=session, actor=actor, network_id=network_id)
-    return _latest(session, row.id)
+    return latest_mapping(session, row.id)
 
 
 def current_mapping(
@@ -99,7 +128,7 @@ def current_mapping(
 ) -> TrafficDetectorMapping:
     """The network's latest detector mapping (MappingNotFound when it has none)."""
     row = networks.get_network(session=session, actor=actor, network_id=network_id)
-    latest = _latest(session, row.id)
+    latest = latest_mapping(session, row.id)
     if latest is None:
         raise MappingNotFound("The network has no detector mapping yet.")
     return latest
@@ -122,7 +151,7 @@ def ingest_detector_counts(
     authorize(actor, "traffic.network.admin", path=tenant.path, what="tenant")
     kept = current_mapping(session=session, actor=actor, network_id=network_id)
     network = networks.load(row)
-    conversion = detectors.convert(content, detectors.read_mapping(kept.content, network), network)
+    conversion = detectors.convert(content, parsed(kept, row, network), network)
     require_clean(conversion.report)
     return countstore.ingest(
         session=session,

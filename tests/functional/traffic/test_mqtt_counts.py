@@ -24,7 +24,7 @@ from civicloud.core.config import MqttSettings
 from civicloud.core.listeners import ListenerEnv
 from civicloud.core.mqtt import MqttHub
 from civicloud.core.services import Services
-from civicloud.traffic import countstore, inbox, networks, sumo
+from civicloud.traffic import countstore, inbox, mappings, networks, sumo
 from civicloud.traffic.context import TrafficContext
 from civicloud.traffic.listener import CountsListener, start
 from civicloud.traffic.models import TrafficCountBatch, TrafficCountInbox
@@ -225,3 +225,94 @@ def test_a_message_for_another_tenants_network_is_refused(
     assert _inbox_rows(core_services, theirs_id) == 0
     for topic in ("civicloud/traffic/counts", "civicloud/traffic//counts", "other/x/y/z"):
         assert inbox.tenant_of_topic(topic) is None
+
+
+NORTH = "top0A0.220.00"
+RIGHT, STRAIGHT = "A0left0", "A0bottom0"
+MAPPING = (
+    "detector_id,tls_id,from_edge,to_edge,lane,share\n"
+    f"d1,A0,{NORTH},{RIGHT},,0.25\n"
+    f"d1,A0,{NORTH},{STRAIGHT},,0.75\n"
+)
+
+
+def _detector_message(network: str, hour: int, count: int) -> dict[str, Any]:
+    rows = []
+    for quarter in range(4):
+        begin = datetime(DAY.year, DAY.month, DAY.day, hour, quarter * 15, tzinfo=ZONE)
+        rows.append(
+            {
+                "interval_begin": begin.isoformat(),
+                "interval_end": (begin + timedelta(minutes=15)).isoformat(),
+                "detector_id": "d1",
+                "count": count,
+            }
+        )
+    return {"network": network, "rows": rows}
+
+
+def test_detector_counts_over_mqtt_become_movement_counts_through_the_mapping(
+    core_services: Services,
+    world: SiblingWorld,
+    junction: tuple[bytes, Network],
+    hubs: Callable[[], MqttHub],
+) -> None:
+    bureau = Bureau(core_services, world, junction[0])
+    topic = f"civicloud/traffic/{bureau.slug}/detectors"
+    context = core_services.context("traffic", TrafficContext)
+    module = next(m for m in MODULES if m.name == "traffic")
+    hub = hubs()
+    listener = start(
+        ListenerEnv(
+            services=core_services,
+            module=module,
+            context=context,
+            settings=context.settings,
+            mqtt=hub.scoped(),
+        )
+    )
+    assert isinstance(listener, CountsListener)
+    hub.start()
+    wait_for(lambda: hub.health() is None, "the hub to connect")
+    sender = hubs()
+    sender.start()
+    wait_for(lambda: sender.health() is None, "the sender to connect")
+    message = json.dumps(_detector_message(bureau.name, 7, 100)).encode()
+    # Without a mapping, detector counts have no movements to go to: refused.
+    assert sender.publish(topic, message, timeout=PATIENCE)
+    wait_for(lambda: listener.refused >= 1, "the refusal")
+    assert _inbox_rows(core_services, bureau.network_id) == 0
+    with core_services.db.unit_of_work() as session:
+        mappings.put_mapping(
+            session=session,
+            actor=Actor.system("test"),
+            network_id=bureau.network_id,
+            content=MAPPING.encode(),
+        )
+    bad = _detector_message(bureau.name, 8, 100)
+    bad["rows"][1]["detector_id"] = "d9"  # an unknown detector refuses the message whole
+    for payload in (message, message, json.dumps(bad).encode()):
+        assert sender.publish(topic, payload, timeout=PATIENCE)
+    wait_for(lambda: listener.received + listener.refused >= 4, "every message handled")
+    assert listener.refused == 2
+    # Four quarters, each split over two movements (25 and 75), kept once.
+    assert _inbox_rows(core_services, bureau.network_id) == 8
+    with core_services.db.unit_of_work() as session:
+        batch = inbox.flush(session=session, context=context, network_id=bureau.network_id)
+        assert batch is not None
+        assert batch.rows == 8
+    with core_services.db.unit_of_work(write=False) as session:
+        profile = countstore.stored_profile(
+            session=session,
+            actor=Actor.system("test"),
+            context=context,
+            network_id=bureau.network_id,
+            first=DAY,
+            last=DAY,
+        )
+    by_movement: dict[str, int] = {}
+    for r in profile:
+        by_movement[r.to_edge] = by_movement.get(r.to_edge, 0) + r.vehicles
+    assert by_movement == {RIGHT: 4 * 25, STRAIGHT: 4 * 75}
+    listener.stop(timeout=5)
+    assert inbox.tenant_of_topic(topic) == bureau.slug
