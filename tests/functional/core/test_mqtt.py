@@ -6,7 +6,6 @@ Nothing here asserts how long anything takes: each test waits by polling, with a
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC
@@ -14,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.functional.core.mqtt_broker import Broker, free_port, require_mosquitto
+from tests.functional.core.mqtt_broker import Broker, free_port, require_mosquitto, wait_for
 
 from civicloud.core.config import MqttSettings
 from civicloud.core.mqtt import Message, MqttHub, MqttScope, hub_from_settings
@@ -22,15 +21,6 @@ from civicloud.core.mqtt import Message, MqttHub, MqttScope, hub_from_settings
 pytestmark = pytest.mark.slow
 
 PATIENCE = 30.0
-
-
-def wait_for(condition: Callable[[], object], what: str, timeout: float = PATIENCE) -> None:
-    """Poll ``condition`` until it is true; fail saying ``what`` did not happen."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ keeps the inbox in Parquet, where the profile reads it."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta
@@ -16,7 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 from tests.factories.core import SiblingWorld, unique
-from tests.functional.core.mqtt_broker import Broker, require_mosquitto
+from tests.functional.core.mqtt_broker import Broker, require_mosquitto, wait_for
 
 from civicloud.app import MODULES
 from civicloud.core.actor import Actor
@@ -33,14 +32,6 @@ from civicloud.traffic.network import Network, read_network
 ZONE = ZoneInfo("Asia/Shanghai")
 DAY = date(2026, 11, 3)
 PATIENCE = 20.0
-
-
-def wait_for(condition: Callable[[], object], what: str) -> None:
-    deadline = time.monotonic() + PATIENCE
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
