@@ -157,11 +157,13 @@ def maxband(
     # binary ``on`` lets its constraints go (by ``big``) and its width to 0 when it is. Bands
     # both ways come first (each ``on`` is worth more than any width), then their widths.
     big = 4 * cycle + reach
+    weight = max(backward_weight, 0.0)
+    keep = (1.0 + max(1.0, weight)) * cycle + 1.0  # more than both widths can ever add up to
     b, on = _direction(solver, theta, forward, arrival, cycle, loops, big)
-    objective = b + 4 * cycle * on
+    objective = b + keep * on
     if backward:
         bb, back_on = _direction(solver, theta, backward, back_arrival, cycle, loops, big)
-        objective = objective + max(backward_weight, 0.0) * bb + 4 * cycle * back_on
+        objective = objective + weight * bb + keep * back_on
     solver.maximize(objective)
     status = solver.getModelStatus()
     if status not in (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kTimeLimit):
@@ -256,8 +258,9 @@ def _through_flow(
     for stop in corridor.stops:
         movements = network_links[stop.signal_id]
         flows = demand.get(stop.signal_id, {})
-        forward += sum(flows.get(movements[i], 0.0) for i in set(stop.forward))
-        backward += sum(flows.get(movements[i], 0.0) for i in set(stop.backward))
+        # Each movement once, however many lanes (links) carry it.
+        forward += sum(flows.get(m, 0.0) for m in {movements[i] for i in stop.forward})
+        backward += sum(flows.get(m, 0.0) for m in {movements[i] for i in stop.backward})
     return forward, backward
 
 

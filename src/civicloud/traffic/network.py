@@ -158,6 +158,8 @@ def read_network(path: Path | str) -> Network:
         net = sumolib.net.readNet(str(path), withPrograms=True, withFoes=True, withInternal=True)
     except Exception as exc:  # sumolib raises lxml's, sax's and its own errors alike
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        # The file's name, never where the server keeps it.
+        reason = reason.replace(str(Path(path).parent) + "/", "")
         raise NetworkUnreadable(
             "The network file %(file)s cannot be read: %(reason)s",
             params={"file": name, "reason": reason[:300]},

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import tempfile
 import threading
 import uuid
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +25,19 @@ from sqlalchemy.orm import Session
 from civicloud.core import audit, tenants
 from civicloud.core.actor import Actor, authorize
 from civicloud.core.tenants.models import Tenant
-from civicloud.traffic.errors import NetworkNameTaken, NetworkNotFound, TrafficInvalidInput
+from civicloud.traffic.errors import (
+    NetworkNameTaken,
+    NetworkNotFound,
+    NetworkUnreadable,
+    TrafficInvalidInput,
+)
 from civicloud.traffic.models import TrafficNetwork
 from civicloud.traffic.network import Network, read_network
 
 #: The largest network file accepted (uncompressed): a city of thousands of signals is ~200 MB.
 MAX_NETWORK_BYTES = 512 * 1024 * 1024
+#: The most XML a (gzipped) network file may unpack to.
+MAX_NETWORK_XML_BYTES = 1024 * 1024 * 1024
 MAX_NAME = 120
 
 
@@ -41,12 +50,35 @@ class MapData:
     signals: list[tuple[str, float, float]]
 
 
-def _read_bytes(content: bytes, source_name: str) -> Network:
-    suffix = ".net.xml.gz" if content[:2] == b"\x1f\x8b" else ".net.xml"
+def _uncompressed(content: bytes) -> bytes:
+    """The file's XML: as sent, or gunzipped, up to :data:`MAX_NETWORK_XML_BYTES` (a small
+    gzip file can unpack to any size)."""
+    if content[:2] != b"\x1f\x8b":
+        return content
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(content)) as packed:
+            raw = packed.read(MAX_NETWORK_XML_BYTES + 1)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise NetworkUnreadable(
+            "The network file %(file)s cannot be read: %(reason)s",
+            params={"file": "gzip", "reason": str(exc)[:200] or type(exc).__name__},
+        ) from exc
+    if len(raw) > MAX_NETWORK_XML_BYTES:
+        raise TrafficInvalidInput(
+            "The network file unpacks to more than %(limit)s MiB.",
+            params={"limit": MAX_NETWORK_XML_BYTES >> 20},
+        )
+    return raw
+
+
+def _read_bytes(raw: bytes, source_name: str) -> Network:
+    """The network of a file's XML, read under the file's own name (without its folder)."""
+    name = Path(source_name).name or "network.net.xml"
+    for suffix in (".gz", ".xml", ".net"):
+        name = name.removesuffix(suffix)
     with tempfile.TemporaryDirectory(prefix="civicloud-net-") as folder:
-        path = Path(folder) / (Path(source_name).name or "network")
-        path = path.with_name(path.name if path.name.endswith(suffix) else path.name + suffix)
-        path.write_bytes(content)
+        path = Path(folder) / f"{name or 'network'}.net.xml"
+        path.write_bytes(raw)
         return read_network(path)
 
 
@@ -77,8 +109,8 @@ def import_network(
             "The network file is larger than %(limit)s MiB.",
             params={"limit": MAX_NETWORK_BYTES >> 20},
         )
-    network = _read_bytes(content, source_name)
-    raw = gzip.decompress(content) if content[:2] == b"\x1f\x8b" else content
+    raw = _uncompressed(content)
+    network = _read_bytes(raw, source_name)
     row = TrafficNetwork(
         tenant_id=tenant.id,
         name=clean,

@@ -285,6 +285,11 @@ def detector_mapping_csv(
     )
 
 
+def _whole(text: str) -> bool:
+    """A form's whole number in ASCII digits (``str.isdigit`` takes ``²`` too, ``int`` not)."""
+    return text.isascii() and text.isdigit()
+
+
 def _refused(exc: CivicloudError) -> int:
     return exc.status if exc.status in (403, 404, 409) else 422
 
@@ -309,7 +314,7 @@ def draft_plan(
     errors: dict[str, str] = {}
     if not counts:
         errors["counts"] = N_("Choose a counts file (CSV).")
-    if not periods.isdigit() or not 1 <= int(periods) <= timeofday.MAX_PERIODS:
+    if not _whole(periods) or not 1 <= int(periods) <= timeofday.MAX_PERIODS:
         errors["periods"] = N_("Choose how many plans the day has.")
     cycles: list[float] = []
     for key in ("min_cycle", "max_cycle"):
@@ -354,7 +359,7 @@ def plan_page(
 ) -> HTMLResponse:
     """A plan: its figures per signal before and after, a time-space diagram of a corridor,
     and its review and issue."""
-    chosen = int(corridor) if corridor.isdigit() else 0  # an unknown one shows the longest
+    chosen = int(corridor) if _whole(corridor) else 0  # an unknown one shows the longest
     return _plan_page(request, session, actor, plan_id, done=done, corridor=chosen)
 
 
@@ -578,7 +583,7 @@ def roll_back(
             actor=actor,
             network_id=network_id,
             tls_id=tls_id,
-            expected_seq=int(seq) if seq.isdigit() else 0,
+            expected_seq=int(seq) if _whole(seq) else 0,
         )
     except CivicloudError as exc:
         form = rejected_form({}, {}, service_error(exc))

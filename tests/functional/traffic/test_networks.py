@@ -256,3 +256,39 @@ def test_the_console_imports_a_network_for_those_who_may(
     shown = text_of(person.client.get(done.headers["location"]).text)
     assert "The network was imported." in shown
     assert _count(core_services, world.a.child.id) == 1
+
+
+def test_a_stranger_may_not_send_a_large_body(
+    core_services: Services, world: SiblingWorld, junction_file: bytes, client: TestClient
+) -> None:
+    url = f"/api/v1/traffic/tenants/{world.a.child.id}/networks"
+    big = _padded(junction_file, core_services.settings.web.max_body_bytes + 200_000)
+    # Anonymous, or with a key nobody issued: the installation's limit holds (413), and the
+    # server reads no more than it before answering.
+    for headers in ({}, {"Authorization": "Bearer cc_not_a_key"}, {"Authorization": "Basic x"}):
+        refused = client.post(url, params={"name": unique("x")}, content=big, headers=headers)
+        assert refused.status_code == 413, (headers, refused.status_code)
+    # A small body from a stranger is simply unauthenticated.
+    assert client.post(url, params={"name": "x"}, content=junction_file).status_code == 401
+    assert _count(core_services, world.a.child.id) == 0
+
+
+def test_a_file_that_unpacks_too_far_or_is_broken_is_refused_by_its_own_name(
+    core_services: Services,
+    world: SiblingWorld,
+    junction_file: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(networks, "MAX_NETWORK_XML_BYTES", len(junction_file) - 1)
+    with pytest.raises(TrafficInvalidInput, match="unpacks to more than"):
+        _import(core_services, world, gzip.compress(junction_file), unique("bomb"))
+    monkeypatch.undo()
+    with pytest.raises(NetworkUnreadable) as broken:
+        _import(core_services, world, b"\x1f\x8b not really gzip", unique("gz"))
+    assert "/tmp" not in broken.value.detail
+    with pytest.raises(NetworkUnreadable) as cut:
+        _import(core_services, world, junction_file[:300], unique("cut"))
+    text = cut.value.detail
+    assert "junction.net.xml" in text
+    assert "civicloud-net-" not in text
+    assert ".net.xml.net.xml" not in text

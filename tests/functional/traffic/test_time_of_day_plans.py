@@ -270,3 +270,30 @@ def test_a_time_of_day_plan_is_proven_with_its_busiest_periods_programs(
         assert [float(p.get("duration", "0")) for p in phases] == [
             p["duration_s"] for p in signal["phases"]
         ]
+
+
+def test_digits_no_form_takes_are_refused_or_ignored_never_an_error(
+    client: TestClient,
+    signed_in: Callable[[Member], Browser],
+    bureau: Bureau,
+    corridor: tuple[Path, Network],
+) -> None:
+    engineer = signed_in(bureau.engineer)
+    network_url = f"/console/traffic/networks/{bureau.network_id}"
+    refused = engineer.client.post(
+        f"{network_url}/plans",
+        data={"name": unique("x"), "min_cycle": "60", "max_cycle": "120", "periods": "²",
+              "csrf_token": engineer.csrf()},
+        files={"counts": ("c.csv", day_counts_csv(corridor[1], PEAKS).encode(), "text/csv")},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert refused.status_code == 422
+    drafted = client.post(
+        f"{API}/networks/{bureau.network_id}/plans",
+        json={"name": unique("p"), "counts_csv": day_counts_csv(corridor[1], PEAKS)},
+        headers=bureau.engineer.headers,
+    )
+    plan_url = f"/console/traffic/plans/{drafted.json()['id']}"
+    assert engineer.client.get(f"{plan_url}?corridor=²").status_code == 200
+    back = engineer.submit(f"{network_url}/signals/A0/rollback", {"seq": "²"})
+    assert back.status_code in {403, 409}
