@@ -60,6 +60,7 @@ KIND_LABELS = {
     "duplicate": N_("duplicate, counted once"),
     "gap": N_("gap between intervals"),
     "unknown_detector": N_("unknown detector"),
+    "missing_detector": N_("a movement's other detectors missing in the interval"),
 }
 
 

@@ -416,15 +416,24 @@ def _detector_row(
     return detector, begin, end, int(count)
 
 
-def convert(content: bytes | str, mapping: DetectorMapping, network: Network) -> Conversion:
+def convert(
+    content: bytes | str,
+    mapping: DetectorMapping,
+    network: Network,
+    *,
+    every_detector: bool = False,
+) -> Conversion:
     """Detector counts as movement counts, validated as a movement counts file would be.
 
     The report's findings carry the detector file's lines; ``rows`` are the movement counts
-    (one per movement and interval, in time order) for writing out."""
+    (one per movement and interval, in time order) for writing out. With ``every_detector``
+    (counts that are kept: each batch's movement counts are final), a movement that several
+    detectors count needs all of them in each of its intervals (``missing_detector``)."""
     found: list[Finding] = []
     duplicates: list[Finding] = []
     seen: dict[tuple[str, float, float], tuple[int, int]] = {}
     cells: dict[tuple[str, str, str, float, float], _Cell] = {}
+    present: dict[tuple[float, float], set[str]] = {}
     table = _counts_table(content)
     for line, row in table:
         result = _detector_row(mapping, line, row)
@@ -443,6 +452,7 @@ def convert(content: bytes | str, mapping: DetectorMapping, network: Network) ->
                 )
             continue
         seen[identity] = (line, count)
+        present.setdefault((begin, end), set()).add(detector.id)
         for movement, part in zip(detector.movements, detector.split(count), strict=True):
             key = (movement.tls_id, movement.from_edge, movement.to_edge, begin, end)
             cell = cells.get(key)
@@ -456,6 +466,8 @@ def convert(content: bytes | str, mapping: DetectorMapping, network: Network) ->
                     line, row["interval_begin"], row["interval_end"], movement.dir
                 )
             cell.count += part
+    if every_detector:
+        found += _missing_detectors(mapping, cells, present)
     ordered = sorted(cells.items(), key=lambda item: (item[0][3], item[0][4], item[0][:3]))
     movement_rows = [
         {
@@ -477,6 +489,30 @@ def convert(content: bytes | str, mapping: DetectorMapping, network: Network) ->
     report.rejected = sorted([*found, *report.rejected], key=lambda f: f.line)
     report.duplicates = sorted([*duplicates, *report.duplicates], key=lambda f: f.line)
     return Conversion(report=report, rows=movement_rows)
+
+
+def _missing_detectors(
+    mapping: DetectorMapping,
+    cells: Mapping[tuple[str, str, str, float, float], _Cell],
+    present: Mapping[tuple[float, float], set[str]],
+) -> list[Finding]:
+    """A movement counted by several detectors needs all of them in each interval it has: with
+    one missing, its count would be kept short (and the rest, sent later, refused as another
+    count of an interval kept)."""
+    feeders: dict[tuple[str, str, str], set[str]] = {}
+    for detector in mapping.detectors.values():
+        for movement in detector.movements:
+            key = (movement.tls_id, movement.from_edge, movement.to_edge)
+            feeders.setdefault(key, set()).add(detector.id)
+    found = []
+    for (tls_id, from_edge, to_edge, begin, end), cell in cells.items():
+        missing = feeders[(tls_id, from_edge, to_edge)] - present[(begin, end)]
+        if missing:
+            names = ", ".join(sorted(missing)[:3]) + (" ..." if len(missing) > 3 else "")
+            found.append(
+                Finding(cell.line, "missing_detector", f"{from_edge} -> {to_edge}: {names}")
+            )
+    return found
 
 
 def read_detector_counts(

@@ -92,7 +92,9 @@ def _detector_rows(
         if not all(isinstance(c, str | int | float) and not isinstance(c, bool) for c in cells):
             raise TrafficInvalidInput("The message needs a network and its rows.")
         writer.writerow(cells)
-    conversion = convert(text.getvalue(), mappings.parsed(kept, row, network), network)
+    conversion = convert(
+        text.getvalue(), mappings.parsed(kept, row, network), network, every_detector=True
+    )
     return require_clean(conversion.report)
 
 

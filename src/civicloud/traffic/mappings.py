@@ -151,7 +151,9 @@ def ingest_detector_counts(
     authorize(actor, "traffic.network.admin", path=tenant.path, what="tenant")
     kept = current_mapping(session=session, actor=actor, network_id=network_id)
     network = networks.load(row)
-    conversion = detectors.convert(content, parsed(kept, row, network), network)
+    conversion = detectors.convert(
+        content, parsed(kept, row, network), network, every_detector=True
+    )
     require_clean(conversion.report)
     return countstore.ingest(
         session=session,

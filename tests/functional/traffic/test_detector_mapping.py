@@ -127,7 +127,9 @@ def test_detector_counts_are_kept_as_movement_counts_once(
     client: TestClient, core_services: Services, site: Site
 ) -> None:
     url = f"{API}/networks/{site.network_id}/counts/detectors"
-    counts = COUNTS_HEADER + "28800,29700,d1,100\n28800,29700,d2,40\n29700,30600,d1,8\n"
+    counts = COUNTS_HEADER + (
+        "28800,29700,d1,100\n28800,29700,d2,40\n29700,30600,d1,8\n29700,30600,d2,5\n"
+    )
     # Without a mapping there is nothing to turn them into.
     none = client.post(url, params={"day": DAY.isoformat()}, content=counts.encode(),
                        headers=site.engineer.headers)  # fmt: skip
@@ -136,20 +138,21 @@ def test_detector_counts_are_kept_as_movement_counts_once(
     kept = client.post(url, params={"day": DAY.isoformat()}, content=counts.encode(),
                        headers=site.engineer.headers)  # fmt: skip
     assert kept.status_code == 201, kept.text
-    assert kept.json()["rows"] == 4  # d1 split in two movements per interval, d2 in one
+    # Per interval: d1 split over two movements, d2 added to the straight one.
+    assert kept.json()["rows"] == 4
     # The same file again is a replay: nothing more is kept.
     again = client.post(url, params={"day": DAY.isoformat()}, content=counts.encode(),
                         headers=site.engineer.headers)  # fmt: skip
     assert again.status_code == 201
     assert again.json()["replay"] is True
-    # The profile holds every vehicle once: 100 + 40 + 8.
+    # The profile holds every vehicle once: 100 + 40 + 8 + 5.
     profile = client.get(
         f"{API}/networks/{site.network_id}/profile",
         params={"first_day": DAY.isoformat(), "last_day": DAY.isoformat()},
         headers=site.viewer.headers,
     )
     assert profile.status_code == 200, profile.text
-    assert sum(r["vehicles"] for r in profile.json()) == 148
+    assert sum(r["vehicles"] for r in profile.json()) == 153
     with core_services.db.unit_of_work(write=False) as session:
         batches = session.scalar(
             select(func.count())
@@ -157,6 +160,26 @@ def test_detector_counts_are_kept_as_movement_counts_once(
             .where(TrafficCountBatch.network_id == site.network_id)
         )
     assert batches == 1
+
+
+def test_a_movements_detectors_come_together_or_not_at_all(
+    client: TestClient, core_services: Services, site: Site
+) -> None:
+    # The straight movement is counted by d1 (three quarters) and d2: sent apart, neither
+    # batch holds its whole count, and both are refused rather than kept short.
+    assert _put(client, site, MAPPING).status_code == 200
+    url = f"{API}/networks/{site.network_id}/counts/detectors"
+    for alone in ("28800,29700,d1,100\n", "28800,29700,d2,40\n"):
+        refused = client.post(url, params={"day": DAY.isoformat()},
+                              content=(COUNTS_HEADER + alone).encode(),
+                              headers=site.engineer.headers)  # fmt: skip
+        assert refused.status_code == 422
+        assert {f["kind"] for f in refused.json()["findings"]} == {"missing_detector"}
+    together = client.post(url, params={"day": DAY.isoformat()},
+                           content=(COUNTS_HEADER + "28800,29700,d1,100\n28800,29700,d2,40\n").encode(),
+                           headers=site.engineer.headers)  # fmt: skip
+    assert together.status_code == 201, together.text
+    assert together.json()["rows"] == 2
 
 
 def test_bad_detector_counts_are_refused_and_keep_nothing(
