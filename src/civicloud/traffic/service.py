@@ -39,7 +39,11 @@ class Optimized:
 
 
 def plan_network(
-    network: Network, demand: Mapping[str, Mapping[tuple[str, str], float]], limits: Limits
+    network: Network,
+    demand: Mapping[str, Mapping[tuple[str, str], float]],
+    limits: Limits,
+    *,
+    workers: int | None = None,
 ) -> list[SignalPlan]:
     """Every signal's plan for the demand (veh/h per movement), neighbours coordinated."""
     plans = [
