@@ -412,19 +412,22 @@ def plan_kept(
     workers: int | None = None,
 ) -> tuple[PeriodPlan, ...]:
     """Time-of-day plans from the kept counts' profile: the same cut and plans as
-    ``plan_time_of_day``, each period timed for its busiest hour of the profile."""
+    ``plan_time_of_day``, each period timed for its busiest hour of the profile. ``workers``:
+    the processes that plan the junctions (see ``service.Planner``; by default one per core
+    for a city, none for a small network)."""
     check_settings(max_periods, min_period_s)
     table = countstore.Profile.of_rows(rows)
     periods = choose_periods(
         profile_of_slots(table), max_periods=max_periods, min_period_s=min_period_s
     )
     planned: list[PeriodPlan] = []
-    for period in periods:
-        demand = countstore.design_demand(table.where(inside(period, table.slot_s)))
-        plans = service.plan_network(network, demand, limits, workers=workers)
-        before = [
-            evaluate_program(signal, demand.get(signal_id, {}))
-            for signal_id, signal in network.signals.items()
-        ]
-        planned.append(PeriodPlan(period, demand, tuple(plans), tuple(before)))
+    with service.Planner(network, workers) as planner:
+        for period in periods:
+            demand = countstore.design_demand(table.where(inside(period, table.slot_s)))
+            plans = service.plan_network(network, demand, limits, planner=planner)
+            before = [
+                evaluate_program(signal, demand.get(signal_id, {}))
+                for signal_id, signal in network.signals.items()
+            ]
+            planned.append(PeriodPlan(period, demand, tuple(plans), tuple(before)))
     return tuple(planned)
