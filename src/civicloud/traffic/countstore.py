@@ -84,7 +84,8 @@ SCHEMA = pa.schema(
     ]
 )
 
-#: The profile, per movement and slot: vehicles counted and on how many days (both engines).
+#: The profile, per movement and slot: vehicles counted and on how many days (both engines;
+#: in no order: ``Profile`` puts the rows in order, in arrays).
 PROFILE_SQL = """
 SELECT tls_id, from_edge, to_edge, slot_s, CAST(SUM(vehicles) AS BIGINT) AS vehicles,
        COUNT(DISTINCT day) AS days
@@ -95,7 +96,6 @@ FROM (
     WHERE network_id = '{network}' AND day >= '{first}' AND day <= '{last}'
 ) AS slotted
 GROUP BY tls_id, from_edge, to_edge, slot_s
-ORDER BY tls_id, from_edge, to_edge, slot_s
 """
 
 #: The kept rows of some intervals: what a new batch is checked against.
@@ -340,7 +340,10 @@ class DuckDBEngine:
         if not files:
             return pa.table({})
         with self._connect(files, ()) as con:
-            result: pa.Table = con.sql(sql).to_arrow_table()
+            con.execute("SET enable_progress_bar = false")  # a relation's would print
+            # Streamed in batches: the result is not held whole in DuckDB's memory as well.
+            reader = con.sql(sql).to_arrow_reader(1 << 16)
+            result: pa.Table = reader.read_all()
             return result
 
     def _connect(self, files: Sequence[Path], movements: Sequence[Movement]) -> Any:
