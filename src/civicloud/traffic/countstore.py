@@ -84,10 +84,9 @@ SCHEMA = pa.schema(
     ]
 )
 
-#: The profile, per movement and slot: vehicles counted and on how many days (both engines;
-#: in no order: ``Profile`` puts the rows in order, in arrays).
+#: The profile, per movement and slot: vehicles counted and on how many days (both engines).
 PROFILE_SQL = """
-SELECT tls_id, from_edge, to_edge, slot_s, CAST(SUM(vehicles) AS BIGINT) AS vehicles,
+SELECT tls_id, from_edge, to_edge, slot_s, SUM(vehicles) AS vehicles,
        COUNT(DISTINCT day) AS days
 FROM (
     SELECT tls_id, from_edge, to_edge, day, vehicles,
@@ -96,6 +95,7 @@ FROM (
     WHERE network_id = '{network}' AND day >= '{first}' AND day <= '{last}'
 ) AS slotted
 GROUP BY tls_id, from_edge, to_edge, slot_s
+ORDER BY tls_id, from_edge, to_edge, slot_s
 """
 
 #: The kept rows of some intervals: what a new batch is checked against.
@@ -340,11 +340,15 @@ class DuckDBEngine:
         if not files:
             return pa.table({})
         with self._connect(files, ()) as con:
-            con.execute("SET enable_progress_bar = false")  # a relation's would print
-            # Streamed in batches: the result is not held whole in DuckDB's memory as well.
-            reader = con.sql(sql).to_arrow_reader(1 << 16)
-            result: pa.Table = reader.read_all()
-            return result
+            # Fetched as ``query`` fetches: DuckDB's Arrow and NumPy results take more of its
+            # memory, which a city's month of counts (2 GiB) runs out of.
+            result = con.execute(sql)
+            names = [d[0] for d in result.description]
+            rows = result.fetchall()
+        columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+        return pa.table(
+            {name: pa.array(values) for name, values in zip(names, columns, strict=True)}
+        )
 
     def _connect(self, files: Sequence[Path], movements: Sequence[Movement]) -> Any:
         import duckdb

@@ -8,6 +8,7 @@ import uuid
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -170,11 +171,18 @@ def test_the_columnar_profile_gives_the_design_demand_of_its_rows(
         assert table[-1] == ordered[-1]
         assert table[1:3] == ordered[1:3]
         assert table.flow_vph.tolist() == [r.flow_vph for r in ordered]
+        # The day's profile: each row in its quarter of the day (a later slot that folds onto
+        # an earlier one's quarter replaces it, as a loop over the rows in order does).
         day = timeofday.profile_of_slots(shuffled)
+        flows: dict[tuple[int, int], float] = {}
+        observed: dict[tuple[int, int], int] = {}
         for r in ordered:
-            k = day.keys.index((r.tls_id, r.from_edge, r.to_edge))
-            assert day.flows[(r.slot_s % 86400) // 900, k] == r.flow_vph
-            assert day.observed[(r.slot_s % 86400) // 900, k] == r.days * 900
+            at = ((r.slot_s % 86400) // 900, day.keys.index((r.tls_id, r.from_edge, r.to_edge)))
+            flows[at], observed[at] = r.flow_vph, r.days * 900
+        for at, flow in flows.items():
+            assert day.flows[at] == flow
+            assert day.observed[at] == observed[at]
+        assert int((~np.isnan(day.flows)).sum()) == len(flows)
 
 
 def _findings_by_rows(
