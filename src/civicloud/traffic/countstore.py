@@ -340,8 +340,9 @@ class DuckDBEngine:
         if not files:
             return pa.table({})
         with self._connect(files, ()) as con:
-            # Fetched as ``query`` fetches: DuckDB's Arrow and NumPy results take more of its
-            # memory, which a city's month of counts (2 GiB) runs out of.
+            # Fetched as ``query`` fetches, as the profile always was: both Arrow fetches tried
+            # ran out of the engine's 2 GiB on a city's month of counts, whose aggregation
+            # alone is near that limit.
             result = con.execute(sql)
             names = [d[0] for d in result.description]
             rows = result.fetchall()
