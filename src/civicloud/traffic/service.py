@@ -43,8 +43,8 @@ class Optimized:
 
 
 #: Networks of at least this many signals are planned in worker processes, one per core: a
-#: city's junctions are independent until coordination. Smaller ones are planned here (a
-#: worker's start costs about as much as planning a hundred junctions).
+#: city's junctions are independent until coordination. Smaller ones are planned here (the
+#: workers' start costs about a second, as much as planning some two hundred junctions).
 PARALLEL_FROM = 400
 #: Each worker's share of the signals is sent in this many pieces, so that all finish together.
 PIECES_PER_WORKER = 4
