@@ -7,7 +7,9 @@ straight to Parquet in Traffic's layout (``tenant=…/day=…``) as if ingested 
 
 - ``civicloud``: ``countstore.check`` (unknown movements, negative and absurd counts, duplicates,
   overlaps: one SQL pass), ``countstore.profile`` (the crunch), and ``timeofday.plan_kept``
-  (the day cut into periods, every junction planned for each, neighbours coordinated);
+  (the day cut into periods, every junction planned for each, neighbours coordinated; the
+  junctions in as many worker processes as ``service.Planner`` takes, one per core for a
+  city, printed);
 - ``bare``: DuckDB's ``GROUP BY`` of the same Parquet by movement and slot (the profile's
   aggregation, with no validation and no optimisation).
 
@@ -48,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
-from civicloud.traffic import countstore, sumo, timeofday  # noqa: E402
+from civicloud.traffic import countstore, service, sumo, timeofday  # noqa: E402
 from civicloud.traffic.network import Network, read_network  # noqa: E402
 from civicloud.traffic.optimize import Limits  # noqa: E402
 
@@ -303,6 +305,7 @@ def main() -> None:
         check_s = time.perf_counter() - started
         profile = countstore.profile(engine, files, uid, first, last)
         crunch_s = time.perf_counter() - started - check_s
+        workers = service.Planner(net).workers  # what plan_kept takes by default
         plans = timeofday.plan_kept(net, profile, Limits())
         ours_s = time.perf_counter() - started
         plan_s = ours_s - check_s - crunch_s
@@ -310,7 +313,8 @@ def main() -> None:
         print(
             f"civicloud: checked {findings['rows_checked']:,} rows in {check_s:.2f} s "
             f"(findings: {bad or 'none'}), profile of {len(profile):,} rows in {crunch_s:.2f} s, "
-            f"{len(plans)} periods x {len(net.signals):,} junctions planned in {plan_s:.1f} s"
+            f"{len(plans)} periods x {len(net.signals):,} junctions planned in {plan_s:.1f} s "
+            f"({workers} planning process{'es' if workers > 1 else ''})"
         )
         for period in plans:
             cycles = sorted({p.cycle for p in period.plans})

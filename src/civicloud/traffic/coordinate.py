@@ -156,59 +156,71 @@ class _Profiles:
 
 
 def _profiles(
-    signal: Signal,
-    plan: SignalPlan,
-    demand: Mapping[Movement, float],
+    signals: Sequence[Signal],
+    plans: Sequence[SignalPlan],
+    demands: Sequence[Mapping[Movement, float]],
     limits: Limits,
     cycle: int,
-) -> _Profiles:
-    model = build_model(signal, demand, limits)
-    durations = [p.duration for p in plan.phases]
-    bounds = np.concatenate([[0.0], np.cumsum(durations)])
-    seconds = np.arange(cycle, dtype=float)
-    # The share of each second (t, t + 1) that each phase covers.
-    overlap = np.clip(
-        np.minimum(seconds[:, None] + 1.0, bounds[None, 1:])
-        - np.maximum(seconds[:, None], bounds[None, :-1]),
-        0.0,
-        1.0,
-    )
-    capacity: dict[tuple[str, int], Array] = {}
-    flow: dict[tuple[str, int], float] = {}
-    departures: dict[str, Array] = {}
-    shares: dict[tuple[str, int], dict[str, float]] = {}
-    for (from_edge, to_edge), members in signal.movements().items():
-        share = max(float(demand.get((from_edge, to_edge), 0.0)), 0.0) / len(members)
-        for link in members:
-            towards = shares.setdefault((link.from_edge, link.from_lane), {})
-            towards[to_edge] = towards.get(to_edge, 0.0) + share
-    for lane in model.lanes:
-        key = (lane.edge, lane.lane)
-        per_second = overlap @ np.asarray(lane.factors[: len(durations)], dtype=float)
-        capacity[key] = lane.saturation / 3600.0 * per_second
-        flow[key] = lane.flow
-        if lane.flow <= 0:
-            continue
-        arrivals = np.full(cycle, lane.flow / 3600.0)
-        served = _departures(arrivals, capacity[key])
-        for to_edge, share in shares.get(key, {}).items():
-            if share > 0:
-                departures.setdefault(to_edge, np.zeros(cycle))
-                departures[to_edge] += served * (share / lane.flow)
-    return _Profiles(capacity, flow, departures)
+) -> list[_Profiles]:
+    """Each signal's figures over the cycle (the queues of every lane of the group in one
+    array)."""
+    found: list[_Profiles] = []
+    # Per lane with demand: its signal's place in ``found``, its key, flow and shares by exit.
+    queued: list[tuple[int, tuple[str, int], float, dict[str, float]]] = []
+    capacities: list[Array] = []
+    for signal, plan, demand in zip(signals, plans, demands, strict=True):
+        model = build_model(signal, demand, limits)
+        durations = [p.duration for p in plan.phases]
+        bounds = np.concatenate([[0.0], np.cumsum(durations)])
+        seconds = np.arange(cycle, dtype=float)
+        # The share of each second (t, t + 1) that each phase covers.
+        overlap = np.clip(
+            np.minimum(seconds[:, None] + 1.0, bounds[None, 1:])
+            - np.maximum(seconds[:, None], bounds[None, :-1]),
+            0.0,
+            1.0,
+        )
+        capacity: dict[tuple[str, int], Array] = {}
+        flow: dict[tuple[str, int], float] = {}
+        shares: dict[tuple[str, int], dict[str, float]] = {}
+        for (from_edge, to_edge), members in signal.movements().items():
+            share = max(float(demand.get((from_edge, to_edge), 0.0)), 0.0) / len(members)
+            for link in members:
+                towards = shares.setdefault((link.from_edge, link.from_lane), {})
+                towards[to_edge] = towards.get(to_edge, 0.0) + share
+        for lane in model.lanes:
+            key = (lane.edge, lane.lane)
+            per_second = overlap @ np.asarray(lane.factors[: len(durations)], dtype=float)
+            capacity[key] = lane.saturation / 3600.0 * per_second
+            flow[key] = lane.flow
+            if lane.flow > 0:
+                queued.append((len(found), key, lane.flow, shares.get(key, {})))
+                capacities.append(capacity[key])
+        found.append(_Profiles(capacity, flow, {}))
+    if queued:
+        arrivals = np.asarray([item[2] / 3600.0 for item in queued])
+        served = _departures(arrivals, np.asarray(capacities))
+        for (k, _, lane_flow, towards), out in zip(queued, served, strict=True):
+            departures = found[k].departures
+            for to_edge, share in towards.items():
+                if share > 0:
+                    departures.setdefault(to_edge, np.zeros(cycle))
+                    departures[to_edge] += out * (share / lane_flow)
+    return found
 
 
 def _departures(arrivals: Array, capacity: Array) -> Array:
-    """Departures in each second of the second cycle of a queue that starts empty."""
-    queue = 0.0
-    out = np.zeros_like(arrivals)
-    n = len(arrivals)
+    """Departures in each second of the second cycle of queues that start empty: one per row
+    of ``capacity`` (lanes x seconds), each with its constant arrival rate (veh/s)."""
+    queue = np.zeros(capacity.shape[0])
+    out = np.zeros_like(capacity)
+    n = capacity.shape[1]
     for t in range(2 * n):
-        waiting = queue + arrivals[t % n]
-        gone = min(waiting, capacity[t % n])
+        waiting = queue + arrivals
+        gone = np.minimum(waiting, capacity[:, t % n])
         queue = waiting - gone
         if t >= n:
-            out[t - n] = gone
+            out[:, t - n] = gone
     return out
 
 
@@ -232,38 +244,70 @@ def _disperse(departures: Array, travel_s: int) -> Array:
     return out
 
 
-def _delay_table(arrivals: Array, capacity: Array) -> Array:
-    """Vehicle-seconds of queueing per cycle, for each row of ``arrivals`` (one per shift)."""
-    n = arrivals.shape[1]
-    queue = np.zeros(arrivals.shape[0])
-    total = np.zeros(arrivals.shape[0])
+def _delay_tables(arrivals: Array, capacity: Array) -> Array:
+    """Vehicle-seconds of queueing per cycle of each lane (row) for each offset difference
+    ``d`` (column): the lane's arrivals are ``arrivals[(t - d) % n]`` at second ``t``.
+
+    Lanes x seconds in, lanes x shifts out, every lane and shift of a group in one array."""
+    lanes, n = arrivals.shape
+    queue = np.zeros((lanes, n))
+    total = np.zeros((lanes, n))
+    shifts = np.arange(n)
     for t in range(2 * n):
-        queue = np.maximum(queue + arrivals[:, t % n] - capacity[t % n], 0.0)
+        queue = np.maximum(queue + arrivals[:, (t - shifts) % n] - capacity[:, t % n, None], 0.0)
         if t >= n:
             total += queue
     return total
 
 
-def _link_table(link: _Link, up: _Profiles, down: _Profiles, cycle: int) -> Array:
-    """Delay on the link's lanes at ``down`` for each offset difference ``o_up - o_down``."""
+def _link_lanes(
+    link: _Link, up: _Profiles, down: _Profiles, cycle: int
+) -> list[tuple[Array, Array]]:
+    """The link's lanes at ``down``: each lane's arrivals per second of ``down``'s frame when
+    the offsets are equal, and its capacity per second (see ``_delay_tables``)."""
     sent = up.departures.get(link.edge)
     lanes = [key for key in down.flow if key[0] == link.approach and down.flow[key] > 0]
     if sent is None or not lanes:
-        return np.zeros(cycle)
+        return []
     counted = sum(down.flow[key] for key in lanes) / 3600.0 * cycle  # vehicles per cycle
     volume = float(sent.sum())
     platoon = _disperse(sent, link.travel_s) * (min(counted / volume, 1.0) if volume > 0 else 0.0)
     even = max(counted - float(platoon.sum()), 0.0) / cycle
-    # Row d: arrivals in the down signal's frame when o_up - o_down = d (the dispersed profile
-    # already carries the lag of beta times the travel time; the rest is added here).
+    # The dispersed profile already carries the lag of beta times the travel time; the rest is
+    # added here: at second t the lane gets what left ``up`` lag seconds earlier.
     lag = link.travel_s - round(BETA * link.travel_s)
-    index = (np.arange(cycle)[None, :] - np.arange(cycle)[:, None] - lag) % cycle
-    shifted = platoon[index] + even
-    table = np.zeros(cycle)
+    arriving = platoon[(np.arange(cycle) - lag) % cycle] + even
+    found = []
     for key in lanes:
         share = down.flow[key] / 3600.0 * cycle / counted
-        table += _delay_table(shifted * share, down.capacity[key])
-    return table
+        found.append((arriving * share, down.capacity[key]))
+    return found
+
+
+def _link_tables(
+    links: Sequence[_Link], profiles: Mapping[str, _Profiles], cycle: int
+) -> list[Array]:
+    """Delay on each link's lanes at its ``down`` signal for each offset difference
+    ``o_up - o_down``."""
+    owner: list[int] = []
+    arrivals: list[Array] = []
+    capacity: list[Array] = []
+    for k, link in enumerate(links):
+        for arriving, lane_capacity in _link_lanes(
+            link, profiles[link.up], profiles[link.down], cycle
+        ):
+            owner.append(k)
+            arrivals.append(arriving)
+            capacity.append(lane_capacity)
+    tables = [np.zeros(cycle) for _ in links]
+    # In bounded slices: a city's group has tens of thousands of lanes.
+    chunk = max(1, (1 << 22) // max(cycle * cycle, 1))
+    for first in range(0, len(owner), chunk):
+        rows = slice(first, first + chunk)
+        delays = _delay_tables(np.asarray(arrivals[rows]), np.asarray(capacity[rows]))
+        for k, delay in zip(owner[rows], delays, strict=True):
+            tables[k] += delay
+    return tables
 
 
 def _offsets(
@@ -275,14 +319,23 @@ def _offsets(
     limits: Limits,
     cycle: int,
 ) -> dict[str, int]:
-    profiles = {
-        s: _profiles(network.signals[s], plans[s], demand.get(s, {}), limits, cycle) for s in group
-    }
+    profiles = dict(
+        zip(
+            group,
+            _profiles(
+                [network.signals[s] for s in group],
+                [plans[s] for s in group],
+                [demand.get(s, {}) for s in group],
+                limits,
+                cycle,
+            ),
+            strict=True,
+        )
+    )
     # tables[(a, b)][d]: delay on every link between a and b when o_a - o_b = d.
     tables: dict[tuple[str, str], Array] = {}
     weight: dict[tuple[str, str], float] = {}
-    for link in links:
-        table = _link_table(link, profiles[link.up], profiles[link.down], cycle)
+    for link, table in zip(links, _link_tables(links, profiles, cycle), strict=True):
         a, b = sorted((link.up, link.down))
         if (a, b) not in tables:
             tables[(a, b)] = np.zeros(cycle)

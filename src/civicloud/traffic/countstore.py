@@ -27,15 +27,18 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, overload
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from numpy.typing import NDArray
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -105,32 +108,34 @@ WHERE network_id = '{network}' AND begin_s >= {first} AND begin_s <= {last}
 
 #: What the kept counts of a network hold that they should not, by kind (both engines): rows
 #: of movements the network lacks, negative or absurd counts (more vehicles than the lanes
-#: carry), the same movement and interval twice, and intervals that overlap the one before.
+#: carry), the same movement and interval twice (counted once per interval, however many
+#: times it is kept), and intervals that overlap the one before. One scan, one sort: a
+#: movement's rows in order of their intervals show a repeated beginning as the row before
+#: (and a third copy as the one before that), an overlap as the previous row's end.
 CHECK_SQL = """
 WITH mine AS (
-    SELECT c.*, m.lanes AS lanes,
-           LAG(c.end_s) OVER (
-               PARTITION BY c.tls_id, c.from_edge, c.to_edge ORDER BY c.begin_s, c.end_s
-           ) AS previous_end
+    SELECT c.begin_s, c.end_s, c.vehicles, m.lanes AS lanes,
+           LAG(c.end_s) OVER intervals AS previous_end,
+           LAG(c.begin_s) OVER intervals AS previous_begin,
+           LAG(c.begin_s, 2) OVER intervals AS second_begin
     FROM counts AS c
     LEFT JOIN movements AS m
       ON m.tls_id = c.tls_id AND m.from_edge = c.from_edge AND m.to_edge = c.to_edge
     WHERE c.network_id = '{network}' AND c.day >= '{first}' AND c.day <= '{last}'
-),
-twice AS (
-    SELECT COUNT(*) AS n FROM (
-        SELECT tls_id, from_edge, to_edge, begin_s FROM mine
-        GROUP BY tls_id, from_edge, to_edge, begin_s HAVING COUNT(*) > 1
-    ) AS repeated
+    WINDOW intervals AS (
+        PARTITION BY c.tls_id, c.from_edge, c.to_edge ORDER BY c.begin_s, c.end_s
+    )
 )
 SELECT COUNT(*) AS rows_checked,
        SUM(CASE WHEN lanes IS NULL THEN 1 ELSE 0 END) AS unknown_movement,
        SUM(CASE WHEN vehicles < 0 THEN 1 ELSE 0 END) AS negative,
        SUM(CASE WHEN lanes IS NOT NULL AND vehicles * 3600.0 / (end_s - begin_s)
                 > {absurd} * lanes THEN 1 ELSE 0 END) AS absurd,
-       MAX(twice.n) AS duplicate,
+       SUM(CASE WHEN previous_begin = begin_s
+                 AND (second_begin IS NULL OR second_begin <> begin_s) THEN 1 ELSE 0 END)
+           AS duplicate,
        SUM(CASE WHEN previous_end > begin_s THEN 1 ELSE 0 END) AS overlap
-FROM mine CROSS JOIN twice
+FROM mine
 """
 
 CHECK_KINDS = ("unknown_movement", "negative", "absurd", "duplicate", "overlap")
@@ -152,6 +157,153 @@ class ProfileRow:
         return self.vehicles / max(self.days, 1) * 3600.0 / SLOT_S
 
 
+#: (signal, from edge, to edge).
+Key = tuple[str, str, str]
+Ints = NDArray[np.int64]
+
+
+class Profile(Sequence[ProfileRow]):
+    """A profile kept in columns: a city's month is millions of rows, which the planner reads
+    as arrays (and people as ``ProfileRow``s, one at a time).
+
+    Rows are in the order of their movement, then slot; ``keys`` are the movements in order,
+    and ``movement`` each row's index into them."""
+
+    __slots__ = ("days", "keys", "movement", "slot_s", "vehicles")
+
+    def __init__(
+        self, keys: Sequence[Key], movement: Ints, slot_s: Ints, vehicles: Ints, days: Ints
+    ) -> None:
+        self.keys = tuple(keys)
+        self.movement = movement
+        self.slot_s = slot_s
+        self.vehicles = vehicles
+        self.days = days
+
+    @classmethod
+    def of_table(cls, table: pa.Table) -> Profile:
+        """The profile of a table with the columns of ``PROFILE_SQL``, in any order of rows."""
+        if table.num_rows == 0:
+            empty = np.zeros(0, dtype=np.int64)
+            return cls((), empty, empty, empty, empty)
+        names: list[list[str]] = []
+        ranks: list[Ints] = []
+        for column in ("tls_id", "from_edge", "to_edge"):
+            encoded = pc.cast(table.column(column), pa.string()).combine_chunks()
+            encoded = encoded.dictionary_encode()
+            values = [str(v) for v in encoded.dictionary.to_pylist()]
+            ordered = sorted(range(len(values)), key=values.__getitem__)
+            rank = np.empty(len(values), dtype=np.int64)
+            rank[ordered] = np.arange(len(values))
+            names.append([values[k] for k in ordered])
+            ranks.append(rank[encoded.indices.to_numpy(zero_copy_only=False)])
+        slot_s, vehicles, days = (
+            np.asarray(pc.cast(table.column(c), pa.int64()).to_numpy(), dtype=np.int64)
+            for c in ("slot_s", "vehicles", "days")
+        )
+        order = np.lexsort((slot_s, ranks[2], ranks[1], ranks[0]))
+        tls, source, target = (r[order] for r in ranks)
+        starts = np.ones(len(order), dtype=bool)
+        starts[1:] = (tls[1:] != tls[:-1]) | (source[1:] != source[:-1])
+        starts[1:] |= target[1:] != target[:-1]
+        first = np.flatnonzero(starts)
+        keys = [
+            (names[0][a], names[1][b], names[2][c])
+            for a, b, c in zip(tls[first], source[first], target[first], strict=True)
+        ]
+        movement = np.cumsum(starts, dtype=np.int64) - 1
+        return cls(keys, movement, slot_s[order], vehicles[order], days[order])
+
+    @classmethod
+    def of_rows(cls, rows: Iterable[ProfileRow]) -> Profile:
+        if isinstance(rows, Profile):
+            return rows
+        items = list(rows)
+        return cls.of_table(
+            pa.table(
+                {
+                    "tls_id": pa.array([r.tls_id for r in items], pa.string()),
+                    "from_edge": pa.array([r.from_edge for r in items], pa.string()),
+                    "to_edge": pa.array([r.to_edge for r in items], pa.string()),
+                    "slot_s": pa.array([r.slot_s for r in items], pa.int64()),
+                    "vehicles": pa.array([r.vehicles for r in items], pa.int64()),
+                    "days": pa.array([r.days for r in items], pa.int64()),
+                }
+            )
+        )
+
+    @property
+    def flow_vph(self) -> NDArray[np.float64]:
+        """Each row's ``ProfileRow.flow_vph``, computed the same way."""
+        flows: NDArray[np.float64] = (
+            self.vehicles.astype(np.float64)
+            / np.maximum(self.days, 1).astype(np.float64)
+            * 3600.0
+            / float(SLOT_S)
+        )
+        return flows
+
+    def where(self, chosen: NDArray[np.bool_]) -> Profile:
+        """The rows ``chosen`` (a mask), with the movements they have."""
+        movement = self.movement[chosen]
+        used, index = np.unique(movement, return_inverse=True)
+        return Profile(
+            [self.keys[k] for k in used.tolist()],
+            index.astype(np.int64).reshape(-1),
+            self.slot_s[chosen],
+            self.vehicles[chosen],
+            self.days[chosen],
+        )
+
+    def __len__(self) -> int:
+        return len(self.movement)
+
+    @overload
+    def __getitem__(self, index: int) -> ProfileRow: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[ProfileRow]: ...
+
+    def __getitem__(self, index: int | slice) -> ProfileRow | list[ProfileRow]:
+        if isinstance(index, slice):
+            return [self[k] for k in range(*index.indices(len(self)))]
+        k = range(len(self))[index]
+        tls, source, target = self.keys[int(self.movement[k])]
+        return ProfileRow(
+            tls, source, target, int(self.slot_s[k]), int(self.vehicles[k]), int(self.days[k])
+        )
+
+    def __iter__(self) -> Iterator[ProfileRow]:
+        keys = self.keys
+        for m, slot, vehicles, days in zip(
+            self.movement.tolist(),
+            self.slot_s.tolist(),
+            self.vehicles.tolist(),
+            self.days.tolist(),
+            strict=True,
+        ):
+            tls, source, target = keys[m]
+            yield ProfileRow(tls, source, target, slot, vehicles, days)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Profile):
+            return (
+                self.keys == other.keys
+                and np.array_equal(self.movement, other.movement)
+                and np.array_equal(self.slot_s, other.slot_s)
+                and np.array_equal(self.vehicles, other.vehicles)
+                and np.array_equal(self.days, other.days)
+            )
+        if isinstance(other, Sequence):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable arrays, as a list is unhashable
+
+    def __repr__(self) -> str:
+        return f"Profile({len(self)} rows of {len(self.keys)} movements)"
+
+
 class CountsEngine(Protocol):
     """Runs the crunching SQL over Parquet files (``counts`` is the files' table)."""
 
@@ -160,6 +312,10 @@ class CountsEngine(Protocol):
     def query(
         self, files: Sequence[Path], sql: str, movements: Sequence[Movement] = ()
     ) -> list[tuple[Any, ...]]: ...
+
+    def table(self, files: Sequence[Path], sql: str) -> pa.Table:
+        """The query's result as an Arrow table (for results of millions of rows)."""
+        ...
 
 
 #: A row of the ``movements`` table the checks join: signal, from edge, to edge, lanes.
@@ -175,28 +331,47 @@ class DuckDBEngine:
     def query(
         self, files: Sequence[Path], sql: str, movements: Sequence[Movement] = ()
     ) -> list[tuple[Any, ...]]:
-        import duckdb
-
         if not files:
             return []
-        listed = ", ".join(f"'{_quoted(str(f))}'" for f in files)
-        with duckdb.connect(config={"memory_limit": f"{self.memory_mib}MB"}) as con:
-            # The paths are the counts directory's own files (quoted); DuckDB cannot take a
-            # view's file list as a parameter.
-            con.execute(
-                f"CREATE VIEW counts AS SELECT * FROM read_parquet([{listed}], "  # noqa: S608
-                "hive_partitioning = false)"
-            )
-            table = pa.table(
-                {
-                    "tls_id": [m[0] for m in movements],
-                    "from_edge": [m[1] for m in movements],
-                    "to_edge": [m[2] for m in movements],
-                    "lanes": pa.array([m[3] for m in movements], pa.int32()),
-                }
-            )
-            con.register("movements", table)
+        with self._connect(files, movements) as con:
             return [tuple(row) for row in con.execute(sql).fetchall()]
+
+    def table(self, files: Sequence[Path], sql: str) -> pa.Table:
+        if not files:
+            return pa.table({})
+        with self._connect(files, ()) as con:
+            # Fetched as ``query`` fetches, as the profile always was: both Arrow fetches tried
+            # ran out of the engine's 2 GiB on a city's month of counts, whose aggregation
+            # alone is near that limit.
+            result = con.execute(sql)
+            names = [d[0] for d in result.description]
+            rows = result.fetchall()
+        columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+        return pa.table(
+            {name: pa.array(values) for name, values in zip(names, columns, strict=True)}
+        )
+
+    def _connect(self, files: Sequence[Path], movements: Sequence[Movement]) -> Any:
+        import duckdb
+
+        listed = ", ".join(f"'{_quoted(str(f))}'" for f in files)
+        con = duckdb.connect(config={"memory_limit": f"{self.memory_mib}MB"})
+        # The paths are the counts directory's own files (quoted); DuckDB cannot take a
+        # view's file list as a parameter.
+        con.execute(
+            f"CREATE VIEW counts AS SELECT * FROM read_parquet([{listed}], "  # noqa: S608
+            "hive_partitioning = false)"
+        )
+        table = pa.table(
+            {
+                "tls_id": pa.array([m[0] for m in movements], pa.string()),
+                "from_edge": pa.array([m[1] for m in movements], pa.string()),
+                "to_edge": pa.array([m[2] for m in movements], pa.string()),
+                "lanes": pa.array([m[3] for m in movements], pa.int32()),
+            }
+        )
+        con.register("movements", table)
+        return con
 
 
 class SparkEngine:
@@ -212,6 +387,15 @@ class SparkEngine:
     ) -> list[tuple[Any, ...]]:
         if not files:
             return []
+        return [tuple(row) for row in self._frame(files, sql, movements).collect()]
+
+    def table(self, files: Sequence[Path], sql: str) -> pa.Table:
+        if not files:
+            return pa.table({})
+        result: pa.Table = self._frame(files, sql, ()).toArrow()
+        return result
+
+    def _frame(self, files: Sequence[Path], sql: str, movements: Sequence[Movement]) -> Any:
         try:
             from pyspark.sql import SparkSession
         except ImportError as exc:
@@ -231,7 +415,7 @@ class SparkEngine:
             list(movements) or [("", "", "", 0)],
             "tls_id STRING, from_edge STRING, to_edge STRING, lanes INT",
         ).createOrReplaceTempView("movements")
-        return [tuple(row) for row in spark.sql(sql).collect()]
+        return spark.sql(sql)
 
 
 def _spark_schema() -> str:
@@ -551,7 +735,7 @@ def write_files(
 
 def profile(
     engine: CountsEngine, files: Sequence[Path], network_id: uuid.UUID, first: date, last: date
-) -> list[ProfileRow]:
+) -> Profile:
     """The network's profile over the days from ``first`` to ``last``, by the engine."""
     sql = PROFILE_SQL.format(
         slot=SLOT_S,
@@ -559,10 +743,7 @@ def profile(
         first=first.isoformat(),
         last=last.isoformat(),
     )
-    return [
-        ProfileRow(str(tls), str(f), str(t), int(slot), int(vehicles), int(days))
-        for tls, f, t, slot, vehicles, days in engine.query(files, sql)
-    ]
+    return Profile.of_table(engine.table(files, sql))
 
 
 def check_days(first: date, last: date) -> None:
@@ -584,7 +765,7 @@ def stored_profile(
     network_id: uuid.UUID,
     first: date,
     last: date,
-) -> list[ProfileRow]:
+) -> Profile:
     """The profile of a stored network's kept counts, by the configured engine."""
     row = networks.get_network(session=session, actor=actor, network_id=network_id)
     check_days(first, last)
@@ -621,27 +802,57 @@ def check(
 
 def design_demand(rows: Iterable[ProfileRow]) -> dict[str, dict[tuple[str, str], float]]:
     """Per signal, veh/h per movement in its busiest hour of the profile (four slots in a row
-    with the most vehicles over all its movements)."""
-    by_signal: dict[str, dict[tuple[str, str], dict[int, float]]] = {}
-    for r in rows:
-        movements = by_signal.setdefault(r.tls_id, {})
-        movements.setdefault((r.from_edge, r.to_edge), {})[r.slot_s] = r.flow_vph
+    with the most vehicles over all its movements; the first such hour on ties).
+
+    In arrays, over a grid of every slot the profile has; each sum adds its terms in the order
+    a loop over the rows would (movements in order, then the hour's slots), so that the figures
+    do not depend on how the profile is held."""
+    table = Profile.of_rows(rows)
+    if not table.keys:
+        return {}
     per_hour = 3600 // SLOT_S
-    demand: dict[str, dict[tuple[str, str], float]] = {}
-    for signal, movements in by_signal.items():
-        slots = sorted({s for flows in movements.values() for s in flows})
-        totals = {s: sum(flows.get(s, 0.0) for flows in movements.values()) for s in slots}
-        best_start, best_total = slots[0], -1.0
-        for start in slots:
-            hour = [start + k * SLOT_S for k in range(per_hour)]
-            total = sum(totals.get(s, 0.0) for s in hour)
-            if total > best_total:
-                best_start, best_total = start, total
-        hour = [best_start + k * SLOT_S for k in range(per_hour)]
-        demand[signal] = {
-            movement: sum(flows.get(s, 0.0) for s in hour) / per_hour
-            for movement, flows in movements.items()
-        }
+    signals = [key[0] for key in table.keys]
+    starts = [m for m in range(len(signals)) if m == 0 or signals[m] != signals[m - 1]]
+    names = [signals[m] for m in starts]
+    first = np.asarray(starts, dtype=np.int64)
+    owner = np.cumsum(np.isin(np.arange(len(signals)), first), dtype=np.int64) - 1
+    place = np.arange(len(signals), dtype=np.int64) - first[owner]  # within its signal
+    grid, column = np.unique(table.slot_s, return_inverse=True)
+    column = column.reshape(-1)
+    flows = np.zeros((len(signals), len(grid)))
+    flows[table.movement, column] = table.flow_vph
+    present = np.zeros((len(names), len(grid)), dtype=bool)
+    present[owner[table.movement], column] = True
+    # Per signal and slot, the movements' flows added in order of the movements.
+    stacked = np.zeros((len(names), int(place.max()) + 1, len(grid)))
+    stacked[owner, place] = flows
+    totals = stacked[:, 0].copy()
+    for k in range(1, stacked.shape[1]):
+        totals = totals + stacked[:, k]
+    # The grid's column of each slot an hour from each start holds (the last: none).
+    later = []
+    for k in range(per_hour):
+        wanted = grid + k * SLOT_S
+        at = np.minimum(np.searchsorted(grid, wanted), len(grid) - 1)
+        later.append(np.where(grid[at] == wanted, at, len(grid)))
+    padded = np.concatenate([totals, np.zeros((len(names), 1))], axis=1)
+    hour = padded[:, later[0]]
+    for k in range(1, per_hour):
+        hour = hour + padded[:, later[k]]
+    candidates = np.where(present, hour, -np.inf)
+    best = np.argmax(candidates, axis=1)
+    busiest = candidates[np.arange(len(names)), best]
+    best = np.where(busiest > -1.0, best, np.argmax(present, axis=1))
+    own = np.concatenate([flows, np.zeros((len(signals), 1))], axis=1)
+    start = best[owner]
+    rows_of = np.arange(len(signals))
+    value = own[rows_of, later[0][start]]
+    for k in range(1, per_hour):
+        value = value + own[rows_of, later[k][start]]
+    value = value / per_hour
+    demand: dict[str, dict[tuple[str, str], float]] = {name: {} for name in names}
+    for (signal, source, target), flow in zip(table.keys, value.tolist(), strict=True):
+        demand[signal][(source, target)] = flow
     return demand
 
 

@@ -17,7 +17,8 @@ The model of a junction:
 
 The search: Webster's cycle as the start; for each cycle between the limits (a coarse pass,
 then every second around the best), greens start in proportion to the critical flow ratios
-and whole seconds move between phases while total delay falls. Every step either lowers the
+and whole seconds move between phases while total delay falls (the cycles of a pass descend
+together, their trial moves' delays computed in one array). Every step either lowers the
 delay or ends the loop, and the number of steps is bounded, so a saturated junction ends like
 any other: at the longest cycle the limits allow, flagged.
 """
@@ -160,16 +161,19 @@ class _Model:
 
     def total_delay(self, greens: Sequence[float]) -> float:
         """Vehicle-seconds of delay per hour (HCM's d1 + d2 of every lane group, vectorised)."""
+        return float(self.total_delays(np.asarray([self.durations(greens)], dtype=float))[0])
+
+    def total_delays(self, durations: Any) -> Any:
+        """``total_delay`` of each row of ``durations`` (plans x phases), at once."""
         if self._arrays is None:
             self._arrays = _arrays(self)
         factors, flow, saturation = self._arrays
         if flow.size == 0:
-            return 0.0
-        durations = np.asarray(self.durations(greens), dtype=float)
-        cycle = float(durations.sum())
-        ratio = np.clip(factors @ durations / cycle, 0.0, 1.0)
+            return np.zeros(durations.shape[0])
+        cycle = durations.sum(axis=1)[:, None]
+        ratio = np.clip(durations @ factors.T / cycle, 0.0, 1.0)
         capacity = saturation * ratio
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             x = np.where(capacity > 0, flow / capacity, np.inf)
             denominator = 1.0 - np.minimum(x, 1.0) * ratio
             d1 = np.where(denominator > 0, 0.5 * cycle * (1.0 - ratio) ** 2 / denominator, 0.0)
@@ -178,8 +182,8 @@ class _Model:
                 capacity * t
             )
             d2 = 900.0 * t * ((x - 1.0) + np.sqrt(term))
-        delay = np.where(capacity > 0, np.minimum(d1 + d2, _DELAY_CAP_S), _DELAY_CAP_S)
-        return float(flow @ delay)
+            delay = np.where(capacity > 0, np.minimum(d1 + d2, _DELAY_CAP_S), _DELAY_CAP_S)
+        return delay @ flow
 
     def critical_ratios(self) -> list[float]:
         greens = self.greens
@@ -405,12 +409,15 @@ def plan_signal(
 
     cache: dict[int, tuple[float, list[float]]] = {}
 
-    def best_at(cycle: int) -> tuple[float, list[float]]:
-        if cycle not in cache:
-            start = _spread(cycle - lost, ratios, least)
-            greens = _descend(model, start, least)
-            cache[cycle] = (model.total_delay(greens), greens)
-        return cache[cycle]
+    def solve(cycles: Sequence[int]) -> None:
+        """Each cycle's greens by descent from Webster's split, all cycles at once."""
+        fresh = sorted(set(cycles) - set(cache))
+        if not fresh:
+            return
+        starts = [_spread(cycle - lost, ratios, least) for cycle in fresh]
+        greens, delays = _descend(model, np.asarray(starts, dtype=float), least)
+        for k, cycle in enumerate(fresh):
+            cache[cycle] = (float(delays[k]), [float(g) for g in greens[k]])
 
     low, high = math.ceil(min_cycle), math.floor(max_cycle)
     high = max(high, low)
@@ -420,9 +427,9 @@ def plan_signal(
         candidates.append(high)
     if webster is not None:
         candidates.append(min(max(round(webster), low), high))
-    best = min(candidates, key=lambda c: (best_at(c)[0], c))
-    for cycle in range(max(low, best - step + 1), min(high, best + step - 1) + 1):
-        best_at(cycle)
+    solve(candidates)
+    best = min(candidates, key=lambda c: (cache[c][0], c))
+    solve(range(max(low, best - step + 1), min(high, best + step - 1) + 1))
     best = min(cache, key=lambda c: (cache[c][0], c))
     durations = model.durations(cache[best][1])
     return _result(model, durations, webster, ratios)
@@ -477,33 +484,50 @@ def _spread(available: float, weights: Sequence[float], least: Sequence[float]) 
     return result
 
 
-def _descend(model: _Model, greens: list[float], least: Sequence[float]) -> list[float]:
-    """Move whole seconds between greens while the total delay falls (steps 8, 4, 2, 1 s)."""
-    current = list(greens)
-    value = model.total_delay(current)
-    n = len(current)
+def _descend(model: _Model, starts: Any, least: Sequence[float]) -> tuple[Any, Any]:
+    """Move whole seconds between greens while the total delay falls (steps 8, 4, 2, 1 s),
+    from each row of ``starts`` (one per cycle) at once: in each round every row takes the
+    move that lowers its delay most, until no move lowers any. Returns the greens and their
+    total delays."""
+    current = np.array(starts, dtype=float)
+    rows, n = current.shape
+    if rows == 0:
+        return current, np.zeros(0)
+    fixed = np.asarray([d if d is not None else 0.0 for d in model.fixed], dtype=float)
+    at = np.asarray(model.greens, dtype=np.int64)
+
+    def delays(greens: Any) -> Any:
+        durations = np.broadcast_to(fixed, (*greens.shape[:-1], len(fixed))).copy()
+        durations[..., at] = greens
+        flat = durations.reshape(-1, len(fixed))
+        return model.total_delays(flat).reshape(greens.shape[:-1])
+
+    value = delays(current)
     if n < 2:
-        return current
-    floor = [math.ceil(m) for m in least]
+        return current, value
+    floor = np.asarray([math.ceil(m) for m in least], dtype=float)
+    pairs = [(a, b) for a in range(n) for b in range(n) if a != b]
+    moves = np.zeros((len(pairs), n))
+    for k, (a, b) in enumerate(pairs):
+        moves[k, a] -= 1.0
+        moves[k, b] += 1.0
+    losing = np.asarray([a for a, _ in pairs], dtype=np.int64)
     for step in (8.0, 4.0, 2.0, 1.0):
-        for _ in range(200):  # bounded: each pass lowers the delay or stops
-            best_value, best_move = value, None
-            for a in range(n):
-                if current[a] - step < floor[a]:
-                    continue
-                for b in range(n):
-                    if a == b:
-                        continue
-                    trial = list(current)
-                    trial[a] -= step
-                    trial[b] += step
-                    v = model.total_delay(trial)
-                    if v < best_value - 1e-9:
-                        best_value, best_move = v, trial
-            if best_move is None:
+        active = np.arange(rows)
+        for _ in range(200):  # bounded: each round lowers the delay of a row or stops it
+            if active.size == 0:
                 break
-            current, value = best_move, best_value
-    return current
+            trials = current[active][:, None, :] + step * moves[None, :, :]
+            allowed = current[active][:, losing] - step >= floor[losing]
+            found = np.where(allowed, delays(trials), np.inf)
+            choice = np.argmin(found, axis=1)  # the first (in order of the pairs) on ties
+            best = found[np.arange(active.size), choice]
+            better = best < value[active] - 1e-9
+            chosen = active[better]
+            current[chosen] = trials[better, choice[better]]
+            value[chosen] = best[better]
+            active = chosen
+    return current, value
 
 
 def _result(

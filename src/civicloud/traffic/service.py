@@ -8,7 +8,11 @@ after figures.
 
 from __future__ import annotations
 
+import math
+import multiprocessing
+import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -38,14 +42,95 @@ class Optimized:
     saturated: tuple[Saturated, ...] = ()
 
 
+#: Networks of at least this many signals are planned in worker processes, one per core: a
+#: city's junctions are independent until coordination. Smaller ones are planned here (the
+#: workers' start costs about a second, as much as planning some two hundred junctions).
+PARALLEL_FROM = 400
+#: Each worker's share of the signals is sent in this many pieces, so that all finish together.
+PIECES_PER_WORKER = 4
+
+_WORKER_NETWORK: Network | None = None
+
+
+def _start_worker(network: Network) -> None:
+    global _WORKER_NETWORK  # noqa: PLW0603  # a worker process's one network, sent once
+    _WORKER_NETWORK = network
+
+
+def _plan_piece(
+    signal_ids: Sequence[str],
+    demand: Mapping[str, Mapping[tuple[str, str], float]],
+    limits: Limits,
+) -> list[SignalPlan]:
+    network = _WORKER_NETWORK
+    if network is None:  # pragma: no cover - every worker starts with its network
+        raise RuntimeError("a planning worker without its network")
+    return [plan_signal(network.signals[s], demand.get(s, {}), limits) for s in signal_ids]
+
+
+class Planner:
+    """Plans a network's signals one by one, here or in worker processes (``workers``; by
+    default one per core for a network of ``PARALLEL_FROM`` signals or more). The same plans
+    either way; workers are started once, for every demand planned until ``close``."""
+
+    def __init__(self, network: Network, workers: int | None = None) -> None:
+        self.network = network
+        if workers is None:
+            workers = (os.cpu_count() or 1) if len(network.signals) >= PARALLEL_FROM else 1
+        self.workers = max(1, min(workers, len(network.signals)))
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> Planner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def plan(
+        self, demand: Mapping[str, Mapping[tuple[str, str], float]], limits: Limits
+    ) -> list[SignalPlan]:
+        """Every signal's own plan for the demand, in the network's order (not coordinated)."""
+        ids = list(self.network.signals)
+        if self.workers == 1:
+            return [plan_signal(self.network.signals[s], demand.get(s, {}), limits) for s in ids]
+        if self._pool is None:
+            # Spawned, not forked: the caller may run threads (a server's listeners).
+            self._pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_worker,
+                initargs=(self.network,),
+            )
+        size = max(1, math.ceil(len(ids) / (self.workers * PIECES_PER_WORKER)))
+        pieces = [ids[k : k + size] for k in range(0, len(ids), size)]
+        futures = [
+            self._pool.submit(
+                _plan_piece, piece, {s: demand[s] for s in piece if s in demand}, limits
+            )
+            for piece in pieces
+        ]
+        return [plan for future in futures for plan in future.result()]
+
+
 def plan_network(
-    network: Network, demand: Mapping[str, Mapping[tuple[str, str], float]], limits: Limits
+    network: Network,
+    demand: Mapping[str, Mapping[tuple[str, str], float]],
+    limits: Limits,
+    *,
+    workers: int | None = None,
+    planner: Planner | None = None,
 ) -> list[SignalPlan]:
     """Every signal's plan for the demand (veh/h per movement), neighbours coordinated."""
-    plans = [
-        plan_signal(signal, demand.get(signal_id, {}), limits)
-        for signal_id, signal in network.signals.items()
-    ]
+    if planner is None:
+        with Planner(network, workers) as own:
+            plans = own.plan(demand, limits)
+    else:
+        plans = planner.plan(demand, limits)
     plans = coordinate(network, plans, demand, limits)
     for plan in plans:
         if conflicting_greens(network.signals[plan.signal_id], plan.phases):  # never: kept

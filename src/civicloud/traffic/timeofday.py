@@ -378,20 +378,28 @@ def plan_files(
 def profile_of_slots(rows: Iterable[countstore.ProfileRow]) -> DayProfile:
     """The day's profile from a kept-counts profile (``countstore.profile``: per movement and
     15-minute slot, the vehicles and the days counted), as ``day_profile`` makes it from rows."""
-    items = sorted(rows, key=lambda r: (r.tls_id, r.from_edge, r.to_edge, r.slot_s))
-    if not items:
+    table = countstore.Profile.of_rows(rows)
+    if not len(table):
         raise TrafficInvalidInput("There are no counts to make time-of-day plans from.")
     step = countstore.SLOT_S
-    keys = tuple(sorted({(r.tls_id, r.from_edge, r.to_edge) for r in items}))
-    where = {key: k for k, key in enumerate(keys)}
+    keys = table.keys
     flows = np.full((DAY_S // step, len(keys)), np.nan)
     observed = np.zeros((DAY_S // step, len(keys)))
-    for r in items:
-        k = where[(r.tls_id, r.from_edge, r.to_edge)]
-        slot = (r.slot_s % DAY_S) // step
-        flows[slot, k] = r.flow_vph
-        observed[slot, k] = r.days * step
+    slot = (table.slot_s % DAY_S) // step
+    flows[slot, table.movement] = table.flow_vph
+    observed[slot, table.movement] = table.days * step
     return DayProfile(step, keys, flows, observed)
+
+
+def inside(period: Period, second_of_day: NDArray[np.int64]) -> NDArray[np.bool_]:
+    """Which of the seconds (after midnight) ``period`` holds, as ``in`` says of each."""
+    if period.wraps:
+        chosen: NDArray[np.bool_] = (second_of_day >= period.start_s) | (
+            second_of_day < period.end_s
+        )
+    else:
+        chosen = (second_of_day >= period.start_s) & (second_of_day < period.end_s)
+    return chosen
 
 
 def plan_kept(
@@ -401,20 +409,25 @@ def plan_kept(
     *,
     max_periods: int = DEFAULT_PERIODS,
     min_period_s: int = MIN_PERIOD_S,
+    workers: int | None = None,
 ) -> tuple[PeriodPlan, ...]:
     """Time-of-day plans from the kept counts' profile: the same cut and plans as
-    ``plan_time_of_day``, each period timed for its busiest hour of the profile."""
+    ``plan_time_of_day``, each period timed for its busiest hour of the profile. ``workers``:
+    the processes that plan the junctions (see ``service.Planner``; by default one per core
+    for a city, none for a small network)."""
     check_settings(max_periods, min_period_s)
+    table = countstore.Profile.of_rows(rows)
     periods = choose_periods(
-        profile_of_slots(rows), max_periods=max_periods, min_period_s=min_period_s
+        profile_of_slots(table), max_periods=max_periods, min_period_s=min_period_s
     )
     planned: list[PeriodPlan] = []
-    for period in periods:
-        demand = countstore.design_demand([r for r in rows if r.slot_s in period])
-        plans = service.plan_network(network, demand, limits)
-        before = [
-            evaluate_program(signal, demand.get(signal_id, {}))
-            for signal_id, signal in network.signals.items()
-        ]
-        planned.append(PeriodPlan(period, demand, tuple(plans), tuple(before)))
+    with service.Planner(network, workers) as planner:
+        for period in periods:
+            demand = countstore.design_demand(table.where(inside(period, table.slot_s)))
+            plans = service.plan_network(network, demand, limits, planner=planner)
+            before = [
+                evaluate_program(signal, demand.get(signal_id, {}))
+                for signal_id, signal in network.signals.items()
+            ]
+            planned.append(PeriodPlan(period, demand, tuple(plans), tuple(before)))
     return tuple(planned)

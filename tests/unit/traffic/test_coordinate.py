@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 from civicloud.traffic import export
 from civicloud.traffic.coordinate import (
     ACCELERATION,
+    _delay_tables,
+    _departures,
     _descend,
     _disperse,
     _tree_offsets,
@@ -120,3 +122,42 @@ def test_dispersion_keeps_the_vehicles_and_flattens_the_platoon(
     assert arrived.sum() == pytest.approx(sent.sum(), rel=1e-6, abs=1e-9)
     assert arrived.max() <= sent.max() + 1e-9
     assert arrived.min() >= sent.min() - 1e-9
+
+
+def _one_lane_delay(arrivals: np.ndarray, capacity: np.ndarray, shift: int) -> float:
+    """A deterministic queue over two cycles, the second's vehicle-seconds: one lane whose
+    arrivals come ``shift`` seconds late."""
+    n = len(arrivals)
+    queue = total = 0.0
+    for t in range(2 * n):
+        queue = max(queue + arrivals[(t - shift) % n] - capacity[t % n], 0.0)
+        if t >= n:
+            total += queue
+    return total
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    cycle=st.integers(2, 12),
+    lanes=st.integers(1, 4),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_a_groups_lanes_queue_in_one_array_as_each_alone(cycle: int, lanes: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    arrivals = rng.random((lanes, cycle)) * 0.6
+    capacity = rng.random((lanes, cycle)) * (rng.random((lanes, cycle)) > 0.4)
+    tables = _delay_tables(arrivals, capacity)
+    rates = rng.random(lanes) * 0.5
+    served = _departures(rates, capacity)
+    for k in range(lanes):
+        for shift in range(cycle):
+            assert tables[k, shift] == pytest.approx(
+                _one_lane_delay(arrivals[k], capacity[k], shift), abs=1e-12
+            )
+        queue = 0.0
+        for t in range(2 * cycle):
+            waiting = queue + rates[k]
+            gone = min(waiting, capacity[k, t % cycle])
+            queue = waiting - gone
+            if t >= cycle:
+                assert served[k, t - cycle] == pytest.approx(gone, abs=1e-12)

@@ -3,6 +3,7 @@ bureau meets (no demand, a junction at 100 % and beyond)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -11,8 +12,12 @@ from civicloud.traffic.errors import InvalidTimingLimits
 from civicloud.traffic.network import GREEN, YELLOW, Network, Signal
 from civicloud.traffic.optimize import (
     Limits,
+    _descend,
+    _spread,
+    build_model,
     conflicting_greens,
     evaluate_program,
+    pedestrian_minimums,
     plan_signal,
     transition_states,
 )
@@ -172,3 +177,41 @@ def test_every_signal_of_a_grid_is_planned(networks: dict[str, Network]) -> None
         plan = plan_signal(signal, _demand(signal, 400, 300))
         assert conflicting_greens(signal, plan.phases) == []
         assert 60 <= plan.cycle <= 151
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    main=flows,
+    side=flows,
+    cycles=st.lists(st.integers(40, 200), min_size=1, max_size=6),
+)
+def test_the_cycles_descend_together_as_each_alone(
+    networks: dict[str, Network], main: float, side: float, cycles: list[int]
+) -> None:
+    """The search's cycles descend in one array: each ends where it ends alone, at the delay
+    the one-plan formula gives."""
+    signal = networks["junction"].signals["A0"]
+    limits = Limits()
+    model = build_model(signal, _demand(signal, main, side), limits)
+    least = pedestrian_minimums(signal, model.states, model.fixed, limits.min_green)
+    ratios = model.critical_ratios()
+    starts = np.asarray([_spread(c - model.lost_time, ratios, least) for c in cycles])
+    together, delays = _descend(model, starts, least)
+    for k in range(len(cycles)):
+        alone, delay = _descend(model, starts[k : k + 1], least)
+        assert together[k].tolist() == alone[0].tolist()
+        assert delays[k] == pytest.approx(delay[0], rel=1e-12)
+        assert delays[k] == pytest.approx(model.total_delay(list(together[k])), rel=1e-12)
+        assert sum(together[k]) == pytest.approx(cycles[k] - model.lost_time)
+        assert all(g >= m for g, m in zip(together[k], least, strict=True))
+        # No move of a whole second lowers the delay further.
+        for a in range(len(least)):
+            for b in range(len(least)):
+                if a == b or together[k][a] - 1 < least[a]:
+                    continue
+                trial = list(together[k])
+                trial[a] -= 1
+                trial[b] += 1
+                assert model.total_delay(trial) >= delays[k] - 1e-6
