@@ -85,18 +85,40 @@ SCHEMA = pa.schema(
 )
 
 #: The profile, per movement and slot: vehicles counted and on how many days (both engines).
+#: The days are counted in two steps (per day, then per slot), not by ``COUNT(DISTINCT day)``,
+#: whose state DuckDB cannot spill: a city's month of counts ran out of its memory limit.
 PROFILE_SQL = """
-SELECT tls_id, from_edge, to_edge, slot_s, SUM(vehicles) AS vehicles,
-       COUNT(DISTINCT day) AS days
+SELECT tls_id, from_edge, to_edge, slot_s, SUM(vehicles) AS vehicles, COUNT(*) AS days
 FROM (
-    SELECT tls_id, from_edge, to_edge, day, vehicles,
-           CAST(FLOOR(local_s / {slot}) * {slot} AS BIGINT) AS slot_s
+    SELECT tls_id, from_edge, to_edge, slot_s, day, SUM(vehicles) AS vehicles
+    FROM (
+        SELECT tls_id, from_edge, to_edge, day, vehicles,
+               CAST(FLOOR(local_s / {slot}) * {slot} AS BIGINT) AS slot_s
+        FROM counts
+        WHERE network_id = '{network}' AND day >= '{first}' AND day <= '{last}'
+    ) AS slotted
+    GROUP BY tls_id, from_edge, to_edge, slot_s, day
+) AS daily
+GROUP BY tls_id, from_edge, to_edge, slot_s
+ORDER BY tls_id, from_edge, to_edge, slot_s
+"""
+#: The same over at most :data:`BITS_DAYS` days in one step: each group keeps the days it saw
+#: as the bits of one integer (a fixed state per group, like a sum), and counts them at the end.
+PROFILE_BITS_SQL = """
+SELECT tls_id, from_edge, to_edge, slot_s, SUM(vehicles) AS vehicles,
+       bit_count(bit_or(day_bit)) AS days
+FROM (
+    SELECT tls_id, from_edge, to_edge, vehicles,
+           CAST(FLOOR(local_s / {slot}) * {slot} AS BIGINT) AS slot_s,
+           CAST(CASE day {bits} END AS BIGINT) AS day_bit
     FROM counts
     WHERE network_id = '{network}' AND day >= '{first}' AND day <= '{last}'
 ) AS slotted
 GROUP BY tls_id, from_edge, to_edge, slot_s
 ORDER BY tls_id, from_edge, to_edge, slot_s
 """
+#: The most days :data:`PROFILE_BITS_SQL` counts (the bits of a signed 64-bit integer).
+BITS_DAYS = 62
 
 #: The kept rows of some intervals: what a new batch is checked against.
 KEPT_SQL = """
@@ -737,13 +759,26 @@ def profile(
     engine: CountsEngine, files: Sequence[Path], network_id: uuid.UUID, first: date, last: date
 ) -> Profile:
     """The network's profile over the days from ``first`` to ``last``, by the engine."""
-    sql = PROFILE_SQL.format(
-        slot=SLOT_S,
-        network=_quoted(str(network_id)),
-        first=first.isoformat(),
-        last=last.isoformat(),
+    return Profile.of_table(engine.table(files, profile_sql(network_id, first, last)))
+
+
+def profile_sql(
+    network_id: uuid.UUID, first: date, last: date, *, bits_days: int = BITS_DAYS
+) -> str:
+    """The profile's SQL: days as bits where the range has at most ``bits_days`` of them."""
+    common = {
+        "slot": SLOT_S,
+        "network": _quoted(str(network_id)),
+        "first": first.isoformat(),
+        "last": last.isoformat(),
+    }
+    span = (last - first).days + 1
+    if span > bits_days:
+        return PROFILE_SQL.format(**common)
+    bits = " ".join(
+        f"WHEN '{(first + timedelta(days=k)).isoformat()}' THEN {1 << k}" for k in range(span)
     )
-    return Profile.of_table(engine.table(files, sql))
+    return PROFILE_BITS_SQL.format(bits=bits, **common)
 
 
 def check_days(first: date, last: date) -> None:
