@@ -310,11 +310,22 @@ def _failure(exc: CivicloudError) -> dict[str, Any]:
     }
 
 
-def record_progress(*, session: Session, evaluation_id: uuid.UUID, done: int) -> None:
+def _held(evaluation_id: uuid.UUID, attempt: int | None) -> Any:
+    """The evaluation, while it runs under the claim ``attempt`` (any claim when ``None``): a
+    worker taken for dead whose run was taken again changes nothing of the new run."""
+    held = (TrafficEvaluation.id == evaluation_id) & (TrafficEvaluation.status == "running")
+    if attempt is not None:
+        held = held & (TrafficEvaluation.attempts == attempt)
+    return held
+
+
+def record_progress(
+    *, session: Session, evaluation_id: uuid.UUID, done: int, attempt: int | None = None
+) -> None:
     """One more step of a running evaluation (and a sign that its worker is alive)."""
     session.execute(
         update(TrafficEvaluation)
-        .where(TrafficEvaluation.id == evaluation_id, TrafficEvaluation.status == "running")
+        .where(_held(evaluation_id, attempt))
         .values(steps_done=done, progress_at=utcnow())
     )
 
@@ -324,13 +335,17 @@ def _result(summaries: Sequence[simulate.Summary]) -> dict[str, Any]:
 
 
 def finish(
-    *, session: Session, evaluation_id: uuid.UUID, summaries: Sequence[simulate.Summary]
+    *,
+    session: Session,
+    evaluation_id: uuid.UUID,
+    summaries: Sequence[simulate.Summary],
+    attempt: int | None = None,
 ) -> None:
     """A running evaluation's figures, and its end."""
     now = utcnow()
     session.execute(
         update(TrafficEvaluation)
-        .where(TrafficEvaluation.id == evaluation_id)
+        .where(_held(evaluation_id, attempt))
         .values(
             status="done",
             results=_result(summaries),
@@ -341,12 +356,23 @@ def finish(
     )
 
 
-def fail(*, session: Session, evaluation_id: uuid.UUID, error: CivicloudError) -> None:
+def fail(
+    *,
+    session: Session,
+    evaluation_id: uuid.UUID,
+    error: CivicloudError,
+    attempt: int | None = None,
+) -> None:
     """A running evaluation's end in failure, with the reason."""
     now = utcnow()
+    held = (
+        _held(evaluation_id, attempt)
+        if attempt is not None
+        else (TrafficEvaluation.id == evaluation_id)
+    )
     session.execute(
         update(TrafficEvaluation)
-        .where(TrafficEvaluation.id == evaluation_id)
+        .where(held)
         .values(status="failed", progress_at=now, finished_at=now, **_failure(error))
     )
 
@@ -358,6 +384,8 @@ class _Inputs:
     additional: bytes
     demand: Demand
     seeds: int
+    #: The claim the run holds (the evaluation's ``attempts`` when it was taken).
+    attempt: int
 
 
 def _inputs(session: Session, evaluation_id: uuid.UUID) -> _Inputs:
@@ -365,7 +393,12 @@ def _inputs(session: Session, evaluation_id: uuid.UUID) -> _Inputs:
     plan = session.get_one(TrafficPlan, row.plan_id)
     network = session.get_one(TrafficNetwork, row.network_id)
     return _Inputs(
-        network, network.content, plans.design_additional(plan), demand_of(row), row.seeds
+        network,
+        network.content,
+        plans.design_additional(plan),
+        demand_of(row),
+        row.seeds,
+        row.attempts,
     )
 
 
@@ -385,14 +418,18 @@ def run_claimed(
 ) -> TrafficEvaluation:
     """Run an evaluation this worker has claimed: each step recorded as it ends, then the
     figures, or ``failed`` with the reason; never raises for what SUMO or the plan does."""
+    attempt: int | None = None
     try:
         with db.unit_of_work(write=False) as session:
             inputs = _inputs(session, evaluation_id)
+        attempt = inputs.attempt
         network = networks.load(inputs.network)
 
         def step(done: int, total: int, name: str) -> None:
             with db.unit_of_work() as session:
-                record_progress(session=session, evaluation_id=evaluation_id, done=done)
+                record_progress(
+                    session=session, evaluation_id=evaluation_id, done=done, attempt=attempt
+                )
             if progress is not None:
                 progress(done, total, name)
 
@@ -411,24 +448,28 @@ def run_claimed(
                 progress=step,
             )
         with db.unit_of_work() as session:
-            finish(session=session, evaluation_id=evaluation_id, summaries=summaries)
+            finish(
+                session=session, evaluation_id=evaluation_id, summaries=summaries, attempt=attempt
+            )
     except CivicloudError as exc:  # SUMO, or a plan it refuses: a reason people can read
         log.warning("traffic evaluation %s failed: %s", evaluation_id, exc.detail)
-        _record_failure(db, evaluation_id, exc)
+        _record_failure(db, evaluation_id, exc, attempt)
     except Exception as exc:  # anything else: failed, logged, and the worker goes on
         log.exception("traffic evaluation %s stopped unexpectedly", evaluation_id)
         unexpected = EvaluationFailed(
             "The evaluation stopped unexpectedly (%(reason)s); the server's log says more.",
             params={"reason": type(exc).__name__},
         )
-        _record_failure(db, evaluation_id, unexpected)
+        _record_failure(db, evaluation_id, unexpected, attempt)
     with db.unit_of_work(write=False) as session:
         return session.get_one(TrafficEvaluation, evaluation_id)
 
 
-def _record_failure(db: Database, evaluation_id: uuid.UUID, error: CivicloudError) -> None:
+def _record_failure(
+    db: Database, evaluation_id: uuid.UUID, error: CivicloudError, attempt: int | None
+) -> None:
     with db.unit_of_work() as session:
-        fail(session=session, evaluation_id=evaluation_id, error=error)
+        fail(session=session, evaluation_id=evaluation_id, error=error, attempt=attempt)
 
 
 def _gunzip(content: bytes) -> bytes:

@@ -141,6 +141,30 @@ def test_a_stale_running_evaluation_is_taken_again_once_then_failed(
     assert queued.id not in evaluations.due(session=db_session, now=utcnow())
 
 
+def test_a_worker_taken_for_dead_changes_nothing_of_the_run_taken_again(
+    db_session: Session, queued: TrafficEvaluation
+) -> None:
+    # Given a run taken again (attempt 2) from a worker presumed dead (attempt 1)
+    _stale(db_session, queued, attempts=1)
+    assert evaluations.claim(session=db_session, evaluation_id=queued.id, now=utcnow())
+    late = [simulate.Summary("network", (simulate.RunFigures(1, 1.0, 1.0, 1.0, 1.0, 1, 0),))]
+    # When the first worker, alive after all, reports progress, a result and a failure
+    evaluations.record_progress(session=db_session, evaluation_id=queued.id, done=5, attempt=1)
+    evaluations.finish(session=db_session, evaluation_id=queued.id, summaries=late, attempt=1)
+    evaluations.fail(
+        session=db_session,
+        evaluation_id=queued.id,
+        error=evaluations.EvaluationFailed("late"),
+        attempt=1,
+    )
+    db_session.refresh(queued)
+    # Then the second run is untouched; its own steps count
+    assert (queued.status, queued.steps_done, queued.results) == ("running", 0, None)
+    evaluations.record_progress(session=db_session, evaluation_id=queued.id, done=2, attempt=2)
+    db_session.refresh(queued)
+    assert queued.steps_done == 2
+
+
 def test_figures_are_the_means_over_the_runs_in_the_controls_order(
     db_session: Session, queued: TrafficEvaluation
 ) -> None:
