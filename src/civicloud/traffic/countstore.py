@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -377,7 +378,12 @@ class DuckDBEngine:
         import duckdb
 
         listed = ", ".join(f"'{_quoted(str(f))}'" for f in files)
-        con = duckdb.connect(config={"memory_limit": f"{self.memory_mib}MB"})
+        # What a large aggregation spills goes to the system's temporary directory, not to
+        # ``.tmp`` in whatever directory the server was started from (DuckDB's default).
+        spill = Path(tempfile.gettempdir()) / "civicloud-duckdb"
+        con = duckdb.connect(
+            config={"memory_limit": f"{self.memory_mib}MB", "temp_directory": str(spill)}
+        )
         # The paths are the counts directory's own files (quoted); DuckDB cannot take a
         # view's file list as a parameter.
         con.execute(
