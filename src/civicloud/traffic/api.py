@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import asdict
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
@@ -125,6 +125,8 @@ class PlanDraftIn(BaseModel):
     min_green_s: float = 5.0
     all_red: bool = False
     periods: int = Field(default=1, ge=1, le=timeofday.MAX_PERIODS)
+    #: Coordinated offsets for the least delay, or for the widest bands along corridors.
+    offsets: Literal["delay", "bandwidth"] = "delay"
 
 
 class PlanReviewIn(BaseModel):
@@ -190,6 +192,7 @@ def draft_plan(
         max_cycle=body.max_cycle_s,
         min_green=body.min_green_s,
         all_red=body.all_red,
+        offsets=body.offsets,
     )
     days = [d for d in (body.first_day, body.last_day) if d is not None]
     stored = (days[0], days[-1]) if days else None

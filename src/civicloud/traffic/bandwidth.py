@@ -41,13 +41,14 @@ import os
 import sys
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import highspy
 
-from civicloud.traffic.network import GREEN
-from civicloud.traffic.timespace import Corridor, Stop, Timing
+from civicloud.traffic.network import GREEN, Network
+from civicloud.traffic.optimize import SignalPlan
+from civicloud.traffic.timespace import Corridor, Stop, Timing, corridors
 
 #: Seconds HiGHS may spend on one corridor.
 TIME_LIMIT_S = 10.0
@@ -313,3 +314,28 @@ def _reversed(corridor: Corridor) -> Corridor:
         for k, stop in enumerate(reversed(corridor.stops))
     )
     return Corridor(stops=stops, backward_travel_s=tuple(reversed(forward_travel)))
+
+
+def banded(
+    network: Network,
+    plans: Sequence[SignalPlan],
+    demand: Mapping[str, Mapping[tuple[str, str], float]],
+) -> list[SignalPlan]:
+    """The plans with the offsets of their corridors' signals set for the widest bands
+    (flagged ``banded``); the splits and cycles stay as they are."""
+    timings = {p.signal_id: Timing(p.cycle, p.offset, p.phases) for p in plans}
+    movements = {
+        sid: [(link.from_edge, link.to_edge) for link in signal.links]
+        for sid, signal in network.signals.items()
+    }
+    offsets = band_offsets(corridors(network), timings, demand, movements)
+    return [
+        replace(
+            p,
+            offset=float(offsets[p.signal_id]),
+            flags=tuple(dict.fromkeys((*p.flags, "banded"))),
+        )
+        if p.signal_id in offsets
+        else p
+        for p in plans
+    ]

@@ -105,12 +105,26 @@ def optimize(
         ),
     ] = None,
     detectors: DetectorsOpt = None,
+    offsets: Annotated[
+        str,
+        typer.Option(
+            "--offsets",
+            help="Coordinated offsets for the least delay (delay) or the widest progression "
+            "bands along corridors (bandwidth).",
+        ),
+    ] = "delay",
 ) -> None:
     """Plan every signal of NET for the busiest hour of COUNTS; write OUT and timing sheets.
 
     With --time-of-day, the day is cut into periods of similar demand, each planned for its own
     busiest hour, and OUT switches between their programs at each period's start."""
-    limits = Limits(min_cycle=min_cycle, max_cycle=max_cycle, min_green=min_green, all_red=all_red)
+    limits = Limits(
+        min_cycle=min_cycle,
+        max_cycle=max_cycle,
+        min_green=min_green,
+        all_red=all_red,
+        offsets=offsets,
+    )
     if time_of_day or periods is not None:
         chosen = timeofday.DEFAULT_PERIODS if periods is None else periods
         _optimize_time_of_day(net, counts, out, limits, chosen, detectors)

@@ -43,6 +43,10 @@ Movement = tuple[str, str]
 LONGEST_CYCLE_S = 300.0
 
 
+#: What coordinated offsets may be set for.
+OFFSET_OBJECTIVES = ("delay", "bandwidth")
+
+
 @dataclass(frozen=True)
 class Limits:
     """The engineer's constraints on a plan."""
@@ -55,6 +59,9 @@ class Limits:
     all_red: bool = False
     #: HCM's analysis period for the incremental delay, hours.
     period_h: float = timing.ANALYSIS_PERIOD_H
+    #: How coordinated signals' offsets are set: for the least delay (the platoon model), or
+    #: for the widest progression bands along corridors (``bandwidth``, MAXBAND-style).
+    offsets: str = "delay"
 
     def __post_init__(self) -> None:
         values = {
@@ -84,6 +91,8 @@ class Limits:
             )
         if not 0 < self.period_h <= 4:
             raise InvalidTimingLimits("The analysis period must be between 0 and 4 hours.")
+        if self.offsets not in OFFSET_OBJECTIVES:
+            raise InvalidTimingLimits("Offsets are set for delay or for bandwidth.")
 
 
 @dataclass(frozen=True)

@@ -132,6 +132,10 @@ def plan_network(
     else:
         plans = planner.plan(demand, limits)
     plans = coordinate(network, plans, demand, limits)
+    if limits.offsets == "bandwidth":
+        from civicloud.traffic import bandwidth  # it reads corridors, which read stored plans
+
+        plans = bandwidth.banded(network, plans, demand)
     for plan in plans:
         if conflicting_greens(network.signals[plan.signal_id], plan.phases):  # never: kept
             raise AssertionError(f"plan of {plan.signal_id} has conflicting greens")

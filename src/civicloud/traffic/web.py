@@ -31,7 +31,7 @@ from civicloud.traffic import (
     timespace,
 )
 from civicloud.traffic.models import TrafficPlan
-from civicloud.traffic.optimize import Limits
+from civicloud.traffic.optimize import OFFSET_OBJECTIVES, Limits
 from civicloud.web.bodies import BodyLimitRoute, takes_bodies_up_to
 from civicloud.web.deps import SessionDep
 from civicloud.web.pages.forms import Upload, rejected_form, service_error, uploaded
@@ -227,7 +227,14 @@ def _network_page(
             "done": DONE.get(done),
             "form": form
             or rejected_form(
-                {"name": "", "min_cycle": "60", "max_cycle": "150", "periods": "1"}, {}
+                {
+                    "name": "",
+                    "min_cycle": "60",
+                    "max_cycle": "150",
+                    "periods": "1",
+                    "offsets": "delay",
+                },
+                {},
             ),
         },
         status_code=status,
@@ -306,16 +313,25 @@ def draft_plan(
     min_cycle: Annotated[str, Form(max_length=10)] = "60",
     max_cycle: Annotated[str, Form(max_length=10)] = "150",
     periods: Annotated[str, Form(max_length=10)] = "1",
+    offsets: Annotated[str, Form(max_length=10)] = "delay",
 ) -> Response:
     """Draft a plan for the network from an uploaded counts file: one for the busiest hour,
     or a time-of-day plan of at most ``periods`` periods."""
     counts = upload.content
-    values = {"name": name, "min_cycle": min_cycle, "max_cycle": max_cycle, "periods": periods}
+    values = {
+        "name": name,
+        "min_cycle": min_cycle,
+        "max_cycle": max_cycle,
+        "periods": periods,
+        "offsets": offsets,
+    }
     errors: dict[str, str] = {}
     if not counts:
         errors["counts"] = N_("Choose a counts file (CSV).")
     if not _whole(periods) or not 1 <= int(periods) <= timeofday.MAX_PERIODS:
         errors["periods"] = N_("Choose how many plans the day has.")
+    if offsets not in OFFSET_OBJECTIVES:
+        errors["offsets"] = N_("Choose what the offsets are set for.")
     cycles: list[float] = []
     for key in ("min_cycle", "max_cycle"):
         try:
@@ -331,7 +347,7 @@ def draft_plan(
                 network_id=network_id,
                 name=name,
                 counts=counts,
-                limits=Limits(min_cycle=cycles[0], max_cycle=cycles[1]),
+                limits=Limits(min_cycle=cycles[0], max_cycle=cycles[1], offsets=offsets),
                 periods=int(periods),
             )
         except CivicloudError as exc:

@@ -106,6 +106,7 @@ SPEC = MatrixSpec(
         "note": lambda: "matrix",
         "seq": lambda: "0",
         "periods": lambda: "1",
+        "offsets": lambda: "delay",
         "seeds": lambda: "1",
     },
     build=build,

@@ -564,3 +564,25 @@ def test_a_bad_mapping_gets_one_line_and_exit_2(
     assert f"1 of {line - 1} count rows were rejected (first: line {line}, unknown detector)" in (
         output
     )
+
+
+def test_offsets_may_be_set_for_bandwidth(
+    civicloud_traffic: Run, corridor: tuple[Path, Network], tmp_path: Path
+) -> None:
+    counts = tmp_path / "counts.csv"
+    counts.write_text(counts_csv(corridor[1]))
+    out = tmp_path / "plan.add.xml"
+    code, text = civicloud_traffic(
+        "optimize", "--net", str(corridor[0]), "--counts", str(counts), "--out", str(out),
+        "--offsets", "bandwidth",
+    )  # fmt: skip
+    assert code == 0, text
+    sheet = json.loads((tmp_path / "plan.timing.json").read_text())
+    assert all("banded" in s["flags"] for s in sheet["signals"])
+    code, text = civicloud_traffic(
+        "optimize", "--net", str(corridor[0]), "--counts", str(counts), "--out", str(out),
+        "--offsets", "widest",
+    )  # fmt: skip
+    assert code == 2
+    assert "Offsets are set for delay or for bandwidth." in text
+    assert "Traceback" not in text

@@ -297,3 +297,53 @@ def test_digits_no_form_takes_are_refused_or_ignored_never_an_error(
     assert engineer.client.get(f"{plan_url}?corridor=²").status_code == 200
     back = engineer.submit(f"{network_url}/signals/A0/rollback", {"seq": "²"})
     assert back.status_code in {403, 409}
+
+
+def test_a_plan_may_set_its_offsets_for_bandwidth(
+    client: TestClient,
+    core_services: Services,
+    bureau: Bureau,
+    corridor: tuple[Path, Network],
+    signed_in: Callable[[Member], Browser],
+) -> None:
+    counts = day_counts_csv(corridor[1], PEAKS)
+    url = f"{API}/networks/{bureau.network_id}/plans"
+    banded = client.post(
+        url,
+        json={"name": unique("band"), "counts_csv": counts, "offsets": "bandwidth"},
+        headers=bureau.engineer.headers,
+    )
+    assert banded.status_code == 201, banded.text
+    plan = banded.json()
+    assert plan["limits"]["offsets"] == "bandwidth"
+    assert all("banded" in f["flags"] for f in plan["figures"].values())
+    by_delay = client.post(
+        url, json={"name": unique("delay"), "counts_csv": counts}, headers=bureau.engineer.headers
+    ).json()
+
+    def bands(plan_id: str) -> int:
+        reply = client.get(f"{API}/plans/{plan_id}/corridors", headers=bureau.engineer.headers)
+        (found,) = reply.json()
+        return sum(found["after"][way]["band"]["width_s"] for way in ("forward", "backward"))
+
+    # The bands of the banded plan are at least the delay plan's (the same splits).
+    assert bands(plan["id"]) >= bands(by_delay["id"])
+    refused = client.post(
+        url,
+        json={"name": unique("bad"), "counts_csv": counts, "offsets": "widest"},
+        headers=bureau.engineer.headers,
+    )
+    assert refused.status_code == 422
+    # The console offers the choice, and refuses one it does not offer.
+    engineer = signed_in(bureau.engineer)
+    page = engineer.client.get(f"/console/traffic/networks/{bureau.network_id}").text
+    assert 'name="offsets"' in page
+    bad = engineer.client.post(
+        f"/console/traffic/networks/{bureau.network_id}/plans",
+        data={"name": unique("x"), "min_cycle": "60", "max_cycle": "120", "periods": "1",
+              "offsets": "widest", "csrf_token": engineer.csrf()},
+        files={"counts": ("c.csv", counts.encode(), "text/csv")},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert bad.status_code == 422
+    assert "Choose what the offsets are set for." in bad.text

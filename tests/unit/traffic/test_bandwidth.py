@@ -9,9 +9,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from civicloud.traffic import bandwidth, timespace
+from civicloud.traffic import bandwidth, export, timespace
 from civicloud.traffic.bandwidth import Window, band_offsets, green_window, maxband
+from civicloud.traffic.errors import InvalidTimingLimits
 from civicloud.traffic.network import Network, Phase
+from civicloud.traffic.optimize import Limits
+from civicloud.traffic.service import plan_network
 from civicloud.traffic.timespace import Corridor, Timing
 
 
@@ -179,3 +182,35 @@ def test_the_first_solver_of_a_process_prints_nothing(capfd: pytest.CaptureFixtu
     bandwidth._solver()
     assert capfd.readouterr().out == ""
     assert Window(0.0, 1.0).length == 1.0
+
+
+def _arterial_demand(net: Network) -> dict[str, dict[tuple[str, str], float]]:
+    """East-west through movements busy, the rest light."""
+    demand: dict[str, dict[tuple[str, str], float]] = {}
+    for sid, signal in net.signals.items():
+        flows = {}
+        for (f, t), links in signal.movements().items():
+            shape = net.edges[f].shape
+            east_west = abs(shape[0][1] - shape[-1][1]) < 1.0
+            flows[(f, t)] = (600.0 if east_west else 150.0) * (1.0 if links[0].dir == "s" else 0.2)
+        demand[sid] = flows
+    return demand
+
+
+def test_the_planner_sets_bandwidth_offsets_when_asked(networks: dict[str, Network]) -> None:
+    net = networks["corridor"]
+    demand = _arterial_demand(net)
+    by_delay = plan_network(net, demand, Limits(min_cycle=60))
+    by_band = plan_network(net, demand, Limits(min_cycle=60, offsets="bandwidth"))
+    corridor = timespace.corridors(net)[0]
+    # The same cycles and splits; only the offsets differ, and the plans say so.
+    for a, b in zip(by_delay, by_band, strict=True):
+        assert (a.cycle, a.splits) == (b.cycle, b.splits)
+        assert "banded" in b.flags
+        assert 0 <= b.offset < b.cycle
+    delay_bands = _bands(corridor, timespace.sheet_timings(export.timing_sheet(by_delay)))
+    band_bands = _bands(corridor, timespace.sheet_timings(export.timing_sheet(by_band)))
+    assert sum(band_bands) >= sum(delay_bands)
+    assert min(band_bands) > 0  # both ways
+    with pytest.raises(InvalidTimingLimits):
+        Limits(offsets="widest")
