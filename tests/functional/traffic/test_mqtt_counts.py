@@ -117,19 +117,15 @@ def _inbox_rows(services: Services, network_id: uuid.UUID) -> int:
         )
 
 
-def test_detector_messages_are_kept_once_and_bad_ones_refused(
-    core_services: Services,
-    world: SiblingWorld,
-    junction: tuple[bytes, Network],
-    hubs: Callable[[], MqttHub],
-) -> None:
-    bureau = Bureau(core_services, world, junction[0])
-    context = core_services.context("traffic", TrafficContext)
+def _listening(
+    services: Services, context: TrafficContext, hubs: Callable[[], MqttHub]
+) -> tuple[CountsListener, MqttHub]:
+    """Traffic's listener on a hub connected to the broker, and a second hub to publish with."""
     module = next(m for m in MODULES if m.name == "traffic")
     hub = hubs()
     listener = start(
         ListenerEnv(
-            services=core_services,
+            services=services,
             module=module,
             context=context,
             settings=context.settings,
@@ -142,6 +138,18 @@ def test_detector_messages_are_kept_once_and_bad_ones_refused(
     sender = hubs()
     sender.start()
     wait_for(lambda: sender.health() is None, "the sender to connect")
+    return listener, sender
+
+
+def test_detector_messages_are_kept_once_and_bad_ones_refused(
+    core_services: Services,
+    world: SiblingWorld,
+    junction: tuple[bytes, Network],
+    hubs: Callable[[], MqttHub],
+) -> None:
+    bureau = Bureau(core_services, world, junction[0])
+    context = core_services.context("traffic", TrafficContext)
+    listener, sender = _listening(core_services, context, hubs)
 
     first = json.dumps(_message(junction[1], bureau.name, 7)).encode()
     second = json.dumps(_message(junction[1], str(bureau.network_id), 8)).encode()
@@ -251,23 +259,7 @@ def test_detector_counts_over_mqtt_become_movement_counts_through_the_mapping(
     bureau = Bureau(core_services, world, junction[0])
     topic = f"civicloud/traffic/{bureau.slug}/detectors"
     context = core_services.context("traffic", TrafficContext)
-    module = next(m for m in MODULES if m.name == "traffic")
-    hub = hubs()
-    listener = start(
-        ListenerEnv(
-            services=core_services,
-            module=module,
-            context=context,
-            settings=context.settings,
-            mqtt=hub.scoped(),
-        )
-    )
-    assert isinstance(listener, CountsListener)
-    hub.start()
-    wait_for(lambda: hub.health() is None, "the hub to connect")
-    sender = hubs()
-    sender.start()
-    wait_for(lambda: sender.health() is None, "the sender to connect")
+    listener, sender = _listening(core_services, context, hubs)
     message = json.dumps(_detector_message(bureau.name, 7, 100)).encode()
     # Without a mapping, detector counts have no movements to go to: refused.
     assert sender.publish(topic, message, timeout=PATIENCE)
