@@ -150,7 +150,7 @@ def _design_demand(
     if stored is None or context is None:  # a file was given, or the days with no context
         raise TrafficInvalidInput("Give either a counts file or the days of kept counts.")
     first, last = stored
-    source = hashlib.sha256(f"kept:{first.isoformat()}..{last.isoformat()}".encode()).hexdigest()
+    source = plans.kept_source(first, last)
     if source != plan.counts_sha256:
         raise CountsNotThePlans(
             "These are not the counts the plan was drafted from: give the same file or days."

@@ -242,7 +242,7 @@ def _from_kept(
             "No counts are kept for this network from %(first)s to %(last)s.",
             params={"first": first.isoformat(), "last": last.isoformat()},
         )
-    source = hashlib.sha256(f"kept:{first.isoformat()}..{last.isoformat()}".encode()).hexdigest()
+    source = kept_source(first, last)
     demand = countstore.design_demand(profile)
     # Each slot's mean over the days, as counts: the slots counted at capacity.
     slots = [
@@ -263,6 +263,12 @@ def _from_kept(
         saturated,
     )
     return _one_period(planned, before, source)
+
+
+def kept_source(first: date, last: date) -> str:
+    """What a plan drafted from the days kept from ``first`` to ``last`` keeps as its counts'
+    digest (the days, since the kept counts may grow)."""
+    return hashlib.sha256(f"kept:{first.isoformat()}..{last.isoformat()}".encode()).hexdigest()
 
 
 def _busiest(by_period: Sequence[timeofday.PeriodPlan]) -> timeofday.PeriodPlan:

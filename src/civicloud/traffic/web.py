@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from civicloud.core.actor import Actor
+from civicloud.core.dates import parse_date
 from civicloud.core.errors import CivicloudError
 from civicloud.core.i18n import N_
 from civicloud.core.tenants.models import Tenant
@@ -30,10 +31,11 @@ from civicloud.traffic import (
     timeofday,
     timespace,
 )
+from civicloud.traffic.context import TrafficContext
 from civicloud.traffic.models import TrafficPlan
 from civicloud.traffic.optimize import OFFSET_OBJECTIVES, Limits
 from civicloud.web.bodies import BodyLimitRoute, takes_bodies_up_to
-from civicloud.web.deps import SessionDep
+from civicloud.web.deps import SessionDep, services_of
 from civicloud.web.pages.forms import Upload, rejected_form, service_error, uploaded
 from civicloud.web.pages.guards import ConsoleActorDep, FormRejected, see_other
 from civicloud.web.pages.rendering import get_renderer, page_language, render
@@ -716,20 +718,30 @@ def request_evaluation(
     plan_id: uuid.UUID,
     upload: CountsFileDep,
     seeds: Annotated[str, Form(max_length=10)] = "3",
+    first_day: Annotated[str, Form(max_length=20)] = "",
+    last_day: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
-    """Queue an evaluation of the plan in SUMO."""
+    """Queue an evaluation of the plan in SUMO, under the counts it was drafted from: the
+    file, or the days of kept counts."""
     counts = upload.content
     try:
         count = int(seeds.strip())
     except ValueError:
         count = 0  # refused by the service with its own message
     try:
+        days = (
+            (parse_date(first_day), parse_date(last_day or first_day))
+            if first_day.strip()
+            else None
+        )
         row = evaluations.request_evaluation(
             session=session,
             actor=actor,
             plan_id=plan_id,
             seeds=count,
             counts=counts or None,
+            stored=days,
+            context=services_of(request).context("traffic", TrafficContext) if days else None,
         )
     except CivicloudError as exc:
         page = _plan_page(

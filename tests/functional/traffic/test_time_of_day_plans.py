@@ -20,7 +20,7 @@ from tests.functional.web.helpers import HTML, Browser, text_of
 from civicloud.core.actor import Actor
 from civicloud.core.services import Services
 from civicloud.traffic import networks, plans, sumo
-from civicloud.traffic.models import TrafficPlan
+from civicloud.traffic.models import TrafficEvaluation, TrafficPlan
 from civicloud.traffic.network import Network, read_network
 
 API = "/api/v1/traffic"
@@ -347,3 +347,46 @@ def test_a_plan_may_set_its_offsets_for_bandwidth(
     )  # fmt: skip
     assert bad.status_code == 422
     assert "Choose what the offsets are set for." in bad.text
+
+
+def test_the_console_evaluates_a_plan_drafted_from_kept_days(
+    client: TestClient,
+    core_services: Services,
+    bureau: Bureau,
+    corridor: tuple[Path, Network],
+    signed_in: Callable[[Member], Browser],
+) -> None:
+    kept = client.post(
+        f"{API}/networks/{bureau.network_id}/counts/csv",
+        params={"day": "2026-11-02"},
+        content=day_counts_csv(corridor[1], PEAKS).encode(),
+        headers={**bureau.engineer.headers, "Content-Type": "text/csv"},
+    )
+    assert kept.status_code == 201, kept.text
+    drafted = client.post(
+        f"{API}/networks/{bureau.network_id}/plans",
+        json={"name": unique("kept"), "first_day": "2026-11-02", "last_day": "2026-11-02"},
+        headers=bureau.engineer.headers,
+    )
+    plan_id = drafted.json()["id"]
+    engineer = signed_in(bureau.engineer)
+    url = f"/console/traffic/plans/{plan_id}/evaluations"
+
+    def request(**fields: str):  # type: ignore[no-untyped-def]
+        return engineer.client.post(
+            url,
+            data={"seeds": "1", "csrf_token": engineer.csrf(), **fields},
+            follow_redirects=False,
+        )
+
+    # Other days are not the plan's counts; a day no calendar has is refused plainly.
+    wrong = request(first_day="2026-11-03", last_day="2026-11-03")
+    assert wrong.status_code == 422
+    assert request(first_day="2026-13-40").status_code == 422
+    done = request(first_day="2026-11-02", last_day="2026-11-02")
+    assert done.status_code == 303, done.text[:300]
+    with core_services.db.unit_of_work(write=False) as session:
+        queued = session.scalars(
+            select(TrafficEvaluation).where(TrafficEvaluation.plan_id == uuid.UUID(plan_id))
+        ).all()
+    assert [e.status for e in queued] == ["queued"]
