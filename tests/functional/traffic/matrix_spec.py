@@ -107,6 +107,9 @@ SPEC = MatrixSpec(
         "seq": lambda: "0",
         "periods": lambda: "1",
         "offsets": lambda: "delay",
+        # An evaluation's kept days (empty: the counts file, which the matrix does not send).
+        "first_day": lambda: "",
+        "last_day": lambda: "",
         "seeds": lambda: "1",
     },
     build=build,
