@@ -19,6 +19,7 @@ import binascii
 import hashlib
 import threading
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Final
@@ -236,6 +237,72 @@ def background() -> ThreadPoolExecutor:
     return _md5_executor()
 
 
+class Lane:
+    """Feeds pieces of one body to ``update`` (a hash's), in order and one at a time, on the
+    process's pool, while the caller goes on reading and writing the next pieces.
+
+    Unlike :class:`BodyDigests`' threaded MD5, several pieces may wait in a lane: the caller
+    reads into a ring of its own buffers and calls :meth:`wait` before it reuses one, so a lane
+    never stops for the reader, nor the reader for a lane, until the ring is full. The pieces
+    must stay unchanged until :meth:`wait` says they are done. A failure of ``update`` is
+    raised by the next :meth:`wait`.
+    """
+
+    __slots__ = ("_done", "_error", "_lock", "_queue", "_running", "_update", "_wake")
+
+    def __init__(self, update: Callable[[Buffer], object]) -> None:
+        self._update = update
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._queue: deque[Buffer] = deque()
+        self._running = False
+        self._done = 0
+        self._error: BaseException | None = None
+
+    def put(self, piece: Buffer) -> None:
+        """Queue the next piece."""
+        with self._lock:
+            self._queue.append(piece)
+            if self._running:
+                return
+            self._running = True
+        _md5_executor().submit(self._drain)
+
+    def _drain(self) -> None:
+        update, queue, lock, wake = self._update, self._queue, self._lock, self._wake
+        while True:
+            with lock:
+                if not queue or self._error is not None:
+                    self._running = False
+                    queue.clear()
+                    wake.notify_all()
+                    return
+                piece = queue.popleft()
+            try:
+                update(piece)
+            except BaseException as exc:  # raised to the reader by wait()
+                with lock:
+                    self._error = exc
+            with lock:
+                self._done += 1
+                wake.notify_all()
+
+    def wait(self, count: int) -> None:
+        """Return once the first ``count`` pieces are done (raising a failure of one)."""
+        with self._wake:
+            while self._done < count and self._error is None and (self._queue or self._running):
+                self._wake.wait()
+            if self._error is not None:
+                raise self._error
+
+    def cancel(self) -> None:
+        """Drop the pieces not started yet (the body failed) and wait for the running one."""
+        with self._wake:
+            self._queue.clear()
+            while self._running:
+                self._wake.wait()
+
+
 def _immutable(data: Buffer) -> bytes | memoryview:
     """``data``, or a copy of it where the caller could change it while another thread reads."""
     if isinstance(data, bytes):
@@ -322,6 +389,7 @@ __all__ = [
     "HEADER_PREFIX",
     "BodyDigests",
     "Digest",
+    "Lane",
     "algorithm_of_header",
     "canonical_algorithm",
     "combine_full_object",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,10 +26,12 @@ from sqlalchemy.orm.util import identity_key
 
 from civicloud.core.db import utcnow
 from civicloud.store import checksums, crypto
+from civicloud.store.backends import BlobWriter
 from civicloud.store.context import OpenKey, StoreContext
 from civicloud.store.errors import (
     BadDigest,
     ConditionalRequestConflict,
+    ContentSha256Mismatch,
     IncompleteBody,
     InvalidRange,
     MethodNotAllowed,
@@ -46,9 +49,22 @@ READ_STEP = 1 << 20
 NULL_VERSION = "null"
 #: Bodies above this size are digested in a thread of their own.
 THREADED_DIGEST_BYTES = 4 << 20
+#: A large body read straight from the socket is read into a ring of this many READ_STEP
+#: buffers, so the hashes in their lanes run behind the reader by up to that much.
+RING_BUFFERS = 8
 
 
 # ---- writing bytes ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Direct:
+    """A raw body that can be read into the writer's own buffers, and the SHA-256 its request
+    was signed with (hex), when it was: :func:`write_blob` then reads through this instead of
+    ``Incoming.read`` and checks the SHA-256 itself, in a lane beside the MD5's."""
+
+    readinto: Callable[[memoryview], int]
+    sha256: str | None = None
 
 
 @dataclass
@@ -63,6 +79,8 @@ class Incoming:
     algorithm: str | None = None
     #: The checksum the client sent (a header, or a trailer: asked after the body ended).
     expected: Callable[[], bytes | None] = lambda: None
+    #: The same body, readable into buffers (a body of declared length, not chunked).
+    direct: Direct | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +99,94 @@ class Written:
         return self.md5.hex()
 
 
+def _check_size(body: Incoming, size: int, *, ended: bool) -> None:
+    if body.length is None:
+        return
+    if size > body.length:
+        raise IncompleteBody(
+            "The body is longer than its declared length.",
+            params={"expected": body.length, "received": size},
+        )
+    if ended and size != body.length:
+        raise IncompleteBody(
+            "You did not provide the number of bytes specified by the Content-Length HTTP header.",
+            params={"expected": body.length, "received": size},
+        )
+
+
+def _pass_read(
+    body: Incoming, sealer: crypto.SegmentWriter, writer: BlobWriter
+) -> tuple[int, bytes, bytes | None]:
+    """Read ``body`` piece by piece through ``body.read``: size, MD5 and checksum."""
+    # A large body's MD5 runs in a thread of its own beside the encryption and the writes
+    # (hashlib lets go of the GIL), so the two cores share the work.
+    large = body.length is None or body.length > THREADED_DIGEST_BYTES
+    digests = checksums.BodyDigests([body.algorithm] if body.algorithm else [], threaded=large)
+    size = 0
+    while True:
+        # Read to the end even once the declared length is in: an aws-chunked body's last
+        # chunk and trailers (its checksum) come after the data.
+        chunk = body.read(READ_STEP)
+        if not chunk:
+            break
+        size += len(chunk)
+        _check_size(body, size, ended=False)
+        digests.update(chunk)
+        for piece in sealer.update(chunk):
+            writer.write(piece)
+    _check_size(body, size, ended=True)
+    checksum = digests.digest(body.algorithm) if body.algorithm else None
+    return size, digests.md5(), checksum
+
+
+def _pass_direct(
+    direct: Direct, body: Incoming, sealer: crypto.SegmentWriter, writer: BlobWriter
+) -> tuple[int, bytes, bytes | None]:
+    """Read ``body`` into a ring of buffers: size, MD5 and checksum. The MD5 and the signed
+    SHA-256 each run in a lane of their own behind the reader (hashlib lets go of the GIL),
+    while this thread computes the checksum, encrypts and writes; it waits only when it comes
+    round to a buffer a lane has not finished with."""
+    md5 = hashlib.md5(usedforsecurity=False)
+    sha256 = hashlib.sha256() if direct.sha256 is not None else None
+    lanes = [checksums.Lane(md5.update)]
+    if sha256 is not None:
+        lanes.append(checksums.Lane(sha256.update))
+    checksum = checksums.Digest(body.algorithm) if body.algorithm else None
+    ring = [memoryview(bytearray(READ_STEP)) for _ in range(RING_BUFFERS)]
+    size = count = 0
+    try:
+        while True:
+            if count >= RING_BUFFERS:
+                for lane in lanes:
+                    lane.wait(count - RING_BUFFERS + 1)
+            buffer = ring[count % RING_BUFFERS]
+            got = direct.readinto(buffer)
+            if not got:
+                break
+            piece = buffer[:got]
+            size += got
+            _check_size(body, size, ended=False)
+            for lane in lanes:
+                lane.put(piece)
+            count += 1
+            if checksum is not None:
+                checksum.update(piece)
+            for sealed in sealer.update(piece):
+                writer.write(sealed)
+        _check_size(body, size, ended=True)
+        for lane in lanes:
+            lane.wait(count)
+    except BaseException:
+        for lane in lanes:
+            lane.cancel()
+        raise
+    if sha256 is not None and not hmac.compare_digest(sha256.hexdigest(), direct.sha256 or ""):
+        raise ContentSha256Mismatch(
+            "The provided 'x-amz-content-sha256' header does not match what was computed."
+        )
+    return size, md5.digest(), checksum.digest() if checksum is not None else None
+
+
 def write_blob(context: StoreContext, key: OpenKey, body: Incoming) -> Written:
     """Stream ``body`` into a new blob, encrypted under ``key``, checking its length, MD5 and
     checksum; durable when this returns. On any failure nothing is left behind."""
@@ -90,38 +196,15 @@ def write_blob(context: StoreContext, key: OpenKey, body: Incoming) -> Written:
         sealer = crypto.SegmentWriter(
             data_key=key.key, cipher=key.cipher, blob_id=bytes.fromhex(blob_id)
         )
-        # A large body's MD5 runs in a thread of its own beside the encryption and the writes
-        # (hashlib lets go of the GIL), so the two cores share the work.
-        large = body.length is None or body.length > THREADED_DIGEST_BYTES
-        digests = checksums.BodyDigests([body.algorithm] if body.algorithm else [], threaded=large)
         writer.write(sealer.header())
-        size = 0
-        while True:
-            # Read to the end even once the declared length is in: an aws-chunked body's last
-            # chunk and trailers (its checksum) come after the data.
-            chunk = body.read(READ_STEP)
-            if not chunk:
-                if body.length is not None and size != body.length:
-                    raise IncompleteBody(
-                        "You did not provide the number of bytes specified by the "
-                        "Content-Length HTTP header.",
-                        params={"expected": body.length, "received": size},
-                    )
-                break
-            size += len(chunk)
-            if body.length is not None and size > body.length:
-                raise IncompleteBody(
-                    "The body is longer than its declared length.",
-                    params={"expected": body.length, "received": size},
-                )
-            digests.update(chunk)
-            for piece in sealer.update(chunk):
-                writer.write(piece)
+        direct = body.direct
+        if direct is not None and body.length is not None and body.length > THREADED_DIGEST_BYTES:
+            size, md5, checksum = _pass_direct(direct, body, sealer, writer)
+        else:
+            size, md5, checksum = _pass_read(body, sealer, writer)
         writer.write(sealer.finish())
-        md5 = digests.md5()
         if body.content_md5 is not None and body.content_md5 != md5:
             raise BadDigest("The Content-MD5 you specified did not match what we received.")
-        checksum = digests.digest(body.algorithm) if body.algorithm else None
         expected = body.expected()
         if expected is not None and checksum is not None and expected != checksum:
             raise BadDigest(

@@ -43,6 +43,7 @@ def raw(
     headers: dict[str, str] | None = None,
     send: bytes | None = None,
     declared: int | None = None,
+    payload: str = "UNSIGNED-PAYLOAD",
 ) -> tuple[int, bytes]:
     """A signed request written by hand on a socket (bodies that no client would send)."""
     host = port.endpoint.removeprefix("http://")
@@ -50,7 +51,7 @@ def raw(
     extra = dict(headers or {})
     signed = sigv4.sign_request(
         method=method, host=host, path=path, query=pairs, headers=extra,
-        payload_sha256="UNSIGNED-PAYLOAD", access_key=member.access_key,
+        payload_sha256=payload, access_key=member.access_key,
         secret=member.secret, region="us-east-1", now=utcnow(),
     )  # fmt: skip
     target = path + (
@@ -163,6 +164,42 @@ def test_a_wrong_content_md5_or_checksum_stores_nothing(
     assert status == 400
     assert b"<Code>InvalidDigest</Code>" in body
     assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+
+
+#: Over THREADED_DIGEST_BYTES, and not a whole number of the reader's steps: a large body is
+#: read into a ring of buffers, its MD5 and signed SHA-256 hashed in lanes of their own.
+LARGE = 9 * (1 << 20) + 12345
+
+
+def test_a_large_body_is_checked_like_a_small_one_and_refused_whole(
+    s3_http: Port, member: S3Member, bucket: str, s3: Any
+) -> None:
+    data = bytes(range(256)) * (LARGE // 256) + b"tail"
+    sha = hashlib.sha256(data).hexdigest()
+    other = hashlib.sha256(data[:-1] + b"!").hexdigest()
+    cases = [
+        ("sha", {}, other, data, None, "XAmzContentSHA256Mismatch"),
+        ("md5", {"Content-MD5": "AAAAAAAAAAAAAAAAAAAAAA=="}, sha, data, None, "BadDigest"),
+        ("crc", {"x-amz-checksum-crc32": "AAAAAA=="}, sha, data, None, "BadDigest"),
+        ("short", {}, sha, b"", data[: LARGE // 2], "IncompleteBody"),
+    ]
+    for key, headers, payload, body, send, expected in cases:
+        status, answer = raw(
+            s3_http, member, "PUT", f"/{bucket}/{key}", body=body, send=send,
+            headers=headers, payload=payload,
+            declared=len(data),
+        )  # fmt: skip
+        assert status == 400, (key, answer[:300])
+        assert f"<Code>{expected}</Code>".encode() in answer, key
+    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+    status, answer = raw(
+        s3_http, member, "PUT", f"/{bucket}/good", body=data,
+        payload=sha,
+    )  # fmt: skip
+    assert status == 200, answer[:300]
+    got = s3.get_object(Bucket=bucket, Key="good")
+    assert got["Body"].read() == data
+    assert got["ETag"] == f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"'
 
 
 def test_bad_part_numbers_and_orders(s3: Any, bucket: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import itertools
+import threading
 import zlib
 
 import pytest
@@ -232,3 +233,48 @@ def test_threaded_body_digests_can_be_read_midway() -> None:
     digests.update(big)
     assert digests.md5() == md5(big + big).digest()
     assert digests.digest("CRC32C") == digest_of("CRC32C", big + big)
+
+
+def test_a_lane_hashes_its_pieces_in_order_behind_the_caller() -> None:
+    seen: list[bytes] = []
+    lane = checksums.Lane(seen.append)
+    pieces = [bytes([i]) * 100 for i in range(50)]
+    for piece in pieces:
+        lane.put(piece)
+    lane.wait(len(pieces))
+    assert seen == pieces
+    lane.wait(len(pieces) + 5)  # asks for more than was put: returns, does not hang
+
+
+def test_a_lane_raises_a_failure_at_the_next_wait_and_stops() -> None:
+    done: list[int] = []
+
+    def update(piece: bytes) -> None:
+        if piece == b"bad":
+            raise ValueError("broken piece")
+        done.append(len(piece))
+
+    lane = checksums.Lane(update)
+    for piece in (b"a", b"bad", b"ccc"):
+        lane.put(piece)
+    with pytest.raises(ValueError, match="broken piece"):
+        lane.wait(3)
+    assert done == [1]
+
+
+def test_a_cancelled_lane_drops_what_it_has_not_started() -> None:
+    gate, started = threading.Event(), threading.Event()
+    done: list[bytes] = []
+
+    def update(piece: bytes) -> None:
+        started.set()
+        gate.wait(5)
+        done.append(piece)
+
+    lane = checksums.Lane(update)
+    for piece in (b"1", b"2", b"3"):
+        lane.put(piece)
+    assert started.wait(5)
+    threading.Timer(0.05, gate.set).start()
+    lane.cancel()
+    assert done == [b"1"]

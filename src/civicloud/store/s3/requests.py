@@ -26,7 +26,7 @@ from civicloud.store.errors import (
     MissingContentLength,
 )
 from civicloud.store.keys import Caller, cached_caller, resolve_key
-from civicloud.store.objects import Incoming
+from civicloud.store.objects import Direct, Incoming
 from civicloud.store.s3.server import Exchange
 from civicloud.store.service import REGION_ALIASES
 
@@ -191,6 +191,19 @@ class _Bounded:
         self.left -= len(data)
         return data
 
+    def readinto(self, buffer: memoryview, /) -> int:
+        """Fill ``buffer`` with the next bytes, fewer only at the end; how many (0: the end,
+        or the client stopped sending)."""
+        want = min(len(buffer), self.left)
+        got = 0
+        while got < want:
+            n = self._ex.readinto(buffer[got:want])
+            if not n:
+                break
+            got += n
+        self.left -= got
+        return got
+
 
 class _HttpChunked:
     """A body sent with ``Transfer-Encoding: chunked`` (what botocore does for streamed
@@ -336,6 +349,7 @@ def body(request: Request, *, max_bytes: int, required: bool = True) -> Body:
     reader: AwsChunkedReader | None = None
     length: int | None
     read: Callable[[int], bytes]
+    direct: Direct | None = None
     if chunked:
         decoded = request.header("x-amz-decoded-content-length")
         if decoded is None or not (decoded.isascii() and decoded.isdigit()) or len(decoded) > 16:
@@ -360,10 +374,10 @@ def body(request: Request, *, max_bytes: int, required: bool = True) -> Body:
         read = reader.read
     else:
         length = declared if isinstance(raw, _Bounded) else None
-        if len(payload) == 64 and all(c in "0123456789abcdefABCDEF" for c in payload):
-            read = _Sha256Checked(raw, payload).read
-        else:
-            read = raw.read
+        signed = len(payload) == 64 and all(c in "0123456789abcdefABCDEF" for c in payload)
+        read = _Sha256Checked(raw, payload).read if signed else raw.read
+        if isinstance(raw, _Bounded):
+            direct = Direct(readinto=raw.readinto, sha256=payload.lower() if signed else None)
     if length is not None and length > max_bytes:
         raise EntityTooLarge(
             "Your proposed upload exceeds the maximum allowed size",
@@ -386,7 +400,14 @@ def body(request: Request, *, max_bytes: int, required: bool = True) -> Body:
         return None
 
     return Body(
-        Incoming(read=read, length=length, content_md5=md5, algorithm=algorithm, expected=expected),
+        Incoming(
+            read=read,
+            length=length,
+            content_md5=md5,
+            algorithm=algorithm,
+            expected=expected,
+            direct=direct,
+        ),
         reader,
     )
 

@@ -95,6 +95,14 @@ class Exchange:
         self.body_read += len(data)
         return data
 
+    def readinto(self, buffer: memoryview) -> int:
+        """Up to ``len(buffer)`` bytes of the raw body into ``buffer``; how many (0 at its
+        end). The caller bounds it by Content-Length."""
+        self._send_continue()
+        got: int = self._handler.rfile.readinto(buffer)
+        self.body_read += got
+        return got
+
     def readline(self, limit: int) -> bytes:
         """One line of the raw body (chunk sizes), at most ``limit`` bytes."""
         self._send_continue()
