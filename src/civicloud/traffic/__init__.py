@@ -76,6 +76,12 @@ MODULE = Module(
             every_seconds=60.0,
         ),
         Job(
+            "traffic.compact_counts",
+            N_("Merge the small files of kept counts"),
+            "civicloud.traffic.jobs:compact_counts",
+            every_seconds=3600.0,
+        ),
+        Job(
             "traffic.evaluate_plans",
             N_("Evaluate stored signal plans in SUMO"),
             "civicloud.traffic.jobs:evaluate_plans",

@@ -37,8 +37,16 @@ from civicloud.core import tenants
 from civicloud.core.db import utcnow
 from civicloud.core.errors import NotFound
 from civicloud.core.tenants.models import Tenant
+from civicloud.traffic import (
+    compaction,
+    evaluations,
+    export,
+    networks,
+    service,
+    simulate,
+    timeofday,
+)
 from civicloud.traffic import detectors as detector_counts
-from civicloud.traffic import evaluations, export, networks, service, simulate, timeofday
 from civicloud.traffic.context import TrafficContext
 from civicloud.traffic.counts import CountsReport, zone_offset_s
 from civicloud.traffic.errors import EvaluationFailed
@@ -247,6 +255,47 @@ def counts_convert(
         f"wrote {out}: {len(conversion.rows)} movement counts from "
         f"{conversion.report.rows} detector counts",
         highlight=False,
+    )
+
+
+@counts_app.command("compact")
+@handle_errors
+def counts_compact(
+    network_id: Annotated[
+        uuid.UUID | None,
+        typer.Option("--network-id", help="One network (default: those with recent counts)."),
+    ] = None,
+    min_files: Annotated[
+        int,
+        typer.Option(
+            "--min-files", min=2, help="Merge a day's files once it has at least this many."
+        ),
+    ] = compaction.MIN_FILES,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Merge each day's small Parquet files of kept counts into one file (as the hourly job
+    does), and delete files merged more than an hour ago. One network at a time."""
+    services = open_services(data_dir)
+    context = services.context("traffic", TrafficContext)
+    now = utcnow()
+    with unit_of_work(services) as session:
+        if network_id is not None:
+            ids = [
+                networks.get_network(session=session, actor=cli_actor(), network_id=network_id).id
+            ]
+        else:
+            ids = compaction.due_networks(session, now)
+    rows: list[list[object]] = []
+    for each in ids:
+        with unit_of_work(services) as session:
+            merged = compaction.compact_network(
+                session=session, context=context, network_id=each, now=now, min_files=min_files
+            )
+        rows.extend([str(each), m.day.isoformat(), m.files, m.rows] for m in merged)
+    print_rows(
+        f"{len(rows)} days merged in {len(ids)} networks",
+        ["network", "day", "files merged", "rows"],
+        rows,
     )
 
 

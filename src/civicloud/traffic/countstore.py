@@ -8,7 +8,8 @@ The new rows are written per local day to ``tenant=<id>/day=<YYYY-MM-DD>/<batch>
 each file to a temporary name, fsynced, renamed, its directory fsynced, before the batch's row
 commits. Readers take the files of committed batches only, so a batch is visible whole or not at
 all; a crash before the commit leaves files no batch names, which are ignored. A batch's key
-(the client's, or the SHA-256 of its content) makes a re-sent batch a replay.
+(the client's, or the SHA-256 of its content) makes a re-sent batch a replay. Many small files
+of a day (the MQTT flush writes one a minute) are merged into one by ``traffic.compaction``.
 
 **Crunch.** The *profile* of a network is, per movement and time-of-day slot (15 minutes), the
 vehicles counted and the number of days they were counted on: the mean flow of a slot over the
@@ -726,8 +727,7 @@ def write_files(
         by_day.setdefault(local_day(item[1], context.zone), []).append(item)
     names: list[str] = []
     for day, items in sorted(by_day.items()):
-        folder = context.counts_dir / f"tenant={row.tenant_id}" / f"day={day.isoformat()}"
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = day_folder(context, row.tenant_id, day)
         midnight = datetime.combine(day, time(0), context.zone).timestamp()
         table = pa.table(
             {
@@ -743,19 +743,31 @@ def write_files(
             },
             schema=SCHEMA,
         )
-        final = folder / f"{batch_id}.parquet"
-        temporary = folder / f".{batch_id}.parquet.tmp"
-        pq.write_table(table, temporary, compression="zstd")
-        with open(temporary, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, final)
-        directory = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        final = write_durable(table, folder / f"{batch_id}.parquet")
         names.append(str(final.relative_to(context.counts_dir)))
     return names
+
+
+def day_folder(context: TrafficContext, tenant_id: uuid.UUID, day: date) -> Path:
+    """Where the counts of a tenant's local day are kept."""
+    return context.counts_dir / f"tenant={tenant_id}" / f"day={day.isoformat()}"
+
+
+def write_durable(table: pa.Table, final: Path) -> Path:
+    """Write ``table`` to ``final`` as Parquet: to a temporary name, fsynced, renamed, the
+    directory fsynced, so that ``final`` holds the whole file or does not exist."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    temporary = final.parent / f".{final.name}.tmp"
+    pq.write_table(table, temporary, compression="zstd")
+    with open(temporary, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(temporary, final)
+    directory = os.open(final.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+    return final
 
 
 # --- crunch -------------------------------------------------------------------------------------

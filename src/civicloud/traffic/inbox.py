@@ -18,7 +18,8 @@ above (a network without a mapping refuses them).
 - **Flush** (the job ``traffic.flush_counts``, every minute): each network's inbox becomes one
   Parquet batch (source ``mqtt``), rows already kept dropped as duplicates, and the inbox rows
   are deleted in the same unit of work, after the files are durable. A crash between the two
-  leaves files no batch names (ignored) and the inbox as it was (flushed again).
+  leaves files no batch names (ignored) and the inbox as it was (flushed again). A day of
+  such batches is a file a minute: ``traffic.compaction`` merges them into one file a day.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """Traffic's background job, run by the core's job runner, one network per unit of work:
 
 - ``traffic.flush_counts``: each network's counts received over MQTT become a Parquet batch.
+- ``traffic.compact_counts``: each network's days of many small Parquet files are merged into
+  one file a day, and files retired long enough ago are deleted (see ``traffic.compaction``).
 - ``traffic.evaluate_plans``: queued evaluations of stored plans run in SUMO, one by one (and
   one a dead worker left running is taken again; see ``traffic.evaluations``).
 """
@@ -13,10 +15,10 @@ from collections.abc import Sequence
 from sqlalchemy.orm import Session
 
 from civicloud.core.jobs import JobEnv, Work
-from civicloud.traffic import evaluations, inbox
+from civicloud.traffic import compaction, evaluations, inbox
 from civicloud.traffic.context import TrafficContext
 
-__all__ = ["evaluate_plans", "flush_counts"]
+__all__ = ["compact_counts", "evaluate_plans", "flush_counts"]
 
 
 def _context(env: JobEnv) -> TrafficContext:
@@ -35,6 +37,22 @@ def _flush(session: Session, env: JobEnv, network_id: uuid.UUID) -> str | None:
 
 
 flush_counts = Work(_waiting, _flush)
+
+
+def _to_compact(session: Session, env: JobEnv) -> Sequence[uuid.UUID]:
+    return compaction.due_networks(session, env.now)
+
+
+def _compact(session: Session, env: JobEnv, network_id: uuid.UUID) -> str | None:
+    merged = compaction.compact_network(
+        session=session, context=_context(env), network_id=network_id, now=env.now
+    )
+    if not merged:
+        return None
+    return f"{sum(m.files for m in merged)} files of {len(merged)} days merged"
+
+
+compact_counts = Work(_to_compact, _compact)
 
 
 def _due_evaluations(session: Session, env: JobEnv) -> Sequence[uuid.UUID]:

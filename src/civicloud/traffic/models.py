@@ -162,6 +162,22 @@ class TrafficCountBatch(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class TrafficCountRetiredFile(Base):
+    """A Parquet file of kept counts that compaction merged into a larger one (see
+    ``traffic.compaction``). No batch names it any more, but a reader that listed the files
+    before the compaction committed may still be reading it, so it is deleted only once it has
+    been retired for a grace period; its row goes with it."""
+
+    __tablename__ = "traffic_count_retired_file"
+
+    #: Relative to the counts directory, as in ``TrafficCountBatch.files``.
+    path: Mapped[str] = mapped_column(String(500), primary_key=True)
+    network_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("traffic_network.id", ondelete="RESTRICT"), index=True
+    )
+    retired_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
 class TrafficCountInbox(Base):
     """Counts received over MQTT, validated, waiting to be kept in Parquet by the flush job.
 

@@ -9,93 +9,24 @@ import uuid
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
-from tests.factories.core import Member, SiblingWorld, make_member, unique
+from tests.factories.core import SiblingWorld
+from tests.functional.traffic.conftest import DAY, ZONE, Site, quarter_rows
 
 from civicloud.core.actor import Actor
 from civicloud.core.services import Services
-from civicloud.traffic import countstore, networks, sumo
+from civicloud.traffic import countstore
 from civicloud.traffic.context import TrafficContext
 from civicloud.traffic.countstore import DuckDBEngine, SparkEngine
 from civicloud.traffic.models import TrafficCountBatch
-from civicloud.traffic.network import Network, read_network
+from civicloud.traffic.network import Network
 
 API = "/api/v1/traffic"
-ZONE = ZoneInfo("Asia/Shanghai")
-DAY = date(2026, 11, 2)
-
-
-class Junction(tuple[bytes, Network]):
-    """The generated file and its network, with a short repr (hypothesis prints arguments)."""
-
-    def __repr__(self) -> str:
-        return "<junction network>"
-
-
-@pytest.fixture(scope="module")
-def junction(tmp_path_factory: pytest.TempPathFactory) -> Junction:
-    path = sumo.generate("junction", tmp_path_factory.mktemp("net") / "junction.net.xml")
-    return Junction((path.read_bytes(), read_network(Path(path))))
-
-
-class Site:
-    def __init__(self, services: Services, world: SiblingWorld, content: bytes) -> None:
-        with services.db.unit_of_work() as session:
-            city = session.merge(world.a.child)
-            self.engineer: Member = make_member(
-                session, services.passwords, home=city, role="traffic_engineer"
-            )
-            self.viewer: Member = make_member(
-                session, services.passwords, home=city, role="traffic_viewer"
-            )
-            self.network_id = networks.import_network(
-                session=session,
-                actor=Actor.system("test"),
-                tenant_id=city.id,
-                name=unique("junction"),
-                content=content,
-            ).id
-            self.tenant_id = city.id
-        self.outsider = world.b.admin
-
-
-@pytest.fixture
-def site(core_services: Services, world: SiblingWorld, junction: tuple[bytes, Network]) -> Site:
-    return Site(core_services, world, junction[0])
-
-
-@pytest.fixture
-def context(core_services: Services) -> TrafficContext:
-    return core_services.context("traffic", TrafficContext)
-
-
-def _rows(net: Network, day: date, hours: range, per_slot: int = 20) -> list[dict[str, object]]:
-    """15-minute counts of every movement of the junction, ISO times in the installation's zone."""
-    rows: list[dict[str, object]] = []
-    signal = net.signals["A0"]
-    for hour in hours:
-        for quarter in range(4):
-            begin = datetime(day.year, day.month, day.day, hour, quarter * 15, tzinfo=ZONE)
-            end = begin + timedelta(minutes=15)
-            for (f, t), links in sorted(signal.movements().items()):
-                rows.append(
-                    {
-                        "interval_begin": begin.isoformat(),
-                        "interval_end": end.isoformat(),
-                        "tls_id": "A0",
-                        "from_edge": f,
-                        "to_edge": t,
-                        "dir": links[0].dir,
-                        "count": per_slot if links[0].dir == "s" else per_slot // 5,
-                    }
-                )
-    return rows
 
 
 def _in_seconds(rows: list[dict[str, object]]) -> None:
@@ -139,7 +70,9 @@ def test_a_batch_is_kept_per_day_and_a_resent_one_counts_once(
     junction: tuple[bytes, Network],
 ) -> None:
     net = junction[1]
-    rows = _rows(net, DAY, range(7, 9)) + _rows(net, DAY + timedelta(days=1), range(7, 9))
+    rows = quarter_rows(net, DAY, range(7, 9)) + quarter_rows(
+        net, DAY + timedelta(days=1), range(7, 9)
+    )
     reply = _post(client, site, rows, key="detector-sweep-1")
     assert reply.status_code == 201, reply.text
     batch = reply.json()
@@ -162,12 +95,12 @@ def test_a_batch_is_kept_per_day_and_a_resent_one_counts_once(
     other = _post(client, site, rows[:3], key="detector-sweep-1")
     assert (other.status_code, other.json()["code"]) == (409, "traffic.plan_state_conflict")
     # Half of it re-sent with a new hour: the old half is counted once, the new hour kept.
-    resent = rows[: len(rows) // 4] + _rows(net, DAY, range(9, 10))
+    resent = rows[: len(rows) // 4] + quarter_rows(net, DAY, range(9, 10))
     mixed = _post(client, site, resent)
     assert mixed.status_code == 201, mixed.text
     assert mixed.json()["duplicates"] == len(rows) // 4
     assert mixed.json()["rows"] == len(resent) - len(rows) // 4
-    added = sum(int(str(r["count"])) for r in _rows(net, DAY, range(9, 10)))
+    added = sum(int(str(r["count"])) for r in quarter_rows(net, DAY, range(9, 10)))
     assert _total(client, site, DAY, DAY + timedelta(days=1)) == expected + added
     # Only the first day.
     assert _total(client, site, DAY, DAY) == expected // 2 + added
@@ -178,7 +111,7 @@ def test_a_batch_is_kept_per_day_and_a_resent_one_counts_once(
 def test_csv_counts_timed_in_seconds_need_their_day(
     client: TestClient, site: Site, junction: tuple[bytes, Network]
 ) -> None:
-    rows = _rows(junction[1], DAY, range(8, 9))
+    rows = quarter_rows(junction[1], DAY, range(8, 9))
     _in_seconds(rows)
     url = f"{API}/networks/{site.network_id}/counts/csv"
     headers = {**site.engineer.headers, "Content-Type": "text/csv"}
@@ -194,11 +127,11 @@ def test_csv_counts_timed_in_seconds_need_their_day(
 def test_another_count_for_a_kept_interval_refuses_the_batch_and_keeps_nothing(
     client: TestClient, core_services: Services, site: Site, junction: tuple[bytes, Network]
 ) -> None:
-    rows = _rows(junction[1], DAY, range(8, 9))
+    rows = quarter_rows(junction[1], DAY, range(8, 9))
     assert _post(client, site, rows).status_code == 201
     changed = [
         dict(rows[0], count=int(str(rows[0]["count"])) + 7),
-        *_rows(junction[1], DAY, range(9, 10)),
+        *quarter_rows(junction[1], DAY, range(9, 10)),
     ]
     reply = _post(client, site, changed)
     assert reply.status_code == 422
@@ -225,7 +158,7 @@ def test_another_count_for_a_kept_interval_refuses_the_batch_and_keeps_nothing(
 def test_readers_and_other_tenants_cannot_keep_counts(
     client: TestClient, site: Site, junction: tuple[bytes, Network]
 ) -> None:
-    rows = _rows(junction[1], DAY, range(8, 9))
+    rows = quarter_rows(junction[1], DAY, range(8, 9))
     viewer = client.post(
         f"{API}/networks/{site.network_id}/counts",
         json={"rows": rows},
@@ -249,7 +182,7 @@ def test_a_batch_whose_commit_fails_stays_invisible(
 ) -> None:
     """Killed between the files' rename and the commit: the files are there, no batch names
     them, and nothing reads them."""
-    rows = _rows(junction[1], DAY, range(8, 9))
+    rows = quarter_rows(junction[1], DAY, range(8, 9))
 
     def crash(**_: object) -> None:
         raise RuntimeError("the process died here")
@@ -308,7 +241,7 @@ def test_resent_messages_in_any_order_are_counted_once(
     """Messages cut from two hours of counts arrive shuffled, some twice: the kept total is the
     counts' own, whatever the order."""
     site = Site(core_services, world, junction[0])
-    rows = _rows(junction[1], DAY, range(7, 9))
+    rows = quarter_rows(junction[1], DAY, range(7, 9))
     rng = random.Random(seed)
     messages = [rows[i::pieces] for i in range(pieces)]
     messages += rng.sample(messages, k=rng.randint(0, pieces))  # re-sent
@@ -339,7 +272,7 @@ def test_resent_messages_in_any_order_are_counted_once(
 def test_a_plan_is_drafted_from_kept_days(
     client: TestClient, site: Site, junction: tuple[bytes, Network]
 ) -> None:
-    rows = _rows(junction[1], DAY, range(6, 10), per_slot=60)
+    rows = quarter_rows(junction[1], DAY, range(6, 10), per_slot=60)
     assert _post(client, site, rows).status_code == 201
     reply = client.post(
         f"{API}/networks/{site.network_id}/plans",
@@ -387,7 +320,7 @@ def test_duckdb_and_spark_give_the_same_figures(
     # Days counted over different hours: a slot's days differ from slot to slot.
     hours = [range(6, 20), range(6, 12), range(10, 20)]
     for day, counted in zip(days, hours, strict=True):
-        rows = _rows(junction[1], day, counted)
+        rows = quarter_rows(junction[1], day, counted)
         for row in rows:
             row["count"] = rng.randint(0, 40)
         with core_services.db.unit_of_work() as session:
@@ -420,7 +353,7 @@ def test_duckdb_and_spark_give_the_same_figures(
 def test_a_resent_file_for_another_day_is_kept_and_bad_times_are_refused(
     client: TestClient, site: Site, junction: tuple[bytes, Network]
 ) -> None:
-    rows = _rows(junction[1], DAY, range(8, 9))
+    rows = quarter_rows(junction[1], DAY, range(8, 9))
     _in_seconds(rows)
     url = f"{API}/networks/{site.network_id}/counts/csv"
     headers = {**site.engineer.headers, "Content-Type": "text/csv"}
@@ -433,11 +366,11 @@ def test_a_resent_file_for_another_day_is_kept_and_bad_times_are_refused(
     # An interval inside one kept (5 minutes of a kept quarter hour) overlaps it; one over
     # more than a quarter hour is refused; times no clock takes are refused, not a 500.
     inside = dict(
-        _rows(junction[1], DAY, range(8, 9))[0],
+        quarter_rows(junction[1], DAY, range(8, 9))[0],
         interval_end=datetime(DAY.year, DAY.month, DAY.day, 8, 5, tzinfo=ZONE).isoformat(),
     )
     hourly = dict(
-        _rows(junction[1], DAY, range(10, 11))[0],
+        quarter_rows(junction[1], DAY, range(10, 11))[0],
         interval_end=datetime(DAY.year, DAY.month, DAY.day, 11, 0, tzinfo=ZONE).isoformat(),
     )
     far = dict(
