@@ -11,10 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from civicloud.core.errors import Misconfigured
+from civicloud.store import crypto as store_crypto
 from civicloud.store import errors
 from civicloud.store.crypto import (
     CIPHERS,
@@ -592,3 +595,16 @@ def test_a_master_key_file_with_bad_contents_is_misconfigured(
     (next(tmp_path.iterdir())).write_bytes(content)
     with pytest.raises(Misconfigured):
         MasterKeys.load(tmp_path)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data_key=st.binary(min_size=16, max_size=32), blob_id=st.binary(min_size=16, max_size=16))
+def test_the_blob_key_is_rfc_5869_hkdf_sha256(data_key: bytes, blob_id: bytes) -> None:
+    """Blobs written before keep opening: the derivation is byte for byte RFC 5869's."""
+    expected = HKDF(
+        algorithm=hashes.SHA256(),
+        length=len(data_key),
+        salt=None,
+        info=b"civicloud-store-blob" + blob_id,
+    ).derive(data_key)
+    assert store_crypto._blob_key(data_key, blob_id) == expected
